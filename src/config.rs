@@ -1,0 +1,236 @@
+//! Layered configuration: embedded `config/default.toml`, then the file named by
+//! `REVENUE_OS_CONFIG`, then `REVENUE_OS__SECTION__KEY` variables, then `DATABASE_URL` /
+//! `AMQP_URL`. Passwords may only come from the environment.
+
+use serde::{Deserialize, Serialize};
+use std::time::Duration;
+
+const DEFAULT_TOML: &str = include_str!("../config/default.toml");
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Settings {
+    pub database: DatabaseSettings,
+    pub amqp: AmqpSettings,
+    pub kernel: KernelSettings,
+    pub worker: WorkerSettings,
+    pub http: HttpSettings,
+    pub log: LogSettings,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DatabaseSettings {
+    pub url: String,
+    pub pool_size: usize,
+    pub connect_timeout_secs: u64,
+    pub keepalive_idle_secs: u64,
+    pub migrate_on_start: bool,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AmqpSettings {
+    pub url: String,
+    /// Every exchange and queue name starts with this.
+    pub prefix: String,
+    /// Deliveries processed at once; also the consumer prefetch.
+    pub concurrency: u16,
+    /// Redeliveries before the triggers queue dead-letters a message.
+    pub delivery_limit: u32,
+    pub heartbeat_secs: u16,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct KernelSettings {
+    pub min_cycle_interval_hours: u32,
+    pub stale_after_days: u32,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct WorkerSettings {
+    pub shutdown_grace_secs: u64,
+    pub outbox_sweep_secs: u64,
+    pub retry_max_attempts: usize,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HttpSettings {
+    pub listen: String,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    Json,
+    Human,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LogSettings {
+    pub format: LogFormat,
+    /// An `EnvFilter` directive; `RUST_LOG` wins when set.
+    pub level: String,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("configuration: {0}")]
+    Load(#[from] config::ConfigError),
+    #[error(
+        "configuration: {key} in a file carries a password; secrets come only from the environment ({env})"
+    )]
+    SecretInFile {
+        key: &'static str,
+        env: &'static str,
+    },
+}
+
+impl Settings {
+    /// Loads from the process environment.
+    pub fn load() -> Result<Self, ConfigError> {
+        let env: Vec<(String, String)> = std::env::vars().collect();
+        Self::load_from(&env)
+    }
+
+    /// Loads with an explicit environment, so tests need not mutate the process's.
+    pub fn load_from(env: &[(String, String)]) -> Result<Self, ConfigError> {
+        let get = |k: &str| env.iter().find(|(n, _)| n == k).map(|(_, v)| v.clone());
+        let mut files = config::Config::builder().add_source(config::File::from_str(
+            DEFAULT_TOML,
+            config::FileFormat::Toml,
+        ));
+        if let Some(path) = get("REVENUE_OS_CONFIG") {
+            files = files.add_source(config::File::with_name(&path).required(true));
+        }
+        let from_files: Settings = files.clone().build()?.try_deserialize()?;
+        if has_password(&from_files.database.url) {
+            return Err(ConfigError::SecretInFile {
+                key: "database.url",
+                env: "DATABASE_URL",
+            });
+        }
+        if has_password(&from_files.amqp.url) {
+            return Err(ConfigError::SecretInFile {
+                key: "amqp.url",
+                env: "AMQP_URL",
+            });
+        }
+        let source: config::Map<String, String> = env
+            .iter()
+            .filter(|(k, _)| k.starts_with("REVENUE_OS__"))
+            .cloned()
+            .collect();
+        let mut b = files.add_source(
+            config::Environment::with_prefix("REVENUE_OS")
+                .prefix_separator("__")
+                .separator("__")
+                .try_parsing(true)
+                .source(Some(source)),
+        );
+        if let Some(url) = get("DATABASE_URL") {
+            b = b.set_override("database.url", url)?;
+        }
+        if let Some(url) = get("AMQP_URL") {
+            b = b.set_override("amqp.url", url)?;
+        }
+        Ok(b.build()?.try_deserialize()?)
+    }
+
+    /// The effective settings with every password replaced by `***`.
+    pub fn redacted(&self) -> Self {
+        let mut s = self.clone();
+        s.database.url = redact_url(&s.database.url);
+        s.amqp.url = redact_url(&s.amqp.url);
+        s
+    }
+
+    pub fn shutdown_grace(&self) -> Duration {
+        Duration::from_secs(self.worker.shutdown_grace_secs)
+    }
+}
+
+/// `(start, end)` of the password in `scheme://user:password@host`, if any.
+fn password_span(url: &str) -> Option<(usize, usize)> {
+    let auth_start = url.find("://")? + 3;
+    let rest = &url[auth_start..];
+    let auth_end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
+    let at = rest[..auth_end].rfind('@')?;
+    let colon = rest[..at].find(':')?;
+    Some((auth_start + colon + 1, auth_start + at))
+}
+
+fn has_password(url: &str) -> bool {
+    password_span(url).is_some_and(|(a, b)| b > a)
+}
+
+pub fn redact_url(url: &str) -> String {
+    match password_span(url) {
+        Some((a, b)) if b > a => format!("{}***{}", &url[..a], &url[b..]),
+        _ => url.to_owned(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn env(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
+        pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
+    }
+
+    #[test]
+    fn defaults_load() {
+        let s = Settings::load_from(&[]).unwrap();
+        assert_eq!(s.amqp.prefix, "revenue_os");
+        assert_eq!(s.amqp.concurrency, 16);
+        assert_eq!(s.kernel.min_cycle_interval_hours, 12);
+    }
+
+    #[test]
+    fn env_layers_override_files() {
+        let s = Settings::load_from(&env(&[
+            ("REVENUE_OS__AMQP__PREFIX", "t_123"),
+            ("REVENUE_OS__DATABASE__POOL_SIZE", "4"),
+            ("DATABASE_URL", "postgres://app:s3cret@db/x"),
+            ("AMQP_URL", "amqp://u:p@mq:5672/%2f"),
+        ]))
+        .unwrap();
+        assert_eq!(s.amqp.prefix, "t_123");
+        assert_eq!(s.database.pool_size, 4);
+        assert_eq!(s.database.url, "postgres://app:s3cret@db/x");
+        let r = s.redacted();
+        assert_eq!(r.database.url, "postgres://app:***@db/x");
+        assert_eq!(r.amqp.url, "amqp://u:***@mq:5672/%2f");
+        assert!(!serde_json::to_string(&r).unwrap().contains("s3cret"));
+    }
+
+    #[test]
+    fn password_in_a_file_is_refused() {
+        let dir = std::env::temp_dir().join(format!("ros-cfg-{}", uuid::Uuid::new_v4()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("x.toml");
+        std::fs::write(&path, "[database]\nurl = \"postgres://u:pw@h/db\"\n").unwrap();
+        let err = Settings::load_from(&env(&[("REVENUE_OS_CONFIG", path.to_str().unwrap())]));
+        assert!(matches!(err, Err(ConfigError::SecretInFile { .. })));
+    }
+
+    #[test]
+    fn redaction_leaves_passwordless_urls() {
+        assert_eq!(
+            redact_url("amqp://127.0.0.1:5672/%2f"),
+            "amqp://127.0.0.1:5672/%2f"
+        );
+        assert_eq!(
+            redact_url("postgres://postgres@h/db"),
+            "postgres://postgres@h/db"
+        );
+    }
+}

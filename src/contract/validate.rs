@@ -1,0 +1,368 @@
+//! Input decoding and validation: pure, clock injected, every violation collected.
+
+use super::error::{KernelError, Violation};
+use super::schema;
+use super::types::*;
+use crate::catalog::Catalog;
+use chrono::{DateTime, Duration, NaiveDate, Utc};
+use serde_json::{Value, json};
+use std::collections::HashSet;
+
+/// How far in the past `trigger.triggered_at` may lie (contract input rule 2).
+pub const MAX_TRIGGER_AGE: Duration = Duration::hours(24);
+/// Clock skew tolerated for a trigger stamped in the future.
+pub const MAX_TRIGGER_SKEW: Duration = Duration::minutes(5);
+
+pub fn parse_date(s: &str) -> Option<NaiveDate> {
+    // chrono accepts "2024-1-5"; the contract says YYYY-MM-DD, so insist on the shape too.
+    let b = s.as_bytes();
+    if b.len() != 10 || b[4] != b'-' || b[7] != b'-' {
+        return None;
+    }
+    NaiveDate::parse_from_str(s, "%Y-%m-%d").ok()
+}
+
+pub fn parse_timestamp(s: &str) -> Option<DateTime<Utc>> {
+    DateTime::parse_from_rfc3339(s)
+        .ok()
+        .map(|t| t.with_timezone(&Utc))
+}
+
+/// Decodes a KernelInput from bytes. Structural problems (syntax, unknown fields, wrong types,
+/// unknown enum values) come back as one `INVALID_INPUT` listing all of them.
+pub fn decode_input(bytes: &[u8]) -> Result<KernelInput, KernelError> {
+    let err = match serde_json::from_slice::<KernelInput>(bytes) {
+        Ok(input) => return Ok(input),
+        Err(e) => e,
+    };
+    if !err.is_data() {
+        let problem = if bytes.iter().all(u8::is_ascii_whitespace) {
+            "body is empty".to_owned()
+        } else {
+            err.to_string()
+        };
+        return Err(
+            KernelError::invalid_input(vec![Violation::new("$", problem)])
+                .with("line", json!(err.line()))
+                .with("column", json!(err.column())),
+        );
+    }
+    // Slow path, errors only: list every structural violation, not just serde's first.
+    let value: Value = match serde_json::from_slice(bytes) {
+        Ok(v) => v,
+        Err(e) => {
+            return Err(KernelError::invalid_input(vec![Violation::new(
+                "$",
+                e.to_string(),
+            )]));
+        }
+    };
+    let mut violations = schema::structural_violations(schema::Document::Input, &value);
+    if violations.is_empty() {
+        let path = serde_path_to_error::deserialize::<_, KernelInput>(&value)
+            .err()
+            .map(|e| e.path().to_string())
+            .unwrap_or_else(|| "$".into());
+        violations.push(Violation::new(path, err.to_string()));
+    }
+    Err(KernelError::invalid_input(violations))
+}
+
+/// Decodes and validates: the whole input gate that `kernel` and `import` share.
+pub fn parse_input(
+    bytes: &[u8],
+    catalog: &Catalog,
+    now: DateTime<Utc>,
+) -> Result<KernelInput, KernelError> {
+    let input = decode_input(bytes)?;
+    validate_input(&input, catalog, now)?;
+    Ok(input)
+}
+
+/// Semantic validation of a decoded input against the contract's rules 2–5 and the value rules.
+/// Rule 3 (required metrics present) is checked last and gives `INSUFFICIENT_DATA`.
+pub fn validate_input(
+    input: &KernelInput,
+    catalog: &Catalog,
+    now: DateTime<Utc>,
+) -> Result<(), KernelError> {
+    let mut v = Checker::default();
+    v.content(input, catalog);
+    v.trigger_time(&input.trigger, now);
+    if !v.out.is_empty() {
+        v.out.sort();
+        v.out.dedup();
+        return Err(KernelError::invalid_input(v.out));
+    }
+    let present: HashSet<&str> = input.metrics.iter().map(|m| m.metric_id.as_str()).collect();
+    let missing: Vec<&str> = catalog
+        .required_metrics
+        .iter()
+        .map(String::as_str)
+        .filter(|id| !present.contains(id))
+        .collect();
+    if !missing.is_empty() {
+        return Err(KernelError::new(
+            ErrorCode::InsufficientData,
+            format!("required metrics absent: {}", missing.join(", ")),
+        )
+        .with("missing_metrics", json!(missing)));
+    }
+    Ok(())
+}
+
+/// Validation without the clock-dependent trigger-age rule, for `import` (a backfill document
+/// carries a trigger only because it is KernelInput-shaped).
+pub fn validate_content(input: &KernelInput, catalog: &Catalog) -> Result<(), KernelError> {
+    let mut v = Checker::default();
+    v.content(input, catalog);
+    if v.out.is_empty() {
+        Ok(())
+    } else {
+        v.out.sort();
+        v.out.dedup();
+        Err(KernelError::invalid_input(v.out))
+    }
+}
+
+#[derive(Default)]
+struct Checker {
+    out: Vec<Violation>,
+}
+
+impl Checker {
+    fn push(&mut self, path: impl Into<String>, problem: impl Into<String>) {
+        self.out.push(Violation::new(path, problem));
+    }
+
+    fn date(&mut self, path: impl Into<String>, s: &str) -> Option<NaiveDate> {
+        let d = parse_date(s);
+        if d.is_none() {
+            self.push(path, format!("'{s}' is not a YYYY-MM-DD date"));
+        }
+        d
+    }
+
+    fn finite(&mut self, path: impl Into<String>, x: f64) -> bool {
+        if !x.is_finite() {
+            self.push(path, "must be a finite number");
+        }
+        x.is_finite()
+    }
+
+    fn non_negative(&mut self, path: String, x: f64) {
+        if self.finite(path.clone(), x) && x < 0.0 {
+            self.push(path, format!("{x} must be >= 0"));
+        }
+    }
+
+    fn range(&mut self, path: String, x: f64, lo: f64, hi: f64) {
+        if self.finite(path.clone(), x) && !(lo..=hi).contains(&x) {
+            self.push(path, format!("{x} must be between {lo} and {hi}"));
+        }
+    }
+
+    fn non_empty(&mut self, path: String, s: &str) {
+        if s.trim().is_empty() {
+            self.push(path, "must not be empty");
+        }
+    }
+
+    fn unique<'a>(&mut self, list: &str, ids: impl Iterator<Item = &'a str>) {
+        let mut seen = HashSet::new();
+        for (i, id) in ids.enumerate() {
+            if !seen.insert(id) {
+                self.push(format!("{list}[{i}].id"), format!("duplicate id '{id}'"));
+            }
+        }
+    }
+
+    fn trigger_time(&mut self, trigger: &Trigger, now: DateTime<Utc>) {
+        if let Some(t) = parse_timestamp(&trigger.triggered_at) {
+            if t < now - MAX_TRIGGER_AGE {
+                self.push(
+                    "trigger.triggered_at",
+                    format!(
+                        "{} is more than 24 hours before {}",
+                        trigger.triggered_at,
+                        now.to_rfc3339()
+                    ),
+                );
+            } else if t > now + MAX_TRIGGER_SKEW {
+                self.push(
+                    "trigger.triggered_at",
+                    format!(
+                        "{} is more than 5 minutes after {}",
+                        trigger.triggered_at,
+                        now.to_rfc3339()
+                    ),
+                );
+            }
+        }
+    }
+
+    fn content(&mut self, input: &KernelInput, catalog: &Catalog) {
+        if uuid::Uuid::try_parse(&input.tenant_id).is_err() {
+            self.push("tenant_id", format!("'{}' is not a UUID", input.tenant_id));
+        }
+        self.non_empty("trigger.source".into(), &input.trigger.source);
+        if parse_timestamp(&input.trigger.triggered_at).is_none() {
+            self.push(
+                "trigger.triggered_at",
+                format!(
+                    "'{}' is not an RFC 3339 timestamp",
+                    input.trigger.triggered_at
+                ),
+            );
+        }
+
+        let w = &input.analysis_window;
+        let start = self.date("analysis_window.start_date", &w.start_date);
+        let end = self.date("analysis_window.end_date", &w.end_date);
+        if let (Some(s), Some(e)) = (start, end)
+            && s > e
+        {
+            self.push(
+                "analysis_window",
+                format!("start_date {s} is after end_date {e}"),
+            );
+        }
+
+        let targets = input.targets.defined();
+        if targets.is_empty() {
+            self.push("targets", "at least one target must be defined");
+        }
+        for (field, value) in targets {
+            let path = format!("targets.{field}");
+            if !self.finite(path.clone(), value) {
+                continue;
+            }
+            if value <= 0.0 {
+                self.push(path, format!("{value} must be > 0"));
+            } else if field == "gross_margin_min" && value > 1.0 {
+                self.push(path, format!("{value} is a fraction and must be at most 1"));
+            }
+        }
+
+        let g = &input.guardrails;
+        if g.allowed_levers.is_empty() {
+            self.push("guardrails.allowed_levers", "must not be empty");
+        }
+        if let Some(x) = g.max_daily_spend {
+            self.non_negative("guardrails.max_daily_spend".into(), x);
+        }
+        if let Some(x) = g.max_experiment_exposure_pct {
+            self.range(
+                "guardrails.max_experiment_exposure_pct".into(),
+                x,
+                0.0,
+                100.0,
+            );
+        }
+        for (i, b) in g.blocked_actions.iter().flatten().enumerate() {
+            if ActionType::parse(b).is_none() {
+                let known: Vec<&str> = ActionType::ALL.iter().map(|t| t.as_str()).collect();
+                self.push(
+                    format!("guardrails.blocked_actions[{i}]"),
+                    format!("'{b}' is not an action type ({})", known.join(", ")),
+                );
+            }
+        }
+
+        for (i, m) in input.metrics.iter().enumerate() {
+            if !catalog.is_metric(&m.metric_id) {
+                self.push(
+                    format!("metrics[{i}].metric_id"),
+                    format!("'{}' is not in the metric dictionary", m.metric_id),
+                );
+            }
+            self.finite(format!("metrics[{i}].value"), m.value);
+            self.date(format!("metrics[{i}].date"), &m.date);
+        }
+
+        for (i, e) in input.revenue_events.iter().enumerate() {
+            self.non_empty(format!("revenue_events[{i}].id"), &e.id);
+            self.finite(format!("revenue_events[{i}].amount"), e.amount);
+            self.date(
+                format!("revenue_events[{i}].effective_date"),
+                &e.effective_date,
+            );
+        }
+        self.unique(
+            "revenue_events",
+            input.revenue_events.iter().map(|e| e.id.as_str()),
+        );
+
+        for (i, c) in input.campaigns.iter().enumerate() {
+            self.non_empty(format!("campaigns[{i}].id"), &c.id);
+            self.non_negative(format!("campaigns[{i}].budget_total"), c.budget_total);
+            self.non_negative(format!("campaigns[{i}].budget_spent"), c.budget_spent);
+            let start = self.date(format!("campaigns[{i}].start_date"), &c.start_date);
+            let end = c
+                .end_date
+                .as_deref()
+                .and_then(|e| self.date(format!("campaigns[{i}].end_date"), e));
+            if let (Some(s), Some(e)) = (start, end)
+                && e < s
+            {
+                self.push(
+                    format!("campaigns[{i}].end_date"),
+                    format!("{e} is before start_date {s}"),
+                );
+            }
+        }
+        self.unique("campaigns", input.campaigns.iter().map(|c| c.id.as_str()));
+
+        for (i, o) in input.opportunities.iter().enumerate() {
+            self.non_empty(format!("opportunities[{i}].id"), &o.id);
+            self.non_negative(format!("opportunities[{i}].amount"), o.amount);
+            self.date(
+                format!("opportunities[{i}].expected_close_date"),
+                &o.expected_close_date,
+            );
+            self.range(
+                format!("opportunities[{i}].win_probability"),
+                o.win_probability,
+                0.0,
+                1.0,
+            );
+        }
+        self.unique(
+            "opportunities",
+            input.opportunities.iter().map(|o| o.id.as_str()),
+        );
+
+        for (i, r) in input.recent_action_results.iter().flatten().enumerate() {
+            let p = |f: &str| format!("recent_action_results[{i}].{f}");
+            self.non_empty(p("action_id"), &r.action_id);
+            if !catalog.is_metric(&r.target_metric) {
+                self.push(
+                    p("target_metric"),
+                    format!("'{}' is not in the metric dictionary", r.target_metric),
+                );
+            }
+            self.finite(p("baseline_value"), r.baseline_value);
+            self.finite(p("observed_value"), r.observed_value);
+            self.finite(p("delta"), r.delta);
+            self.range(p("confidence"), r.confidence, 0.0, 1.0);
+        }
+
+        if let Some(c) = &input.config {
+            if let Some(n) = c.min_sample_size {
+                self.whole("config.min_sample_size", n, 1.0, 10_000_000.0);
+            }
+            if let Some(n) = c.default_observation_window_days {
+                self.whole("config.default_observation_window_days", n, 1.0, 365.0);
+            }
+        }
+    }
+
+    fn whole(&mut self, path: &str, x: f64, lo: f64, hi: f64) {
+        if self.finite(path, x) && (x.fract() != 0.0 || !(lo..=hi).contains(&x)) {
+            self.push(
+                path,
+                format!("{x} must be a whole number from {lo} to {hi}"),
+            );
+        }
+    }
+}

@@ -1,0 +1,13 @@
+//! Revenue OS: a queue-driven worker that runs the revenue decision kernel once per tenant per
+//! cycle. The pipeline is visible in the modules:
+//! `contract` (wire types, validation) → `kernel` (pure decision) → `store` (PostgreSQL) →
+//! `broker` (RabbitMQ) → `worker` (one unit of work, and the loop that drives it).
+
+pub mod catalog;
+pub mod config;
+pub mod contract;
+pub mod error;
+pub mod kernel;
+
+pub use catalog::Catalog;
+pub use error::Error;
