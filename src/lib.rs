@@ -8,6 +8,7 @@ pub mod config;
 pub mod contract;
 pub mod error;
 pub mod kernel;
+pub mod store;
 
 pub use catalog::Catalog;
 pub use error::Error;
