@@ -118,11 +118,29 @@ pub fn structural_violations(doc: Document, value: &Value) -> Vec<Violation> {
     };
     let mut out: Vec<Violation> = v
         .iter_errors(value)
-        .map(|e| Violation::new(dotted(&e.instance_path().to_string()), e.to_string()))
+        .map(|e| Violation::new(dotted(&e.instance_path().to_string()), problem(&e)))
         .collect();
     out.sort();
     out.dedup();
     out
+}
+
+/// jsonschema abbreviates long enum lists ("or 2 other candidates"); name them all.
+fn problem(e: &jsonschema::ValidationError<'_>) -> String {
+    match e.kind() {
+        jsonschema::error::ValidationErrorKind::Enum { options } => {
+            let names: Vec<String> = options
+                .as_array()
+                .map(|a| {
+                    a.iter()
+                        .map(|o| o.as_str().map_or(o.to_string(), str::to_owned))
+                        .collect()
+                })
+                .unwrap_or_default();
+            format!("{} is not one of: {}", e.instance(), names.join(", "))
+        }
+        _ => e.to_string(),
+    }
 }
 
 /// `/metrics/3/date` → `metrics[3].date`; the root is `$`.

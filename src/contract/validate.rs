@@ -366,3 +366,278 @@ impl Checker {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::Value;
+
+    const FIXTURE: &str = include_str!("../../tests/fixtures/valid/demand_bound.json");
+
+    fn now() -> DateTime<Utc> {
+        parse_timestamp("2026-11-26T06:05:00Z").unwrap()
+    }
+
+    fn catalog() -> Catalog {
+        Catalog::embedded().unwrap()
+    }
+
+    /// Runs the full gate on the fixture after `edit`, returning the error.
+    fn reject(edit: impl FnOnce(&mut Value)) -> KernelError {
+        let mut doc: Value = serde_json::from_str(FIXTURE).unwrap();
+        edit(&mut doc);
+        let bytes = serde_json::to_vec(&doc).unwrap();
+        parse_input(&bytes, &catalog(), now()).expect_err("must be rejected")
+    }
+
+    fn paths(e: &KernelError) -> Vec<String> {
+        e.violations().into_iter().map(|v| v.path).collect()
+    }
+
+    fn assert_invalid(edit: impl FnOnce(&mut Value), path: &str) {
+        let e = reject(edit);
+        assert_eq!(e.code, ErrorCode::InvalidInput, "{e:?}");
+        assert!(
+            paths(&e).iter().any(|p| p == path),
+            "{path} not in {:?}",
+            paths(&e)
+        );
+    }
+
+    #[test]
+    fn fixture_is_valid() {
+        parse_input(FIXTURE.as_bytes(), &catalog(), now()).unwrap();
+    }
+
+    #[test]
+    fn tenant_id_must_be_a_uuid() {
+        assert_invalid(|d| d["tenant_id"] = "t-1".into(), "tenant_id");
+    }
+
+    #[test]
+    fn trigger_older_than_24h_is_rejected() {
+        assert_invalid(
+            |d| d["trigger"]["triggered_at"] = "2026-11-25T06:04:59Z".into(),
+            "trigger.triggered_at",
+        );
+    }
+
+    #[test]
+    fn trigger_at_the_24h_edge_is_accepted() {
+        let mut doc: Value = serde_json::from_str(FIXTURE).unwrap();
+        doc["trigger"]["triggered_at"] = "2026-11-25T06:05:00Z".into();
+        parse_input(&serde_json::to_vec(&doc).unwrap(), &catalog(), now()).unwrap();
+    }
+
+    #[test]
+    fn trigger_more_than_5_minutes_ahead_is_rejected() {
+        assert_invalid(
+            |d| d["trigger"]["triggered_at"] = "2026-11-26T06:10:01Z".into(),
+            "trigger.triggered_at",
+        );
+    }
+
+    #[test]
+    fn timestamps_must_be_rfc3339() {
+        assert_invalid(
+            |d| d["trigger"]["triggered_at"] = "2026-11-26 06:00".into(),
+            "trigger.triggered_at",
+        );
+    }
+
+    #[test]
+    fn trigger_source_must_not_be_empty() {
+        assert_invalid(|d| d["trigger"]["source"] = " ".into(), "trigger.source");
+    }
+
+    #[test]
+    fn dates_must_be_real_and_shaped() {
+        assert_invalid(
+            |d| d["metrics"][0]["date"] = "2026-02-29".into(),
+            "metrics[0].date",
+        );
+        assert_invalid(
+            |d| d["metrics"][1]["date"] = "2026-1-5".into(),
+            "metrics[1].date",
+        );
+    }
+
+    #[test]
+    fn window_must_not_be_reversed() {
+        assert_invalid(
+            |d| d["analysis_window"]["start_date"] = "2026-12-01".into(),
+            "analysis_window",
+        );
+    }
+
+    #[test]
+    fn at_least_one_target() {
+        assert_invalid(|d| d["targets"] = serde_json::json!({}), "targets");
+    }
+
+    #[test]
+    fn targets_must_be_positive_and_margin_a_fraction() {
+        assert_invalid(
+            |d| d["targets"]["pipeline_total"] = (-1).into(),
+            "targets.pipeline_total",
+        );
+        assert_invalid(
+            |d| d["targets"]["gross_margin_min"] = 70.into(),
+            "targets.gross_margin_min",
+        );
+    }
+
+    #[test]
+    fn unknown_target_field_is_rejected() {
+        assert_invalid(|d| d["targets"]["pipline_total"] = 5.into(), "targets");
+    }
+
+    #[test]
+    fn levers_must_not_be_empty() {
+        assert_invalid(
+            |d| d["guardrails"]["allowed_levers"] = serde_json::json!([]),
+            "guardrails.allowed_levers",
+        );
+    }
+
+    #[test]
+    fn unknown_enum_values_are_rejected() {
+        assert_invalid(
+            |d| d["guardrails"]["allowed_levers"] = serde_json::json!(["tv"]),
+            "guardrails.allowed_levers[0]",
+        );
+        assert_invalid(|d| d["trigger"]["type"] = "cron".into(), "trigger.type");
+        assert_invalid(
+            |d| d["config"]["risk_tolerance"] = "yolo".into(),
+            "config.risk_tolerance",
+        );
+    }
+
+    #[test]
+    fn blocked_actions_must_be_action_types() {
+        assert_invalid(
+            |d| d["guardrails"]["blocked_actions"] = serde_json::json!(["scale", "nuke"]),
+            "guardrails.blocked_actions[1]",
+        );
+    }
+
+    #[test]
+    fn spend_and_exposure_caps_are_bounded() {
+        assert_invalid(
+            |d| d["guardrails"]["max_daily_spend"] = (-10).into(),
+            "guardrails.max_daily_spend",
+        );
+        assert_invalid(
+            |d| d["guardrails"]["max_experiment_exposure_pct"] = 101.into(),
+            "guardrails.max_experiment_exposure_pct",
+        );
+    }
+
+    #[test]
+    fn win_probability_is_a_fraction() {
+        assert_invalid(
+            |d| d["opportunities"][0]["win_probability"] = (-0.1).into(),
+            "opportunities[0].win_probability",
+        );
+    }
+
+    #[test]
+    fn budgets_are_non_negative() {
+        assert_invalid(
+            |d| d["campaigns"][0]["budget_spent"] = (-1).into(),
+            "campaigns[0].budget_spent",
+        );
+    }
+
+    #[test]
+    fn result_confidence_is_a_fraction() {
+        assert_invalid(
+            |d| {
+                d["recent_action_results"] = serde_json::json!([{
+                    "action_id": "a", "target_metric": "win_rate", "baseline_value": 1,
+                    "observed_value": 1, "delta": 0, "confidence": 2, "outcome": "failed"
+                }])
+            },
+            "recent_action_results[0].confidence",
+        );
+    }
+
+    #[test]
+    fn duplicate_ids_are_rejected() {
+        assert_invalid(
+            |d| d["campaigns"][1]["id"] = d["campaigns"][0]["id"].clone(),
+            "campaigns[1].id",
+        );
+    }
+
+    #[test]
+    fn config_counts_are_whole_numbers() {
+        assert_invalid(
+            |d| d["config"]["min_sample_size"] = 10.5.into(),
+            "config.min_sample_size",
+        );
+    }
+
+    #[test]
+    fn explicit_null_is_rejected() {
+        assert_invalid(|d| d["config"] = Value::Null, "config");
+    }
+
+    #[test]
+    fn metric_ids_come_from_the_dictionary() {
+        assert_invalid(
+            |d| d["metrics"][0]["metric_id"] = "revenue_vibes".into(),
+            "metrics[0].metric_id",
+        );
+    }
+
+    #[test]
+    fn several_problems_are_reported_together() {
+        let e = reject(|d| {
+            d["tenant_id"] = "nope".into();
+            d["guardrails"]["allowed_levers"] = serde_json::json!([]);
+            d["analysis_window"]["end_date"] = "2026-01-01".into();
+        });
+        assert_eq!(
+            paths(&e),
+            ["analysis_window", "guardrails.allowed_levers", "tenant_id"]
+        );
+    }
+
+    #[test]
+    fn structural_problems_are_reported_together() {
+        let e = reject(|d| {
+            d["trigger"]["type"] = "cron".into();
+            d["targets"]["pipline_total"] = 1.into();
+            d["campaigns"][0]["budget_total"] = "lots".into();
+        });
+        assert_eq!(e.code, ErrorCode::InvalidInput);
+        let p = paths(&e);
+        for want in ["trigger.type", "targets", "campaigns[0].budget_total"] {
+            assert!(p.iter().any(|x| x == want), "{want} not in {p:?}");
+        }
+    }
+
+    #[test]
+    fn missing_required_metric_is_insufficient_data() {
+        let e = reject(|d| {
+            let m = d["metrics"].as_array_mut().unwrap();
+            m.retain(|x| x["metric_id"] != "bookings_new");
+        });
+        assert_eq!(e.code, ErrorCode::InsufficientData);
+        assert_eq!(
+            e.details.unwrap()["missing_metrics"],
+            serde_json::json!(["bookings_new"])
+        );
+    }
+
+    #[test]
+    fn syntax_errors_carry_line_and_column() {
+        for body in [&b""[..], b"{", b"{\"tenant_id\": NaN}", b"\xff\xfe"] {
+            let e = parse_input(body, &catalog(), now()).unwrap_err();
+            assert_eq!(e.code, ErrorCode::InvalidInput);
+            let d = e.details.unwrap();
+            assert!(d.contains_key("line") && d.contains_key("column"), "{d:?}");
+        }
+    }
+}
