@@ -9,6 +9,7 @@ pub mod contract;
 pub mod error;
 pub mod kernel;
 pub mod store;
+pub mod telemetry;
 
 pub use catalog::Catalog;
 pub use error::Error;
