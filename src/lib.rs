@@ -3,12 +3,14 @@
 //! `contract` (wire types, validation) → `kernel` (pure decision) → `store` (PostgreSQL) →
 //! `broker` (RabbitMQ) → `worker` (one unit of work, and the loop that drives it).
 
+pub mod broker;
 pub mod catalog;
 pub mod config;
 pub mod contract;
 pub mod error;
 pub mod kernel;
 pub mod store;
+pub mod worker;
 
 pub use catalog::Catalog;
 pub use error::Error;

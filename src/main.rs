@@ -41,6 +41,30 @@ enum Command {
     },
     /// Print the effective configuration, secrets redacted.
     Config,
+    /// Consume triggers and run one cycle each (ops endpoints on `http.listen`). Stops
+    /// gracefully on SIGTERM or SIGINT.
+    Worker,
+    /// Publish one trigger with a fresh message_id; `--wait` prints the cycle's result.
+    Trigger {
+        #[arg(long)]
+        tenant: uuid::Uuid,
+        #[arg(long = "type", default_value = "manual")]
+        kind: String,
+        #[arg(long, default_value = "cli")]
+        source: String,
+        /// Analysis window start (YYYY-MM-DD); needs --end.
+        #[arg(long, requires = "end")]
+        start: Option<String>,
+        /// Analysis window end (YYYY-MM-DD); needs --start.
+        #[arg(long, requires = "start")]
+        end: Option<String>,
+        /// Wait for the result through reply_to and print it (exit 2 if the cycle failed).
+        #[arg(long)]
+        wait: bool,
+        /// Seconds to wait with --wait.
+        #[arg(long, default_value_t = 60)]
+        timeout: u64,
+    },
 }
 
 fn main() -> ExitCode {
@@ -57,7 +81,171 @@ fn main() -> ExitCode {
             Ok(s) => print_json(&s.redacted()),
             Err(e) => fail(e),
         },
+        Command::Worker => runtime(worker()),
+        Command::Trigger {
+            tenant,
+            kind,
+            source,
+            start,
+            end,
+            wait,
+            timeout,
+        } => runtime(trigger(tenant, kind, source, start.zip(end), wait, timeout)),
     }
+}
+
+fn runtime(f: impl std::future::Future<Output = ExitCode>) -> ExitCode {
+    match tokio::runtime::Runtime::new() {
+        Ok(rt) => rt.block_on(f),
+        Err(e) => fail(e),
+    }
+}
+
+fn init_tracing(s: &Settings) {
+    use tracing_subscriber::EnvFilter;
+    let filter = EnvFilter::try_from_default_env()
+        .or_else(|_| EnvFilter::try_new(&s.log.level))
+        .unwrap_or_else(|_| EnvFilter::new("info"));
+    let b = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    let _ = match s.log.format {
+        revenue_os::config::LogFormat::Json => b.json().try_init(),
+        revenue_os::config::LogFormat::Human => b.try_init(),
+    };
+}
+
+async fn worker() -> ExitCode {
+    use revenue_os::store::Store;
+    use revenue_os::worker::{Worker, ops};
+    use tokio_util::sync::CancellationToken;
+    let settings = match Settings::load() {
+        Ok(s) => s,
+        Err(e) => return fail(e),
+    };
+    init_tracing(&settings);
+    let catalog = match Catalog::embedded() {
+        Ok(c) => c,
+        Err(e) => return fail(e),
+    };
+    let store = match Store::connect(&settings.database).await {
+        Ok(s) => s,
+        Err(e) => return fail(e),
+    };
+    if settings.database.migrate_on_start
+        && let Err(e) = store.migrate().await
+    {
+        return fail(e);
+    }
+    let shutdown = CancellationToken::new();
+    let worker = Worker::new(settings.clone(), store.clone(), catalog);
+    let state = ops::OpsState {
+        store,
+        status: worker.status(),
+        metrics: ops::install_metrics(),
+    };
+    let ops_task = match ops::serve(&settings.http.listen, state, shutdown.clone()).await {
+        Ok((addr, task)) => {
+            tracing::info!(%addr, "ops endpoints listening");
+            task
+        }
+        Err(e) => return fail(format!("cannot listen on {}: {e}", settings.http.listen)),
+    };
+    tokio::spawn(on_signal(shutdown.clone()));
+    let res = worker.run(shutdown.clone()).await;
+    shutdown.cancel();
+    let _ = ops_task.await;
+    match res {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => fail(e),
+    }
+}
+
+/// SIGTERM or SIGINT cancels `token` (graceful shutdown).
+async fn on_signal(token: tokio_util::sync::CancellationToken) {
+    use tokio::signal::unix::{SignalKind, signal};
+    let (Ok(mut term), Ok(mut int)) = (
+        signal(SignalKind::terminate()),
+        signal(SignalKind::interrupt()),
+    ) else {
+        tracing::error!("cannot install signal handlers");
+        return;
+    };
+    tokio::select! {
+        _ = term.recv() => tracing::info!("SIGTERM"),
+        _ = int.recv() => tracing::info!("SIGINT"),
+    }
+    token.cancel();
+}
+
+async fn trigger(
+    tenant: uuid::Uuid,
+    kind: String,
+    source: String,
+    window: Option<(String, String)>,
+    wait: bool,
+    timeout: u64,
+) -> ExitCode {
+    use revenue_os::broker::{Topology, TriggerClient};
+    use revenue_os::contract::{AnalysisWindow, Trigger, TriggerMessage, TriggerType};
+    let settings = match Settings::load() {
+        Ok(s) => s,
+        Err(e) => return fail(e),
+    };
+    let Some(kind) = TriggerType::parse(&kind) else {
+        return fail(format!("--type '{kind}' is not a trigger type"));
+    };
+    let catalog = match Catalog::embedded() {
+        Ok(c) => c,
+        Err(e) => return fail(e),
+    };
+    let msg = TriggerMessage {
+        tenant_id: tenant.to_string(),
+        trigger: Trigger {
+            kind,
+            source,
+            triggered_at: Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
+        },
+        analysis_window: window.map(|(start_date, end_date)| AnalysisWindow {
+            start_date,
+            end_date,
+        }),
+    };
+    let topology = Topology::new(
+        &settings.amqp.prefix,
+        &catalog,
+        settings.amqp.delivery_limit,
+    );
+    let client = match TriggerClient::connect(&settings.amqp, topology).await {
+        Ok(c) => c,
+        Err(e) => return fail(e),
+    };
+    let message_id = uuid::Uuid::new_v4().to_string();
+    let code = if wait {
+        let timeout = std::time::Duration::from_secs(timeout);
+        match client.send_and_wait(&msg, &message_id, timeout).await {
+            Ok(reply) => {
+                eprintln!("message_id {message_id}: {}", reply.status);
+                let _ = print_json(&reply.body);
+                if reply.status == "completed" {
+                    ExitCode::SUCCESS
+                } else {
+                    ExitCode::from(2)
+                }
+            }
+            Err(e) => fail(format!("message_id {message_id}: {e}")),
+        }
+    } else {
+        match client.send(&msg, &message_id).await {
+            Ok(()) => {
+                println!("{message_id}");
+                ExitCode::SUCCESS
+            }
+            Err(e) => fail(e),
+        }
+    };
+    client.close().await;
+    code
 }
 
 fn kernel(file: &str, now: Option<&str>, explain: bool) -> ExitCode {
