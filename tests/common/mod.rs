@@ -1,6 +1,7 @@
 //! Shared test helpers: databases (`db`), fixtures and the catalog.
 #![allow(dead_code)]
 
+pub mod amqp;
 pub mod db;
 
 use chrono::{DateTime, Utc};
