@@ -3,16 +3,16 @@
 
 use super::db::TestDb;
 use futures_util::StreamExt;
-use revenue_os::broker::{self, ConfirmedPublisher, Outgoing, Topology, header};
-use revenue_os::catalog::Catalog;
-use revenue_os::config::Settings;
-use revenue_os::contract::KernelInput;
-use revenue_os::worker::{Hooks, Worker};
 use lapin::options::{
     BasicConsumeOptions, QueueBindOptions, QueueDeclareOptions, QueueDeleteOptions,
 };
 use lapin::types::FieldTable;
 use lapin::{Channel, Connection};
+use revenue_os::broker::{self, ConfirmedPublisher, Outgoing, Topology, header};
+use revenue_os::catalog::Catalog;
+use revenue_os::config::Settings;
+use revenue_os::contract::KernelInput;
+use revenue_os::worker::{Hooks, Worker};
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -59,7 +59,11 @@ impl Collector {
                 return got;
             }
             if tokio::time::Instant::now() > deadline {
-                panic!("queue {}: {} of {n} messages after {secs}s", self.queue, got.len());
+                panic!(
+                    "queue {}: {} of {n} messages after {secs}s",
+                    self.queue,
+                    got.len()
+                );
             }
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
@@ -100,8 +104,14 @@ impl TestBroker {
         let prefix = format!("t_{}", Uuid::new_v4().simple());
         let mut s = Settings::load_from(&[]).unwrap();
         s.amqp.url = amqp_url();
-        let topology = Topology::new(&prefix, &Catalog::embedded().unwrap(), s.amqp.delivery_limit);
-        let conn = broker::connect(&s.amqp, &format!("{prefix}/test")).await.unwrap();
+        let topology = Topology::new(
+            &prefix,
+            &Catalog::embedded().unwrap(),
+            s.amqp.delivery_limit,
+        );
+        let conn = broker::connect(&s.amqp, &format!("{prefix}/test"))
+            .await
+            .unwrap();
         let ch = conn.create_channel().await.unwrap();
         topology.declare(&ch).await.unwrap();
         let publisher = ConfirmedPublisher::open(&conn).await.unwrap();
@@ -130,7 +140,10 @@ impl TestBroker {
             .await
             .unwrap();
         self.queues.lock().unwrap().push(queue.clone());
-        self.consume_queue(&queue).await.bind(self, exchange, key).await
+        self.consume_queue(&queue)
+            .await
+            .bind(self, exchange, key)
+            .await
     }
 
     /// Collects what is (or gets) in an existing queue, e.g. the dead-letter queue.
@@ -232,7 +245,8 @@ impl TestBroker {
 
     /// Deletes every queue and exchange this test declared.
     pub async fn cleanup(self) {
-        for q in self.queues.lock().unwrap().drain(..).collect::<Vec<_>>() {
+        let queues: Vec<String> = self.queues.lock().unwrap().drain(..).collect();
+        for q in queues {
             let _ = self
                 .ch
                 .queue_delete(q.as_str().into(), QueueDeleteOptions::default())
@@ -326,13 +340,21 @@ impl RunningWorker {
 /// would with `rabbitmqctl close_connection` (only ours, so parallel tests are untouched).
 pub fn close_connections(needle: &str) -> usize {
     let out = std::process::Command::new("rabbitmqctl")
-        .args(["-q", "list_connections", "--no-table-headers", "pid", "client_properties"])
+        .args([
+            "-q",
+            "list_connections",
+            "--no-table-headers",
+            "pid",
+            "client_properties",
+        ])
         .output()
         .expect("rabbitmqctl");
     let text = String::from_utf8_lossy(&out.stdout);
     let mut n = 0;
     for line in text.lines().filter(|l| l.contains(needle)) {
-        let Some(pid) = line.split('\t').next() else { continue };
+        let Some(pid) = line.split('\t').next() else {
+            continue;
+        };
         let st = std::process::Command::new("rabbitmqctl")
             .args(["-q", "close_connection", pid.trim(), "test"])
             .status()
