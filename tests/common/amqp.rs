@@ -338,7 +338,14 @@ impl RunningWorker {
 
 /// Closes this process's broker connections whose name contains `needle`, like an operator
 /// would with `rabbitmqctl close_connection` (only ours, so parallel tests are untouched).
-pub fn close_connections(needle: &str) -> usize {
+pub async fn close_connections(needle: &str) -> usize {
+    let needle = needle.to_owned();
+    tokio::task::spawn_blocking(move || close_connections_now(&needle))
+        .await
+        .unwrap()
+}
+
+fn close_connections_now(needle: &str) -> usize {
     let out = std::process::Command::new("rabbitmqctl")
         .args([
             "-q",
