@@ -315,6 +315,7 @@ async fn crash_between_commit_and_ack_replays_without_a_second_cycle() {
                 HookAction::DropConnection
             }
         })),
+        ..Hooks::default()
     };
     let w = RunningWorker::start(settings(&b.prefix, &db), &db, hooks);
 
@@ -465,6 +466,39 @@ async fn restart_publishes_pending_outbox_rows() {
         .map(|(k, c)| (k.clone(), c.snapshot()))
         .collect();
     assert_actions_delivered(&b, &action_rows(&db).await, tenant, &got);
+
+    w.stop().await;
+    b.cleanup().await;
+    db.cleanup().await;
+}
+
+#[tokio::test]
+async fn a_panic_becomes_internal_error_and_the_worker_keeps_going() {
+    let db = TestDb::new().await;
+    let b = TestBroker::new().await;
+    let tenant = import_tenant(&db).await;
+    let events = b.collect(&b.topology.cycles_exchange, "#").await;
+    let dead = b.consume_queue(&b.topology.dead_queue).await;
+    let hooks = Hooks {
+        before_cycle: Some(Arc::new(|inc| {
+            if inc.message_id.as_deref() == Some("m-panic") {
+                panic!("injected panic");
+            }
+        })),
+        after_commit: None,
+    };
+    let w = RunningWorker::start(settings(&b.prefix, &db), &db, hooks);
+
+    b.trigger(tenant, Some(WINDOW), "m-panic").await;
+    let ev = events.wait_for(1, 20).await;
+    assert_eq!(ev[0].routing_key, format!("failed.{tenant}"));
+    assert_eq!(ev[0].json()["code"], "INTERNAL_ERROR");
+    let d = dead.wait_for(1, 20).await;
+    assert_eq!(d[0].message_id.as_deref(), Some("m-panic"));
+
+    b.trigger(tenant, Some(WINDOW), "m-after").await;
+    let ev = events.wait_for(2, 20).await;
+    assert_eq!(ev[1].routing_key, format!("completed.{tenant}"));
 
     w.stop().await;
     b.cleanup().await;

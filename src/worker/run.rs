@@ -33,9 +33,12 @@ pub enum HookAction {
 }
 
 pub type AfterCommit = Arc<dyn Fn(&Processed) -> HookAction + Send + Sync>;
+/// Runs inside the unit's task before the cycle; a panic here is a panic in the unit.
+pub type BeforeCycle = Arc<dyn Fn(&Incoming) + Send + Sync>;
 
 #[derive(Clone, Default)]
 pub struct Hooks {
+    pub before_cycle: Option<BeforeCycle>,
     pub after_commit: Option<AfterCommit>,
 }
 
@@ -311,8 +314,14 @@ async fn handle(
     if inc.redelivered {
         metrics::redelivery();
     }
-    let (c2, i2) = (ctx.clone(), inc.clone());
-    let processed = match unit::guarded(async move { unit::process(&c2, &i2).await }).await {
+    let (c2, i2, before) = (ctx.clone(), inc.clone(), hooks.before_cycle.clone());
+    let work = async move {
+        if let Some(h) = before {
+            h(&i2);
+        }
+        unit::process(&c2, &i2).await
+    };
+    let processed = match unit::guarded(work).await {
         Ok(p) => p,
         Err(what) => unit::panicked(&ctx, &inc, what),
     };

@@ -246,14 +246,48 @@ impl TestBroker {
     /// Deletes every queue and exchange this test declared.
     pub async fn cleanup(self) {
         let queues: Vec<String> = self.queues.lock().unwrap().drain(..).collect();
-        for q in queues {
-            let _ = self
-                .ch
-                .queue_delete(q.as_str().into(), QueueDeleteOptions::default())
-                .await;
-        }
-        let _ = self.topology.delete(&self.ch).await;
+        delete_all(&self.ch, &self.topology, &queues).await;
         let _ = self.conn.close(200, "test done".into()).await;
+    }
+}
+
+async fn delete_all(ch: &Channel, topology: &Topology, queues: &[String]) {
+    for q in queues {
+        let _ = ch
+            .queue_delete(q.as_str().into(), QueueDeleteOptions::default())
+            .await;
+    }
+    let _ = topology.delete(ch).await;
+}
+
+/// A failed test still removes its queues and exchanges (on a helper thread, since Drop may
+/// run inside a runtime).
+impl Drop for TestBroker {
+    fn drop(&mut self) {
+        let queues: Vec<String> = self.queues.lock().unwrap().drain(..).collect();
+        if queues.is_empty() && !std::thread::panicking() {
+            return;
+        }
+        let topology = self.topology.clone();
+        let _ = std::thread::spawn(move || {
+            let Ok(rt) = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+            else {
+                return;
+            };
+            rt.block_on(async move {
+                let mut s = Settings::load_from(&[]).unwrap();
+                s.amqp.url = amqp_url();
+                if let Ok(conn) = broker::connect(&s.amqp, "test-cleanup").await
+                    && let Ok(ch) = conn.create_channel().await
+                {
+                    delete_all(&ch, &topology, &queues).await;
+                    let _ = conn.close(200, "cleanup".into()).await;
+                }
+            });
+        })
+        .join();
     }
 }
 
