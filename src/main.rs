@@ -4,7 +4,8 @@ use chrono::{DateTime, Utc};
 use clap::{Parser, Subcommand};
 use revenue_os::catalog::Catalog;
 use revenue_os::config::Settings;
-use revenue_os::contract::schema;
+use revenue_os::contract::{AnalysisWindow, Trigger, TriggerType, schema};
+use revenue_os::store::{self, Store, StoreError};
 use std::io::{Read, Write};
 use std::process::ExitCode;
 
@@ -65,6 +66,32 @@ enum Command {
         #[arg(long, default_value_t = 60)]
         timeout: u64,
     },
+    /// Apply the database migrations (a no-op when up to date) and sync the metric dictionary.
+    Migrate,
+    /// Load a KernelInput-shaped tenant document into the database, in one transaction.
+    /// Exit 2 with a KernelError when the document is invalid (nothing is written).
+    Import {
+        /// Document file, or `-` for stdin.
+        file: String,
+    },
+    /// Print the KernelInput a cycle would hand the kernel for one tenant.
+    Assemble {
+        #[arg(long)]
+        tenant: uuid::Uuid,
+        /// Window start (YYYY-MM-DD); default: the 30 days ending yesterday (UTC).
+        #[arg(long, requires = "end")]
+        start: Option<String>,
+        /// Window end (YYYY-MM-DD, inclusive).
+        #[arg(long, requires = "start")]
+        end: Option<String>,
+        #[arg(long, default_value = "manual")]
+        trigger_type: String,
+        #[arg(long, default_value = "cli")]
+        trigger_source: String,
+        /// Fix the clock (RFC 3339): the trigger time and the default window.
+        #[arg(long)]
+        now: Option<String>,
+    },
 }
 
 fn main() -> ExitCode {
@@ -91,6 +118,109 @@ fn main() -> ExitCode {
             wait,
             timeout,
         } => runtime(trigger(tenant, kind, source, start.zip(end), wait, timeout)),
+        Command::Migrate => with_store(|store| async move {
+            store.migrate().await?;
+            Ok(serde_json::json!({ "migrated": true }))
+        }),
+        Command::Import { file } => import(&file),
+        Command::Assemble {
+            tenant,
+            start,
+            end,
+            trigger_type,
+            trigger_source,
+            now,
+        } => {
+            let now = match parse_now(now.as_deref()) {
+                Ok(t) => t,
+                Err(e) => return fail(e),
+            };
+            let Some(kind) = TriggerType::parse(&trigger_type) else {
+                return fail(format!(
+                    "--trigger-type '{trigger_type}' is not a trigger type"
+                ));
+            };
+            let trigger = Trigger {
+                kind,
+                source: trigger_source,
+                triggered_at: now.to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
+            };
+            let window = match (start, end) {
+                (Some(start_date), Some(end_date)) => AnalysisWindow {
+                    start_date,
+                    end_date,
+                },
+                _ => store::default_window(now),
+            };
+            with_store(|store| async move { store.assemble(tenant, &trigger, &window).await })
+        }
+    }
+}
+
+fn parse_now(now: Option<&str>) -> Result<DateTime<Utc>, String> {
+    match now {
+        None => Ok(Utc::now()),
+        Some(s) => revenue_os::contract::parse_timestamp(s)
+            .ok_or_else(|| format!("--now '{s}' is not an RFC 3339 timestamp")),
+    }
+}
+
+fn import(file: &str) -> ExitCode {
+    let bytes = match read_input(file) {
+        Ok(b) => b,
+        Err(e) => return fail(format!("cannot read {file}: {e}")),
+    };
+    let catalog = match Catalog::embedded() {
+        Ok(c) => c,
+        Err(e) => return fail(e),
+    };
+    let input = match revenue_os::contract::decode_input(&bytes) {
+        Ok(i) => i,
+        Err(err) => {
+            let _ = print_json(&err);
+            return ExitCode::from(2);
+        }
+    };
+    with_store(|store| async move {
+        store.import(&input, &catalog).await?;
+        Ok(serde_json::json!({
+            "imported": input.tenant_id,
+            "metrics": input.metrics.len(),
+            "revenue_events": input.revenue_events.len(),
+            "campaigns": input.campaigns.len(),
+            "opportunities": input.opportunities.len(),
+            "action_results": input.recent_action_results.as_ref().map_or(0, Vec::len),
+        }))
+    })
+}
+
+/// Connects with the configured settings, runs `f`, prints its result. A contract error
+/// (StoreError::Kernel) is data: stdout, exit 2.
+fn with_store<F, Fut, T>(f: F) -> ExitCode
+where
+    F: FnOnce(Store) -> Fut,
+    Fut: std::future::Future<Output = Result<T, StoreError>>,
+    T: serde::Serialize,
+{
+    let settings = match Settings::load() {
+        Ok(s) => s,
+        Err(e) => return fail(e),
+    };
+    let rt = match tokio::runtime::Runtime::new() {
+        Ok(rt) => rt,
+        Err(e) => return fail(e),
+    };
+    let result = rt.block_on(async {
+        let store = Store::connect(&settings.database).await?;
+        f(store).await
+    });
+    match result {
+        Ok(v) => print_json(&v),
+        Err(StoreError::Kernel(err)) => {
+            let _ = print_json(&err);
+            ExitCode::from(2)
+        }
+        Err(e) => fail(e),
     }
 }
 
