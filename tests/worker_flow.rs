@@ -504,3 +504,39 @@ async fn a_panic_becomes_internal_error_and_the_worker_keeps_going() {
     b.cleanup().await;
     db.cleanup().await;
 }
+
+#[tokio::test]
+async fn database_down_is_retried_then_the_delivery_limit_dead_letters() {
+    let db = TestDb::new().await;
+    let b = TestBroker::new().await;
+    let dead = b.consume_queue(&b.topology.dead_queue).await;
+    let mut s = settings(&b.prefix, &db);
+    s.worker.retry_max_attempts = 1;
+    // Nothing listens on port 1: every checkout fails with a retryable pool error.
+    s.database.url = "postgres://postgres@127.0.0.1:1/nowhere".into();
+    s.database.connect_timeout_secs = 1;
+    let store = revenue_os::store::Store::connect(&s.database)
+        .await
+        .unwrap();
+    let limit = s.amqp.delivery_limit as usize;
+    let deliveries = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let seen = deliveries.clone();
+    let hooks = Hooks {
+        before_cycle: Some(Arc::new(move |_| {
+            seen.fetch_add(1, Ordering::SeqCst);
+        })),
+        after_commit: None,
+    };
+    let w = RunningWorker::start_with(s, store, hooks);
+
+    b.trigger(Uuid::new_v4(), Some(WINDOW), "m-db-down").await;
+    // delivery_limit (10 by default) requeues later, the trigger is dead-lettered.
+    let d = dead.wait_for(1, 60).await;
+    assert_eq!(d[0].message_id.as_deref(), Some("m-db-down"));
+    let n = deliveries.load(Ordering::SeqCst);
+    assert!(n >= limit, "delivered {n} times, limit {limit}");
+
+    w.stop().await;
+    b.cleanup().await;
+    db.cleanup().await;
+}

@@ -37,3 +37,38 @@ pub fn redelivery() {
 pub fn reconnect() {
     counter!(RECONNECTS).increment(1);
 }
+
+/// Describes every metric and starts the unlabelled ones at zero, so dashboards see them
+/// before the first event.
+pub fn describe() {
+    use metrics::{describe_counter, describe_gauge, describe_histogram};
+    describe_counter!(
+        CYCLES,
+        "Cycles recorded, by status and binding constraint or error code"
+    );
+    describe_histogram!(
+        CYCLE_DURATION,
+        metrics::Unit::Seconds,
+        "Time from delivery to committed cycle"
+    );
+    describe_gauge!(
+        OUTBOX_PENDING,
+        "Unpublished outbox rows seen by the last sweep"
+    );
+    describe_counter!(
+        PUBLISH_FAILURES,
+        "Outbox publishes returned, nacked or lost"
+    );
+    describe_counter!(
+        REDELIVERIES,
+        "Trigger deliveries flagged redelivered by the broker"
+    );
+    describe_counter!(REJECTED, "Triggers dead-lettered or requeued, by reason");
+    describe_counter!(RECONNECTS, "Broker sessions rebuilt after a failure");
+    counter!(REDELIVERIES).increment(0);
+    counter!(RECONNECTS).increment(0);
+    for reason in ["returned", "nacked", "broker"] {
+        counter!(PUBLISH_FAILURES, "reason" => reason).increment(0);
+    }
+    gauge!(OUTBOX_PENDING).set(0.0);
+}

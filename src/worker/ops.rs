@@ -27,6 +27,7 @@ pub fn install_metrics() -> Option<PrometheusHandle> {
                 .and_then(|b| b.install_recorder())
                 .map_err(|e| tracing::warn!(error = %e, "metrics recorder not installed"))
                 .ok()
+                .inspect(|_| super::metrics::describe())
         })
         .clone()
 }

@@ -12,6 +12,7 @@ use revenue_os::broker::{self, ConfirmedPublisher, Outgoing, Topology, header};
 use revenue_os::catalog::Catalog;
 use revenue_os::config::Settings;
 use revenue_os::contract::KernelInput;
+use revenue_os::store::Store;
 use revenue_os::worker::{Hooks, Worker};
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
@@ -345,8 +346,11 @@ pub struct RunningWorker {
 
 impl RunningWorker {
     pub fn start(settings: Settings, db: &TestDb, hooks: Hooks) -> RunningWorker {
-        let w = Worker::new(settings, db.store().clone(), Catalog::embedded().unwrap())
-            .with_hooks(hooks);
+        Self::start_with(settings, db.store().clone(), hooks)
+    }
+
+    pub fn start_with(settings: Settings, store: Store, hooks: Hooks) -> RunningWorker {
+        let w = Worker::new(settings, store, Catalog::embedded().unwrap()).with_hooks(hooks);
         let name = w.connection_name().to_owned();
         let token = CancellationToken::new();
         let t = token.clone();
