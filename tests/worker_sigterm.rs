@@ -151,6 +151,8 @@ async fn sigterm_with_triggers_in_flight_exits_zero_and_loses_nothing() {
         "revenue_os_cycles_total",
         "revenue_os_cycle_duration_seconds",
         "revenue_os_outbox_pending",
+        "revenue_os_publish_failures_total",
+        "revenue_os_redeliveries_total",
     ] {
         assert!(metrics.contains(name), "{name} missing from {metrics}");
     }
