@@ -145,6 +145,39 @@ async fn sigterm_with_triggers_in_flight_exits_zero_and_loses_nothing() {
             .then_some(())
     })
     .await;
+    // `revenue-os trigger --wait` against the running binary: this tenant just ran a cycle,
+    // so the answer is a skipped cycle (exit 2) printed as JSON.
+    let out = tokio::task::spawn_blocking({
+        let (prefix, url, tenant) = (b.prefix.clone(), db.url().to_owned(), tenants[0]);
+        move || {
+            Command::new(env!("CARGO_BIN_EXE_revenue-os"))
+                .args([
+                    "trigger",
+                    "--tenant",
+                    &tenant.to_string(),
+                    "--wait",
+                    "--timeout",
+                    "30",
+                ])
+                .args(["--start", WINDOW.0, "--end", WINDOW.1])
+                .env("AMQP_URL", amqp_url())
+                .env("DATABASE_URL", url)
+                .env("REVENUE_OS__AMQP__PREFIX", prefix)
+                .output()
+                .unwrap()
+        }
+    })
+    .await
+    .unwrap();
+    assert_eq!(
+        out.status.code(),
+        Some(2),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let reply: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(reply["code"], "CYCLE_TOO_RECENT", "{reply}");
+
     let (code, metrics) = get(port2, "/metrics").await.unwrap();
     assert_eq!(code, 200);
     for name in [

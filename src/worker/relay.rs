@@ -143,6 +143,10 @@ impl Relay {
     pub async fn sweep(&self, all: bool) -> Result<RelayReport, crate::store::StoreError> {
         let rows = self.store.pending_outbox(SWEEP_LIMIT).await?;
         metrics::outbox_pending(rows.len());
+        if self.publisher.current().await.is_none() {
+            // No broker session: nothing to try; rows keep their age for the next sweep.
+            return Ok(RelayReport::default());
+        }
         let now = Instant::now();
         let due: Vec<OutboxRow> = {
             let prev = lock(&self.seen);
