@@ -14,6 +14,8 @@ use serde_json::json;
 use tokio_postgres::Transaction;
 use uuid::Uuid;
 
+const LOCK_TIMEOUT_SQL: &str = "SET LOCAL lock_timeout = '60s'";
+
 impl CycleStatus {
     pub fn as_str(self) -> &'static str {
         match self {
@@ -51,6 +53,9 @@ impl Store {
         let started = std::time::Instant::now();
         let mut client = self.pool.get().await?;
         let tx = client.transaction().await?;
+        // A holder that never finishes must not park every later trigger: give up (55P03,
+        // retryable) instead.
+        tx.batch_execute(LOCK_TIMEOUT_SQL).await?;
         // Tenant first, then message: every caller takes them in this order, so no deadlock.
         tx.execute(
             "SELECT pg_advisory_xact_lock($1)",

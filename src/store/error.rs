@@ -28,8 +28,9 @@ impl From<deadpool_postgres::PoolError> for StoreError {
 }
 
 impl StoreError {
-    /// Connection loss, serialization failure, deadlock, server shutdown, pool timeout: worth
-    /// retrying. Constraint violations, bad data and contract outcomes are permanent.
+    /// Connection loss (08xxx, IO, closed), serialization failure (40001), deadlock (40P01),
+    /// server shutdown or start-up (57P01/57P02/57P03), too many connections (53300), lock
+    /// timeout (55P03), pool timeout: worth retrying. Constraint violations, bad data and contract outcomes are permanent.
     pub fn is_retryable(&self) -> bool {
         match self {
             StoreError::Db(e) => db_error_is_retryable(e),
@@ -57,7 +58,8 @@ fn db_error_is_retryable(e: &tokio_postgres::Error) -> bool {
             || *state == SqlState::ADMIN_SHUTDOWN
             || *state == SqlState::CRASH_SHUTDOWN
             || *state == SqlState::CANNOT_CONNECT_NOW
-            || *state == SqlState::TOO_MANY_CONNECTIONS;
+            || *state == SqlState::TOO_MANY_CONNECTIONS
+            || *state == SqlState::LOCK_NOT_AVAILABLE; // lock_timeout while queued
     }
     if e.is_closed() {
         return true;
