@@ -3,6 +3,7 @@
 //! `contract` (wire types, validation) → `kernel` (pure decision) → `store` (PostgreSQL) →
 //! `broker` (RabbitMQ) → `worker` (one unit of work, and the loop that drives it).
 
+pub mod broker;
 pub mod catalog;
 pub mod config;
 pub mod contract;
@@ -10,6 +11,7 @@ pub mod error;
 pub mod kernel;
 pub mod store;
 pub mod telemetry;
+pub mod worker;
 
 pub use catalog::Catalog;
 pub use error::Error;

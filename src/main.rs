@@ -4,7 +4,8 @@ use chrono::{DateTime, Utc};
 use clap::{Parser, Subcommand};
 use revenue_os::catalog::Catalog;
 use revenue_os::config::Settings;
-use revenue_os::contract::schema;
+use revenue_os::contract::{AnalysisWindow, Trigger, TriggerType, schema};
+use revenue_os::store::{self, Store, StoreError};
 use std::io::{Read, Write};
 use std::process::ExitCode;
 
@@ -41,6 +42,56 @@ enum Command {
     },
     /// Print the effective configuration, secrets redacted.
     Config,
+    /// Consume triggers and run one cycle each (ops endpoints on `http.listen`). Stops
+    /// gracefully on SIGTERM or SIGINT.
+    Worker,
+    /// Publish one trigger with a fresh message_id; `--wait` prints the cycle's result.
+    Trigger {
+        #[arg(long)]
+        tenant: uuid::Uuid,
+        #[arg(long = "type", default_value = "manual")]
+        kind: String,
+        #[arg(long, default_value = "cli")]
+        source: String,
+        /// Analysis window start (YYYY-MM-DD); needs --end.
+        #[arg(long, requires = "end")]
+        start: Option<String>,
+        /// Analysis window end (YYYY-MM-DD); needs --start.
+        #[arg(long, requires = "start")]
+        end: Option<String>,
+        /// Wait for the result through reply_to and print it (exit 2 if the cycle failed).
+        #[arg(long)]
+        wait: bool,
+        /// Seconds to wait with --wait.
+        #[arg(long, default_value_t = 60)]
+        timeout: u64,
+    },
+    /// Apply the database migrations (a no-op when up to date) and sync the metric dictionary.
+    Migrate,
+    /// Load a KernelInput-shaped tenant document into the database, in one transaction.
+    /// Exit 2 with a KernelError when the document is invalid (nothing is written).
+    Import {
+        /// Document file, or `-` for stdin.
+        file: String,
+    },
+    /// Print the KernelInput a cycle would hand the kernel for one tenant.
+    Assemble {
+        #[arg(long)]
+        tenant: uuid::Uuid,
+        /// Window start (YYYY-MM-DD); default: the 30 days ending yesterday (UTC).
+        #[arg(long, requires = "end")]
+        start: Option<String>,
+        /// Window end (YYYY-MM-DD, inclusive).
+        #[arg(long, requires = "start")]
+        end: Option<String>,
+        #[arg(long, default_value = "manual")]
+        trigger_type: String,
+        #[arg(long, default_value = "cli")]
+        trigger_source: String,
+        /// Fix the clock (RFC 3339): the trigger time and the default window.
+        #[arg(long)]
+        now: Option<String>,
+    },
 }
 
 fn main() -> ExitCode {
@@ -57,7 +108,260 @@ fn main() -> ExitCode {
             Ok(s) => print_json(&s.redacted()),
             Err(e) => fail(e),
         },
+        Command::Worker => runtime(worker()),
+        Command::Trigger {
+            tenant,
+            kind,
+            source,
+            start,
+            end,
+            wait,
+            timeout,
+        } => runtime(trigger(tenant, kind, source, start.zip(end), wait, timeout)),
+        Command::Migrate => with_store(|store| async move {
+            store.migrate().await?;
+            Ok(serde_json::json!({ "migrated": true }))
+        }),
+        Command::Import { file } => import(&file),
+        Command::Assemble {
+            tenant,
+            start,
+            end,
+            trigger_type,
+            trigger_source,
+            now,
+        } => {
+            let now = match parse_now(now.as_deref()) {
+                Ok(t) => t,
+                Err(e) => return fail(e),
+            };
+            let Some(kind) = TriggerType::parse(&trigger_type) else {
+                return fail(format!(
+                    "--trigger-type '{trigger_type}' is not a trigger type"
+                ));
+            };
+            let trigger = Trigger {
+                kind,
+                source: trigger_source,
+                triggered_at: now.to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
+            };
+            let window = match (start, end) {
+                (Some(start_date), Some(end_date)) => AnalysisWindow {
+                    start_date,
+                    end_date,
+                },
+                _ => store::default_window(now),
+            };
+            with_store(|store| async move { store.assemble(tenant, &trigger, &window).await })
+        }
     }
+}
+
+fn parse_now(now: Option<&str>) -> Result<DateTime<Utc>, String> {
+    match now {
+        None => Ok(Utc::now()),
+        Some(s) => revenue_os::contract::parse_timestamp(s)
+            .ok_or_else(|| format!("--now '{s}' is not an RFC 3339 timestamp")),
+    }
+}
+
+fn import(file: &str) -> ExitCode {
+    let bytes = match read_input(file) {
+        Ok(b) => b,
+        Err(e) => return fail(format!("cannot read {file}: {e}")),
+    };
+    let catalog = match Catalog::embedded() {
+        Ok(c) => c,
+        Err(e) => return fail(e),
+    };
+    let input = match revenue_os::contract::decode_input(&bytes) {
+        Ok(i) => i,
+        Err(err) => {
+            let _ = print_json(&err);
+            return ExitCode::from(2);
+        }
+    };
+    with_store(|store| async move {
+        store.import(&input, &catalog).await?;
+        Ok(serde_json::json!({
+            "imported": input.tenant_id,
+            "metrics": input.metrics.len(),
+            "revenue_events": input.revenue_events.len(),
+            "campaigns": input.campaigns.len(),
+            "opportunities": input.opportunities.len(),
+            "action_results": input.recent_action_results.as_ref().map_or(0, Vec::len),
+        }))
+    })
+}
+
+/// Connects with the configured settings, runs `f`, prints its result. A contract error
+/// (StoreError::Kernel) is data: stdout, exit 2.
+fn with_store<F, Fut, T>(f: F) -> ExitCode
+where
+    F: FnOnce(Store) -> Fut,
+    Fut: std::future::Future<Output = Result<T, StoreError>>,
+    T: serde::Serialize,
+{
+    let settings = match Settings::load() {
+        Ok(s) => s,
+        Err(e) => return fail(e),
+    };
+    let rt = match tokio::runtime::Runtime::new() {
+        Ok(rt) => rt,
+        Err(e) => return fail(e),
+    };
+    let result = rt.block_on(async {
+        let store = Store::connect(&settings.database).await?;
+        f(store).await
+    });
+    match result {
+        Ok(v) => print_json(&v),
+        Err(StoreError::Kernel(err)) => {
+            let _ = print_json(&err);
+            ExitCode::from(2)
+        }
+        Err(e) => fail(e),
+    }
+}
+
+fn runtime(f: impl std::future::Future<Output = ExitCode>) -> ExitCode {
+    match tokio::runtime::Runtime::new() {
+        Ok(rt) => rt.block_on(f),
+        Err(e) => fail(e),
+    }
+}
+
+async fn worker() -> ExitCode {
+    use revenue_os::store::Store;
+    use revenue_os::worker::{Worker, ops};
+    use tokio_util::sync::CancellationToken;
+    let settings = match Settings::load() {
+        Ok(s) => s,
+        Err(e) => return fail(e),
+    };
+    revenue_os::telemetry::init(&settings.log);
+    let catalog = match Catalog::embedded() {
+        Ok(c) => c,
+        Err(e) => return fail(e),
+    };
+    let store = match Store::connect(&settings.database).await {
+        Ok(s) => s,
+        Err(e) => return fail(e),
+    };
+    if settings.database.migrate_on_start
+        && let Err(e) = store.migrate().await
+    {
+        return fail(e);
+    }
+    let shutdown = CancellationToken::new();
+    let worker = Worker::new(settings.clone(), store.clone(), catalog);
+    let state = ops::OpsState {
+        store,
+        status: worker.status(),
+        metrics: ops::install_metrics(),
+    };
+    let ops_task = match ops::serve(&settings.http.listen, state, shutdown.clone()).await {
+        Ok((addr, task)) => {
+            tracing::info!(%addr, "ops endpoints listening");
+            task
+        }
+        Err(e) => return fail(format!("cannot listen on {}: {e}", settings.http.listen)),
+    };
+    tokio::spawn(on_signal(shutdown.clone()));
+    let res = worker.run(shutdown.clone()).await;
+    shutdown.cancel();
+    let _ = ops_task.await;
+    match res {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => fail(e),
+    }
+}
+
+/// SIGTERM or SIGINT cancels `token` (graceful shutdown).
+async fn on_signal(token: tokio_util::sync::CancellationToken) {
+    use tokio::signal::unix::{SignalKind, signal};
+    let (Ok(mut term), Ok(mut int)) = (
+        signal(SignalKind::terminate()),
+        signal(SignalKind::interrupt()),
+    ) else {
+        tracing::error!("cannot install signal handlers");
+        return;
+    };
+    tokio::select! {
+        _ = term.recv() => tracing::info!("SIGTERM"),
+        _ = int.recv() => tracing::info!("SIGINT"),
+    }
+    token.cancel();
+}
+
+async fn trigger(
+    tenant: uuid::Uuid,
+    kind: String,
+    source: String,
+    window: Option<(String, String)>,
+    wait: bool,
+    timeout: u64,
+) -> ExitCode {
+    use revenue_os::broker::{Topology, TriggerClient};
+    use revenue_os::contract::{AnalysisWindow, Trigger, TriggerMessage, TriggerType};
+    let settings = match Settings::load() {
+        Ok(s) => s,
+        Err(e) => return fail(e),
+    };
+    let Some(kind) = TriggerType::parse(&kind) else {
+        return fail(format!("--type '{kind}' is not a trigger type"));
+    };
+    let catalog = match Catalog::embedded() {
+        Ok(c) => c,
+        Err(e) => return fail(e),
+    };
+    let msg = TriggerMessage {
+        tenant_id: tenant.to_string(),
+        trigger: Trigger {
+            kind,
+            source,
+            triggered_at: Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
+        },
+        analysis_window: window.map(|(start_date, end_date)| AnalysisWindow {
+            start_date,
+            end_date,
+        }),
+    };
+    let topology = Topology::new(
+        &settings.amqp.prefix,
+        &catalog,
+        settings.amqp.delivery_limit,
+    );
+    let client = match TriggerClient::connect(&settings.amqp, topology).await {
+        Ok(c) => c,
+        Err(e) => return fail(e),
+    };
+    let message_id = uuid::Uuid::new_v4().to_string();
+    let code = if wait {
+        let timeout = std::time::Duration::from_secs(timeout);
+        match client.send_and_wait(&msg, &message_id, timeout).await {
+            Ok(reply) => {
+                eprintln!("message_id {message_id}: {}", reply.status);
+                let _ = print_json(&reply.body);
+                if reply.status == "completed" {
+                    ExitCode::SUCCESS
+                } else {
+                    ExitCode::from(2)
+                }
+            }
+            Err(e) => fail(format!("message_id {message_id}: {e}")),
+        }
+    } else {
+        match client.send(&msg, &message_id).await {
+            Ok(()) => {
+                println!("{message_id}");
+                ExitCode::SUCCESS
+            }
+            Err(e) => fail(e),
+        }
+    };
+    client.close().await;
+    code
 }
 
 fn kernel(file: &str, now: Option<&str>, explain: bool) -> ExitCode {

@@ -1,34 +1,23 @@
 //! PostgreSQL: pool, migrations, tenant import, KernelInput assembly, atomic cycles, outbox.
 //! No business rules live here: the kernel decides, the worker says what to publish.
 //!
-//! INTERFACE SKELETON: the signatures below are the contract between the store (issue 4) and the
-//! worker (issue 5). Bodies are filled in by the store work; keep the signatures stable.
+//! The types below are the contract between the store and the worker; the `Store` methods
+//! live in the submodules, one per job. Schema, assembly rules and the cycle's steps are
+//! described in docs/store.md.
 
-use crate::catalog::Catalog;
-use crate::config::{DatabaseSettings, KernelSettings};
-use crate::contract::{AnalysisWindow, KernelError, KernelInput, KernelOutput, Trigger};
-use chrono::{DateTime, Utc};
+mod assemble;
+mod cycle;
+mod error;
+mod import;
+mod migrate;
+mod outbox;
+mod pool;
+
+pub use assemble::{ACTION_RESULTS_LOOKBACK_DAYS, DEFAULT_WINDOW_DAYS, default_window};
+pub use error::StoreError;
+
+use crate::contract::{AnalysisWindow, KernelError, KernelOutput, Trigger};
 use uuid::Uuid;
-
-#[derive(Debug, thiserror::Error)]
-pub enum StoreError {
-    #[error("database: {0}")]
-    Db(#[from] tokio_postgres::Error),
-    #[error("database pool: {0}")]
-    Pool(String),
-    #[error("migration: {0}")]
-    Migrate(String),
-    /// A contract outcome such as INVALID_INPUT on import.
-    #[error(transparent)]
-    Kernel(#[from] KernelError),
-}
-
-impl StoreError {
-    /// Connection loss, serialization failure, deadlock, pool timeout: worth retrying.
-    pub fn is_retryable(&self) -> bool {
-        todo!("store issue")
-    }
-}
 
 /// A message the outbox will publish. Built by the worker, stored and relayed verbatim.
 #[derive(Debug, Clone, PartialEq)]
@@ -103,79 +92,8 @@ pub struct Store {
     pool: deadpool_postgres::Pool,
 }
 
-impl Store {
-    /// Pool with `RecyclingMethod::Verified`, connect timeout and keepalives.
-    pub async fn connect(settings: &DatabaseSettings) -> Result<Self, StoreError> {
-        let _ = settings;
-        todo!("store issue")
-    }
-
-    pub fn pool(&self) -> &deadpool_postgres::Pool {
-        &self.pool
-    }
-
-    /// Applies embedded refinery migrations; a no-op when up to date.
-    pub async fn migrate(&self) -> Result<(), StoreError> {
-        todo!("store issue")
-    }
-
-    /// `SELECT 1` through the pool (readiness).
-    pub async fn ping(&self) -> Result<(), StoreError> {
-        todo!("store issue")
-    }
-
-    /// Validates (same errors as `kernel`, minus the trigger-age rule) and upserts a tenant
-    /// document in one transaction.
-    pub async fn import(&self, input: &KernelInput, catalog: &Catalog) -> Result<(), StoreError> {
-        let _ = (input, catalog);
-        todo!("store issue")
-    }
-
-    /// The KernelInput the worker would hand the kernel.
-    pub async fn assemble(
-        &self,
-        tenant_id: Uuid,
-        trigger: &Trigger,
-        window: &AnalysisWindow,
-    ) -> Result<KernelInput, StoreError> {
-        let _ = (tenant_id, trigger, window);
-        todo!("store issue")
-    }
-
-    /// One cycle in one transaction: advisory lock, idempotency, tenant check, interval check,
-    /// assemble, `kernel::decide`, persist cycle + actions + data-quality actions + outbox.
-    pub async fn run_cycle(
-        &self,
-        req: &CycleRequest,
-        catalog: &Catalog,
-        settings: &KernelSettings,
-        now: DateTime<Utc>,
-        plan: OutboxPlan<'_>,
-    ) -> Result<CycleOutcome, StoreError> {
-        let _ = (req, catalog, settings, now, plan);
-        todo!("store issue")
-    }
-
-    /// Up to `limit` unpublished outbox rows, oldest first (for the sweeper).
-    pub async fn pending_outbox(&self, limit: i64) -> Result<Vec<OutboxRow>, StoreError> {
-        let _ = limit;
-        todo!("store issue")
-    }
-
-    /// The broker confirmed the row: set `published_at` and, for an action, `actions.status =
-    /// 'published'`.
-    pub async fn mark_published(&self, outbox_id: i64) -> Result<(), StoreError> {
-        let _ = outbox_id;
-        todo!("store issue")
-    }
-
-    /// A nack or a return: count the attempt and keep the row pending.
-    pub async fn record_publish_failure(
-        &self,
-        outbox_id: i64,
-        reason: &str,
-    ) -> Result<(), StoreError> {
-        let _ = (outbox_id, reason);
-        todo!("store issue")
-    }
+/// Advisory-lock key of a tenant: cycles and imports of one tenant take turns.
+pub(crate) fn tenant_lock_key(tenant: Uuid) -> i64 {
+    let (hi, lo) = tenant.as_u64_pair();
+    (hi ^ lo) as i64
 }

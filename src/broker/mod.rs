@@ -1,0 +1,55 @@
+//! RabbitMQ only: connections, topology, the consumer, the confirmed publisher, the trigger
+//! client. No SQL and no business rules live here.
+
+mod client;
+mod publisher;
+mod topology;
+
+pub use client::{TriggerClient, TriggerReply, header};
+pub use publisher::{ConfirmedPublisher, Outgoing};
+pub use topology::Topology;
+
+use crate::config::AmqpSettings;
+use lapin::uri::AMQPUri;
+use lapin::{Connection, ConnectionProperties};
+
+#[derive(Debug, thiserror::Error)]
+pub enum BrokerError {
+    #[error("amqp: {0}")]
+    Amqp(#[from] lapin::Error),
+    #[error("amqp url: {0}")]
+    Url(String),
+    /// basic.return: mandatory message with no queue bound to its routing key.
+    #[error("message {message_id} was returned by the broker: {reply}")]
+    Returned { message_id: String, reply: String },
+    #[error("message {0} was nacked by the broker")]
+    Nacked(String),
+    #[error("timed out waiting for {0}")]
+    Timeout(&'static str),
+}
+
+impl BrokerError {
+    /// Everything but a bad URL may heal: connections come back, queues get bound.
+    pub fn is_retryable(&self) -> bool {
+        !matches!(self, BrokerError::Url(_))
+    }
+}
+
+/// Opens a connection with heartbeats on and a recognisable connection name (operators and
+/// tests find this process's connections by it in `rabbitmqctl list_connections`).
+pub async fn connect(settings: &AmqpSettings, name: &str) -> Result<Connection, BrokerError> {
+    let mut uri: AMQPUri = settings.url.parse().map_err(BrokerError::Url)?;
+    if uri.query.heartbeat.is_none() {
+        uri.query.heartbeat = Some(settings.heartbeat_secs);
+    }
+    if uri.query.connection_timeout.is_none() {
+        uri.query.connection_timeout = Some(10_000);
+    }
+    let props = ConnectionProperties::default().with_connection_name(name.into());
+    Ok(Connection::connect_uri(uri, props).await?)
+}
+
+/// The connection name a process with this prefix uses: `<prefix>/<role>/<uuid>`.
+pub fn connection_name(prefix: &str, role: &str) -> String {
+    format!("{prefix}/{role}/{}", uuid::Uuid::new_v4())
+}

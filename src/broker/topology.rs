@@ -1,0 +1,164 @@
+//! Exchange and queue names, all under one prefix, declared idempotently.
+
+use super::BrokerError;
+use crate::catalog::Catalog;
+use crate::contract::Subsystem;
+use lapin::options::{
+    ExchangeDeclareOptions, ExchangeDeleteOptions, QueueBindOptions, QueueDeclareOptions,
+    QueueDeleteOptions,
+};
+use lapin::types::{AMQPValue, FieldTable};
+use lapin::{Channel, ExchangeKind};
+use std::collections::BTreeMap;
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Topology {
+    pub prefix: String,
+    /// Topic exchange scheduler/alerting/people publish triggers to.
+    pub triggers_exchange: String,
+    /// Quorum queue bound to `triggers_exchange` with `#`.
+    pub triggers_queue: String,
+    /// Dead-letter exchange of `triggers_queue`.
+    pub dead_letter_exchange: String,
+    /// Quorum queue holding rejected and over-delivered triggers.
+    pub dead_queue: String,
+    /// Topic exchange of cycle events (`completed|failed|skipped.<tenant_id>`).
+    pub cycles_exchange: String,
+    /// One topic exchange per owner subsystem, named by the executor map.
+    pub actions: BTreeMap<Subsystem, String>,
+    pub delivery_limit: u32,
+}
+
+impl Topology {
+    pub fn new(prefix: &str, catalog: &Catalog, delivery_limit: u32) -> Self {
+        let actions = Subsystem::ALL
+            .iter()
+            .map(|s| {
+                let rel = catalog
+                    .executor(*s)
+                    .map(|e| e.exchange.clone())
+                    .unwrap_or_else(|| format!("actions.{s}"));
+                (*s, format!("{prefix}.{rel}"))
+            })
+            .collect();
+        Self {
+            prefix: prefix.to_owned(),
+            triggers_exchange: format!("{prefix}.triggers"),
+            triggers_queue: format!("{prefix}.triggers"),
+            dead_letter_exchange: format!("{prefix}.triggers.dlx"),
+            dead_queue: format!("{prefix}.triggers.dead"),
+            cycles_exchange: format!("{prefix}.cycles"),
+            actions,
+            delivery_limit,
+        }
+    }
+
+    pub fn action_exchange(&self, s: Subsystem) -> String {
+        self.actions
+            .get(&s)
+            .cloned()
+            .unwrap_or_else(|| format!("{}.actions.{s}", self.prefix))
+    }
+
+    fn exchanges(&self) -> Vec<(&str, ExchangeKind)> {
+        let mut v = vec![
+            (self.triggers_exchange.as_str(), ExchangeKind::Topic),
+            (self.dead_letter_exchange.as_str(), ExchangeKind::Fanout),
+            (self.cycles_exchange.as_str(), ExchangeKind::Topic),
+        ];
+        v.extend(
+            self.actions
+                .values()
+                .map(|e| (e.as_str(), ExchangeKind::Topic)),
+        );
+        v
+    }
+
+    /// Declares every exchange, queue and binding; safe to repeat with the same settings.
+    pub async fn declare(&self, ch: &Channel) -> Result<(), BrokerError> {
+        let durable = ExchangeDeclareOptions {
+            durable: true,
+            ..Default::default()
+        };
+        for (name, kind) in self.exchanges() {
+            ch.exchange_declare(name.into(), kind, durable, FieldTable::default())
+                .await?;
+        }
+        let queue = QueueDeclareOptions {
+            durable: true,
+            ..Default::default()
+        };
+        let mut dead_args = FieldTable::default();
+        dead_args.insert(
+            "x-queue-type".into(),
+            AMQPValue::LongString("quorum".into()),
+        );
+        ch.queue_declare(self.dead_queue.as_str().into(), queue, dead_args)
+            .await?;
+        ch.queue_bind(
+            self.dead_queue.as_str().into(),
+            self.dead_letter_exchange.as_str().into(),
+            "#".into(),
+            QueueBindOptions::default(),
+            FieldTable::default(),
+        )
+        .await?;
+
+        let mut args = FieldTable::default();
+        args.insert(
+            "x-queue-type".into(),
+            AMQPValue::LongString("quorum".into()),
+        );
+        args.insert(
+            "x-delivery-limit".into(),
+            AMQPValue::LongLongInt(i64::from(self.delivery_limit)),
+        );
+        args.insert(
+            "x-dead-letter-exchange".into(),
+            AMQPValue::LongString(self.dead_letter_exchange.as_str().into()),
+        );
+        ch.queue_declare(self.triggers_queue.as_str().into(), queue, args)
+            .await?;
+        ch.queue_bind(
+            self.triggers_queue.as_str().into(),
+            self.triggers_exchange.as_str().into(),
+            "#".into(),
+            QueueBindOptions::default(),
+            FieldTable::default(),
+        )
+        .await?;
+        Ok(())
+    }
+
+    /// Deletes everything `declare` created (tests, decommissioning). Executors' own queues
+    /// are theirs to delete.
+    pub async fn delete(&self, ch: &Channel) -> Result<(), BrokerError> {
+        for q in [&self.triggers_queue, &self.dead_queue] {
+            ch.queue_delete(q.as_str().into(), QueueDeleteOptions::default())
+                .await?;
+        }
+        for (name, _) in self.exchanges() {
+            ch.exchange_delete(name.into(), ExchangeDeleteOptions::default())
+                .await?;
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_follow_the_prefix_and_executor_map() {
+        let c = Catalog::embedded().unwrap();
+        let t = Topology::new("p1", &c, 7);
+        assert_eq!(t.triggers_exchange, "p1.triggers");
+        assert_eq!(t.triggers_queue, "p1.triggers");
+        assert_eq!(t.dead_letter_exchange, "p1.triggers.dlx");
+        assert_eq!(t.dead_queue, "p1.triggers.dead");
+        assert_eq!(t.cycles_exchange, "p1.cycles");
+        assert_eq!(t.action_exchange(Subsystem::Crm), "p1.actions.crm");
+        assert_eq!(t.actions.len(), Subsystem::ALL.len());
+    }
+}

@@ -1,0 +1,294 @@
+//! Assembly: the KernelInput the kernel sees for one tenant, trigger and window.
+//!
+//! Rules (docs/store.md): metrics dated within the window; revenue events with effective_date
+//! within the window; campaigns running or overlapping the window; open opportunities (stage
+//! not closed_won / closed_lost); action results recorded in the 90 days before the trigger.
+//! Every list is ordered deterministically (date, then id).
+
+use super::{Store, StoreError};
+use crate::contract::*;
+use chrono::{DateTime, Datelike, Days, NaiveDate, Utc};
+use std::collections::BTreeMap;
+use tokio_postgres::{IsolationLevel, Row, Transaction};
+use uuid::Uuid;
+
+/// How far back action results feed a cycle.
+pub const ACTION_RESULTS_LOOKBACK_DAYS: i32 = 90;
+/// Length of the default analysis window.
+pub const DEFAULT_WINDOW_DAYS: u64 = 30;
+
+/// The window used when a trigger carries none: the 30 days ending yesterday (UTC) of `now`.
+pub fn default_window(now: DateTime<Utc>) -> AnalysisWindow {
+    let today = now.date_naive();
+    let end = today.checked_sub_days(Days::new(1)).unwrap_or(today);
+    let start = end
+        .checked_sub_days(Days::new(DEFAULT_WINDOW_DAYS - 1))
+        .unwrap_or(end);
+    AnalysisWindow {
+        start_date: fmt_date(start),
+        end_date: fmt_date(end),
+    }
+}
+
+/// `YYYY-MM-DD`; called per row on large tenants, so no strftime parsing.
+pub(super) fn fmt_date(d: NaiveDate) -> String {
+    format!("{:04}-{:02}-{:02}", d.year(), d.month(), d.day())
+}
+
+/// The window as dates, or the INVALID_INPUT the kernel would give for it.
+pub(super) fn window_dates(w: &AnalysisWindow) -> Result<(NaiveDate, NaiveDate), KernelError> {
+    let mut bad = Vec::new();
+    let start = parse_date(&w.start_date);
+    let end = parse_date(&w.end_date);
+    if start.is_none() {
+        bad.push(Violation::new(
+            "analysis_window.start_date",
+            format!("'{}' is not a YYYY-MM-DD date", w.start_date),
+        ));
+    }
+    if end.is_none() {
+        bad.push(Violation::new(
+            "analysis_window.end_date",
+            format!("'{}' is not a YYYY-MM-DD date", w.end_date),
+        ));
+    }
+    match (start, end) {
+        (Some(s), Some(e)) => Ok((s, e)),
+        _ => Err(KernelError::invalid_input(bad)),
+    }
+}
+
+impl Store {
+    /// The KernelInput the worker would hand the kernel, read from one consistent snapshot.
+    /// An unknown tenant gives `StoreError::Kernel(TENANT_NOT_FOUND)`.
+    pub async fn assemble(
+        &self,
+        tenant_id: Uuid,
+        trigger: &Trigger,
+        window: &AnalysisWindow,
+    ) -> Result<KernelInput, StoreError> {
+        let mut client = self.pool.get().await?;
+        let tx = client
+            .build_transaction()
+            .isolation_level(IsolationLevel::RepeatableRead)
+            .read_only(true)
+            .start()
+            .await?;
+        let input = assemble_in(&tx, tenant_id, trigger, window)
+            .await?
+            .ok_or_else(|| tenant_not_found(tenant_id))?;
+        tx.commit().await?;
+        Ok(input)
+    }
+}
+
+pub(super) fn tenant_not_found(tenant_id: Uuid) -> KernelError {
+    KernelError::new(
+        ErrorCode::TenantNotFound,
+        format!("tenant {tenant_id} does not exist"),
+    )
+    .with("tenant_id", serde_json::json!(tenant_id.to_string()))
+}
+
+/// Assembly inside the caller's transaction; `None` when the tenant does not exist.
+pub(super) async fn assemble_in(
+    tx: &Transaction<'_>,
+    tenant: Uuid,
+    trigger: &Trigger,
+    window: &AnalysisWindow,
+) -> Result<Option<KernelInput>, StoreError> {
+    let (start, end) = window_dates(window)?;
+    let triggered_at = parse_timestamp(&trigger.triggered_at);
+    let lookback = ACTION_RESULTS_LOOKBACK_DAYS;
+
+    let by_tenant: [&(dyn tokio_postgres::types::ToSql + Sync); 1] = [&tenant];
+    let by_window: [&(dyn tokio_postgres::types::ToSql + Sync); 3] = [&tenant, &start, &end];
+    let by_recency: [&(dyn tokio_postgres::types::ToSql + Sync); 3] =
+        [&tenant, &triggered_at, &lookback];
+    // Issued together: tokio-postgres pipelines them over the one connection.
+    let (tenant_rows, metric_rows, event_rows, campaign_rows, opp_rows, result_rows) = futures_util::try_join!(
+        tx.query(
+            "SELECT t.pipeline_total, t.bookings_new, t.arr_target, t.cac_max,
+                        t.payback_max_months, t.gross_margin_min,
+                        g.max_daily_spend, g.max_experiment_exposure_pct, g.allowed_levers,
+                        g.blocked_actions,
+                        c.tenant_id IS NOT NULL AS has_config, c.min_sample_size,
+                        c.default_observation_window_days, c.risk_tolerance
+                 FROM tenants n
+                 LEFT JOIN targets t ON t.tenant_id = n.tenant_id
+                 LEFT JOIN guardrails g ON g.tenant_id = n.tenant_id
+                 LEFT JOIN tenant_config c ON c.tenant_id = n.tenant_id
+                 WHERE n.tenant_id = $1",
+            &by_tenant,
+        ),
+        tx.query(
+            "SELECT metric_id, value, date, dimension FROM metric_snapshots
+                 WHERE tenant_id = $1 AND date BETWEEN $2 AND $3
+                 ORDER BY date, metric_id, dimension::text",
+            &by_window,
+        ),
+        tx.query(
+            "SELECT id, type, amount, effective_date, attributed_campaign_id,
+                        attributed_channel
+                 FROM revenue_events
+                 WHERE tenant_id = $1 AND effective_date BETWEEN $2 AND $3
+                 ORDER BY effective_date, id",
+            &by_window,
+        ),
+        tx.query(
+            "SELECT id, name, status, objective, budget_total, budget_spent, start_date,
+                        end_date
+                 FROM campaigns
+                 WHERE tenant_id = $1
+                   AND (status = 'running'
+                        OR (start_date <= $3 AND (end_date IS NULL OR end_date >= $2)))
+                 ORDER BY start_date, id",
+            &by_window,
+        ),
+        tx.query(
+            "SELECT id, stage, amount, expected_close_date, win_probability
+                 FROM opportunities
+                 WHERE tenant_id = $1 AND stage NOT IN ('closed_won', 'closed_lost')
+                 ORDER BY expected_close_date, id",
+            &by_tenant,
+        ),
+        tx.query(
+            "SELECT action_id, target_metric, baseline_value, observed_value, delta,
+                        confidence, outcome
+                 FROM action_results
+                 WHERE tenant_id = $1
+                   AND recorded_at >= COALESCE($2, now()) - make_interval(days => $3)
+                 ORDER BY recorded_at, action_id",
+            &by_recency,
+        ),
+    )?;
+    let Some(t) = tenant_rows.first() else {
+        return Ok(None);
+    };
+
+    let targets = Targets {
+        pipeline_total: t.try_get(0)?,
+        bookings_new: t.try_get(1)?,
+        arr_target: t.try_get(2)?,
+        cac_max: t.try_get(3)?,
+        payback_max_months: t.try_get(4)?,
+        gross_margin_min: t.try_get(5)?,
+    };
+    let levers: Option<Vec<String>> = t.try_get(8)?;
+    let guardrails = Guardrails {
+        max_daily_spend: t.try_get(6)?,
+        max_experiment_exposure_pct: t.try_get(7)?,
+        // The CHECK constraint admits only known levers; an unknown one cannot occur.
+        allowed_levers: levers
+            .unwrap_or_default()
+            .iter()
+            .filter_map(|l| Lever::parse(l))
+            .collect(),
+        blocked_actions: t.try_get(9)?,
+    };
+    let config = if t.try_get::<_, bool>(10)? {
+        let risk: Option<String> = t.try_get(13)?;
+        Some(TenantConfig {
+            min_sample_size: t.try_get(11)?,
+            default_observation_window_days: t.try_get(12)?,
+            risk_tolerance: risk.as_deref().and_then(RiskTolerance::parse),
+        })
+    } else {
+        None
+    };
+
+    Ok(Some(KernelInput {
+        tenant_id: tenant.to_string(),
+        trigger: trigger.clone(),
+        analysis_window: window.clone(),
+        targets,
+        guardrails,
+        metrics: metric_rows.iter().map(metric).collect::<Result<_, _>>()?,
+        revenue_events: event_rows.iter().map(event).collect::<Result<_, _>>()?,
+        campaigns: campaign_rows
+            .iter()
+            .map(campaign)
+            .collect::<Result<_, _>>()?,
+        opportunities: opp_rows.iter().map(opportunity).collect::<Result<_, _>>()?,
+        recent_action_results: Some(
+            result_rows
+                .iter()
+                .map(action_result)
+                .collect::<Result<_, _>>()?,
+        ),
+        config,
+    }))
+}
+
+fn metric(r: &Row) -> Result<MetricPoint, StoreError> {
+    let dim: serde_json::Value = r.try_get(3)?;
+    let dimension = match dim {
+        serde_json::Value::Object(map) if !map.is_empty() => Some(
+            map.into_iter()
+                .map(|(k, v)| {
+                    let v = match v {
+                        serde_json::Value::String(s) => s,
+                        other => other.to_string(),
+                    };
+                    (k, v)
+                })
+                .collect::<BTreeMap<_, _>>(),
+        ),
+        _ => None,
+    };
+    Ok(MetricPoint {
+        metric_id: r.try_get(0)?,
+        value: r.try_get(1)?,
+        date: fmt_date(r.try_get(2)?),
+        dimension,
+    })
+}
+
+fn event(r: &Row) -> Result<RevenueEvent, StoreError> {
+    Ok(RevenueEvent {
+        id: r.try_get(0)?,
+        kind: r.try_get(1)?,
+        amount: r.try_get(2)?,
+        effective_date: fmt_date(r.try_get(3)?),
+        attributed_campaign_id: r.try_get(4)?,
+        attributed_channel: r.try_get(5)?,
+    })
+}
+
+fn campaign(r: &Row) -> Result<Campaign, StoreError> {
+    let end: Option<NaiveDate> = r.try_get(7)?;
+    Ok(Campaign {
+        id: r.try_get(0)?,
+        name: r.try_get(1)?,
+        status: r.try_get(2)?,
+        objective: r.try_get(3)?,
+        budget_total: r.try_get(4)?,
+        budget_spent: r.try_get(5)?,
+        start_date: fmt_date(r.try_get(6)?),
+        end_date: end.map(fmt_date),
+    })
+}
+
+fn opportunity(r: &Row) -> Result<Opportunity, StoreError> {
+    Ok(Opportunity {
+        id: r.try_get(0)?,
+        stage: r.try_get(1)?,
+        amount: r.try_get(2)?,
+        expected_close_date: fmt_date(r.try_get(3)?),
+        win_probability: r.try_get(4)?,
+    })
+}
+
+fn action_result(r: &Row) -> Result<ActionResult, StoreError> {
+    let outcome: String = r.try_get(6)?;
+    Ok(ActionResult {
+        action_id: r.try_get(0)?,
+        target_metric: r.try_get(1)?,
+        baseline_value: r.try_get(2)?,
+        observed_value: r.try_get(3)?,
+        delta: r.try_get(4)?,
+        confidence: r.try_get(5)?,
+        // The CHECK constraint admits only the contract's outcomes.
+        outcome: Outcome::parse(&outcome).unwrap_or(Outcome::Inconclusive),
+    })
+}

@@ -1,0 +1,127 @@
+//! The outbox: rows written in a cycle's transaction, relayed to the broker afterwards.
+
+use super::{OutboxMessage, OutboxRow, Store, StoreError};
+use tokio_postgres::Row;
+use uuid::Uuid;
+
+const OUTBOX_COLUMNS: &str = "id, cycle_id, tenant_id, attempts, exchange, routing_key, message_id, headers, body, action_id";
+
+pub(super) fn outbox_row(r: &Row) -> Result<OutboxRow, StoreError> {
+    Ok(OutboxRow {
+        id: r.try_get(0)?,
+        cycle_id: r.try_get(1)?,
+        tenant_id: r.try_get(2)?,
+        attempts: r.try_get(3)?,
+        message: OutboxMessage {
+            exchange: r.try_get(4)?,
+            routing_key: r.try_get(5)?,
+            message_id: r.try_get(6)?,
+            headers: r.try_get(7)?,
+            body: r.try_get(8)?,
+            action_id: r.try_get(9)?,
+        },
+    })
+}
+
+/// A cycle's unpublished rows, in insertion order.
+pub(super) async fn pending_of_cycle(
+    tx: &tokio_postgres::Transaction<'_>,
+    tenant: Uuid,
+    cycle_id: Uuid,
+) -> Result<Vec<OutboxRow>, StoreError> {
+    let rows = tx
+        .query(
+            &format!(
+                "SELECT {OUTBOX_COLUMNS} FROM outbox
+                 WHERE tenant_id = $1 AND cycle_id = $2 AND published_at IS NULL ORDER BY id"
+            ),
+            &[&tenant, &cycle_id],
+        )
+        .await?;
+    rows.iter().map(outbox_row).collect()
+}
+
+/// Inserts one message of a cycle and returns its stored row.
+pub(super) async fn insert(
+    tx: &tokio_postgres::Transaction<'_>,
+    tenant: Uuid,
+    cycle_id: Uuid,
+    m: &OutboxMessage,
+) -> Result<OutboxRow, StoreError> {
+    let row = tx
+        .query_one(
+            &format!(
+                "INSERT INTO outbox (cycle_id, tenant_id, exchange, routing_key, message_id,
+                                     headers, body, action_id)
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8)
+                 RETURNING {OUTBOX_COLUMNS}"
+            ),
+            &[
+                &cycle_id,
+                &tenant,
+                &m.exchange,
+                &m.routing_key,
+                &m.message_id,
+                &m.headers,
+                &m.body,
+                &m.action_id,
+            ],
+        )
+        .await?;
+    outbox_row(&row)
+}
+
+impl Store {
+    /// Up to `limit` unpublished outbox rows, oldest first (for the sweeper).
+    pub async fn pending_outbox(&self, limit: i64) -> Result<Vec<OutboxRow>, StoreError> {
+        let client = self.pool.get().await?;
+        let rows = client
+            .query(
+                &format!(
+                    "SELECT {OUTBOX_COLUMNS} FROM outbox
+                     WHERE published_at IS NULL ORDER BY id LIMIT $1"
+                ),
+                &[&limit],
+            )
+            .await?;
+        rows.iter().map(outbox_row).collect()
+    }
+
+    /// The broker confirmed the row: set `published_at` and, for an action, `actions.status =
+    /// 'published'`. Idempotent: a second confirm changes nothing.
+    pub async fn mark_published(&self, outbox_id: i64) -> Result<(), StoreError> {
+        let client = self.pool.get().await?;
+        // One statement, so the row and its action change together.
+        client
+            .execute(
+                "WITH o AS (
+                    UPDATE outbox SET published_at = now()
+                    WHERE id = $1 AND published_at IS NULL
+                    RETURNING tenant_id, cycle_id, action_id)
+                 UPDATE actions a SET status = 'published', updated_at = now()
+                 FROM o
+                 WHERE a.tenant_id = o.tenant_id AND a.cycle_id = o.cycle_id
+                   AND a.action_id = o.action_id AND a.status = 'pending'",
+                &[&outbox_id],
+            )
+            .await?;
+        Ok(())
+    }
+
+    /// A nack or a return: count the attempt and keep the row pending.
+    pub async fn record_publish_failure(
+        &self,
+        outbox_id: i64,
+        reason: &str,
+    ) -> Result<(), StoreError> {
+        let client = self.pool.get().await?;
+        client
+            .execute(
+                "UPDATE outbox SET attempts = attempts + 1, last_error = $2
+                 WHERE id = $1 AND published_at IS NULL",
+                &[&outbox_id, &reason],
+            )
+            .await?;
+        Ok(())
+    }
+}

@@ -1,0 +1,62 @@
+//! One unit of work (`unit`: decode → cycle in the store → ack → relay), kept apart from the
+//! loop that drives it (`run`), the outbox relay (`relay`) and the message plan (`plan`).
+
+pub mod metrics;
+pub mod ops;
+pub mod plan;
+pub mod relay;
+pub mod run;
+pub mod unit;
+
+pub use plan::{PlanContext, Planner};
+pub use relay::Relay;
+pub use run::{HookAction, Hooks, Worker, WorkerStatus};
+pub use unit::{Context, Disposition, Incoming, Processed};
+
+use crate::broker::BrokerError;
+use crate::contract::KernelError;
+use crate::store::StoreError;
+
+/// Why a delivery could not be turned into a cycle. The one place that says retry or not.
+#[derive(Debug, thiserror::Error)]
+pub enum Failure {
+    #[error("malformed trigger: {0}")]
+    Malformed(String),
+    #[error("missing message_id")]
+    MissingMessageId,
+    #[error("unknown tenant: {0}")]
+    UnknownTenant(KernelError),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error(transparent)]
+    Broker(#[from] BrokerError),
+    #[error("panic while processing: {0}")]
+    Panic(String),
+}
+
+impl Failure {
+    /// Transient (database or broker unavailable): retried, then requeued so the queue's
+    /// delivery limit eventually dead-letters it. Everything else is permanent.
+    pub fn is_retryable(&self) -> bool {
+        match self {
+            Failure::Store(e) => e.is_retryable(),
+            Failure::Broker(e) => e.is_retryable(),
+            Failure::Malformed(_)
+            | Failure::MissingMessageId
+            | Failure::UnknownTenant(_)
+            | Failure::Panic(_) => false,
+        }
+    }
+
+    /// Short label for logs and metrics.
+    pub fn reason(&self) -> &'static str {
+        match self {
+            Failure::Malformed(_) => "malformed",
+            Failure::MissingMessageId => "missing_message_id",
+            Failure::UnknownTenant(_) => "TENANT_NOT_FOUND",
+            Failure::Store(_) => "store",
+            Failure::Broker(_) => "broker",
+            Failure::Panic(_) => "INTERNAL_ERROR",
+        }
+    }
+}

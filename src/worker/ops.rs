@@ -1,0 +1,100 @@
+//! Ops endpoints on `http.listen`: `/healthz` (alive), `/readyz` (database and broker
+//! connected), `/metrics` (Prometheus text).
+
+use super::WorkerStatus;
+use crate::store::Store;
+use axum::Router;
+use axum::extract::State;
+use axum::http::StatusCode;
+use axum::routing::get;
+use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
+use std::sync::atomic::Ordering;
+use std::sync::{Arc, OnceLock};
+use tokio_util::sync::CancellationToken;
+
+static HANDLE: OnceLock<Option<PrometheusHandle>> = OnceLock::new();
+
+/// Installs the process-wide Prometheus recorder once; later calls return the same handle
+/// (None if another recorder was installed first).
+pub fn install_metrics() -> Option<PrometheusHandle> {
+    HANDLE
+        .get_or_init(|| {
+            let buckets = [
+                0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
+            ];
+            PrometheusBuilder::new()
+                .set_buckets(&buckets)
+                .and_then(|b| b.install_recorder())
+                .map_err(|e| tracing::warn!(error = %e, "metrics recorder not installed"))
+                .ok()
+                .inspect(|_| super::metrics::describe())
+        })
+        .clone()
+}
+
+#[derive(Clone)]
+pub struct OpsState {
+    pub store: Store,
+    pub status: Arc<WorkerStatus>,
+    pub metrics: Option<PrometheusHandle>,
+}
+
+pub fn router(state: OpsState) -> Router {
+    Router::new()
+        .route("/healthz", get(|| async { "ok\n" }))
+        .route("/readyz", get(readyz))
+        .route("/metrics", get(metrics))
+        .with_state(state)
+}
+
+async fn readyz(State(s): State<OpsState>) -> (StatusCode, String) {
+    let db = s.store.ping().await;
+    let mq = s.status.broker_connected.load(Ordering::Relaxed);
+    let body = format!(
+        "database: {}\nbroker: {}\n",
+        match &db {
+            Ok(()) => "ok".to_owned(),
+            Err(e) => format!("down ({e})"),
+        },
+        if mq { "ok" } else { "down" }
+    );
+    let code = if db.is_ok() && mq {
+        StatusCode::OK
+    } else {
+        StatusCode::SERVICE_UNAVAILABLE
+    };
+    (code, body)
+}
+
+async fn metrics(State(s): State<OpsState>) -> (StatusCode, String) {
+    match &s.metrics {
+        Some(h) => {
+            h.run_upkeep();
+            (StatusCode::OK, h.render())
+        }
+        None => (
+            StatusCode::NOT_FOUND,
+            "metrics recorder not installed\n".into(),
+        ),
+    }
+}
+
+/// Serves until `shutdown`. Returns the bound address (useful with port 0).
+pub async fn serve(
+    listen: &str,
+    state: OpsState,
+    shutdown: CancellationToken,
+) -> std::io::Result<(std::net::SocketAddr, tokio::task::JoinHandle<()>)> {
+    let listener = tokio::net::TcpListener::bind(listen).await?;
+    let addr = listener.local_addr()?;
+    let app = router(state);
+    let task = tokio::spawn(async move {
+        let res = axum::serve(listener, app)
+            .with_graceful_shutdown(async move { shutdown.cancelled().await })
+            .await;
+        if let Err(e) = res {
+            tracing::warn!(error = %e, "ops server stopped");
+        }
+    });
+    Ok((addr, task))
+}

@@ -1,0 +1,196 @@
+//! The outbox relay: publishes stored outbox rows on the current confirm-mode channel, marks
+//! them published on the broker's ack, and leaves them pending (with a backoff) on a nack, a
+//! return or a lost connection. The sweeper re-publishes whatever stays pending.
+
+use super::metrics;
+use super::plan::to_outgoing;
+use crate::broker::{BrokerError, ConfirmedPublisher};
+use crate::store::{OutboxRow, Store};
+use std::collections::{HashMap, HashSet};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+/// How many pending rows one sweep looks at.
+const SWEEP_LIMIT: i64 = 500;
+
+/// The publisher of the current broker session (replaced on reconnect).
+#[derive(Default)]
+pub struct PublisherSlot(tokio::sync::RwLock<Option<Arc<ConfirmedPublisher>>>);
+
+impl PublisherSlot {
+    pub async fn set(&self, p: Option<Arc<ConfirmedPublisher>>) {
+        *self.0.write().await = p;
+    }
+
+    pub async fn current(&self) -> Option<Arc<ConfirmedPublisher>> {
+        self.0.read().await.clone().filter(|p| p.is_usable())
+    }
+}
+
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct RelayReport {
+    pub published: usize,
+    pub failed: usize,
+    pub skipped: usize,
+}
+
+pub struct Relay {
+    store: Store,
+    pub publisher: PublisherSlot,
+    sweep_every: Duration,
+    /// Rows being published by this process right now (unit relay vs sweeper).
+    in_flight: Mutex<HashSet<i64>>,
+    /// Earliest next attempt of rows that failed.
+    not_before: Mutex<HashMap<i64, Instant>>,
+    /// Rows the previous sweep saw pending: a row is swept only once it has been pending for a
+    /// whole sweep interval, so a fresh row another process is relaying is left to it.
+    seen: Mutex<HashSet<i64>>,
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+impl Relay {
+    pub fn new(store: Store, sweep_every: Duration) -> Self {
+        Self {
+            store,
+            publisher: PublisherSlot::default(),
+            sweep_every,
+            in_flight: Mutex::new(HashSet::new()),
+            not_before: Mutex::new(HashMap::new()),
+            seen: Mutex::new(HashSet::new()),
+        }
+    }
+
+    fn backoff(&self, attempts: i32) -> Duration {
+        let exp = attempts.clamp(0, 3) as u32;
+        let base = self.sweep_every.max(Duration::from_millis(200)) * 2u32.pow(exp);
+        // Jitter so that many rows failing together do not retry in lockstep.
+        let jitter = base.mul_f64(fastrand_fraction() * 0.25);
+        base + jitter
+    }
+
+    /// Publishes `rows` (in order) and records the broker's verdict on each.
+    pub async fn publish(&self, rows: Vec<OutboxRow>) -> RelayReport {
+        let mut report = RelayReport::default();
+        let rows: Vec<OutboxRow> = {
+            let mut flying = lock(&self.in_flight);
+            rows.into_iter()
+                .filter(|r| {
+                    let claimed = flying.insert(r.id);
+                    if !claimed {
+                        report.skipped += 1;
+                    }
+                    claimed
+                })
+                .collect()
+        };
+        if rows.is_empty() {
+            return report;
+        }
+        let results = match self.publisher.current().await {
+            Some(p) => {
+                let out: Vec<_> = rows.iter().map(|r| to_outgoing(&r.message)).collect();
+                p.publish_batch(&out).await
+            }
+            None => rows
+                .iter()
+                .map(|_| Err(BrokerError::Timeout("broker connection")))
+                .collect(),
+        };
+        for (row, res) in rows.iter().zip(results) {
+            match res {
+                Ok(()) => {
+                    report.published += 1;
+                    lock(&self.not_before).remove(&row.id);
+                    if let Err(e) = self.store.mark_published(row.id).await {
+                        // The row stays pending and is published again later; executors dedupe
+                        // on message_id.
+                        tracing::warn!(outbox_id = row.id, error = %e, "could not mark published");
+                    }
+                }
+                Err(e) => {
+                    report.failed += 1;
+                    let reason = match &e {
+                        BrokerError::Returned { .. } => "returned",
+                        BrokerError::Nacked(_) => "nacked",
+                        _ => "broker",
+                    };
+                    metrics::publish_failure(reason);
+                    tracing::warn!(outbox_id = row.id, message_id = %row.message.message_id,
+                        exchange = %row.message.exchange, error = %e, "outbox row not published");
+                    let wait = self.backoff(row.attempts + 1);
+                    lock(&self.not_before).insert(row.id, Instant::now() + wait);
+                    if let Err(e2) = self
+                        .store
+                        .record_publish_failure(row.id, &e.to_string())
+                        .await
+                    {
+                        tracing::warn!(outbox_id = row.id, error = %e2, "could not record publish failure");
+                    }
+                }
+            }
+        }
+        let mut flying = lock(&self.in_flight);
+        for r in &rows {
+            flying.remove(&r.id);
+        }
+        report
+    }
+
+    /// One sweep. `all` skips the ageing rule (start-up and shutdown flush).
+    pub async fn sweep(&self, all: bool) -> Result<RelayReport, crate::store::StoreError> {
+        let rows = self.store.pending_outbox(SWEEP_LIMIT).await?;
+        metrics::outbox_pending(rows.len());
+        if self.publisher.current().await.is_none() {
+            // No broker session: nothing to try; rows keep their age for the next sweep.
+            return Ok(RelayReport::default());
+        }
+        let now = Instant::now();
+        let due: Vec<OutboxRow> = {
+            let prev = lock(&self.seen);
+            let nb = lock(&self.not_before);
+            rows.iter()
+                .filter(|r| all || prev.contains(&r.id))
+                .filter(|r| all || nb.get(&r.id).is_none_or(|t| *t <= now))
+                .cloned()
+                .collect()
+        };
+        *lock(&self.seen) = rows.iter().map(|r| r.id).collect();
+        if due.is_empty() {
+            return Ok(RelayReport::default());
+        }
+        let report = self.publish(due).await;
+        if report.published + report.failed > 0 {
+            tracing::info!(
+                published = report.published,
+                failed = report.failed,
+                "outbox sweep"
+            );
+        }
+        Ok(report)
+    }
+
+    /// Sweeps every interval until `stop`; the first sweep runs at once and takes every row.
+    pub async fn run_sweeper(self: Arc<Self>, stop: tokio_util::sync::CancellationToken) {
+        let mut first = true;
+        loop {
+            if let Err(e) = self.sweep(first).await {
+                tracing::warn!(error = %e, "outbox sweep failed");
+            } else {
+                first = false;
+            }
+            tokio::select! {
+                _ = stop.cancelled() => return,
+                _ = tokio::time::sleep(self.sweep_every) => {}
+            }
+        }
+    }
+}
+
+/// A cheap fraction in [0, 1) for jitter (no crate needed for this).
+fn fastrand_fraction() -> f64 {
+    let n = uuid::Uuid::new_v4().as_u128() as u64;
+    (n >> 11) as f64 / (1u64 << 53) as f64
+}

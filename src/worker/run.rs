@@ -1,0 +1,370 @@
+//! The loop: keep a broker session (connection, topology, confirm channel, consumer) alive,
+//! hand each delivery to a unit on its own task, rebuild the session with backoff when it
+//! breaks, and shut down gracefully.
+
+use super::relay::Relay;
+use super::unit::{self, Context, Disposition, Incoming, Processed};
+use super::{Failure, Planner, metrics};
+use crate::broker::{self, BrokerError, ConfirmedPublisher, Topology};
+use crate::catalog::Catalog;
+use crate::config::Settings;
+use crate::store::Store;
+use backon::{BackoffBuilder, ExponentialBuilder};
+use futures_util::StreamExt;
+use lapin::message::Delivery;
+use lapin::options::{
+    BasicAckOptions, BasicCancelOptions, BasicConsumeOptions, BasicNackOptions, BasicQosOptions,
+    BasicRejectOptions,
+};
+use lapin::types::FieldTable;
+use lapin::{Channel, Connection, Consumer};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+use tokio::task::JoinSet;
+use tokio_util::sync::CancellationToken;
+
+/// Fault injection for tests: what to do right after a cycle committed, before the ack.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum HookAction {
+    Continue,
+    /// Close the broker connection without acking (a crash between commit and ack).
+    DropConnection,
+}
+
+pub type AfterCommit = Arc<dyn Fn(&Processed) -> HookAction + Send + Sync>;
+/// Runs inside the unit's task before the cycle; a panic here is a panic in the unit.
+pub type BeforeCycle = Arc<dyn Fn(&Incoming) + Send + Sync>;
+
+#[derive(Clone, Default)]
+pub struct Hooks {
+    pub before_cycle: Option<BeforeCycle>,
+    pub after_commit: Option<AfterCommit>,
+}
+
+/// What `/readyz` reads.
+#[derive(Debug, Default)]
+pub struct WorkerStatus {
+    pub broker_connected: AtomicBool,
+}
+
+pub struct Worker {
+    ctx: Arc<Context>,
+    relay: Arc<Relay>,
+    status: Arc<WorkerStatus>,
+    hooks: Hooks,
+    name: String,
+}
+
+/// One connection's worth of broker state.
+struct Session {
+    conn: Arc<Connection>,
+    publisher: Arc<ConfirmedPublisher>,
+    consume: Channel,
+    consumer: Consumer,
+}
+
+enum End {
+    Shutdown,
+    Broken(String),
+}
+
+fn reconnect_policy() -> ExponentialBuilder {
+    ExponentialBuilder::default()
+        .with_jitter()
+        .with_min_delay(Duration::from_millis(200))
+        .with_max_delay(Duration::from_secs(15))
+        .without_max_times()
+}
+
+impl Worker {
+    pub fn new(settings: Settings, store: Store, catalog: Catalog) -> Self {
+        let topology = Topology::new(
+            &settings.amqp.prefix,
+            &catalog,
+            settings.amqp.delivery_limit,
+        );
+        let sweep = Duration::from_secs(settings.worker.outbox_sweep_secs.max(1));
+        let name = broker::connection_name(&settings.amqp.prefix, "worker");
+        let relay = Arc::new(Relay::new(store.clone(), sweep));
+        Self {
+            ctx: Arc::new(Context {
+                store,
+                catalog: Arc::new(catalog),
+                settings,
+                planner: Planner::new(topology),
+            }),
+            relay,
+            status: Arc::new(WorkerStatus::default()),
+            hooks: Hooks::default(),
+            name,
+        }
+    }
+
+    pub fn with_hooks(mut self, hooks: Hooks) -> Self {
+        self.hooks = hooks;
+        self
+    }
+
+    pub fn status(&self) -> Arc<WorkerStatus> {
+        self.status.clone()
+    }
+
+    /// The AMQP connection name (`<prefix>/worker/<uuid>`), kept across reconnects.
+    pub fn connection_name(&self) -> &str {
+        &self.name
+    }
+
+    pub fn topology(&self) -> &Topology {
+        self.ctx.planner.topology()
+    }
+
+    async fn open(&self) -> Result<Session, BrokerError> {
+        let settings = &self.ctx.settings.amqp;
+        let conn = broker::connect(settings, &self.name).await?;
+        let setup = conn.create_channel().await?;
+        self.topology().declare(&setup).await?;
+        let _ = setup.close(200, "declared".into()).await;
+        let publisher = Arc::new(ConfirmedPublisher::open(&conn).await?);
+        let consume = conn.create_channel().await?;
+        consume
+            .basic_qos(settings.concurrency.max(1), BasicQosOptions::default())
+            .await?;
+        let consumer = consume
+            .basic_consume(
+                self.topology().triggers_queue.as_str().into(),
+                format!("{}/consumer", self.name).as_str().into(),
+                BasicConsumeOptions::default(),
+                FieldTable::default(),
+            )
+            .await?;
+        Ok(Session {
+            conn: Arc::new(conn),
+            publisher,
+            consume,
+            consumer,
+        })
+    }
+
+    /// Runs until `shutdown` is cancelled, then drains and returns. Broker and database
+    /// outages are waited out, never returned.
+    pub async fn run(self, shutdown: CancellationToken) -> Result<(), Failure> {
+        let stop_sweeper = CancellationToken::new();
+        let sweeper = tokio::spawn(self.relay.clone().run_sweeper(stop_sweeper.clone()));
+        let mut tasks: JoinSet<()> = JoinSet::new();
+        let mut backoff = reconnect_policy().build();
+        let mut session: Option<Session> = None;
+        loop {
+            if shutdown.is_cancelled() {
+                break;
+            }
+            let mut s = match self.open().await {
+                Ok(s) => s,
+                Err(e) => {
+                    let wait = backoff.next().unwrap_or(Duration::from_secs(15));
+                    tracing::warn!(error = %e, ?wait, "broker session failed to open; retrying");
+                    tokio::select! {
+                        _ = shutdown.cancelled() => break,
+                        _ = tokio::time::sleep(wait) => continue,
+                    }
+                }
+            };
+            tracing::info!(connection = %self.name, queue = %self.topology().triggers_queue,
+                prefetch = self.ctx.settings.amqp.concurrency, "consuming triggers");
+            self.relay.publisher.set(Some(s.publisher.clone())).await;
+            self.status.broker_connected.store(true, Ordering::Relaxed);
+            let opened = Instant::now();
+            let end = self.consume(&mut s, &mut tasks, &shutdown).await;
+            self.status.broker_connected.store(false, Ordering::Relaxed);
+            match end {
+                End::Shutdown => {
+                    session = Some(s);
+                    break;
+                }
+                End::Broken(why) => {
+                    metrics::reconnect();
+                    self.relay.publisher.set(None).await;
+                    let _ = s.conn.close(200, "rebuilding".into()).await;
+                    if opened.elapsed() > Duration::from_secs(30) {
+                        backoff = reconnect_policy().build();
+                    }
+                    let wait = backoff.next().unwrap_or(Duration::from_secs(15));
+                    tracing::warn!(reason = %why, ?wait, "broker session broke; rebuilding");
+                    tokio::select! {
+                        _ = shutdown.cancelled() => break,
+                        _ = tokio::time::sleep(wait) => {}
+                    }
+                }
+            }
+        }
+        self.drain(session, tasks, stop_sweeper, sweeper).await;
+        Ok(())
+    }
+
+    async fn consume(
+        &self,
+        s: &mut Session,
+        tasks: &mut JoinSet<()>,
+        shutdown: &CancellationToken,
+    ) -> End {
+        let mut health = tokio::time::interval(Duration::from_secs(1));
+        loop {
+            tokio::select! {
+                _ = shutdown.cancelled() => return End::Shutdown,
+                Some(_) = tasks.join_next(), if !tasks.is_empty() => {}
+                _ = health.tick() => {
+                    if !s.conn.status().connected() {
+                        return End::Broken("connection is no longer connected".into());
+                    }
+                    if !s.consume.status().connected() {
+                        return End::Broken("consumer channel closed".into());
+                    }
+                }
+                next = s.consumer.next() => match next {
+                    Some(Ok(d)) => {
+                        tasks.spawn(handle(
+                            self.ctx.clone(),
+                            self.relay.clone(),
+                            self.hooks.clone(),
+                            s.conn.clone(),
+                            d,
+                        ));
+                    }
+                    Some(Err(e)) => return End::Broken(format!("consumer error: {e}")),
+                    // lapin can end the stream without an error; without a shutdown request
+                    // that is a failure like any other.
+                    None => return End::Broken("consumer stream ended".into()),
+                },
+            }
+        }
+    }
+
+    /// Stop consuming, let in-flight cycles finish within the grace period, flush the outbox,
+    /// close the channels (flushing pending confirms) and the connection.
+    async fn drain(
+        &self,
+        session: Option<Session>,
+        mut tasks: JoinSet<()>,
+        stop_sweeper: CancellationToken,
+        sweeper: tokio::task::JoinHandle<()>,
+    ) {
+        tracing::info!(in_flight = tasks.len(), "shutting down");
+        if let Some(s) = &session {
+            let tag = format!("{}/consumer", self.name);
+            let _ = s
+                .consume
+                .basic_cancel(tag.as_str().into(), BasicCancelOptions::default())
+                .await;
+        }
+        let grace = self.ctx.settings.shutdown_grace();
+        let drained =
+            tokio::time::timeout(grace, async { while tasks.join_next().await.is_some() {} }).await;
+        if drained.is_err() {
+            tracing::warn!(
+                left = tasks.len(),
+                ?grace,
+                "grace period over; abandoning in-flight triggers (they will be redelivered)"
+            );
+            tasks.abort_all();
+        }
+        stop_sweeper.cancel();
+        let _ = sweeper.await;
+        if session.is_some() {
+            match tokio::time::timeout(grace.max(Duration::from_secs(1)), self.relay.sweep(true))
+                .await
+            {
+                Ok(Ok(r)) => {
+                    tracing::info!(published = r.published, failed = r.failed, "outbox flushed")
+                }
+                Ok(Err(e)) => tracing::warn!(error = %e, "outbox flush failed"),
+                Err(_) => tracing::warn!("outbox flush timed out"),
+            }
+        }
+        self.relay.publisher.set(None).await;
+        if let Some(s) = session {
+            s.publisher.close().await;
+            let _ = s.consume.close(200, "shutdown".into()).await;
+            let _ = s.conn.close(200, "shutdown".into()).await;
+        }
+        tracing::info!("worker stopped");
+    }
+}
+
+fn incoming(d: &Delivery) -> Incoming {
+    let p = &d.properties;
+    Incoming {
+        message_id: p.message_id().as_ref().map(|s| s.to_string()),
+        body: d.data.clone(),
+        reply_to: p.reply_to().as_ref().map(|s| s.to_string()),
+        correlation_id: p.correlation_id().as_ref().map(|s| s.to_string()),
+        redelivered: d.redelivered,
+    }
+}
+
+/// One delivery, end to end. The ack happens only after `process` returned, i.e. after the
+/// store committed (or decided the delivery is dead).
+async fn handle(
+    ctx: Arc<Context>,
+    relay: Arc<Relay>,
+    hooks: Hooks,
+    conn: Arc<Connection>,
+    d: Delivery,
+) {
+    let inc = incoming(&d);
+    if inc.redelivered {
+        metrics::redelivery();
+    }
+    let (c2, i2, before) = (ctx.clone(), inc.clone(), hooks.before_cycle.clone());
+    let work = async move {
+        if let Some(h) = before {
+            h(&i2);
+        }
+        unit::process(&c2, &i2).await
+    };
+    let processed = match unit::guarded(work).await {
+        Ok(p) => p,
+        Err(what) => unit::panicked(&ctx, &inc, what),
+    };
+    if processed.committed
+        && let Some(hook) = &hooks.after_commit
+        && hook(&processed) == HookAction::DropConnection
+    {
+        tracing::warn!(message_id = ?inc.message_id, "fault injection: dropping the connection before ack");
+        let _ = conn.close(320, "fault injection".into()).await;
+        return;
+    }
+    let acked = match &processed.disposition {
+        Disposition::Ack => d.acker.ack(BasicAckOptions::default()).await,
+        Disposition::DeadLetter(_) => d.acker.reject(BasicRejectOptions { requeue: false }).await,
+        Disposition::Requeue(_) => {
+            d.acker
+                .nack(BasicNackOptions {
+                    requeue: true,
+                    multiple: false,
+                })
+                .await
+        }
+    };
+    match acked {
+        Ok(true) => {}
+        // The channel went away: the broker redelivers, and the store replays the cycle.
+        Ok(false) => {
+            tracing::warn!(message_id = ?inc.message_id, "delivery could not be settled (channel gone)")
+        }
+        Err(e) => {
+            tracing::warn!(message_id = ?inc.message_id, error = %e, "settling the delivery failed")
+        }
+    }
+    if !processed.relay.is_empty() {
+        relay.publish(processed.relay).await;
+    }
+    if !processed.direct.is_empty()
+        && let Some(p) = relay.publisher.current().await
+    {
+        for m in &processed.direct {
+            if let Err(e) = p.publish(m).await {
+                tracing::warn!(message_id = %m.message_id, error = %e, "reply/event not sent");
+            }
+        }
+    }
+}

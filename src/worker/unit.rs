@@ -1,0 +1,325 @@
+//! One delivery: decode the trigger, run the store's one-transaction cycle (with retries for
+//! transient failures), and say what to do with the delivery. The caller acks only after this
+//! returns, i.e. after the commit, then relays the cycle's outbox rows.
+
+use super::plan::{PlanContext, Planner, result_body, status_str};
+use super::{Failure, metrics};
+use crate::broker::Outgoing;
+use crate::catalog::Catalog;
+use crate::config::Settings;
+use crate::contract::{
+    ErrorCode, KernelError, KernelOutput, TriggerMessage, parse_date, parse_timestamp,
+};
+use crate::store::{CycleOutcome, CycleRequest, CycleStatus, OutboxRow, Store};
+use backon::{ExponentialBuilder, Retryable};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use uuid::Uuid;
+
+/// Everything a unit needs; shared by all deliveries.
+pub struct Context {
+    pub store: Store,
+    pub catalog: Arc<Catalog>,
+    pub settings: Settings,
+    pub planner: Planner,
+}
+
+/// The parts of a delivery the unit reads (no broker types, so it can be tested alone).
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Incoming {
+    pub message_id: Option<String>,
+    pub body: Vec<u8>,
+    pub reply_to: Option<String>,
+    pub correlation_id: Option<String>,
+    pub redelivered: bool,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Disposition {
+    /// Committed (or replayed): ack.
+    Ack,
+    /// Permanent: reject without requeue, so the queue dead-letters it.
+    DeadLetter(String),
+    /// Transient and out of retries: nack with requeue; the delivery limit ends the loop.
+    Requeue(String),
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct Processed {
+    pub disposition: Disposition,
+    /// A cycle row now exists for this trigger (what the crash-after-commit hook keys on).
+    pub committed: bool,
+    pub cycle_id: Option<Uuid>,
+    /// Outbox rows to publish now (empty on replays: the sweeper owns those, which avoids two
+    /// processes publishing the same fresh rows).
+    pub relay: Vec<OutboxRow>,
+    /// Best-effort messages outside the outbox: the `reply_to` reply, the event of a panic.
+    pub direct: Vec<Outgoing>,
+}
+
+impl Processed {
+    fn failed(f: &Failure, direct: Vec<Outgoing>) -> Self {
+        let disposition = if f.is_retryable() {
+            Disposition::Requeue(f.to_string())
+        } else {
+            Disposition::DeadLetter(f.to_string())
+        };
+        Self {
+            disposition,
+            committed: false,
+            cycle_id: None,
+            relay: vec![],
+            direct,
+        }
+    }
+}
+
+/// Structural decoding of a trigger body. Contract rules that need data (trigger age, tenant
+/// existence, data sufficiency) are the store's and the kernel's to judge.
+pub fn decode(body: &[u8]) -> Result<(Uuid, TriggerMessage), Failure> {
+    let msg: TriggerMessage = serde_json::from_slice(body)
+        .map_err(|e| Failure::Malformed(format!("not a trigger document: {e}")))?;
+    let tenant = Uuid::parse_str(&msg.tenant_id)
+        .map_err(|_| Failure::Malformed(format!("tenant_id '{}' is not a UUID", msg.tenant_id)))?;
+    if parse_timestamp(&msg.trigger.triggered_at).is_none() {
+        return Err(Failure::Malformed(format!(
+            "trigger.triggered_at '{}' is not an RFC 3339 timestamp",
+            msg.trigger.triggered_at
+        )));
+    }
+    if let Some(w) = &msg.analysis_window {
+        match (parse_date(&w.start_date), parse_date(&w.end_date)) {
+            (Some(s), Some(e)) if s <= e => {}
+            _ => {
+                return Err(Failure::Malformed(format!(
+                    "analysis_window {}..{} is not a pair of ordered YYYY-MM-DD dates",
+                    w.start_date, w.end_date
+                )));
+            }
+        }
+    }
+    Ok((tenant, msg))
+}
+
+fn retry_policy(ctx: &Context) -> ExponentialBuilder {
+    ExponentialBuilder::default()
+        .with_jitter()
+        .with_min_delay(Duration::from_millis(100))
+        .with_max_delay(Duration::from_secs(10))
+        .with_max_times(ctx.settings.worker.retry_max_attempts)
+}
+
+/// The reply for `reply_to`, if the trigger asked for one.
+fn reply(
+    inc: &Incoming,
+    status: &str,
+    pctx: &PlanContext,
+    cycle_id: Option<Uuid>,
+    result: &Result<KernelOutput, KernelError>,
+) -> Vec<Outgoing> {
+    let Some(to) = inc.reply_to.clone().filter(|r| !r.is_empty()) else {
+        return vec![];
+    };
+    let mut headers = vec![
+        ("status".to_owned(), status.to_owned()),
+        ("tenant_id".to_owned(), pctx.tenant_id.to_string()),
+        ("trigger_message_id".to_owned(), pctx.message_id.clone()),
+    ];
+    if let Some(c) = cycle_id {
+        headers.push(("cycle_id".to_owned(), c.to_string()));
+    }
+    vec![Outgoing {
+        exchange: String::new(),
+        routing_key: to,
+        message_id: format!("{}:reply", pctx.message_id),
+        headers,
+        body: result_body(pctx, cycle_id, result),
+        mandatory: false,
+        persistent: false,
+        correlation_id: inc
+            .correlation_id
+            .clone()
+            .or_else(|| Some(pctx.message_id.clone())),
+        reply_to: None,
+    }]
+}
+
+/// Runs one delivery to a decision about it.
+pub async fn process(ctx: &Context, inc: &Incoming) -> Processed {
+    let started = Instant::now();
+    let Some(message_id) = inc.message_id.clone().filter(|m| !m.trim().is_empty()) else {
+        let f = Failure::MissingMessageId;
+        tracing::warn!(reason = %f, "trigger dead-lettered");
+        metrics::rejected(f.reason());
+        return Processed::failed(&f, vec![]);
+    };
+    let (tenant_id, msg) = match decode(&inc.body) {
+        Ok(x) => x,
+        Err(f) => {
+            tracing::warn!(%message_id, reason = %f, "trigger dead-lettered");
+            metrics::rejected(f.reason());
+            return Processed::failed(&f, vec![]);
+        }
+    };
+    let pctx = PlanContext {
+        tenant_id,
+        message_id: message_id.clone(),
+        trigger: msg.trigger.clone(),
+    };
+    let req = CycleRequest {
+        message_id: message_id.clone(),
+        tenant_id,
+        trigger: msg.trigger,
+        analysis_window: msg.analysis_window,
+        cycle_id: Uuid::new_v4(),
+    };
+    let planner = &ctx.planner;
+    let plan = |cycle_id: Uuid, result: &Result<KernelOutput, KernelError>, status: CycleStatus| {
+        planner.messages(&pctx, cycle_id, result, status)
+    };
+    let attempt = || async {
+        ctx.store
+            .run_cycle(
+                &req,
+                &ctx.catalog,
+                &ctx.settings.kernel,
+                chrono::Utc::now(),
+                &plan,
+            )
+            .await
+            .map_err(Failure::from)
+    };
+    let outcome = attempt
+        .retry(retry_policy(ctx))
+        .when(Failure::is_retryable)
+        .notify(|e, wait| tracing::warn!(%message_id, error = %e, ?wait, "cycle failed, retrying"))
+        .await;
+
+    match outcome {
+        Err(f) => {
+            tracing::error!(%message_id, %tenant_id, error = %f, retryable = f.is_retryable(),
+                "cycle could not be run");
+            metrics::rejected(f.reason());
+            Processed::failed(&f, vec![])
+        }
+        Ok(CycleOutcome::Rejected { error }) => {
+            let f = Failure::UnknownTenant(error.clone());
+            tracing::warn!(%message_id, %tenant_id, reason = %f, "trigger dead-lettered");
+            metrics::rejected(f.reason());
+            Processed::failed(&f, reply(inc, "rejected", &pctx, None, &Err(error)))
+        }
+        Ok(CycleOutcome::Recorded {
+            cycle_id,
+            status,
+            result,
+            pending,
+            replayed,
+        }) => {
+            let result: Result<KernelOutput, KernelError> = result.map(|b| *b);
+            let status_s = status_str(status);
+            if replayed {
+                tracing::info!(%message_id, %cycle_id, status = status_s, "trigger already had a cycle; replayed");
+            } else {
+                let constraint = match &result {
+                    Ok(o) => o.cycle_summary.binding_constraint.as_str(),
+                    Err(e) => e.code.as_str(),
+                };
+                metrics::cycle(status_s, constraint, started.elapsed());
+                tracing::info!(%message_id, %tenant_id, %cycle_id, status = status_s, constraint,
+                    outbox = pending.len(), "cycle recorded");
+            }
+            Processed {
+                disposition: Disposition::Ack,
+                committed: true,
+                cycle_id: Some(cycle_id),
+                relay: if replayed { vec![] } else { pending },
+                direct: reply(inc, status_s, &pctx, Some(cycle_id), &result),
+            }
+        }
+    }
+}
+
+/// What a panic in `process` becomes: INTERNAL_ERROR, dead-lettered (a poison message would
+/// panic again), announced as a failed cycle when the trigger could be read.
+pub fn panicked(ctx: &Context, inc: &Incoming, what: String) -> Processed {
+    let f = Failure::Panic(what);
+    tracing::error!(message_id = ?inc.message_id, error = %f, "panic while processing a trigger");
+    metrics::cycle("failed", ErrorCode::InternalError.as_str(), Duration::ZERO);
+    let mut direct = vec![];
+    if let (Some(message_id), Ok((tenant_id, msg))) = (inc.message_id.clone(), decode(&inc.body)) {
+        let pctx = PlanContext {
+            tenant_id,
+            message_id: message_id.clone(),
+            trigger: msg.trigger,
+        };
+        let err: Result<KernelOutput, KernelError> = Err(KernelError::internal(
+            "the worker failed while processing this trigger",
+        ));
+        direct.push(Outgoing {
+            exchange: ctx.planner.topology().cycles_exchange.clone(),
+            routing_key: format!("failed.{tenant_id}"),
+            message_id: format!("{message_id}:panic"),
+            headers: vec![
+                ("tenant_id".into(), tenant_id.to_string()),
+                ("status".into(), "failed".into()),
+                ("trigger_message_id".into(), message_id),
+            ],
+            body: result_body(&pctx, None, &err),
+            mandatory: false,
+            persistent: true,
+            correlation_id: None,
+            reply_to: None,
+        });
+        direct.extend(reply(inc, "failed", &pctx, None, &err));
+    }
+    Processed::failed(&f, direct)
+}
+
+/// Runs `fut` on its own task so that a panic inside it is contained.
+pub async fn guarded<F>(fut: F) -> Result<Processed, String>
+where
+    F: std::future::Future<Output = Processed> + Send + 'static,
+{
+    match tokio::spawn(fut).await {
+        Ok(p) => Ok(p),
+        Err(e) if e.is_panic() => {
+            let p = e.into_panic();
+            let msg = p
+                .downcast_ref::<&str>()
+                .map(|s| (*s).to_owned())
+                .or_else(|| p.downcast_ref::<String>().cloned())
+                .unwrap_or_else(|| "non-string panic".to_owned());
+            Err(msg)
+        }
+        Err(e) => Err(format!("task cancelled: {e}")),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn decode_accepts_a_trigger_and_rejects_the_rest() {
+        let ok = br#"{"tenant_id":"7d3c1a52-2f4e-4c8e-9a51-0b6f2d9e4c11",
+            "trigger":{"type":"manual","source":"cli","triggered_at":"2026-11-26T06:00:00Z"}}"#;
+        assert!(decode(ok).is_ok());
+        for bad in [
+            &b"not json"[..],
+            br#"{"tenant_id":"x","trigger":{"type":"manual","source":"cli","triggered_at":"2026-11-26T06:00:00Z"}}"#,
+            br#"{"tenant_id":"7d3c1a52-2f4e-4c8e-9a51-0b6f2d9e4c11","trigger":{"type":"nope","source":"cli","triggered_at":"2026-11-26T06:00:00Z"}}"#,
+            br#"{"tenant_id":"7d3c1a52-2f4e-4c8e-9a51-0b6f2d9e4c11","trigger":{"type":"manual","source":"cli","triggered_at":"yesterday"}}"#,
+            br#"{"tenant_id":"7d3c1a52-2f4e-4c8e-9a51-0b6f2d9e4c11","trigger":{"type":"manual","source":"cli","triggered_at":"2026-11-26T06:00:00Z"},"analysis_window":{"start_date":"2026-11-02","end_date":"2026-11-01"}}"#,
+        ] {
+            let e = decode(bad).unwrap_err();
+            assert!(matches!(e, Failure::Malformed(_)), "{e}");
+            assert!(!e.is_retryable());
+        }
+    }
+
+    #[tokio::test]
+    async fn a_panic_is_contained() {
+        let r = guarded(async { panic!("boom") }).await;
+        assert_eq!(r.unwrap_err(), "boom");
+    }
+}

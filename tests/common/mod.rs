@@ -1,0 +1,56 @@
+//! Shared test helpers: databases (`db`), fixtures and the catalog.
+#![allow(dead_code)]
+
+pub mod amqp;
+pub mod db;
+
+use chrono::{DateTime, Utc};
+use revenue_os::catalog::Catalog;
+use revenue_os::config::{KernelSettings, Settings};
+use revenue_os::contract::{KernelInput, decode_input, parse_timestamp};
+use std::path::PathBuf;
+
+pub fn fixture_path(rel: &str) -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/fixtures")
+        .join(rel)
+}
+
+pub fn fixture_bytes(rel: &str) -> Vec<u8> {
+    std::fs::read(fixture_path(rel)).unwrap()
+}
+
+pub fn fixture(rel: &str) -> KernelInput {
+    decode_input(&fixture_bytes(rel)).unwrap()
+}
+
+/// The example tenant (valid/demand_bound.json) and the clock its fixtures were built for.
+pub const DEMAND_BOUND: &str = "valid/demand_bound.json";
+pub const FIXTURE_NOW: &str = "2026-11-26T06:05:00Z";
+
+pub fn fixture_now() -> DateTime<Utc> {
+    parse_timestamp(FIXTURE_NOW).unwrap()
+}
+
+pub fn catalog() -> Catalog {
+    Catalog::embedded().unwrap()
+}
+
+pub fn kernel_settings() -> KernelSettings {
+    Settings::load_from(&[]).unwrap().kernel
+}
+
+/// The input with every list sorted, for order-insensitive comparison.
+pub fn normalized(mut input: KernelInput) -> KernelInput {
+    fn sort<T: serde::Serialize>(v: &mut [T]) {
+        v.sort_by_cached_key(|x| serde_json::to_string(x).unwrap());
+    }
+    sort(&mut input.metrics);
+    sort(&mut input.revenue_events);
+    sort(&mut input.campaigns);
+    sort(&mut input.opportunities);
+    if let Some(r) = input.recent_action_results.as_mut() {
+        sort(r);
+    }
+    input
+}

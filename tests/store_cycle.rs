@@ -1,0 +1,401 @@
+//! run_cycle: concurrency, idempotency, every outcome recorded, outbox lifecycle.
+
+mod common;
+
+use common::db::TestDb;
+use common::*;
+use revenue_os::contract::*;
+use revenue_os::store::*;
+use uuid::Uuid;
+
+/// A plan like the worker's: one message per action plus one cycle event.
+fn plan(
+    cycle_id: Uuid,
+    result: &Result<KernelOutput, KernelError>,
+    status: CycleStatus,
+) -> Vec<OutboxMessage> {
+    let mut out = Vec::new();
+    if let Ok(o) = result {
+        for a in &o.actions {
+            out.push(OutboxMessage {
+                exchange: "test.actions".into(),
+                routing_key: a.owner_subsystem.as_str().into(),
+                message_id: format!("{cycle_id}:{}", a.action_id),
+                headers: serde_json::json!({"tenant_id": o.tenant_id}),
+                body: serde_json::to_vec(a).unwrap(),
+                action_id: Some(a.action_id.clone()),
+            });
+        }
+    }
+    out.push(OutboxMessage {
+        exchange: "test.cycles".into(),
+        routing_key: status.as_str().into(),
+        message_id: format!("{cycle_id}:cycle"),
+        headers: serde_json::json!({}),
+        body: b"{}".to_vec(),
+        action_id: None,
+    });
+    out
+}
+
+const PLAN: OutboxPlan<'static> = &plan;
+
+fn request(input: &KernelInput, message_id: &str) -> CycleRequest {
+    CycleRequest {
+        message_id: message_id.into(),
+        tenant_id: Uuid::parse_str(&input.tenant_id).unwrap(),
+        trigger: input.trigger.clone(),
+        analysis_window: Some(input.analysis_window.clone()),
+        cycle_id: Uuid::new_v4(),
+    }
+}
+
+async fn imported() -> (TestDb, KernelInput) {
+    let db = TestDb::new().await;
+    let input = fixture(DEMAND_BOUND);
+    db.store().import(&input, &catalog()).await.unwrap();
+    (db, input)
+}
+
+async fn count(db: &TestDb, sql: &str) -> i64 {
+    db.client().await.query_one(sql, &[]).await.unwrap().get(0)
+}
+
+#[test]
+fn run_cycle_future_is_send() {
+    fn is_send<T: Send>(_: &T) {}
+    let store: Option<Store> = None;
+    if let Some(s) = store {
+        let input = fixture(DEMAND_BOUND);
+        let req = request(&input, "m");
+        let cat = catalog();
+        let ks = kernel_settings();
+        let f = s.run_cycle(&req, &cat, &ks, fixture_now(), PLAN);
+        is_send(&f);
+    }
+}
+
+#[tokio::test]
+async fn a_cycle_is_recorded_with_actions_and_outbox_rows() {
+    let (db, input) = imported().await;
+    let req = request(&input, "msg-1");
+    let out = db
+        .store()
+        .run_cycle(&req, &catalog(), &kernel_settings(), fixture_now(), PLAN)
+        .await
+        .unwrap();
+    let CycleOutcome::Recorded {
+        cycle_id,
+        status,
+        result,
+        pending,
+        replayed,
+    } = out
+    else {
+        panic!("rejected")
+    };
+    assert_eq!(cycle_id, req.cycle_id);
+    assert_eq!(status, CycleStatus::Completed);
+    assert!(!replayed);
+    let output = result.unwrap();
+    assert_eq!(output.cycle_id, req.cycle_id.to_string());
+    assert_eq!(pending.len(), output.actions.len() + 1);
+    assert_eq!(
+        count(&db, "SELECT count(*) FROM actions WHERE status = 'pending'").await,
+        output.actions.len() as i64
+    );
+    let c = db.client().await;
+    let row = c
+        .query_one(
+            "SELECT status, binding_constraint, priority_metric, output->>'cycle_id',
+                    window_start::text, window_end::text, trigger_type
+             FROM cycles WHERE message_id = 'msg-1'",
+            &[],
+        )
+        .await
+        .unwrap();
+    assert_eq!(row.get::<_, String>(0), "completed");
+    assert_eq!(
+        row.get::<_, String>(1),
+        output.cycle_summary.binding_constraint.as_str()
+    );
+    assert_eq!(
+        row.get::<_, String>(2),
+        output.cycle_summary.priority_metric
+    );
+    assert_eq!(row.get::<_, String>(3), req.cycle_id.to_string());
+    assert_eq!(row.get::<_, String>(4), "2026-10-27");
+    assert_eq!(row.get::<_, String>(5), "2026-11-25");
+    assert_eq!(row.get::<_, String>(6), "scheduled");
+
+    // The relay: confirm the action row, fail the event row once.
+    let action_row = pending
+        .iter()
+        .find(|r| r.message.action_id.is_some())
+        .unwrap();
+    let event_row = pending
+        .iter()
+        .find(|r| r.message.action_id.is_none())
+        .unwrap();
+    db.store().mark_published(action_row.id).await.unwrap();
+    db.store().mark_published(action_row.id).await.unwrap(); // idempotent
+    db.store()
+        .record_publish_failure(event_row.id, "nack")
+        .await
+        .unwrap();
+    let still = db.store().pending_outbox(100).await.unwrap();
+    assert_eq!(still.len(), pending.len() - 1);
+    let ev = still.iter().find(|r| r.id == event_row.id).unwrap();
+    assert_eq!(ev.attempts, 1);
+    assert_eq!(ev.message, event_row.message);
+    let status: String = c
+        .query_one(
+            "SELECT status FROM actions WHERE cycle_id = $1 AND action_id = $2",
+            &[&cycle_id, &action_row.message.action_id],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(status, "published");
+
+    // Redelivery of msg-1: the stored result, minus what was published.
+    let again = db
+        .store()
+        .run_cycle(&req, &catalog(), &kernel_settings(), fixture_now(), PLAN)
+        .await
+        .unwrap();
+    let CycleOutcome::Recorded {
+        cycle_id: c2,
+        result: r2,
+        pending: p2,
+        replayed,
+        ..
+    } = again
+    else {
+        panic!("rejected")
+    };
+    assert!(replayed);
+    assert_eq!(c2, cycle_id);
+    assert_eq!(r2.unwrap(), output);
+    assert_eq!(p2.len(), pending.len() - 1);
+    assert_eq!(count(&db, "SELECT count(*) FROM cycles").await, 1);
+    db.cleanup().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn eight_parallel_cycles_one_completes_seven_are_too_recent() {
+    let (db, input) = imported().await;
+    let store = db.store().clone();
+    let mut tasks = Vec::new();
+    for i in 0..8 {
+        let store = store.clone();
+        let req = request(&input, &format!("parallel-{i}"));
+        tasks.push(tokio::spawn(async move {
+            store
+                .run_cycle(&req, &catalog(), &kernel_settings(), fixture_now(), PLAN)
+                .await
+        }));
+    }
+    let mut statuses = Vec::new();
+    for t in tasks {
+        match t.await.unwrap().unwrap() {
+            CycleOutcome::Recorded { status, result, .. } => {
+                if status == CycleStatus::Skipped {
+                    assert_eq!(result.unwrap_err().code, ErrorCode::CycleTooRecent);
+                }
+                statuses.push(status);
+            }
+            CycleOutcome::Rejected { error } => panic!("{error}"),
+        }
+    }
+    let completed = statuses
+        .iter()
+        .filter(|s| **s == CycleStatus::Completed)
+        .count();
+    let skipped = statuses
+        .iter()
+        .filter(|s| **s == CycleStatus::Skipped)
+        .count();
+    assert_eq!((completed, skipped), (1, 7));
+    assert_eq!(
+        count(&db, "SELECT count(*) FROM cycles WHERE status = 'skipped' AND error_code = 'CYCLE_TOO_RECENT'").await,
+        7
+    );
+    assert_eq!(
+        count(
+            &db,
+            "SELECT count(*) FROM cycles WHERE status = 'completed'"
+        )
+        .await,
+        1
+    );
+    // Once the interval has passed, the next trigger runs.
+    let later = fixture_now() + chrono::Duration::hours(12);
+    let mut req = request(&input, "later");
+    req.trigger.triggered_at = "2026-11-26T18:00:00Z".into();
+    let CycleOutcome::Recorded { status, .. } = store
+        .run_cycle(&req, &catalog(), &kernel_settings(), later, PLAN)
+        .await
+        .unwrap()
+    else {
+        panic!()
+    };
+    assert_eq!(status, CycleStatus::Completed);
+    db.cleanup().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn eight_parallel_calls_with_one_message_id_share_one_cycle() {
+    let (db, input) = imported().await;
+    let store = db.store().clone();
+    let mut tasks = Vec::new();
+    for _ in 0..8 {
+        let store = store.clone();
+        // Each redelivery would come with a fresh candidate cycle id.
+        let req = request(&input, "same-message");
+        tasks.push(tokio::spawn(async move {
+            store
+                .run_cycle(&req, &catalog(), &kernel_settings(), fixture_now(), PLAN)
+                .await
+        }));
+    }
+    let mut outcomes = Vec::new();
+    for t in tasks {
+        match t.await.unwrap().unwrap() {
+            CycleOutcome::Recorded {
+                cycle_id,
+                status,
+                result,
+                replayed,
+                ..
+            } => outcomes.push((cycle_id, status, result.unwrap(), replayed)),
+            CycleOutcome::Rejected { error } => panic!("{error}"),
+        }
+    }
+    let first = &outcomes[0];
+    for o in &outcomes {
+        assert_eq!(o.0, first.0);
+        assert_eq!(o.1, CycleStatus::Completed);
+        assert_eq!(o.2, first.2);
+    }
+    assert_eq!(outcomes.iter().filter(|o| !o.3).count(), 1);
+    assert_eq!(count(&db, "SELECT count(*) FROM cycles").await, 1);
+    db.cleanup().await;
+}
+
+#[tokio::test]
+async fn unknown_tenant_is_rejected_and_recorded_once() {
+    let db = TestDb::new().await;
+    let input = fixture(DEMAND_BOUND); // never imported
+    let req = request(&input, "ghost-1");
+    for _ in 0..2 {
+        let out = db
+            .store()
+            .run_cycle(&req, &catalog(), &kernel_settings(), fixture_now(), PLAN)
+            .await
+            .unwrap();
+        match out {
+            CycleOutcome::Rejected { error } => {
+                assert_eq!(error.code, ErrorCode::TenantNotFound);
+                assert_eq!(error.http_status(), 404);
+            }
+            other => panic!("{other:?}"),
+        }
+    }
+    let c = db.client().await;
+    let row = c
+        .query_one(
+            "SELECT count(*), min(error_code), min(tenant_id::text) FROM rejected_triggers",
+            &[],
+        )
+        .await
+        .unwrap();
+    assert_eq!(row.get::<_, i64>(0), 1);
+    assert_eq!(row.get::<_, String>(1), "TENANT_NOT_FOUND");
+    assert_eq!(row.get::<_, String>(2), input.tenant_id);
+    assert_eq!(count(&db, "SELECT count(*) FROM cycles").await, 0);
+    db.cleanup().await;
+}
+
+#[tokio::test]
+async fn missing_required_metrics_record_a_failed_cycle() {
+    let db = TestDb::new().await;
+    let mut input = fixture(DEMAND_BOUND);
+    input.metrics.retain(|m| m.metric_id != "pipeline_total");
+    db.store().import(&input, &catalog()).await.unwrap();
+    let req = request(&input, "thin-1");
+    let out = db
+        .store()
+        .run_cycle(&req, &catalog(), &kernel_settings(), fixture_now(), PLAN)
+        .await
+        .unwrap();
+    let CycleOutcome::Recorded {
+        status,
+        result,
+        pending,
+        ..
+    } = out
+    else {
+        panic!()
+    };
+    assert_eq!(status, CycleStatus::Failed);
+    assert_eq!(result.unwrap_err().code, ErrorCode::InsufficientData);
+    assert_eq!(pending.len(), 1, "the cycle event only");
+    assert_eq!(
+        count(&db, "SELECT count(*) FROM cycles WHERE status = 'failed' AND error_code = 'INSUFFICIENT_DATA' AND output IS NULL").await,
+        1
+    );
+    // A failed cycle does not hold back the next one.
+    let CycleOutcome::Recorded { status, .. } = db
+        .store()
+        .run_cycle(
+            &request(&input, "thin-2"),
+            &catalog(),
+            &kernel_settings(),
+            fixture_now(),
+            PLAN,
+        )
+        .await
+        .unwrap()
+    else {
+        panic!()
+    };
+    assert_eq!(status, CycleStatus::Failed);
+    db.cleanup().await;
+}
+
+#[tokio::test]
+async fn no_window_means_the_thirty_days_ending_yesterday() {
+    let (db, input) = imported().await;
+    let mut req = request(&input, "default-window");
+    req.analysis_window = None;
+    let out = db
+        .store()
+        .run_cycle(&req, &catalog(), &kernel_settings(), fixture_now(), PLAN)
+        .await
+        .unwrap();
+    assert!(matches!(
+        out,
+        CycleOutcome::Recorded {
+            status: CycleStatus::Completed,
+            ..
+        }
+    ));
+    let row = db
+        .client()
+        .await
+        .query_one(
+            "SELECT window_start::text, window_end::text FROM cycles",
+            &[],
+        )
+        .await
+        .unwrap();
+    assert_eq!(row.get::<_, String>(0), "2026-10-27");
+    assert_eq!(row.get::<_, String>(1), "2026-11-25");
+    let w = default_window(fixture_now());
+    assert_eq!(
+        (w.start_date.as_str(), w.end_date.as_str()),
+        ("2026-10-27", "2026-11-25")
+    );
+    db.cleanup().await;
+}
