@@ -7,6 +7,7 @@ pub mod broker;
 pub mod catalog;
 pub mod config;
 pub mod contract;
+pub mod demo;
 pub mod error;
 pub mod kernel;
 pub mod store;

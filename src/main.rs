@@ -22,6 +22,13 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
+    /// The walkthrough: create and migrate the database, import the example tenant, run a
+    /// worker, publish a trigger, and print every action as the executors receive it.
+    Demo {
+        /// Tenant document to import.
+        #[arg(default_value = "tests/fixtures/valid/demand_bound.json")]
+        file: String,
+    },
     /// Run the kernel on one KernelInput; prints a KernelOutput (exit 0) or a KernelError (exit 2).
     Kernel {
         /// Input file, or `-` for stdin.
@@ -118,6 +125,7 @@ fn main() -> ExitCode {
             wait,
             timeout,
         } => runtime(trigger(tenant, kind, source, start.zip(end), wait, timeout)),
+        Command::Demo { file } => demo(&file),
         Command::Migrate => with_store(|store| async move {
             store.migrate().await?;
             Ok(serde_json::json!({ "migrated": true }))
@@ -211,6 +219,7 @@ where
         Err(e) => return fail(e),
     };
     let result = rt.block_on(async {
+        Store::create_database_if_missing(&settings.database).await?;
         let store = Store::connect(&settings.database).await?;
         f(store).await
     });
@@ -222,6 +231,30 @@ where
         }
         Err(e) => fail(e),
     }
+}
+
+fn demo(file: &str) -> ExitCode {
+    let document = match read_input(file) {
+        Ok(b) => b,
+        Err(e) => return fail(format!("cannot read {file}: {e}")),
+    };
+    let (settings, catalog) = match (Settings::load(), Catalog::embedded()) {
+        (Ok(s), Ok(c)) => (s, c),
+        (Err(e), _) => return fail(e),
+        (_, Err(e)) => return fail(e),
+    };
+    // Quiet by default: the demo's own report is the output.
+    let mut log = settings.log.clone();
+    log.format = revenue_os::config::LogFormat::Human;
+    log.level = "warn".into();
+    revenue_os::telemetry::init(&log);
+    runtime(async move {
+        let say = |line: &str| println!("{line}");
+        match revenue_os::demo::run(settings, catalog, &document, say).await {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => fail(e),
+        }
+    })
 }
 
 fn runtime(f: impl std::future::Future<Output = ExitCode>) -> ExitCode {

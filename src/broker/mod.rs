@@ -3,10 +3,12 @@
 
 mod client;
 mod publisher;
+mod tap;
 mod topology;
 
 pub use client::{TriggerClient, TriggerReply, header};
 pub use publisher::{ConfirmedPublisher, Outgoing};
+pub use tap::{Tap, Tapped};
 pub use topology::Topology;
 
 use crate::config::AmqpSettings;

@@ -7,6 +7,7 @@
 
 mod assemble;
 mod cycle;
+mod database;
 mod error;
 mod import;
 mod migrate;

@@ -1,0 +1,234 @@
+//! The walkthrough a new user runs first: create and migrate the database, import a tenant,
+//! start a worker in-process, publish one trigger, and show every action as the executors
+//! receive it from the broker. It uses the same library calls as production; nothing is faked.
+
+use crate::broker::{self, Tap, Topology, TriggerClient};
+use crate::catalog::Catalog;
+use crate::config::{Settings, redact_url};
+use crate::contract::{
+    ActionMessage, KernelError, KernelOutput, Trigger, TriggerMessage, TriggerType, decode_input,
+};
+use crate::store::Store;
+use crate::worker::Worker;
+use chrono::{SecondsFormat, Utc};
+use std::fmt::Write as _;
+use std::time::{Duration, Instant};
+use tokio_util::sync::CancellationToken;
+
+#[derive(Debug, thiserror::Error)]
+pub enum DemoError {
+    #[error("the tenant document is invalid: {0}")]
+    Document(KernelError),
+    #[error(transparent)]
+    Store(#[from] crate::store::StoreError),
+    #[error(transparent)]
+    Broker(#[from] crate::broker::BrokerError),
+    #[error("worker: {0}")]
+    Worker(String),
+    #[error("{0}")]
+    Incomplete(String),
+}
+
+/// Runs the walkthrough, writing a readable report line by line through `say`.
+pub async fn run(
+    mut settings: Settings,
+    catalog: Catalog,
+    document: &[u8],
+    mut say: impl FnMut(&str),
+) -> Result<(), DemoError> {
+    // A demo is re-run; the 12-hour spacing would turn the second run into a skipped cycle.
+    settings.kernel.min_cycle_interval_hours = 0;
+    let input = decode_input(document).map_err(DemoError::Document)?;
+    let tenant: uuid::Uuid = input
+        .tenant_id
+        .parse()
+        .map_err(|_| DemoError::Document(KernelError::internal("tenant_id is not a UUID")))?;
+
+    let created = Store::create_database_if_missing(&settings.database).await?;
+    let store = Store::connect(&settings.database).await?;
+    store.migrate().await?;
+    say(&format!(
+        "database  {} ({}), migrated",
+        redact_url(&settings.database.url),
+        if created { "created" } else { "exists" }
+    ));
+    store.import(&input, &catalog).await?;
+    say(&format!(
+        "tenant    {tenant} imported: {} metric points, {} revenue events, {} campaigns, {} open opportunities",
+        input.metrics.len(),
+        input.revenue_events.len(),
+        input.campaigns.len(),
+        input.opportunities.len()
+    ));
+
+    let topology = Topology::new(
+        &settings.amqp.prefix,
+        &catalog,
+        settings.amqp.delivery_limit,
+    );
+    let watcher = broker::connect(
+        &settings.amqp,
+        &broker::connection_name(&topology.prefix, "demo"),
+    )
+    .await?;
+    let mut tap = Tap::open(&watcher, &topology).await?;
+    let shutdown = CancellationToken::new();
+    let worker = Worker::new(settings.clone(), store.clone(), catalog.clone());
+    let worker_task = tokio::spawn(worker.run(shutdown.clone()));
+    say(&format!(
+        "worker    consuming {} (concurrency {})",
+        topology.triggers_queue, settings.amqp.concurrency
+    ));
+
+    let client = TriggerClient::connect(&settings.amqp, topology.clone()).await?;
+    let message_id = uuid::Uuid::new_v4().to_string();
+    let msg = TriggerMessage {
+        tenant_id: input.tenant_id.clone(),
+        trigger: Trigger {
+            kind: TriggerType::Manual,
+            source: "demo".into(),
+            triggered_at: Utc::now().to_rfc3339_opts(SecondsFormat::Secs, true),
+        },
+        analysis_window: Some(input.analysis_window.clone()),
+    };
+    say(&format!(
+        "trigger   published to {} with message_id {message_id} (window {} .. {})",
+        topology.triggers_exchange,
+        msg.analysis_window.as_ref().map_or("", |w| &w.start_date),
+        msg.analysis_window.as_ref().map_or("", |w| &w.end_date)
+    ));
+    let started = Instant::now();
+    let reply = client
+        .send_and_wait(&msg, &message_id, Duration::from_secs(60))
+        .await;
+    client.close().await;
+    let result = match reply {
+        Ok(r) if r.status == "completed" => serde_json::from_value::<KernelOutput>(r.body)
+            .map_err(|e| DemoError::Incomplete(format!("unexpected reply: {e}"))),
+        Ok(r) => Err(DemoError::Incomplete(format!(
+            "cycle {}: {}",
+            r.status, r.body
+        ))),
+        Err(e) => Err(e.into()),
+    };
+    let outcome = match result {
+        Ok(output) => show(&output, &mut tap, &topology, started, &mut say).await,
+        Err(e) => Err(e),
+    };
+
+    shutdown.cancel();
+    match worker_task.await {
+        Ok(Ok(())) => {}
+        Ok(Err(e)) => return Err(DemoError::Worker(e.to_string())),
+        Err(e) => return Err(DemoError::Worker(e.to_string())),
+    }
+    let _ = watcher.close(200, "demo done".into()).await;
+    outcome
+}
+
+/// Prints the decision, then waits for every action and the cycle event on the tap.
+async fn show(
+    out: &KernelOutput,
+    tap: &mut Tap,
+    topology: &Topology,
+    started: Instant,
+    say: &mut impl FnMut(&str),
+) -> Result<(), DemoError> {
+    let s = &out.cycle_summary;
+    say("");
+    say(&format!(
+        "cycle {} completed: binding constraint {} on {} (confidence {:.2})",
+        out.cycle_id, s.binding_constraint, s.priority_metric, s.confidence
+    ));
+    say(&format!("  {}", s.diagnosis));
+    for dq in out.data_quality_actions.iter().flatten() {
+        say(&format!(
+            "  data quality [{}] {}: {}",
+            dq.issue_type, dq.affected_metric, dq.description
+        ));
+    }
+    say("");
+    say("actions as the executors receive them (published with confirms):");
+    let mut seen_actions = 0;
+    let mut seen_event = false;
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while (seen_actions < out.actions.len() || !seen_event) && Instant::now() < deadline {
+        let Some(m) = tap.next(Duration::from_millis(500)).await? else {
+            continue;
+        };
+        if m.cycle_id.as_deref() != Some(out.cycle_id.as_str()) {
+            continue;
+        }
+        if m.exchange == topology.cycles_exchange {
+            seen_event = true;
+            continue;
+        }
+        let Ok(msg) = serde_json::from_slice::<ActionMessage>(&m.body) else {
+            continue;
+        };
+        seen_actions += 1;
+        say(&describe(&m.exchange, &m.routing_key, &msg));
+    }
+    say("");
+    if seen_actions < out.actions.len() || !seen_event {
+        return Err(DemoError::Incomplete(format!(
+            "saw {seen_actions} of {} actions{} within 30 s",
+            out.actions.len(),
+            if seen_event {
+                ""
+            } else {
+                " and no cycle event"
+            }
+        )));
+    }
+    say(&format!(
+        "cycle event on {} (completed.{}); {} actions delivered {} ms after the trigger",
+        topology.cycles_exchange,
+        out.tenant_id,
+        seen_actions,
+        started.elapsed().as_millis()
+    ));
+    Ok(())
+}
+
+fn describe(exchange: &str, routing_key: &str, m: &ActionMessage) -> String {
+    let a = &m.action;
+    let mut s = format!(
+        "  {}. {}  [{exchange}, routing key {routing_key}]\n     ",
+        a.priority, a.action_id
+    );
+    if let Some(e) = &a.target_entity {
+        let _ = write!(s, "{} {}: ", e.kind, e.id);
+    }
+    let _ = write!(
+        s,
+        "{} {} -> {}",
+        a.proposed_change.field, a.proposed_change.current_value, a.proposed_change.new_value
+    );
+    if let Some(x) = a.guardrails.max_additional_spend {
+        let _ = write!(s, "; at most {x} more spend");
+    }
+    if let Some(x) = a.guardrails.max_exposure_percent {
+        let _ = write!(s, "; at most {x}% exposed");
+    }
+    for c in &a.guardrails.abort_conditions {
+        let _ = write!(
+            s,
+            "; abort if {} {} {} for {} days",
+            c.metric_id, c.operator, c.threshold, c.consecutive_days
+        );
+    }
+    if let Some(e) = &a.experiment {
+        let _ = write!(
+            s,
+            "\n     experiment {}/{} control/treatment, {} per arm, win if {} reaches {}",
+            e.control_group_pct,
+            e.treatment_group_pct,
+            e.min_sample_size,
+            e.success_metric,
+            e.success_threshold
+        );
+    }
+    let _ = write!(s, "\n     why: {}", a.notes_for_humans);
+    s
+}

@@ -1,0 +1,47 @@
+//! Creating the configured database when it does not exist yet (first `migrate`, the demo).
+
+use super::{Store, StoreError};
+use crate::config::DatabaseSettings;
+use std::time::Duration;
+use tokio_postgres::NoTls;
+
+impl Store {
+    /// Creates the database named in `settings.url` if it is missing, connecting to the
+    /// server's `postgres` maintenance database. Returns whether it was created. Needs the
+    /// CREATEDB privilege only when the database is actually missing.
+    pub async fn create_database_if_missing(
+        settings: &DatabaseSettings,
+    ) -> Result<bool, StoreError> {
+        let target: tokio_postgres::Config = settings.url.parse()?;
+        let Some(name) = target.get_dbname().map(str::to_owned) else {
+            return Ok(false);
+        };
+        let mut admin = target.clone();
+        admin
+            .dbname("postgres")
+            .connect_timeout(Duration::from_secs(settings.connect_timeout_secs.max(1)));
+        let (client, connection) = admin.connect(NoTls).await?;
+        let conn = tokio::spawn(connection);
+        let exists = client
+            .query_opt("SELECT 1 FROM pg_database WHERE datname = $1", &[&name])
+            .await?
+            .is_some();
+        if !exists {
+            // Identifiers cannot be bound as parameters; quote it instead.
+            let quoted = format!("\"{}\"", name.replace('"', "\"\""));
+            match client
+                .batch_execute(&format!("CREATE DATABASE {quoted}"))
+                .await
+            {
+                Ok(()) => {}
+                // Another process created it between the check and now.
+                Err(e)
+                    if e.code() == Some(&tokio_postgres::error::SqlState::DUPLICATE_DATABASE) => {}
+                Err(e) => return Err(e.into()),
+            }
+        }
+        drop(client);
+        let _ = conn.await;
+        Ok(!exists)
+    }
+}
