@@ -68,6 +68,43 @@ fn others_sql(from: i64, to: i64) -> String {
     format!("SELECT md5('other-' || g)::uuid AS id FROM generate_series({from}, {to}) g")
 }
 
+/// Plan shape and shared buffers (hit + read) of the two big assembly queries: what the
+/// server does for the big tenant, independent of machine load.
+async fn plans(client: &tokio_postgres::Client) -> String {
+    let queries = [
+        format!(
+            "SELECT id, type, amount, effective_date, attributed_campaign_id, attributed_channel
+             FROM revenue_events WHERE tenant_id = '{BIG}'
+               AND effective_date BETWEEN '{WINDOW_START}' AND '{WINDOW_END}'
+             ORDER BY effective_date, id"
+        ),
+        format!(
+            "SELECT id, stage, amount, expected_close_date, win_probability FROM opportunities
+             WHERE tenant_id = '{BIG}' AND stage NOT IN ('closed_won', 'closed_lost')
+             ORDER BY expected_close_date, id"
+        ),
+    ];
+    let mut out = Vec::new();
+    for q in queries {
+        let row = client
+            .query_one(&format!("EXPLAIN (ANALYZE, BUFFERS, FORMAT JSON) {q}"), &[])
+            .await
+            .unwrap();
+        let plan: serde_json::Value = row.get(0);
+        let node = &plan[0]["Plan"];
+        let mut shape = vec![node["Node Type"].as_str().unwrap_or("?").to_owned()];
+        let mut child = &node["Plans"][0];
+        while child.is_object() {
+            shape.push(child["Node Type"].as_str().unwrap_or("?").to_owned());
+            child = &child["Plans"][0];
+        }
+        let blocks = node["Shared Hit Blocks"].as_i64().unwrap_or(0)
+            + node["Shared Read Blocks"].as_i64().unwrap_or(0);
+        out.push(format!("{} ({blocks} buffers)", shape.join(" <- ")));
+    }
+    out.join("; ")
+}
+
 fn median(mut v: Vec<Duration>) -> Duration {
     v.sort();
     v[v.len() / 2]
@@ -128,6 +165,7 @@ fn main() {
         median(samples)
     };
     let one = time("assemble_100k_events_20k_opps/others_1", &mut c);
+    let one_plans = rt.block_on(plans(&client));
 
     let t = Instant::now();
     rt.block_on(seed(&client, &others_sql(2, 1_000), 1_000, 200));
@@ -139,6 +177,7 @@ fn main() {
     eprintln!("revenue_events now holds {rows} rows");
 
     let thousand = time("assemble_100k_events_20k_opps/others_1000", &mut c);
+    let thousand_plans = rt.block_on(plans(&client));
     c.final_summary();
     eprintln!(
         "assemble median of {runs}: 1 other tenant {:.1} ms, 1000 other tenants {:.1} ms, \
@@ -147,6 +186,8 @@ fn main() {
         thousand.as_secs_f64() * 1e3,
         thousand.as_secs_f64() / one.as_secs_f64()
     );
+    eprintln!("plans with 1 other tenant: {one_plans}");
+    eprintln!("plans with 1000 other tenants: {thousand_plans}");
     drop(client);
     rt.block_on(test_db.cleanup());
 }
