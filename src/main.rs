@@ -21,6 +21,20 @@ struct Cli {
 }
 
 #[derive(Subcommand)]
+enum DlqAction {
+    /// Print up to --limit dead-lettered triggers with their reason; they stay queued.
+    List {
+        #[arg(long, default_value_t = 100)]
+        limit: usize,
+    },
+    /// Republish up to --limit dead-lettered triggers to the triggers exchange, same message_id.
+    Replay {
+        #[arg(long, default_value_t = 1000)]
+        limit: usize,
+    },
+}
+
+#[derive(Subcommand)]
 enum Command {
     /// The walkthrough: create and migrate the database, import the example tenant, run a
     /// worker, publish a trigger, and print every action as the executors receive it.
@@ -72,6 +86,11 @@ enum Command {
         /// Seconds to wait with --wait.
         #[arg(long, default_value_t = 60)]
         timeout: u64,
+    },
+    /// Dead-lettered triggers: list them, or replay them once their cause is fixed.
+    Dlq {
+        #[command(subcommand)]
+        action: DlqAction,
     },
     /// Apply the database migrations (a no-op when up to date) and sync the metric dictionary.
     Migrate,
@@ -126,6 +145,7 @@ fn main() -> ExitCode {
             timeout,
         } => runtime(trigger(tenant, kind, source, start.zip(end), wait, timeout)),
         Command::Demo { file } => demo(&file),
+        Command::Dlq { action } => runtime(dlq(action)),
         Command::Migrate => with_store(|store| async move {
             store.migrate().await?;
             Ok(serde_json::json!({ "migrated": true }))
@@ -255,6 +275,37 @@ fn demo(file: &str) -> ExitCode {
             Err(e) => fail(e),
         }
     })
+}
+
+async fn dlq(action: DlqAction) -> ExitCode {
+    use revenue_os::broker::{self, Topology, dlq};
+    let (settings, catalog) = match (Settings::load(), Catalog::embedded()) {
+        (Ok(s), Ok(c)) => (s, c),
+        (Err(e), _) => return fail(e),
+        (_, Err(e)) => return fail(e),
+    };
+    let topology = Topology::new(
+        &settings.amqp.prefix,
+        &catalog,
+        settings.amqp.delivery_limit,
+    );
+    let name = broker::connection_name(&topology.prefix, "dlq");
+    let conn = match broker::connect(&settings.amqp, &name).await {
+        Ok(c) => c,
+        Err(e) => return fail(e),
+    };
+    let code = match action {
+        DlqAction::List { limit } => match dlq::list(&conn, &topology, limit).await {
+            Ok(v) => print_json(&v),
+            Err(e) => fail(e),
+        },
+        DlqAction::Replay { limit } => match dlq::replay(&conn, &topology, limit).await {
+            Ok(r) => print_json(&r),
+            Err(e) => fail(e),
+        },
+    };
+    let _ = conn.close(200, "bye".into()).await;
+    code
 }
 
 fn runtime(f: impl std::future::Future<Output = ExitCode>) -> ExitCode {

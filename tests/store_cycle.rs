@@ -314,6 +314,25 @@ async fn unknown_tenant_is_rejected_and_recorded_once() {
     assert_eq!(row.get::<_, String>(1), "TENANT_NOT_FOUND");
     assert_eq!(row.get::<_, String>(2), input.tenant_id);
     assert_eq!(count(&db, "SELECT count(*) FROM cycles").await, 0);
+
+    // Not sticky: once the tenant exists, the same message_id runs.
+    db.store().import(&input, &catalog()).await.unwrap();
+    let out = db
+        .store()
+        .run_cycle(&req, &catalog(), &kernel_settings(), fixture_now(), PLAN)
+        .await
+        .unwrap();
+    assert!(
+        matches!(
+            out,
+            CycleOutcome::Recorded {
+                status: CycleStatus::Completed,
+                replayed: false,
+                ..
+            }
+        ),
+        "{out:?}"
+    );
     db.cleanup().await;
 }
 

@@ -2,6 +2,7 @@
 //! client. No SQL and no business rules live here.
 
 mod client;
+pub mod dlq;
 mod publisher;
 mod tap;
 mod topology;

@@ -163,21 +163,6 @@ async fn replay(
             replayed: true,
         }));
     }
-    if let Some(row) = tx
-        .query_opt(
-            "SELECT error FROM rejected_triggers WHERE message_id = $1",
-            &[&message_id],
-        )
-        .await?
-    {
-        let error: serde_json::Value = row.try_get(0)?;
-        let error = serde_json::from_value::<KernelError>(error).map_err(|e| {
-            StoreError::Kernel(KernelError::internal(format!(
-                "stored rejection of {message_id} is unreadable: {e}"
-            )))
-        })?;
-        return Ok(Some(CycleOutcome::Rejected { error }));
-    }
     Ok(None)
 }
 

@@ -1,0 +1,153 @@
+//! The dead-letter queue: list what is there and why, and replay triggers to the triggers
+//! exchange once their cause is fixed (a tenant imported, a database restored).
+//!
+//! Messages are taken unacked, so nothing is lost if this process dies midway: the broker
+//! puts them back. A replayed message is acked only after the broker confirmed its copy; a
+//! message that cannot be replayed (no message_id) goes back to the dead queue.
+
+use super::{BrokerError, ConfirmedPublisher, Outgoing, Topology};
+use lapin::message::Delivery;
+use lapin::options::{BasicAckOptions, BasicGetOptions, BasicNackOptions};
+use lapin::types::AMQPValue;
+use lapin::{Channel, Connection};
+use serde::Serialize;
+
+/// One dead-lettered trigger as an operator sees it.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct DeadLetter {
+    pub message_id: Option<String>,
+    pub routing_key: String,
+    pub tenant_id: Option<String>,
+    /// `rejected` (a permanent failure) or `delivery_limit` (retried until the limit).
+    pub reason: Option<String>,
+    pub body: String,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+pub struct ReplayReport {
+    pub replayed: Vec<String>,
+    /// Left in the dead queue: no message_id to keep the replay idempotent.
+    pub kept: usize,
+}
+
+fn string_header(d: &Delivery, key: &str) -> Option<String> {
+    let headers = d.properties.headers().as_ref()?;
+    match headers.inner().get(key)? {
+        AMQPValue::LongString(s) => Some(s.to_string()),
+        AMQPValue::ShortString(s) => Some(s.to_string()),
+        _ => None,
+    }
+}
+
+fn describe(d: &Delivery) -> DeadLetter {
+    DeadLetter {
+        message_id: d.properties.message_id().as_ref().map(|m| m.to_string()),
+        routing_key: d.routing_key.to_string(),
+        tenant_id: string_header(d, "tenant_id"),
+        reason: string_header(d, "x-first-death-reason"),
+        body: String::from_utf8_lossy(&d.data).into_owned(),
+    }
+}
+
+/// Takes up to `limit` messages off the dead queue without acking them.
+async fn take(
+    ch: &Channel,
+    topology: &Topology,
+    limit: usize,
+) -> Result<Vec<Delivery>, BrokerError> {
+    let mut out = Vec::new();
+    while out.len() < limit {
+        let got = ch
+            .basic_get(
+                topology.dead_queue.as_str().into(),
+                BasicGetOptions { no_ack: false },
+            )
+            .await?;
+        match got {
+            Some(m) => out.push(m.delivery),
+            None => break,
+        }
+    }
+    Ok(out)
+}
+
+async fn put_back(ch: &Channel, deliveries: &[Delivery]) -> Result<(), BrokerError> {
+    for d in deliveries {
+        ch.basic_nack(
+            d.delivery_tag,
+            BasicNackOptions {
+                requeue: true,
+                ..Default::default()
+            },
+        )
+        .await?;
+    }
+    Ok(())
+}
+
+/// Up to `limit` dead-lettered triggers, oldest first; they stay in the queue.
+pub async fn list(
+    conn: &Connection,
+    topology: &Topology,
+    limit: usize,
+) -> Result<Vec<DeadLetter>, BrokerError> {
+    let ch = conn.create_channel().await?;
+    topology.declare(&ch).await?;
+    let taken = take(&ch, topology, limit).await?;
+    let listed = taken.iter().map(describe).collect();
+    put_back(&ch, &taken).await?;
+    let _ = ch.close(200, "listed".into()).await;
+    Ok(listed)
+}
+
+/// Republishes up to `limit` dead-lettered triggers to the triggers exchange with their
+/// original routing key, message_id, reply_to and correlation_id. The message_id stays the
+/// same, so a trigger that did produce a cycle before is answered from that cycle.
+pub async fn replay(
+    conn: &Connection,
+    topology: &Topology,
+    limit: usize,
+) -> Result<ReplayReport, BrokerError> {
+    let ch = conn.create_channel().await?;
+    topology.declare(&ch).await?;
+    let publisher = ConfirmedPublisher::open(conn).await?;
+    let taken = take(&ch, topology, limit).await?;
+    let mut report = ReplayReport::default();
+    let mut keep = Vec::new();
+    for d in taken {
+        let Some(message_id) = d.properties.message_id().as_ref().map(|m| m.to_string()) else {
+            keep.push(d);
+            continue;
+        };
+        let out = Outgoing {
+            exchange: topology.triggers_exchange.clone(),
+            routing_key: d.routing_key.to_string(),
+            message_id: message_id.clone(),
+            headers: string_header(&d, "tenant_id")
+                .map(|t| vec![("tenant_id".to_owned(), t)])
+                .unwrap_or_default(),
+            body: d.data.clone(),
+            mandatory: true,
+            persistent: true,
+            correlation_id: d
+                .properties
+                .correlation_id()
+                .as_ref()
+                .map(|c| c.to_string()),
+            reply_to: d.properties.reply_to().as_ref().map(|r| r.to_string()),
+        };
+        if let Err(e) = publisher.publish(&out).await {
+            keep.push(d);
+            put_back(&ch, &keep).await?;
+            return Err(e);
+        }
+        ch.basic_ack(d.delivery_tag, BasicAckOptions::default())
+            .await?;
+        report.replayed.push(message_id);
+    }
+    report.kept = keep.len();
+    put_back(&ch, &keep).await?;
+    publisher.close().await;
+    let _ = ch.close(200, "replayed".into()).await;
+    Ok(report)
+}

@@ -1,0 +1,67 @@
+//! Replaying dead letters: a trigger for a tenant that does not exist yet is dead-lettered;
+//! once the tenant is imported, `dlq replay` sends it back and the cycle completes.
+
+mod common;
+
+use common::amqp::{RunningWorker, TestBroker, WINDOW, eventually, settings};
+use common::db::TestDb;
+use revenue_os::broker::{self, dlq};
+use revenue_os::catalog::Catalog;
+use revenue_os::contract::KernelInput;
+use revenue_os::worker::Hooks;
+use uuid::Uuid;
+
+#[tokio::test]
+async fn a_dead_lettered_trigger_completes_after_the_tenant_is_imported_and_replayed() {
+    let db = TestDb::new().await;
+    let b = TestBroker::new().await;
+    let s = settings(&b.prefix, &db);
+    let w = RunningWorker::start(s.clone(), &db, Hooks::default());
+    let tenant = Uuid::new_v4();
+    b.trigger(tenant, Some(WINDOW), "m-early-bird").await;
+
+    let conn = broker::connect(&s.amqp, &format!("{}/test-dlq", b.prefix))
+        .await
+        .unwrap();
+    let dead = eventually(30, "the trigger in the dead-letter queue", || async {
+        let listed = dlq::list(&conn, &b.topology, 10).await.unwrap();
+        (!listed.is_empty()).then_some(listed)
+    })
+    .await;
+    assert_eq!(dead.len(), 1);
+    assert_eq!(dead[0].message_id.as_deref(), Some("m-early-bird"));
+    assert_eq!(dead[0].reason.as_deref(), Some("rejected"));
+    // Listing leaves it queued.
+    assert_eq!(dlq::list(&conn, &b.topology, 10).await.unwrap().len(), 1);
+
+    let mut input: KernelInput = common::fixture(common::DEMAND_BOUND);
+    input.tenant_id = tenant.to_string();
+    db.store()
+        .import(&input, &Catalog::embedded().unwrap())
+        .await
+        .unwrap();
+
+    let report = dlq::replay(&conn, &b.topology, 100).await.unwrap();
+    assert_eq!(report.replayed, ["m-early-bird"]);
+    assert_eq!(report.kept, 0);
+
+    let client = db.client().await;
+    let status: String = eventually(30, "the replayed cycle", || async {
+        client
+            .query_opt(
+                "SELECT status FROM cycles WHERE message_id = 'm-early-bird'",
+                &[],
+            )
+            .await
+            .unwrap()
+            .map(|r| r.get(0))
+    })
+    .await;
+    assert_eq!(status, "completed");
+    assert!(dlq::list(&conn, &b.topology, 10).await.unwrap().is_empty());
+
+    let _ = conn.close(200, "done".into()).await;
+    w.stop().await;
+    b.cleanup().await;
+    db.cleanup().await;
+}
