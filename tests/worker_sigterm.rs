@@ -5,73 +5,8 @@ mod common;
 
 use common::amqp::{TestBroker, WINDOW, amqp_url, eventually, import_tenant};
 use common::db::TestDb;
-use std::io::{Read, Write};
-use std::process::{Child, Command, Stdio};
-use std::time::Duration;
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
-fn spawn_worker(prefix: &str, db: &TestDb, port: u16) -> Child {
-    Command::new(env!("CARGO_BIN_EXE_revenue-os"))
-        .arg("worker")
-        .env("AMQP_URL", amqp_url())
-        .env("DATABASE_URL", db.url())
-        .env("REVENUE_OS__AMQP__PREFIX", prefix)
-        .env("REVENUE_OS__AMQP__CONCURRENCY", "2")
-        .env("REVENUE_OS__DATABASE__MIGRATE_ON_START", "true")
-        .env("REVENUE_OS__WORKER__OUTBOX_SWEEP_SECS", "1")
-        .env("REVENUE_OS__WORKER__SHUTDOWN_GRACE_SECS", "20")
-        .env("REVENUE_OS__HTTP__LISTEN", format!("127.0.0.1:{port}"))
-        .env("REVENUE_OS__LOG__FORMAT", "human")
-        .env("RUST_LOG", "warn,revenue_os=info")
-        .stdout(Stdio::null())
-        .stderr(Stdio::inherit())
-        .spawn()
-        .unwrap()
-}
-
-/// A plain HTTP/1.0 GET (no client crate needed): (status, body).
-async fn get(port: u16, path: &str) -> Option<(u16, String)> {
-    let path = path.to_owned();
-    tokio::task::spawn_blocking(move || {
-        let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).ok()?;
-        s.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
-        write!(s, "GET {path} HTTP/1.0\r\nHost: localhost\r\n\r\n").ok()?;
-        let mut buf = String::new();
-        s.read_to_string(&mut buf).ok()?;
-        let status = buf.split_whitespace().nth(1)?.parse().ok()?;
-        let body = buf.split_once("\r\n\r\n").map(|(_, b)| b.to_owned())?;
-        Some((status, body))
-    })
-    .await
-    .unwrap()
-}
-
-async fn sigterm_and_wait(mut child: Child) -> std::process::ExitStatus {
-    let st = Command::new("kill")
-        .args(["-TERM", &child.id().to_string()])
-        .status()
-        .unwrap();
-    assert!(st.success());
-    tokio::task::spawn_blocking(move || {
-        for _ in 0..600 {
-            if let Some(s) = child.try_wait().unwrap() {
-                return s;
-            }
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        let _ = child.kill();
-        panic!("worker did not exit within 30s of SIGTERM");
-    })
-    .await
-    .unwrap()
-}
+use common::process::{free_port, get, sigterm_and_wait, spawn_worker};
+use std::process::Command;
 
 async fn count(db: &TestDb, sql: &str) -> i64 {
     db.client().await.query_one(sql, &[]).await.unwrap().get(0)

@@ -9,6 +9,7 @@ use crate::catalog::Catalog;
 use crate::config::KernelSettings;
 use crate::contract::{ErrorCode, KernelError, KernelOutput, parse_timestamp, validate_input};
 use crate::kernel;
+use crate::telemetry::metrics;
 use chrono::{DateTime, Duration, SecondsFormat, Utc};
 use serde_json::json;
 use tokio_postgres::Transaction;
@@ -93,9 +94,19 @@ impl Store {
             .unwrap_or_else(|| default_window(now));
         let result = match too_recent(&tx, req.tenant_id, settings, now).await? {
             Some(error) => Err(error),
-            None => match assemble_in(&tx, req.tenant_id, &req.trigger, &window).await {
-                Ok(Some(input)) => validate_input(&input, catalog, now)
-                    .and_then(|()| kernel::decide(&input, catalog, now, req.cycle_id)),
+            None => match timed(
+                "assemble",
+                assemble_in(&tx, req.tenant_id, &req.trigger, &window),
+            )
+            .await
+            {
+                Ok(Some(input)) => {
+                    let t = std::time::Instant::now();
+                    let decided = validate_input(&input, catalog, now)
+                        .and_then(|()| kernel::decide(&input, catalog, now, req.cycle_id));
+                    metrics::stage("decide", t.elapsed());
+                    decided
+                }
                 Ok(None) => Err(tenant_not_found(req.tenant_id)),
                 Err(StoreError::Kernel(e)) => Err(e),
                 Err(e) => return Err(e),
@@ -106,6 +117,7 @@ impl Store {
             Err(e) if e.code == ErrorCode::CycleTooRecent => CycleStatus::Skipped,
             Err(_) => CycleStatus::Failed,
         };
+        let persist_started = std::time::Instant::now();
         let duration_ms = i32::try_from(started.elapsed().as_millis()).unwrap_or(i32::MAX);
         insert_cycle(&tx, req, &window, status, &result, now, duration_ms).await?;
         if let Ok(out) = &result {
@@ -116,6 +128,7 @@ impl Store {
             pending.push(outbox::insert(&tx, req.tenant_id, req.cycle_id, &m).await?);
         }
         tx.commit().await?;
+        metrics::stage("persist", persist_started.elapsed());
         Ok(CycleOutcome::Recorded {
             cycle_id: req.cycle_id,
             status,
@@ -124,6 +137,14 @@ impl Store {
             replayed: false,
         })
     }
+}
+
+/// Awaits `fut`, recording its duration as a cycle stage.
+async fn timed<T>(stage: &'static str, fut: impl std::future::Future<Output = T>) -> T {
+    let t = std::time::Instant::now();
+    let out = fut.await;
+    metrics::stage(stage, t.elapsed());
+    out
 }
 
 /// The stored outcome of a message_id seen before, if any.

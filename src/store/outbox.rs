@@ -90,22 +90,48 @@ impl Store {
     /// The broker confirmed the row: set `published_at` and, for an action, `actions.status =
     /// 'published'`. Idempotent: a second confirm changes nothing.
     pub async fn mark_published(&self, outbox_id: i64) -> Result<(), StoreError> {
+        self.mark_published_many(&[outbox_id]).await.map(|_| ())
+    }
+
+    /// `mark_published` for a confirmed batch in one round trip. Returns, for each row this
+    /// call marked, the seconds from its commit to now (the outbox lag).
+    pub async fn mark_published_many(&self, outbox_ids: &[i64]) -> Result<Vec<f64>, StoreError> {
+        if outbox_ids.is_empty() {
+            return Ok(vec![]);
+        }
         let client = self.pool.get().await?;
-        // One statement, so the row and its action change together.
-        client
-            .execute(
+        // One statement, so the rows and their actions change together.
+        let rows = client
+            .query(
                 "WITH o AS (
                     UPDATE outbox SET published_at = now()
-                    WHERE id = $1 AND published_at IS NULL
-                    RETURNING tenant_id, cycle_id, action_id)
-                 UPDATE actions a SET status = 'published', updated_at = now()
-                 FROM o
-                 WHERE a.tenant_id = o.tenant_id AND a.cycle_id = o.cycle_id
-                   AND a.action_id = o.action_id AND a.status = 'pending'",
-                &[&outbox_id],
+                    WHERE id = ANY($1) AND published_at IS NULL
+                    RETURNING tenant_id, cycle_id, action_id,
+                              extract(epoch FROM now() - created_at)::float8 AS lag),
+                 a AS (
+                    UPDATE actions a SET status = 'published', updated_at = now()
+                    FROM o
+                    WHERE a.tenant_id = o.tenant_id AND a.cycle_id = o.cycle_id
+                      AND a.action_id = o.action_id AND a.status = 'pending')
+                 SELECT lag FROM o",
+                &[&outbox_ids],
             )
             .await?;
-        Ok(())
+        rows.iter().map(|r| Ok(r.try_get(0)?)).collect()
+    }
+
+    /// How many rows wait to be published, and the age in seconds of the oldest (0 if none).
+    pub async fn outbox_backlog(&self) -> Result<(i64, f64), StoreError> {
+        let client = self.pool.get().await?;
+        let row = client
+            .query_one(
+                "SELECT count(*),
+                        coalesce(extract(epoch FROM now() - min(created_at))::float8, 0)
+                 FROM outbox WHERE published_at IS NULL",
+                &[],
+            )
+            .await?;
+        Ok((row.try_get(0)?, row.try_get(1)?))
     }
 
     /// A nack or a return: count the attempt and keep the row pending.

@@ -1,7 +1,6 @@
 //! One unit of work (`unit`: decode → cycle in the store → ack → relay), kept apart from the
 //! loop that drives it (`run`), the outbox relay (`relay`) and the message plan (`plan`).
 
-pub mod metrics;
 pub mod ops;
 pub mod plan;
 pub mod relay;

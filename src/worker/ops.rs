@@ -27,7 +27,7 @@ pub fn install_metrics() -> Option<PrometheusHandle> {
                 .and_then(|b| b.install_recorder())
                 .map_err(|e| tracing::warn!(error = %e, "metrics recorder not installed"))
                 .ok()
-                .inspect(|_| super::metrics::describe())
+                .inspect(|_| crate::telemetry::metrics::describe())
         })
         .clone()
 }
@@ -39,11 +39,18 @@ pub struct OpsState {
     pub metrics: Option<PrometheusHandle>,
 }
 
+/// Liveness: the process answers.
+pub const HEALTHZ: &str = "/healthz";
+/// Readiness: the database answers and the broker session is up.
+pub const READYZ: &str = "/readyz";
+/// Prometheus text format.
+pub const METRICS: &str = "/metrics";
+
 pub fn router(state: OpsState) -> Router {
     Router::new()
-        .route("/healthz", get(|| async { "ok\n" }))
-        .route("/readyz", get(readyz))
-        .route("/metrics", get(metrics))
+        .route(HEALTHZ, get(|| async { "ok\n" }))
+        .route(READYZ, get(readyz))
+        .route(METRICS, get(metrics))
         .with_state(state)
 }
 
@@ -69,6 +76,13 @@ async fn readyz(State(s): State<OpsState>) -> (StatusCode, String) {
 async fn metrics(State(s): State<OpsState>) -> (StatusCode, String) {
     match &s.metrics {
         Some(h) => {
+            let pool = s.store.pool().status();
+            crate::telemetry::metrics::db_pool(
+                pool.size,
+                pool.available,
+                pool.max_size,
+                pool.waiting,
+            );
             h.run_upkeep();
             (StatusCode::OK, h.render())
         }

@@ -2,10 +2,10 @@
 //! them published on the broker's ack, and leaves them pending (with a backoff) on a nack, a
 //! return or a lost connection. The sweeper re-publishes whatever stays pending.
 
-use super::metrics;
 use super::plan::to_outgoing;
 use crate::broker::{BrokerError, ConfirmedPublisher};
 use crate::store::{OutboxRow, Store};
+use crate::telemetry::metrics;
 use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -73,6 +73,7 @@ impl Relay {
 
     /// Publishes `rows` (in order) and records the broker's verdict on each.
     pub async fn publish(&self, rows: Vec<OutboxRow>) -> RelayReport {
+        let started = Instant::now();
         let mut report = RelayReport::default();
         let rows: Vec<OutboxRow> = {
             let mut flying = lock(&self.in_flight);
@@ -99,16 +100,13 @@ impl Relay {
                 .map(|_| Err(BrokerError::Timeout("broker connection")))
                 .collect(),
         };
+        let mut confirmed = Vec::with_capacity(rows.len());
         for (row, res) in rows.iter().zip(results) {
             match res {
                 Ok(()) => {
                     report.published += 1;
                     lock(&self.not_before).remove(&row.id);
-                    if let Err(e) = self.store.mark_published(row.id).await {
-                        // The row stays pending and is published again later; executors dedupe
-                        // on message_id.
-                        tracing::warn!(outbox_id = row.id, error = %e, "could not mark published");
-                    }
+                    confirmed.push(row.id);
                 }
                 Err(e) => {
                     report.failed += 1;
@@ -132,6 +130,15 @@ impl Relay {
                 }
             }
         }
+        match self.store.mark_published_many(&confirmed).await {
+            Ok(lags) => lags.into_iter().for_each(metrics::outbox_lag),
+            // The rows stay pending and are published again later; executors dedupe on
+            // message_id.
+            Err(e) => {
+                tracing::warn!(rows = confirmed.len(), error = %e, "could not mark published")
+            }
+        }
+        metrics::stage("publish", started.elapsed());
         let mut flying = lock(&self.in_flight);
         for r in &rows {
             flying.remove(&r.id);
@@ -141,8 +148,13 @@ impl Relay {
 
     /// One sweep. `all` skips the ageing rule (start-up and shutdown flush).
     pub async fn sweep(&self, all: bool) -> Result<RelayReport, crate::store::StoreError> {
+        let (pending, oldest) = self.store.outbox_backlog().await?;
+        metrics::outbox_backlog(pending, oldest);
+        if pending == 0 {
+            *lock(&self.seen) = HashSet::new();
+            return Ok(RelayReport::default());
+        }
         let rows = self.store.pending_outbox(SWEEP_LIMIT).await?;
-        metrics::outbox_pending(rows.len());
         if self.publisher.current().await.is_none() {
             // No broker session: nothing to try; rows keep their age for the next sweep.
             return Ok(RelayReport::default());

@@ -4,11 +4,12 @@
 
 use super::relay::Relay;
 use super::unit::{self, Context, Disposition, Incoming, Processed};
-use super::{Failure, Planner, metrics};
+use super::{Failure, Planner};
 use crate::broker::{self, BrokerError, ConfirmedPublisher, Topology};
 use crate::catalog::Catalog;
 use crate::config::Settings;
 use crate::store::Store;
+use crate::telemetry::metrics;
 use backon::{BackoffBuilder, ExponentialBuilder};
 use futures_util::StreamExt;
 use lapin::message::Delivery;
@@ -23,6 +24,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
+use tracing::Instrument;
 
 /// Fault injection for tests: what to do right after a cycle committed, before the ack.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -222,13 +224,24 @@ impl Worker {
                 }
                 next = s.consumer.next() => match next {
                     Some(Ok(d)) => {
-                        tasks.spawn(handle(
-                            self.ctx.clone(),
-                            self.relay.clone(),
-                            self.hooks.clone(),
-                            s.conn.clone(),
-                            d,
-                        ));
+                        // Every log line of this delivery, the store's and the relay's
+                        // included, carries these ids; the unit fills in tenant and cycle.
+                        let span = tracing::info_span!(
+                            "cycle",
+                            message_id = %d.properties.message_id().as_ref().map_or("", |m| m.as_str()),
+                            tenant_id = tracing::field::Empty,
+                            cycle_id = tracing::field::Empty,
+                        );
+                        tasks.spawn(
+                            handle(
+                                self.ctx.clone(),
+                                self.relay.clone(),
+                                self.hooks.clone(),
+                                s.conn.clone(),
+                                d,
+                            )
+                            .instrument(span),
+                        );
                     }
                     Some(Err(e)) => return End::Broken(format!("consumer error: {e}")),
                     // lapin can end the stream without an error; without a shutdown request
@@ -320,7 +333,8 @@ async fn handle(
             h(&i2);
         }
         unit::process(&c2, &i2).await
-    };
+    }
+    .in_current_span();
     let processed = match unit::guarded(work).await {
         Ok(p) => p,
         Err(what) => unit::panicked(&ctx, &inc, what),

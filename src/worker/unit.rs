@@ -2,8 +2,8 @@
 //! transient failures), and say what to do with the delivery. The caller acks only after this
 //! returns, i.e. after the commit, then relays the cycle's outbox rows.
 
+use super::Failure;
 use super::plan::{PlanContext, Planner, result_body, status_str};
-use super::{Failure, metrics};
 use crate::broker::Outgoing;
 use crate::catalog::Catalog;
 use crate::config::Settings;
@@ -11,6 +11,7 @@ use crate::contract::{
     ErrorCode, KernelError, KernelOutput, TriggerMessage, parse_date, parse_timestamp,
 };
 use crate::store::{CycleOutcome, CycleRequest, CycleStatus, OutboxRow, Store};
+use crate::telemetry::metrics;
 use backon::{ExponentialBuilder, Retryable};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -62,6 +63,7 @@ impl Processed {
         let disposition = if f.is_retryable() {
             Disposition::Requeue(f.to_string())
         } else {
+            metrics::dead_lettered(f.reason());
             Disposition::DeadLetter(f.to_string())
         };
         Self {
@@ -156,7 +158,7 @@ pub async fn process(ctx: &Context, inc: &Incoming) -> Processed {
     let (tenant_id, msg) = match decode(&inc.body) {
         Ok(x) => x,
         Err(f) => {
-            tracing::warn!(%message_id, reason = %f, "trigger dead-lettered");
+            tracing::warn!(reason = %f, "trigger dead-lettered");
             metrics::rejected(f.reason());
             return Processed::failed(&f, vec![]);
         }
@@ -173,6 +175,9 @@ pub async fn process(ctx: &Context, inc: &Incoming) -> Processed {
         analysis_window: msg.analysis_window,
         cycle_id: Uuid::new_v4(),
     };
+    let span = tracing::Span::current();
+    span.record("tenant_id", tracing::field::display(tenant_id));
+    span.record("cycle_id", tracing::field::display(req.cycle_id));
     let planner = &ctx.planner;
     let plan = |cycle_id: Uuid, result: &Result<KernelOutput, KernelError>, status: CycleStatus| {
         planner.messages(&pctx, cycle_id, result, status)
@@ -192,19 +197,19 @@ pub async fn process(ctx: &Context, inc: &Incoming) -> Processed {
     let outcome = attempt
         .retry(retry_policy(ctx))
         .when(Failure::is_retryable)
-        .notify(|e, wait| tracing::warn!(%message_id, error = %e, ?wait, "cycle failed, retrying"))
+        .notify(|e, wait| tracing::warn!(error = %e, ?wait, "cycle failed, retrying"))
         .await;
 
     match outcome {
         Err(f) => {
-            tracing::error!(%message_id, %tenant_id, error = %f, retryable = f.is_retryable(),
+            tracing::error!(error = %f, retryable = f.is_retryable(),
                 "cycle could not be run");
             metrics::rejected(f.reason());
             Processed::failed(&f, vec![])
         }
         Ok(CycleOutcome::Rejected { error }) => {
             let f = Failure::UnknownTenant(error.clone());
-            tracing::warn!(%message_id, %tenant_id, reason = %f, "trigger dead-lettered");
+            tracing::warn!(reason = %f, "trigger dead-lettered");
             metrics::rejected(f.reason());
             Processed::failed(&f, reply(inc, "rejected", &pctx, None, &Err(error)))
         }
@@ -215,18 +220,26 @@ pub async fn process(ctx: &Context, inc: &Incoming) -> Processed {
             pending,
             replayed,
         }) => {
+            if cycle_id != req.cycle_id {
+                // A replay answers with the cycle that already exists.
+                tracing::Span::current().record("cycle_id", tracing::field::display(cycle_id));
+            }
             let result: Result<KernelOutput, KernelError> = result.map(|b| *b);
             let status_s = status_str(status);
             if replayed {
-                tracing::info!(%message_id, %cycle_id, status = status_s, "trigger already had a cycle; replayed");
+                tracing::info!(status = status_s, "trigger already had a cycle; replayed");
             } else {
                 let constraint = match &result {
                     Ok(o) => o.cycle_summary.binding_constraint.as_str(),
                     Err(e) => e.code.as_str(),
                 };
                 metrics::cycle(status_s, constraint, started.elapsed());
-                tracing::info!(%message_id, %tenant_id, %cycle_id, status = status_s, constraint,
-                    outbox = pending.len(), "cycle recorded");
+                tracing::info!(
+                    status = status_s,
+                    constraint,
+                    outbox = pending.len(),
+                    "cycle recorded"
+                );
             }
             Processed {
                 disposition: Disposition::Ack,

@@ -3,6 +3,7 @@
 
 pub mod amqp;
 pub mod db;
+pub mod process;
 
 use chrono::{DateTime, Utc};
 use revenue_os::catalog::Catalog;

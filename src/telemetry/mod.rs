@@ -4,15 +4,20 @@
 use crate::config::{LogFormat, LogSettings};
 use tracing_subscriber::EnvFilter;
 
+pub mod metrics;
+
 /// Installs the global subscriber once; later calls (tests) are no-ops. `RUST_LOG` wins over
 /// `log.level`.
 pub fn init(settings: &LogSettings) {
     let filter = EnvFilter::try_from_default_env()
         .or_else(|_| EnvFilter::try_new(&settings.level))
         .unwrap_or_else(|_| EnvFilter::new("info"));
+    // Colour only for a person at a terminal; files and collectors get plain text.
+    let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr());
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(std::io::stderr);
+        .with_writer(std::io::stderr)
+        .with_ansi(ansi);
     let _ = match settings.format {
         LogFormat::Json => builder
             .json()
@@ -20,6 +25,6 @@ pub fn init(settings: &LogSettings) {
             .with_current_span(true)
             .with_span_list(true)
             .try_init(),
-        LogFormat::Human => builder.compact().try_init(),
+        LogFormat::Human => builder.try_init(),
     };
 }
