@@ -3,6 +3,7 @@
 //! `contract` (wire types, validation) → `kernel` (pure decision) → `store` (PostgreSQL) →
 //! `broker` (RabbitMQ) → `worker` (one unit of work, and the loop that drives it).
 
+pub mod bench;
 pub mod broker;
 pub mod catalog;
 pub mod config;

@@ -87,6 +87,28 @@ enum Command {
         #[arg(long, default_value_t = 60)]
         timeout: u64,
     },
+    /// Capacity benchmark against the local services, in its own database and prefix:
+    /// seeds tenants, runs worker processes, publishes triggers, and compares throughput
+    /// with pgbench doing the same database work (deploy/bench/cycle.sql).
+    Bench {
+        #[arg(long, default_value_t = 1000)]
+        tenants: usize,
+        /// Triggers published at once (saturation phase).
+        #[arg(long, default_value_t = 10_000)]
+        triggers: usize,
+        /// Worker processes.
+        #[arg(long, default_value_t = 1)]
+        workers: usize,
+        /// Triggers per second in the paced (latency) phase.
+        #[arg(long, default_value_t = 100)]
+        rate: u32,
+        #[arg(long, default_value_t = 10)]
+        paced_seconds: u32,
+        #[arg(long, default_value_t = 8)]
+        pgbench_clients: u32,
+        #[arg(long, default_value_t = 20)]
+        pgbench_seconds: u32,
+    },
     /// Dead-lettered triggers: list them, or replay them once their cause is fixed.
     Dlq {
         #[command(subcommand)]
@@ -146,6 +168,23 @@ fn main() -> ExitCode {
         } => runtime(trigger(tenant, kind, source, start.zip(end), wait, timeout)),
         Command::Demo { file } => demo(&file),
         Command::Dlq { action } => runtime(dlq(action)),
+        Command::Bench {
+            tenants,
+            triggers,
+            workers,
+            rate,
+            paced_seconds,
+            pgbench_clients,
+            pgbench_seconds,
+        } => bench(revenue_os::bench::BenchOptions {
+            tenants,
+            triggers,
+            workers,
+            paced_rate: rate,
+            paced_seconds,
+            pgbench_clients,
+            pgbench_seconds,
+        }),
         Command::Migrate => with_store(|store| async move {
             store.migrate().await?;
             Ok(serde_json::json!({ "migrated": true }))
@@ -272,6 +311,21 @@ fn demo(file: &str) -> ExitCode {
         let say = |line: &str| println!("{line}");
         match revenue_os::demo::run(settings, catalog, &document, say).await {
             Ok(()) => ExitCode::SUCCESS,
+            Err(e) => fail(e),
+        }
+    })
+}
+
+fn bench(opts: revenue_os::bench::BenchOptions) -> ExitCode {
+    let (settings, catalog) = match (Settings::load(), Catalog::embedded()) {
+        (Ok(s), Ok(c)) => (s, c),
+        (Err(e), _) => return fail(e),
+        (_, Err(e)) => return fail(e),
+    };
+    runtime(async move {
+        let say = |line: &str| eprintln!("{line}");
+        match revenue_os::bench::run(settings, catalog, &opts, say).await {
+            Ok(report) => print_json(&report),
             Err(e) => fail(e),
         }
     })

@@ -66,6 +66,15 @@ impl TriggerClient {
             .await
     }
 
+    /// Publishes many triggers in one confirmed batch (a scheduler's daily fan-out, the bench).
+    pub async fn send_many(
+        &self,
+        batch: &[(TriggerMessage, String)],
+    ) -> Vec<Result<(), BrokerError>> {
+        let out: Vec<Outgoing> = batch.iter().map(|(m, id)| self.outgoing(m, id)).collect();
+        self.publisher.publish_batch(&out).await
+    }
+
     /// Publishes one trigger and waits up to `timeout` for the worker's reply.
     pub async fn send_and_wait(
         &self,

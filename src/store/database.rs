@@ -45,3 +45,28 @@ impl Store {
         Ok(!exists)
     }
 }
+
+/// `url` with its database name replaced (keeps user, host, port and query).
+pub fn url_with_database(url: &str, database: &str) -> String {
+    let (base, query) = match url.split_once('?') {
+        Some((b, q)) => (b, format!("?{q}")),
+        None => (url, String::new()),
+    };
+    let authority_start = base.find("://").map_or(0, |i| i + 3);
+    let root = match base[authority_start..].find('/') {
+        Some(i) => &base[..authority_start + i],
+        None => base,
+    };
+    format!("{root}/{database}{query}")
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn replaces_only_the_database_name() {
+        let f = super::url_with_database;
+        assert_eq!(f("postgres://u@h:5432/app", "b"), "postgres://u@h:5432/b");
+        assert_eq!(f("postgres://u@h/app?sslmode=off", "b"), "postgres://u@h/b?sslmode=off");
+        assert_eq!(f("postgres://u@h", "b"), "postgres://u@h/b");
+    }
+}

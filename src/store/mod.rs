@@ -15,6 +15,7 @@ mod outbox;
 mod pool;
 
 pub use assemble::{ACTION_RESULTS_LOOKBACK_DAYS, DEFAULT_WINDOW_DAYS, default_window};
+pub use database::url_with_database;
 pub use error::StoreError;
 
 use crate::contract::{AnalysisWindow, KernelError, KernelOutput, Trigger};
