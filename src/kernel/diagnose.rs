@@ -215,9 +215,10 @@ pub fn diagnose(ix: &Index, catalog: &Catalog, findings: &[Finding]) -> Diagnosi
             metric: (*m).to_owned(),
             value: worsening * trend_weight(m),
             why: format!(
-                "{m} worsened {} over the window (weight {})",
+                "{m} {} {} over the window to {}",
+                if trend < 0.0 { "fell" } else { "rose" },
                 pct(worsening),
-                trend_weight(m)
+                num(ix.latest_value(m).unwrap_or(0.0))
             ),
         });
     }
@@ -477,5 +478,23 @@ fn diagnosis_text(
         }
         _ => String::new(),
     };
+    // A conversion diagnosis led by a rate also names the bookings shortfall it explains.
+    if t.is_none()
+        && constraint == BindingConstraint::Conversion
+        && let (Some(b), Some(p)) = (
+            targets
+                .iter()
+                .find(|t| t.metric == "bookings_new" && t.gap > 0.0),
+            parts.iter().find(|p| p.metric == priority),
+        )
+    {
+        return format!(
+            "{lead}bookings_new is {} against a target of {} ({} short) while {}.{extra}",
+            num(b.current),
+            num(b.target),
+            pct(b.gap),
+            p.why
+        );
+    }
     format!("{lead}{main}{extra}")
 }

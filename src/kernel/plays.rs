@@ -188,8 +188,8 @@ fn scale_campaigns(c: &Ctx, rank: u8, out: &mut Vec<Candidate>) {
         };
         let notes = format!(
             "{} returned {}x its estimated spend over {} ({} attributed on {}), the {} of {} \
-             running campaigns with budget left; raise its daily budget from {} to {} (+{}, the \
-             {} risk step).",
+             running campaigns with attributed revenue and budget left; raise its daily budget \
+             from {current:.2} to {new:.2} (+{}, the {} risk step).",
             s.id,
             num(roas),
             window_words(ix),
@@ -197,8 +197,6 @@ fn scale_campaigns(c: &Ctx, rank: u8, out: &mut Vec<Candidate>) {
             num(s.window_spend),
             if i == 0 { "best" } else { "second best" },
             total,
-            num(current),
-            num(new),
             pct(step),
             ix.risk.level
         );
@@ -370,9 +368,8 @@ fn cut_worst(c: &Ctx, rank: u8, out: &mut Vec<Candidate>) {
                 c.window(),
                 vec![c.pipeline_guard()],
                 format!(
-                    "{evidence}; cut its daily budget from {} to {} (-{}, the {} risk step).",
-                    num(current),
-                    num(new),
+                    "{evidence}; cut its daily budget from {current:.2} to {new:.2} (-{}, the {} \
+                     risk step).",
                     pct(step),
                     ix.risk.level
                 ),
@@ -653,12 +650,10 @@ fn channel_scale(c: &Ctx, rank: u8, out: &mut Vec<Candidate>) {
     let new = floor_cents(current * (1.0 + step));
     let notes = format!(
         "{ch} returned {}x its estimated spend over {} across {} campaign(s), the best channel; \
-         raise its daily budget from {} to {} (+{}, the {} risk step).",
+         raise its daily budget from {current:.2} to {new:.2} (+{}, the {} risk step).",
         num(eff),
         window_words(ix),
         st.campaigns,
-        num(current),
-        num(new),
         pct(step),
         ix.risk.level
     );
@@ -700,13 +695,11 @@ fn channel_cut(c: &Ctx, rank: u8, out: &mut Vec<Candidate>) {
     }
     let notes = format!(
         "{ch} returned {}x its estimated spend over {} ({} attributed on {}), the weakest \
-         channel; cut its daily budget from {} to {} (-{}).",
+         channel; cut its daily budget from {current:.2} to {new:.2} (-{}).",
         num(eff),
         window_words(ix),
         num(st.revenue),
         num(st.window_spend),
-        num(current),
-        num(new),
         pct(step)
     );
     let a = make(
@@ -754,7 +747,7 @@ fn crm_sla(c: &Ctx, rank: u8, out: &mut Vec<Candidate>) {
         None,
         "follow_up_sla_hours",
         Value::Null,
-        json!(new),
+        json!(new as i64),
         "speed_to_lead_hours",
         ImpactDirection::Decrease,
         (1.0 - new / speed) * 100.0,
@@ -1003,10 +996,9 @@ fn hold_largest(c: &Ctx, rank: u8, out: &mut Vec<Candidate>) {
         return;
     }
     let notes = format!(
-        "{} is the largest spender at about {}/day; pin its daily budget at that level so \
-         nothing adds spend while the data is unreliable.",
-        s.id,
-        num(current)
+        "{} is the largest spender at about {current:.2}/day; pin its daily budget at that level \
+         so nothing adds spend while the data is unreliable.",
+        s.id
     );
     let a = make(
         Subsystem::Campaigns,
@@ -1063,10 +1055,18 @@ pub fn candidates(
             pause_wasted(c, 30, &mut out);
         }
         BindingConstraint::Economics => {
-            cut_worst(c, 20, &mut out);
-            channel_cut(c, 23, &mut out);
-            pricing_experiment(c, 24, true, &mut out, drops);
-            promo_off(c, 25, &mut out);
+            // Margin is a price problem before it is a spend problem.
+            let (spend, price) = if c.diag.priority_metric == "gross_margin" {
+                (24, 20)
+            } else {
+                (20, 24)
+            };
+            cut_worst(c, spend, &mut out);
+            if !levers.contains(&Lever::Campaigns) {
+                channel_cut(c, spend + 2, &mut out);
+            }
+            pricing_experiment(c, price, true, &mut out, drops);
+            promo_off(c, price + 1, &mut out);
             pause_wasted(c, 26, &mut out);
             crm_sla(c, 30, &mut out);
         }
