@@ -412,6 +412,11 @@ pub fn floor_cents(x: f64) -> f64 {
     (x * 100.0).floor() / 100.0
 }
 
+/// Rounds up to cents, so a derived cut never exceeds the step it was derived from.
+pub fn ceil_cents(x: f64) -> f64 {
+    (x * 100.0).ceil() / 100.0
+}
+
 pub fn round_to(x: f64, places: i32) -> f64 {
     let f = 10f64.powi(places);
     (x * f).round() / f

@@ -1,7 +1,7 @@
 //! Candidate actions ("plays") for each constraint, each derived from the tenant's own rows.
 //! Plays propose; `guard::select` disposes (levers, blocks, executor map, spend, exposure, cap).
 
-use super::data::{CampaignStats, Index, floor_cents, round_to};
+use super::data::{CampaignStats, Index, ceil_cents, floor_cents, round_to};
 use super::diagnose::Diagnosis;
 use super::experiment;
 use super::health::{Finding, Kind};
@@ -350,7 +350,7 @@ fn cut_worst(c: &Ctx, rank: u8, out: &mut Vec<Candidate>) {
             )
         } else {
             let current = floor_cents(s.daily);
-            let new = floor_cents(current * (1.0 - step));
+            let new = ceil_cents(current * (1.0 - step));
             if new <= 0.0 {
                 continue;
             }
@@ -689,7 +689,7 @@ fn channel_cut(c: &Ctx, rank: u8, out: &mut Vec<Candidate>) {
     let Some((ch, eff, st)) = worst else { return };
     let step = ix.risk.step;
     let current = floor_cents(st.daily);
-    let new = floor_cents(current * (1.0 - step));
+    let new = ceil_cents(current * (1.0 - step));
     if new <= 0.0 {
         return;
     }
