@@ -342,7 +342,7 @@ fn explain_trace_lists_findings_scores_and_every_candidate() {
         text.contains("demand:") && text.contains("conversion:") && text.contains("economics:")
     );
     for a in &out.actions {
-        assert!(text.contains(&format!("kept #{} {}", a.priority, a.action_id)));
+        assert!(text.contains(&format!("kept #{} {} (", a.priority, a.action_id)));
     }
     // Spend-adding plays were considered and dropped for data quality.
     assert!(text.contains(

@@ -58,7 +58,7 @@ pub fn size(
             let d = (n as f64 / (v * treatment_pct / 100.0)).ceil();
             if d > f64::from(max_days) {
                 return Err(format!(
-                    "needs {n} per arm at {v:.1}/day with {treatment_pct}% in treatment: {} days \
+                    "needs {n} per arm at {v:.2}/day with {treatment_pct}% in treatment: {} days \
                      > {max_days}",
                     if d < 1e9 { d as u64 } else { u64::MAX }
                 ));

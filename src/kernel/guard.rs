@@ -60,6 +60,8 @@ fn added_spend(a: &Action, ix: &Index) -> f64 {
 
 pub struct Selection {
     pub kept: Vec<Action>,
+    /// The play behind each kept action (same order), for the trace.
+    pub plays: Vec<&'static str>,
     /// (action id, guardrail or reason).
     pub dropped: Vec<(String, String)>,
 }
@@ -86,6 +88,7 @@ pub fn select(
         .any(|f| f.material && f.kind == Kind::Attribution);
     let mut headroom = ix.headroom;
     let mut kept: Vec<Action> = Vec::new();
+    let mut plays = Vec::new();
     let mut ids = BTreeSet::new();
     let mut dropped = Vec::new();
     let cap_exposure = g.max_experiment_exposure_pct;
@@ -129,6 +132,12 @@ pub fn select(
                             "max_daily_spend: no headroom (estimated daily spend {:.2} of cap {:.2})",
                             ix.daily_total,
                             g.max_daily_spend.unwrap_or(0.0)
+                        ));
+                    }
+                    if room < k.adds_spend && a.proposed_change.field != "budget_daily" {
+                        return Some(format!(
+                            "max_daily_spend: adds {:.2}/day, above the headroom {room:.2}",
+                            k.adds_spend
                         ));
                     }
                     if room < k.adds_spend {
@@ -188,11 +197,16 @@ pub fn select(
                     *h -= k.adds_spend;
                 }
                 ids.insert(id);
+                plays.push(k.play);
                 kept.push(k.action);
             }
         }
     }
-    Selection { kept, dropped }
+    Selection {
+        kept,
+        plays,
+        dropped,
+    }
 }
 
 const MAX_ACTIONS: usize = 7;
@@ -201,7 +215,13 @@ const MAX_ACTIONS: usize = 7;
 /// through it; a violation is a kernel bug and becomes `INTERNAL_ERROR`.
 pub fn check(out: &KernelOutput, input: &KernelInput) -> Result<(), Vec<Violation>> {
     let params = super::KernelParams::default();
-    let ix = Index::build(input, &params);
+    check_with(out, &Index::build(input, &params))
+}
+
+/// `check` over an index already built from the input (the kernel reuses its own).
+pub fn check_with(out: &KernelOutput, ix: &Index) -> Result<(), Vec<Violation>> {
+    let input = ix.input;
+    let params = ix.params;
     let g = &input.guardrails;
     let risk: Risk = ix.risk;
     let failed: BTreeSet<&str> = learning::by_id(input)
@@ -224,7 +244,7 @@ pub fn check(out: &KernelOutput, input: &KernelInput) -> Result<(), Vec<Violatio
         if failed.contains(a.action_id.as_str()) {
             push("re-proposes a change that failed recently".into());
         }
-        let added = added_spend(a, &ix);
+        let added = added_spend(a, ix);
         if added > EPS {
             added_total += added;
             if data_quality {

@@ -154,8 +154,18 @@ pub fn findings(ix: &Index, catalog: &Catalog) -> Vec<Finding> {
 
     // Impossible values, any metric, dimensioned or not.
     let mut bad: Vec<(&str, usize, &MetricPoint, &'static str)> = Vec::new();
+    // Points usually come grouped by metric: look the definition up once per run of an id.
+    let mut cached: Option<(&str, Option<&crate::catalog::MetricDef>)> = None;
     for mp in &ix.input.metrics {
-        let Some(def) = catalog.metric(&mp.metric_id) else {
+        let def = match cached {
+            Some((id, def)) if id == mp.metric_id => def,
+            _ => {
+                let def = catalog.metric(&mp.metric_id);
+                cached = Some((&mp.metric_id, def));
+                def
+            }
+        };
+        let Some(def) = def else {
             continue;
         };
         let v = mp.value;

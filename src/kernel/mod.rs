@@ -179,7 +179,7 @@ pub fn decide_with(
             &findings,
             sel.kept.clone(),
         );
-        checked(out, input, catalog, now)
+        checked(out, &ix, catalog, now)
     };
 
     if let Some(t) = trace {
@@ -199,12 +199,12 @@ pub fn decide_with(
 
 fn checked(
     out: KernelOutput,
-    input: &KernelInput,
+    ix: &data::Index,
     catalog: &Catalog,
     now: DateTime<Utc>,
 ) -> Result<KernelOutput, KernelError> {
-    validate_output(&out, input, catalog, now)?;
-    if let Err(v) = guard::check(&out, input) {
+    validate_output(&out, ix.input, catalog, now)?;
+    if let Err(v) = guard::check_with(&out, ix) {
         return Err(KernelError::internal(format!(
             "kernel produced an output that breaks {} guardrail(s); nothing was emitted",
             v.len()
@@ -441,9 +441,12 @@ fn fill_trace(
         t.learning.push(format!("{id}: {n}"));
     }
     if let Ok(out) = result {
-        for a in &out.actions {
-            t.candidates
-                .push(format!("kept #{} {}", a.priority, a.action_id));
+        for (a, play) in out.actions.iter().zip(&sel.plays) {
+            let c = &a.proposed_change;
+            t.candidates.push(format!(
+                "kept #{} {} ({play}): {} {} -> {}",
+                a.priority, a.action_id, c.field, c.current_value, c.new_value
+            ));
         }
     }
     for (id, why) in formed.iter().chain(&sel.dropped) {
