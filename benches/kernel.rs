@@ -183,7 +183,8 @@ fn benches(c: &mut Criterion) {
         let out = kernel::decide(input, &catalog, now(), id);
         assert!(out.is_ok(), "{name}: {out:?}");
     }
-    let bytes = serde_json::to_vec(&large).unwrap();
+    // Pretty-printed like the fixtures: about 25 MB.
+    let bytes = serde_json::to_vec_pretty(&large).unwrap();
     eprintln!("large input: {:.1} MB", bytes.len() as f64 / 1e6);
     assert!(kernel::run(&bytes, &catalog, now(), id).is_ok());
 

@@ -68,7 +68,8 @@ pub struct CampaignStats<'a> {
     pub events: u32,
     /// Channel carrying most of its attributed revenue (ties: smallest name).
     pub channel: Option<&'a str>,
-    channels: Vec<(&'a str, f64)>,
+    /// Attributed revenue per channel slot (index into the build's channel names).
+    channels: Vec<(usize, f64)>,
 }
 
 impl CampaignStats<'_> {
@@ -233,8 +234,9 @@ impl<'a> Index<'a> {
             if camp.is_none() && chan.is_none() {
                 revenue_unattributed += amount;
             }
+            let mut slot = None;
             if let Some(ch) = chan {
-                let slot = match last_channel {
+                let i = match last_channel {
                     Some((n, i)) if n == ch => i,
                     _ => {
                         let i = match channel_names.iter().position(|n| *n == ch) {
@@ -249,16 +251,17 @@ impl<'a> Index<'a> {
                         i
                     }
                 };
-                channel_revenue[slot] += amount;
+                channel_revenue[i] += amount;
+                slot = Some(i);
             }
             if let Some(&i) = camp.and_then(|c| campaign_by_id.get(c)) {
                 let s = &mut campaigns[i];
                 s.revenue += amount;
                 s.events += 1;
-                if let Some(ch) = chan {
-                    match s.channels.iter_mut().find(|(n, _)| *n == ch) {
-                        Some(slot) => slot.1 += amount,
-                        None => s.channels.push((ch, amount)),
+                if let Some(i) = slot {
+                    match s.channels.iter_mut().find(|(n, _)| *n == i) {
+                        Some(c) => c.1 += amount,
+                        None => s.channels.push((i, amount)),
                     }
                 }
             }
@@ -271,6 +274,7 @@ impl<'a> Index<'a> {
             s.channel = s
                 .channels
                 .iter()
+                .map(|&(i, r)| (channel_names[i], r))
                 .max_by(|a, b| a.1.total_cmp(&b.1).then_with(|| b.0.cmp(a.0)))
                 .map(|c| c.0);
             if s.running {
