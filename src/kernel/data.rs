@@ -7,6 +7,31 @@ use crate::contract::{KernelInput, RiskTolerance};
 use chrono::{Datelike, NaiveDate};
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 
+/// FNV-1a: ids are short, trusted-after-validation strings and the map is only ever looked
+/// up, never iterated, so a fast non-keyed hash is safe here and twice as quick as SipHash.
+#[derive(Default, Clone, Copy)]
+pub struct Fnv(u64);
+
+impl std::hash::Hasher for Fnv {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+    fn write(&mut self, bytes: &[u8]) {
+        let mut h = if self.0 == 0 {
+            0xcbf2_9ce4_8422_2325
+        } else {
+            self.0
+        };
+        for b in bytes {
+            h ^= u64::from(*b);
+            h = h.wrapping_mul(0x0100_0000_01b3);
+        }
+        self.0 = h;
+    }
+}
+
+pub type FnvMap<K, V> = HashMap<K, V, std::hash::BuildHasherDefault<Fnv>>;
+
 /// Days since the common era for a `YYYY-MM-DD` string; cheaper than a format parser.
 pub fn day(s: &str) -> Option<i32> {
     let b = s.as_bytes();
@@ -117,7 +142,7 @@ pub struct Index<'a> {
     /// Every metric id that appears in the input, with or without a dimension.
     pub reported: BTreeSet<&'a str>,
     pub campaigns: Vec<CampaignStats<'a>>,
-    pub campaign_by_id: HashMap<&'a str, usize>,
+    pub campaign_by_id: FnvMap<&'a str, usize>,
     pub channels: BTreeMap<&'a str, ChannelStats>,
     pub revenue_total: f64,
     pub revenue_unattributed: f64,
@@ -182,7 +207,8 @@ impl<'a> Index<'a> {
         }
 
         let mut campaigns: Vec<CampaignStats> = Vec::with_capacity(input.campaigns.len());
-        let mut campaign_by_id = HashMap::with_capacity(input.campaigns.len());
+        let mut campaign_by_id =
+            FnvMap::with_capacity_and_hasher(input.campaigns.len(), Default::default());
         for c in &input.campaigns {
             let cstart = day(&c.start_date).unwrap_or(start);
             let cend = c
