@@ -349,3 +349,51 @@ fn explain_trace_lists_findings_scores_and_every_candidate() {
         "dropped campaigns.scale.cmp_002.budget_daily: no spend scaling while data_quality binds"
     ));
 }
+
+#[test]
+fn stale_after_days_is_a_tunable() {
+    let input = scenario("stale_data");
+    let params = kernel::KernelParams {
+        stale_after_days: 7,
+        ..Default::default()
+    };
+    let out = kernel::decide_with(&input, catalog(), now(), cycle(1), &params, None).unwrap();
+    // Six days old is not stale under a seven-day rule.
+    assert_ne!(
+        out.cycle_summary.binding_constraint,
+        BindingConstraint::DataQuality
+    );
+}
+
+#[test]
+fn inconclusive_experiment_is_rerun_with_a_larger_sample() {
+    let base = scenario("exposure_cap_10");
+    let first = decide(&base).unwrap();
+    let exp = first
+        .actions
+        .iter()
+        .find(|a| a.action_id == "crm.experiment.sequence_delay_days")
+        .expect("the sequence experiment fits at this volume");
+    let n = exp.experiment.as_ref().unwrap().min_sample_size;
+
+    let mut input = base.clone();
+    input.recent_action_results = Some(vec![ActionResult {
+        action_id: exp.action_id.clone(),
+        target_metric: "meeting_book_rate".into(),
+        baseline_value: 0.12,
+        observed_value: 0.125,
+        delta: 0.005,
+        confidence: 0.4,
+        outcome: Outcome::Inconclusive,
+    }]);
+    let out = decide(&input).unwrap();
+    assert_sound(&out, &input);
+    let rerun = out
+        .actions
+        .iter()
+        .find(|a| a.action_id == exp.action_id)
+        .unwrap();
+    assert_eq!(rerun.experiment.as_ref().unwrap().min_sample_size, 2 * n);
+    assert!(rerun.notes_for_humans.contains("inconclusive"));
+    assert!(rerun.observation_window_days <= 60);
+}
