@@ -316,17 +316,29 @@ fn cut_worst(c: &Ctx, rank: u8, out: &mut Vec<Candidate>) {
     for (i, s) in v.into_iter().take(2).enumerate() {
         let roas = s.roas().unwrap_or(0.0);
         let place = if i == 0 { "worst" } else { "second worst" };
-        let evidence = format!(
-            "{} returned {}x its estimated spend over {} ({} attributed on {}), the {} cost per \
-             attributed revenue of {} running campaigns",
-            s.id,
-            num(roas),
-            window_words(ix),
-            num(s.revenue),
-            num(s.window_spend),
-            place,
-            n
-        );
+        let evidence = if s.revenue > 0.0 {
+            format!(
+                "{} returned {}x its estimated spend over {} ({} attributed on {}), the {} cost \
+                 per attributed revenue of {} running campaigns",
+                s.id,
+                num(roas),
+                window_words(ix),
+                num(s.revenue),
+                num(s.window_spend),
+                place,
+                n
+            )
+        } else {
+            format!(
+                "{} brought no attributed revenue on an estimated {} of spend over {}, the {} \
+                 cost per attributed revenue of {} running campaigns",
+                s.id,
+                num(s.window_spend),
+                window_words(ix),
+                place,
+                n
+            )
+        };
         let share = if ix.daily_total > 0.0 {
             s.daily / ix.daily_total
         } else {
@@ -810,7 +822,18 @@ fn crm_experiment(c: &Ctx, rank: u8, out: &mut Vec<Candidate>, drops: &mut Vec<(
     let Some(base) = lead_baseline(ix) else {
         return;
     };
-    let evidence = format!("{} is {} (latest).", base.0, num(base.1));
+    let trend = ix.trend(base.0).unwrap_or(0.0);
+    let evidence = format!(
+        "{} is {} ({} {} over {}){}.",
+        base.0,
+        num(base.1),
+        if trend < 0.0 { "down" } else { "up" },
+        pct(trend.abs()),
+        window_words(ix),
+        base.2
+            .map(|v| format!(", with about {} units a day entering the sequence", num(v)))
+            .unwrap_or_default()
+    );
     if let Some((a, s)) = experiment_action(
         c,
         Subsystem::Crm,
@@ -915,11 +938,7 @@ fn promo_off(c: &Ctx, rank: u8, out: &mut Vec<Candidate>) {
         num(t.target),
         pct(t.gap)
     );
-    let metric = if c.ix.reported.contains("gross_margin") {
-        "gross_margin"
-    } else {
-        t.metric.as_str()
-    };
+    let metric = t.metric.as_str();
     let dir = if metric == "gross_margin" {
         ImpactDirection::Increase
     } else {
