@@ -156,7 +156,7 @@ pub fn decide_with(
     let mut learning_notes = Vec::new();
     let mut cands = learning::reverts(&ctx, catalog, &results, &mut learning_notes);
     cands.extend(plays::candidates(&ctx, &findings, &mut formed_drops));
-    let considered = cands.len();
+    let considered = cands.len() + formed_drops.len();
     let cands = learning::apply(&ix, &results, cands, &mut formed_drops);
     let sel = guard::select(cands, &ix, catalog, diag.constraint, &findings, now);
 

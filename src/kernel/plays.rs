@@ -344,7 +344,15 @@ fn cut_worst(c: &Ctx, rank: u8, out: &mut Vec<Candidate>) {
         } else {
             0.0
         };
-        let action = if roas < 1.0 {
+        let current = floor_cents(s.daily);
+        let cut = ceil_cents(current * (1.0 - step));
+        // A cut that cannot get under max_daily_spend is not executable: pause instead.
+        let over_cap = ix
+            .input
+            .guardrails
+            .max_daily_spend
+            .is_some_and(|cap| cut > cap);
+        let action = if roas < 1.0 || over_cap {
             make(
                 Subsystem::Campaigns,
                 ActionType::Pause,
@@ -358,11 +366,17 @@ fn cut_worst(c: &Ctx, rank: u8, out: &mut Vec<Candidate>) {
                 c.confidence(0.85),
                 c.window(),
                 vec![c.pipeline_guard()],
-                format!("{evidence}; it does not return its spend, so pause it."),
+                if over_cap && roas >= 1.0 {
+                    format!(
+                        "{evidence}; even a {} cut leaves it above max_daily_spend, so pause it.",
+                        pct(step)
+                    )
+                } else {
+                    format!("{evidence}; it does not return its spend, so pause it.")
+                },
             )
         } else {
-            let current = floor_cents(s.daily);
-            let new = ceil_cents(current * (1.0 - step));
+            let new = cut;
             if new <= 0.0 {
                 continue;
             }
@@ -1006,6 +1020,13 @@ fn hold_largest(c: &Ctx, rank: u8, out: &mut Vec<Candidate>) {
         .campaigns
         .iter()
         .filter(|s| s.running && s.daily > 0.0)
+        // The executor rejects a daily budget above the cap, so hold only what fits under it.
+        .filter(|s| {
+            ix.input
+                .guardrails
+                .max_daily_spend
+                .is_none_or(|cap| floor_cents(s.daily) <= cap)
+        })
         .max_by(|a, b| a.daily.total_cmp(&b.daily).then_with(|| b.id.cmp(a.id)))
     else {
         return;
