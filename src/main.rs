@@ -518,8 +518,15 @@ fn kernel(file: &str, now: Option<&str>, explain: bool) -> ExitCode {
         Ok(c) => c,
         Err(e) => return fail(e),
     };
-    let _ = explain;
-    match revenue_os::kernel::run(&bytes, &catalog, now, uuid::Uuid::new_v4()) {
+    let cycle_id = uuid::Uuid::new_v4();
+    let result = if explain {
+        let (result, trace) = revenue_os::kernel::run_explained(&bytes, &catalog, now, cycle_id);
+        eprint!("{trace}");
+        result
+    } else {
+        revenue_os::kernel::run(&bytes, &catalog, now, cycle_id)
+    };
+    match result {
         Ok(out) => print_json(&out),
         Err(err) => {
             let _ = print_json(&err);

@@ -1,10 +1,74 @@
 //! The decision engine: a pure function of input, catalog and clock. No I/O, no randomness.
+//! Rules, thresholds and formulas are documented in `docs/kernel.md`.
+//!
+//! Order of work: index the input (`data`) → data-health findings (`health`) → scores and the
+//! binding constraint (`diagnose`) → candidate plays (`plays`) and reverts (`learning`) →
+//! guardrails (`guard::select`) → output → `validate_output` + `guard::check`.
+
+pub mod data;
+pub mod diagnose;
+pub mod experiment;
+pub mod explain;
+pub mod guard;
+pub mod health;
+pub mod learning;
+pub mod plays;
+mod text;
 
 use crate::catalog::{Bound, Catalog};
 use crate::contract::*;
 use chrono::{DateTime, SecondsFormat, Utc};
 use serde_json::json;
 use uuid::Uuid;
+
+pub use explain::Trace;
+
+/// Tenant tunables. `decide` uses `KernelParams::default()`; each default is documented in
+/// docs/kernel.md.
+#[derive(Debug, Clone, PartialEq)]
+pub struct KernelParams {
+    /// A required or target metric whose newest value is more than this many days before the
+    /// window end is stale (config `kernel.stale_after_days`).
+    pub stale_after_days: i32,
+    /// Missing days are material at or above this share of the window.
+    pub missing_days_material_share: f64,
+    /// Unattributed revenue above this share of the window's revenue is material.
+    pub attribution_max_share: f64,
+    /// Overspend beyond this fraction of budget_total is material.
+    pub overspend_tolerance: f64,
+    /// CAC, payback or margin beyond its target by more than this fraction trips the finance gate.
+    pub finance_tolerance: f64,
+    /// Pipeline coverage needed when win rate is unknown.
+    pub default_needed_coverage: f64,
+    /// Days of data at which the days factor of confidence reaches 1.
+    pub full_confidence_days: f64,
+    /// Score separation at which the separation factor of confidence reaches 1.
+    pub clear_separation: f64,
+    /// Confidence of a data_quality diagnosis (its findings are facts, not estimates).
+    pub data_quality_confidence: f64,
+    pub max_experiment_days: u32,
+    pub abort_consecutive_days: u32,
+    pub default_observation_window_days: u32,
+}
+
+impl Default for KernelParams {
+    fn default() -> Self {
+        Self {
+            stale_after_days: 3,
+            missing_days_material_share: 0.10,
+            attribution_max_share: 0.20,
+            overspend_tolerance: 0.02,
+            finance_tolerance: 0.05,
+            default_needed_coverage: 3.0,
+            full_confidence_days: 28.0,
+            clear_separation: 0.25,
+            data_quality_confidence: 0.9,
+            max_experiment_days: 60,
+            abort_consecutive_days: 3,
+            default_observation_window_days: 14,
+        }
+    }
+}
 
 /// Decides one cycle for a validated input.
 pub fn decide(
@@ -13,88 +77,33 @@ pub fn decide(
     now: DateTime<Utc>,
     cycle_id: Uuid,
 ) -> Result<KernelOutput, KernelError> {
-    // Foundation rule: the target furthest from its metric's latest value binds.
-    let mut worst: Option<(f64, &str, f64, f64)> = None;
-    for (field, target) in input.targets.defined() {
-        let Some(def) = catalog.target(field) else {
-            continue;
-        };
-        let Some(latest) = input
-            .metrics
-            .iter()
-            .filter(|m| m.metric_id == def.metric && m.dimension.is_none())
-            .max_by(|a, b| a.date.cmp(&b.date))
-        else {
-            continue;
-        };
-        let gap = match def.bound {
-            Bound::AtLeast => (target - latest.value) / target,
-            Bound::AtMost => (latest.value - target) / target,
-        };
-        if worst.is_none_or(|(g, ..)| gap > g) {
-            worst = Some((gap, def.metric.as_str(), latest.value, target));
-        }
-    }
-    let (gap, metric, value, target) = worst.unwrap_or((0.0, "pipeline_total", 0.0, 0.0));
-    let lens = catalog
-        .metric(metric)
-        .map(|m| m.lens.as_str())
-        .unwrap_or("demand");
-    let constraint = match lens {
-        "conversion" => BindingConstraint::Conversion,
-        "economics" => BindingConstraint::Economics,
-        _ => BindingConstraint::Demand,
-    };
-    let out = KernelOutput {
-        tenant_id: input.tenant_id.clone(),
-        cycle_id: cycle_id.to_string(),
-        executed_at: now.to_rfc3339_opts(SecondsFormat::Secs, true),
-        version: Version::V1,
-        cycle_summary: CycleSummary {
-            binding_constraint: constraint,
-            priority_metric: metric.to_owned(),
-            diagnosis: format!(
-                "{metric} is {value} against a target of {target} ({:.0}% gap).",
-                gap * 100.0
-            ),
-            confidence: 0.5,
-        },
-        actions: vec![Action {
-            action_id: "crm.config_change.follow_up_sla_hours".into(),
-            priority: 1,
-            owner_subsystem: Subsystem::Crm,
-            kind: ActionType::ConfigChange,
-            target_metric: metric.to_owned(),
-            target_entity: None,
-            proposed_change: ProposedChange {
-                field: "follow_up_sla_hours".into(),
-                current_value: json!(48),
-                new_value: json!(24),
-            },
-            guardrails: ActionGuardrails {
-                max_additional_spend: None,
-                max_exposure_percent: None,
-                abort_conditions: vec![],
-            },
-            experiment: None,
-            observation_window_days: 14,
-            expected_impact: ExpectedImpact {
-                metric_id: metric.to_owned(),
-                direction: ImpactDirection::Increase,
-                magnitude_pct: 5.0,
-                confidence: 0.5,
-            },
-            notes_for_humans: format!("{metric} is furthest from its target."),
-        }],
-        data_quality_actions: None,
-        learning_plan: LearningPlan {
-            metrics_to_monitor: vec![metric.to_owned()],
-            observation_window_days: 14,
-            expected_outcomes: vec![],
-        },
-    };
-    validate_output(&out, input, catalog, now)?;
-    Ok(out)
+    decide_with(
+        input,
+        catalog,
+        now,
+        cycle_id,
+        &KernelParams::default(),
+        None,
+    )
+}
+
+/// `decide` plus the reasoning trace for `--explain`.
+pub fn decide_explained(
+    input: &KernelInput,
+    catalog: &Catalog,
+    now: DateTime<Utc>,
+    cycle_id: Uuid,
+) -> (Result<KernelOutput, KernelError>, Trace) {
+    let mut trace = Trace::default();
+    let r = decide_with(
+        input,
+        catalog,
+        now,
+        cycle_id,
+        &KernelParams::default(),
+        Some(&mut trace),
+    );
+    (r, trace)
 }
 
 /// The whole offline path: bytes in, one decision or one error out.
@@ -106,4 +115,349 @@ pub fn run(
 ) -> Result<KernelOutput, KernelError> {
     let input = parse_input(bytes, catalog, now)?;
     decide(&input, catalog, now, cycle_id)
+}
+
+/// `run` plus the trace (empty when the input is rejected before deciding).
+pub fn run_explained(
+    bytes: &[u8],
+    catalog: &Catalog,
+    now: DateTime<Utc>,
+    cycle_id: Uuid,
+) -> (Result<KernelOutput, KernelError>, Trace) {
+    match parse_input(bytes, catalog, now) {
+        Ok(input) => decide_explained(&input, catalog, now, cycle_id),
+        Err(e) => {
+            let trace = Trace {
+                result: format!("input rejected: {e}"),
+                ..Trace::default()
+            };
+            (Err(e), trace)
+        }
+    }
+}
+
+pub fn decide_with(
+    input: &KernelInput,
+    catalog: &Catalog,
+    now: DateTime<Utc>,
+    cycle_id: Uuid,
+    params: &KernelParams,
+    trace: Option<&mut Trace>,
+) -> Result<KernelOutput, KernelError> {
+    let ix = data::Index::build(input, params);
+    let findings = health::findings(&ix, catalog);
+    let diag = diagnose::diagnose(&ix, catalog, &findings);
+    let ctx = plays::Ctx {
+        ix: &ix,
+        diag: &diag,
+    };
+    let results = learning::by_id(input);
+    let mut formed_drops = Vec::new();
+    let mut learning_notes = Vec::new();
+    let mut cands = learning::reverts(&ctx, catalog, &results, &mut learning_notes);
+    cands.extend(plays::candidates(&ctx, &findings, &mut formed_drops));
+    let considered = cands.len() + formed_drops.len();
+    let cands = learning::apply(&ix, &results, cands, &mut formed_drops);
+    let sel = guard::select(cands, &ix, catalog, diag.constraint, &findings, now);
+
+    let result = if sel.kept.is_empty() {
+        Err(no_action_error(
+            input,
+            &diag,
+            considered,
+            &formed_drops,
+            &sel.dropped,
+        ))
+    } else {
+        let out = build_output(
+            input,
+            catalog,
+            now,
+            cycle_id,
+            &ix,
+            &diag,
+            &findings,
+            sel.kept.clone(),
+        );
+        checked(out, &ix, catalog, now)
+    };
+
+    if let Some(t) = trace {
+        fill_trace(
+            t,
+            &ix,
+            &diag,
+            &findings,
+            &learning_notes,
+            &formed_drops,
+            &sel,
+            &result,
+        );
+    }
+    result
+}
+
+fn checked(
+    out: KernelOutput,
+    ix: &data::Index,
+    catalog: &Catalog,
+    now: DateTime<Utc>,
+) -> Result<KernelOutput, KernelError> {
+    validate_output(&out, ix.input, catalog, now)?;
+    if let Err(v) = guard::check_with(&out, ix) {
+        return Err(KernelError::internal(format!(
+            "kernel produced an output that breaks {} guardrail(s); nothing was emitted",
+            v.len()
+        ))
+        .with("guardrail_violations", json!(v)));
+    }
+    Ok(out)
+}
+
+fn no_action_error(
+    input: &KernelInput,
+    diag: &diagnose::Diagnosis,
+    considered: usize,
+    formed: &[(String, String)],
+    dropped: &[(String, String)],
+) -> KernelError {
+    let mut violations: Vec<Violation> = formed
+        .iter()
+        .chain(dropped)
+        .map(|(id, why)| Violation::new("guardrails", format!("{id}: {why}")))
+        .collect();
+    if considered == 0 {
+        let levers: Vec<&str> = input
+            .guardrails
+            .allowed_levers
+            .iter()
+            .map(|l| l.as_str())
+            .collect();
+        violations.push(Violation::new(
+            "guardrails.allowed_levers",
+            format!(
+                "no play for a {} constraint can use the levers [{}] with this data",
+                diag.constraint,
+                levers.join(", ")
+            ),
+        ));
+    }
+    let excluded: Vec<serde_json::Value> = formed
+        .iter()
+        .chain(dropped)
+        .map(|(id, why)| json!({"action_id": id, "excluded_by": why}))
+        .collect();
+    KernelError::new(
+        ErrorCode::InvalidInput,
+        format!(
+            "guardrails leave no executable action for the {} constraint ({} candidate(s) \
+             considered)",
+            diag.constraint, considered
+        ),
+    )
+    .with("violations", json!(violations))
+    .with("excluded", json!(excluded))
+    .with("binding_constraint", json!(diag.constraint))
+}
+
+#[allow(clippy::too_many_arguments)]
+fn build_output(
+    input: &KernelInput,
+    catalog: &Catalog,
+    now: DateTime<Utc>,
+    cycle_id: Uuid,
+    ix: &data::Index,
+    diag: &diagnose::Diagnosis,
+    findings: &[health::Finding],
+    mut actions: Vec<Action>,
+) -> KernelOutput {
+    for (i, a) in actions.iter_mut().enumerate() {
+        a.priority = (i + 1) as u8;
+    }
+    let data_quality_actions = (diag.constraint == BindingConstraint::DataQuality).then(|| {
+        findings
+            .iter()
+            .take(usize::from(u8::MAX))
+            .enumerate()
+            .map(|(i, f)| DataQualityAction {
+                action_id: f.action_id(),
+                priority: (i + 1) as u8,
+                issue_type: f.kind.issue(),
+                affected_metric: f.metric.clone(),
+                description: f.description.clone(),
+                recommended_fix: f.fix.clone(),
+            })
+            .collect()
+    });
+
+    let mut monitor: Vec<String> = vec![diag.priority_metric.clone()];
+    let mut add = |m: &str| {
+        if !monitor.iter().any(|x| x == m) {
+            monitor.push(m.to_owned());
+        }
+    };
+    for a in &actions {
+        add(&a.target_metric);
+        for c in &a.guardrails.abort_conditions {
+            add(&c.metric_id);
+        }
+    }
+    let window = actions
+        .iter()
+        .map(|a| a.observation_window_days)
+        .max()
+        .unwrap_or(ix.default_window);
+
+    let mut expected_outcomes: Vec<ExpectedOutcome> = Vec::new();
+    for (field, _) in input.targets.defined() {
+        let Some(def) = catalog.target(field) else {
+            continue;
+        };
+        if expected_outcomes.iter().any(|o| o.metric_id == def.metric) {
+            continue;
+        }
+        let from_actions = actions
+            .iter()
+            .filter(|a| a.expected_impact.metric_id == def.metric)
+            .max_by(|a, b| {
+                a.expected_impact
+                    .magnitude_pct
+                    .total_cmp(&b.expected_impact.magnitude_pct)
+            });
+        let short = diag.target(&def.metric).is_some_and(|t| t.gap > 0.0);
+        let (direction, magnitude_pct) = match from_actions {
+            Some(a) => (
+                match a.expected_impact.direction {
+                    ImpactDirection::Increase => OutcomeDirection::Increase,
+                    ImpactDirection::Decrease => OutcomeDirection::Decrease,
+                },
+                Some(a.expected_impact.magnitude_pct),
+            ),
+            None if short => (
+                match def.bound {
+                    Bound::AtLeast => OutcomeDirection::Increase,
+                    Bound::AtMost => OutcomeDirection::Decrease,
+                },
+                None,
+            ),
+            None => (OutcomeDirection::Stabilize, None),
+        };
+        expected_outcomes.push(ExpectedOutcome {
+            metric_id: def.metric.clone(),
+            direction,
+            magnitude_pct,
+        });
+    }
+
+    KernelOutput {
+        tenant_id: input.tenant_id.clone(),
+        cycle_id: cycle_id.to_string(),
+        executed_at: now.to_rfc3339_opts(SecondsFormat::Secs, true),
+        version: Version::V1,
+        cycle_summary: CycleSummary {
+            binding_constraint: diag.constraint,
+            priority_metric: diag.priority_metric.clone(),
+            diagnosis: diag.text.clone(),
+            confidence: diag.confidence,
+        },
+        actions,
+        data_quality_actions,
+        learning_plan: LearningPlan {
+            metrics_to_monitor: monitor,
+            observation_window_days: window,
+            expected_outcomes,
+        },
+    }
+}
+
+#[allow(clippy::too_many_arguments)]
+fn fill_trace(
+    t: &mut Trace,
+    ix: &data::Index,
+    diag: &diagnose::Diagnosis,
+    findings: &[health::Finding],
+    learning_notes: &[(String, String)],
+    formed: &[(String, String)],
+    sel: &guard::Selection,
+    result: &Result<KernelOutput, KernelError>,
+) {
+    for f in findings {
+        t.findings.push(format!(
+            "[{}] {} {}: {}",
+            if f.material { "material" } else { "minor" },
+            f.kind.issue(),
+            f.metric,
+            f.description
+        ));
+    }
+    for (lens, score) in diag.scores {
+        t.scores
+            .push(format!("{lens}: {score:.3} (max of its parts)"));
+        for p in diag.parts.iter().filter(|p| p.lens == lens) {
+            t.scores.push(format!("  {:.3}  {}", p.value, p.why));
+        }
+    }
+    if let Some(f) = &diag.funnel {
+        t.scores.push(format!(
+            "funnel: coverage {:.2}x vs needed {:.2}x{} -> bookings shortfall counts as {}",
+            f.coverage,
+            f.needed,
+            f.win_rate
+                .map(|w| format!(" (1 / win_rate {w})"))
+                .unwrap_or_else(|| " (default, win rate unknown)".into()),
+            f.bookings_lens
+        ));
+    }
+    t.scores.push(format!(
+        "spend: estimated daily {:.2} over {} running campaign(s); headroom {}",
+        ix.daily_total,
+        ix.campaigns.iter().filter(|c| c.running).count(),
+        ix.headroom
+            .map_or("unlimited (no max_daily_spend)".into(), |h| format!(
+                "{h:.2}"
+            ))
+    ));
+    if let Some(g) = &diag.gate {
+        t.decision.push(g.clone());
+    }
+    if diag.healthy {
+        t.decision
+            .push("healthy: every score is 0; demand (measured growth) by default".into());
+    }
+    t.decision.push(format!(
+        "binding constraint: {}; priority metric: {}",
+        diag.constraint, diag.priority_metric
+    ));
+    t.decision
+        .push(format!("confidence: {}", diag.confidence_parts));
+    t.decision.push(format!(
+        "risk: {} (budget step {}%, MDE {}%, treatment {}%)",
+        ix.risk.level,
+        ix.risk.step * 100.0,
+        ix.risk.mde * 100.0,
+        ix.risk.treatment_pct
+    ));
+    for (id, n) in learning_notes {
+        t.learning.push(format!("{id}: {n}"));
+    }
+    if let Ok(out) = result {
+        for (a, play) in out.actions.iter().zip(&sel.plays) {
+            let c = &a.proposed_change;
+            t.candidates.push(format!(
+                "kept #{} {} ({play}): {} {} -> {}",
+                a.priority, a.action_id, c.field, c.current_value, c.new_value
+            ));
+        }
+    }
+    for (id, why) in formed.iter().chain(&sel.dropped) {
+        t.candidates.push(format!("dropped {id}: {why}"));
+    }
+    t.result = match result {
+        Ok(out) => format!(
+            "{} action(s), {} data-quality action(s)",
+            out.actions.len(),
+            out.data_quality_actions.as_ref().map_or(0, Vec::len)
+        ),
+        Err(e) => format!("{}: {}", e.code, e.message),
+    };
 }

@@ -1,0 +1,453 @@
+//! One pass over the input builds an index the rules read: metric series by id, per-campaign
+//! and per-channel spend and attributed revenue, opportunity aggregates. Everything keyed is in
+//! a BTreeMap or a sorted Vec so no hash order can reach the output.
+
+use super::KernelParams;
+use crate::contract::{KernelInput, RiskTolerance};
+use chrono::{Datelike, NaiveDate};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+
+/// FNV-1a: ids are short, trusted-after-validation strings and the map is only ever looked
+/// up, never iterated, so a fast non-keyed hash is safe here and twice as quick as SipHash.
+#[derive(Default, Clone, Copy)]
+pub struct Fnv(u64);
+
+impl std::hash::Hasher for Fnv {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+    fn write(&mut self, bytes: &[u8]) {
+        let mut h = if self.0 == 0 {
+            0xcbf2_9ce4_8422_2325
+        } else {
+            self.0
+        };
+        for b in bytes {
+            h ^= u64::from(*b);
+            h = h.wrapping_mul(0x0100_0000_01b3);
+        }
+        self.0 = h;
+    }
+}
+
+pub type FnvMap<K, V> = HashMap<K, V, std::hash::BuildHasherDefault<Fnv>>;
+
+/// Days since the common era for a `YYYY-MM-DD` string; cheaper than a format parser.
+pub fn day(s: &str) -> Option<i32> {
+    let b = s.as_bytes();
+    if b.len() != 10 || b[4] != b'-' || b[7] != b'-' {
+        return None;
+    }
+    let num = |r: std::ops::Range<usize>| -> Option<u32> {
+        b[r].iter().try_fold(0u32, |acc, c| {
+            c.is_ascii_digit().then(|| acc * 10 + u32::from(c - b'0'))
+        })
+    };
+    let y = i32::try_from(num(0..4)?).ok()?;
+    NaiveDate::from_ymd_opt(y, num(5..7)?, num(8..10)?).map(|d| d.num_days_from_ce())
+}
+
+pub fn date_string(d: i32) -> String {
+    NaiveDate::from_num_days_from_ce_opt(d)
+        .map(|d| d.format("%Y-%m-%d").to_string())
+        .unwrap_or_default()
+}
+
+/// Budget step, relative minimum detectable effect and default treatment share per risk level.
+#[derive(Debug, Clone, Copy)]
+pub struct Risk {
+    pub level: RiskTolerance,
+    pub step: f64,
+    pub mde: f64,
+    pub treatment_pct: f64,
+}
+
+impl Risk {
+    pub fn of(level: RiskTolerance) -> Self {
+        let (step, mde, treatment_pct) = match level {
+            RiskTolerance::Low => (0.10, 0.30, 10.0),
+            RiskTolerance::Medium => (0.20, 0.20, 20.0),
+            RiskTolerance::High => (0.30, 0.10, 30.0),
+        };
+        Self {
+            level,
+            step,
+            mde,
+            treatment_pct,
+        }
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct CampaignStats<'a> {
+    pub id: &'a str,
+    pub running: bool,
+    pub spent: f64,
+    pub total: f64,
+    /// `budget_spent / days elapsed` (start to the window end, or the end date if earlier).
+    pub daily: f64,
+    /// Daily estimate times the days the campaign ran inside the window.
+    pub window_spend: f64,
+    /// Attributed revenue inside the window.
+    pub revenue: f64,
+    pub events: u32,
+    /// Channel carrying most of its attributed revenue (ties: smallest name).
+    pub channel: Option<&'a str>,
+    /// Attributed revenue per channel slot (index into the build's channel names).
+    channels: Vec<(usize, f64)>,
+}
+
+impl CampaignStats<'_> {
+    pub fn roas(&self) -> Option<f64> {
+        (self.window_spend > 0.0).then(|| self.revenue / self.window_spend)
+    }
+    pub fn budget_left(&self) -> f64 {
+        self.total - self.spent
+    }
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct ChannelStats {
+    pub revenue: f64,
+    pub window_spend: f64,
+    /// Daily estimate summed over the running campaigns mapped to the channel.
+    pub daily: f64,
+    pub campaigns: u32,
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct OppStats {
+    pub count: usize,
+    pub amount: f64,
+    /// Late stage: win_probability at or above `LATE_STAGE_MIN_PROBABILITY`.
+    pub late_count: usize,
+    pub late_mean_probability: f64,
+    pub late_closing_30d: usize,
+    pub closing_30d: usize,
+    pub mean_probability: f64,
+}
+
+pub const LATE_STAGE_MIN_PROBABILITY: f64 = 0.4;
+
+pub struct Index<'a> {
+    pub input: &'a KernelInput,
+    pub params: &'a KernelParams,
+    pub start: i32,
+    pub end: i32,
+    pub window_days: i32,
+    /// Undimensioned points per metric, sorted by day, one per day (the last in input order).
+    pub series: BTreeMap<&'a str, Vec<(i32, f64)>>,
+    /// Same metric and day given twice undimensioned with different values: (metric, day, a, b).
+    pub undimensioned_conflicts: Vec<(&'a str, i32, f64, f64)>,
+    /// Every metric id that appears in the input, with or without a dimension.
+    pub reported: BTreeSet<&'a str>,
+    pub campaigns: Vec<CampaignStats<'a>>,
+    pub campaign_by_id: FnvMap<&'a str, usize>,
+    pub channels: BTreeMap<&'a str, ChannelStats>,
+    pub revenue_total: f64,
+    pub revenue_unattributed: f64,
+    pub events_in_window: usize,
+    pub opps: OppStats,
+    pub risk: Risk,
+    /// Sum of the daily estimates of running campaigns.
+    pub daily_total: f64,
+    /// `max_daily_spend - daily_total`, floored at 0; None without a cap.
+    pub headroom: Option<f64>,
+    pub min_sample_size: u64,
+    pub default_window: u32,
+}
+
+impl<'a> Index<'a> {
+    pub fn build(input: &'a KernelInput, params: &'a KernelParams) -> Self {
+        let w = &input.analysis_window;
+        let start = day(&w.start_date).unwrap_or(0);
+        let end = day(&w.end_date).unwrap_or(start).max(start);
+        let window_days = end - start + 1;
+
+        let mut series: BTreeMap<&str, Vec<(i32, f64)>> = BTreeMap::new();
+        let mut reported = BTreeSet::new();
+        // Inputs usually list a metric's points together: reuse the last vec while the id holds.
+        let mut run: Option<(&str, Vec<(i32, f64)>)> = None;
+        for m in &input.metrics {
+            let id = m.metric_id.as_str();
+            if run.as_ref().is_none_or(|(r, _)| *r != id) {
+                reported.insert(id);
+                if let Some((r, v)) = run.take() {
+                    series.entry(r).or_default().extend(v);
+                }
+                run = Some((id, Vec::new()));
+            }
+            if m.dimension.as_ref().is_some_and(|d| !d.is_empty()) {
+                continue;
+            }
+            if let (Some(d), Some((_, v))) = (day(&m.date), run.as_mut()) {
+                v.push((d, m.value));
+            }
+        }
+        if let Some((r, v)) = run.take() {
+            series.entry(r).or_default().extend(v);
+        }
+        let mut undimensioned_conflicts = Vec::new();
+        for (id, v) in series.iter_mut() {
+            // Stable sort keeps input order within a day, so "last wins" is well defined.
+            v.sort_by_key(|p| p.0);
+            let mut out: Vec<(i32, f64)> = Vec::with_capacity(v.len());
+            for &(d, x) in v.iter() {
+                match out.last_mut() {
+                    Some(last) if last.0 == d => {
+                        if last.1 != x {
+                            undimensioned_conflicts.push((*id, d, last.1, x));
+                        }
+                        last.1 = x;
+                    }
+                    _ => out.push((d, x)),
+                }
+            }
+            *v = out;
+        }
+
+        let mut campaigns: Vec<CampaignStats> = Vec::with_capacity(input.campaigns.len());
+        let mut campaign_by_id =
+            FnvMap::with_capacity_and_hasher(input.campaigns.len(), Default::default());
+        for c in &input.campaigns {
+            let cstart = day(&c.start_date).unwrap_or(start);
+            let cend = c
+                .end_date
+                .as_deref()
+                .and_then(day)
+                .map_or(end, |e| e.min(end));
+            let elapsed = (cend - cstart + 1).max(1);
+            let daily = c.budget_spent / f64::from(elapsed);
+            let overlap = (cend.min(end) - cstart.max(start) + 1).max(0);
+            let status = c.status.to_ascii_lowercase();
+            campaign_by_id
+                .entry(c.id.as_str())
+                .or_insert(campaigns.len());
+            campaigns.push(CampaignStats {
+                id: &c.id,
+                running: status == "running" || status == "active",
+                spent: c.budget_spent,
+                total: c.budget_total,
+                daily,
+                window_spend: daily * f64::from(overlap),
+                revenue: 0.0,
+                events: 0,
+                channel: None,
+                channels: Vec::new(),
+            });
+        }
+
+        let mut channels: BTreeMap<&str, ChannelStats> = BTreeMap::new();
+        let (mut revenue_total, mut revenue_unattributed, mut events_in_window) = (0.0, 0.0, 0);
+        // String comparison is date order for validated YYYY-MM-DD.
+        let (ws, we) = (w.start_date.as_str(), w.end_date.as_str());
+        let mut last_channel: Option<(&str, usize)> = None;
+        let mut channel_names: Vec<&str> = Vec::new();
+        let mut channel_revenue: Vec<f64> = Vec::new();
+        for e in &input.revenue_events {
+            let d = e.effective_date.as_str();
+            if d < ws || d > we {
+                continue;
+            }
+            events_in_window += 1;
+            let amount = e.amount.max(0.0);
+            revenue_total += amount;
+            let camp = e
+                .attributed_campaign_id
+                .as_deref()
+                .filter(|s| !s.is_empty());
+            let chan = e.attributed_channel.as_deref().filter(|s| !s.is_empty());
+            if camp.is_none() && chan.is_none() {
+                revenue_unattributed += amount;
+            }
+            let mut slot = None;
+            if let Some(ch) = chan {
+                let i = match last_channel {
+                    Some((n, i)) if n == ch => i,
+                    _ => {
+                        let i = match channel_names.iter().position(|n| *n == ch) {
+                            Some(i) => i,
+                            None => {
+                                channel_names.push(ch);
+                                channel_revenue.push(0.0);
+                                channel_names.len() - 1
+                            }
+                        };
+                        last_channel = Some((ch, i));
+                        i
+                    }
+                };
+                channel_revenue[i] += amount;
+                slot = Some(i);
+            }
+            if let Some(&i) = camp.and_then(|c| campaign_by_id.get(c)) {
+                let s = &mut campaigns[i];
+                s.revenue += amount;
+                s.events += 1;
+                if let Some(i) = slot {
+                    match s.channels.iter_mut().find(|(n, _)| *n == i) {
+                        Some(c) => c.1 += amount,
+                        None => s.channels.push((i, amount)),
+                    }
+                }
+            }
+        }
+        for (n, r) in channel_names.iter().zip(&channel_revenue) {
+            channels.entry(n).or_default().revenue += r;
+        }
+        let mut daily_total = 0.0;
+        for s in &mut campaigns {
+            s.channel = s
+                .channels
+                .iter()
+                .map(|&(i, r)| (channel_names[i], r))
+                .max_by(|a, b| a.1.total_cmp(&b.1).then_with(|| b.0.cmp(a.0)))
+                .map(|c| c.0);
+            if s.running {
+                daily_total += s.daily;
+            }
+            if let Some(ch) = s.channel {
+                let c = channels.entry(ch).or_default();
+                c.window_spend += s.window_spend;
+                c.campaigns += 1;
+                if s.running {
+                    c.daily += s.daily;
+                }
+            }
+        }
+
+        let mut opps = OppStats::default();
+        let horizon = end + 30;
+        let (mut p_sum, mut late_p_sum) = (0.0, 0.0);
+        for o in &input.opportunities {
+            opps.count += 1;
+            opps.amount += o.amount;
+            p_sum += o.win_probability;
+            let closing = day(&o.expected_close_date).is_some_and(|d| d > end && d <= horizon);
+            if closing {
+                opps.closing_30d += 1;
+            }
+            if o.win_probability >= LATE_STAGE_MIN_PROBABILITY {
+                opps.late_count += 1;
+                late_p_sum += o.win_probability;
+                if closing {
+                    opps.late_closing_30d += 1;
+                }
+            }
+        }
+        if opps.count > 0 {
+            opps.mean_probability = p_sum / opps.count as f64;
+        }
+        if opps.late_count > 0 {
+            opps.late_mean_probability = late_p_sum / opps.late_count as f64;
+        }
+
+        let cfg = input.config.clone().unwrap_or_default();
+        let risk = Risk::of(cfg.risk_tolerance.unwrap_or(RiskTolerance::Medium));
+        let headroom = input
+            .guardrails
+            .max_daily_spend
+            .map(|cap| (cap - daily_total).max(0.0));
+        Index {
+            input,
+            params,
+            start,
+            end,
+            window_days,
+            series,
+            undimensioned_conflicts,
+            reported,
+            campaigns,
+            campaign_by_id,
+            channels,
+            revenue_total,
+            revenue_unattributed,
+            events_in_window,
+            opps,
+            risk,
+            daily_total,
+            headroom,
+            min_sample_size: cfg.min_sample_size.map_or(0, |n| n.max(0.0) as u64),
+            default_window: cfg
+                .default_observation_window_days
+                .map_or(params.default_observation_window_days, |n| {
+                    n.clamp(1.0, 365.0) as u32
+                }),
+        }
+    }
+
+    pub fn latest(&self, metric: &str) -> Option<(i32, f64)> {
+        self.series.get(metric).and_then(|v| v.last().copied())
+    }
+
+    pub fn latest_value(&self, metric: &str) -> Option<f64> {
+        self.latest(metric).map(|p| p.1)
+    }
+
+    /// Points inside the analysis window.
+    pub fn window_points(&self, metric: &str) -> &[(i32, f64)] {
+        let Some(v) = self.series.get(metric) else {
+            return &[];
+        };
+        let lo = v.partition_point(|p| p.0 < self.start);
+        let hi = v.partition_point(|p| p.0 <= self.end);
+        &v[lo..hi]
+    }
+
+    /// Mean daily value over the window, for flow metrics such as `leads_created`.
+    pub fn daily_mean(&self, metric: &str) -> Option<f64> {
+        let p = self.window_points(metric);
+        (!p.is_empty()).then(|| p.iter().map(|x| x.1).sum::<f64>() / p.len() as f64)
+    }
+
+    /// Relative change across the window from a least-squares line: (fitted last - fitted
+    /// first) / |mean|. None with fewer than 3 points or a zero mean.
+    pub fn trend(&self, metric: &str) -> Option<f64> {
+        let p = self.window_points(metric);
+        if p.len() < 3 {
+            return None;
+        }
+        let n = p.len() as f64;
+        let mx = p.iter().map(|x| f64::from(x.0)).sum::<f64>() / n;
+        let my = p.iter().map(|x| x.1).sum::<f64>() / n;
+        let (mut sxy, mut sxx) = (0.0, 0.0);
+        for &(d, y) in p {
+            let dx = f64::from(d) - mx;
+            sxy += dx * (y - my);
+            sxx += dx * dx;
+        }
+        if sxx == 0.0 || my == 0.0 {
+            return None;
+        }
+        let span = f64::from(p[p.len() - 1].0 - p[0].0);
+        let rel = sxy / sxx * span / my.abs();
+        rel.is_finite().then_some(rel)
+    }
+
+    pub fn campaign(&self, id: &str) -> Option<&CampaignStats<'a>> {
+        self.campaign_by_id.get(id).map(|&i| &self.campaigns[i])
+    }
+
+    /// Current daily spend of a campaign or channel entity (running campaigns only).
+    pub fn entity_daily(&self, id: &str) -> Option<f64> {
+        if let Some(c) = self.campaign(id) {
+            return Some(c.daily);
+        }
+        self.channels.get(id).map(|c| c.daily)
+    }
+}
+
+/// Rounds down to cents, so a derived spend never exceeds the bound it was derived from.
+pub fn floor_cents(x: f64) -> f64 {
+    (x * 100.0).floor() / 100.0
+}
+
+/// Rounds up to cents, so a derived cut never exceeds the step it was derived from.
+pub fn ceil_cents(x: f64) -> f64 {
+    (x * 100.0).ceil() / 100.0
+}
+
+pub fn round_to(x: f64, places: i32) -> f64 {
+    let f = 10f64.powi(places);
+    (x * f).round() / f
+}

@@ -1,0 +1,500 @@
+//! Scores demand, conversion and economics and picks the binding constraint.
+
+use super::data::{Index, round_to};
+use super::health::{self, Finding};
+use super::text::{num, pct};
+use crate::catalog::{Bound, Catalog, Direction, Lens};
+use crate::contract::BindingConstraint;
+
+/// How one target compares with its metric.
+#[derive(Debug, Clone)]
+pub struct TargetEval {
+    pub field: &'static str,
+    pub metric: String,
+    pub bound: Bound,
+    pub target: f64,
+    pub current: f64,
+    /// Positive = short of the target, as a fraction of the target.
+    pub gap: f64,
+    /// Relative move away from the target over the window, clamped to +-0.5 (negative = recovering).
+    pub worsening: f64,
+    /// `max(gap, 0) * (1 + worsening)`.
+    pub severity: f64,
+}
+
+#[derive(Debug, Clone)]
+pub struct Part {
+    pub lens: BindingConstraint,
+    pub metric: String,
+    pub value: f64,
+    pub why: String,
+}
+
+#[derive(Debug, Clone)]
+pub struct Funnel {
+    pub coverage: f64,
+    pub needed: f64,
+    pub win_rate: Option<f64>,
+    pub bookings_lens: BindingConstraint,
+}
+
+#[derive(Debug, Clone)]
+pub struct Diagnosis {
+    pub constraint: BindingConstraint,
+    pub priority_metric: String,
+    pub text: String,
+    pub confidence: f64,
+    /// demand, conversion, economics.
+    pub scores: [(BindingConstraint, f64); 3],
+    pub parts: Vec<Part>,
+    pub targets: Vec<TargetEval>,
+    pub funnel: Option<Funnel>,
+    pub gate: Option<String>,
+    pub healthy: bool,
+    pub confidence_parts: String,
+}
+
+impl Diagnosis {
+    pub fn target(&self, metric: &str) -> Option<&TargetEval> {
+        self.targets.iter().find(|t| t.metric == metric)
+    }
+}
+
+const LENSES: [BindingConstraint; 3] = [
+    BindingConstraint::Demand,
+    BindingConstraint::Conversion,
+    BindingConstraint::Economics,
+];
+
+/// Metrics without a target that still weigh in through their trend, with their weight.
+fn trend_weight(metric: &str) -> f64 {
+    match metric {
+        "win_rate" | "stage_conversion_opp_to_close" => 1.0,
+        _ => 0.5,
+    }
+}
+
+/// The value a target is compared with. `bookings_new` is a daily flow and its target is per
+/// 30 days: the trailing-30-day sum (mean x 30 when fewer days are reported). Others: the newest.
+pub fn current_value(ix: &Index, metric: &str) -> Option<f64> {
+    if metric == "bookings_new" {
+        let pts = ix.window_points(metric);
+        let recent: Vec<f64> = pts
+            .iter()
+            .filter(|p| p.0 > ix.end - 30)
+            .map(|p| p.1)
+            .collect();
+        if recent.is_empty() {
+            return ix.latest_value(metric).map(|v| v * 30.0);
+        }
+        return Some(recent.iter().sum::<f64>() / recent.len() as f64 * 30.0);
+    }
+    ix.latest_value(metric)
+}
+
+pub fn diagnose(ix: &Index, catalog: &Catalog, findings: &[Finding]) -> Diagnosis {
+    let p = ix.params;
+    let mut targets = Vec::new();
+    for (field, target) in ix.input.targets.defined() {
+        let Some(def) = catalog.target(field) else {
+            continue;
+        };
+        let Some(current) = current_value(ix, &def.metric) else {
+            continue;
+        };
+        let gap = match def.bound {
+            Bound::AtLeast => (target - current) / target,
+            Bound::AtMost => (current - target) / target,
+        };
+        let trend = ix.trend(&def.metric).unwrap_or(0.0);
+        let worsening = match def.bound {
+            Bound::AtLeast => -trend,
+            Bound::AtMost => trend,
+        }
+        .clamp(-0.5, 0.5);
+        let severity = gap.max(0.0) * (1.0 + worsening);
+        targets.push(TargetEval {
+            field,
+            metric: def.metric.clone(),
+            bound: def.bound,
+            target,
+            current,
+            gap,
+            worsening,
+            severity,
+        });
+    }
+
+    // Funnel logic: does a bookings shortfall come from too little pipeline?
+    let win_rate = ix
+        .latest_value("win_rate")
+        .filter(|w| *w > 0.0 && *w <= 1.0);
+    let pipeline = ix.latest_value("pipeline_total");
+    let funnel = match (ix.input.targets.bookings_new, pipeline) {
+        (Some(bt), Some(pl)) if bt > 0.0 => {
+            let needed = win_rate.map_or(p.default_needed_coverage, |w| 1.0 / w);
+            let coverage = pl / bt;
+            Some(Funnel {
+                coverage,
+                needed,
+                win_rate,
+                bookings_lens: if coverage < needed {
+                    BindingConstraint::Demand
+                } else {
+                    BindingConstraint::Conversion
+                },
+            })
+        }
+        _ => None,
+    };
+    let pipeline_short = targets
+        .iter()
+        .any(|t| t.metric == "pipeline_total" && t.severity > 0.0);
+    let bookings_lens = funnel.as_ref().map_or(
+        if pipeline_short {
+            BindingConstraint::Demand
+        } else {
+            BindingConstraint::Conversion
+        },
+        |f| f.bookings_lens,
+    );
+
+    let mut parts = Vec::new();
+    for t in &targets {
+        let lens = match t.metric.as_str() {
+            "pipeline_total" => BindingConstraint::Demand,
+            "bookings_new" | "arr_total" => bookings_lens,
+            _ => BindingConstraint::Economics,
+        };
+        let trend_word = if t.worsening > 0.0 {
+            "moving away"
+        } else {
+            "recovering"
+        };
+        parts.push(Part {
+            lens,
+            metric: t.metric.clone(),
+            value: t.severity,
+            why: format!(
+                "{} {} vs target {} (gap {}, {} {})",
+                t.metric,
+                num(t.current),
+                num(t.target),
+                pct(t.gap),
+                trend_word,
+                pct(t.worsening.abs())
+            ),
+        });
+    }
+    // Untargeted demand and conversion metrics count through their trend alone.
+    let targeted: Vec<&str> = targets.iter().map(|t| t.metric.as_str()).collect();
+    for m in &ix.reported {
+        let Some(def) = catalog.metric(m) else {
+            continue;
+        };
+        let lens = match def.lens {
+            Lens::Demand => BindingConstraint::Demand,
+            Lens::Conversion => BindingConstraint::Conversion,
+            _ => continue,
+        };
+        if targeted.contains(m) || def.dimension.is_some() {
+            continue;
+        }
+        let Some(trend) = ix.trend(m) else { continue };
+        let worsening = match def.direction {
+            Direction::Up => -trend,
+            Direction::Down => trend,
+            Direction::Band => continue,
+        }
+        .clamp(0.0, 0.5);
+        if worsening <= 0.0 {
+            continue;
+        }
+        parts.push(Part {
+            lens,
+            metric: (*m).to_owned(),
+            value: worsening * trend_weight(m),
+            why: format!(
+                "{m} {} {} over the window to {}",
+                if trend < 0.0 { "fell" } else { "rose" },
+                pct(worsening),
+                num(ix.latest_value(m).unwrap_or(0.0))
+            ),
+        });
+    }
+    parts.sort_by(|a, b| {
+        b.value
+            .total_cmp(&a.value)
+            .then_with(|| a.metric.cmp(&b.metric))
+    });
+    let score = |l: BindingConstraint| {
+        parts
+            .iter()
+            .filter(|x| x.lens == l)
+            .map(|x| x.value)
+            .fold(0.0, f64::max)
+    };
+    let scores = LENSES.map(|l| (l, score(l)));
+
+    let gate_breach = targets
+        .iter()
+        .filter(|t| {
+            matches!(
+                t.metric.as_str(),
+                "cac_blended" | "payback_months" | "gross_margin"
+            ) && t.gap > p.finance_tolerance
+        })
+        .max_by(|a, b| {
+            a.severity
+                .total_cmp(&b.severity)
+                .then_with(|| b.metric.cmp(&a.metric))
+        });
+    let gate = gate_breach.map(|t| {
+        format!(
+            "finance gate: {} is {} against {} {} (beyond the {} tolerance)",
+            t.metric,
+            num(t.current),
+            if t.bound == Bound::AtMost {
+                "a maximum of"
+            } else {
+                "a minimum of"
+            },
+            num(t.target),
+            pct(p.finance_tolerance)
+        )
+    });
+
+    // Highest score wins; ties go to the earlier lens (demand, conversion, economics).
+    let mut best = scores[0];
+    for s in &scores[1..] {
+        if s.1 > best.1 {
+            best = *s;
+        }
+    }
+    let healthy = best.1 <= 0.0 && gate.is_none();
+    let constraint = if gate.is_some() {
+        BindingConstraint::Economics
+    } else {
+        best.0
+    };
+
+    let material: Vec<&Finding> = findings.iter().filter(|f| f.material).collect();
+    let (constraint, priority_metric) = if let Some(f) = material.first() {
+        (
+            BindingConstraint::DataQuality,
+            health::priority_metric(f).to_owned(),
+        )
+    } else {
+        (
+            constraint,
+            priority_for(constraint, &parts, gate_breach, catalog),
+        )
+    };
+
+    // Confidence: completeness x days of data x separation of the top two scores.
+    let watched = health::watched_metrics(ix, catalog);
+    let expected = watched.len() as f64 * f64::from(ix.window_days);
+    let present: usize = watched.iter().map(|m| ix.window_points(m).len()).sum();
+    let completeness = if expected > 0.0 {
+        (present as f64 / expected).min(1.0)
+    } else {
+        0.0
+    };
+    let days = watched
+        .iter()
+        .map(|m| ix.window_points(m).len())
+        .max()
+        .unwrap_or(0) as f64;
+    let days_factor = (days / p.full_confidence_days).min(1.0);
+    let mut sorted = scores.map(|s| s.1);
+    sorted.sort_by(|a, b| b.total_cmp(a));
+    let winner = scores
+        .iter()
+        .find(|s| s.0 == constraint)
+        .map_or(sorted[0], |s| s.1);
+    let runner_up = scores
+        .iter()
+        .filter(|s| s.0 != constraint)
+        .map(|s| s.1)
+        .fold(0.0, f64::max);
+    let separation = (winner - runner_up).max(0.0);
+    let sep_factor = 0.5 + 0.5 * (separation / p.clear_separation).min(1.0);
+    let confidence = if constraint == BindingConstraint::DataQuality {
+        p.data_quality_confidence
+    } else {
+        round_to(
+            (completeness * days_factor * sep_factor).clamp(0.05, 0.95),
+            2,
+        )
+    };
+    let confidence_parts = format!(
+        "completeness {:.3} x days_factor {:.3} ({} days / {}) x separation_factor {:.3} \
+         (separation {:.3}) = {confidence}",
+        completeness, days_factor, days, p.full_confidence_days, sep_factor, separation
+    );
+
+    let text = diagnosis_text(
+        constraint,
+        &priority_metric,
+        &targets,
+        funnel.as_ref(),
+        &material,
+        &parts,
+        healthy,
+    );
+    Diagnosis {
+        constraint,
+        priority_metric,
+        text,
+        confidence,
+        scores,
+        parts,
+        targets,
+        funnel,
+        gate,
+        healthy,
+        confidence_parts,
+    }
+}
+
+fn priority_for(
+    constraint: BindingConstraint,
+    parts: &[Part],
+    gate: Option<&TargetEval>,
+    catalog: &Catalog,
+) -> String {
+    if let Some(t) = gate {
+        return t.metric.clone();
+    }
+    let lens_of = |m: &str| catalog.metric(m).map(|d| d.lens);
+    let want = match constraint {
+        BindingConstraint::Demand => Lens::Demand,
+        BindingConstraint::Conversion => Lens::Conversion,
+        _ => Lens::Economics,
+    };
+    // Parts are sorted by value: the first of this lens whose metric belongs to the lens.
+    if let Some(x) = parts
+        .iter()
+        .find(|x| x.lens == constraint && x.value > 0.0 && lens_of(&x.metric) == Some(want))
+    {
+        return x.metric.clone();
+    }
+    match constraint {
+        BindingConstraint::Conversion => "win_rate".into(),
+        BindingConstraint::Economics => parts
+            .iter()
+            .find(|x| x.lens == constraint)
+            .map_or("cac_blended".into(), |x| x.metric.clone()),
+        _ => "pipeline_total".into(),
+    }
+}
+
+fn diagnosis_text(
+    constraint: BindingConstraint,
+    priority: &str,
+    targets: &[TargetEval],
+    funnel: Option<&Funnel>,
+    material: &[&Finding],
+    parts: &[Part],
+    healthy: bool,
+) -> String {
+    if let Some(f) = material.first() {
+        let more = if material.len() > 1 {
+            format!(" ({} material data issues in all)", material.len())
+        } else {
+            String::new()
+        };
+        return format!(
+            "Data quality binds: {}{more} Decisions that add spend wait until it is fixed.",
+            f.description
+        );
+    }
+    let t = targets.iter().find(|t| t.metric == priority);
+    let target_sentence = |t: &TargetEval| {
+        let dir = if t.worsening > 0.0 {
+            format!("moving {} further away over the window", pct(t.worsening))
+        } else if t.worsening < 0.0 {
+            format!("recovering {} over the window", pct(-t.worsening))
+        } else {
+            "flat over the window".into()
+        };
+        let state = if t.gap > 0.0 {
+            format!("{} short", pct(t.gap))
+        } else {
+            "within target".into()
+        };
+        format!(
+            "{} is {} against a {} of {} ({state}), {dir}.",
+            t.metric,
+            num(t.current),
+            if t.bound == Bound::AtMost {
+                "maximum"
+            } else {
+                "target"
+            },
+            num(t.target)
+        )
+    };
+    let funnel_sentence = funnel.map(|f| {
+        format!(
+            " Pipeline covers {}x the bookings target; {}x is needed{}.",
+            num(f.coverage),
+            num(f.needed),
+            f.win_rate
+                .map(|w| format!(" at a {} win rate", pct(w)))
+                .unwrap_or_default()
+        )
+    });
+    if healthy {
+        let lines: Vec<String> = targets
+            .iter()
+            .take(2)
+            .map(|t| format!("{} {} vs {}", t.metric, num(t.current), num(t.target)))
+            .collect();
+        return format!(
+            "All {} targets are met and no tracked metric is deteriorating ({}); the next lever \
+             is measured growth.",
+            targets.len(),
+            lines.join(", ")
+        );
+    }
+    let lead = match constraint {
+        BindingConstraint::Demand => "Demand binds: ",
+        BindingConstraint::Conversion => "Conversion binds: ",
+        _ => "Economics binds: ",
+    };
+    let main = match t {
+        Some(t) => target_sentence(t),
+        None => parts
+            .iter()
+            .find(|p| p.metric == priority)
+            .map_or(format!("{priority} is the weakest metric."), |p| {
+                format!("{}.", p.why)
+            }),
+    };
+    let extra = match constraint {
+        BindingConstraint::Demand | BindingConstraint::Conversion => {
+            funnel_sentence.unwrap_or_default()
+        }
+        _ => String::new(),
+    };
+    // A conversion diagnosis led by a rate also names the bookings shortfall it explains.
+    if t.is_none()
+        && constraint == BindingConstraint::Conversion
+        && let (Some(b), Some(p)) = (
+            targets
+                .iter()
+                .find(|t| t.metric == "bookings_new" && t.gap > 0.0),
+            parts.iter().find(|p| p.metric == priority),
+        )
+    {
+        return format!(
+            "{lead}bookings_new is {} against a target of {} ({} short) while {}.{extra}",
+            num(b.current),
+            num(b.target),
+            pct(b.gap),
+            p.why
+        );
+    }
+    format!("{lead}{main}{extra}")
+}

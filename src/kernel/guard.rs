@@ -1,0 +1,346 @@
+//! Guardrails: which candidates may be emitted (`select`), and an independent check of every
+//! output against the input's guardrails (`check`), run before anything leaves the kernel.
+
+use super::data::{Index, Risk, floor_cents};
+use super::health::Finding;
+use super::health::Kind;
+use super::learning;
+use super::plays::Candidate;
+use crate::catalog::{Catalog, FieldContext};
+use crate::contract::*;
+use chrono::{DateTime, Utc};
+use serde_json::json;
+use std::collections::BTreeSet;
+
+/// Tolerance for comparing money and percentages that were rounded to cents.
+const EPS: f64 = 1e-6;
+
+/// The lever an action pulls:
+/// campaigns subsystem on a channel -> `channels`; other campaigns actions -> `campaigns`;
+/// content on a campaign -> `campaigns`, other content -> `sequences`; crm and routing ->
+/// `sequences`; pricing -> `pricing`.
+pub fn lever(a: &Action) -> Lever {
+    let entity = a.target_entity.as_ref().map(|e| e.kind);
+    match a.owner_subsystem {
+        Subsystem::Campaigns if entity == Some(EntityType::Channel) => Lever::Channels,
+        Subsystem::Campaigns => Lever::Campaigns,
+        Subsystem::Content if entity == Some(EntityType::Campaign) => Lever::Campaigns,
+        Subsystem::Content | Subsystem::Crm | Subsystem::Routing => Lever::Sequences,
+        Subsystem::Pricing => Lever::Pricing,
+    }
+}
+
+/// Whether an action changes spend (and so must carry an abort condition).
+fn touches_spend(a: &Action) -> bool {
+    a.owner_subsystem == Subsystem::Campaigns
+        && matches!(
+            a.proposed_change.field.as_str(),
+            "budget_daily" | "budget_total" | "status"
+        )
+}
+
+/// Daily spend an emitted action adds, judged from the action and the input alone.
+fn added_spend(a: &Action, ix: &Index) -> f64 {
+    let entity = a.target_entity.as_ref().map(|e| e.id.as_str());
+    match (a.proposed_change.field.as_str(), entity) {
+        ("budget_daily", Some(e)) => {
+            let cur = ix.entity_daily(e).map(floor_cents).unwrap_or(0.0);
+            a.proposed_change
+                .new_value
+                .as_f64()
+                .map_or(0.0, |n| (n - cur).max(0.0))
+        }
+        ("status", Some(e)) if a.proposed_change.new_value == json!("running") => ix
+            .campaign(e)
+            .filter(|c| !c.running || a.kind == ActionType::Revert)
+            .map_or(0.0, |c| c.daily.max(0.0)),
+        _ => a.guardrails.max_additional_spend.unwrap_or(0.0).max(0.0),
+    }
+}
+
+pub struct Selection {
+    pub kept: Vec<Action>,
+    /// The play behind each kept action (same order), for the trace.
+    pub plays: Vec<&'static str>,
+    /// (action id, guardrail or reason).
+    pub dropped: Vec<(String, String)>,
+}
+
+/// Filters ranked candidates through every guardrail, allots spend headroom in rank order, and
+/// keeps at most `MAX_ACTIONS`.
+pub fn select(
+    mut cands: Vec<Candidate>,
+    ix: &Index,
+    catalog: &Catalog,
+    constraint: BindingConstraint,
+    findings: &[Finding],
+    now: DateTime<Utc>,
+) -> Selection {
+    cands.sort_by(|a, b| {
+        a.rank
+            .cmp(&b.rank)
+            .then_with(|| b.evidence.total_cmp(&a.evidence))
+            .then_with(|| a.action.action_id.cmp(&b.action.action_id))
+    });
+    let g = &ix.input.guardrails;
+    let attribution_broken = findings
+        .iter()
+        .any(|f| f.material && f.kind == Kind::Attribution);
+    let mut headroom = ix.headroom;
+    let mut kept: Vec<Action> = Vec::new();
+    let mut plays = Vec::new();
+    let mut ids = BTreeSet::new();
+    let mut dropped = Vec::new();
+    let cap_exposure = g.max_experiment_exposure_pct;
+    for mut k in cands {
+        let a = &mut k.action;
+        let id = a.action_id.clone();
+        let why: Option<String> = (|| {
+            if g.is_blocked(a.kind) {
+                return Some(format!("blocked_actions: type '{}' is blocked", a.kind));
+            }
+            let l = lever(a);
+            if !g.allowed_levers.contains(&l) {
+                return Some(format!("allowed_levers: needs the '{l}' lever"));
+            }
+            if !catalog.accepts(a.owner_subsystem, a.kind) {
+                return Some(format!(
+                    "executor map: {} does not run '{}'",
+                    a.owner_subsystem, a.kind
+                ));
+            }
+            if a.kind == ActionType::Scale && constraint != BindingConstraint::Demand {
+                return Some(format!("no spend scaling while {constraint} binds"));
+            }
+            if constraint == BindingConstraint::DataQuality {
+                if k.adds_spend > 0.0 {
+                    return Some(
+                        "data_quality: nothing adds spend while data is unreliable".into(),
+                    );
+                }
+                if k.uses_attribution && attribution_broken {
+                    return Some(
+                        "data_quality: play relies on attribution, which is missing".into(),
+                    );
+                }
+            }
+            if k.adds_spend > 0.0 {
+                if let Some(room) = headroom {
+                    let room = floor_cents(room);
+                    if room < 1.0 {
+                        return Some(format!(
+                            "max_daily_spend: no headroom (estimated daily spend {:.2} of cap {:.2})",
+                            ix.daily_total,
+                            g.max_daily_spend.unwrap_or(0.0)
+                        ));
+                    }
+                    if room < k.adds_spend && a.proposed_change.field != "budget_daily" {
+                        return Some(format!(
+                            "max_daily_spend: adds {:.2}/day, above the headroom {room:.2}",
+                            k.adds_spend
+                        ));
+                    }
+                    if room < k.adds_spend {
+                        let cur = a.proposed_change.current_value.as_f64().unwrap_or(0.0);
+                        let new = floor_cents(cur + room);
+                        a.proposed_change.new_value = json!(new);
+                        k.adds_spend = floor_cents(new - cur);
+                        a.notes_for_humans.push_str(&format!(
+                            " The increase is trimmed to {:.2}/day, the headroom under max_daily_spend.",
+                            k.adds_spend
+                        ));
+                    }
+                }
+                a.guardrails.max_additional_spend = Some(floor_cents(k.adds_spend));
+            }
+            if a.kind == ActionType::Experiment {
+                let t = a.experiment.as_ref().map_or(0.0, |e| e.treatment_group_pct);
+                if cap_exposure.is_some_and(|c| t > c + EPS) || t <= 0.0 {
+                    return Some("max_experiment_exposure_pct: treatment above the cap".into());
+                }
+            }
+            if a.guardrails.abort_conditions.is_empty() {
+                return Some("no abort condition on a metric the tenant reports".into());
+            }
+            let Some(spec) = catalog.field(a.owner_subsystem, &a.proposed_change.field) else {
+                return Some(format!(
+                    "executor map: {} does not accept '{}'",
+                    a.owner_subsystem, a.proposed_change.field
+                ));
+            };
+            let ctx = FieldContext {
+                max_daily_spend: g.max_daily_spend,
+                entity_budget_spent: a
+                    .target_entity
+                    .as_ref()
+                    .and_then(|e| ix.input.campaigns.iter().find(|c| c.id == e.id))
+                    .map(|c| c.budget_spent),
+                today: Some(now.date_naive()),
+            };
+            if let Err(p) = spec.check(&a.proposed_change.new_value, &ctx) {
+                return Some(format!("executor map: value rejected ({p})"));
+            }
+            if ids.contains(&id) {
+                return Some("duplicate of an earlier candidate".into());
+            }
+            if kept.len() >= MAX_ACTIONS {
+                return Some(format!("cap of {MAX_ACTIONS} actions"));
+            }
+            None
+        })();
+        match why {
+            Some(w) => dropped.push((id, w)),
+            None => {
+                if k.adds_spend > 0.0
+                    && let Some(h) = headroom.as_mut()
+                {
+                    *h -= k.adds_spend;
+                }
+                ids.insert(id);
+                plays.push(k.play);
+                kept.push(k.action);
+            }
+        }
+    }
+    Selection {
+        kept,
+        plays,
+        dropped,
+    }
+}
+
+const MAX_ACTIONS: usize = 7;
+
+/// Independent check of an output against the input's guardrails. Every kernel output passes
+/// through it; a violation is a kernel bug and becomes `INTERNAL_ERROR`.
+pub fn check(out: &KernelOutput, input: &KernelInput) -> Result<(), Vec<Violation>> {
+    let params = super::KernelParams::default();
+    check_with(out, &Index::build(input, &params))
+}
+
+/// `check` over an index already built from the input (the kernel reuses its own).
+pub fn check_with(out: &KernelOutput, ix: &Index) -> Result<(), Vec<Violation>> {
+    let input = ix.input;
+    let params = ix.params;
+    let g = &input.guardrails;
+    let risk: Risk = ix.risk;
+    let failed: BTreeSet<&str> = learning::by_id(input)
+        .into_iter()
+        .filter(|(_, r)| r.outcome == Outcome::Failed)
+        .map(|(id, _)| id)
+        .collect();
+    let data_quality = out.cycle_summary.binding_constraint == BindingConstraint::DataQuality;
+    let mut v = Vec::new();
+    let mut added_total = 0.0;
+    for (i, a) in out.actions.iter().enumerate() {
+        let mut push = |m: String| v.push(Violation::new(format!("actions[{i}]"), m));
+        if g.is_blocked(a.kind) {
+            push(format!("type '{}' is in blocked_actions", a.kind));
+        }
+        let l = lever(a);
+        if !g.allowed_levers.contains(&l) {
+            push(format!("lever '{l}' is not allowed"));
+        }
+        if failed.contains(a.action_id.as_str()) {
+            push("re-proposes a change that failed recently".into());
+        }
+        let added = added_spend(a, ix);
+        if added > EPS {
+            added_total += added;
+            if data_quality {
+                push("adds spend while data_quality binds".into());
+            }
+            if a.guardrails
+                .max_additional_spend
+                .is_none_or(|m| m + 0.01 < added)
+            {
+                push(format!(
+                    "adds {added:.2}/day beyond its max_additional_spend"
+                ));
+            }
+        }
+        if let Some(m) = a.guardrails.max_additional_spend
+            && let Some(h) = ix.headroom
+            && m > h + EPS
+        {
+            push(format!(
+                "max_additional_spend {m} exceeds the headroom {h:.2}"
+            ));
+        }
+        if a.kind == ActionType::Scale
+            && out.cycle_summary.binding_constraint != BindingConstraint::Demand
+        {
+            push("scales while demand does not bind".into());
+        }
+        // Budget steps never exceed the risk tolerance's step.
+        if a.proposed_change.field == "budget_daily"
+            && let (Some(cur), Some(new)) = (
+                a.proposed_change.current_value.as_f64(),
+                a.proposed_change.new_value.as_f64(),
+            )
+            && cur > 0.0
+            && (new - cur).abs() > cur * risk.step + 0.01
+        {
+            push(format!(
+                "budget step {cur} -> {new} exceeds {}%",
+                risk.step * 100.0
+            ));
+        }
+        if let Some(cap) = g.max_experiment_exposure_pct {
+            if a.guardrails
+                .max_exposure_percent
+                .is_some_and(|x| x > cap + EPS)
+            {
+                push(format!("max_exposure_percent above the cap {cap}"));
+            }
+            if a.experiment
+                .as_ref()
+                .is_some_and(|e| e.treatment_group_pct > cap + EPS)
+            {
+                push(format!("treatment_group_pct above the cap {cap}"));
+            }
+        }
+        if let Some(e) = &a.experiment {
+            if e.control_group_pct + e.treatment_group_pct > 100.0 + EPS {
+                push("control + treatment exceed 100%".into());
+            }
+            if e.min_sample_size < ix.min_sample_size {
+                push("min_sample_size below config.min_sample_size".into());
+            }
+            if a.observation_window_days > params.max_experiment_days.max(ix.default_window) {
+                push("experiment window beyond the day limit".into());
+            }
+        }
+        let needs_abort =
+            matches!(a.kind, ActionType::Scale | ActionType::Experiment) || touches_spend(a);
+        if needs_abort && a.guardrails.abort_conditions.is_empty() {
+            push("no abort condition".into());
+        }
+        for c in &a.guardrails.abort_conditions {
+            if c.consecutive_days < 2 {
+                push(format!(
+                    "abort on {} needs >= 2 consecutive days",
+                    c.metric_id
+                ));
+            }
+            if !ix.reported.contains(c.metric_id.as_str()) {
+                push(format!(
+                    "abort metric {} is not reported by the tenant",
+                    c.metric_id
+                ));
+            }
+        }
+    }
+    if let Some(h) = ix.headroom
+        && added_total > h + 0.01
+    {
+        v.push(Violation::new(
+            "actions",
+            format!("together add {added_total:.2}/day, above the headroom {h:.2}"),
+        ));
+    }
+    if out.actions.is_empty() {
+        v.push(Violation::new("actions", "no actions"));
+    }
+    if v.is_empty() { Ok(()) } else { Err(v) }
+}

@@ -1,0 +1,330 @@
+//! Data-health findings. They come first: a material one makes `data_quality` the constraint.
+
+use super::data::{Index, date_string};
+use super::text::{num, pct};
+use crate::catalog::{Catalog, Unit};
+use crate::contract::{DataIssueType, MetricPoint};
+use std::collections::BTreeSet;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Kind {
+    Stale,
+    MissingDays,
+    Impossible,
+    Conflict,
+    Attribution,
+    Overspend,
+}
+
+impl Kind {
+    pub fn issue(self) -> DataIssueType {
+        match self {
+            Kind::Stale => DataIssueType::StaleData,
+            Kind::MissingDays => DataIssueType::MissingData,
+            Kind::Impossible | Kind::Conflict | Kind::Overspend => DataIssueType::InvalidData,
+            Kind::Attribution => DataIssueType::MissingAttribution,
+        }
+    }
+    fn slug(self) -> &'static str {
+        match self {
+            Kind::Stale => "stale",
+            Kind::MissingDays => "missing_days",
+            Kind::Impossible => "impossible_values",
+            Kind::Conflict => "conflicting_duplicates",
+            Kind::Attribution => "unattributed_revenue",
+            Kind::Overspend => "overspent_campaigns",
+        }
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct Finding {
+    pub kind: Kind,
+    pub material: bool,
+    /// A dictionary metric the finding is about.
+    pub metric: String,
+    pub description: String,
+    pub fix: String,
+    /// Overspent campaign ids (Overspend only).
+    pub campaigns: Vec<String>,
+}
+
+impl Finding {
+    pub fn action_id(&self) -> String {
+        format!("data.{}.{}", self.kind.slug(), self.metric)
+    }
+}
+
+/// The metrics whose series must be fresh and complete: required ones and target ones.
+pub fn watched_metrics<'c>(ix: &Index, catalog: &'c Catalog) -> BTreeSet<&'c str> {
+    let mut set: BTreeSet<&str> = catalog
+        .required_metrics
+        .iter()
+        .map(String::as_str)
+        .collect();
+    for (field, _) in ix.input.targets.defined() {
+        if let Some(t) = catalog.target(field) {
+            set.insert(t.metric.as_str());
+        }
+    }
+    set
+}
+
+/// Every finding, material ones first, then in the order of `Kind`, then by metric.
+pub fn findings(ix: &Index, catalog: &Catalog) -> Vec<Finding> {
+    let p = ix.params;
+    let mut out = Vec::new();
+    let end = ix.end;
+    let end_s = &ix.input.analysis_window.end_date;
+
+    for m in watched_metrics(ix, catalog) {
+        let pts = ix.window_points(m);
+        let Some((last_day, _)) = ix.latest(m) else {
+            out.push(Finding {
+                kind: Kind::MissingDays,
+                material: true,
+                metric: m.into(),
+                description: format!(
+                    "{m} has no undimensioned values at all, so its target cannot be scored."
+                ),
+                fix: format!(
+                    "Connect the source of {m} and backfill daily values for {} to {end_s}.",
+                    ix.input.analysis_window.start_date
+                ),
+                campaigns: vec![],
+            });
+            continue;
+        };
+        let age = end - last_day;
+        if age > p.stale_after_days {
+            out.push(Finding {
+                kind: Kind::Stale,
+                material: true,
+                metric: m.into(),
+                description: format!(
+                    "{m} was last reported on {} ({age} days before the window end {end_s}; \
+                     stale after {} days).",
+                    date_string(last_day),
+                    p.stale_after_days
+                ),
+                fix: format!(
+                    "Re-run the {m} sync from its source system, backfill {} to {end_s}, and alert \
+                     when data_freshness_hours exceeds {}.",
+                    date_string(last_day + 1),
+                    p.stale_after_days * 24
+                ),
+                campaigns: vec![],
+            });
+        }
+        // Missing days between the window start and the newest value (staleness covers the tail).
+        let upto = last_day.min(end);
+        let expected = (upto - ix.start + 1).max(0);
+        let missing = expected - pts.iter().filter(|x| x.0 <= upto).count() as i32;
+        if missing > 0 {
+            let mut gaps = Vec::new();
+            let mut next = ix.start;
+            for &(d, _) in pts {
+                while next < d && gaps.len() < 3 {
+                    gaps.push(date_string(next));
+                    next += 1;
+                }
+                next = d + 1;
+            }
+            let material =
+                f64::from(missing) >= p.missing_days_material_share * f64::from(ix.window_days);
+            out.push(Finding {
+                kind: Kind::MissingDays,
+                material,
+                metric: m.into(),
+                description: format!(
+                    "{m} has no value on {missing} of the {expected} days from {} to {} \
+                     (first missing: {}).",
+                    ix.input.analysis_window.start_date,
+                    date_string(upto),
+                    gaps.join(", ")
+                ),
+                fix: format!(
+                    "Backfill the {missing} missing daily {m} values from the source system and \
+                     make the daily sync retry failed days."
+                ),
+                campaigns: vec![],
+            });
+        }
+    }
+
+    // Impossible values, any metric, dimensioned or not.
+    let mut bad: Vec<(&str, usize, &MetricPoint, &'static str)> = Vec::new();
+    // Points usually come grouped by metric: look the definition up once per run of an id.
+    let mut cached: Option<(&str, Option<&crate::catalog::MetricDef>)> = None;
+    for mp in &ix.input.metrics {
+        let def = match cached {
+            Some((id, def)) if id == mp.metric_id => def,
+            _ => {
+                let def = catalog.metric(&mp.metric_id);
+                cached = Some((&mp.metric_id, def));
+                def
+            }
+        };
+        let Some(def) = def else {
+            continue;
+        };
+        let v = mp.value;
+        let problem = match def.unit {
+            Unit::Fraction if v < 0.0 || (v > 1.0 && def.id != "net_revenue_retention") => {
+                Some("a fraction must lie in 0-1")
+            }
+            Unit::Percent if !(0.0..=100.0).contains(&v) => Some("a percentage must lie in 0-100"),
+            Unit::Fraction | Unit::Percent => None,
+            _ if v < 0.0 && def.id != "pipeline_velocity" => Some("cannot be negative"),
+            _ => None,
+        };
+        if let Some(why) = problem {
+            match bad.iter_mut().find(|b| b.0 == mp.metric_id) {
+                Some(b) => b.1 += 1,
+                None => bad.push((&mp.metric_id, 1, mp, why)),
+            }
+        }
+    }
+    bad.sort_by(|a, b| a.0.cmp(b.0));
+    for (m, n, first, why) in bad {
+        out.push(Finding {
+            kind: Kind::Impossible,
+            material: true,
+            metric: m.into(),
+            description: format!(
+                "{n} {m} value(s) are impossible ({why}), e.g. {} on {}.",
+                num(first.value),
+                first.date
+            ),
+            fix: format!(
+                "Correct the {n} {m} row(s) at the source and reject such values on import; \
+                 exclude them until fixed."
+            ),
+            campaigns: vec![],
+        });
+    }
+
+    // Conflicting duplicates: same metric, date and dimension, different values.
+    let mut conflicts: Vec<(&str, String, f64, f64)> = ix
+        .undimensioned_conflicts
+        .iter()
+        .map(|&(m, d, a, b)| (m, date_string(d), a, b))
+        .collect();
+    let mut dim: Vec<&MetricPoint> = ix
+        .input
+        .metrics
+        .iter()
+        .filter(|m| m.dimension.as_ref().is_some_and(|d| !d.is_empty()))
+        .collect();
+    dim.sort_by(|a, b| {
+        (&a.metric_id, &a.dimension, &a.date).cmp(&(&b.metric_id, &b.dimension, &b.date))
+    });
+    for w in dim.windows(2) {
+        let (a, b) = (w[0], w[1]);
+        if a.metric_id == b.metric_id
+            && a.dimension == b.dimension
+            && a.date == b.date
+            && a.value != b.value
+        {
+            conflicts.push((&a.metric_id, a.date.clone(), a.value, b.value));
+        }
+    }
+    conflicts.sort_by(|a, b| a.0.cmp(b.0).then_with(|| a.1.cmp(&b.1)));
+    let mut i = 0;
+    while i < conflicts.len() {
+        let m = conflicts[i].0;
+        let n = conflicts[i..].iter().take_while(|c| c.0 == m).count();
+        let (_, d, a, b) = &conflicts[i];
+        out.push(Finding {
+            kind: Kind::Conflict,
+            material: true,
+            metric: m.into(),
+            description: format!(
+                "{m} has {n} conflicting duplicate(s): the same date and dimension with \
+                 different values, e.g. {d}: {} vs {}.",
+                num(*a),
+                num(*b)
+            ),
+            fix: format!(
+                "Deduplicate {m} at the source so each metric, date and dimension has one row; \
+                 decide which system is authoritative for {m}."
+            ),
+            campaigns: vec![],
+        });
+        i += n;
+    }
+
+    if ix.revenue_total > 0.0 {
+        let share = ix.revenue_unattributed / ix.revenue_total;
+        if share > p.attribution_max_share {
+            out.push(Finding {
+                kind: Kind::Attribution,
+                material: true,
+                metric: "missing_attribution_pct".into(),
+                description: format!(
+                    "{} of {} revenue in the window ({}) has neither a campaign nor a channel \
+                     (limit {}).",
+                    num(ix.revenue_unattributed),
+                    num(ix.revenue_total),
+                    pct(share),
+                    pct(p.attribution_max_share)
+                ),
+                fix: "Fix source capture (UTM parameters, CRM lead source) and backfill \
+                      attributed_campaign_id or attributed_channel on the window's revenue \
+                      events; campaign ROAS is unreliable until then."
+                    .into(),
+                campaigns: vec![],
+            });
+        }
+    }
+
+    let mut over: Vec<(&str, f64, f64)> = ix
+        .campaigns
+        .iter()
+        .filter(|c| c.spent > c.total)
+        .map(|c| (c.id, c.spent, c.total))
+        .collect();
+    if !over.is_empty() {
+        over.sort_by(|a, b| a.0.cmp(b.0));
+        let material = over
+            .iter()
+            .any(|(_, s, t)| *s > t * (1.0 + p.overspend_tolerance));
+        let named: Vec<String> = over
+            .iter()
+            .take(5)
+            .map(|(id, s, t)| format!("{id} spent {} of {}", num(*s), num(*t)))
+            .collect();
+        out.push(Finding {
+            kind: Kind::Overspend,
+            material,
+            metric: "campaign_roas".into(),
+            description: format!(
+                "{} campaign(s) spent more than their budget: {}{}.",
+                over.len(),
+                named.join("; "),
+                if over.len() > 5 { "; ..." } else { "" }
+            ),
+            fix: "Reconcile spend with the ad platforms and enforce budget_total as a hard cap; \
+                  spend past budget makes ROAS and CAC unreliable."
+                .into(),
+            campaigns: over.iter().map(|o| o.0.to_owned()).collect(),
+        });
+    }
+
+    out.sort_by(|a, b| {
+        b.material
+            .cmp(&a.material)
+            .then(a.kind.cmp(&b.kind))
+            .then_with(|| a.metric.cmp(&b.metric))
+    });
+    out
+}
+
+/// The data-health metric a `data_quality` diagnosis points at.
+pub fn priority_metric(f: &Finding) -> &str {
+    match f.kind {
+        Kind::Stale | Kind::MissingDays => "data_freshness_hours",
+        Kind::Attribution => "missing_attribution_pct",
+        _ => &f.metric,
+    }
+}

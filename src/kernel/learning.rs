@@ -1,0 +1,293 @@
+//! Learning from `recent_action_results`: reverts for failures, no re-proposals while a failure
+//! is recent, the next step only after a confirmed success, reruns for inconclusive experiments.
+
+use super::data::{Index, floor_cents, round_to};
+use super::plays::{Candidate, Ctx, action_id};
+use super::text::num;
+use crate::catalog::Catalog;
+use crate::contract::*;
+use serde_json::{Value, json};
+use std::collections::BTreeMap;
+
+/// Confidence a success needs before the next step of the same lever is eligible.
+pub const CONFIRMED_SUCCESS: f64 = 0.8;
+
+/// The latest result per action id (input order; a later row for the same id wins).
+pub fn by_id(input: &KernelInput) -> BTreeMap<&str, &ActionResult> {
+    let mut m = BTreeMap::new();
+    for r in input.recent_action_results.iter().flatten() {
+        m.insert(r.action_id.as_str(), r);
+    }
+    m
+}
+
+/// `<subsystem>.<type>[.<entity>].<field>`, the entity may itself contain dots.
+pub struct ParsedId<'a> {
+    pub subsystem: Subsystem,
+    pub kind: ActionType,
+    pub entity: Option<&'a str>,
+    pub field: &'a str,
+}
+
+pub fn parse_id(id: &str) -> Option<ParsedId<'_>> {
+    let (sub, rest) = id.split_once('.')?;
+    let (kind, rest) = rest.split_once('.')?;
+    let (entity, field) = match rest.rsplit_once('.') {
+        Some((e, f)) => (Some(e), f),
+        None => (None, rest),
+    };
+    Some(ParsedId {
+        subsystem: Subsystem::parse(sub)?,
+        kind: ActionType::parse(kind)?,
+        entity: entity.filter(|e| !e.is_empty()),
+        field,
+    })
+}
+
+/// Revert candidates for failed results; `notes` says why a failure could not be reverted.
+pub fn reverts(
+    c: &Ctx,
+    catalog: &Catalog,
+    results: &BTreeMap<&str, &ActionResult>,
+    notes: &mut Vec<(String, String)>,
+) -> Vec<Candidate> {
+    let ix = c.ix;
+    let mut out = Vec::new();
+    for (id, r) in results {
+        if r.outcome != Outcome::Failed {
+            continue;
+        }
+        let Some(p) = parse_id(id).filter(|p| catalog.field(p.subsystem, p.field).is_some()) else {
+            notes.push((
+                (*id).to_owned(),
+                "failed, but the id does not name a subsystem, type and field; nothing to revert"
+                    .into(),
+            ));
+            continue;
+        };
+        if p.kind == ActionType::Revert {
+            notes.push((
+                (*id).to_owned(),
+                "a failed revert is not reverted again".into(),
+            ));
+            continue;
+        }
+        let Some((entity, current, new, adds)) = revert_values(ix, &p) else {
+            notes.push((
+                (*id).to_owned(),
+                format!(
+                    "failed; the value before the change to {} is not in the input, so it is \
+                     not reverted automatically (and not proposed again)",
+                    p.field
+                ),
+            ));
+            continue;
+        };
+        let direction = if r.observed_value < r.baseline_value {
+            ImpactDirection::Increase
+        } else {
+            ImpactDirection::Decrease
+        };
+        let magnitude = if r.baseline_value != 0.0 {
+            ((r.observed_value - r.baseline_value) / r.baseline_value).abs() * 100.0
+        } else {
+            5.0
+        };
+        let metric = if catalog.is_metric(&r.target_metric) {
+            r.target_metric.as_str()
+        } else {
+            "pipeline_total"
+        };
+        let notes_text = format!(
+            "{id} failed: {} moved from {} to {} (delta {}, confidence {}); revert {}{}.",
+            r.target_metric,
+            num(r.baseline_value),
+            num(r.observed_value),
+            num(r.delta),
+            num(r.confidence),
+            p.field,
+            entity.map(|e| format!(" on {}", e.1)).unwrap_or_default()
+        );
+        let aborts = if adds > 0.0 {
+            vec![c.cac_guard(), c.pipeline_guard()]
+        } else {
+            vec![c.pipeline_guard()]
+        };
+        let action = Action {
+            action_id: action_id(
+                p.subsystem,
+                ActionType::Revert,
+                entity.map(|e| e.1),
+                p.field,
+            ),
+            priority: 0,
+            owner_subsystem: p.subsystem,
+            kind: ActionType::Revert,
+            target_metric: metric.into(),
+            target_entity: entity.map(|(k, e)| TargetEntity {
+                kind: k,
+                id: e.into(),
+            }),
+            proposed_change: ProposedChange {
+                field: p.field.into(),
+                current_value: current,
+                new_value: new,
+            },
+            guardrails: ActionGuardrails {
+                max_additional_spend: None,
+                max_exposure_percent: None,
+                abort_conditions: aborts.into_iter().flatten().collect(),
+            },
+            experiment: None,
+            observation_window_days: ix.default_window,
+            expected_impact: ExpectedImpact {
+                metric_id: metric.into(),
+                direction,
+                magnitude_pct: round_to(magnitude.clamp(0.1, 100.0), 1),
+                confidence: round_to(r.confidence.clamp(0.05, 0.95), 2),
+            },
+            notes_for_humans: notes_text,
+        };
+        out.push(Candidate {
+            action,
+            rank: 0,
+            evidence: r.confidence,
+            adds_spend: adds,
+            uses_attribution: false,
+            play: "revert failed change",
+            sizing: None,
+        });
+    }
+    out
+}
+
+type RevertValues<'a> = (Option<(EntityType, &'a str)>, Value, Value, f64);
+
+/// The entity, current value, restored value and added daily spend of a revert, when the
+/// input tells what the value was before the change.
+fn revert_values<'a>(ix: &Index, p: &ParsedId<'a>) -> Option<RevertValues<'a>> {
+    let entity_kind = |e: &str| {
+        if ix.campaign(e).is_some() {
+            Some(EntityType::Campaign)
+        } else if ix.channels.contains_key(e) {
+            Some(EntityType::Channel)
+        } else {
+            None
+        }
+    };
+    match (p.subsystem, p.field, p.kind) {
+        // A failed scale: return to the daily rate the campaign actually ran at (its spend to
+        // date over days elapsed, which mostly predates the change).
+        (Subsystem::Campaigns, "budget_daily", ActionType::Scale) => {
+            let e = p.entity?;
+            let daily = floor_cents(ix.entity_daily(e)?);
+            let kind = entity_kind(e)?;
+            (daily > 0.0).then(|| (Some((kind, e)), Value::Null, json!(daily), 0.0))
+        }
+        // A failed pause: resume (adds the campaign's daily spend back).
+        (Subsystem::Campaigns, "status", ActionType::Pause) => {
+            let e = p.entity?;
+            let s = ix.campaign(e)?;
+            Some((
+                Some((EntityType::Campaign, e)),
+                json!("paused"),
+                json!("running"),
+                s.daily.max(0.0),
+            ))
+        }
+        (Subsystem::Content, "variant_weights", _) => {
+            let e = p.entity?;
+            Some((
+                Some((entity_kind(e).unwrap_or(EntityType::Sequence), e)),
+                Value::Null,
+                json!({"control": 100}),
+                0.0,
+            ))
+        }
+        // Booleans the plays only ever set one way.
+        (Subsystem::Routing, "round_robin_enabled", ActionType::ConfigChange) => {
+            Some((None, json!(true), json!(false), 0.0))
+        }
+        (Subsystem::Pricing, "promo_code_enabled", ActionType::ConfigChange) => {
+            Some((None, json!(false), json!(true), 0.0))
+        }
+        _ => None,
+    }
+}
+
+/// Applies results to the plays: failed -> dropped; inconclusive experiment -> rerun with twice
+/// the sample if it still fits in the time limit, other inconclusive -> left alone; success
+/// below the confirmation level -> wait; confirmed success -> eligible, ranked first.
+pub fn apply(
+    ix: &Index,
+    results: &BTreeMap<&str, &ActionResult>,
+    cands: Vec<Candidate>,
+    drops: &mut Vec<(String, String)>,
+) -> Vec<Candidate> {
+    let mut out = Vec::with_capacity(cands.len());
+    for mut k in cands {
+        let Some(r) = results.get(k.action.action_id.as_str()) else {
+            out.push(k);
+            continue;
+        };
+        let id = k.action.action_id.clone();
+        match r.outcome {
+            Outcome::Failed => drops.push((
+                id,
+                "learning: this change failed recently; not proposed again".into(),
+            )),
+            Outcome::Successful if r.confidence >= CONFIRMED_SUCCESS => {
+                k.rank = 1;
+                k.action.notes_for_humans.push_str(&format!(
+                    " The previous step succeeded ({} {} -> {}, confidence {}), so the next step \
+                     is eligible.",
+                    r.target_metric,
+                    num(r.baseline_value),
+                    num(r.observed_value),
+                    num(r.confidence)
+                ));
+                out.push(k);
+            }
+            Outcome::Successful => drops.push((
+                id,
+                format!(
+                    "learning: previous step succeeded with confidence {} < {CONFIRMED_SUCCESS}; \
+                     wait for confirmation",
+                    num(r.confidence)
+                ),
+            )),
+            Outcome::Inconclusive => match (k.action.experiment.as_mut(), k.sizing.as_ref()) {
+                (Some(e), Some(s)) => {
+                    let n = e.min_sample_size.saturating_mul(2);
+                    let days = s.days.map(|d| d.saturating_mul(2));
+                    if days.is_some_and(|d| d > ix.params.max_experiment_days) {
+                        drops.push((
+                            id,
+                            format!(
+                                "learning: inconclusive before; a rerun with {n} per arm needs \
+                                 more than {} days",
+                                ix.params.max_experiment_days
+                            ),
+                        ));
+                        continue;
+                    }
+                    e.min_sample_size = n;
+                    let window = days.unwrap_or(k.action.observation_window_days.saturating_mul(2));
+                    k.action.observation_window_days =
+                        window.clamp(1, ix.params.max_experiment_days);
+                    k.action.notes_for_humans.push_str(&format!(
+                        " The last run was inconclusive (confidence {}), so this rerun doubles the \
+                         sample to {n} per arm.",
+                        num(r.confidence)
+                    ));
+                    out.push(k);
+                }
+                _ => drops.push((
+                    id,
+                    "learning: inconclusive before and not an experiment; left alone".into(),
+                )),
+            },
+        }
+    }
+    out
+}

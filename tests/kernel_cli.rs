@@ -1,0 +1,50 @@
+//! `revenue-os kernel --explain`: the output on stdout, the trace on stderr.
+
+use std::process::Command;
+
+#[test]
+fn explain_prints_the_trace_to_stderr_and_the_output_to_stdout() {
+    let fixture = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/tests/fixtures/valid/demand_bound.json"
+    );
+    let out = Command::new(env!("CARGO_BIN_EXE_revenue-os"))
+        .args([
+            "kernel",
+            fixture,
+            "--now",
+            "2026-11-26T06:05:00Z",
+            "--explain",
+        ])
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    let stdout: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(stdout["cycle_summary"]["binding_constraint"], "demand");
+    let stderr = String::from_utf8(out.stderr).unwrap();
+    for s in [
+        "== data health",
+        "== scores",
+        "demand: 0.725",
+        "funnel: coverage 1.44x vs needed 3.88x",
+        "== candidates",
+        "kept #1 campaigns.scale.cmp_002.budget_daily",
+        "dropped crm.experiment.sequence_delay_days: experiment sizing",
+    ] {
+        assert!(stderr.contains(s), "missing {s:?} in\n{stderr}");
+    }
+}
+
+#[test]
+fn without_explain_stderr_stays_empty() {
+    let fixture = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/tests/fixtures/valid/demand_bound.json"
+    );
+    let out = Command::new(env!("CARGO_BIN_EXE_revenue-os"))
+        .args(["kernel", fixture, "--now", "2026-11-26T06:05:00Z"])
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    assert!(out.stderr.is_empty());
+}
