@@ -116,8 +116,14 @@ impl Workers {
                 .env("DATABASE_URL", db_url)
                 .env("AMQP_URL", &settings.amqp.url)
                 .env("REVENUE_OS__AMQP__PREFIX", &settings.amqp.prefix)
-                .env("REVENUE_OS__AMQP__CONCURRENCY", settings.amqp.concurrency.to_string())
-                .env("REVENUE_OS__DATABASE__POOL_SIZE", settings.database.pool_size.to_string())
+                .env(
+                    "REVENUE_OS__AMQP__CONCURRENCY",
+                    settings.amqp.concurrency.to_string(),
+                )
+                .env(
+                    "REVENUE_OS__DATABASE__POOL_SIZE",
+                    settings.database.pool_size.to_string(),
+                )
                 .env("REVENUE_OS__DATABASE__MIGRATE_ON_START", "false")
                 // Every trigger runs a full cycle instead of being skipped as too recent.
                 .env("REVENUE_OS__KERNEL__MIN_CYCLE_INTERVAL_HOURS", "0")
@@ -141,7 +147,9 @@ impl Workers {
                     break;
                 }
                 if Instant::now() > deadline {
-                    return Err(BenchError::Other(format!("worker on :{port} never became ready")));
+                    return Err(BenchError::Other(format!(
+                        "worker on :{port} never became ready"
+                    )));
                 }
                 tokio::time::sleep(Duration::from_millis(100)).await;
             }
@@ -163,7 +171,9 @@ impl Workers {
 
     fn stop(mut self) {
         for c in &self.children {
-            let _ = Command::new("kill").args(["-TERM", &c.id().to_string()]).status();
+            let _ = Command::new("kill")
+                .args(["-TERM", &c.id().to_string()])
+                .status();
         }
         for c in &mut self.children {
             let _ = c.wait();
@@ -173,11 +183,19 @@ impl Workers {
 
 async fn http_status(port: u16, path: &str) -> Option<u16> {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    let mut s = tokio::net::TcpStream::connect(("127.0.0.1", port)).await.ok()?;
-    s.write_all(format!("GET {path} HTTP/1.0\r\n\r\n").as_bytes()).await.ok()?;
+    let mut s = tokio::net::TcpStream::connect(("127.0.0.1", port))
+        .await
+        .ok()?;
+    s.write_all(format!("GET {path} HTTP/1.0\r\n\r\n").as_bytes())
+        .await
+        .ok()?;
     let mut buf = Vec::new();
     s.read_to_end(&mut buf).await.ok()?;
-    String::from_utf8_lossy(&buf).split_whitespace().nth(1)?.parse().ok()
+    String::from_utf8_lossy(&buf)
+        .split_whitespace()
+        .nth(1)?
+        .parse()
+        .ok()
 }
 
 /// Imports `n` tenants made from the example tenant, numbers scaled per tenant so that their
@@ -239,7 +257,10 @@ async fn measure(
             break;
         }
         if Instant::now() > deadline {
-            return Err(BenchError::Other(format!("{done} of {} cycles after 30 min", ids.len())));
+            return Err(BenchError::Other(format!(
+                "{done} of {} cycles after 30 min",
+                ids.len()
+            )));
         }
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
@@ -278,13 +299,21 @@ async fn measure(
 
 /// Runs pgbench with the bench script against the bench database: completed cycles/s.
 fn pgbench(db_url: &str, tenants: usize, clients: u32, seconds: u32) -> Result<f64, BenchError> {
-    let script = std::env::temp_dir().join(format!("revenue-os-cycle-{}.sql", uuid::Uuid::new_v4()));
+    let script =
+        std::env::temp_dir().join(format!("revenue-os-cycle-{}.sql", uuid::Uuid::new_v4()));
     std::fs::write(&script, PGBENCH_SCRIPT).map_err(|e| BenchError::Other(e.to_string()))?;
     let out = Command::new("pgbench")
         .args(["-n", "-f"])
         .arg(&script)
         .args(["-D", &format!("tenants={tenants}")])
-        .args(["-c", &clients.to_string(), "-j", "2", "-T", &seconds.to_string()])
+        .args([
+            "-c",
+            &clients.to_string(),
+            "-j",
+            "2",
+            "-T",
+            &seconds.to_string(),
+        ])
         .arg(db_url)
         .output();
     let _ = std::fs::remove_file(&script);
@@ -312,7 +341,10 @@ pub async fn run(
     let db_url = url_with_database(&settings.database.url, "revenue_os_bench");
     settings.database.url = db_url.clone();
     settings.amqp.prefix = format!("{}_bench", settings.amqp.prefix);
-    settings.database.pool_size = settings.database.pool_size.max(usize::from(settings.amqp.concurrency) + 2);
+    settings.database.pool_size = settings
+        .database
+        .pool_size
+        .max(usize::from(settings.amqp.concurrency) + 2);
     drop_database(&settings).await?;
     Store::create_database_if_missing(&settings.database).await?;
     let store = Store::connect(&settings.database).await?;
@@ -321,21 +353,40 @@ pub async fn run(
     let t = Instant::now();
     seed(&store, &catalog, opts.tenants).await?;
     let seed_seconds = t.elapsed().as_secs_f64();
-    say(&format!("seeded {} tenants in {seed_seconds:.1} s", opts.tenants));
+    say(&format!(
+        "seeded {} tenants in {seed_seconds:.1} s",
+        opts.tenants
+    ));
 
-    let topology = Topology::new(&settings.amqp.prefix, &catalog, settings.amqp.delivery_limit);
-    let conn = broker::connect(&settings.amqp, &broker::connection_name(&topology.prefix, "bench")).await?;
-    let ch = conn.create_channel().await.map_err(broker::BrokerError::from)?;
+    let topology = Topology::new(
+        &settings.amqp.prefix,
+        &catalog,
+        settings.amqp.delivery_limit,
+    );
+    let conn = broker::connect(
+        &settings.amqp,
+        &broker::connection_name(&topology.prefix, "bench"),
+    )
+    .await?;
+    let ch = conn
+        .create_channel()
+        .await
+        .map_err(broker::BrokerError::from)?;
     topology.declare(&ch).await?;
     purge(&ch, &topology).await?;
     // The executors' stand-in: every action is routable and consumed.
     let mut tap = Tap::open(&conn, &topology).await?;
-    let drain = tokio::spawn(async move { while let Ok(Some(_)) = tap.next(Duration::from_secs(3600)).await {} });
+    let drain = tokio::spawn(async move {
+        while let Ok(Some(_)) = tap.next(Duration::from_secs(3600)).await {}
+    });
     let client = TriggerClient::connect(&settings.amqp, topology.clone()).await?;
 
     let workers = Workers::spawn(&settings, &db_url, opts.workers)?;
     workers.wait_ready().await?;
-    say(&format!("{} worker(s) ready, concurrency {} each", opts.workers, settings.amqp.concurrency));
+    say(&format!(
+        "{} worker(s) ready, concurrency {} each",
+        opts.workers, settings.amqp.concurrency
+    ));
 
     let (pg, pg_conn) = tokio_postgres::connect(&db_url, tokio_postgres::NoTls)
         .await
@@ -351,7 +402,12 @@ pub async fn run(
     for chunk in (0..opts.triggers).collect::<Vec<_>>().chunks(200) {
         let batch: Vec<(TriggerMessage, String)> = chunk
             .iter()
-            .map(|i| (trigger(*i, opts.tenants, &window), format!("bench-s-{i}-{}", uuid::Uuid::new_v4())))
+            .map(|i| {
+                (
+                    trigger(*i, opts.tenants, &window),
+                    format!("bench-s-{i}-{}", uuid::Uuid::new_v4()),
+                )
+            })
             .collect();
         let at = Utc::now();
         for (r, (_, id)) in client.send_many(&batch).await.into_iter().zip(&batch) {
@@ -362,7 +418,10 @@ pub async fn run(
     let saturated = measure(&pg, &sent, started).await?;
     say(&format!(
         "saturated: {} triggers, {:.1} cycles/s, latency p50 {:.0} ms p99 {:.0} ms",
-        saturated.triggers, saturated.cycles_per_second, saturated.latency.p50_ms, saturated.latency.p99_ms
+        saturated.triggers,
+        saturated.cycles_per_second,
+        saturated.latency.p50_ms,
+        saturated.latency.p99_ms
     ));
 
     // Paced: a steady rate, for latency under a load the system keeps up with.
@@ -381,7 +440,11 @@ pub async fn run(
     let paced = measure(&pg, &sent, started).await?;
     say(&format!(
         "paced at {}/s: {} triggers, latency p50 {:.1} ms p95 {:.1} ms p99 {:.1} ms",
-        opts.paced_rate, paced.triggers, paced.latency.p50_ms, paced.latency.p95_ms, paced.latency.p99_ms
+        opts.paced_rate,
+        paced.triggers,
+        paced.latency.p50_ms,
+        paced.latency.p95_ms,
+        paced.latency.p99_ms
     ));
 
     let worker_peak_rss_mib = workers.peak_rss_mib();
@@ -389,7 +452,10 @@ pub async fn run(
     client.close().await;
     drain.abort();
     let outbox_pending_at_end: i64 = pg
-        .query_one("SELECT count(*) FROM outbox WHERE published_at IS NULL", &[])
+        .query_one(
+            "SELECT count(*) FROM outbox WHERE published_at IS NULL",
+            &[],
+        )
         .await
         .map_err(crate::store::StoreError::from)?
         .get(0);
@@ -400,14 +466,18 @@ pub async fn run(
         "pgbench: the same database work ({} clients, {} s)",
         opts.pgbench_clients, opts.pgbench_seconds
     ));
-    let pgbench_cycles_per_second =
-        match pgbench(&db_url, opts.tenants, opts.pgbench_clients, opts.pgbench_seconds) {
-            Ok(tps) => Some(tps),
-            Err(e) => {
-                say(&format!("pgbench unavailable: {e}"));
-                None
-            }
-        };
+    let pgbench_cycles_per_second = match pgbench(
+        &db_url,
+        opts.tenants,
+        opts.pgbench_clients,
+        opts.pgbench_seconds,
+    ) {
+        Ok(tps) => Some(tps),
+        Err(e) => {
+            say(&format!("pgbench unavailable: {e}"));
+            None
+        }
+    };
     Ok(BenchReport {
         tenants: opts.tenants,
         workers: opts.workers,
@@ -424,9 +494,12 @@ pub async fn run(
 
 async fn purge(ch: &lapin::Channel, topology: &Topology) -> Result<(), BenchError> {
     for q in [&topology.triggers_queue, &topology.dead_queue] {
-        ch.queue_purge(q.as_str().into(), lapin::options::QueuePurgeOptions::default())
-            .await
-            .map_err(broker::BrokerError::from)?;
+        ch.queue_purge(
+            q.as_str().into(),
+            lapin::options::QueuePurgeOptions::default(),
+        )
+        .await
+        .map_err(broker::BrokerError::from)?;
     }
     Ok(())
 }

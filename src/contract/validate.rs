@@ -125,17 +125,41 @@ pub fn validate_content(input: &KernelInput, catalog: &Catalog) -> Result<(), Ke
     }
 }
 
+/// A violation's path, built only when there is a violation: valid documents with 100k rows
+/// must not pay for a string per field.
+trait Loc {
+    fn loc(self) -> String;
+}
+
+impl Loc for &str {
+    fn loc(self) -> String {
+        self.to_owned()
+    }
+}
+
+impl Loc for String {
+    fn loc(self) -> String {
+        self
+    }
+}
+
+impl<F: FnOnce() -> String> Loc for F {
+    fn loc(self) -> String {
+        self()
+    }
+}
+
 #[derive(Default)]
 struct Checker {
     out: Vec<Violation>,
 }
 
 impl Checker {
-    fn push(&mut self, path: impl Into<String>, problem: impl Into<String>) {
-        self.out.push(Violation::new(path, problem));
+    fn push(&mut self, path: impl Loc, problem: impl Into<String>) {
+        self.out.push(Violation::new(path.loc(), problem));
     }
 
-    fn date(&mut self, path: impl Into<String>, s: &str) -> Option<NaiveDate> {
+    fn date(&mut self, path: impl Loc, s: &str) -> Option<NaiveDate> {
         let d = parse_date(s);
         if d.is_none() {
             self.push(path, format!("'{s}' is not a YYYY-MM-DD date"));
@@ -143,26 +167,30 @@ impl Checker {
         d
     }
 
-    fn finite(&mut self, path: impl Into<String>, x: f64) -> bool {
+    fn finite(&mut self, path: impl Loc, x: f64) -> bool {
         if !x.is_finite() {
             self.push(path, "must be a finite number");
         }
         x.is_finite()
     }
 
-    fn non_negative(&mut self, path: String, x: f64) {
-        if self.finite(path.clone(), x) && x < 0.0 {
+    fn non_negative(&mut self, path: impl Loc, x: f64) {
+        if !x.is_finite() {
+            self.push(path, "must be a finite number");
+        } else if x < 0.0 {
             self.push(path, format!("{x} must be >= 0"));
         }
     }
 
-    fn range(&mut self, path: String, x: f64, lo: f64, hi: f64) {
-        if self.finite(path.clone(), x) && !(lo..=hi).contains(&x) {
+    fn range(&mut self, path: impl Loc, x: f64, lo: f64, hi: f64) {
+        if !x.is_finite() {
+            self.push(path, "must be a finite number");
+        } else if !(lo..=hi).contains(&x) {
             self.push(path, format!("{x} must be between {lo} and {hi}"));
         }
     }
 
-    fn non_empty(&mut self, path: String, s: &str) {
+    fn non_empty(&mut self, path: impl Loc, s: &str) {
         if s.trim().is_empty() {
             self.push(path, "must not be empty");
         }
@@ -172,7 +200,7 @@ impl Checker {
         let mut seen = HashSet::new();
         for (i, id) in ids.enumerate() {
             if !seen.insert(id) {
-                self.push(format!("{list}[{i}].id"), format!("duplicate id '{id}'"));
+                self.push(|| format!("{list}[{i}].id"), format!("duplicate id '{id}'"));
             }
         }
     }
@@ -205,7 +233,7 @@ impl Checker {
         if uuid::Uuid::try_parse(&input.tenant_id).is_err() {
             self.push("tenant_id", format!("'{}' is not a UUID", input.tenant_id));
         }
-        self.non_empty("trigger.source".into(), &input.trigger.source);
+        self.non_empty("trigger.source", &input.trigger.source);
         if parse_timestamp(&input.trigger.triggered_at).is_none() {
             self.push(
                 "trigger.triggered_at",
@@ -249,21 +277,16 @@ impl Checker {
             self.push("guardrails.allowed_levers", "must not be empty");
         }
         if let Some(x) = g.max_daily_spend {
-            self.non_negative("guardrails.max_daily_spend".into(), x);
+            self.non_negative("guardrails.max_daily_spend", x);
         }
         if let Some(x) = g.max_experiment_exposure_pct {
-            self.range(
-                "guardrails.max_experiment_exposure_pct".into(),
-                x,
-                0.0,
-                100.0,
-            );
+            self.range("guardrails.max_experiment_exposure_pct", x, 0.0, 100.0);
         }
         for (i, b) in g.blocked_actions.iter().flatten().enumerate() {
             if ActionType::parse(b).is_none() {
                 let known: Vec<&str> = ActionType::ALL.iter().map(|t| t.as_str()).collect();
                 self.push(
-                    format!("guardrails.blocked_actions[{i}]"),
+                    || format!("guardrails.blocked_actions[{i}]"),
                     format!("'{b}' is not an action type ({})", known.join(", ")),
                 );
             }
@@ -272,19 +295,19 @@ impl Checker {
         for (i, m) in input.metrics.iter().enumerate() {
             if !catalog.is_metric(&m.metric_id) {
                 self.push(
-                    format!("metrics[{i}].metric_id"),
+                    || format!("metrics[{i}].metric_id"),
                     format!("'{}' is not in the metric dictionary", m.metric_id),
                 );
             }
-            self.finite(format!("metrics[{i}].value"), m.value);
-            self.date(format!("metrics[{i}].date"), &m.date);
+            self.finite(|| format!("metrics[{i}].value"), m.value);
+            self.date(|| format!("metrics[{i}].date"), &m.date);
         }
 
         for (i, e) in input.revenue_events.iter().enumerate() {
-            self.non_empty(format!("revenue_events[{i}].id"), &e.id);
-            self.finite(format!("revenue_events[{i}].amount"), e.amount);
+            self.non_empty(|| format!("revenue_events[{i}].id"), &e.id);
+            self.finite(|| format!("revenue_events[{i}].amount"), e.amount);
             self.date(
-                format!("revenue_events[{i}].effective_date"),
+                || format!("revenue_events[{i}].effective_date"),
                 &e.effective_date,
             );
         }
@@ -294,19 +317,19 @@ impl Checker {
         );
 
         for (i, c) in input.campaigns.iter().enumerate() {
-            self.non_empty(format!("campaigns[{i}].id"), &c.id);
-            self.non_negative(format!("campaigns[{i}].budget_total"), c.budget_total);
-            self.non_negative(format!("campaigns[{i}].budget_spent"), c.budget_spent);
-            let start = self.date(format!("campaigns[{i}].start_date"), &c.start_date);
+            self.non_empty(|| format!("campaigns[{i}].id"), &c.id);
+            self.non_negative(|| format!("campaigns[{i}].budget_total"), c.budget_total);
+            self.non_negative(|| format!("campaigns[{i}].budget_spent"), c.budget_spent);
+            let start = self.date(|| format!("campaigns[{i}].start_date"), &c.start_date);
             let end = c
                 .end_date
                 .as_deref()
-                .and_then(|e| self.date(format!("campaigns[{i}].end_date"), e));
+                .and_then(|e| self.date(|| format!("campaigns[{i}].end_date"), e));
             if let (Some(s), Some(e)) = (start, end)
                 && e < s
             {
                 self.push(
-                    format!("campaigns[{i}].end_date"),
+                    || format!("campaigns[{i}].end_date"),
                     format!("{e} is before start_date {s}"),
                 );
             }
@@ -314,14 +337,14 @@ impl Checker {
         self.unique("campaigns", input.campaigns.iter().map(|c| c.id.as_str()));
 
         for (i, o) in input.opportunities.iter().enumerate() {
-            self.non_empty(format!("opportunities[{i}].id"), &o.id);
-            self.non_negative(format!("opportunities[{i}].amount"), o.amount);
+            self.non_empty(|| format!("opportunities[{i}].id"), &o.id);
+            self.non_negative(|| format!("opportunities[{i}].amount"), o.amount);
             self.date(
-                format!("opportunities[{i}].expected_close_date"),
+                || format!("opportunities[{i}].expected_close_date"),
                 &o.expected_close_date,
             );
             self.range(
-                format!("opportunities[{i}].win_probability"),
+                || format!("opportunities[{i}].win_probability"),
                 o.win_probability,
                 0.0,
                 1.0,
@@ -333,7 +356,7 @@ impl Checker {
         );
 
         for (i, r) in input.recent_action_results.iter().flatten().enumerate() {
-            let p = |f: &str| format!("recent_action_results[{i}].{f}");
+            let p = |f: &'static str| move || format!("recent_action_results[{i}].{f}");
             self.non_empty(p("action_id"), &r.action_id);
             if !catalog.is_metric(&r.target_metric) {
                 self.push(

@@ -66,7 +66,10 @@ mod tests {
     fn replaces_only_the_database_name() {
         let f = super::url_with_database;
         assert_eq!(f("postgres://u@h:5432/app", "b"), "postgres://u@h:5432/b");
-        assert_eq!(f("postgres://u@h/app?sslmode=off", "b"), "postgres://u@h/b?sslmode=off");
+        assert_eq!(
+            f("postgres://u@h/app?sslmode=off", "b"),
+            "postgres://u@h/b?sslmode=off"
+        );
         assert_eq!(f("postgres://u@h", "b"), "postgres://u@h/b");
     }
 }
