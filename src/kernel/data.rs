@@ -34,17 +34,7 @@ pub type FnvMap<K, V> = HashMap<K, V, std::hash::BuildHasherDefault<Fnv>>;
 
 /// Days since the common era for a `YYYY-MM-DD` string; cheaper than a format parser.
 pub fn day(s: &str) -> Option<i32> {
-    let b = s.as_bytes();
-    if b.len() != 10 || b[4] != b'-' || b[7] != b'-' {
-        return None;
-    }
-    let num = |r: std::ops::Range<usize>| -> Option<u32> {
-        b[r].iter().try_fold(0u32, |acc, c| {
-            c.is_ascii_digit().then(|| acc * 10 + u32::from(c - b'0'))
-        })
-    };
-    let y = i32::try_from(num(0..4)?).ok()?;
-    NaiveDate::from_ymd_opt(y, num(5..7)?, num(8..10)?).map(|d| d.num_days_from_ce())
+    crate::contract::parse_date(s).map(|d| d.num_days_from_ce())
 }
 
 pub fn date_string(d: i32) -> String {
