@@ -51,6 +51,16 @@ pub struct KernelParams {
     pub default_observation_window_days: u32,
 }
 
+impl KernelParams {
+    /// Defaults, with the tunables that `config` exposes (`kernel.stale_after_days`).
+    pub fn from_settings(settings: &crate::config::KernelSettings) -> Self {
+        Self {
+            stale_after_days: i32::try_from(settings.stale_after_days).unwrap_or(i32::MAX),
+            ..Self::default()
+        }
+    }
+}
+
 impl Default for KernelParams {
     fn default() -> Self {
         Self {

@@ -102,8 +102,10 @@ impl Store {
             {
                 Ok(Some(input)) => {
                     let t = std::time::Instant::now();
-                    let decided = validate_input(&input, catalog, now)
-                        .and_then(|()| kernel::decide(&input, catalog, now, req.cycle_id));
+                    let params = kernel::KernelParams::from_settings(settings);
+                    let decided = validate_input(&input, catalog, now).and_then(|()| {
+                        kernel::decide_with(&input, catalog, now, req.cycle_id, &params, None)
+                    });
                     metrics::stage("decide", t.elapsed());
                     decided
                 }
