@@ -303,7 +303,7 @@ fn pgbench(db_url: &str, tenants: usize, clients: u32, seconds: u32) -> Result<f
         std::env::temp_dir().join(format!("revenue-os-cycle-{}.sql", uuid::Uuid::new_v4()));
     std::fs::write(&script, PGBENCH_SCRIPT).map_err(|e| BenchError::Other(e.to_string()))?;
     let out = Command::new("pgbench")
-        .args(["-n", "-f"])
+        .args(["-n", "-M", "extended", "-f"])
         .arg(&script)
         .args(["-D", &format!("tenants={tenants}")])
         .args([
