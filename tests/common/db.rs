@@ -9,7 +9,7 @@
 //! the test database lives on the same server.
 
 use revenue_os::config::DatabaseSettings;
-use revenue_os::store::Store;
+use revenue_os::store::{Store, url_with_database};
 use tokio_postgres::NoTls;
 
 pub const DEFAULT_ADMIN_URL: &str = "postgres://postgres@127.0.0.1:5432/postgres";
@@ -20,17 +20,7 @@ pub fn admin_url() -> String {
 
 /// `admin_url` with its database name replaced.
 pub fn url_for(database: &str) -> String {
-    let admin = admin_url();
-    let (base, query) = match admin.split_once('?') {
-        Some((b, q)) => (b.to_owned(), format!("?{q}")),
-        None => (admin.clone(), String::new()),
-    };
-    let scheme_end = base.find("://").map(|i| i + 3).unwrap_or(0);
-    let root = match base[scheme_end..].find('/') {
-        Some(i) => &base[..scheme_end + i],
-        None => &base[..],
-    };
-    format!("{root}/{database}{query}")
+    url_with_database(&admin_url(), database)
 }
 
 pub struct TestDb {
