@@ -1,4 +1,7 @@
-//! The service's error type, and the one place that says whether an error is worth retrying.
+//! The service's top-level error, and the one place that says whether an error is worth
+//! retrying: each layer classifies its own errors (`StoreError::is_retryable` for SQLSTATEs
+//! and lost connections, `BrokerError::is_retryable`), and this enum and `worker::Failure`
+//! delegate to them rather than deciding again.
 
 use crate::contract::KernelError;
 
@@ -11,6 +14,17 @@ pub enum Error {
     Config(#[from] crate::config::ConfigError),
     #[error(transparent)]
     Catalog(#[from] crate::catalog::CatalogError),
+    #[error(transparent)]
+    Store(#[from] crate::store::StoreError),
+    #[error(transparent)]
+    Broker(#[from] crate::broker::BrokerError),
+    #[error(transparent)]
+    Worker(#[from] crate::worker::Failure),
+    #[error("cannot listen on {addr}: {source}")]
+    Listen {
+        addr: String,
+        source: std::io::Error,
+    },
     #[error("io: {0}")]
     Io(#[from] std::io::Error),
 }
@@ -20,8 +34,10 @@ impl Error {
     /// else is permanent and must not be retried.
     pub fn is_retryable(&self) -> bool {
         match self {
-            Error::Kernel(_) => false,
-            Error::Config(_) | Error::Catalog(_) => false,
+            Error::Store(e) => e.is_retryable(),
+            Error::Broker(e) => e.is_retryable(),
+            Error::Worker(f) => f.is_retryable(),
+            Error::Kernel(_) | Error::Config(_) | Error::Catalog(_) | Error::Listen { .. } => false,
             Error::Io(e) => matches!(
                 e.kind(),
                 std::io::ErrorKind::ConnectionRefused

@@ -185,7 +185,7 @@ fn main() -> ExitCode {
             pgbench_clients,
             pgbench_seconds,
         }),
-        Command::Migrate => with_store(|store| async move {
+        Command::Migrate => with_store(true, |store| async move {
             store.migrate().await?;
             Ok(serde_json::json!({ "migrated": true }))
         }),
@@ -219,7 +219,9 @@ fn main() -> ExitCode {
                 },
                 _ => store::default_window(now),
             };
-            with_store(|store| async move { store.assemble(tenant, &trigger, &window).await })
+            with_store(false, |store| async move {
+                store.assemble(tenant, &trigger, &window).await
+            })
         }
     }
 }
@@ -248,7 +250,7 @@ fn import(file: &str) -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    with_store(|store| async move {
+    with_store(false, |store| async move {
         store.import(&input, &catalog).await?;
         Ok(serde_json::json!({
             "imported": input.tenant_id,
@@ -261,9 +263,9 @@ fn import(file: &str) -> ExitCode {
     })
 }
 
-/// Connects with the configured settings, runs `f`, prints its result. A contract error
-/// (StoreError::Kernel) is data: stdout, exit 2.
-fn with_store<F, Fut, T>(f: F) -> ExitCode
+/// Connects with the configured settings (creating the database first when `create`), runs
+/// `f`, prints its result. A contract error (StoreError::Kernel) is data: stdout, exit 2.
+fn with_store<F, Fut, T>(create: bool, f: F) -> ExitCode
 where
     F: FnOnce(Store) -> Fut,
     Fut: std::future::Future<Output = Result<T, StoreError>>,
@@ -278,7 +280,9 @@ where
         Err(e) => return fail(e),
     };
     let result = rt.block_on(async {
-        Store::create_database_if_missing(&settings.database).await?;
+        if create {
+            Store::create_database_if_missing(&settings.database).await?;
+        }
         let store = Store::connect(&settings.database).await?;
         f(store).await
     });
@@ -297,10 +301,9 @@ fn demo(file: &str) -> ExitCode {
         Ok(b) => b,
         Err(e) => return fail(format!("cannot read {file}: {e}")),
     };
-    let (settings, catalog) = match (Settings::load(), Catalog::embedded()) {
-        (Ok(s), Ok(c)) => (s, c),
-        (Err(e), _) => return fail(e),
-        (_, Err(e)) => return fail(e),
+    let (settings, catalog) = match load() {
+        Ok(x) => x,
+        Err(code) => return code,
     };
     // Quiet by default: the demo's own report is the output.
     let mut log = settings.log.clone();
@@ -317,10 +320,9 @@ fn demo(file: &str) -> ExitCode {
 }
 
 fn bench(opts: revenue_os::bench::BenchOptions) -> ExitCode {
-    let (settings, catalog) = match (Settings::load(), Catalog::embedded()) {
-        (Ok(s), Ok(c)) => (s, c),
-        (Err(e), _) => return fail(e),
-        (_, Err(e)) => return fail(e),
+    let (settings, catalog) = match load() {
+        Ok(x) => x,
+        Err(code) => return code,
     };
     runtime(async move {
         let say = |line: &str| eprintln!("{line}");
@@ -333,10 +335,9 @@ fn bench(opts: revenue_os::bench::BenchOptions) -> ExitCode {
 
 async fn dlq(action: DlqAction) -> ExitCode {
     use revenue_os::broker::{self, Topology, dlq};
-    let (settings, catalog) = match (Settings::load(), Catalog::embedded()) {
-        (Ok(s), Ok(c)) => (s, c),
-        (Err(e), _) => return fail(e),
-        (_, Err(e)) => return fail(e),
+    let (settings, catalog) = match load() {
+        Ok(x) => x,
+        Err(code) => return code,
     };
     let topology = Topology::new(
         &settings.amqp.prefix,
@@ -362,6 +363,13 @@ async fn dlq(action: DlqAction) -> ExitCode {
     code
 }
 
+/// Settings and the embedded catalog, or the exit code of the operator error.
+fn load() -> Result<(Settings, Catalog), ExitCode> {
+    let settings = Settings::load().map_err(fail)?;
+    let catalog = Catalog::embedded().map_err(fail)?;
+    Ok((settings, catalog))
+}
+
 fn runtime(f: impl std::future::Future<Output = ExitCode>) -> ExitCode {
     match tokio::runtime::Runtime::new() {
         Ok(rt) => rt.block_on(f),
@@ -370,66 +378,16 @@ fn runtime(f: impl std::future::Future<Output = ExitCode>) -> ExitCode {
 }
 
 async fn worker() -> ExitCode {
-    use revenue_os::store::Store;
-    use revenue_os::worker::{Worker, ops};
-    use tokio_util::sync::CancellationToken;
-    let settings = match Settings::load() {
-        Ok(s) => s,
-        Err(e) => return fail(e),
+    let (settings, catalog) = match load() {
+        Ok(x) => x,
+        Err(code) => return code,
     };
     revenue_os::telemetry::init(&settings.log);
-    let catalog = match Catalog::embedded() {
-        Ok(c) => c,
-        Err(e) => return fail(e),
-    };
-    let store = match Store::connect(&settings.database).await {
-        Ok(s) => s,
-        Err(e) => return fail(e),
-    };
-    if settings.database.migrate_on_start
-        && let Err(e) = store.migrate().await
-    {
-        return fail(e);
-    }
-    let shutdown = CancellationToken::new();
-    let worker = Worker::new(settings.clone(), store.clone(), catalog);
-    let state = ops::OpsState {
-        store,
-        status: worker.status(),
-        metrics: ops::install_metrics(),
-    };
-    let ops_task = match ops::serve(&settings.http.listen, state, shutdown.clone()).await {
-        Ok((addr, task)) => {
-            tracing::info!(%addr, "ops endpoints listening");
-            task
-        }
-        Err(e) => return fail(format!("cannot listen on {}: {e}", settings.http.listen)),
-    };
-    tokio::spawn(on_signal(shutdown.clone()));
-    let res = worker.run(shutdown.clone()).await;
-    shutdown.cancel();
-    let _ = ops_task.await;
-    match res {
+    let shutdown = tokio_util::sync::CancellationToken::new();
+    match revenue_os::worker::service::serve(settings, catalog, shutdown).await {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => fail(e),
     }
-}
-
-/// SIGTERM or SIGINT cancels `token` (graceful shutdown).
-async fn on_signal(token: tokio_util::sync::CancellationToken) {
-    use tokio::signal::unix::{SignalKind, signal};
-    let (Ok(mut term), Ok(mut int)) = (
-        signal(SignalKind::terminate()),
-        signal(SignalKind::interrupt()),
-    ) else {
-        tracing::error!("cannot install signal handlers");
-        return;
-    };
-    tokio::select! {
-        _ = term.recv() => tracing::info!("SIGTERM"),
-        _ = int.recv() => tracing::info!("SIGINT"),
-    }
-    token.cancel();
 }
 
 async fn trigger(
@@ -442,16 +400,12 @@ async fn trigger(
 ) -> ExitCode {
     use revenue_os::broker::{Topology, TriggerClient};
     use revenue_os::contract::{AnalysisWindow, Trigger, TriggerMessage, TriggerType};
-    let settings = match Settings::load() {
-        Ok(s) => s,
-        Err(e) => return fail(e),
-    };
     let Some(kind) = TriggerType::parse(&kind) else {
         return fail(format!("--type '{kind}' is not a trigger type"));
     };
-    let catalog = match Catalog::embedded() {
-        Ok(c) => c,
-        Err(e) => return fail(e),
+    let (settings, catalog) = match load() {
+        Ok(x) => x,
+        Err(code) => return code,
     };
     let msg = TriggerMessage {
         tenant_id: tenant.to_string(),

@@ -6,8 +6,7 @@ use crate::config::AmqpSettings;
 use crate::contract::TriggerMessage;
 use futures_util::StreamExt;
 use lapin::Connection;
-use lapin::options::{BasicConsumeOptions, QueueDeclareOptions};
-use lapin::types::{AMQPValue, FieldTable};
+use lapin::types::AMQPValue;
 use std::time::Duration;
 
 /// The result a worker sent to `reply_to`.
@@ -83,30 +82,9 @@ impl TriggerClient {
         timeout: Duration,
     ) -> Result<TriggerReply, BrokerError> {
         let ch = self.conn.create_channel().await?;
-        let q = ch
-            .queue_declare(
-                "".into(),
-                QueueDeclareOptions {
-                    exclusive: true,
-                    auto_delete: true,
-                    ..Default::default()
-                },
-                FieldTable::default(),
-            )
-            .await?;
-        let mut consumer = ch
-            .basic_consume(
-                q.name().clone(),
-                "".into(),
-                BasicConsumeOptions {
-                    no_ack: true,
-                    ..Default::default()
-                },
-                FieldTable::default(),
-            )
-            .await?;
+        let (inbox, mut consumer) = super::private_inbox(&ch).await?;
         let mut out = self.outgoing(msg, message_id);
-        out.reply_to = Some(q.name().to_string());
+        out.reply_to = Some(inbox);
         out.correlation_id = Some(message_id.to_owned());
         self.publisher.publish(&out).await?;
         let wait = async {

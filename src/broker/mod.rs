@@ -52,6 +52,38 @@ pub async fn connect(settings: &AmqpSettings, name: &str) -> Result<Connection, 
     Ok(Connection::connect_uri(uri, props).await?)
 }
 
+/// A server-named, exclusive, auto-deleted queue with a no-ack consumer on it: the private
+/// inbox of a `reply_to` wait or a tap. It disappears with its connection.
+pub(crate) async fn private_inbox(
+    ch: &lapin::Channel,
+) -> Result<(String, lapin::Consumer), BrokerError> {
+    use lapin::options::{BasicConsumeOptions, QueueDeclareOptions};
+    use lapin::types::FieldTable;
+    let q = ch
+        .queue_declare(
+            "".into(),
+            QueueDeclareOptions {
+                exclusive: true,
+                auto_delete: true,
+                ..Default::default()
+            },
+            FieldTable::default(),
+        )
+        .await?;
+    let consumer = ch
+        .basic_consume(
+            q.name().clone(),
+            "".into(),
+            BasicConsumeOptions {
+                no_ack: true,
+                ..Default::default()
+            },
+            FieldTable::default(),
+        )
+        .await?;
+    Ok((q.name().to_string(), consumer))
+}
+
 /// The connection name a process with this prefix uses: `<prefix>/<role>/<uuid>`.
 pub fn connection_name(prefix: &str, role: &str) -> String {
     format!("{prefix}/{role}/{}", uuid::Uuid::new_v4())

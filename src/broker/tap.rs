@@ -3,7 +3,7 @@
 
 use super::{BrokerError, Topology, header};
 use futures_util::StreamExt;
-use lapin::options::{BasicConsumeOptions, QueueBindOptions, QueueDeclareOptions};
+use lapin::options::QueueBindOptions;
 use lapin::types::FieldTable;
 use lapin::{Channel, Connection, Consumer};
 use std::time::Duration;
@@ -29,24 +29,14 @@ impl Tap {
     pub async fn open(conn: &Connection, topology: &Topology) -> Result<Self, BrokerError> {
         let ch = conn.create_channel().await?;
         topology.declare(&ch).await?;
-        let q = ch
-            .queue_declare(
-                "".into(),
-                QueueDeclareOptions {
-                    exclusive: true,
-                    auto_delete: true,
-                    ..Default::default()
-                },
-                FieldTable::default(),
-            )
-            .await?;
+        let (inbox, consumer) = super::private_inbox(&ch).await?;
         let exchanges = topology
             .actions
             .values()
             .chain(std::iter::once(&topology.cycles_exchange));
         for exchange in exchanges {
             ch.queue_bind(
-                q.name().as_str().into(),
+                inbox.as_str().into(),
                 exchange.as_str().into(),
                 "#".into(),
                 QueueBindOptions::default(),
@@ -54,17 +44,6 @@ impl Tap {
             )
             .await?;
         }
-        let consumer = ch
-            .basic_consume(
-                q.name().as_str().into(),
-                "tap".into(),
-                BasicConsumeOptions {
-                    no_ack: true,
-                    ..Default::default()
-                },
-                FieldTable::default(),
-            )
-            .await?;
         Ok(Self {
             _channel: ch,
             consumer,

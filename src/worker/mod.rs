@@ -5,6 +5,7 @@ pub mod ops;
 pub mod plan;
 pub mod relay;
 pub mod run;
+pub mod service;
 pub mod unit;
 
 pub use plan::{PlanContext, Planner};
