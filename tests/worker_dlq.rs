@@ -3,11 +3,9 @@
 
 mod common;
 
-use common::amqp::{RunningWorker, TestBroker, WINDOW, eventually, settings};
+use common::amqp::{RunningWorker, TestBroker, WINDOW, eventually, import_tenant_as, settings};
 use common::db::TestDb;
 use revenue_os::broker::{self, dlq};
-use revenue_os::catalog::Catalog;
-use revenue_os::contract::KernelInput;
 use revenue_os::worker::Hooks;
 use uuid::Uuid;
 
@@ -34,12 +32,7 @@ async fn a_dead_lettered_trigger_completes_after_the_tenant_is_imported_and_repl
     // Listing leaves it queued.
     assert_eq!(dlq::list(&conn, &b.topology, 10).await.unwrap().len(), 1);
 
-    let mut input: KernelInput = common::fixture(common::DEMAND_BOUND);
-    input.tenant_id = tenant.to_string();
-    db.store()
-        .import(&input, &Catalog::embedded().unwrap())
-        .await
-        .unwrap();
+    import_tenant_as(&db, tenant).await;
 
     let report = dlq::replay(&conn, &b.topology, 100).await.unwrap();
     assert_eq!(report.replayed, ["m-early-bird"]);

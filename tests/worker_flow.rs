@@ -4,7 +4,8 @@
 mod common;
 
 use common::amqp::{
-    RunningWorker, TestBroker, WINDOW, eventually, import_tenant, settings, trigger_body,
+    Collector, RunningWorker, TestBroker, WINDOW, eventually, import_tenant, received_total,
+    settings, trigger_body, wait_for_total,
 };
 use common::db::TestDb;
 use revenue_os::broker::TriggerClient;
@@ -63,8 +64,14 @@ async fn cycles_of(db: &TestDb, message_id: &str) -> Vec<(Uuid, String)> {
         .collect()
 }
 
-async fn scalar(db: &TestDb, sql: &str) -> i64 {
-    db.client().await.query_one(sql, &[]).await.unwrap().get(0)
+/// A database, a broker prefix, the example tenant imported and a collector on the cycle events:
+/// what most tests here start from.
+async fn setup() -> (TestDb, TestBroker, Uuid, Collector) {
+    let db = TestDb::new().await;
+    let b = TestBroker::new().await;
+    let tenant = import_tenant(&db).await;
+    let events = b.collect(&b.topology.cycles_exchange, "#").await;
+    (db, b, tenant, events)
 }
 
 /// Every action row arrived exactly once on its subsystem's exchange with the agreed id,
@@ -73,8 +80,12 @@ fn assert_actions_delivered(
     b: &TestBroker,
     rows: &[ActionRow],
     tenant: Uuid,
-    got: &BTreeMap<String, Vec<common::amqp::Received>>,
+    actions: &BTreeMap<String, Collector>,
 ) {
+    let got: BTreeMap<_, _> = actions
+        .iter()
+        .map(|(k, c)| (k.clone(), c.snapshot()))
+        .collect();
     let mut seen = 0;
     for row in rows {
         let exchange = format!("{}.actions.{}", b.prefix, row.owner_subsystem);
@@ -103,11 +114,8 @@ fn assert_actions_delivered(
 
 #[tokio::test]
 async fn happy_path_every_action_on_its_exchange_and_the_cycle_event() {
-    let db = TestDb::new().await;
-    let b = TestBroker::new().await;
-    let tenant = import_tenant(&db).await;
+    let (db, b, tenant, events) = setup().await;
     let actions = b.collect_actions().await;
-    let events = b.collect(&b.topology.cycles_exchange, "#").await;
     let s = settings(&b.prefix, &db);
     let w = RunningWorker::start(s.clone(), &db, Hooks::default());
 
@@ -136,34 +144,18 @@ async fn happy_path_every_action_on_its_exchange_and_the_cycle_event() {
 
     let rows = action_rows(&db).await;
     assert!(!rows.is_empty());
-    let rows2 = rows.clone();
-    eventually(20, "every action published", || {
-        let a = actions.clone();
-        let n = rows2.len();
-        async move { (a.values().map(|c| c.snapshot().len()).sum::<usize>() >= n).then_some(()) }
-    })
-    .await;
-    let got: BTreeMap<_, _> = actions
-        .iter()
-        .map(|(k, c)| (k.clone(), c.snapshot()))
-        .collect();
-    assert_actions_delivered(&b, &rows, tenant, &got);
+    wait_for_total(&actions, rows.len(), 20, "every action published").await;
+    assert_actions_delivered(&b, &rows, tenant, &actions);
     eventually(10, "actions marked published", || async {
-        (scalar(
-            &db,
-            "SELECT count(*) FROM actions WHERE status <> 'published'",
-        )
-        .await
+        (db.count("SELECT count(*) FROM actions WHERE status <> 'published'")
+            .await
             == 0)
             .then_some(())
     })
     .await;
     assert_eq!(
-        scalar(
-            &db,
-            "SELECT count(*) FROM outbox WHERE published_at IS NULL"
-        )
-        .await,
+        db.count("SELECT count(*) FROM outbox WHERE published_at IS NULL")
+            .await,
         0
     );
 
@@ -203,7 +195,7 @@ async fn malformed_missing_id_and_unknown_tenant_are_dead_lettered() {
         .unwrap();
     assert_eq!(row.get::<_, Uuid>(0), stranger);
     assert_eq!(row.get::<_, String>(1), "TENANT_NOT_FOUND");
-    assert_eq!(scalar(&db, "SELECT count(*) FROM cycles").await, 0);
+    assert_eq!(db.count("SELECT count(*) FROM cycles").await, 0);
 
     w.stop().await;
     b.cleanup().await;
@@ -212,10 +204,7 @@ async fn malformed_missing_id_and_unknown_tenant_are_dead_lettered() {
 
 #[tokio::test]
 async fn insufficient_data_fails_and_too_recent_skips_both_announced() {
-    let db = TestDb::new().await;
-    let b = TestBroker::new().await;
-    let tenant = import_tenant(&db).await;
-    let events = b.collect(&b.topology.cycles_exchange, "#").await;
+    let (db, b, tenant, events) = setup().await;
     let dead = b.consume_queue(&b.topology.dead_queue).await;
     let w = RunningWorker::start(settings(&b.prefix, &db), &db, Hooks::default());
 
@@ -252,11 +241,8 @@ async fn insufficient_data_fails_and_too_recent_skips_both_announced() {
 
 #[tokio::test]
 async fn same_message_id_twice_and_to_two_workers_makes_one_cycle() {
-    let db = TestDb::new().await;
-    let b = TestBroker::new().await;
-    let tenant = import_tenant(&db).await;
+    let (db, b, tenant, events) = setup().await;
     let actions = b.collect_actions().await;
-    let events = b.collect(&b.topology.cycles_exchange, "#").await;
     let s = settings(&b.prefix, &db);
     let w1 = RunningWorker::start(s.clone(), &db, Hooks::default());
     let w2 = RunningWorker::start(s.clone(), &db, Hooks::default());
@@ -276,20 +262,12 @@ async fn same_message_id_twice_and_to_two_workers_makes_one_cycle() {
 
     let rows = action_rows(&db).await;
     let n = rows.len();
-    eventually(20, "every action published", || {
-        let a = actions.clone();
-        async move { (a.values().map(|c| c.snapshot().len()).sum::<usize>() >= n).then_some(()) }
-    })
-    .await;
+    wait_for_total(&actions, n, 20, "every action published").await;
     // Give duplicates (replays, sweeps) every chance to show up.
     tokio::time::sleep(Duration::from_secs(3)).await;
     assert_eq!(cycles_of(&db, id).await.len(), 1);
-    assert_eq!(scalar(&db, "SELECT count(*) FROM cycles").await, 1);
-    let got: BTreeMap<_, _> = actions
-        .iter()
-        .map(|(k, c)| (k.clone(), c.snapshot()))
-        .collect();
-    assert_actions_delivered(&b, &rows, tenant, &got);
+    assert_eq!(db.count("SELECT count(*) FROM cycles").await, 1);
+    assert_actions_delivered(&b, &rows, tenant, &actions);
     assert_eq!(events.snapshot().len(), 1, "one cycle event");
 
     w1.stop().await;
@@ -300,11 +278,8 @@ async fn same_message_id_twice_and_to_two_workers_makes_one_cycle() {
 
 #[tokio::test]
 async fn crash_between_commit_and_ack_replays_without_a_second_cycle() {
-    let db = TestDb::new().await;
-    let b = TestBroker::new().await;
-    let tenant = import_tenant(&db).await;
+    let (db, b, tenant, events) = setup().await;
     let actions = b.collect_actions().await;
-    let events = b.collect(&b.topology.cycles_exchange, "#").await;
     let crashed = Arc::new(AtomicBool::new(false));
     let c = crashed.clone();
     let hooks = Hooks {
@@ -326,11 +301,7 @@ async fn crash_between_commit_and_ack_replays_without_a_second_cycle() {
     })
     .await;
     let n = rows.len();
-    eventually(30, "every action after the crash", || {
-        let a = actions.clone();
-        async move { (a.values().map(|c| c.snapshot().len()).sum::<usize>() >= n).then_some(()) }
-    })
-    .await;
+    wait_for_total(&actions, n, 30, "every action after the crash").await;
     events.wait_for(1, 20).await;
     assert!(crashed.load(Ordering::SeqCst), "the fault was injected");
     // The redelivery was acked (nothing left in the queue) and replayed the same cycle.
@@ -351,11 +322,7 @@ async fn crash_between_commit_and_ack_replays_without_a_second_cycle() {
     .await;
     tokio::time::sleep(Duration::from_secs(2)).await;
     assert_eq!(cycles_of(&db, "m-crash").await.len(), 1);
-    let got: BTreeMap<_, _> = actions
-        .iter()
-        .map(|(k, c)| (k.clone(), c.snapshot()))
-        .collect();
-    assert_actions_delivered(&b, &action_rows(&db).await, tenant, &got);
+    assert_actions_delivered(&b, &action_rows(&db).await, tenant, &actions);
 
     w.stop().await;
     b.cleanup().await;
@@ -378,10 +345,7 @@ async fn pending_action_rows(db: &TestDb) -> Vec<(i64, i32)> {
 
 #[tokio::test]
 async fn unbound_action_exchange_keeps_rows_pending_until_a_queue_is_bound() {
-    let db = TestDb::new().await;
-    let b = TestBroker::new().await;
-    let tenant = import_tenant(&db).await;
-    let events = b.collect(&b.topology.cycles_exchange, "#").await;
+    let (db, b, tenant, events) = setup().await;
     let w = RunningWorker::start(settings(&b.prefix, &db), &db, Hooks::default());
 
     b.trigger(tenant, Some(WINDOW), "m-unbound").await;
@@ -395,26 +359,19 @@ async fn unbound_action_exchange_keeps_rows_pending_until_a_queue_is_bound() {
     })
     .await;
     assert_eq!(
-        scalar(&db, "SELECT count(*) FROM actions WHERE status = 'pending'").await,
+        db.count("SELECT count(*) FROM actions WHERE status = 'pending'")
+            .await,
         rows.len() as i64
     );
 
     let actions = b.collect_actions().await;
     let n = rows.len();
-    eventually(60, "every action after binding", || {
-        let a = actions.clone();
-        async move { (a.values().map(|c| c.snapshot().len()).sum::<usize>() >= n).then_some(()) }
-    })
-    .await;
+    wait_for_total(&actions, n, 60, "every action after binding").await;
     eventually(10, "rows published", || async {
         pending_action_rows(&db).await.is_empty().then_some(())
     })
     .await;
-    let got: BTreeMap<_, _> = actions
-        .iter()
-        .map(|(k, c)| (k.clone(), c.snapshot()))
-        .collect();
-    assert_actions_delivered(&b, &action_rows(&db).await, tenant, &got);
+    assert_actions_delivered(&b, &action_rows(&db).await, tenant, &actions);
 
     w.stop().await;
     b.cleanup().await;
@@ -423,10 +380,7 @@ async fn unbound_action_exchange_keeps_rows_pending_until_a_queue_is_bound() {
 
 #[tokio::test]
 async fn restart_publishes_pending_outbox_rows() {
-    let db = TestDb::new().await;
-    let b = TestBroker::new().await;
-    let tenant = import_tenant(&db).await;
-    let events = b.collect(&b.topology.cycles_exchange, "#").await;
+    let (db, b, tenant, events) = setup().await;
     let s = settings(&b.prefix, &db);
 
     let w = RunningWorker::start(s.clone(), &db, Hooks::default());
@@ -447,25 +401,14 @@ async fn restart_publishes_pending_outbox_rows() {
     let actions = b.collect_actions().await;
     // Make sure nothing but the new worker could publish them.
     tokio::time::sleep(Duration::from_millis(300)).await;
-    assert_eq!(
-        actions.values().map(|c| c.snapshot().len()).sum::<usize>(),
-        0
-    );
+    assert_eq!(received_total(&actions), 0);
     let w = RunningWorker::start(s, &db, Hooks::default());
-    eventually(20, "pending rows published after restart", || {
-        let a = actions.clone();
-        async move { (a.values().map(|c| c.snapshot().len()).sum::<usize>() >= n).then_some(()) }
-    })
-    .await;
+    wait_for_total(&actions, n, 20, "pending rows published after restart").await;
     eventually(10, "rows marked published", || async {
         pending_action_rows(&db).await.is_empty().then_some(())
     })
     .await;
-    let got: BTreeMap<_, _> = actions
-        .iter()
-        .map(|(k, c)| (k.clone(), c.snapshot()))
-        .collect();
-    assert_actions_delivered(&b, &action_rows(&db).await, tenant, &got);
+    assert_actions_delivered(&b, &action_rows(&db).await, tenant, &actions);
 
     w.stop().await;
     b.cleanup().await;
@@ -474,10 +417,7 @@ async fn restart_publishes_pending_outbox_rows() {
 
 #[tokio::test]
 async fn a_panic_becomes_internal_error_and_the_worker_keeps_going() {
-    let db = TestDb::new().await;
-    let b = TestBroker::new().await;
-    let tenant = import_tenant(&db).await;
-    let events = b.collect(&b.topology.cycles_exchange, "#").await;
+    let (db, b, tenant, events) = setup().await;
     let dead = b.consume_queue(&b.topology.dead_queue).await;
     let hooks = Hooks {
         before_cycle: Some(Arc::new(|inc| {

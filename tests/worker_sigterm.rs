@@ -3,23 +3,18 @@
 
 mod common;
 
-use common::amqp::{TestBroker, WINDOW, amqp_url, eventually, import_tenant};
+use common::amqp::{
+    TestBroker, WINDOW, amqp_url, assert_one_cycle_each, eventually, import_tenants, wait_for_total,
+};
 use common::db::TestDb;
 use common::process::{free_port, get, sigterm_and_wait, spawn_worker};
 use std::process::Command;
-
-async fn count(db: &TestDb, sql: &str) -> i64 {
-    db.client().await.query_one(sql, &[]).await.unwrap().get(0)
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sigterm_with_triggers_in_flight_exits_zero_and_loses_nothing() {
     let db = TestDb::new().await;
     let b = TestBroker::new().await;
-    let mut tenants = vec![];
-    for _ in 0..8 {
-        tenants.push(import_tenant(&db).await);
-    }
+    let tenants = import_tenants(&db, 8).await;
     let actions = b.collect_actions().await;
 
     let port = free_port();
@@ -30,21 +25,14 @@ async fn sigterm_with_triggers_in_flight_exits_zero_and_loses_nothing() {
     .await;
     assert_eq!(get(port, "/healthz").await.map(|r| r.0), Some(200));
 
-    let mut ids = vec![];
-    for round in 0..4 {
-        for t in &tenants {
-            let id = format!("m-{round}-{t}");
-            b.trigger(*t, Some(WINDOW), &id).await;
-            ids.push(id);
-        }
-    }
+    let ids = b.trigger_rounds(&tenants, 0..4).await;
     eventually(30, "the first cycle", || async {
-        (count(&db, "SELECT count(*) FROM cycles").await >= 1).then_some(())
+        (db.count("SELECT count(*) FROM cycles").await >= 1).then_some(())
     })
     .await;
     let status = sigterm_and_wait(worker).await;
     assert!(status.success(), "exit status {status:?}");
-    let done = count(&db, "SELECT count(*) FROM cycles").await;
+    let done = db.count("SELECT count(*) FROM cycles").await;
     eprintln!("cycles at SIGTERM exit: {done} of {}", ids.len());
 
     // Nothing lost: whatever has no cycle is still queued, and a new worker finishes it.
@@ -52,30 +40,15 @@ async fn sigterm_with_triggers_in_flight_exits_zero_and_loses_nothing() {
     let worker = spawn_worker(&b.prefix, &db, port2);
     let total = ids.len() as i64;
     eventually(60, "a cycle per trigger after restart", || async {
-        (count(&db, "SELECT count(*) FROM cycles").await >= total).then_some(())
+        (db.count("SELECT count(*) FROM cycles").await >= total).then_some(())
     })
     .await;
-    let client = db.client().await;
-    for id in &ids {
-        let n: i64 = client
-            .query_one("SELECT count(*) FROM cycles WHERE message_id = $1", &[id])
-            .await
-            .unwrap()
-            .get(0);
-        assert_eq!(n, 1, "{id}");
-    }
-    let n = count(&db, "SELECT count(*) FROM actions").await as usize;
-    eventually(30, "every action delivered", || {
-        let a = actions.clone();
-        async move { (a.values().map(|c| c.snapshot().len()).sum::<usize>() >= n).then_some(()) }
-    })
-    .await;
+    assert_one_cycle_each(&db, &ids).await;
+    let n = db.count("SELECT count(*) FROM actions").await as usize;
+    wait_for_total(&actions, n, 30, "every action delivered").await;
     eventually(20, "outbox drained", || async {
-        (count(
-            &db,
-            "SELECT count(*) FROM outbox WHERE published_at IS NULL",
-        )
-        .await
+        (db.count("SELECT count(*) FROM outbox WHERE published_at IS NULL")
+            .await
             == 0)
             .then_some(())
     })

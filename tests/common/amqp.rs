@@ -244,6 +244,23 @@ impl TestBroker {
             .unwrap();
     }
 
+    /// One trigger per tenant per round, with message id `m-{round}-{tenant}`; returns the ids.
+    pub async fn trigger_rounds(
+        &self,
+        tenants: &[Uuid],
+        rounds: std::ops::Range<usize>,
+    ) -> Vec<String> {
+        let mut ids = vec![];
+        for round in rounds {
+            for t in tenants {
+                let id = format!("m-{round}-{t}");
+                self.trigger(*t, Some(WINDOW), &id).await;
+                ids.push(id);
+            }
+        }
+        ids
+    }
+
     /// Deletes every queue and exchange this test declared.
     pub async fn cleanup(self) {
         let queues: Vec<String> = self.queues.lock().unwrap().drain(..).collect();
@@ -327,14 +344,59 @@ pub fn trigger_body(tenant: Uuid, window: Option<(&str, &str)>) -> serde_json::V
 
 /// Imports the example tenant under a new tenant id.
 pub async fn import_tenant(db: &TestDb) -> Uuid {
-    let mut input: KernelInput = super::fixture(super::DEMAND_BOUND);
     let id = Uuid::new_v4();
+    import_tenant_as(db, id).await;
+    id
+}
+
+/// Imports the example tenant under `id`.
+pub async fn import_tenant_as(db: &TestDb, id: Uuid) {
+    let mut input: KernelInput = super::fixture(super::DEMAND_BOUND);
     input.tenant_id = id.to_string();
     db.store()
         .import(&input, &Catalog::embedded().unwrap())
         .await
         .unwrap();
-    id
+}
+
+/// Imports the example tenant `n` times, each under a new id.
+pub async fn import_tenants(db: &TestDb, n: usize) -> Vec<Uuid> {
+    let mut tenants = vec![];
+    for _ in 0..n {
+        tenants.push(import_tenant(db).await);
+    }
+    tenants
+}
+
+/// How many messages these collectors received between them so far.
+pub fn received_total(collectors: &BTreeMap<String, Collector>) -> usize {
+    collectors.values().map(|c| c.snapshot().len()).sum()
+}
+
+/// Waits until these collectors received at least `n` messages between them.
+pub async fn wait_for_total(
+    collectors: &BTreeMap<String, Collector>,
+    n: usize,
+    secs: u64,
+    what: &str,
+) {
+    eventually(secs, what, move || async move {
+        (received_total(collectors) >= n).then_some(())
+    })
+    .await;
+}
+
+/// Each of these trigger message ids made exactly one cycle.
+pub async fn assert_one_cycle_each(db: &TestDb, message_ids: &[String]) {
+    let client = db.client().await;
+    for id in message_ids {
+        let n: i64 = client
+            .query_one("SELECT count(*) FROM cycles WHERE message_id = $1", &[id])
+            .await
+            .unwrap()
+            .get(0);
+        assert_eq!(n, 1, "{id}");
+    }
 }
 
 /// A worker running in this process.

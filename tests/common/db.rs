@@ -77,6 +77,16 @@ impl TestDb {
         connect(self.url()).await
     }
 
+    /// The single number a query returns, e.g. `SELECT count(*) FROM cycles`.
+    pub async fn count(&self, sql: &str) -> i64 {
+        self.client()
+            .await
+            .query_one(sql, &[])
+            .await
+            .unwrap()
+            .get(0)
+    }
+
     /// Drops the database now (Drop does the same, from a helper thread).
     pub async fn cleanup(mut self) {
         self.store.pool().close();
