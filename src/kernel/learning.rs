@@ -2,7 +2,7 @@
 //! is recent, the next step only after a confirmed success, reruns for inconclusive experiments.
 
 use super::data::{Index, floor_cents, round_to};
-use super::plays::{Candidate, Ctx, action_id};
+use super::plays::{Candidate, Ctx, make};
 use super::text::num;
 use crate::catalog::Catalog;
 use crate::contract::*;
@@ -113,41 +113,21 @@ pub fn reverts(
         } else {
             vec![c.pipeline_guard()]
         };
-        let action = Action {
-            action_id: action_id(
-                p.subsystem,
-                ActionType::Revert,
-                entity.map(|e| e.1),
-                p.field,
-            ),
-            priority: 0,
-            owner_subsystem: p.subsystem,
-            kind: ActionType::Revert,
-            target_metric: metric.into(),
-            target_entity: entity.map(|(k, e)| TargetEntity {
-                kind: k,
-                id: e.into(),
-            }),
-            proposed_change: ProposedChange {
-                field: p.field.into(),
-                current_value: current,
-                new_value: new,
-            },
-            guardrails: ActionGuardrails {
-                max_additional_spend: None,
-                max_exposure_percent: None,
-                abort_conditions: aborts.into_iter().flatten().collect(),
-            },
-            experiment: None,
-            observation_window_days: ix.default_window,
-            expected_impact: ExpectedImpact {
-                metric_id: metric.into(),
-                direction,
-                magnitude_pct: round_to(magnitude.clamp(0.1, 100.0), 1),
-                confidence: round_to(r.confidence.clamp(0.05, 0.95), 2),
-            },
-            notes_for_humans: notes_text,
-        };
+        let action = make(
+            p.subsystem,
+            ActionType::Revert,
+            entity,
+            p.field,
+            current,
+            new,
+            metric,
+            direction,
+            magnitude,
+            round_to(r.confidence.clamp(0.05, 0.95), 2),
+            ix.default_window,
+            aborts,
+            notes_text,
+        );
         out.push(Candidate {
             action,
             rank: 0,

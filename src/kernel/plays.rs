@@ -84,7 +84,7 @@ impl Ctx<'_, '_> {
 }
 
 #[allow(clippy::too_many_arguments)]
-fn make(
+pub(super) fn make(
     s: Subsystem,
     t: ActionType,
     entity: Option<(EntityType, &str)>,
@@ -128,6 +128,40 @@ fn make(
             confidence,
         },
         notes_for_humans: notes,
+    }
+}
+
+/// Pausing a running campaign: lowers blended CAC by `magnitude` percent, guarded by pipeline.
+fn pause_campaign(
+    c: &Ctx,
+    s: &CampaignStats,
+    magnitude: f64,
+    confidence_factor: f64,
+    notes: String,
+) -> Action {
+    make(
+        Subsystem::Campaigns,
+        ActionType::Pause,
+        Some((EntityType::Campaign, s.id)),
+        "status",
+        json!("running"),
+        json!("paused"),
+        "cac_blended",
+        ImpactDirection::Decrease,
+        magnitude,
+        c.confidence(confidence_factor),
+        c.window(),
+        vec![c.pipeline_guard()],
+        notes,
+    )
+}
+
+/// The campaign's share of today's total daily budget (0 when there is none).
+fn daily_share(ix: &Index, s: &CampaignStats) -> f64 {
+    if ix.daily_total > 0.0 {
+        s.daily / ix.daily_total
+    } else {
+        0.0
     }
 }
 
@@ -264,26 +298,7 @@ fn pause_wasted(c: &Ctx, rank: u8, out: &mut Vec<Candidate>) {
             others,
             num(ix.revenue_total - ix.revenue_unattributed)
         );
-        let share = if ix.daily_total > 0.0 {
-            s.daily / ix.daily_total
-        } else {
-            0.0
-        };
-        let action = make(
-            Subsystem::Campaigns,
-            ActionType::Pause,
-            Some((EntityType::Campaign, s.id)),
-            "status",
-            json!("running"),
-            json!("paused"),
-            "cac_blended",
-            ImpactDirection::Decrease,
-            share * 100.0,
-            c.confidence(0.85),
-            c.window(),
-            vec![c.pipeline_guard()],
-            notes,
-        );
+        let action = pause_campaign(c, s, daily_share(ix, s) * 100.0, 0.85, notes);
         let mut k = cand(action, rank, s.window_spend, "pause spend without revenue");
         k.uses_attribution = true;
         out.push(k);
@@ -339,11 +354,7 @@ fn cut_worst(c: &Ctx, rank: u8, out: &mut Vec<Candidate>) {
                 n
             )
         };
-        let share = if ix.daily_total > 0.0 {
-            s.daily / ix.daily_total
-        } else {
-            0.0
-        };
+        let share = daily_share(ix, s);
         let current = floor_cents(s.daily);
         let cut = ceil_cents(current * (1.0 - step));
         // A cut that cannot get under max_daily_spend is not executable: pause instead.
@@ -353,19 +364,11 @@ fn cut_worst(c: &Ctx, rank: u8, out: &mut Vec<Candidate>) {
             .max_daily_spend
             .is_some_and(|cap| cut > cap);
         let action = if roas < 1.0 || over_cap {
-            make(
-                Subsystem::Campaigns,
-                ActionType::Pause,
-                Some((EntityType::Campaign, s.id)),
-                "status",
-                json!("running"),
-                json!("paused"),
-                "cac_blended",
-                ImpactDirection::Decrease,
+            pause_campaign(
+                c,
+                s,
                 share * 100.0,
-                c.confidence(0.85),
-                c.window(),
-                vec![c.pipeline_guard()],
+                0.85,
                 if over_cap && roas >= 1.0 {
                     format!(
                         "{evidence}; even a {} cut leaves it above max_daily_spend, so pause it.",
@@ -990,25 +993,12 @@ fn pause_overspent(c: &Ctx, findings: &[Finding], rank: u8, out: &mut Vec<Candid
                 num(s.spent),
                 num(s.total)
             );
-            let a = make(
-                Subsystem::Campaigns,
-                ActionType::Pause,
-                Some((EntityType::Campaign, s.id)),
-                "status",
-                json!("running"),
-                json!("paused"),
-                "cac_blended",
-                ImpactDirection::Decrease,
-                if ix.daily_total > 0.0 {
-                    s.daily / ix.daily_total * 100.0
-                } else {
-                    1.0
-                },
-                c.confidence(0.9),
-                c.window(),
-                vec![c.pipeline_guard()],
-                notes,
-            );
+            let magnitude = if ix.daily_total > 0.0 {
+                s.daily / ix.daily_total * 100.0
+            } else {
+                1.0
+            };
+            let a = pause_campaign(c, s, magnitude, 0.9, notes);
             out.push(cand(a, rank, s.spent - s.total, "pause overspent campaign"));
         }
     }
