@@ -2,32 +2,18 @@
 //! decide) on the large tenant's bytes against `serde_json::from_slice` alone.
 //! Inputs are generated here, deterministically. Run: `cargo bench --bench kernel`.
 
-use chrono::{DateTime, Duration, NaiveDate, Utc};
+use chrono::{Duration, NaiveDate};
 use criterion::{Criterion, criterion_group, criterion_main};
 use revenue_os::catalog::Catalog;
 use revenue_os::contract::*;
 use revenue_os::kernel;
 use std::hint::black_box;
 
-struct Rng(u64);
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        z ^ (z >> 31)
-    }
-    fn f(&mut self) -> f64 {
-        (self.next() >> 11) as f64 / (1u64 << 53) as f64
-    }
-    fn range(&mut self, lo: f64, hi: f64) -> f64 {
-        lo + (hi - lo) * self.f()
-    }
-    fn below(&mut self, n: usize) -> usize {
-        (self.next() % n as u64) as usize
-    }
-}
+// The kernel tests' helpers: the same generator and clock as the property tests.
+#[path = "../tests/kernel_support/mod.rs"]
+mod kernel_support;
+use kernel_support::now;
+use kernel_support::rng::Rng;
 
 const METRICS: [(&str, f64, f64); 20] = [
     ("pipeline_total", 640_000.0, 430_000.0),
@@ -60,10 +46,6 @@ const CHANNELS: [&str; 6] = [
     "organic",
     "partners",
 ];
-
-fn now() -> DateTime<Utc> {
-    parse_timestamp("2026-11-26T06:05:00Z").unwrap()
-}
 
 fn tenant(days: i64, events: usize, campaigns: usize, opps: usize) -> KernelInput {
     let mut r = Rng(42);

@@ -6,6 +6,7 @@
 
 mod kernel_support;
 
+use kernel_support::rng::Rng;
 use kernel_support::*;
 use proptest::prelude::*;
 use revenue_os::contract::*;
@@ -55,30 +56,6 @@ fn knobs() -> impl Strategy<Value = Knobs> {
                 seed,
             },
         )
-}
-
-/// SplitMix64: a tiny deterministic generator for the bulk rows.
-struct Rng(u64);
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        z ^ (z >> 31)
-    }
-    fn f(&mut self) -> f64 {
-        (self.next() >> 11) as f64 / (1u64 << 53) as f64
-    }
-    fn range(&mut self, lo: f64, hi: f64) -> f64 {
-        lo + (hi - lo) * self.f()
-    }
-    fn chance(&mut self, p: f64) -> bool {
-        self.f() < p
-    }
-    fn pick<'a, T>(&mut self, xs: &'a [T]) -> &'a T {
-        &xs[(self.next() % xs.len() as u64) as usize]
-    }
 }
 
 fn date(end: chrono::NaiveDate, back: i64) -> String {

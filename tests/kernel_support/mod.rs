@@ -9,6 +9,8 @@ use revenue_os::kernel;
 use std::path::PathBuf;
 use std::sync::OnceLock;
 
+pub mod rng;
+
 pub const NOW: &str = "2026-11-26T06:05:00Z";
 
 pub fn now() -> DateTime<Utc> {
