@@ -50,15 +50,28 @@ fn request(input: &KernelInput, message_id: &str) -> CycleRequest {
     }
 }
 
-async fn imported() -> (TestDb, KernelInput) {
-    let db = TestDb::new().await;
-    let input = fixture(DEMAND_BOUND);
-    db.store().import(&input, &catalog()).await.unwrap();
-    (db, input)
+/// One run_cycle at the fixture's clock, with the test catalog and settings.
+async fn run(store: &Store, req: &CycleRequest) -> CycleOutcome {
+    store
+        .run_cycle(req, &catalog(), &kernel_settings(), fixture_now(), PLAN)
+        .await
+        .unwrap()
 }
 
-async fn count(db: &TestDb, sql: &str) -> i64 {
-    db.client().await.query_one(sql, &[]).await.unwrap().get(0)
+/// These requests run_cycle'd all at once, each on its own task; outcomes in request order.
+async fn run_parallel(store: &Store, reqs: Vec<CycleRequest>) -> Vec<CycleOutcome> {
+    let tasks: Vec<_> = reqs
+        .into_iter()
+        .map(|req| {
+            let store = store.clone();
+            tokio::spawn(async move { run(&store, &req).await })
+        })
+        .collect();
+    let mut out = Vec::new();
+    for t in tasks {
+        out.push(t.await.unwrap());
+    }
+    out
 }
 
 #[test]
@@ -79,11 +92,7 @@ fn run_cycle_future_is_send() {
 async fn a_cycle_is_recorded_with_actions_and_outbox_rows() {
     let (db, input) = imported().await;
     let req = request(&input, "msg-1");
-    let out = db
-        .store()
-        .run_cycle(&req, &catalog(), &kernel_settings(), fixture_now(), PLAN)
-        .await
-        .unwrap();
+    let out = run(db.store(), &req).await;
     let CycleOutcome::Recorded {
         cycle_id,
         status,
@@ -101,7 +110,8 @@ async fn a_cycle_is_recorded_with_actions_and_outbox_rows() {
     assert_eq!(output.cycle_id, req.cycle_id.to_string());
     assert_eq!(pending.len(), output.actions.len() + 1);
     assert_eq!(
-        count(&db, "SELECT count(*) FROM actions WHERE status = 'pending'").await,
+        db.count("SELECT count(*) FROM actions WHERE status = 'pending'")
+            .await,
         output.actions.len() as i64
     );
     let c = db.client().await;
@@ -159,11 +169,7 @@ async fn a_cycle_is_recorded_with_actions_and_outbox_rows() {
     assert_eq!(status, "published");
 
     // Redelivery of msg-1: the stored result, minus what was published.
-    let again = db
-        .store()
-        .run_cycle(&req, &catalog(), &kernel_settings(), fixture_now(), PLAN)
-        .await
-        .unwrap();
+    let again = run(db.store(), &req).await;
     let CycleOutcome::Recorded {
         cycle_id: c2,
         result: r2,
@@ -178,7 +184,7 @@ async fn a_cycle_is_recorded_with_actions_and_outbox_rows() {
     assert_eq!(c2, cycle_id);
     assert_eq!(r2.unwrap(), output);
     assert_eq!(p2.len(), pending.len() - 1);
-    assert_eq!(count(&db, "SELECT count(*) FROM cycles").await, 1);
+    assert_eq!(db.count("SELECT count(*) FROM cycles").await, 1);
     db.cleanup().await;
 }
 
@@ -186,19 +192,12 @@ async fn a_cycle_is_recorded_with_actions_and_outbox_rows() {
 async fn eight_parallel_cycles_one_completes_seven_are_too_recent() {
     let (db, input) = imported().await;
     let store = db.store().clone();
-    let mut tasks = Vec::new();
-    for i in 0..8 {
-        let store = store.clone();
-        let req = request(&input, &format!("parallel-{i}"));
-        tasks.push(tokio::spawn(async move {
-            store
-                .run_cycle(&req, &catalog(), &kernel_settings(), fixture_now(), PLAN)
-                .await
-        }));
-    }
+    let reqs = (0..8)
+        .map(|i| request(&input, &format!("parallel-{i}")))
+        .collect();
     let mut statuses = Vec::new();
-    for t in tasks {
-        match t.await.unwrap().unwrap() {
+    for outcome in run_parallel(&store, reqs).await {
+        match outcome {
             CycleOutcome::Recorded { status, result, .. } => {
                 if status == CycleStatus::Skipped {
                     assert_eq!(result.unwrap_err().code, ErrorCode::CycleTooRecent);
@@ -218,15 +217,12 @@ async fn eight_parallel_cycles_one_completes_seven_are_too_recent() {
         .count();
     assert_eq!((completed, skipped), (1, 7));
     assert_eq!(
-        count(&db, "SELECT count(*) FROM cycles WHERE status = 'skipped' AND error_code = 'CYCLE_TOO_RECENT'").await,
+        db.count("SELECT count(*) FROM cycles WHERE status = 'skipped' AND error_code = 'CYCLE_TOO_RECENT'").await,
         7
     );
     assert_eq!(
-        count(
-            &db,
-            "SELECT count(*) FROM cycles WHERE status = 'completed'"
-        )
-        .await,
+        db.count("SELECT count(*) FROM cycles WHERE status = 'completed'")
+            .await,
         1
     );
     // Once the interval has passed, the next trigger runs.
@@ -247,21 +243,11 @@ async fn eight_parallel_cycles_one_completes_seven_are_too_recent() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn eight_parallel_calls_with_one_message_id_share_one_cycle() {
     let (db, input) = imported().await;
-    let store = db.store().clone();
-    let mut tasks = Vec::new();
-    for _ in 0..8 {
-        let store = store.clone();
-        // Each redelivery would come with a fresh candidate cycle id.
-        let req = request(&input, "same-message");
-        tasks.push(tokio::spawn(async move {
-            store
-                .run_cycle(&req, &catalog(), &kernel_settings(), fixture_now(), PLAN)
-                .await
-        }));
-    }
+    // Each redelivery would come with a fresh candidate cycle id.
+    let reqs = (0..8).map(|_| request(&input, "same-message")).collect();
     let mut outcomes = Vec::new();
-    for t in tasks {
-        match t.await.unwrap().unwrap() {
+    for outcome in run_parallel(db.store(), reqs).await {
+        match outcome {
             CycleOutcome::Recorded {
                 cycle_id,
                 status,
@@ -279,7 +265,7 @@ async fn eight_parallel_calls_with_one_message_id_share_one_cycle() {
         assert_eq!(o.2, first.2);
     }
     assert_eq!(outcomes.iter().filter(|o| !o.3).count(), 1);
-    assert_eq!(count(&db, "SELECT count(*) FROM cycles").await, 1);
+    assert_eq!(db.count("SELECT count(*) FROM cycles").await, 1);
     db.cleanup().await;
 }
 
@@ -289,11 +275,7 @@ async fn unknown_tenant_is_rejected_and_recorded_once() {
     let input = fixture(DEMAND_BOUND); // never imported
     let req = request(&input, "ghost-1");
     for _ in 0..2 {
-        let out = db
-            .store()
-            .run_cycle(&req, &catalog(), &kernel_settings(), fixture_now(), PLAN)
-            .await
-            .unwrap();
+        let out = run(db.store(), &req).await;
         match out {
             CycleOutcome::Rejected { error } => {
                 assert_eq!(error.code, ErrorCode::TenantNotFound);
@@ -313,15 +295,11 @@ async fn unknown_tenant_is_rejected_and_recorded_once() {
     assert_eq!(row.get::<_, i64>(0), 1);
     assert_eq!(row.get::<_, String>(1), "TENANT_NOT_FOUND");
     assert_eq!(row.get::<_, String>(2), input.tenant_id);
-    assert_eq!(count(&db, "SELECT count(*) FROM cycles").await, 0);
+    assert_eq!(db.count("SELECT count(*) FROM cycles").await, 0);
 
     // Not sticky: once the tenant exists, the same message_id runs.
     db.store().import(&input, &catalog()).await.unwrap();
-    let out = db
-        .store()
-        .run_cycle(&req, &catalog(), &kernel_settings(), fixture_now(), PLAN)
-        .await
-        .unwrap();
+    let out = run(db.store(), &req).await;
     assert!(
         matches!(
             out,
@@ -343,11 +321,7 @@ async fn missing_required_metrics_record_a_failed_cycle() {
     input.metrics.retain(|m| m.metric_id != "pipeline_total");
     db.store().import(&input, &catalog()).await.unwrap();
     let req = request(&input, "thin-1");
-    let out = db
-        .store()
-        .run_cycle(&req, &catalog(), &kernel_settings(), fixture_now(), PLAN)
-        .await
-        .unwrap();
+    let out = run(db.store(), &req).await;
     let CycleOutcome::Recorded {
         status,
         result,
@@ -361,21 +335,11 @@ async fn missing_required_metrics_record_a_failed_cycle() {
     assert_eq!(result.unwrap_err().code, ErrorCode::InsufficientData);
     assert_eq!(pending.len(), 1, "the cycle event only");
     assert_eq!(
-        count(&db, "SELECT count(*) FROM cycles WHERE status = 'failed' AND error_code = 'INSUFFICIENT_DATA' AND output IS NULL").await,
+        db.count("SELECT count(*) FROM cycles WHERE status = 'failed' AND error_code = 'INSUFFICIENT_DATA' AND output IS NULL").await,
         1
     );
     // A failed cycle does not hold back the next one.
-    let CycleOutcome::Recorded { status, .. } = db
-        .store()
-        .run_cycle(
-            &request(&input, "thin-2"),
-            &catalog(),
-            &kernel_settings(),
-            fixture_now(),
-            PLAN,
-        )
-        .await
-        .unwrap()
+    let CycleOutcome::Recorded { status, .. } = run(db.store(), &request(&input, "thin-2")).await
     else {
         panic!()
     };
@@ -388,11 +352,7 @@ async fn no_window_means_the_thirty_days_ending_yesterday() {
     let (db, input) = imported().await;
     let mut req = request(&input, "default-window");
     req.analysis_window = None;
-    let out = db
-        .store()
-        .run_cycle(&req, &catalog(), &kernel_settings(), fixture_now(), PLAN)
-        .await
-        .unwrap();
+    let out = run(db.store(), &req).await;
     assert!(matches!(
         out,
         CycleOutcome::Recorded {

@@ -43,13 +43,9 @@ async fn same_campaign_id_in_two_tenants_stays_apart() {
         assert_eq!(got.tenant_id, doc.tenant_id);
         assert_eq!(normalized(got), normalized(doc.clone()));
     }
-    let rows: i64 = db
-        .client()
-        .await
-        .query_one("SELECT count(*) FROM campaigns WHERE id = 'cmp_1'", &[])
-        .await
-        .unwrap()
-        .get(0);
+    let rows = db
+        .count("SELECT count(*) FROM campaigns WHERE id = 'cmp_1'")
+        .await;
     assert_eq!(rows, 2);
     db.cleanup().await;
 }

@@ -10,10 +10,8 @@ use uuid::Uuid;
 
 #[tokio::test]
 async fn import_then_assemble_round_trips_the_fixture() {
-    let db = TestDb::new().await;
+    let (db, input) = imported().await;
     let catalog = catalog();
-    let input = fixture(DEMAND_BOUND);
-    db.store().import(&input, &catalog).await.unwrap();
 
     let tenant = Uuid::parse_str(&input.tenant_id).unwrap();
     let assembled = db
@@ -35,10 +33,8 @@ async fn import_then_assemble_round_trips_the_fixture() {
 
 #[tokio::test]
 async fn reimporting_the_same_document_changes_nothing() {
-    let db = TestDb::new().await;
+    let (db, input) = imported().await;
     let catalog = catalog();
-    let input = fixture(DEMAND_BOUND);
-    db.store().import(&input, &catalog).await.unwrap();
     let c = db.client().await;
     let stamp = "SELECT (SELECT max(updated_at) FROM revenue_events),
                         (SELECT max(updated_at) FROM metric_snapshots),

@@ -37,6 +37,14 @@ pub fn catalog() -> Catalog {
     Catalog::embedded().unwrap()
 }
 
+/// A fresh database with the example tenant imported, and the document it came from.
+pub async fn imported() -> (db::TestDb, KernelInput) {
+    let db = db::TestDb::new().await;
+    let input = fixture(DEMAND_BOUND);
+    db.store().import(&input, &catalog()).await.unwrap();
+    (db, input)
+}
+
 pub fn kernel_settings() -> KernelSettings {
     Settings::load_from(&[]).unwrap().kernel
 }
