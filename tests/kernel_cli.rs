@@ -1,23 +1,23 @@
 //! `revenue-os kernel --explain`: the output on stdout, the trace on stderr.
 
-use std::process::Command;
+use std::process::{Command, Output};
 
-#[test]
-fn explain_prints_the_trace_to_stderr_and_the_output_to_stdout() {
+/// `revenue-os kernel` on the example tenant at its clock, plus `extra` arguments.
+fn kernel(extra: &[&str]) -> Output {
     let fixture = concat!(
         env!("CARGO_MANIFEST_DIR"),
         "/tests/fixtures/valid/demand_bound.json"
     );
-    let out = Command::new(env!("CARGO_BIN_EXE_revenue-os"))
-        .args([
-            "kernel",
-            fixture,
-            "--now",
-            "2026-11-26T06:05:00Z",
-            "--explain",
-        ])
+    Command::new(env!("CARGO_BIN_EXE_revenue-os"))
+        .args(["kernel", fixture, "--now", "2026-11-26T06:05:00Z"])
+        .args(extra)
         .output()
-        .unwrap();
+        .unwrap()
+}
+
+#[test]
+fn explain_prints_the_trace_to_stderr_and_the_output_to_stdout() {
+    let out = kernel(&["--explain"]);
     assert!(out.status.success());
     let stdout: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(stdout["cycle_summary"]["binding_constraint"], "demand");
@@ -37,14 +37,7 @@ fn explain_prints_the_trace_to_stderr_and_the_output_to_stdout() {
 
 #[test]
 fn without_explain_stderr_stays_empty() {
-    let fixture = concat!(
-        env!("CARGO_MANIFEST_DIR"),
-        "/tests/fixtures/valid/demand_bound.json"
-    );
-    let out = Command::new(env!("CARGO_BIN_EXE_revenue-os"))
-        .args(["kernel", fixture, "--now", "2026-11-26T06:05:00Z"])
-        .output()
-        .unwrap();
+    let out = kernel(&[]);
     assert!(out.status.success());
     assert!(out.stderr.is_empty());
 }

@@ -5,7 +5,6 @@ mod common;
 use common::db::TestDb;
 use common::*;
 use revenue_os::contract::*;
-use uuid::Uuid;
 
 fn tenant_doc(tenant: &str, campaign_name: &str, amount: f64) -> KernelInput {
     let mut input = fixture(DEMAND_BOUND);
@@ -31,15 +30,7 @@ async fn same_campaign_id_in_two_tenants_stays_apart() {
     db.store().import(&b, &cat).await.unwrap();
 
     for doc in [&a, &b] {
-        let got = db
-            .store()
-            .assemble(
-                Uuid::parse_str(&doc.tenant_id).unwrap(),
-                &doc.trigger,
-                &doc.analysis_window,
-            )
-            .await
-            .unwrap();
+        let got = assemble(&db, doc).await;
         assert_eq!(got.tenant_id, doc.tenant_id);
         assert_eq!(normalized(got), normalized(doc.clone()));
     }

@@ -13,12 +13,7 @@ async fn import_then_assemble_round_trips_the_fixture() {
     let (db, input) = imported().await;
     let catalog = catalog();
 
-    let tenant = Uuid::parse_str(&input.tenant_id).unwrap();
-    let assembled = db
-        .store()
-        .assemble(tenant, &input.trigger, &input.analysis_window)
-        .await
-        .unwrap();
+    let assembled = assemble(&db, &input).await;
     assert_eq!(normalized(assembled.clone()), normalized(input.clone()));
 
     // The kernel decides identically on the document and on the assembly.
@@ -113,12 +108,7 @@ async fn assembly_applies_the_window_and_openness_rules() {
         .await
         .unwrap();
 
-    let tenant = Uuid::parse_str(&input.tenant_id).unwrap();
-    let got = db
-        .store()
-        .assemble(tenant, &input.trigger, &input.analysis_window)
-        .await
-        .unwrap();
+    let got = assemble(&db, &input).await;
     let ids = |v: Vec<&str>| v.into_iter().map(String::from).collect::<Vec<_>>();
     let events: Vec<String> = ids(got.revenue_events.iter().map(|e| e.id.as_str()).collect());
     assert!(!events.contains(&"evt_before".to_string()));

@@ -343,6 +343,24 @@ async fn pending_action_rows(db: &TestDb) -> Vec<(i64, i32)> {
         .collect()
 }
 
+/// The `n` pending action rows reach the collectors (within `secs`), are marked published, and
+/// each arrived exactly once as agreed.
+async fn assert_pending_rows_published(
+    db: &TestDb,
+    b: &TestBroker,
+    tenant: Uuid,
+    actions: &BTreeMap<String, Collector>,
+    n: usize,
+    secs: u64,
+) {
+    wait_for_total(actions, n, secs, "the pending actions published").await;
+    eventually(10, "rows marked published", || async {
+        pending_action_rows(db).await.is_empty().then_some(())
+    })
+    .await;
+    assert_actions_delivered(b, &action_rows(db).await, tenant, actions);
+}
+
 #[tokio::test]
 async fn unbound_action_exchange_keeps_rows_pending_until_a_queue_is_bound() {
     let (db, b, tenant, events) = setup().await;
@@ -365,13 +383,7 @@ async fn unbound_action_exchange_keeps_rows_pending_until_a_queue_is_bound() {
     );
 
     let actions = b.collect_actions().await;
-    let n = rows.len();
-    wait_for_total(&actions, n, 60, "every action after binding").await;
-    eventually(10, "rows published", || async {
-        pending_action_rows(&db).await.is_empty().then_some(())
-    })
-    .await;
-    assert_actions_delivered(&b, &action_rows(&db).await, tenant, &actions);
+    assert_pending_rows_published(&db, &b, tenant, &actions, rows.len(), 60).await;
 
     w.stop().await;
     b.cleanup().await;
@@ -403,12 +415,7 @@ async fn restart_publishes_pending_outbox_rows() {
     tokio::time::sleep(Duration::from_millis(300)).await;
     assert_eq!(received_total(&actions), 0);
     let w = RunningWorker::start(s, &db, Hooks::default());
-    wait_for_total(&actions, n, 20, "pending rows published after restart").await;
-    eventually(10, "rows marked published", || async {
-        pending_action_rows(&db).await.is_empty().then_some(())
-    })
-    .await;
-    assert_actions_delivered(&b, &action_rows(&db).await, tenant, &actions);
+    assert_pending_rows_published(&db, &b, tenant, &actions, n, 20).await;
 
     w.stop().await;
     b.cleanup().await;

@@ -5,7 +5,7 @@ mod common;
 
 use common::amqp::{
     RunningWorker, TestBroker, assert_one_cycle_each, close_connections, eventually,
-    import_tenants, settings, wait_for_total,
+    import_tenants, settings, wait_for_total, wait_outbox_drained,
 };
 use common::db::TestDb;
 use revenue_os::worker::Hooks;
@@ -74,13 +74,7 @@ async fn worker_recovers_from_closed_connections_and_loses_nothing() {
             "{cycle}:{action} missing"
         );
     }
-    eventually(20, "outbox drained", || async {
-        (db.count("SELECT count(*) FROM outbox WHERE published_at IS NULL")
-            .await
-            == 0)
-            .then_some(())
-    })
-    .await;
+    wait_outbox_drained(&db, 20).await;
 
     w.stop().await;
     b.cleanup().await;

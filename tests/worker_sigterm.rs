@@ -4,7 +4,8 @@
 mod common;
 
 use common::amqp::{
-    TestBroker, WINDOW, amqp_url, assert_one_cycle_each, eventually, import_tenants, wait_for_total,
+    TestBroker, WINDOW, amqp_url, assert_one_cycle_each, eventually, import_tenants,
+    wait_for_total, wait_outbox_drained,
 };
 use common::db::TestDb;
 use common::process::{free_port, get, sigterm_and_wait, spawn_worker};
@@ -46,13 +47,7 @@ async fn sigterm_with_triggers_in_flight_exits_zero_and_loses_nothing() {
     assert_one_cycle_each(&db, &ids).await;
     let n = db.count("SELECT count(*) FROM actions").await as usize;
     wait_for_total(&actions, n, 30, "every action delivered").await;
-    eventually(20, "outbox drained", || async {
-        (db.count("SELECT count(*) FROM outbox WHERE published_at IS NULL")
-            .await
-            == 0)
-            .then_some(())
-    })
-    .await;
+    wait_outbox_drained(&db, 20).await;
     // `revenue-os trigger --wait` against the running binary: this tenant just ran a cycle,
     // so the answer is a skipped cycle (exit 2) printed as JSON.
     let out = tokio::task::spawn_blocking({

@@ -386,6 +386,17 @@ pub async fn wait_for_total(
     .await;
 }
 
+/// Waits until the outbox has nothing left to publish.
+pub async fn wait_outbox_drained(db: &TestDb, secs: u64) {
+    eventually(secs, "outbox drained", || async {
+        (db.count("SELECT count(*) FROM outbox WHERE published_at IS NULL")
+            .await
+            == 0)
+            .then_some(())
+    })
+    .await;
+}
+
 /// Each of these trigger message ids made exactly one cycle.
 pub async fn assert_one_cycle_each(db: &TestDb, message_ids: &[String]) {
     let client = db.client().await;

@@ -45,6 +45,15 @@ pub async fn imported() -> (db::TestDb, KernelInput) {
     (db, input)
 }
 
+/// What the store assembles for this document's tenant, trigger and window.
+pub async fn assemble(db: &db::TestDb, doc: &KernelInput) -> KernelInput {
+    let tenant = uuid::Uuid::parse_str(&doc.tenant_id).unwrap();
+    db.store()
+        .assemble(tenant, &doc.trigger, &doc.analysis_window)
+        .await
+        .unwrap()
+}
+
 pub fn kernel_settings() -> KernelSettings {
     Settings::load_from(&[]).unwrap().kernel
 }
