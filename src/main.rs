@@ -235,13 +235,9 @@ fn parse_now(now: Option<&str>) -> Result<DateTime<Utc>, String> {
 }
 
 fn import(file: &str) -> ExitCode {
-    let bytes = match read_input(file) {
-        Ok(b) => b,
-        Err(e) => return fail(format!("cannot read {file}: {e}")),
-    };
-    let catalog = match Catalog::embedded() {
-        Ok(c) => c,
-        Err(e) => return fail(e),
+    let (bytes, catalog) = match read_document(file) {
+        Ok(x) => x,
+        Err(code) => return code,
     };
     let input = match revenue_os::contract::decode_input(&bytes) {
         Ok(i) => i,
@@ -457,20 +453,13 @@ async fn trigger(
 }
 
 fn kernel(file: &str, now: Option<&str>, explain: bool) -> ExitCode {
-    let now: DateTime<Utc> = match now {
-        None => Utc::now(),
-        Some(s) => match revenue_os::contract::parse_timestamp(s) {
-            Some(t) => t,
-            None => return fail(format!("--now '{s}' is not an RFC 3339 timestamp")),
-        },
-    };
-    let bytes = match read_input(file) {
-        Ok(b) => b,
-        Err(e) => return fail(format!("cannot read {file}: {e}")),
-    };
-    let catalog = match Catalog::embedded() {
-        Ok(c) => c,
+    let now = match parse_now(now) {
+        Ok(t) => t,
         Err(e) => return fail(e),
+    };
+    let (bytes, catalog) = match read_document(file) {
+        Ok(x) => x,
+        Err(code) => return code,
     };
     let cycle_id = uuid::Uuid::new_v4();
     let result = if explain {
@@ -487,6 +476,13 @@ fn kernel(file: &str, now: Option<&str>, explain: bool) -> ExitCode {
             ExitCode::from(2)
         }
     }
+}
+
+/// A document to read (file or `-`) and the catalog, or the exit code of the operator error.
+fn read_document(file: &str) -> Result<(Vec<u8>, Catalog), ExitCode> {
+    let bytes = read_input(file).map_err(|e| fail(format!("cannot read {file}: {e}")))?;
+    let catalog = Catalog::embedded().map_err(fail)?;
+    Ok((bytes, catalog))
 }
 
 fn read_input(file: &str) -> std::io::Result<Vec<u8>> {

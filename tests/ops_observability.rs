@@ -24,10 +24,6 @@ fn spawn(prefix: &str, db: &TestDb, port: u16, format: &str, log: &std::path::Pa
         .unwrap()
 }
 
-async fn count(db: &TestDb, sql: &str) -> i64 {
-    db.client().await.query_one(sql, &[]).await.unwrap().get(0)
-}
-
 /// Sum of every sample of `series` (all label sets) in a Prometheus text page.
 fn total(page: &str, series: &str) -> f64 {
     page.lines()
@@ -76,7 +72,7 @@ async fn metrics_and_logs_show_what_the_worker_did() {
     b.publish_raw(b"{not json", Some("m-malformed")).await;
     b.trigger(tenants[0], Some(WINDOW), "m-too-recent").await;
     eventually(30, "two cycles", || async {
-        (count(&db, "SELECT count(*) FROM cycles").await >= 2).then_some(())
+        (db.count("SELECT count(*) FROM cycles").await >= 2).then_some(())
     })
     .await;
 
@@ -86,11 +82,8 @@ async fn metrics_and_logs_show_what_the_worker_did() {
     b.trigger(tenants[1], Some(WINDOW), "m-after-reconnect")
         .await;
     eventually(30, "a cycle after the reconnect", || async {
-        (count(
-            &db,
-            "SELECT count(*) FROM cycles WHERE message_id = 'm-after-reconnect'",
-        )
-        .await
+        (db.count("SELECT count(*) FROM cycles WHERE message_id = 'm-after-reconnect'")
+            .await
             == 1)
             .then_some(())
     })
@@ -155,11 +148,8 @@ async fn metrics_and_logs_show_what_the_worker_did() {
     let worker = spawn(&b.prefix, &db, port2, "human", &human_log);
     b.trigger(tenants[2], Some(WINDOW), "m-human").await;
     eventually(30, "the human-format cycle", || async {
-        (count(
-            &db,
-            "SELECT count(*) FROM cycles WHERE message_id = 'm-human'",
-        )
-        .await
+        (db.count("SELECT count(*) FROM cycles WHERE message_id = 'm-human'")
+            .await
             == 1)
             .then_some(())
     })
