@@ -2,6 +2,21 @@
 //! cycle. The pipeline is visible in the modules:
 //! `contract` (wire types, validation) → `kernel` (pure decision) → `store` (PostgreSQL) →
 //! `broker` (RabbitMQ) → `worker` (one unit of work, and the loop that drives it).
+//!
+//! The kernel alone, as `revenue-os kernel` runs it:
+//!
+//! ```
+//! use revenue_os::{Catalog, contract::{BindingConstraint, parse_timestamp}, kernel};
+//!
+//! let catalog = Catalog::embedded()?;
+//! let path = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/valid/demand_bound.json");
+//! let input = std::fs::read(path)?;
+//! let now = parse_timestamp("2026-11-26T06:05:00Z").ok_or("bad clock")?;
+//! let out = kernel::run(&input, &catalog, now, uuid::Uuid::new_v4())?;
+//! assert_eq!(out.cycle_summary.binding_constraint, BindingConstraint::Demand);
+//! assert!((1..=7).contains(&out.actions.len()));
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! ```
 
 pub mod bench;
 pub mod broker;
