@@ -12,11 +12,17 @@ use std::collections::BTreeMap;
 /// Confidence a success needs before the next step of the same lever is eligible.
 pub const CONFIRMED_SUCCESS: f64 = 0.8;
 
-/// The latest result per action id (input order; a later row for the same id wins).
+/// One result per action id: a failure, if the id has one among the recent results (the
+/// change is not proposed again while any failure is recent); otherwise the latest row.
 pub fn by_id(input: &KernelInput) -> BTreeMap<&str, &ActionResult> {
-    let mut m = BTreeMap::new();
+    let mut m: BTreeMap<&str, &ActionResult> = BTreeMap::new();
     for r in input.recent_action_results.iter().flatten() {
-        m.insert(r.action_id.as_str(), r);
+        let keep_failure = m
+            .get(r.action_id.as_str())
+            .is_some_and(|prev| prev.outcome == Outcome::Failed);
+        if !keep_failure {
+            m.insert(r.action_id.as_str(), r);
+        }
     }
     m
 }
@@ -270,4 +276,44 @@ pub fn apply(
         }
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn result(outcome: Outcome) -> ActionResult {
+        ActionResult {
+            action_id: "pricing.config_change.promo_code_enabled".into(),
+            target_metric: "win_rate".into(),
+            baseline_value: 0.2,
+            observed_value: 0.2,
+            delta: 0.0,
+            confidence: 0.9,
+            outcome,
+        }
+    }
+
+    #[test]
+    fn a_recent_failure_outranks_a_later_success_of_the_same_change() {
+        let doc = include_str!("../../tests/fixtures/valid/demand_bound.json");
+        let mut input = decode_input(doc.as_bytes()).unwrap();
+        input.recent_action_results =
+            Some(vec![result(Outcome::Failed), result(Outcome::Successful)]);
+        let m = by_id(&input);
+        assert_eq!(
+            m["pricing.config_change.promo_code_enabled"].outcome,
+            Outcome::Failed
+        );
+
+        input.recent_action_results = Some(vec![
+            result(Outcome::Inconclusive),
+            result(Outcome::Successful),
+        ]);
+        let m = by_id(&input);
+        assert_eq!(
+            m["pricing.config_change.promo_code_enabled"].outcome,
+            Outcome::Successful
+        );
+    }
 }
