@@ -1,4 +1,4 @@
-//! The `worker` process around the loop: migrations when configured, the ops endpoints, the
+//! The `worker` process around the loop: database and migrations when configured, the ops endpoints, the
 //! loop itself, and a graceful stop on SIGTERM or SIGINT.
 
 use super::{Worker, ops};
@@ -14,6 +14,9 @@ pub async fn serve(
     catalog: Catalog,
     shutdown: CancellationToken,
 ) -> Result<(), Error> {
+    if settings.database.migrate_on_start {
+        Store::create_database_if_missing(&settings.database).await?;
+    }
     let store = Store::connect(&settings.database).await?;
     if settings.database.migrate_on_start {
         store.migrate().await?;
