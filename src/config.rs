@@ -164,15 +164,38 @@ fn password_span(url: &str) -> Option<(usize, usize)> {
     Some((auth_start + colon + 1, auth_start + at))
 }
 
+/// `(start, end)` of the value of a `password=` query parameter, if any (libpq accepts one).
+fn query_password_span(url: &str) -> Option<(usize, usize)> {
+    let q = url.find('?')? + 1;
+    let mut at = q;
+    for pair in url[q..].split('&') {
+        if let Some(v) = pair.strip_prefix("password=") {
+            let start = at + "password=".len();
+            return Some((start, start + v.len()));
+        }
+        at += pair.len() + 1;
+    }
+    None
+}
+
 fn has_password(url: &str) -> bool {
-    password_span(url).is_some_and(|(a, b)| b > a)
+    [password_span(url), query_password_span(url)]
+        .into_iter()
+        .flatten()
+        .any(|(a, b)| b > a)
 }
 
 pub fn redact_url(url: &str) -> String {
-    match password_span(url) {
-        Some((a, b)) if b > a => format!("{}***{}", &url[..a], &url[b..]),
-        _ => url.to_owned(),
+    let mut out = url.to_owned();
+    // The query comes after the user info, so redact it first and the offsets still hold.
+    for span in [query_password_span(url), password_span(url)] {
+        if let Some((a, b)) = span
+            && b > a
+        {
+            out.replace_range(a..b, "***");
+        }
     }
+    out
 }
 
 #[cfg(test)]
@@ -220,6 +243,16 @@ mod tests {
         std::fs::write(&path, "[database]\nurl = \"postgres://u:pw@h/db\"\n").unwrap();
         let err = Settings::load_from(&env(&[("REVENUE_OS_CONFIG", path.to_str().unwrap())]));
         assert!(matches!(err, Err(ConfigError::SecretInFile { .. })));
+    }
+
+    #[test]
+    fn a_password_in_the_query_is_a_secret_too() {
+        let url = "postgres://u:pw@h/db?sslmode=off&password=s3cret";
+        assert!(has_password("postgres://u@h/db?password=x"));
+        assert_eq!(
+            redact_url(url),
+            "postgres://u:***@h/db?sslmode=off&password=***"
+        );
     }
 
     #[test]

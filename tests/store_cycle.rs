@@ -378,3 +378,96 @@ async fn no_window_means_the_thirty_days_ending_yesterday() {
     );
     db.cleanup().await;
 }
+
+#[tokio::test]
+async fn a_message_id_of_another_tenant_is_refused_not_replayed() {
+    let db = TestDb::new().await;
+    let a = fixture(DEMAND_BOUND);
+    let mut b = a.clone();
+    b.tenant_id = Uuid::new_v4().to_string();
+    for t in [&a, &b] {
+        db.store().import(t, &catalog()).await.unwrap();
+    }
+    assert!(matches!(
+        run(db.store(), &request(&a, "shared-id")).await,
+        CycleOutcome::Recorded {
+            status: CycleStatus::Completed,
+            ..
+        }
+    ));
+    let err = db
+        .store()
+        .run_cycle(
+            &request(&b, "shared-id"),
+            &catalog(),
+            &kernel_settings(),
+            fixture_now(),
+            PLAN,
+        )
+        .await
+        .unwrap_err();
+    assert!(!err.is_retryable(), "{err}");
+    assert!(
+        matches!(&err, StoreError::Kernel(e) if e.code == ErrorCode::InvalidInput),
+        "{err}"
+    );
+    let owner: String = db
+        .client()
+        .await
+        .query_one(
+            "SELECT tenant_id::text FROM cycles WHERE message_id = 'shared-id'",
+            &[],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(owner, a.tenant_id);
+    db.cleanup().await;
+}
+
+#[tokio::test]
+async fn sweepers_claim_rows_so_only_one_publishes_each() {
+    let db = TestDb::new().await;
+    let input = fixture(DEMAND_BOUND);
+    db.store().import(&input, &catalog()).await.unwrap();
+    run(db.store(), &request(&input, "claims")).await;
+    let pending: Vec<i64> = db
+        .store()
+        .pending_outbox(100)
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| r.id)
+        .collect();
+    assert!(!pending.is_empty());
+    let ttl = std::time::Duration::from_secs(30);
+    let (first, second) = tokio::join!(
+        db.store().claim_outbox(&pending, ttl),
+        db.store().claim_outbox(&pending, ttl)
+    );
+    let (mut first, second) = (first.unwrap(), second.unwrap());
+    first.extend(second);
+    first.sort_unstable();
+    assert_eq!(first, pending, "each row claimed exactly once");
+    assert!(
+        db.store().pending_outbox(100).await.unwrap().is_empty(),
+        "claimed rows are not pending"
+    );
+
+    // A row that keeps failing goes to the back of the queue.
+    db.client()
+        .await
+        .execute("UPDATE outbox SET claimed_until = NULL, attempts = CASE WHEN id = $1 THEN 9 ELSE 0 END", &[&pending[0]])
+        .await
+        .unwrap();
+    let order: Vec<i64> = db
+        .store()
+        .pending_outbox(100)
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| r.id)
+        .collect();
+    assert_eq!(order.last(), Some(&pending[0]));
+    db.cleanup().await;
+}

@@ -69,7 +69,7 @@ impl Store {
         )
         .await?;
 
-        if let Some(outcome) = replay(&tx, &req.message_id).await? {
+        if let Some(outcome) = replay(&tx, req.tenant_id, &req.message_id).await? {
             tx.commit().await?;
             return Ok(outcome);
         }
@@ -91,7 +91,7 @@ impl Store {
         let window = req
             .analysis_window
             .clone()
-            .unwrap_or_else(|| default_window(now));
+            .unwrap_or_else(|| default_window(trigger_time(req, now)));
         let result = match too_recent(&tx, req.tenant_id, settings, now).await? {
             Some(error) => Err(error),
             None => match timed(
@@ -141,6 +141,12 @@ impl Store {
     }
 }
 
+/// The default window is relative to when the trigger was raised, not when a backlog or a
+/// replay gets to it.
+fn trigger_time(req: &CycleRequest, now: DateTime<Utc>) -> DateTime<Utc> {
+    parse_timestamp(&req.trigger.triggered_at).unwrap_or(now)
+}
+
 /// Awaits `fut`, recording its duration as a cycle stage.
 async fn timed<T>(stage: &'static str, fut: impl std::future::Future<Output = T>) -> T {
     let t = std::time::Instant::now();
@@ -152,6 +158,7 @@ async fn timed<T>(stage: &'static str, fut: impl std::future::Future<Output = T>
 /// The stored outcome of a message_id seen before, if any.
 async fn replay(
     tx: &Transaction<'_>,
+    tenant_id: Uuid,
     message_id: &str,
 ) -> Result<Option<CycleOutcome>, StoreError> {
     if let Some(row) = tx
@@ -163,6 +170,16 @@ async fn replay(
     {
         let cycle_id: Uuid = row.try_get(0)?;
         let tenant: Uuid = row.try_get(1)?;
+        if tenant != tenant_id {
+            // Never answer one tenant with another's cycle: a publisher reused an id.
+            return Err(StoreError::Kernel(
+                KernelError::new(
+                    ErrorCode::InvalidInput,
+                    format!("message_id {message_id} already belongs to another tenant's cycle"),
+                )
+                .with("message_id", json!(message_id)),
+            ));
+        }
         let status_text: String = row.try_get(2)?;
         let status = CycleStatus::parse(&status_text)
             .ok_or_else(|| corrupt(cycle_id, format!("unknown status {status_text}")))?;
@@ -274,7 +291,7 @@ async fn insert_cycle(
 ) -> Result<(), StoreError> {
     // A window that does not parse is stored as the default one; its error is in `error`.
     let (start, end) = window_dates(window)
-        .or_else(|_| window_dates(&default_window(now)))
+        .or_else(|_| window_dates(&default_window(trigger_time(req, now))))
         .map_err(StoreError::Kernel)?;
     let (output, error, code, summary) = match result {
         Ok(out) => (Some(json!(out)), None, None, Some(&out.cycle_summary)),

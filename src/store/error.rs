@@ -8,8 +8,12 @@ use tokio_postgres::error::SqlState;
 pub enum StoreError {
     #[error("database: {0}")]
     Db(#[from] tokio_postgres::Error),
+    /// Waiting for or creating a pooled connection failed (timeout, closed pool).
     #[error("database pool: {0}")]
     Pool(String),
+    /// The settings cannot make a pool or a connection (bad URL, bad size): fix and restart.
+    #[error("database configuration: {0}")]
+    Config(String),
     #[error("migration: {0}")]
     Migrate(String),
     /// A contract outcome such as INVALID_INPUT on import.
@@ -34,9 +38,8 @@ impl StoreError {
     pub fn is_retryable(&self) -> bool {
         match self {
             StoreError::Db(e) => db_error_is_retryable(e),
-            // Only produced while waiting for or creating a pooled connection.
             StoreError::Pool(_) => true,
-            StoreError::Migrate(_) | StoreError::Kernel(_) => false,
+            StoreError::Config(_) | StoreError::Migrate(_) | StoreError::Kernel(_) => false,
         }
     }
 

@@ -83,7 +83,8 @@ pub enum CycleOutcome {
     Rejected { error: KernelError },
 }
 
-/// Builds the outbox messages of a finished cycle (actions, cycle event, reply). The worker
+/// Builds the outbox messages of a finished cycle (its actions and its cycle event; replies
+/// are sent directly, not through the outbox). The worker
 /// supplies it so the store stays free of naming and routing rules.
 pub type OutboxPlan<'a> = &'a (
         dyn Fn(Uuid, &Result<KernelOutput, KernelError>, CycleStatus) -> Vec<OutboxMessage> + Sync

@@ -72,19 +72,48 @@ pub(super) async fn insert(
 }
 
 impl Store {
-    /// Up to `limit` unpublished outbox rows, oldest first (for the sweeper).
+    /// Up to `limit` unpublished, unclaimed outbox rows for the sweeper: the least-tried first,
+    /// so rows that keep failing (an exchange nobody bound yet) never starve the others.
     pub async fn pending_outbox(&self, limit: i64) -> Result<Vec<OutboxRow>, StoreError> {
         let client = self.pool.get().await?;
         let rows = client
             .query(
                 &format!(
                     "SELECT {OUTBOX_COLUMNS} FROM outbox
-                     WHERE published_at IS NULL ORDER BY id LIMIT $1"
+                     WHERE published_at IS NULL
+                       AND (claimed_until IS NULL OR claimed_until <= now())
+                     ORDER BY attempts, id LIMIT $1"
                 ),
                 &[&limit],
             )
             .await?;
         rows.iter().map(outbox_row).collect()
+    }
+
+    /// Claims rows for `ttl` before publishing them; returns the ids this caller won. Another
+    /// worker's sweep skips them until the claim expires.
+    pub async fn claim_outbox(
+        &self,
+        ids: &[i64],
+        ttl: std::time::Duration,
+    ) -> Result<Vec<i64>, StoreError> {
+        if ids.is_empty() {
+            return Ok(vec![]);
+        }
+        let client = self.pool.get().await?;
+        let secs = ttl.as_secs_f64();
+        let rows = client
+            .query(
+                "UPDATE outbox SET claimed_until = now() + make_interval(secs => $2)
+                 WHERE id IN (SELECT id FROM outbox
+                              WHERE id = ANY($1) AND published_at IS NULL
+                                AND (claimed_until IS NULL OR claimed_until <= now())
+                              FOR UPDATE SKIP LOCKED)
+                 RETURNING id",
+                &[&ids, &secs],
+            )
+            .await?;
+        rows.iter().map(|r| Ok(r.try_get(0)?)).collect()
     }
 
     /// The broker confirmed the row: set `published_at` and, for an action, `actions.status =

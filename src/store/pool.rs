@@ -36,7 +36,7 @@ impl Store {
             .create_timeout(Some(connect_timeout))
             .recycle_timeout(Some(connect_timeout))
             .build()
-            .map_err(|e| StoreError::Pool(e.to_string()))?;
+            .map_err(|e| StoreError::Config(e.to_string()))?;
         Ok(Store { pool })
     }
 
