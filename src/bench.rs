@@ -448,7 +448,8 @@ pub async fn run(
     ));
 
     let worker_peak_rss_mib = workers.peak_rss_mib();
-    workers.stop();
+    // Waiting on child processes blocks: keep it off the runtime's threads.
+    let _ = tokio::task::spawn_blocking(move || workers.stop()).await;
     client.close().await;
     drain.abort();
     let outbox_pending_at_end: i64 = pg
@@ -466,12 +467,12 @@ pub async fn run(
         "pgbench: the same database work ({} clients, {} s)",
         opts.pgbench_clients, opts.pgbench_seconds
     ));
-    let pgbench_cycles_per_second = match pgbench(
-        &db_url,
-        opts.tenants,
-        opts.pgbench_clients,
-        opts.pgbench_seconds,
-    ) {
+    let (tenants, clients, seconds) = (opts.tenants, opts.pgbench_clients, opts.pgbench_seconds);
+    let url = db_url.clone();
+    let measured = tokio::task::spawn_blocking(move || pgbench(&url, tenants, clients, seconds))
+        .await
+        .unwrap_or_else(|e| Err(BenchError::Other(e.to_string())));
+    let pgbench_cycles_per_second = match measured {
         Ok(tps) => Some(tps),
         Err(e) => {
             say(&format!("pgbench unavailable: {e}"));
