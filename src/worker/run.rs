@@ -221,6 +221,12 @@ impl Worker {
                     if !s.consume.status().connected() {
                         return End::Broken("consumer channel closed".into());
                     }
+                    // The broker closes the confirm channel on its own (a 404 for a deleted
+                    // exchange), or a confirm went missing: without a new session nothing
+                    // would be published again.
+                    if !s.publisher.is_usable() {
+                        return End::Broken("publisher channel unusable".into());
+                    }
                 }
                 next = s.consumer.next() => match next {
                     Some(Ok(d)) => {
