@@ -15,7 +15,10 @@ impl Store {
     /// catalog; a no-op when up to date.
     pub async fn migrate(&self) -> Result<(), StoreError> {
         let catalog = Catalog::embedded().map_err(|e| StoreError::Migrate(e.to_string()))?;
-        let mut obj = self.pool.get().await?;
+        // A session lock on a pooled connection would outlive a cancelled call and block
+        // every later migrate; taken out of the pool, the connection (and the lock) ends
+        // when this call does, however it ends.
+        let mut obj = deadpool_postgres::Object::take(self.pool.get().await?);
         obj.execute("SELECT pg_advisory_lock($1)", &[&MIGRATION_LOCK])
             .await?;
         let client: &mut tokio_postgres::Client = &mut obj;
@@ -34,7 +37,7 @@ impl Store {
 }
 
 async fn sync_in_tx(
-    client: &mut deadpool_postgres::Object,
+    client: &mut deadpool_postgres::ClientWrapper,
     catalog: &Catalog,
 ) -> Result<(), StoreError> {
     let tx = client.transaction().await?;
