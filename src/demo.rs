@@ -23,8 +23,10 @@ pub enum DemoError {
     Store(#[from] crate::store::StoreError),
     #[error(transparent)]
     Broker(#[from] crate::broker::BrokerError),
-    #[error("worker: {0}")]
-    Worker(String),
+    #[error(transparent)]
+    Worker(#[from] crate::worker::Failure),
+    #[error("the worker task ended abnormally: {0}")]
+    WorkerTask(#[from] tokio::task::JoinError),
     #[error("{0}")]
     Incomplete(String),
 }
@@ -119,8 +121,8 @@ pub async fn run(
     shutdown.cancel();
     match worker_task.await {
         Ok(Ok(())) => {}
-        Ok(Err(e)) => return Err(DemoError::Worker(e.to_string())),
-        Err(e) => return Err(DemoError::Worker(e.to_string())),
+        Ok(Err(e)) => return Err(e.into()),
+        Err(e) => return Err(e.into()),
     }
     let _ = watcher.close(200, "demo done".into()).await;
     outcome
