@@ -92,3 +92,37 @@ async fn a_publish_to_a_deleted_exchange_does_not_stop_publishing() {
     b.cleanup().await;
     db.cleanup().await;
 }
+
+/// Rows a previous process left pending are swept as soon as the new worker's session is up,
+/// not one or two (here very long) sweep intervals later.
+#[tokio::test]
+async fn start_up_sweep_waits_for_the_session_then_publishes_leftovers() {
+    let db = TestDb::new().await;
+    let b = TestBroker::new().await;
+    let tenant = import_tenants(&db, 1).await[0];
+    let events = b.collect(&b.topology.cycles_exchange, "#").await;
+    let mut s = settings(&b.prefix, &db);
+
+    // No queue on the action exchanges yet: every action is returned and stays pending.
+    let w = RunningWorker::start(s.clone(), &db, Hooks::default());
+    b.trigger(tenant, Some(WINDOW), "m-leftover").await;
+    events.wait_for(1, 30).await;
+    let n = db.count("SELECT count(*) FROM actions").await as usize;
+    w.stop().await;
+    let pending =
+        "SELECT count(*) FROM outbox WHERE action_id IS NOT NULL AND published_at IS NULL";
+    assert_eq!(db.count(pending).await as usize, n);
+
+    let actions = b.collect_actions().await;
+    s.worker.outbox_sweep_secs = 3600;
+    let w = RunningWorker::start(s, &db, Hooks::default());
+    wait_for_total(&actions, n, 30, "the leftover actions").await;
+    eventually(10, "leftovers marked published", || async {
+        (db.count(pending).await == 0).then_some(())
+    })
+    .await;
+
+    w.stop().await;
+    b.cleanup().await;
+    db.cleanup().await;
+}

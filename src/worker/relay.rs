@@ -146,18 +146,19 @@ impl Relay {
         report
     }
 
-    /// One sweep. `all` skips the ageing rule (start-up and shutdown flush).
-    pub async fn sweep(&self, all: bool) -> Result<RelayReport, crate::store::StoreError> {
+    /// One sweep. `all` skips the ageing rule (start-up and shutdown flush). `None`: pending
+    /// rows but no broker session to publish them on, so nothing was tried.
+    pub async fn sweep(&self, all: bool) -> Result<Option<RelayReport>, crate::store::StoreError> {
         let (pending, oldest) = self.store.outbox_backlog().await?;
         metrics::outbox_backlog(pending, oldest);
         if pending == 0 {
             *lock(&self.seen) = HashSet::new();
-            return Ok(RelayReport::default());
+            return Ok(Some(RelayReport::default()));
         }
         let rows = self.store.pending_outbox(SWEEP_LIMIT).await?;
         if self.publisher.current().await.is_none() {
-            // No broker session: nothing to try; rows keep their age for the next sweep.
-            return Ok(RelayReport::default());
+            // Rows keep their age for the next sweep.
+            return Ok(None);
         }
         let now = Instant::now();
         let due: Vec<OutboxRow> = {
@@ -171,7 +172,7 @@ impl Relay {
         };
         *lock(&self.seen) = rows.iter().map(|r| r.id).collect();
         if due.is_empty() {
-            return Ok(RelayReport::default());
+            return Ok(Some(RelayReport::default()));
         }
         let report = self.publish(due).await;
         if report.published + report.failed > 0 {
@@ -181,21 +182,24 @@ impl Relay {
                 "outbox sweep"
             );
         }
-        Ok(report)
+        Ok(Some(report))
     }
 
-    /// Sweeps every interval until `stop`; the first sweep runs at once and takes every row.
+    /// Sweeps every interval until `stop`. The first sweep takes every row (those a crash left
+    /// pending); it is retried every 200 ms until the broker session is up and it really ran.
     pub async fn run_sweeper(self: Arc<Self>, stop: tokio_util::sync::CancellationToken) {
         let mut first = true;
         loop {
-            if let Err(e) = self.sweep(first).await {
-                tracing::warn!(error = %e, "outbox sweep failed");
-            } else {
-                first = false;
+            let mut wait = self.sweep_every;
+            match self.sweep(first).await {
+                Ok(Some(_)) => first = false,
+                Ok(None) if first => wait = wait.min(Duration::from_millis(200)),
+                Ok(None) => {}
+                Err(e) => tracing::warn!(error = %e, "outbox sweep failed"),
             }
             tokio::select! {
                 _ = stop.cancelled() => return,
-                _ = tokio::time::sleep(self.sweep_every) => {}
+                _ = tokio::time::sleep(wait) => {}
             }
         }
     }

@@ -292,9 +292,10 @@ impl Worker {
             match tokio::time::timeout(grace.max(Duration::from_secs(1)), self.relay.sweep(true))
                 .await
             {
-                Ok(Ok(r)) => {
+                Ok(Ok(Some(r))) => {
                     tracing::info!(published = r.published, failed = r.failed, "outbox flushed")
                 }
+                Ok(Ok(None)) => tracing::warn!("outbox not flushed: no usable publisher"),
                 Ok(Err(e)) => tracing::warn!(error = %e, "outbox flush failed"),
                 Err(_) => tracing::warn!("outbox flush timed out"),
             }
