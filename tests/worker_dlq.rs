@@ -58,3 +58,52 @@ async fn a_dead_lettered_trigger_completes_after_the_tenant_is_imported_and_repl
     b.cleanup().await;
     db.cleanup().await;
 }
+
+/// The dead queue carries its own (practically unlimited) delivery limit, so listing it again
+/// and again never drops a dead letter (RabbitMQ 4 would default the limit to 20).
+#[tokio::test]
+async fn listing_the_dead_queue_many_times_keeps_the_dead_letter() {
+    let b = TestBroker::new().await;
+    b.publisher
+        .publish(&revenue_os::broker::Outgoing {
+            exchange: b.topology.dead_letter_exchange.clone(),
+            routing_key: "manual.test".into(),
+            message_id: "m-dead".into(),
+            body: b"{}".to_vec(),
+            mandatory: true,
+            persistent: true,
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    for _ in 0..30 {
+        let listed = dlq::list(&b.conn, &b.topology, 10).await.unwrap();
+        assert_eq!(listed.len(), 1);
+        assert_eq!(listed[0].message_id.as_deref(), Some("m-dead"));
+    }
+
+    let dead = b.topology.dead_queue.clone();
+    let args = tokio::task::spawn_blocking(move || {
+        let out = std::process::Command::new("rabbitmqctl")
+            .args([
+                "-q",
+                "list_queues",
+                "--no-table-headers",
+                "name",
+                "arguments",
+            ])
+            .output()
+            .expect("rabbitmqctl");
+        String::from_utf8_lossy(&out.stdout)
+            .lines()
+            .find(|l| l.split('\t').next() == Some(dead.as_str()))
+            .map(str::to_owned)
+    })
+    .await
+    .unwrap()
+    .expect("the dead queue is listed");
+    assert!(args.contains("x-delivery-limit"), "{args}");
+    assert!(args.contains("1000000"), "{args}");
+
+    b.cleanup().await;
+}

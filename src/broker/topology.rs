@@ -11,6 +11,9 @@ use lapin::types::{AMQPValue, FieldTable};
 use lapin::{Channel, ExchangeKind};
 use std::collections::BTreeMap;
 
+/// Practically unlimited: dead letters leave the dead queue only by replay or an operator.
+const DEAD_QUEUE_DELIVERY_LIMIT: i64 = 1_000_000;
+
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Topology {
     pub prefix: String,
@@ -92,6 +95,12 @@ impl Topology {
         dead_args.insert(
             "x-queue-type".into(),
             AMQPValue::LongString("quorum".into()),
+        );
+        // RabbitMQ 4 gives quorum queues a delivery limit of 20 and this queue has no DLX:
+        // `dlq list` (get, then requeue) would end up dropping dead letters.
+        dead_args.insert(
+            "x-delivery-limit".into(),
+            AMQPValue::LongLongInt(DEAD_QUEUE_DELIVERY_LIMIT),
         );
         ch.queue_declare(self.dead_queue.as_str().into(), queue, dead_args)
             .await?;

@@ -14,8 +14,7 @@ use backon::{BackoffBuilder, ExponentialBuilder};
 use futures_util::StreamExt;
 use lapin::message::Delivery;
 use lapin::options::{
-    BasicAckOptions, BasicCancelOptions, BasicConsumeOptions, BasicNackOptions, BasicQosOptions,
-    BasicRejectOptions,
+    BasicAckOptions, BasicCancelOptions, BasicConsumeOptions, BasicQosOptions, BasicRejectOptions,
 };
 use lapin::types::FieldTable;
 use lapin::{Channel, Connection, Consumer};
@@ -357,14 +356,9 @@ async fn handle(
     let acked = match &processed.disposition {
         Disposition::Ack => d.acker.ack(BasicAckOptions::default()).await,
         Disposition::DeadLetter(_) => d.acker.reject(BasicRejectOptions { requeue: false }).await,
-        Disposition::Requeue(_) => {
-            d.acker
-                .nack(BasicNackOptions {
-                    requeue: true,
-                    multiple: false,
-                })
-                .await
-        }
+        // reject, not nack: RabbitMQ 4.3+ may not count a requeuing nack toward the delivery
+        // limit, and the limit is what dead-letters a trigger that keeps failing.
+        Disposition::Requeue(_) => d.acker.reject(BasicRejectOptions { requeue: true }).await,
     };
     match acked {
         Ok(true) => {}
