@@ -32,9 +32,26 @@ pub enum BrokerError {
 }
 
 impl BrokerError {
-    /// Everything but a bad URL may heal: connections come back, queues get bound.
+    /// Connections come back and queues get bound; a bad URL, refused credentials or
+    /// permissions (403, 530) and a declare clashing with what exists (406) need an operator.
     pub fn is_retryable(&self) -> bool {
-        !matches!(self, BrokerError::Url(_))
+        match self {
+            BrokerError::Url(_) => false,
+            BrokerError::Amqp(e) => !is_permanent(e),
+            BrokerError::Returned { .. } | BrokerError::Nacked(_) | BrokerError::Timeout(_) => true,
+        }
+    }
+}
+
+fn is_permanent(e: &lapin::Error) -> bool {
+    use lapin::protocol::{AMQPErrorKind, AMQPHardError, AMQPSoftError};
+    match e.kind() {
+        lapin::ErrorKind::ProtocolError(p) => matches!(
+            p.kind(),
+            AMQPErrorKind::Soft(AMQPSoftError::ACCESSREFUSED | AMQPSoftError::PRECONDITIONFAILED)
+                | AMQPErrorKind::Hard(AMQPHardError::NOTALLOWED)
+        ),
+        _ => false,
     }
 }
 
@@ -87,4 +104,45 @@ pub(crate) async fn private_inbox(
 /// The connection name a process with this prefix uses: `<prefix>/<role>/<uuid>`.
 pub fn connection_name(prefix: &str, role: &str) -> String {
     format!("{prefix}/{role}/{}", uuid::Uuid::new_v4())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use lapin::ErrorKind;
+    use lapin::protocol::{AMQPError, AMQPErrorKind, AMQPHardError, AMQPSoftError};
+
+    fn protocol(kind: AMQPErrorKind) -> BrokerError {
+        BrokerError::Amqp(ErrorKind::ProtocolError(AMQPError::new(kind, "test".into())).into())
+    }
+
+    #[test]
+    fn refused_clashing_and_not_allowed_are_permanent() {
+        for kind in [
+            AMQPSoftError::ACCESSREFUSED.into(),
+            AMQPSoftError::PRECONDITIONFAILED.into(),
+            AMQPHardError::NOTALLOWED.into(),
+        ] {
+            let e = protocol(kind);
+            assert!(!e.is_retryable(), "{e}");
+        }
+        assert!(!BrokerError::Url("nope".into()).is_retryable());
+    }
+
+    #[test]
+    fn lost_connections_and_other_protocol_errors_are_retried() {
+        for kind in [
+            AMQPSoftError::NOTFOUND.into(),
+            AMQPSoftError::RESOURCELOCKED.into(),
+            AMQPHardError::CONNECTIONFORCED.into(),
+            AMQPHardError::INTERNALERROR.into(),
+        ] {
+            let e = protocol(kind);
+            assert!(e.is_retryable(), "{e}");
+        }
+        let io = std::io::Error::from(std::io::ErrorKind::ConnectionRefused);
+        assert!(BrokerError::Amqp(io.into()).is_retryable());
+        assert!(BrokerError::Timeout("publisher confirm").is_retryable());
+        assert!(BrokerError::Nacked("m".into()).is_retryable());
+    }
 }

@@ -148,19 +148,26 @@ impl Worker {
     }
 
     /// Runs until `shutdown` is cancelled, then drains and returns. Broker and database
-    /// outages are waited out, never returned.
+    /// outages are waited out; only a permanent broker error (`!is_retryable`: bad URL,
+    /// refused access, a declare clashing with existing queues) is returned.
     pub async fn run(self, shutdown: CancellationToken) -> Result<(), Failure> {
         let stop_sweeper = CancellationToken::new();
         let sweeper = tokio::spawn(self.relay.clone().run_sweeper(stop_sweeper.clone()));
         let mut tasks: JoinSet<()> = JoinSet::new();
         let mut backoff = reconnect_policy().build();
         let mut session: Option<Session> = None;
+        let mut fatal = None;
         loop {
             if shutdown.is_cancelled() {
                 break;
             }
             let mut s = match self.open().await {
                 Ok(s) => s,
+                Err(e) if !e.is_retryable() => {
+                    tracing::error!(error = %e, "broker session cannot open; giving up");
+                    fatal = Some(e);
+                    break;
+                }
                 Err(e) => {
                     let wait = backoff.next().unwrap_or(Duration::from_secs(15));
                     tracing::warn!(error = %e, ?wait, "broker session failed to open; retrying");
@@ -199,7 +206,7 @@ impl Worker {
             }
         }
         self.drain(session, tasks, stop_sweeper, sweeper).await;
-        Ok(())
+        fatal.map_or(Ok(()), |e| Err(Failure::Broker(e)))
     }
 
     async fn consume(
