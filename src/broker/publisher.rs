@@ -9,6 +9,9 @@ use std::collections::HashSet;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
+/// How long `close` waits for confirms, and then for the broker's close-ok.
+const CLOSE_TIMEOUT: Duration = Duration::from_secs(5);
+
 /// One message to publish.
 #[derive(Debug, Clone, PartialEq, Default)]
 pub struct Outgoing {
@@ -108,10 +111,14 @@ impl ConfirmedPublisher {
         }
         let mut confirmations = Vec::with_capacity(msgs.len());
         let mut returned: HashSet<String> = HashSet::new();
+        // One deadline for the whole batch: a stalled broker (memory or disk alarm) holds the
+        // lock for confirm_timeout, not once per message. Past it, each remaining confirm is
+        // polled once (an ack already received still counts) and fails at once otherwise.
+        let deadline = tokio::time::Instant::now() + self.confirm_timeout;
         for sent in pending {
             let c = match sent {
                 Err(e) => Err(BrokerError::from(e)),
-                Ok(confirm) => match tokio::time::timeout(self.confirm_timeout, confirm).await {
+                Ok(confirm) => match tokio::time::timeout_at(deadline, confirm).await {
                     Err(_) => {
                         self.broken.store(true, Ordering::Relaxed);
                         Err(BrokerError::Timeout("publisher confirm"))
@@ -145,12 +152,22 @@ impl ConfirmedPublisher {
             .collect()
     }
 
-    /// Closes the channel; waits for outstanding confirms first.
+    /// Closes the channel; waits (boundedly, so a stalled broker cannot hang a shutdown) for
+    /// the batch in progress and outstanding confirms first.
     pub async fn close(&self) {
-        let _guard = self.lock.lock().await;
+        let flushed = tokio::time::timeout(CLOSE_TIMEOUT, async {
+            let _guard = self.lock.lock().await;
+            if self.channel.status().connected() {
+                let _ = self.channel.wait_for_confirms().await;
+            }
+        })
+        .await;
+        if flushed.is_err() {
+            tracing::warn!(waited = ?CLOSE_TIMEOUT, "publisher confirms still outstanding; closing anyway");
+        }
         if self.channel.status().connected() {
-            let _ = self.channel.wait_for_confirms().await;
-            let _ = self.channel.close(200, "shutdown".into()).await;
+            let _ = tokio::time::timeout(CLOSE_TIMEOUT, self.channel.close(200, "shutdown".into()))
+                .await;
         }
     }
 }

@@ -70,6 +70,9 @@ enum End {
     Broken(String),
 }
 
+/// A stalled broker (memory or disk alarm) may never answer a close; shutdown must not hang.
+const CLOSE_TIMEOUT: Duration = Duration::from_secs(5);
+
 fn reconnect_policy() -> ExponentialBuilder {
     ExponentialBuilder::default()
         .with_jitter()
@@ -192,7 +195,9 @@ impl Worker {
                 End::Broken(why) => {
                     metrics::reconnect();
                     self.relay.publisher.set(None).await;
-                    let _ = s.conn.close(200, "rebuilding".into()).await;
+                    let _ =
+                        tokio::time::timeout(CLOSE_TIMEOUT, s.conn.close(200, "rebuilding".into()))
+                            .await;
                     if opened.elapsed() > Duration::from_secs(30) {
                         backoff = reconnect_policy().build();
                     }
@@ -309,8 +314,9 @@ impl Worker {
         self.relay.publisher.set(None).await;
         if let Some(s) = session {
             s.publisher.close().await;
-            let _ = s.consume.close(200, "shutdown".into()).await;
-            let _ = s.conn.close(200, "shutdown".into()).await;
+            let _ =
+                tokio::time::timeout(CLOSE_TIMEOUT, s.consume.close(200, "shutdown".into())).await;
+            let _ = tokio::time::timeout(CLOSE_TIMEOUT, s.conn.close(200, "shutdown".into())).await;
         }
         tracing::info!("worker stopped");
     }
