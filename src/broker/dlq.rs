@@ -5,10 +5,9 @@
 //! puts them back. A replayed message is acked only after the broker confirmed its copy; a
 //! message that cannot be replayed (no message_id) goes back to the dead queue.
 
-use super::{BrokerError, ConfirmedPublisher, Outgoing, Topology};
+use super::{BrokerError, ConfirmedPublisher, Outgoing, Topology, header};
 use lapin::message::Delivery;
 use lapin::options::{BasicAckOptions, BasicGetOptions, BasicNackOptions};
-use lapin::types::AMQPValue;
 use lapin::{Channel, Connection};
 use serde::Serialize;
 
@@ -30,21 +29,12 @@ pub struct ReplayReport {
     pub kept: usize,
 }
 
-fn string_header(d: &Delivery, key: &str) -> Option<String> {
-    let headers = d.properties.headers().as_ref()?;
-    match headers.inner().get(key)? {
-        AMQPValue::LongString(s) => Some(s.to_string()),
-        AMQPValue::ShortString(s) => Some(s.to_string()),
-        _ => None,
-    }
-}
-
 fn describe(d: &Delivery) -> DeadLetter {
     DeadLetter {
         message_id: d.properties.message_id().as_ref().map(|m| m.to_string()),
         routing_key: d.routing_key.to_string(),
-        tenant_id: string_header(d, "tenant_id"),
-        reason: string_header(d, "x-first-death-reason"),
+        tenant_id: header(&d.properties, "tenant_id"),
+        reason: header(&d.properties, "x-first-death-reason"),
         body: String::from_utf8_lossy(&d.data).into_owned(),
     }
 }
@@ -123,7 +113,7 @@ pub async fn replay(
             exchange: topology.triggers_exchange.clone(),
             routing_key: d.routing_key.to_string(),
             message_id: message_id.clone(),
-            headers: string_header(&d, "tenant_id")
+            headers: header(&d.properties, "tenant_id")
                 .map(|t| vec![("tenant_id".to_owned(), t)])
                 .unwrap_or_default(),
             body: d.data.clone(),

@@ -29,14 +29,6 @@ pub struct CycleFailure<'a> {
     pub trigger: &'a Trigger,
 }
 
-pub fn status_str(s: CycleStatus) -> &'static str {
-    match s {
-        CycleStatus::Completed => "completed",
-        CycleStatus::Failed => "failed",
-        CycleStatus::Skipped => "skipped",
-    }
-}
-
 /// `<cycle_id>:<action_id>`: stable across redeliveries and replays, so executors can dedupe.
 pub fn action_message_id(cycle_id: Uuid, action_id: &str) -> String {
     format!("{cycle_id}:{action_id}")
@@ -127,7 +119,7 @@ impl Planner {
                 });
             }
         }
-        let status = status_str(status);
+        let status = status.as_str();
         out.push(OutboxMessage {
             exchange: self.topology.cycles_exchange.clone(),
             routing_key: format!("{status}.{tenant}"),

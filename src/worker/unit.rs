@@ -3,7 +3,7 @@
 //! returns, i.e. after the commit, then relays the cycle's outbox rows.
 
 use super::Failure;
-use super::plan::{PlanContext, Planner, result_body, status_str};
+use super::plan::{PlanContext, Planner, result_body};
 use crate::broker::Outgoing;
 use crate::catalog::Catalog;
 use crate::config::Settings;
@@ -225,7 +225,7 @@ pub async fn process(ctx: &Context, inc: &Incoming) -> Processed {
                 tracing::Span::current().record("cycle_id", tracing::field::display(cycle_id));
             }
             let result: Result<KernelOutput, KernelError> = result.map(|b| *b);
-            let status_s = status_str(status);
+            let status_s = status.as_str();
             if replayed {
                 tracing::info!(status = status_s, "trigger already had a cycle; replayed");
             } else {
