@@ -163,7 +163,8 @@ impl Store {
         Ok((row.try_get(0)?, row.try_get(1)?))
     }
 
-    /// A nack or a return: count the attempt and keep the row pending.
+    /// A nack or a return: count the attempt, keep the row pending and release any claim so
+    /// the next sweep (of any worker) may try again.
     pub async fn record_publish_failure(
         &self,
         outbox_id: i64,
@@ -172,7 +173,7 @@ impl Store {
         let client = self.pool.get().await?;
         client
             .execute(
-                "UPDATE outbox SET attempts = attempts + 1, last_error = $2
+                "UPDATE outbox SET attempts = attempts + 1, last_error = $2, claimed_until = NULL
                  WHERE id = $1 AND published_at IS NULL",
                 &[&outbox_id, &reason],
             )

@@ -174,6 +174,15 @@ impl Relay {
         if due.is_empty() {
             return Ok(Some(RelayReport::default()));
         }
+        // Other workers sweep the same outbox: publish only the rows this one claimed.
+        let ids: Vec<i64> = due.iter().map(|r| r.id).collect();
+        let won: HashSet<i64> = self
+            .store
+            .claim_outbox(&ids, CLAIM_TTL)
+            .await?
+            .into_iter()
+            .collect();
+        let due: Vec<OutboxRow> = due.into_iter().filter(|r| won.contains(&r.id)).collect();
         let report = self.publish(due).await;
         if report.published + report.failed > 0 {
             tracing::info!(
@@ -204,6 +213,10 @@ impl Relay {
         }
     }
 }
+
+/// How long a sweeper's claim keeps other workers off a row: longer than one publish batch
+/// may take (its confirm deadline), released at once when the publish fails.
+const CLAIM_TTL: Duration = Duration::from_secs(60);
 
 /// A cheap fraction in [0, 1) for jitter (no crate needed for this).
 fn fastrand_fraction() -> f64 {
