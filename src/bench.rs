@@ -8,6 +8,7 @@ use crate::broker::{self, Tap, Topology, TriggerClient};
 use crate::catalog::Catalog;
 use crate::config::Settings;
 use crate::contract::{Trigger, TriggerMessage, TriggerType, decode_input};
+use crate::error::Error;
 use crate::store::{Store, url_with_database};
 use chrono::{DateTime, SecondsFormat, Utc};
 use serde::Serialize;
@@ -28,16 +29,6 @@ pub struct BenchOptions {
     pub paced_seconds: u32,
     pub pgbench_clients: u32,
     pub pgbench_seconds: u32,
-}
-
-#[derive(Debug, thiserror::Error)]
-pub enum BenchError {
-    #[error(transparent)]
-    Store(#[from] crate::store::StoreError),
-    #[error(transparent)]
-    Broker(#[from] crate::broker::BrokerError),
-    #[error("bench: {0}")]
-    Other(String),
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -102,15 +93,15 @@ struct Workers {
 }
 
 impl Workers {
-    fn spawn(settings: &Settings, db_url: &str, n: usize) -> Result<Self, BenchError> {
-        let exe = std::env::current_exe().map_err(|e| BenchError::Other(e.to_string()))?;
+    fn spawn(settings: &Settings, db_url: &str, n: usize) -> Result<Self, Error> {
+        let exe = std::env::current_exe().map_err(|e| Error::Run(e.to_string()))?;
         let mut children = Vec::new();
         let mut ports = Vec::new();
         for _ in 0..n {
             let port = std::net::TcpListener::bind("127.0.0.1:0")
                 .and_then(|l| l.local_addr())
                 .map(|a| a.port())
-                .map_err(|e| BenchError::Other(e.to_string()))?;
+                .map_err(|e| Error::Run(e.to_string()))?;
             let child = Command::new(&exe)
                 .arg("worker")
                 .env("DATABASE_URL", db_url)
@@ -132,14 +123,14 @@ impl Workers {
                 .stdout(Stdio::null())
                 .stderr(Stdio::null())
                 .spawn()
-                .map_err(|e| BenchError::Other(format!("cannot start a worker: {e}")))?;
+                .map_err(|e| Error::Run(format!("cannot start a worker: {e}")))?;
             children.push(child);
             ports.push(port);
         }
         Ok(Self { children, ports })
     }
 
-    async fn wait_ready(&self) -> Result<(), BenchError> {
+    async fn wait_ready(&self) -> Result<(), Error> {
         for port in &self.ports {
             let deadline = Instant::now() + Duration::from_secs(60);
             loop {
@@ -147,9 +138,7 @@ impl Workers {
                     break;
                 }
                 if Instant::now() > deadline {
-                    return Err(BenchError::Other(format!(
-                        "worker on :{port} never became ready"
-                    )));
+                    return Err(Error::Run(format!("worker on :{port} never became ready")));
                 }
                 tokio::time::sleep(Duration::from_millis(100)).await;
             }
@@ -200,9 +189,9 @@ async fn http_status(port: u16, path: &str) -> Option<u16> {
 
 /// Imports `n` tenants made from the example tenant, numbers scaled per tenant so that their
 /// decisions differ.
-async fn seed(store: &Store, catalog: &Catalog, n: usize) -> Result<(), BenchError> {
+async fn seed(store: &Store, catalog: &Catalog, n: usize) -> Result<(), Error> {
     let template = decode_input(TENANT_TEMPLATE.as_bytes())
-        .map_err(|e| BenchError::Other(format!("tenant template: {e}")))?;
+        .map_err(|e| Error::Run(format!("tenant template: {e}")))?;
     let mut next = 1;
     while next <= n {
         let batch: Vec<usize> = (next..=n).take(8).collect();
@@ -240,7 +229,7 @@ async fn measure(
     client: &tokio_postgres::Client,
     sent: &HashMap<String, DateTime<Utc>>,
     started: DateTime<Utc>,
-) -> Result<Phase, BenchError> {
+) -> Result<Phase, Error> {
     let ids: Vec<&str> = sent.keys().map(String::as_str).collect();
     let deadline = Instant::now() + Duration::from_secs(1800);
     loop {
@@ -257,7 +246,7 @@ async fn measure(
             break;
         }
         if Instant::now() > deadline {
-            return Err(BenchError::Other(format!(
+            return Err(Error::Run(format!(
                 "{done} of {} cycles after 30 min",
                 ids.len()
             )));
@@ -298,10 +287,10 @@ async fn measure(
 }
 
 /// Runs pgbench with the bench script against the bench database: completed cycles/s.
-fn pgbench(db_url: &str, tenants: usize, clients: u32, seconds: u32) -> Result<f64, BenchError> {
+fn pgbench(db_url: &str, tenants: usize, clients: u32, seconds: u32) -> Result<f64, Error> {
     let script =
         std::env::temp_dir().join(format!("revenue-os-cycle-{}.sql", uuid::Uuid::new_v4()));
-    std::fs::write(&script, PGBENCH_SCRIPT).map_err(|e| BenchError::Other(e.to_string()))?;
+    std::fs::write(&script, PGBENCH_SCRIPT).map_err(|e| Error::Run(e.to_string()))?;
     let out = Command::new("pgbench")
         .args(["-n", "-M", "extended", "-f"])
         .arg(&script)
@@ -317,13 +306,13 @@ fn pgbench(db_url: &str, tenants: usize, clients: u32, seconds: u32) -> Result<f
         .arg(db_url)
         .output();
     let _ = std::fs::remove_file(&script);
-    let out = out.map_err(|e| BenchError::Other(format!("pgbench: {e}")))?;
+    let out = out.map_err(|e| Error::Run(format!("pgbench: {e}")))?;
     let text = String::from_utf8_lossy(&out.stdout);
     text.lines()
         .find(|l| l.starts_with("tps = "))
         .and_then(|l| l.split_whitespace().nth(2)?.parse().ok())
         .ok_or_else(|| {
-            BenchError::Other(format!(
+            Error::Run(format!(
                 "pgbench gave no tps: {}{}",
                 text,
                 String::from_utf8_lossy(&out.stderr)
@@ -336,7 +325,7 @@ pub async fn run(
     catalog: Catalog,
     opts: &BenchOptions,
     mut say: impl FnMut(&str),
-) -> Result<BenchReport, BenchError> {
+) -> Result<BenchReport, Error> {
     // Its own database and prefix: the bench never touches a real tenant or queue.
     let db_url = url_with_database(&settings.database.url, "revenue_os_bench");
     settings.database.url = db_url.clone();
@@ -393,7 +382,7 @@ pub async fn run(
         .map_err(crate::store::StoreError::from)?;
     tokio::spawn(pg_conn);
     let template = decode_input(TENANT_TEMPLATE.as_bytes())
-        .map_err(|e| BenchError::Other(format!("tenant template: {e}")))?;
+        .map_err(|e| Error::Run(format!("tenant template: {e}")))?;
     let window = template.analysis_window;
 
     // Saturation: every trigger at once, in confirmed batches.
@@ -471,7 +460,7 @@ pub async fn run(
     let url = db_url.clone();
     let measured = tokio::task::spawn_blocking(move || pgbench(&url, tenants, clients, seconds))
         .await
-        .unwrap_or_else(|e| Err(BenchError::Other(e.to_string())));
+        .unwrap_or_else(|e| Err(Error::Run(e.to_string())));
     let pgbench_cycles_per_second = match measured {
         Ok(tps) => Some(tps),
         Err(e) => {
@@ -493,7 +482,7 @@ pub async fn run(
     })
 }
 
-async fn purge(ch: &lapin::Channel, topology: &Topology) -> Result<(), BenchError> {
+async fn purge(ch: &lapin::Channel, topology: &Topology) -> Result<(), Error> {
     for q in [&topology.triggers_queue, &topology.dead_queue] {
         ch.queue_purge(
             q.as_str().into(),
@@ -505,7 +494,7 @@ async fn purge(ch: &lapin::Channel, topology: &Topology) -> Result<(), BenchErro
     Ok(())
 }
 
-async fn drop_database(settings: &Settings) -> Result<(), BenchError> {
+async fn drop_database(settings: &Settings) -> Result<(), Error> {
     let admin = url_with_database(&settings.database.url, "postgres");
     let (client, conn) = tokio_postgres::connect(&admin, tokio_postgres::NoTls)
         .await

@@ -8,6 +8,7 @@ use crate::config::{Settings, redact_url};
 use crate::contract::{
     ActionMessage, KernelError, KernelOutput, Trigger, TriggerMessage, TriggerType, decode_input,
 };
+use crate::error::Error;
 use crate::store::Store;
 use crate::worker::Worker;
 use chrono::{SecondsFormat, Utc};
@@ -15,36 +16,20 @@ use std::fmt::Write as _;
 use std::time::{Duration, Instant};
 use tokio_util::sync::CancellationToken;
 
-#[derive(Debug, thiserror::Error)]
-pub enum DemoError {
-    #[error("the tenant document is invalid: {0}")]
-    Document(KernelError),
-    #[error(transparent)]
-    Store(#[from] crate::store::StoreError),
-    #[error(transparent)]
-    Broker(#[from] crate::broker::BrokerError),
-    #[error(transparent)]
-    Worker(#[from] crate::worker::Failure),
-    #[error("the worker task ended abnormally: {0}")]
-    WorkerTask(#[from] tokio::task::JoinError),
-    #[error("{0}")]
-    Incomplete(String),
-}
-
 /// Runs the walkthrough, writing a readable report line by line through `say`.
 pub async fn run(
     mut settings: Settings,
     catalog: Catalog,
     document: &[u8],
     mut say: impl FnMut(&str),
-) -> Result<(), DemoError> {
+) -> Result<(), Error> {
     // A demo is re-run; the 12-hour spacing would turn the second run into a skipped cycle.
     settings.kernel.min_cycle_interval_hours = 0;
-    let input = decode_input(document).map_err(DemoError::Document)?;
+    let input = decode_input(document)?;
     let tenant: uuid::Uuid = input
         .tenant_id
         .parse()
-        .map_err(|_| DemoError::Document(KernelError::internal("tenant_id is not a UUID")))?;
+        .map_err(|_| Error::Kernel(KernelError::internal("tenant_id is not a UUID")))?;
 
     let created = Store::create_database_if_missing(&settings.database).await?;
     let store = Store::connect(&settings.database).await?;
@@ -106,11 +91,8 @@ pub async fn run(
     client.close().await;
     let result = match reply {
         Ok(r) if r.status == "completed" => serde_json::from_value::<KernelOutput>(r.body)
-            .map_err(|e| DemoError::Incomplete(format!("unexpected reply: {e}"))),
-        Ok(r) => Err(DemoError::Incomplete(format!(
-            "cycle {}: {}",
-            r.status, r.body
-        ))),
+            .map_err(|e| Error::Run(format!("unexpected reply: {e}"))),
+        Ok(r) => Err(Error::Run(format!("cycle {}: {}", r.status, r.body))),
         Err(e) => Err(e.into()),
     };
     let outcome = match result {
@@ -135,7 +117,7 @@ async fn show(
     topology: &Topology,
     started: Instant,
     say: &mut impl FnMut(&str),
-) -> Result<(), DemoError> {
+) -> Result<(), Error> {
     let s = &out.cycle_summary;
     say("");
     say(&format!(
@@ -173,7 +155,7 @@ async fn show(
     }
     say("");
     if seen_actions < out.actions.len() || !seen_event {
-        return Err(DemoError::Incomplete(format!(
+        return Err(Error::Run(format!(
             "saw {seen_actions} of {} actions{} within 30 s",
             out.actions.len(),
             if seen_event {

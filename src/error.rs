@@ -20,6 +20,11 @@ pub enum Error {
     Broker(#[from] crate::broker::BrokerError),
     #[error(transparent)]
     Worker(#[from] crate::worker::Failure),
+    /// An end-to-end run (`demo`, `bench`) did not see what it waited for, or could not set up.
+    #[error("{0}")]
+    Run(String),
+    #[error("a task ended abnormally: {0}")]
+    Task(#[from] tokio::task::JoinError),
     #[error("cannot listen on {addr}: {source}")]
     Listen {
         addr: String,
@@ -37,7 +42,12 @@ impl Error {
             Error::Store(e) => e.is_retryable(),
             Error::Broker(e) => e.is_retryable(),
             Error::Worker(f) => f.is_retryable(),
-            Error::Kernel(_) | Error::Config(_) | Error::Catalog(_) | Error::Listen { .. } => false,
+            Error::Kernel(_)
+            | Error::Config(_)
+            | Error::Catalog(_)
+            | Error::Listen { .. }
+            | Error::Run(_)
+            | Error::Task(_) => false,
             Error::Io(e) => matches!(
                 e.kind(),
                 std::io::ErrorKind::ConnectionRefused
