@@ -425,20 +425,19 @@ async fn a_message_id_of_another_tenant_is_refused_not_replayed() {
     db.cleanup().await;
 }
 
+/// The ids the sweeper would take now, in its order.
+async fn pending_ids(db: &TestDb) -> Vec<i64> {
+    let rows = db.store().pending_outbox(100).await.unwrap();
+    rows.iter().map(|r| r.id).collect()
+}
+
 #[tokio::test]
 async fn sweepers_claim_rows_so_only_one_publishes_each() {
     let db = TestDb::new().await;
     let input = fixture(DEMAND_BOUND);
     db.store().import(&input, &catalog()).await.unwrap();
     run(db.store(), &request(&input, "claims")).await;
-    let pending: Vec<i64> = db
-        .store()
-        .pending_outbox(100)
-        .await
-        .unwrap()
-        .iter()
-        .map(|r| r.id)
-        .collect();
+    let pending = pending_ids(&db).await;
     assert!(!pending.is_empty());
     let ttl = std::time::Duration::from_secs(30);
     let (first, second) = tokio::join!(
@@ -450,7 +449,7 @@ async fn sweepers_claim_rows_so_only_one_publishes_each() {
     first.sort_unstable();
     assert_eq!(first, pending, "each row claimed exactly once");
     assert!(
-        db.store().pending_outbox(100).await.unwrap().is_empty(),
+        pending_ids(&db).await.is_empty(),
         "claimed rows are not pending"
     );
 
@@ -460,14 +459,7 @@ async fn sweepers_claim_rows_so_only_one_publishes_each() {
         .execute("UPDATE outbox SET claimed_until = NULL, attempts = CASE WHEN id = $1 THEN 9 ELSE 0 END", &[&pending[0]])
         .await
         .unwrap();
-    let order: Vec<i64> = db
-        .store()
-        .pending_outbox(100)
-        .await
-        .unwrap()
-        .iter()
-        .map(|r| r.id)
-        .collect();
+    let order = pending_ids(&db).await;
     assert_eq!(order.last(), Some(&pending[0]));
     db.cleanup().await;
 }
