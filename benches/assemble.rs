@@ -10,7 +10,7 @@
 mod db;
 
 use criterion::Criterion;
-use revenue_os::contract::{AnalysisWindow, Trigger, TriggerType};
+use revenue_os::contract::{DateRange, Trigger, TriggerType, parse_date, parse_timestamp};
 use std::time::{Duration, Instant};
 use uuid::Uuid;
 
@@ -121,10 +121,12 @@ fn main() {
         source: "bench".into(),
         triggered_at: "2026-11-26T06:00:00Z".into(),
     };
-    let window = AnalysisWindow {
-        start_date: WINDOW_START.into(),
-        end_date: WINDOW_END.into(),
-    };
+    let at = parse_timestamp(&trigger.triggered_at).expect("fixed timestamp");
+    let window = DateRange::new(
+        parse_date(WINDOW_START).expect("fixed date"),
+        parse_date(WINDOW_END).expect("fixed date"),
+    )
+    .expect("ordered window");
 
     let t = Instant::now();
     rt.block_on(seed(
@@ -137,8 +139,9 @@ fn main() {
     eprintln!("seeded the big tenant + 1 other in {:?}", t.elapsed());
 
     let check = rt
-        .block_on(store.assemble(tenant, &trigger, &window))
-        .unwrap();
+        .block_on(store.assemble(tenant, &trigger, at, window))
+        .unwrap()
+        .expect("the big tenant exists");
     assert_eq!(check.revenue_events.len(), 100_000);
     assert_eq!(check.opportunities.len(), 20_000);
 
@@ -150,14 +153,14 @@ fn main() {
     let time = |label: &str, c: &mut Criterion| {
         c.bench_function(label, |b| {
             b.iter(|| {
-                rt.block_on(store.assemble(tenant, &trigger, &window))
+                rt.block_on(store.assemble(tenant, &trigger, at, window))
                     .unwrap()
             })
         });
         let samples: Vec<Duration> = (0..runs)
             .map(|_| {
                 let t = Instant::now();
-                rt.block_on(store.assemble(tenant, &trigger, &window))
+                rt.block_on(store.assemble(tenant, &trigger, at, window))
                     .unwrap();
                 t.elapsed()
             })

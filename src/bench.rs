@@ -4,13 +4,13 @@
 //! and the outbox left over; then it measures the database ceiling for the same work with
 //! pgbench (deploy/bench/cycle.sql) and reports the worker's fraction of it.
 
-use crate::broker::{self, Tap, Topology, TriggerClient};
-use crate::catalog::Catalog;
-use crate::config::Settings;
-use crate::contract::{Trigger, TriggerMessage, TriggerType, decode_input};
-use crate::error::Error;
-use crate::store::{Store, url_with_database};
 use chrono::{DateTime, SecondsFormat, Utc};
+use revenue_os::broker::{self, Tap, Topology, TriggerClient};
+use revenue_os::catalog::Catalog;
+use revenue_os::config::Settings;
+use revenue_os::contract::{Trigger, TriggerMessage, TriggerType, decode_input};
+use revenue_os::error::Error;
+use revenue_os::store::{Store, url_with_database};
 use serde::Serialize;
 use std::collections::HashMap;
 use std::process::{Child, Command, Stdio};
@@ -212,7 +212,11 @@ async fn seed(store: &Store, catalog: &Catalog, n: usize) -> Result<(), Error> {
     Ok(())
 }
 
-fn trigger(i: usize, tenants: usize, window: &crate::contract::AnalysisWindow) -> TriggerMessage {
+fn trigger(
+    i: usize,
+    tenants: usize,
+    window: &revenue_os::contract::AnalysisWindow,
+) -> TriggerMessage {
     TriggerMessage {
         tenant_id: tenant_id(i % tenants + 1),
         trigger: Trigger {
@@ -240,7 +244,7 @@ async fn measure(
                 &[&ids],
             )
             .await
-            .map_err(crate::store::StoreError::from)?;
+            .map_err(revenue_os::store::StoreError::from)?;
         let (done, pending): (i64, i64) = (row.get(0), row.get(1));
         if done as usize >= ids.len() && pending == 0 {
             break;
@@ -262,7 +266,7 @@ async fn measure(
             &[&ids],
         )
         .await
-        .map_err(crate::store::StoreError::from)?;
+        .map_err(revenue_os::store::StoreError::from)?;
     let mut lat = Vec::with_capacity(rows.len());
     let mut completed = 0;
     let mut last = started;
@@ -379,7 +383,7 @@ pub async fn run(
 
     let (pg, pg_conn) = tokio_postgres::connect(&db_url, tokio_postgres::NoTls)
         .await
-        .map_err(crate::store::StoreError::from)?;
+        .map_err(revenue_os::store::StoreError::from)?;
     tokio::spawn(pg_conn);
     let template = decode_input(TENANT_TEMPLATE.as_bytes())
         .map_err(|e| Error::Run(format!("tenant template: {e}")))?;
@@ -447,7 +451,7 @@ pub async fn run(
             &[],
         )
         .await
-        .map_err(crate::store::StoreError::from)?
+        .map_err(revenue_os::store::StoreError::from)?
         .get(0);
     let _ = topology.delete(&ch).await;
     let _ = conn.close(200, "bench done".into()).await;
@@ -498,12 +502,12 @@ async fn drop_database(settings: &Settings) -> Result<(), Error> {
     let admin = url_with_database(&settings.database.url, "postgres");
     let (client, conn) = tokio_postgres::connect(&admin, tokio_postgres::NoTls)
         .await
-        .map_err(crate::store::StoreError::from)?;
+        .map_err(revenue_os::store::StoreError::from)?;
     let task = tokio::spawn(conn);
     client
         .batch_execute("DROP DATABASE IF EXISTS revenue_os_bench WITH (FORCE)")
         .await
-        .map_err(crate::store::StoreError::from)?;
+        .map_err(revenue_os::store::StoreError::from)?;
     drop(client);
     let _ = task.await;
     Ok(())

@@ -6,11 +6,10 @@ use crate::broker::{self, Tap, Topology, TriggerClient};
 use crate::catalog::Catalog;
 use crate::config::{Settings, redact_url};
 use crate::contract::{
-    ActionMessage, KernelError, KernelOutput, Trigger, TriggerMessage, TriggerType, decode_input,
+    ActionMessage, KernelError, KernelOutput, Trigger, TriggerMessage, TriggerType,
 };
 use crate::error::Error;
 use crate::store::Store;
-use crate::worker::Worker;
 use chrono::{SecondsFormat, Utc};
 use std::fmt::Write as _;
 use std::time::{Duration, Instant};
@@ -25,7 +24,8 @@ pub async fn run(
 ) -> Result<(), Error> {
     // A demo is re-run; the 12-hour spacing would turn the second run into a skipped cycle.
     settings.kernel.min_cycle_interval_hours = 0;
-    let input = decode_input(document)?;
+    // An invalid document is a contract outcome (exit 2) before anything is touched.
+    let input = crate::app::checked_document(document, &catalog)?;
     let tenant: uuid::Uuid = input
         .tenant_id
         .parse()
@@ -60,7 +60,7 @@ pub async fn run(
     .await?;
     let mut tap = Tap::open(&watcher, &topology).await?;
     let shutdown = CancellationToken::new();
-    let worker = Worker::new(settings.clone(), store.clone(), catalog.clone());
+    let worker = crate::app::worker(&settings, store.clone(), catalog.clone());
     let worker_task = tokio::spawn(worker.run(shutdown.clone()));
     say(&format!(
         "worker    consuming {} (concurrency {})",
@@ -92,7 +92,10 @@ pub async fn run(
     let result = match reply {
         Ok(r) if r.status == "completed" => serde_json::from_value::<KernelOutput>(r.body)
             .map_err(|e| Error::Run(format!("unexpected reply: {e}"))),
-        Ok(r) => Err(Error::Run(format!("cycle {}: {}", r.status, r.body))),
+        Ok(r) => Err(Error::CycleFailed {
+            status: r.status,
+            body: r.body,
+        }),
         Err(e) => Err(e.into()),
     };
     let outcome = match result {

@@ -1,7 +1,8 @@
-//! The service's top-level error, and the one place that says whether an error is worth
-//! retrying: each layer classifies its own errors (`StoreError::is_retryable` for SQLSTATEs
-//! and lost connections, `BrokerError::is_retryable`), and this enum and `worker::Failure`
-//! delegate to them rather than deciding again.
+//! The service's top-level error and THE table from error to exit code.
+//!
+//! Whether a failure is worth retrying is said once per layer for its own errors
+//! (`StoreError::is_retryable` for SQLSTATEs and lost connections, `BrokerError::is_retryable`)
+//! and decided once, for a delivery, by `worker::Failure::is_retryable`, which delegates to them.
 
 use crate::contract::KernelError;
 
@@ -10,6 +11,15 @@ pub enum Error {
     /// A contract-level outcome (invalid input, unknown tenant, too recent, ...).
     #[error(transparent)]
     Kernel(#[from] KernelError),
+    /// A cycle ran and recorded a failure; the body is what the worker announced.
+    #[error("cycle {status}: {body}")]
+    CycleFailed {
+        status: String,
+        body: serde_json::Value,
+    },
+    /// Bad flags or arguments that clap cannot check.
+    #[error("{0}")]
+    Usage(String),
     #[error(transparent)]
     Config(#[from] crate::config::ConfigError),
     #[error(transparent)]
@@ -34,28 +44,54 @@ pub enum Error {
     Io(#[from] std::io::Error),
 }
 
+/// Exit codes: 0 success; 1 the operator's or the environment's problem (flags, files,
+/// configuration, services); 2 a contract outcome, printed as data on stdout.
+pub const EXIT_OK: u8 = 0;
+pub const EXIT_FAILURE: u8 = 1;
+pub const EXIT_CONTRACT: u8 = 2;
+
 impl Error {
-    /// Transient failures (a lost connection, a serialization conflict) are retried; everything
-    /// else is permanent and must not be retried.
-    pub fn is_retryable(&self) -> bool {
+    pub fn exit_code(&self) -> u8 {
         match self {
-            Error::Store(e) => e.is_retryable(),
-            Error::Broker(e) => e.is_retryable(),
-            Error::Worker(f) => f.is_retryable(),
-            Error::Kernel(_)
+            Error::Kernel(_) | Error::CycleFailed { .. } => EXIT_CONTRACT,
+            Error::Usage(_)
             | Error::Config(_)
             | Error::Catalog(_)
-            | Error::Listen { .. }
+            | Error::Store(_)
+            | Error::Broker(_)
+            | Error::Worker(_)
             | Error::Run(_)
-            | Error::Task(_) => false,
-            Error::Io(e) => matches!(
-                e.kind(),
-                std::io::ErrorKind::ConnectionRefused
-                    | std::io::ErrorKind::ConnectionReset
-                    | std::io::ErrorKind::ConnectionAborted
-                    | std::io::ErrorKind::TimedOut
-                    | std::io::ErrorKind::BrokenPipe
-            ),
+            | Error::Task(_)
+            | Error::Listen { .. }
+            | Error::Io(_) => EXIT_FAILURE,
         }
+    }
+
+    /// What a contract outcome prints on stdout, pretty JSON in the contract's field order;
+    /// other errors are a line on stderr.
+    pub fn data(&self) -> Option<String> {
+        match self {
+            Error::Kernel(e) => serde_json::to_string_pretty(e).ok(),
+            Error::CycleFailed { body, .. } => serde_json::to_string_pretty(body).ok(),
+            _ => None,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn contract_outcomes_exit_2_and_the_rest_1() {
+        assert_eq!(Error::Kernel(KernelError::internal("x")).exit_code(), 2);
+        let failed = Error::CycleFailed {
+            status: "failed".into(),
+            body: serde_json::json!({"code": "INSUFFICIENT_DATA"}),
+        };
+        assert_eq!(failed.exit_code(), 2);
+        assert!(failed.data().unwrap().contains("INSUFFICIENT_DATA"));
+        assert_eq!(Error::Run("x".into()).exit_code(), 1);
+        assert!(Error::Usage("x".into()).data().is_none());
     }
 }

@@ -18,7 +18,7 @@
 //! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
 
-pub mod bench;
+pub mod app;
 pub mod broker;
 pub mod catalog;
 pub mod config;

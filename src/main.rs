@@ -1,13 +1,20 @@
-//! `revenue-os`: thin subcommands over the library.
+//! `revenue-os`: thin subcommands over the library. Each returns `Result<Output, Error>`;
+//! `report` prints it and takes the exit code from `Error::exit_code`, the one table.
+
+mod bench;
 
 use chrono::{DateTime, Utc};
 use clap::{Parser, Subcommand};
+use revenue_os::app;
 use revenue_os::catalog::Catalog;
 use revenue_os::config::Settings;
-use revenue_os::contract::{AnalysisWindow, Trigger, TriggerType, schema};
-use revenue_os::store::{self, Store, StoreError};
+use revenue_os::contract::{
+    DateRange, Trigger, TriggerMessage, TriggerType, parse_date, parse_timestamp, schema,
+};
+use revenue_os::error::Error;
 use std::io::{Read, Write};
 use std::process::ExitCode;
+use tokio_util::sync::CancellationToken;
 
 #[derive(Parser)]
 #[command(
@@ -49,8 +56,8 @@ enum Command {
         #[arg(default_value = "-")]
         file: String,
         /// Fix the clock (RFC 3339) instead of reading it.
-        #[arg(long)]
-        now: Option<String>,
+        #[arg(long, value_parser = timestamp)]
+        now: Option<DateTime<Utc>>,
         /// Print the reasoning trace to stderr.
         #[arg(long)]
         explain: bool,
@@ -71,15 +78,15 @@ enum Command {
         #[arg(long)]
         tenant: uuid::Uuid,
         #[arg(long = "type", default_value = "manual")]
-        kind: String,
+        kind: TriggerType,
         #[arg(long, default_value = "cli")]
         source: String,
         /// Analysis window start (YYYY-MM-DD); needs --end.
-        #[arg(long, requires = "end")]
-        start: Option<String>,
+        #[arg(long, requires = "end", value_parser = date)]
+        start: Option<chrono::NaiveDate>,
         /// Analysis window end (YYYY-MM-DD); needs --start.
-        #[arg(long, requires = "start")]
-        end: Option<String>,
+        #[arg(long, requires = "start", value_parser = date)]
+        end: Option<chrono::NaiveDate>,
         /// Wait for the result through reply_to and print it (exit 2 if the cycle failed).
         #[arg(long)]
         wait: bool,
@@ -127,35 +134,58 @@ enum Command {
         #[arg(long)]
         tenant: uuid::Uuid,
         /// Window start (YYYY-MM-DD); default: the 30 days ending yesterday (UTC).
-        #[arg(long, requires = "end")]
-        start: Option<String>,
+        #[arg(long, requires = "end", value_parser = date)]
+        start: Option<chrono::NaiveDate>,
         /// Window end (YYYY-MM-DD, inclusive).
-        #[arg(long, requires = "start")]
-        end: Option<String>,
+        #[arg(long, requires = "start", value_parser = date)]
+        end: Option<chrono::NaiveDate>,
         #[arg(long, default_value = "manual")]
-        trigger_type: String,
+        trigger_type: TriggerType,
         #[arg(long, default_value = "cli")]
         trigger_source: String,
         /// Fix the clock (RFC 3339): the trigger time and the default window.
-        #[arg(long)]
-        now: Option<String>,
+        #[arg(long, value_parser = timestamp)]
+        now: Option<DateTime<Utc>>,
     },
 }
 
+/// What a successful subcommand prints on stdout.
+enum Output {
+    /// Pretty JSON, rendered from the typed value so fields keep the contract's order.
+    Json(String),
+    Line(String),
+    /// The command printed as it went.
+    Nothing,
+}
+
+fn json<T: serde::Serialize>(value: &T) -> Result<Output, Error> {
+    serde_json::to_string_pretty(value)
+        .map(Output::Json)
+        .map_err(|e| Error::Io(e.into()))
+}
+
 fn main() -> ExitCode {
-    let cli = Cli::parse();
-    match cli.command {
-        Command::Kernel { file, now, explain } => kernel(&file, now.as_deref(), explain),
-        Command::Schema { document } => {
-            let Some(doc) = schema::Document::parse(&document) else {
-                return fail(format!("unknown schema {document}"));
-            };
-            print_json(&schema::schema(doc))
+    match Cli::try_parse() {
+        Ok(cli) => report(run(cli)),
+        // --help and --version are not errors.
+        Err(e) if !e.use_stderr() => {
+            let _ = e.print();
+            ExitCode::from(revenue_os::error::EXIT_OK)
         }
-        Command::Config => match Settings::load() {
-            Ok(s) => print_json(&s.redacted()),
-            Err(e) => fail(e),
-        },
+        // A usage error is the operator's: exit 1, keeping 2 for contract outcomes.
+        Err(e) => report(Err(Error::Usage(e.render().to_string()))),
+    }
+}
+
+fn run(cli: Cli) -> Result<Output, Error> {
+    match cli.command {
+        Command::Kernel { file, now, explain } => kernel(&file, now, explain),
+        Command::Schema { document } => {
+            let doc = schema::Document::parse(&document)
+                .ok_or_else(|| Error::Usage(format!("unknown schema {document}")))?;
+            json(&schema::schema(doc))
+        }
+        Command::Config => json(&Settings::load()?.redacted()),
         Command::Worker => runtime(worker()),
         Command::Trigger {
             tenant,
@@ -165,7 +195,10 @@ fn main() -> ExitCode {
             end,
             wait,
             timeout,
-        } => runtime(trigger(tenant, kind, source, start.zip(end), wait, timeout)),
+        } => {
+            let window = window(start, end)?;
+            runtime(trigger(tenant, kind, source, window, wait, timeout))
+        }
         Command::Demo { file } => demo(&file),
         Command::Dlq { action } => runtime(dlq(action)),
         Command::Bench {
@@ -176,20 +209,34 @@ fn main() -> ExitCode {
             paced_seconds,
             pgbench_clients,
             pgbench_seconds,
-        } => bench(revenue_os::bench::BenchOptions {
-            tenants,
-            triggers,
-            workers,
-            paced_rate: rate,
-            paced_seconds,
-            pgbench_clients,
-            pgbench_seconds,
-        }),
-        Command::Migrate => with_store(true, |store| async move {
-            store.migrate().await?;
-            Ok(serde_json::json!({ "migrated": true }))
-        }),
-        Command::Import { file } => import(&file),
+        } => {
+            let opts = bench::BenchOptions {
+                tenants,
+                triggers,
+                workers,
+                paced_rate: rate,
+                paced_seconds,
+                pgbench_clients,
+                pgbench_seconds,
+            };
+            let (settings, catalog) = load()?;
+            runtime(async move {
+                let say = |line: &str| eprintln!("{line}");
+                json(&bench::run(settings, catalog, &opts, say).await?)
+            })
+        }
+        Command::Migrate => {
+            let settings = Settings::load()?;
+            runtime(async move {
+                app::store(&settings, true).await?.migrate().await?;
+                json(&serde_json::json!({ "migrated": true }))
+            })
+        }
+        Command::Import { file } => {
+            let bytes = read_input(&file)?;
+            let (settings, catalog) = load()?;
+            runtime(async move { json(&app::import(&settings, &catalog, &bytes).await?) })
+        }
         Command::Assemble {
             tenant,
             start,
@@ -198,109 +245,65 @@ fn main() -> ExitCode {
             trigger_source,
             now,
         } => {
-            let now = match parse_now(now.as_deref()) {
-                Ok(t) => t,
-                Err(e) => return fail(e),
-            };
-            let Some(kind) = TriggerType::parse(&trigger_type) else {
-                return fail(format!(
-                    "--trigger-type '{trigger_type}' is not a trigger type"
-                ));
-            };
+            let now = now.unwrap_or_else(Utc::now);
             let trigger = Trigger {
-                kind,
+                kind: trigger_type,
                 source: trigger_source,
                 triggered_at: now.to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
             };
-            let window = match (start, end) {
-                (Some(start_date), Some(end_date)) => AnalysisWindow {
-                    start_date,
-                    end_date,
-                },
-                _ => store::default_window(now),
-            };
-            with_store(false, |store| async move {
-                store.assemble(tenant, &trigger, &window).await
-            })
+            let window = window(start, end)?;
+            let settings = Settings::load()?;
+            runtime(
+                async move { json(&app::assemble(&settings, tenant, trigger, now, window).await?) },
+            )
         }
     }
 }
 
-fn parse_now(now: Option<&str>) -> Result<DateTime<Utc>, String> {
-    match now {
-        None => Ok(Utc::now()),
-        Some(s) => revenue_os::contract::parse_timestamp(s)
-            .ok_or_else(|| format!("--now '{s}' is not an RFC 3339 timestamp")),
+/// Prints the result; the exit code comes from the one table in `Error::exit_code`.
+fn report(result: Result<Output, Error>) -> ExitCode {
+    let printed = match result {
+        Ok(Output::Json(s) | Output::Line(s)) => writeln!(std::io::stdout().lock(), "{s}"),
+        Ok(Output::Nothing) => Ok(()),
+        Err(e) => {
+            match e.data() {
+                Some(data) => {
+                    let _ = writeln!(std::io::stdout().lock(), "{data}");
+                }
+                None => eprintln!("revenue-os: {e}"),
+            }
+            return ExitCode::from(e.exit_code());
+        }
+    };
+    match printed {
+        Ok(()) => ExitCode::from(revenue_os::error::EXIT_OK),
+        Err(e) => report(Err(Error::Io(e))),
     }
 }
 
-fn import(file: &str) -> ExitCode {
-    let (bytes, catalog) = match read_document(file) {
-        Ok(x) => x,
-        Err(code) => return code,
-    };
-    let input = match revenue_os::contract::decode_input(&bytes) {
-        Ok(i) => i,
-        Err(err) => {
-            let _ = print_json(&err);
-            return ExitCode::from(2);
-        }
-    };
-    with_store(false, |store| async move {
-        store.import(&input, &catalog).await?;
-        Ok(serde_json::json!({
-            "imported": input.tenant_id,
-            "metrics": input.metrics.len(),
-            "revenue_events": input.revenue_events.len(),
-            "campaigns": input.campaigns.len(),
-            "opportunities": input.opportunities.len(),
-            "action_results": input.recent_action_results.as_ref().map_or(0, Vec::len),
-        }))
-    })
+fn timestamp(s: &str) -> Result<DateTime<Utc>, String> {
+    parse_timestamp(s).ok_or_else(|| format!("'{s}' is not an RFC 3339 timestamp"))
 }
 
-/// Connects with the configured settings (creating the database first when `create`), runs
-/// `f`, prints its result. A contract error (StoreError::Kernel) is data: stdout, exit 2.
-fn with_store<F, Fut, T>(create: bool, f: F) -> ExitCode
-where
-    F: FnOnce(Store) -> Fut,
-    Fut: std::future::Future<Output = Result<T, StoreError>>,
-    T: serde::Serialize,
-{
-    let settings = match Settings::load() {
-        Ok(s) => s,
-        Err(e) => return fail(e),
-    };
-    let rt = match tokio::runtime::Runtime::new() {
-        Ok(rt) => rt,
-        Err(e) => return fail(e),
-    };
-    let result = rt.block_on(async {
-        if create {
-            Store::create_database_if_missing(&settings.database).await?;
-        }
-        let store = Store::connect(&settings.database).await?;
-        f(store).await
-    });
-    match result {
-        Ok(v) => print_json(&v),
-        Err(StoreError::Kernel(err)) => {
-            let _ = print_json(&err);
-            ExitCode::from(2)
-        }
-        Err(e) => fail(e),
+fn date(s: &str) -> Result<chrono::NaiveDate, String> {
+    parse_date(s).ok_or_else(|| format!("'{s}' is not a YYYY-MM-DD date"))
+}
+
+fn window(
+    start: Option<chrono::NaiveDate>,
+    end: Option<chrono::NaiveDate>,
+) -> Result<Option<DateRange>, Error> {
+    match start.zip(end) {
+        None => Ok(None),
+        Some((s, e)) => DateRange::new(s, e)
+            .map(Some)
+            .ok_or_else(|| Error::Usage(format!("--start {s} is after --end {e}"))),
     }
 }
 
-fn demo(file: &str) -> ExitCode {
-    let document = match read_input(file) {
-        Ok(b) => b,
-        Err(e) => return fail(format!("cannot read {file}: {e}")),
-    };
-    let (settings, catalog) = match load() {
-        Ok(x) => x,
-        Err(code) => return code,
-    };
+fn demo(file: &str) -> Result<Output, Error> {
+    let document = read_input(file)?;
+    let (settings, catalog) = load()?;
     // Quiet by default: the demo's own report is the output.
     let mut log = settings.log.clone();
     log.format = revenue_os::config::LogFormat::Human;
@@ -308,101 +311,82 @@ fn demo(file: &str) -> ExitCode {
     revenue_os::telemetry::init(&log);
     runtime(async move {
         let say = |line: &str| println!("{line}");
-        match revenue_os::demo::run(settings, catalog, &document, say).await {
-            Ok(()) => ExitCode::SUCCESS,
-            Err(e) => fail(e),
-        }
+        revenue_os::demo::run(settings, catalog, &document, say).await?;
+        Ok(Output::Nothing)
     })
 }
 
-fn bench(opts: revenue_os::bench::BenchOptions) -> ExitCode {
-    let (settings, catalog) = match load() {
-        Ok(x) => x,
-        Err(code) => return code,
-    };
-    runtime(async move {
-        let say = |line: &str| eprintln!("{line}");
-        match revenue_os::bench::run(settings, catalog, &opts, say).await {
-            Ok(report) => print_json(&report),
-            Err(e) => fail(e),
-        }
-    })
-}
-
-async fn dlq(action: DlqAction) -> ExitCode {
+async fn dlq(action: DlqAction) -> Result<Output, Error> {
     use revenue_os::broker::{self, Topology, dlq};
-    let (settings, catalog) = match load() {
-        Ok(x) => x,
-        Err(code) => return code,
-    };
+    let (settings, catalog) = load()?;
     let topology = Topology::new(
         &settings.amqp.prefix,
         &catalog,
         settings.amqp.delivery_limit,
     );
     let name = broker::connection_name(&topology.prefix, "dlq");
-    let conn = match broker::connect(&settings.amqp, &name).await {
-        Ok(c) => c,
-        Err(e) => return fail(e),
-    };
-    let code = match action {
-        DlqAction::List { limit } => match dlq::list(&conn, &topology, limit).await {
-            Ok(v) => print_json(&v),
-            Err(e) => fail(e),
-        },
-        DlqAction::Replay { limit } => match dlq::replay(&conn, &topology, limit).await {
-            Ok(r) => print_json(&r),
-            Err(e) => fail(e),
-        },
+    let conn = broker::connect(&settings.amqp, &name).await?;
+    let out = match action {
+        DlqAction::List { limit } => dlq::list(&conn, &topology, limit)
+            .await
+            .map_err(Error::from)
+            .and_then(|v| json(&v)),
+        DlqAction::Replay { limit } => dlq::replay(&conn, &topology, limit)
+            .await
+            .map_err(Error::from)
+            .and_then(|r| json(&r)),
     };
     let _ = conn.close(200, "bye".into()).await;
-    code
+    out
 }
 
-/// Settings and the embedded catalog, or the exit code of the operator error.
-fn load() -> Result<(Settings, Catalog), ExitCode> {
-    let settings = Settings::load().map_err(fail)?;
-    let catalog = Catalog::embedded().map_err(fail)?;
-    Ok((settings, catalog))
+/// Settings and the embedded catalog.
+fn load() -> Result<(Settings, Catalog), Error> {
+    Ok((Settings::load()?, Catalog::embedded()?))
 }
 
-fn runtime(f: impl std::future::Future<Output = ExitCode>) -> ExitCode {
-    match tokio::runtime::Runtime::new() {
-        Ok(rt) => rt.block_on(f),
-        Err(e) => fail(e),
-    }
+fn runtime(f: impl std::future::Future<Output = Result<Output, Error>>) -> Result<Output, Error> {
+    tokio::runtime::Runtime::new()?.block_on(f)
 }
 
-async fn worker() -> ExitCode {
-    let (settings, catalog) = match load() {
-        Ok(x) => x,
-        Err(code) => return code,
-    };
+async fn worker() -> Result<Output, Error> {
+    let (settings, catalog) = load()?;
     revenue_os::telemetry::init(&settings.log);
-    let shutdown = tokio_util::sync::CancellationToken::new();
-    match revenue_os::worker::service::serve(settings, catalog, shutdown).await {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(e) => fail(e),
+    let shutdown = CancellationToken::new();
+    let signals = tokio::spawn(cancel_on_signal(shutdown.clone()));
+    let result = app::serve(settings, catalog, shutdown).await;
+    signals.abort();
+    result.map(|()| Output::Nothing)
+}
+
+/// SIGTERM or SIGINT cancels `token`.
+async fn cancel_on_signal(token: CancellationToken) {
+    use tokio::signal::unix::{SignalKind, signal};
+    let (Ok(mut term), Ok(mut int)) = (
+        signal(SignalKind::terminate()),
+        signal(SignalKind::interrupt()),
+    ) else {
+        tracing::error!("cannot install signal handlers");
+        return;
+    };
+    tokio::select! {
+        _ = term.recv() => tracing::info!("SIGTERM"),
+        _ = int.recv() => tracing::info!("SIGINT"),
+        _ = token.cancelled() => return,
     }
+    token.cancel();
 }
 
 async fn trigger(
     tenant: uuid::Uuid,
-    kind: String,
+    kind: TriggerType,
     source: String,
-    window: Option<(String, String)>,
+    window: Option<DateRange>,
     wait: bool,
     timeout: u64,
-) -> ExitCode {
+) -> Result<Output, Error> {
     use revenue_os::broker::{Topology, TriggerClient};
-    use revenue_os::contract::{AnalysisWindow, Trigger, TriggerMessage, TriggerType};
-    let Some(kind) = TriggerType::parse(&kind) else {
-        return fail(format!("--type '{kind}' is not a trigger type"));
-    };
-    let (settings, catalog) = match load() {
-        Ok(x) => x,
-        Err(code) => return code,
-    };
+    let (settings, catalog) = load()?;
     let msg = TriggerMessage {
         tenant_id: tenant.to_string(),
         trigger: Trigger {
@@ -410,57 +394,46 @@ async fn trigger(
             source,
             triggered_at: Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
         },
-        analysis_window: window.map(|(start_date, end_date)| AnalysisWindow {
-            start_date,
-            end_date,
-        }),
+        analysis_window: window.map(|w| w.to_window()),
     };
     let topology = Topology::new(
         &settings.amqp.prefix,
         &catalog,
         settings.amqp.delivery_limit,
     );
-    let client = match TriggerClient::connect(&settings.amqp, topology).await {
-        Ok(c) => c,
-        Err(e) => return fail(e),
-    };
+    let client = TriggerClient::connect(&settings.amqp, topology).await?;
     let message_id = uuid::Uuid::new_v4().to_string();
-    let code = if wait {
+    let out = if wait {
         let timeout = std::time::Duration::from_secs(timeout);
         match client.send_and_wait(&msg, &message_id, timeout).await {
             Ok(reply) => {
                 eprintln!("message_id {message_id}: {}", reply.status);
-                let _ = print_json(&reply.body);
                 if reply.status == "completed" {
-                    ExitCode::SUCCESS
+                    json(&reply.body)
                 } else {
-                    ExitCode::from(2)
+                    Err(Error::CycleFailed {
+                        status: reply.status,
+                        body: reply.body,
+                    })
                 }
             }
-            Err(e) => fail(format!("message_id {message_id}: {e}")),
+            Err(e) => Err(Error::Run(format!("message_id {message_id}: {e}"))),
         }
     } else {
-        match client.send(&msg, &message_id).await {
-            Ok(()) => {
-                println!("{message_id}");
-                ExitCode::SUCCESS
-            }
-            Err(e) => fail(e),
-        }
+        client
+            .send(&msg, &message_id)
+            .await
+            .map(|()| Output::Line(message_id))
+            .map_err(Error::from)
     };
     client.close().await;
-    code
+    out
 }
 
-fn kernel(file: &str, now: Option<&str>, explain: bool) -> ExitCode {
-    let now = match parse_now(now) {
-        Ok(t) => t,
-        Err(e) => return fail(e),
-    };
-    let (bytes, catalog) = match read_document(file) {
-        Ok(x) => x,
-        Err(code) => return code,
-    };
+fn kernel(file: &str, now: Option<DateTime<Utc>>, explain: bool) -> Result<Output, Error> {
+    let now = now.unwrap_or_else(Utc::now);
+    let bytes = read_input(file)?;
+    let catalog = Catalog::embedded()?;
     let cycle_id = uuid::Uuid::new_v4();
     let result = if explain {
         let (result, trace) = revenue_os::kernel::run_explained(&bytes, &catalog, now, cycle_id);
@@ -469,46 +442,16 @@ fn kernel(file: &str, now: Option<&str>, explain: bool) -> ExitCode {
     } else {
         revenue_os::kernel::run(&bytes, &catalog, now, cycle_id)
     };
-    match result {
-        Ok(out) => print_json(&out),
-        Err(err) => {
-            let _ = print_json(&err);
-            ExitCode::from(2)
-        }
-    }
+    json(&result?)
 }
 
-/// A document to read (file or `-`) and the catalog, or the exit code of the operator error.
-fn read_document(file: &str) -> Result<(Vec<u8>, Catalog), ExitCode> {
-    let bytes = read_input(file).map_err(|e| fail(format!("cannot read {file}: {e}")))?;
-    let catalog = Catalog::embedded().map_err(fail)?;
-    Ok((bytes, catalog))
-}
-
-fn read_input(file: &str) -> std::io::Result<Vec<u8>> {
-    if file == "-" {
+/// A document from a file, or from stdin for `-`.
+fn read_input(file: &str) -> Result<Vec<u8>, Error> {
+    let read = if file == "-" {
         let mut buf = Vec::new();
-        std::io::stdin().read_to_end(&mut buf)?;
-        Ok(buf)
+        std::io::stdin().read_to_end(&mut buf).map(|_| buf)
     } else {
         std::fs::read(file)
-    }
-}
-
-fn print_json<T: serde::Serialize>(value: &T) -> ExitCode {
-    let mut out = std::io::stdout().lock();
-    let written = serde_json::to_writer_pretty(&mut out, value)
-        .map_err(std::io::Error::from)
-        .and_then(|_| writeln!(out));
-    match written {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(e) => fail(e),
-    }
-}
-
-/// Operator errors (bad flags, unreadable file) go to stderr with exit 1; a KernelError is data
-/// and goes to stdout with exit 2.
-fn fail(e: impl std::fmt::Display) -> ExitCode {
-    eprintln!("revenue-os: {e}");
-    ExitCode::from(1)
+    };
+    read.map_err(|e| Error::Usage(format!("cannot read {file}: {e}")))
 }

@@ -101,6 +101,15 @@ impl KernelError {
         Self::new(ErrorCode::InternalError, message)
     }
 
+    /// TENANT_NOT_FOUND for a tenant id that names no tenant.
+    pub fn tenant_not_found(tenant_id: uuid::Uuid) -> Self {
+        Self::new(
+            ErrorCode::TenantNotFound,
+            format!("tenant {tenant_id} does not exist"),
+        )
+        .with("tenant_id", json!(tenant_id.to_string()))
+    }
+
     /// The contract's status table.
     pub fn http_status(&self) -> u16 {
         match self.code {

@@ -4,12 +4,14 @@ mod error;
 mod messages;
 mod output_rules;
 pub mod schema;
+mod trigger;
 mod types;
 mod validate;
 
 pub use error::{KernelError, True, Violation};
 pub use messages::{ActionMessage, TriggerMessage};
 pub use output_rules::validate_output;
+pub use trigger::{DEFAULT_WINDOW_DAYS, DateRange, ParsedTrigger, decode_trigger, format_date};
 pub use types::*;
 pub use validate::{
     MAX_TRIGGER_AGE, MAX_TRIGGER_SKEW, decode_input, parse_date, parse_input, parse_timestamp,

@@ -24,7 +24,7 @@ use uuid::Uuid;
 pub use explain::Trace;
 
 /// Tenant tunables. `decide` uses `KernelParams::default()`; each default is documented in
-/// docs/kernel.md.
+/// docs/kernel.md, and `app::kernel_params` applies the ones `config` exposes.
 #[derive(Debug, Clone, PartialEq)]
 pub struct KernelParams {
     /// A required or target metric whose newest value is more than this many days before the
@@ -49,16 +49,6 @@ pub struct KernelParams {
     pub max_experiment_days: u32,
     pub abort_consecutive_days: u32,
     pub default_observation_window_days: u32,
-}
-
-impl KernelParams {
-    /// Defaults, with the tunables that `config` exposes (`kernel.stale_after_days`).
-    pub fn from_settings(settings: &crate::config::KernelSettings) -> Self {
-        Self {
-            stale_after_days: i32::try_from(settings.stale_after_days).unwrap_or(i32::MAX),
-            ..Self::default()
-        }
-    }
 }
 
 impl Default for KernelParams {

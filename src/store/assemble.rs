@@ -7,66 +7,24 @@
 
 use super::{Store, StoreError};
 use crate::contract::*;
-use chrono::{DateTime, Datelike, Days, NaiveDate, Utc};
+use chrono::{DateTime, NaiveDate, Utc};
 use std::collections::BTreeMap;
 use tokio_postgres::{IsolationLevel, Row, Transaction};
 use uuid::Uuid;
 
 /// How far back action results feed a cycle.
 pub const ACTION_RESULTS_LOOKBACK_DAYS: i32 = 90;
-/// Length of the default analysis window.
-pub const DEFAULT_WINDOW_DAYS: u64 = 30;
-
-/// The window used when a trigger carries none: the 30 days ending yesterday (UTC) of `now`.
-pub fn default_window(now: DateTime<Utc>) -> AnalysisWindow {
-    let today = now.date_naive();
-    let end = today.checked_sub_days(Days::new(1)).unwrap_or(today);
-    let start = end
-        .checked_sub_days(Days::new(DEFAULT_WINDOW_DAYS - 1))
-        .unwrap_or(end);
-    AnalysisWindow {
-        start_date: fmt_date(start),
-        end_date: fmt_date(end),
-    }
-}
-
-/// `YYYY-MM-DD`; called per row on large tenants, so no strftime parsing.
-pub(super) fn fmt_date(d: NaiveDate) -> String {
-    format!("{:04}-{:02}-{:02}", d.year(), d.month(), d.day())
-}
-
-/// The window as dates, or the INVALID_INPUT the kernel would give for it.
-pub(super) fn window_dates(w: &AnalysisWindow) -> Result<(NaiveDate, NaiveDate), KernelError> {
-    let mut bad = Vec::new();
-    let start = parse_date(&w.start_date);
-    let end = parse_date(&w.end_date);
-    if start.is_none() {
-        bad.push(Violation::new(
-            "analysis_window.start_date",
-            format!("'{}' is not a YYYY-MM-DD date", w.start_date),
-        ));
-    }
-    if end.is_none() {
-        bad.push(Violation::new(
-            "analysis_window.end_date",
-            format!("'{}' is not a YYYY-MM-DD date", w.end_date),
-        ));
-    }
-    match (start, end) {
-        (Some(s), Some(e)) => Ok((s, e)),
-        _ => Err(KernelError::invalid_input(bad)),
-    }
-}
 
 impl Store {
-    /// The KernelInput the worker would hand the kernel, read from one consistent snapshot.
-    /// An unknown tenant gives `StoreError::Kernel(TENANT_NOT_FOUND)`.
+    /// The KernelInput the worker would hand the kernel, read from one consistent snapshot;
+    /// `None` when the tenant does not exist.
     pub async fn assemble(
         &self,
         tenant_id: Uuid,
         trigger: &Trigger,
-        window: &AnalysisWindow,
-    ) -> Result<KernelInput, StoreError> {
+        triggered_at: DateTime<Utc>,
+        window: DateRange,
+    ) -> Result<Option<KernelInput>, StoreError> {
         let mut client = self.pool.get().await?;
         let tx = client
             .build_transaction()
@@ -74,20 +32,10 @@ impl Store {
             .read_only(true)
             .start()
             .await?;
-        let input = assemble_in(&tx, tenant_id, trigger, window)
-            .await?
-            .ok_or_else(|| tenant_not_found(tenant_id))?;
+        let input = assemble_in(&tx, tenant_id, trigger, triggered_at, window).await?;
         tx.commit().await?;
         Ok(input)
     }
-}
-
-pub(super) fn tenant_not_found(tenant_id: Uuid) -> KernelError {
-    KernelError::new(
-        ErrorCode::TenantNotFound,
-        format!("tenant {tenant_id} does not exist"),
-    )
-    .with("tenant_id", serde_json::json!(tenant_id.to_string()))
 }
 
 /// Assembly inside the caller's transaction; `None` when the tenant does not exist.
@@ -95,10 +43,10 @@ pub(super) async fn assemble_in(
     tx: &Transaction<'_>,
     tenant: Uuid,
     trigger: &Trigger,
-    window: &AnalysisWindow,
+    triggered_at: DateTime<Utc>,
+    window: DateRange,
 ) -> Result<Option<KernelInput>, StoreError> {
-    let (start, end) = window_dates(window)?;
-    let triggered_at = parse_timestamp(&trigger.triggered_at);
+    let (start, end) = (window.start(), window.end());
     let lookback = ACTION_RESULTS_LOOKBACK_DAYS;
 
     let by_tenant: [&(dyn tokio_postgres::types::ToSql + Sync); 1] = [&tenant];
@@ -157,7 +105,7 @@ pub(super) async fn assemble_in(
                         confidence, outcome
                  FROM action_results
                  WHERE tenant_id = $1
-                   AND recorded_at >= COALESCE($2, now()) - make_interval(days => $3)
+                   AND recorded_at >= $2::timestamptz - make_interval(days => $3)
                  ORDER BY recorded_at, action_id",
             &by_recency,
         ),
@@ -200,7 +148,7 @@ pub(super) async fn assemble_in(
     Ok(Some(KernelInput {
         tenant_id: tenant.to_string(),
         trigger: trigger.clone(),
-        analysis_window: window.clone(),
+        analysis_window: window.to_window(),
         targets,
         guardrails,
         metrics: metric_rows.iter().map(metric).collect::<Result<_, _>>()?,
@@ -239,7 +187,7 @@ fn metric(r: &Row) -> Result<MetricPoint, StoreError> {
     Ok(MetricPoint {
         metric_id: r.try_get(0)?,
         value: r.try_get(1)?,
-        date: fmt_date(r.try_get(2)?),
+        date: format_date(r.try_get(2)?),
         dimension,
     })
 }
@@ -249,7 +197,7 @@ fn event(r: &Row) -> Result<RevenueEvent, StoreError> {
         id: r.try_get(0)?,
         kind: r.try_get(1)?,
         amount: r.try_get(2)?,
-        effective_date: fmt_date(r.try_get(3)?),
+        effective_date: format_date(r.try_get(3)?),
         attributed_campaign_id: r.try_get(4)?,
         attributed_channel: r.try_get(5)?,
     })
@@ -264,8 +212,8 @@ fn campaign(r: &Row) -> Result<Campaign, StoreError> {
         objective: r.try_get(3)?,
         budget_total: r.try_get(4)?,
         budget_spent: r.try_get(5)?,
-        start_date: fmt_date(r.try_get(6)?),
-        end_date: end.map(fmt_date),
+        start_date: format_date(r.try_get(6)?),
+        end_date: end.map(format_date),
     })
 }
 
@@ -274,7 +222,7 @@ fn opportunity(r: &Row) -> Result<Opportunity, StoreError> {
         id: r.try_get(0)?,
         stage: r.try_get(1)?,
         amount: r.try_get(2)?,
-        expected_close_date: fmt_date(r.try_get(3)?),
+        expected_close_date: format_date(r.try_get(3)?),
         win_probability: r.try_get(4)?,
     })
 }

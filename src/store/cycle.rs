@@ -1,16 +1,14 @@
-//! `run_cycle`: one trigger, one transaction, one recorded outcome.
+//! `run_cycle`: one trigger, one transaction, one recorded outcome. The rules (whether to run,
+//! what to decide, what to publish) come from the caller's `CyclePolicy`.
 
-use super::assemble::{assemble_in, default_window, tenant_not_found, window_dates};
+use super::assemble::assemble_in;
 use super::{
-    CycleOutcome, CycleRequest, CycleStatus, OutboxPlan, OutboxRow, Store, StoreError, outbox,
-    tenant_lock_key,
+    CycleOutcome, CyclePolicy, CycleRequest, CycleStatus, LastCycle, OutboxRow, Store, StoreError,
+    outbox, tenant_lock_key,
 };
-use crate::catalog::Catalog;
-use crate::config::KernelSettings;
-use crate::contract::{ErrorCode, KernelError, KernelOutput, parse_timestamp, validate_input};
-use crate::kernel;
+use crate::contract::{KernelError, KernelOutput};
 use crate::telemetry::metrics;
-use chrono::{DateTime, Duration, SecondsFormat, Utc};
+use chrono::{DateTime, Utc};
 use serde_json::json;
 use tokio_postgres::Transaction;
 use uuid::Uuid;
@@ -37,8 +35,8 @@ impl CycleStatus {
 }
 
 impl Store {
-    /// One cycle in one transaction: advisory lock, idempotency, tenant check, interval check,
-    /// assemble, `kernel::decide`, persist cycle + actions + data-quality actions + outbox.
+    /// One cycle in one transaction: advisory locks, idempotency, tenant check, the policy's
+    /// admission, assembly, the policy's decision, then cycle + actions + outbox rows.
     ///
     /// The transaction is READ COMMITTED on purpose: every statement after the lock sees what
     /// the previous holder committed. (REPEATABLE READ would freeze the snapshot at the lock
@@ -46,10 +44,8 @@ impl Store {
     pub async fn run_cycle(
         &self,
         req: &CycleRequest,
-        catalog: &Catalog,
-        settings: &KernelSettings,
         now: DateTime<Utc>,
-        plan: OutboxPlan<'_>,
+        policy: &dyn CyclePolicy,
     ) -> Result<CycleOutcome, StoreError> {
         let started = std::time::Instant::now();
         let mut client = self.pool.get().await?;
@@ -82,51 +78,49 @@ impl Store {
             .await?
             .is_some();
         if !exists {
-            let error = tenant_not_found(req.tenant_id);
-            reject(&tx, req, &error, now).await?;
+            reject(&tx, req, now).await?;
             tx.commit().await?;
-            return Ok(CycleOutcome::Rejected { error });
+            return Ok(CycleOutcome::UnknownTenant);
         }
 
-        let window = req
-            .analysis_window
-            .clone()
-            .unwrap_or_else(|| default_window(trigger_time(req, now)));
-        let result = match too_recent(&tx, req.tenant_id, settings, now).await? {
-            Some(error) => Err(error),
-            None => match timed(
-                "assemble",
-                assemble_in(&tx, req.tenant_id, &req.trigger, &window),
-            )
-            .await
-            {
-                Ok(Some(input)) => {
-                    let t = std::time::Instant::now();
-                    let params = kernel::KernelParams::from_settings(settings);
-                    let decided = validate_input(&input, catalog, now).and_then(|()| {
-                        kernel::decide_with(&input, catalog, now, req.cycle_id, &params, None)
-                    });
-                    metrics::stage("decide", t.elapsed());
-                    decided
+        let last = last_completed(&tx, req.tenant_id).await?;
+        let (status, result) = match policy.admit(last.as_ref(), now) {
+            Err(refusal) => (CycleStatus::Skipped, Err(refusal)),
+            Ok(()) => {
+                let t = std::time::Instant::now();
+                let assembled = assemble_in(
+                    &tx,
+                    req.tenant_id,
+                    &req.trigger,
+                    req.triggered_at,
+                    req.window,
+                )
+                .await?;
+                metrics::stage("assemble", t.elapsed());
+                // The tenant row was read under the lock above; it cannot vanish here.
+                let Some(input) = assembled else {
+                    return Err(StoreError::Corrupt(format!(
+                        "tenant {} disappeared inside its own lock",
+                        req.tenant_id
+                    )));
+                };
+                let t = std::time::Instant::now();
+                let decided = policy.decide(input, now, req.cycle_id);
+                metrics::stage("decide", t.elapsed());
+                match decided {
+                    Ok(out) => (CycleStatus::Completed, Ok(out)),
+                    Err(e) => (CycleStatus::Failed, Err(e)),
                 }
-                Ok(None) => Err(tenant_not_found(req.tenant_id)),
-                Err(StoreError::Kernel(e)) => Err(e),
-                Err(e) => return Err(e),
-            },
-        };
-        let status = match &result {
-            Ok(_) => CycleStatus::Completed,
-            Err(e) if e.code == ErrorCode::CycleTooRecent => CycleStatus::Skipped,
-            Err(_) => CycleStatus::Failed,
+            }
         };
         let persist_started = std::time::Instant::now();
         let duration_ms = i32::try_from(started.elapsed().as_millis()).unwrap_or(i32::MAX);
-        insert_cycle(&tx, req, &window, status, &result, now, duration_ms).await?;
+        insert_cycle(&tx, req, status, &result, now, duration_ms).await?;
         if let Ok(out) = &result {
             insert_actions(&tx, req, out).await?;
         }
         let mut pending = Vec::new();
-        for m in plan(req.cycle_id, &result, status) {
+        for m in policy.plan(req.cycle_id, &result, status) {
             pending.push(outbox::insert(&tx, req.tenant_id, req.cycle_id, &m).await?);
         }
         tx.commit().await?;
@@ -141,83 +135,61 @@ impl Store {
     }
 }
 
-/// The default window is relative to when the trigger was raised, not when a backlog or a
-/// replay gets to it.
-fn trigger_time(req: &CycleRequest, now: DateTime<Utc>) -> DateTime<Utc> {
-    parse_timestamp(&req.trigger.triggered_at).unwrap_or(now)
-}
-
-/// Awaits `fut`, recording its duration as a cycle stage.
-async fn timed<T>(stage: &'static str, fut: impl std::future::Future<Output = T>) -> T {
-    let t = std::time::Instant::now();
-    let out = fut.await;
-    metrics::stage(stage, t.elapsed());
-    out
-}
-
 /// The stored outcome of a message_id seen before, if any.
 async fn replay(
     tx: &Transaction<'_>,
     tenant_id: Uuid,
     message_id: &str,
 ) -> Result<Option<CycleOutcome>, StoreError> {
-    if let Some(row) = tx
+    let Some(row) = tx
         .query_opt(
             "SELECT cycle_id, tenant_id, status, output, error FROM cycles WHERE message_id = $1",
             &[&message_id],
         )
         .await?
-    {
-        let cycle_id: Uuid = row.try_get(0)?;
-        let tenant: Uuid = row.try_get(1)?;
-        if tenant != tenant_id {
-            // Never answer one tenant with another's cycle: a publisher reused an id.
-            return Err(StoreError::Kernel(
-                KernelError::new(
-                    ErrorCode::InvalidInput,
-                    format!("message_id {message_id} already belongs to another tenant's cycle"),
-                )
-                .with("message_id", json!(message_id)),
-            ));
-        }
-        let status_text: String = row.try_get(2)?;
-        let status = CycleStatus::parse(&status_text)
-            .ok_or_else(|| corrupt(cycle_id, format!("unknown status {status_text}")))?;
-        let output: Option<serde_json::Value> = row.try_get(3)?;
-        let error: Option<serde_json::Value> = row.try_get(4)?;
-        let result = match (output, error) {
-            (Some(o), None) => Ok(Box::new(
-                serde_json::from_value::<KernelOutput>(o)
-                    .map_err(|e| corrupt(cycle_id, format!("output: {e}")))?,
-            )),
-            (_, Some(e)) => Err(serde_json::from_value::<KernelError>(e)
-                .map_err(|e| corrupt(cycle_id, format!("error: {e}")))?),
-            (None, None) => return Err(corrupt(cycle_id, "no output and no error".into())),
-        };
-        let pending: Vec<OutboxRow> = outbox::pending_of_cycle(tx, tenant, cycle_id).await?;
-        return Ok(Some(CycleOutcome::Recorded {
-            cycle_id,
-            status,
-            result,
-            pending,
-            replayed: true,
-        }));
+    else {
+        return Ok(None);
+    };
+    let cycle_id: Uuid = row.try_get(0)?;
+    let owner: Uuid = row.try_get(1)?;
+    if owner != tenant_id {
+        // Never answer one tenant with another's cycle: a publisher reused an id.
+        return Ok(Some(CycleOutcome::MessageIdTaken { owner }));
     }
-    Ok(None)
+    let status_text: String = row.try_get(2)?;
+    let status = CycleStatus::parse(&status_text)
+        .ok_or_else(|| corrupt(cycle_id, format!("unknown status {status_text}")))?;
+    let output: Option<serde_json::Value> = row.try_get(3)?;
+    let error: Option<serde_json::Value> = row.try_get(4)?;
+    let result = match (output, error) {
+        (Some(o), None) => Ok(Box::new(
+            serde_json::from_value::<KernelOutput>(o)
+                .map_err(|e| corrupt(cycle_id, format!("output: {e}")))?,
+        )),
+        (_, Some(e)) => Err(serde_json::from_value::<KernelError>(e)
+            .map_err(|e| corrupt(cycle_id, format!("error: {e}")))?),
+        (None, None) => return Err(corrupt(cycle_id, "no output and no error".into())),
+    };
+    let pending: Vec<OutboxRow> = outbox::pending_of_cycle(tx, owner, cycle_id).await?;
+    Ok(Some(CycleOutcome::Recorded {
+        cycle_id,
+        status,
+        result,
+        pending,
+        replayed: true,
+    }))
 }
 
 fn corrupt(cycle_id: Uuid, what: String) -> StoreError {
-    StoreError::Kernel(KernelError::internal(format!(
-        "stored cycle {cycle_id} is unreadable: {what}"
-    )))
+    StoreError::Corrupt(format!("stored cycle {cycle_id} is unreadable: {what}"))
 }
 
 async fn reject(
     tx: &Transaction<'_>,
     req: &CycleRequest,
-    error: &KernelError,
     now: DateTime<Utc>,
 ) -> Result<(), StoreError> {
+    let error = KernelError::tenant_not_found(req.tenant_id);
     tx.execute(
         "INSERT INTO rejected_triggers (message_id, tenant_id, trigger, error_code, error,
                                         rejected_at)
@@ -235,64 +207,36 @@ async fn reject(
     Ok(())
 }
 
-/// CYCLE_TOO_RECENT when the tenant's last completed cycle is younger than the interval.
-async fn too_recent(
+/// The tenant's latest completed cycle, if any.
+async fn last_completed(
     tx: &Transaction<'_>,
     tenant: Uuid,
-    settings: &KernelSettings,
-    now: DateTime<Utc>,
-) -> Result<Option<KernelError>, StoreError> {
-    let Some(row) = tx
+) -> Result<Option<LastCycle>, StoreError> {
+    let row = tx
         .query_opt(
             "SELECT cycle_id, executed_at FROM cycles
              WHERE tenant_id = $1 AND status = 'completed'
              ORDER BY executed_at DESC LIMIT 1",
             &[&tenant],
         )
-        .await?
-    else {
-        return Ok(None);
-    };
-    let last_id: Uuid = row.try_get(0)?;
-    let last_at: DateTime<Utc> = row.try_get(1)?;
-    let interval = Duration::hours(i64::from(settings.min_cycle_interval_hours));
-    let next = last_at + interval;
-    if now >= next {
-        return Ok(None);
+        .await?;
+    match row {
+        None => Ok(None),
+        Some(r) => Ok(Some(LastCycle {
+            cycle_id: r.try_get(0)?,
+            executed_at: r.try_get(1)?,
+        })),
     }
-    let ts = |t: DateTime<Utc>| t.to_rfc3339_opts(SecondsFormat::Secs, true);
-    Ok(Some(
-        KernelError::new(
-            ErrorCode::CycleTooRecent,
-            format!(
-                "last completed cycle ran at {}; the next may run from {}",
-                ts(last_at),
-                ts(next)
-            ),
-        )
-        .with("last_cycle_id", json!(last_id.to_string()))
-        .with("last_executed_at", json!(ts(last_at)))
-        .with("next_allowed_at", json!(ts(next)))
-        .with(
-            "min_cycle_interval_hours",
-            json!(settings.min_cycle_interval_hours),
-        ),
-    ))
 }
 
 async fn insert_cycle(
     tx: &Transaction<'_>,
     req: &CycleRequest,
-    window: &crate::contract::AnalysisWindow,
     status: CycleStatus,
     result: &Result<KernelOutput, KernelError>,
     now: DateTime<Utc>,
     duration_ms: i32,
 ) -> Result<(), StoreError> {
-    // A window that does not parse is stored as the default one; its error is in `error`.
-    let (start, end) = window_dates(window)
-        .or_else(|_| window_dates(&default_window(trigger_time(req, now))))
-        .map_err(StoreError::Kernel)?;
     let (output, error, code, summary) = match result {
         Ok(out) => (Some(json!(out)), None, None, Some(&out.cycle_summary)),
         Err(e) => (None, Some(json!(e)), Some(e.code.as_str()), None),
@@ -310,10 +254,10 @@ async fn insert_cycle(
             &req.message_id,
             &req.trigger.kind.as_str(),
             &req.trigger.source,
-            &parse_timestamp(&req.trigger.triggered_at),
+            &req.triggered_at,
             &json!(req.trigger),
-            &start,
-            &end,
+            &req.window.start(),
+            &req.window.end(),
             &status.as_str(),
             &code,
             &error,

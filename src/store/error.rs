@@ -1,6 +1,5 @@
 //! The store's error type and THE place that classifies database errors as retryable.
 
-use crate::contract::KernelError;
 use std::error::Error as _;
 use tokio_postgres::error::SqlState;
 
@@ -16,9 +15,9 @@ pub enum StoreError {
     Config(String),
     #[error("migration: {0}")]
     Migrate(String),
-    /// A contract outcome such as INVALID_INPUT on import.
-    #[error(transparent)]
-    Kernel(#[from] KernelError),
+    /// A stored row the store cannot read back (hand-edited or from a newer version).
+    #[error("corrupt data: {0}")]
+    Corrupt(String),
 }
 
 impl From<deadpool_postgres::PoolError> for StoreError {
@@ -34,12 +33,13 @@ impl From<deadpool_postgres::PoolError> for StoreError {
 impl StoreError {
     /// Connection loss (08xxx, IO, closed), serialization failure (40001), deadlock (40P01),
     /// server shutdown or start-up (57P01/57P02/57P03), too many connections (53300), lock
-    /// timeout (55P03), pool timeout: worth retrying. Constraint violations, bad data and contract outcomes are permanent.
+    /// timeout (55P03), pool timeout: worth retrying. Constraint violations and
+    /// bad data are permanent.
     pub fn is_retryable(&self) -> bool {
         match self {
             StoreError::Db(e) => db_error_is_retryable(e),
             StoreError::Pool(_) => true,
-            StoreError::Config(_) | StoreError::Migrate(_) | StoreError::Kernel(_) => false,
+            StoreError::Config(_) | StoreError::Migrate(_) | StoreError::Corrupt(_) => false,
         }
     }
 
@@ -83,9 +83,8 @@ mod tests {
     use super::*;
 
     #[test]
-    fn contract_outcomes_are_permanent() {
-        let e = StoreError::Kernel(KernelError::internal("x"));
-        assert!(!e.is_retryable());
+    fn bad_data_and_settings_are_permanent() {
+        assert!(!StoreError::Corrupt("x".into()).is_retryable());
         assert!(!StoreError::Migrate("x".into()).is_retryable());
         assert!(StoreError::Pool("timeout".into()).is_retryable());
     }

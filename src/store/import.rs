@@ -3,7 +3,7 @@
 use super::migrate::sync_metric_dictionary;
 use super::{Store, StoreError, tenant_lock_key};
 use crate::catalog::Catalog;
-use crate::contract::{KernelError, KernelInput, Violation, parse_date, validate_content};
+use crate::contract::{KernelInput, parse_date};
 use chrono::NaiveDate;
 use serde_json::Value;
 use std::collections::HashMap;
@@ -11,12 +11,10 @@ use tokio_postgres::Transaction;
 use uuid::Uuid;
 
 impl Store {
-    /// Validates (same errors as `kernel`, minus the trigger-age rule) and upserts a tenant
-    /// document in one transaction. Targets, guardrails and config are set to the document's;
+    /// Upserts a validated tenant document (`contract::validate_content`) in one transaction. Targets, guardrails and config are set to the document's;
     /// metrics upsert by (metric, date, dimension); events, campaigns, opportunities and action
     /// results by id. Rows absent from the document are kept (a backfill adds, never prunes).
     pub async fn import(&self, input: &KernelInput, catalog: &Catalog) -> Result<(), StoreError> {
-        validate_content(input, catalog)?;
         let tenant = parse_uuid(&input.tenant_id)?;
         let mut client = self.pool.get().await?;
         let tx = client.transaction().await?;
@@ -39,24 +37,16 @@ impl Store {
 }
 
 fn parse_uuid(s: &str) -> Result<Uuid, StoreError> {
-    Uuid::try_parse(s).map_err(|_| {
-        KernelError::invalid_input(vec![Violation::new(
-            "tenant_id",
-            format!("'{s}' is not a UUID"),
-        )])
-        .into()
-    })
+    Uuid::try_parse(s).map_err(|_| unchecked(format!("tenant_id '{s}' is not a UUID")))
 }
 
-/// Validation has already checked every date; this only turns the string into a value.
 fn date(path: String, s: &str) -> Result<NaiveDate, StoreError> {
-    parse_date(s).ok_or_else(|| {
-        KernelError::invalid_input(vec![Violation::new(
-            path,
-            format!("'{s}' is not a YYYY-MM-DD date"),
-        )])
-        .into()
-    })
+    parse_date(s).ok_or_else(|| unchecked(format!("{path} '{s}' is not a YYYY-MM-DD date")))
+}
+
+/// The caller validates before importing; a value that still does not parse is a bug there.
+fn unchecked(what: String) -> StoreError {
+    StoreError::Corrupt(format!("import of an unvalidated document: {what}"))
 }
 
 async fn upsert_tenant(

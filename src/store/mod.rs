@@ -14,11 +14,12 @@ mod migrate;
 mod outbox;
 mod pool;
 
-pub use assemble::{ACTION_RESULTS_LOOKBACK_DAYS, DEFAULT_WINDOW_DAYS, default_window};
+pub use assemble::ACTION_RESULTS_LOOKBACK_DAYS;
 pub use database::url_with_database;
 pub use error::StoreError;
 
-use crate::contract::{AnalysisWindow, KernelError, KernelOutput, Trigger};
+use crate::contract::{DateRange, KernelError, KernelInput, KernelOutput, Trigger};
+use chrono::{DateTime, Utc};
 use uuid::Uuid;
 
 /// A message the outbox will publish. Built by the worker, stored and relayed verbatim.
@@ -45,15 +46,18 @@ pub struct OutboxRow {
     pub message: OutboxMessage,
 }
 
-/// One trigger to turn into one cycle.
+/// One trigger to turn into one cycle. Everything in it is already parsed: the store reads
+/// typed values and never re-checks the wire format.
 #[derive(Debug, Clone, PartialEq)]
 pub struct CycleRequest {
     /// The idempotency key (AMQP message_id).
     pub message_id: String,
     pub tenant_id: Uuid,
     pub trigger: Trigger,
-    /// None: the 30 days ending yesterday (UTC) relative to `now`.
-    pub analysis_window: Option<AnalysisWindow>,
+    /// `trigger.triggered_at`, parsed.
+    pub triggered_at: DateTime<Utc>,
+    /// The analysis window, resolved (the caller applies the default).
+    pub window: DateRange,
     /// The id to give the cycle if one is created.
     pub cycle_id: Uuid,
 }
@@ -66,8 +70,37 @@ pub enum CycleStatus {
     Skipped,
 }
 
-/// What `run_cycle` did. `replayed` is true when the message_id already had a cycle and the
-/// stored result is returned instead of running again.
+/// The tenant's latest completed cycle: the fact `CyclePolicy::admit` judges.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct LastCycle {
+    pub cycle_id: Uuid,
+    pub executed_at: DateTime<Utc>,
+}
+
+/// The rules of a cycle, supplied by the caller (the worker). The store holds the locks,
+/// the idempotency and the persistence; it asks the policy, inside the transaction and under
+/// the tenant lock, whether to run, what to decide and what to publish.
+pub trait CyclePolicy: Sync {
+    /// `Err` skips the cycle (recorded as `skipped` with that error).
+    fn admit(&self, last: Option<&LastCycle>, now: DateTime<Utc>) -> Result<(), KernelError>;
+    /// The decision on the assembled input; `Err` records a `failed` cycle.
+    fn decide(
+        &self,
+        input: KernelInput,
+        now: DateTime<Utc>,
+        cycle_id: Uuid,
+    ) -> Result<KernelOutput, KernelError>;
+    /// The outbox messages of the finished cycle, stored verbatim in the same transaction.
+    fn plan(
+        &self,
+        cycle_id: Uuid,
+        result: &Result<KernelOutput, KernelError>,
+        status: CycleStatus,
+    ) -> Vec<OutboxMessage>;
+}
+
+/// What `run_cycle` did. Domain outcomes are values here, not errors: `StoreError` is only
+/// for the database failing.
 #[derive(Debug, Clone, PartialEq)]
 pub enum CycleOutcome {
     /// A cycle row exists (completed, failed or skipped).
@@ -77,18 +110,14 @@ pub enum CycleOutcome {
         result: Result<Box<KernelOutput>, KernelError>,
         /// Outbox rows of this cycle not yet published (empty once all are confirmed).
         pending: Vec<OutboxRow>,
+        /// The message_id already had a cycle: its stored result is returned, nothing ran.
         replayed: bool,
     },
-    /// TENANT_NOT_FOUND: no cycle row (no tenant to own it); recorded in `rejected_triggers`.
-    Rejected { error: KernelError },
+    /// No such tenant: no cycle row (no tenant to own it); recorded in `rejected_triggers`.
+    UnknownTenant,
+    /// The message_id already names a cycle of another tenant; nothing is written.
+    MessageIdTaken { owner: Uuid },
 }
-
-/// Builds the outbox messages of a finished cycle (its actions and its cycle event; replies
-/// are sent directly, not through the outbox). The worker
-/// supplies it so the store stays free of naming and routing rules.
-pub type OutboxPlan<'a> = &'a (
-        dyn Fn(Uuid, &Result<KernelOutput, KernelError>, CycleStatus) -> Vec<OutboxMessage> + Sync
-    );
 
 #[derive(Clone)]
 pub struct Store {

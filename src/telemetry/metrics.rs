@@ -71,55 +71,148 @@ pub fn reconnect() {
     counter!(RECONNECTS).increment(1);
 }
 
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kind {
+    Counter,
+    Gauge,
+    Histogram,
+}
+
+/// One exported series: what the exporter describes, and what dashboards and tests may use.
+#[derive(Debug, Clone, Copy)]
+pub struct Metric {
+    pub name: &'static str,
+    pub kind: Kind,
+    pub labels: &'static [&'static str],
+    pub seconds: bool,
+    pub help: &'static str,
+}
+
+const fn m(
+    name: &'static str,
+    kind: Kind,
+    labels: &'static [&'static str],
+    help: &'static str,
+) -> Metric {
+    Metric {
+        name,
+        kind,
+        labels,
+        seconds: false,
+        help,
+    }
+}
+
+const fn secs(
+    name: &'static str,
+    kind: Kind,
+    labels: &'static [&'static str],
+    help: &'static str,
+) -> Metric {
+    Metric {
+        seconds: true,
+        ..m(name, kind, labels, help)
+    }
+}
+
+/// Every metric the worker exports: the one list `describe`, the docs test and the
+/// dashboard test read.
+pub const ALL: &[Metric] = &[
+    m(
+        CYCLES,
+        Kind::Counter,
+        &["status", "constraint"],
+        "Cycles recorded, by status and binding constraint or error code",
+    ),
+    secs(
+        CYCLE_DURATION,
+        Kind::Histogram,
+        &["status"],
+        "Time from delivery to committed cycle",
+    ),
+    m(
+        OUTBOX_PENDING,
+        Kind::Gauge,
+        &[],
+        "Unpublished outbox rows seen by the last sweep",
+    ),
+    m(
+        PUBLISH_FAILURES,
+        Kind::Counter,
+        &["reason"],
+        "Outbox publishes returned, nacked or lost",
+    ),
+    m(
+        REDELIVERIES,
+        Kind::Counter,
+        &[],
+        "Trigger deliveries flagged redelivered by the broker",
+    ),
+    m(
+        REJECTED,
+        Kind::Counter,
+        &["reason"],
+        "Triggers dead-lettered or requeued, by reason",
+    ),
+    m(
+        RECONNECTS,
+        Kind::Counter,
+        &[],
+        "Broker sessions rebuilt after a failure",
+    ),
+    secs(
+        STAGE_DURATION,
+        Kind::Histogram,
+        &["stage"],
+        "Time per cycle stage: assemble, decide, persist (insert + commit), publish (confirmed)",
+    ),
+    secs(
+        OUTBOX_OLDEST_AGE,
+        Kind::Gauge,
+        &[],
+        "Age of the oldest unpublished outbox row (0 when none)",
+    ),
+    secs(
+        OUTBOX_LAG,
+        Kind::Histogram,
+        &[],
+        "Time from an outbox row's commit to the broker's confirm",
+    ),
+    m(
+        DEAD_LETTERED,
+        Kind::Counter,
+        &["reason"],
+        "Triggers rejected to the dead-letter queue, by reason",
+    ),
+    m(
+        DB_POOL_CONNECTIONS,
+        Kind::Gauge,
+        &["state"],
+        "Database pool connections, by state",
+    ),
+    m(DB_POOL_SIZE, Kind::Gauge, &[], "Database pool maximum size"),
+    m(
+        DB_POOL_WAITING,
+        Kind::Gauge,
+        &[],
+        "Tasks waiting for a database connection",
+    ),
+];
+
 /// Describes every metric and starts the unlabelled ones at zero, so dashboards see them
 /// before the first event.
 pub fn describe() {
-    use metrics::{describe_counter, describe_gauge, describe_histogram};
-    describe_counter!(
-        CYCLES,
-        "Cycles recorded, by status and binding constraint or error code"
-    );
-    describe_histogram!(
-        CYCLE_DURATION,
-        metrics::Unit::Seconds,
-        "Time from delivery to committed cycle"
-    );
-    describe_gauge!(
-        OUTBOX_PENDING,
-        "Unpublished outbox rows seen by the last sweep"
-    );
-    describe_counter!(
-        PUBLISH_FAILURES,
-        "Outbox publishes returned, nacked or lost"
-    );
-    describe_counter!(
-        REDELIVERIES,
-        "Trigger deliveries flagged redelivered by the broker"
-    );
-    describe_counter!(REJECTED, "Triggers dead-lettered or requeued, by reason");
-    describe_counter!(RECONNECTS, "Broker sessions rebuilt after a failure");
-    describe_histogram!(
-        STAGE_DURATION,
-        metrics::Unit::Seconds,
-        "Time per cycle stage: assemble, decide, persist (insert + commit), publish (confirmed)"
-    );
-    describe_gauge!(
-        OUTBOX_OLDEST_AGE,
-        metrics::Unit::Seconds,
-        "Age of the oldest unpublished outbox row (0 when none)"
-    );
-    describe_histogram!(
-        OUTBOX_LAG,
-        metrics::Unit::Seconds,
-        "Time from an outbox row's commit to the broker's confirm"
-    );
-    describe_counter!(
-        DEAD_LETTERED,
-        "Triggers rejected to the dead-letter queue, by reason"
-    );
-    describe_gauge!(DB_POOL_CONNECTIONS, "Database pool connections, by state");
-    describe_gauge!(DB_POOL_SIZE, "Database pool maximum size");
-    describe_gauge!(DB_POOL_WAITING, "Tasks waiting for a database connection");
+    use metrics::{Unit, describe_counter, describe_gauge, describe_histogram};
+    for metric in ALL {
+        let (name, help) = (metric.name, metric.help);
+        match (metric.kind, metric.seconds) {
+            (Kind::Counter, _) => describe_counter!(name, help),
+            (Kind::Gauge, false) => describe_gauge!(name, help),
+            (Kind::Gauge, true) => describe_gauge!(name, Unit::Seconds, help),
+            (Kind::Histogram, false) => describe_histogram!(name, help),
+            (Kind::Histogram, true) => describe_histogram!(name, Unit::Seconds, help),
+        }
+    }
     counter!(REDELIVERIES).increment(0);
     counter!(RECONNECTS).increment(0);
     for reason in ["returned", "nacked", "broker"] {
@@ -131,6 +224,7 @@ pub fn describe() {
         "malformed",
         "missing_message_id",
         "TENANT_NOT_FOUND",
+        "message_id_taken",
         "store",
         "INTERNAL_ERROR",
     ] {

@@ -3,19 +3,22 @@
 
 pub mod ops;
 pub mod plan;
+pub mod policy;
 pub mod relay;
 pub mod run;
-pub mod service;
 pub mod unit;
 
 pub use plan::{PlanContext, Planner};
+pub use policy::{Rules, TriggerPolicy};
 pub use relay::Relay;
 pub use run::{HookAction, Hooks, Worker, WorkerStatus};
 pub use unit::{Context, Disposition, Incoming, Processed};
 
 use crate::broker::BrokerError;
-use crate::contract::KernelError;
+use crate::contract::{ErrorCode, KernelError};
 use crate::store::StoreError;
+use serde_json::json;
+use uuid::Uuid;
 
 /// Why a delivery could not be turned into a cycle. The one place that says retry or not.
 #[derive(Debug, thiserror::Error)]
@@ -26,6 +29,10 @@ pub enum Failure {
     MissingMessageId,
     #[error("unknown tenant: {0}")]
     UnknownTenant(KernelError),
+    /// The message_id already names another tenant's cycle (`owner` is for logs, never for
+    /// the requester).
+    #[error("message_id {message_id} already belongs to another tenant's cycle")]
+    MessageIdTaken { message_id: String, owner: Uuid },
     #[error(transparent)]
     Store(#[from] StoreError),
     #[error(transparent)]
@@ -44,6 +51,7 @@ impl Failure {
             Failure::Malformed(_)
             | Failure::MissingMessageId
             | Failure::UnknownTenant(_)
+            | Failure::MessageIdTaken { .. }
             | Failure::Panic(_) => false,
         }
     }
@@ -54,9 +62,22 @@ impl Failure {
             Failure::Malformed(_) => "malformed",
             Failure::MissingMessageId => "missing_message_id",
             Failure::UnknownTenant(_) => "TENANT_NOT_FOUND",
+            Failure::MessageIdTaken { .. } => "message_id_taken",
             Failure::Store(_) => "store",
             Failure::Broker(_) => "broker",
             Failure::Panic(_) => "INTERNAL_ERROR",
+        }
+    }
+
+    /// The KernelError a `reply_to` requester gets for a refused trigger.
+    pub fn to_kernel_error(&self) -> KernelError {
+        match self {
+            Failure::UnknownTenant(e) => e.clone(),
+            Failure::MessageIdTaken { message_id, .. } => {
+                KernelError::new(ErrorCode::InvalidInput, self.to_string())
+                    .with("message_id", json!(message_id))
+            }
+            other => KernelError::internal(other.to_string()),
         }
     }
 }

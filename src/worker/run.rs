@@ -4,9 +4,8 @@
 
 use super::relay::Relay;
 use super::unit::{self, Context, Disposition, Incoming, Processed};
-use super::{Failure, Planner};
+use super::{Failure, Planner, Rules};
 use crate::broker::{self, BrokerError, ConfirmedPublisher, Topology};
-use crate::catalog::Catalog;
 use crate::config::Settings;
 use crate::store::Store;
 use crate::telemetry::metrics;
@@ -82,10 +81,11 @@ fn reconnect_policy() -> ExponentialBuilder {
 }
 
 impl Worker {
-    pub fn new(settings: Settings, store: Store, catalog: Catalog) -> Self {
+    /// A worker judging cycles by `rules` (see `app::rules` for the ones from settings).
+    pub fn new(settings: Settings, store: Store, rules: Rules) -> Self {
         let topology = Topology::new(
             &settings.amqp.prefix,
-            &catalog,
+            &rules.catalog,
             settings.amqp.delivery_limit,
         );
         let sweep = Duration::from_secs(settings.worker.outbox_sweep_secs.max(1));
@@ -94,7 +94,7 @@ impl Worker {
         Self {
             ctx: Arc::new(Context {
                 store,
-                catalog: Arc::new(catalog),
+                rules,
                 settings,
                 planner: Planner::new(topology),
             }),

@@ -4,23 +4,20 @@
 
 use super::Failure;
 use super::plan::{PlanContext, Planner, result_body};
+use super::policy::{Rules, TriggerPolicy};
 use crate::broker::Outgoing;
-use crate::catalog::Catalog;
 use crate::config::Settings;
-use crate::contract::{
-    ErrorCode, KernelError, KernelOutput, TriggerMessage, parse_date, parse_timestamp,
-};
-use crate::store::{CycleOutcome, CycleRequest, CycleStatus, OutboxRow, Store};
+use crate::contract::{ErrorCode, KernelError, KernelOutput, ParsedTrigger, decode_trigger};
+use crate::store::{CycleOutcome, CycleRequest, OutboxRow, Store};
 use crate::telemetry::metrics;
 use backon::{ExponentialBuilder, Retryable};
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 use uuid::Uuid;
 
 /// Everything a unit needs; shared by all deliveries.
 pub struct Context {
     pub store: Store,
-    pub catalog: Arc<Catalog>,
+    pub rules: Rules,
     pub settings: Settings,
     pub planner: Planner,
 }
@@ -76,31 +73,9 @@ impl Processed {
     }
 }
 
-/// Structural decoding of a trigger body. Contract rules that need data (trigger age, tenant
-/// existence, data sufficiency) are the store's and the kernel's to judge.
-pub fn decode(body: &[u8]) -> Result<(Uuid, TriggerMessage), Failure> {
-    let msg: TriggerMessage = serde_json::from_slice(body)
-        .map_err(|e| Failure::Malformed(format!("not a trigger document: {e}")))?;
-    let tenant = Uuid::parse_str(&msg.tenant_id)
-        .map_err(|_| Failure::Malformed(format!("tenant_id '{}' is not a UUID", msg.tenant_id)))?;
-    if parse_timestamp(&msg.trigger.triggered_at).is_none() {
-        return Err(Failure::Malformed(format!(
-            "trigger.triggered_at '{}' is not an RFC 3339 timestamp",
-            msg.trigger.triggered_at
-        )));
-    }
-    if let Some(w) = &msg.analysis_window {
-        match (parse_date(&w.start_date), parse_date(&w.end_date)) {
-            (Some(s), Some(e)) if s <= e => {}
-            _ => {
-                return Err(Failure::Malformed(format!(
-                    "analysis_window {}..{} is not a pair of ordered YYYY-MM-DD dates",
-                    w.start_date, w.end_date
-                )));
-            }
-        }
-    }
-    Ok((tenant, msg))
+/// The trigger body, parsed once; what it carries is typed from here on.
+pub fn decode(body: &[u8]) -> Result<ParsedTrigger, Failure> {
+    decode_trigger(body).map_err(Failure::Malformed)
 }
 
 fn retry_policy(ctx: &Context) -> ExponentialBuilder {
@@ -155,7 +130,7 @@ pub async fn process(ctx: &Context, inc: &Incoming) -> Processed {
         metrics::rejected(f.reason());
         return Processed::failed(&f, vec![]);
     };
-    let (tenant_id, msg) = match decode(&inc.body) {
+    let parsed = match decode(&inc.body) {
         Ok(x) => x,
         Err(f) => {
             tracing::warn!(reason = %f, "trigger dead-lettered");
@@ -163,34 +138,31 @@ pub async fn process(ctx: &Context, inc: &Incoming) -> Processed {
             return Processed::failed(&f, vec![]);
         }
     };
+    let tenant_id = parsed.tenant_id;
     let pctx = PlanContext {
         tenant_id,
         message_id: message_id.clone(),
-        trigger: msg.trigger.clone(),
+        trigger: parsed.trigger.clone(),
     };
     let req = CycleRequest {
         message_id: message_id.clone(),
         tenant_id,
-        trigger: msg.trigger,
-        analysis_window: msg.analysis_window,
+        window: parsed.window_or_default(),
+        triggered_at: parsed.triggered_at,
+        trigger: parsed.trigger,
         cycle_id: Uuid::new_v4(),
     };
     let span = tracing::Span::current();
     span.record("tenant_id", tracing::field::display(tenant_id));
     span.record("cycle_id", tracing::field::display(req.cycle_id));
-    let planner = &ctx.planner;
-    let plan = |cycle_id: Uuid, result: &Result<KernelOutput, KernelError>, status: CycleStatus| {
-        planner.messages(&pctx, cycle_id, result, status)
+    let policy = TriggerPolicy {
+        rules: &ctx.rules,
+        planner: &ctx.planner,
+        trigger: &pctx,
     };
     let attempt = || async {
         ctx.store
-            .run_cycle(
-                &req,
-                &ctx.catalog,
-                &ctx.settings.kernel,
-                chrono::Utc::now(),
-                &plan,
-            )
+            .run_cycle(&req, chrono::Utc::now(), &policy)
             .await
             .map_err(Failure::from)
     };
@@ -207,10 +179,21 @@ pub async fn process(ctx: &Context, inc: &Incoming) -> Processed {
             metrics::rejected(f.reason());
             Processed::failed(&f, vec![])
         }
-        Ok(CycleOutcome::Rejected { error }) => {
+        Ok(CycleOutcome::UnknownTenant) => {
+            let error = KernelError::tenant_not_found(tenant_id);
             let f = Failure::UnknownTenant(error.clone());
             tracing::warn!(reason = %f, "trigger dead-lettered");
             metrics::rejected(f.reason());
+            Processed::failed(&f, reply(inc, "rejected", &pctx, None, &Err(error)))
+        }
+        Ok(CycleOutcome::MessageIdTaken { owner }) => {
+            let f = Failure::MessageIdTaken {
+                message_id: message_id.clone(),
+                owner,
+            };
+            tracing::warn!(reason = %f, %owner, "trigger dead-lettered");
+            metrics::rejected(f.reason());
+            let error = f.to_kernel_error();
             Processed::failed(&f, reply(inc, "rejected", &pctx, None, &Err(error)))
         }
         Ok(CycleOutcome::Recorded {
@@ -259,11 +242,12 @@ pub fn panicked(ctx: &Context, inc: &Incoming, what: String) -> Processed {
     tracing::error!(message_id = ?inc.message_id, error = %f, "panic while processing a trigger");
     metrics::cycle("failed", ErrorCode::InternalError.as_str(), Duration::ZERO);
     let mut direct = vec![];
-    if let (Some(message_id), Ok((tenant_id, msg))) = (inc.message_id.clone(), decode(&inc.body)) {
+    if let (Some(message_id), Ok(parsed)) = (inc.message_id.clone(), decode(&inc.body)) {
+        let tenant_id = parsed.tenant_id;
         let pctx = PlanContext {
             tenant_id,
             message_id: message_id.clone(),
-            trigger: msg.trigger,
+            trigger: parsed.trigger,
         };
         let err: Result<KernelOutput, KernelError> = Err(KernelError::internal(
             "the worker failed while processing this trigger",
@@ -313,21 +297,10 @@ mod tests {
     use super::*;
 
     #[test]
-    fn decode_accepts_a_trigger_and_rejects_the_rest() {
-        let ok = br#"{"tenant_id":"7d3c1a52-2f4e-4c8e-9a51-0b6f2d9e4c11",
-            "trigger":{"type":"manual","source":"cli","triggered_at":"2026-11-26T06:00:00Z"}}"#;
-        assert!(decode(ok).is_ok());
-        for bad in [
-            &b"not json"[..],
-            br#"{"tenant_id":"x","trigger":{"type":"manual","source":"cli","triggered_at":"2026-11-26T06:00:00Z"}}"#,
-            br#"{"tenant_id":"7d3c1a52-2f4e-4c8e-9a51-0b6f2d9e4c11","trigger":{"type":"nope","source":"cli","triggered_at":"2026-11-26T06:00:00Z"}}"#,
-            br#"{"tenant_id":"7d3c1a52-2f4e-4c8e-9a51-0b6f2d9e4c11","trigger":{"type":"manual","source":"cli","triggered_at":"yesterday"}}"#,
-            br#"{"tenant_id":"7d3c1a52-2f4e-4c8e-9a51-0b6f2d9e4c11","trigger":{"type":"manual","source":"cli","triggered_at":"2026-11-26T06:00:00Z"},"analysis_window":{"start_date":"2026-11-02","end_date":"2026-11-01"}}"#,
-        ] {
-            let e = decode(bad).unwrap_err();
-            assert!(matches!(e, Failure::Malformed(_)), "{e}");
-            assert!(!e.is_retryable());
-        }
+    fn a_bad_body_is_malformed_and_permanent() {
+        let e = decode(b"not json").unwrap_err();
+        assert!(matches!(e, Failure::Malformed(_)), "{e}");
+        assert!(!e.is_retryable());
     }
 
     #[tokio::test]

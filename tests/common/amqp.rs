@@ -13,7 +13,7 @@ use revenue_os::catalog::Catalog;
 use revenue_os::config::Settings;
 use revenue_os::contract::KernelInput;
 use revenue_os::store::Store;
-use revenue_os::worker::{Hooks, Worker};
+use revenue_os::worker::Hooks;
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -423,7 +423,8 @@ impl RunningWorker {
     }
 
     pub fn start_with(settings: Settings, store: Store, hooks: Hooks) -> RunningWorker {
-        let w = Worker::new(settings, store, Catalog::embedded().unwrap()).with_hooks(hooks);
+        let w = revenue_os::app::worker(&settings, store, Catalog::embedded().unwrap())
+            .with_hooks(hooks);
         let name = w.connection_name().to_owned();
         let token = CancellationToken::new();
         let t = token.clone();

@@ -7,7 +7,7 @@ pub mod process;
 
 use chrono::{DateTime, Utc};
 use revenue_os::catalog::Catalog;
-use revenue_os::config::{KernelSettings, Settings};
+use revenue_os::config::Settings;
 use revenue_os::contract::{KernelInput, decode_input, parse_timestamp};
 use std::path::PathBuf;
 
@@ -48,14 +48,18 @@ pub async fn imported() -> (db::TestDb, KernelInput) {
 /// What the store assembles for this document's tenant, trigger and window.
 pub async fn assemble(db: &db::TestDb, doc: &KernelInput) -> KernelInput {
     let tenant = uuid::Uuid::parse_str(&doc.tenant_id).unwrap();
+    let at = parse_timestamp(&doc.trigger.triggered_at).unwrap();
+    let window = revenue_os::contract::DateRange::parse(&doc.analysis_window).unwrap();
     db.store()
-        .assemble(tenant, &doc.trigger, &doc.analysis_window)
+        .assemble(tenant, &doc.trigger, at, window)
         .await
         .unwrap()
+        .expect("tenant exists")
 }
 
-pub fn kernel_settings() -> KernelSettings {
-    Settings::load_from(&[]).unwrap().kernel
+/// The worker's rules from the default settings.
+pub fn rules() -> revenue_os::worker::Rules {
+    revenue_os::app::rules(&Settings::load_from(&[]).unwrap(), catalog())
 }
 
 /// The input with every list sorted, for order-insensitive comparison.

@@ -1,13 +1,11 @@
 //! Broker connections closed under load (`rabbitmqctl close_connection` on this worker's
 //! connections only, found by the connection name carrying the test's unique prefix).
 
-mod common;
-
-use common::amqp::{
+use crate::common::amqp::{
     RunningWorker, TestBroker, assert_one_cycle_each, close_connections, eventually,
     import_tenants, settings, wait_for_total, wait_outbox_drained,
 };
-use common::db::TestDb;
+use crate::common::db::TestDb;
 use revenue_os::worker::Hooks;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -2,11 +2,9 @@
 //! few triggers (including a redelivery, a dead letter, a reconnect and unroutable actions),
 //! and log lines in both formats carrying the cycle's ids from the span, never a password.
 
-mod common;
-
-use common::amqp::{TestBroker, WINDOW, close_connections, eventually, import_tenant};
-use common::db::TestDb;
-use common::process::{free_port, get, sigterm_and_wait, worker_command};
+use crate::common::amqp::{TestBroker, WINDOW, close_connections, eventually, import_tenant};
+use crate::common::db::TestDb;
+use crate::common::process::{free_port, get, sigterm_and_wait, worker_command};
 use futures_util::StreamExt;
 use lapin::options::BasicConsumeOptions;
 use lapin::types::FieldTable;
@@ -123,6 +121,7 @@ async fn metrics_and_logs_show_what_the_worker_did() {
     .await;
     assert!(page.contains("status=\"completed\""), "{page}");
     assert!(page.contains("status=\"skipped\""), "{page}");
+    labels_are_the_listed_ones(&page);
     assert!(sigterm_and_wait(worker).await.success());
 
     // JSON: the "cycle recorded" line carries the span's ids.
@@ -168,4 +167,36 @@ async fn metrics_and_logs_show_what_the_worker_did() {
     let _ = std::fs::remove_dir_all(&dir);
     b.cleanup().await;
     db.cleanup().await;
+}
+
+/// Every exported series carries exactly the labels `telemetry::metrics::ALL` lists for it.
+fn labels_are_the_listed_ones(page: &str) {
+    use revenue_os::telemetry::metrics::{ALL, Kind};
+    for line in page.lines().filter(|l| l.starts_with("revenue_os_")) {
+        let (series, rest) = line.split_once(['{', ' ']).unwrap();
+        let metric = ALL
+            .iter()
+            .find(|m| {
+                let suffixes: &[&str] = match m.kind {
+                    Kind::Histogram => &["_bucket", "_count", "_sum"],
+                    _ => &[""],
+                };
+                suffixes.iter().any(|s| series == format!("{}{s}", m.name))
+            })
+            .unwrap_or_else(|| panic!("{series} is exported but not listed"));
+        let mut got: Vec<&str> = if line.contains('{') {
+            let inner = rest.split('}').next().unwrap();
+            inner
+                .split(',')
+                .filter_map(|kv| kv.split_once('=').map(|(k, _)| k))
+                .filter(|k| *k != "le" && *k != "quantile")
+                .collect()
+        } else {
+            vec![]
+        };
+        got.sort_unstable();
+        let mut want = metric.labels.to_vec();
+        want.sort_unstable();
+        assert_eq!(got, want, "labels of {line}");
+    }
 }

@@ -1,11 +1,11 @@
-//! A bad document is rejected with the kernel's violations and writes nothing.
+//! `import`: a bad document is rejected with the kernel's violations and writes nothing; a
+//! database failure mid-way rolls everything back.
 
-mod common;
-
-use common::db::TestDb;
-use common::*;
+use crate::common::db::TestDb;
+use crate::common::*;
 use revenue_os::contract::*;
 use revenue_os::store::StoreError;
+use revenue_os::{Error, app};
 
 const TENANT_TABLES: &[&str] = &[
     "tenants",
@@ -41,6 +41,8 @@ async fn invalid_documents_give_the_kernels_violations_and_write_nothing() {
     let db = TestDb::new().await;
     let cat = catalog();
     let now = fixture_now();
+    let mut settings = revenue_os::config::Settings::load_from(&[]).unwrap();
+    settings.database = db.settings.clone();
     let mut checked = 0;
     for entry in std::fs::read_dir(fixture_path("invalid")).unwrap() {
         let path = entry.unwrap().path();
@@ -50,12 +52,12 @@ async fn invalid_documents_give_the_kernels_violations_and_write_nothing() {
         }
         let bytes = std::fs::read(&path).unwrap();
         // Structural problems are caught by decoding, before the store is involved.
-        let Ok(input) = decode_input(&bytes) else {
+        if decode_input(&bytes).is_err() {
             continue;
-        };
+        }
         let kernel_err = parse_input(&bytes, &cat, now).unwrap_err();
         let before = row_counts(&db).await;
-        let Err(StoreError::Kernel(import_err)) = db.store().import(&input, &cat).await else {
+        let Err(Error::Kernel(import_err)) = app::import(&settings, &cat, &bytes).await else {
             // Valid apart from a clock rule (trigger age) or INSUFFICIENT_DATA: import accepts
             // content-valid documents, so only those two codes may get here.
             assert!(

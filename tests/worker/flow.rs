@@ -1,13 +1,11 @@
 //! The worker end to end against the real RabbitMQ and PostgreSQL: each test has its own
 //! database and exchange/queue prefix and deletes them at the end.
 
-mod common;
-
-use common::amqp::{
+use crate::common::amqp::{
     Collector, RunningWorker, TestBroker, WINDOW, eventually, import_tenant, received_total,
     settings, trigger_body, wait_for_total,
 };
-use common::db::TestDb;
+use crate::common::db::TestDb;
 use revenue_os::broker::TriggerClient;
 use revenue_os::contract::{ActionMessage, TriggerMessage};
 use revenue_os::worker::{HookAction, Hooks};

@@ -1,9 +1,7 @@
 //! Migrations: applied once, a no-op the second time, safe when run concurrently.
 
-mod common;
-
-use common::db::TestDb;
-use common::*;
+use crate::common::db::TestDb;
+use crate::common::*;
 
 /// The versioned SQL files the binary embeds.
 fn migration_files() -> i64 {

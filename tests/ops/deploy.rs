@@ -787,61 +787,20 @@ fn keda_scales_on_the_triggers_queue() {
     assert!(text.contains("prefetch"), "the prefetch/unacked note");
 }
 
-/// Metric name -> (macro kind, label names), read from the recording calls in metrics.rs.
+/// Metric name -> (kind, label names), from the exporter's own list.
 fn metric_kinds() -> BTreeMap<String, (String, BTreeSet<String>)> {
-    let text = read("src/telemetry/metrics.rs");
-    let mut consts = BTreeMap::new();
-    for line in text.lines() {
-        if let Some(rest) = line.trim().strip_prefix("pub const ")
-            && let Some((ident, value)) = rest.split_once(": &str = ")
-        {
-            consts.insert(
-                ident.to_owned(),
-                value.trim_end_matches(';').trim_matches('"').to_owned(),
-            );
-        }
-    }
-    let mut out: BTreeMap<String, (String, BTreeSet<String>)> = BTreeMap::new();
-    for kind in ["counter", "gauge", "histogram"] {
-        let mac = format!("{kind}!(");
-        for (i, _) in text.match_indices(&mac) {
-            if text[..i].ends_with('_') {
-                continue; // describe_counter! and friends
-            }
-            let body = &text[i + mac.len()..];
-            let mut depth = 1;
-            let end = body
-                .char_indices()
-                .find(|(_, ch)| {
-                    match ch {
-                        '(' => depth += 1,
-                        ')' => depth -= 1,
-                        _ => {}
-                    }
-                    depth == 0
-                })
-                .unwrap()
-                .0;
-            let call = &body[..end];
-            let ident = call.split([',', ')']).next().unwrap().trim();
-            let name = consts
-                .get(ident)
-                .unwrap_or_else(|| panic!("{ident}"))
-                .clone();
-            // `"label" => value`: the quoted string right before each `=>`.
-            let segments: Vec<&str> = call.split("=>").collect();
-            let labels: BTreeSet<String> = segments[..segments.len() - 1]
-                .iter()
-                .filter_map(|before| before.rsplit('"').nth(1).map(str::to_owned))
-                .collect();
-            let e = out
-                .entry(name)
-                .or_insert((kind.to_owned(), BTreeSet::new()));
-            assert_eq!(e.0, kind, "{ident} recorded as two kinds");
-            e.1.extend(labels);
-        }
-    }
-    out
+    m::ALL
+        .iter()
+        .map(|metric| {
+            let kind = match metric.kind {
+                m::Kind::Counter => "counter",
+                m::Kind::Gauge => "gauge",
+                m::Kind::Histogram => "histogram",
+            };
+            let labels = metric.labels.iter().map(|l| (*l).to_owned()).collect();
+            (metric.name.to_owned(), (kind.to_owned(), labels))
+        })
+        .collect()
 }
 
 fn exprs(v: &Value, out: &mut Vec<(String, String)>) {
@@ -882,25 +841,10 @@ fn expr_labels(expr: &str) -> (BTreeSet<String>, BTreeSet<String>) {
 
 #[test]
 fn grafana_uses_only_series_the_worker_exports() {
-    let consts = [
-        m::CYCLES,
-        m::CYCLE_DURATION,
-        m::OUTBOX_PENDING,
-        m::PUBLISH_FAILURES,
-        m::REDELIVERIES,
-        m::REJECTED,
-        m::RECONNECTS,
-        m::STAGE_DURATION,
-        m::OUTBOX_OLDEST_AGE,
-        m::OUTBOX_LAG,
-        m::DEAD_LETTERED,
-        m::DB_POOL_CONNECTIONS,
-        m::DB_POOL_SIZE,
-        m::DB_POOL_WAITING,
-    ];
     let kinds = metric_kinds();
-    let named: BTreeSet<&str> = kinds.keys().map(String::as_str).collect();
-    assert_eq!(named, consts.into_iter().collect(), "metrics.rs constants");
+    let consts: Vec<&str> = m::ALL.iter().map(|metric| metric.name).collect();
+    let unique: BTreeSet<&str> = consts.iter().copied().collect();
+    assert_eq!(unique.len(), consts.len(), "a metric listed twice");
 
     let dash: Value = serde_json::from_str(&read("deploy/grafana/revenue-os.json")).unwrap();
     let mut all = Vec::new();

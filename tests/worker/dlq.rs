@@ -1,10 +1,10 @@
 //! Replaying dead letters: a trigger for a tenant that does not exist yet is dead-lettered;
 //! once the tenant is imported, `dlq replay` sends it back and the cycle completes.
 
-mod common;
-
-use common::amqp::{RunningWorker, TestBroker, WINDOW, eventually, import_tenant_as, settings};
-use common::db::TestDb;
+use crate::common::amqp::{
+    RunningWorker, TestBroker, WINDOW, eventually, import_tenant_as, settings,
+};
+use crate::common::db::TestDb;
 use revenue_os::broker::{self, dlq};
 use revenue_os::worker::Hooks;
 use uuid::Uuid;

@@ -1,13 +1,11 @@
 //! The confirm-mode publishing channel failing on its own, while the connection and the
 //! consumer stay up: the worker must notice and rebuild its session.
 
-mod common;
-
-use common::amqp::{
+use crate::common::amqp::{
     RunningWorker, TestBroker, WINDOW, eventually, import_tenants, settings, wait_for_total,
     wait_outbox_drained,
 };
-use common::db::TestDb;
+use crate::common::db::TestDb;
 use lapin::options::{ExchangeDeclareOptions, ExchangeDeleteOptions, QueueBindOptions};
 use lapin::types::FieldTable;
 use revenue_os::contract::Subsystem;

@@ -1,11 +1,11 @@
 //! run_cycle: concurrency, idempotency, every outcome recorded, outbox lifecycle.
 
-mod common;
-
-use common::db::TestDb;
-use common::*;
+use crate::common::db::TestDb;
+use crate::common::*;
+use chrono::{DateTime, Utc};
 use revenue_os::contract::*;
 use revenue_os::store::*;
+use revenue_os::worker::Rules;
 use uuid::Uuid;
 
 /// A plan like the worker's: one message per action plus one cycle event.
@@ -38,22 +38,53 @@ fn plan(
     out
 }
 
-const PLAN: OutboxPlan<'static> = &plan;
+/// The worker's rules (admission, the kernel) with the plan above.
+struct Policy(Rules);
 
-fn request(input: &KernelInput, message_id: &str) -> CycleRequest {
+impl CyclePolicy for Policy {
+    fn admit(&self, last: Option<&LastCycle>, now: DateTime<Utc>) -> Result<(), KernelError> {
+        self.0.admit(last, now)
+    }
+
+    fn decide(
+        &self,
+        input: KernelInput,
+        now: DateTime<Utc>,
+        cycle_id: Uuid,
+    ) -> Result<KernelOutput, KernelError> {
+        self.0.decide(input, now, cycle_id)
+    }
+
+    fn plan(
+        &self,
+        cycle_id: Uuid,
+        result: &Result<KernelOutput, KernelError>,
+        status: CycleStatus,
+    ) -> Vec<OutboxMessage> {
+        plan(cycle_id, result, status)
+    }
+}
+
+fn policy() -> Policy {
+    Policy(rules())
+}
+
+pub fn request(input: &KernelInput, message_id: &str) -> CycleRequest {
+    let triggered_at = parse_timestamp(&input.trigger.triggered_at).unwrap();
     CycleRequest {
         message_id: message_id.into(),
         tenant_id: Uuid::parse_str(&input.tenant_id).unwrap(),
         trigger: input.trigger.clone(),
-        analysis_window: Some(input.analysis_window.clone()),
+        triggered_at,
+        window: DateRange::parse(&input.analysis_window).unwrap(),
         cycle_id: Uuid::new_v4(),
     }
 }
 
-/// One run_cycle at the fixture's clock, with the test catalog and settings.
+/// One run_cycle at the fixture's clock, with the worker's rules from default settings.
 async fn run(store: &Store, req: &CycleRequest) -> CycleOutcome {
     store
-        .run_cycle(req, &catalog(), &kernel_settings(), fixture_now(), PLAN)
+        .run_cycle(req, fixture_now(), &policy())
         .await
         .unwrap()
 }
@@ -81,9 +112,8 @@ fn run_cycle_future_is_send() {
     if let Some(s) = store {
         let input = fixture(DEMAND_BOUND);
         let req = request(&input, "m");
-        let cat = catalog();
-        let ks = kernel_settings();
-        let f = s.run_cycle(&req, &cat, &ks, fixture_now(), PLAN);
+        let p = policy();
+        let f = s.run_cycle(&req, fixture_now(), &p);
         is_send(&f);
     }
 }
@@ -204,7 +234,7 @@ async fn eight_parallel_cycles_one_completes_seven_are_too_recent() {
                 }
                 statuses.push(status);
             }
-            CycleOutcome::Rejected { error } => panic!("{error}"),
+            other => panic!("{other:?}"),
         }
     }
     let completed = statuses
@@ -229,10 +259,9 @@ async fn eight_parallel_cycles_one_completes_seven_are_too_recent() {
     let later = fixture_now() + chrono::Duration::hours(12);
     let mut req = request(&input, "later");
     req.trigger.triggered_at = "2026-11-26T18:00:00Z".into();
-    let CycleOutcome::Recorded { status, .. } = store
-        .run_cycle(&req, &catalog(), &kernel_settings(), later, PLAN)
-        .await
-        .unwrap()
+    req.triggered_at = later;
+    let CycleOutcome::Recorded { status, .. } =
+        store.run_cycle(&req, later, &policy()).await.unwrap()
     else {
         panic!()
     };
@@ -255,7 +284,7 @@ async fn eight_parallel_calls_with_one_message_id_share_one_cycle() {
                 replayed,
                 ..
             } => outcomes.push((cycle_id, status, result.unwrap(), replayed)),
-            CycleOutcome::Rejected { error } => panic!("{error}"),
+            other => panic!("{other:?}"),
         }
     }
     let first = &outcomes[0];
@@ -277,10 +306,7 @@ async fn unknown_tenant_is_rejected_and_recorded_once() {
     for _ in 0..2 {
         let out = run(db.store(), &req).await;
         match out {
-            CycleOutcome::Rejected { error } => {
-                assert_eq!(error.code, ErrorCode::TenantNotFound);
-                assert_eq!(error.http_status(), 404);
-            }
+            CycleOutcome::UnknownTenant => {}
             other => panic!("{other:?}"),
         }
     }
@@ -351,7 +377,7 @@ async fn missing_required_metrics_record_a_failed_cycle() {
 async fn no_window_means_the_thirty_days_ending_yesterday() {
     let (db, input) = imported().await;
     let mut req = request(&input, "default-window");
-    req.analysis_window = None;
+    req.window = DateRange::default_for(req.triggered_at);
     let out = run(db.store(), &req).await;
     assert!(matches!(
         out,
@@ -371,11 +397,6 @@ async fn no_window_means_the_thirty_days_ending_yesterday() {
         .unwrap();
     assert_eq!(row.get::<_, String>(0), "2026-10-27");
     assert_eq!(row.get::<_, String>(1), "2026-11-25");
-    let w = default_window(fixture_now());
-    assert_eq!(
-        (w.start_date.as_str(), w.end_date.as_str()),
-        ("2026-10-27", "2026-11-25")
-    );
     db.cleanup().await;
 }
 
@@ -395,21 +416,10 @@ async fn a_message_id_of_another_tenant_is_refused_not_replayed() {
             ..
         }
     ));
-    let err = db
-        .store()
-        .run_cycle(
-            &request(&b, "shared-id"),
-            &catalog(),
-            &kernel_settings(),
-            fixture_now(),
-            PLAN,
-        )
-        .await
-        .unwrap_err();
-    assert!(!err.is_retryable(), "{err}");
-    assert!(
-        matches!(&err, StoreError::Kernel(e) if e.code == ErrorCode::InvalidInput),
-        "{err}"
+    let a_id = Uuid::parse_str(&a.tenant_id).unwrap();
+    assert_eq!(
+        run(db.store(), &request(&b, "shared-id")).await,
+        CycleOutcome::MessageIdTaken { owner: a_id }
     );
     let owner: String = db
         .client()
@@ -461,5 +471,92 @@ async fn sweepers_claim_rows_so_only_one_publishes_each() {
         .unwrap();
     let order = pending_ids(&db).await;
     assert_eq!(order.last(), Some(&pending[0]));
+    db.cleanup().await;
+}
+
+/// A policy with no kernel behind it: the store's locks, idempotency and persistence are
+/// testable on their own.
+struct Stub {
+    admit: bool,
+}
+
+impl CyclePolicy for Stub {
+    fn admit(&self, _: Option<&LastCycle>, _: DateTime<Utc>) -> Result<(), KernelError> {
+        if self.admit {
+            Ok(())
+        } else {
+            Err(KernelError::new(
+                ErrorCode::CycleTooRecent,
+                "stub says wait",
+            ))
+        }
+    }
+
+    fn decide(
+        &self,
+        input: KernelInput,
+        _: DateTime<Utc>,
+        _: Uuid,
+    ) -> Result<KernelOutput, KernelError> {
+        Err(KernelError::internal(format!(
+            "stub saw {} metric rows",
+            input.metrics.len()
+        )))
+    }
+
+    fn plan(
+        &self,
+        cycle_id: Uuid,
+        result: &Result<KernelOutput, KernelError>,
+        status: CycleStatus,
+    ) -> Vec<OutboxMessage> {
+        plan(cycle_id, result, status)
+    }
+}
+
+#[tokio::test]
+async fn the_store_records_what_any_policy_says() {
+    let (db, input) = imported().await;
+    let refused = db
+        .store()
+        .run_cycle(
+            &request(&input, "stub-1"),
+            fixture_now(),
+            &Stub { admit: false },
+        )
+        .await
+        .unwrap();
+    let CycleOutcome::Recorded {
+        status,
+        result,
+        pending,
+        ..
+    } = refused
+    else {
+        panic!("{refused:?}")
+    };
+    assert_eq!(status, CycleStatus::Skipped);
+    assert_eq!(result.unwrap_err().message, "stub says wait");
+    assert_eq!(pending.len(), 1, "only the cycle event");
+
+    let decided = db
+        .store()
+        .run_cycle(
+            &request(&input, "stub-2"),
+            fixture_now(),
+            &Stub { admit: true },
+        )
+        .await
+        .unwrap();
+    let CycleOutcome::Recorded { status, result, .. } = decided else {
+        panic!("{decided:?}")
+    };
+    assert_eq!(status, CycleStatus::Failed);
+    let assembled = input.metrics.len();
+    assert_eq!(
+        result.unwrap_err().message,
+        format!("stub saw {assembled} metric rows")
+    );
+    assert_eq!(db.count("SELECT count(*) FROM actions").await, 0);
     db.cleanup().await;
 }

@@ -1,8 +1,6 @@
 //! Retry classification on real server errors, and the pool surviving dropped connections.
 
-mod common;
-
-use common::db::{TestDb, admin_execute};
+use crate::common::db::{TestDb, admin_execute};
 use revenue_os::store::StoreError;
 
 async fn raise(db: &TestDb, sqlstate: &str) -> StoreError {

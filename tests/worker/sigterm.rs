@@ -1,14 +1,12 @@
 //! The `revenue-os worker` binary: ops endpoints, SIGTERM with triggers in flight exits 0 and
 //! loses nothing; a restarted worker processes the rest.
 
-mod common;
-
-use common::amqp::{
+use crate::common::amqp::{
     TestBroker, WINDOW, amqp_url, assert_one_cycle_each, eventually, import_tenants,
     wait_for_total, wait_outbox_drained,
 };
-use common::db::TestDb;
-use common::process::{free_port, get, sigterm_and_wait, spawn_worker};
+use crate::common::db::TestDb;
+use crate::common::process::{free_port, get, sigterm_and_wait, spawn_worker};
 use std::process::Command;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -1,16 +1,14 @@
 //! The README's first command, `revenue-os demo`, end to end on its own database and prefix.
 
-mod common;
-
-use common::amqp::TestBroker;
-use common::db::TestDb;
+use crate::common::amqp::TestBroker;
+use crate::common::db::TestDb;
 use revenue_os::catalog::Catalog;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn demo_turns_a_trigger_into_published_guarded_actions() {
     let db = TestDb::unmigrated(4).await;
     let broker = TestBroker::new().await;
-    let settings = common::amqp::settings(&broker.prefix, &db);
+    let settings = crate::common::amqp::settings(&broker.prefix, &db);
     let document = std::fs::read(concat!(
         env!("CARGO_MANIFEST_DIR"),
         "/tests/fixtures/valid/demand_bound.json"

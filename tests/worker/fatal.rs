@@ -1,17 +1,15 @@
 //! Broker errors no retry can heal end the worker with the error instead of looping.
 
-mod common;
-
-use common::amqp::{TestBroker, settings};
-use common::db::TestDb;
+use crate::common::amqp::{TestBroker, settings};
+use crate::common::db::TestDb;
 use revenue_os::catalog::Catalog;
 use revenue_os::config::Settings;
-use revenue_os::worker::{Failure, Worker};
+use revenue_os::worker::Failure;
 use std::time::Duration;
 use tokio_util::sync::CancellationToken;
 
 async fn run_until_it_returns(s: Settings, db: &TestDb) -> Result<(), Failure> {
-    let w = Worker::new(s, db.store().clone(), Catalog::embedded().unwrap());
+    let w = revenue_os::app::worker(&s, db.store().clone(), Catalog::embedded().unwrap());
     tokio::time::timeout(Duration::from_secs(30), w.run(CancellationToken::new()))
         .await
         .expect("the worker gives up instead of retrying forever")

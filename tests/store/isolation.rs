@@ -1,9 +1,7 @@
 //! Two tenants using the same ids never see each other's rows.
 
-mod common;
-
-use common::db::TestDb;
-use common::*;
+use crate::common::db::TestDb;
+use crate::common::*;
 use revenue_os::contract::*;
 
 fn tenant_doc(tenant: &str, campaign_name: &str, amount: f64) -> KernelInput {

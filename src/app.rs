@@ -1,0 +1,119 @@
+//! Composition: the one place that turns settings into running parts (rules, stores, the worker
+//! service) and that each subcommand calls. Modules below it never read `Settings` to decide.
+
+use crate::catalog::Catalog;
+use crate::config::{KernelSettings, Settings};
+use crate::contract::{
+    DateRange, KernelError, KernelInput, Trigger, decode_input, validate_content,
+};
+use crate::error::Error;
+use crate::kernel::KernelParams;
+use crate::store::Store;
+use crate::worker::{Rules, Worker, ops};
+use chrono::{DateTime, Utc};
+use std::sync::Arc;
+use tokio_util::sync::CancellationToken;
+
+/// The kernel's tunables: its documented defaults, with the ones `config` exposes.
+pub fn kernel_params(settings: &KernelSettings) -> KernelParams {
+    KernelParams {
+        stale_after_days: i32::try_from(settings.stale_after_days).unwrap_or(i32::MAX),
+        ..KernelParams::default()
+    }
+}
+
+/// The rules a worker judges cycles by.
+pub fn rules(settings: &Settings, catalog: Catalog) -> Rules {
+    Rules {
+        catalog: Arc::new(catalog),
+        params: kernel_params(&settings.kernel),
+        min_cycle_interval_hours: settings.kernel.min_cycle_interval_hours,
+    }
+}
+
+/// A worker for these settings.
+pub fn worker(settings: &Settings, store: Store, catalog: Catalog) -> Worker {
+    Worker::new(settings.clone(), store, rules(settings, catalog))
+}
+
+/// Connects to the configured database, creating it first when `create`.
+pub async fn store(settings: &Settings, create: bool) -> Result<Store, Error> {
+    if create {
+        Store::create_database_if_missing(&settings.database).await?;
+    }
+    Ok(Store::connect(&settings.database).await?)
+}
+
+/// The `worker` process: database (and migrations when configured), the ops endpoints, the
+/// loop. Runs until `shutdown` is cancelled, then drains and returns.
+pub async fn serve(
+    settings: Settings,
+    catalog: Catalog,
+    shutdown: CancellationToken,
+) -> Result<(), Error> {
+    let migrate = settings.database.migrate_on_start;
+    let store = store(&settings, migrate).await?;
+    if migrate {
+        store.migrate().await?;
+    }
+    let worker = worker(&settings, store.clone(), catalog);
+    let state = ops::OpsState {
+        store,
+        status: worker.status(),
+        metrics: ops::install_metrics(),
+    };
+    let (addr, ops_task) = ops::serve(&settings.http.listen, state, shutdown.clone())
+        .await
+        .map_err(|e| Error::Listen {
+            addr: settings.http.listen.clone(),
+            source: e,
+        })?;
+    tracing::info!(%addr, "ops endpoints listening");
+    let result = worker.run(shutdown.clone()).await;
+    shutdown.cancel();
+    let _ = ops_task.await;
+    Ok(result?)
+}
+
+/// Decodes and validates a tenant document (as `kernel` does, minus the trigger-age rule: a
+/// backfill carries a trigger only because it is KernelInput-shaped).
+pub fn checked_document(bytes: &[u8], catalog: &Catalog) -> Result<KernelInput, KernelError> {
+    let input = decode_input(bytes)?;
+    validate_content(&input, catalog)?;
+    Ok(input)
+}
+
+/// `import`: one validated document into the database, in one transaction.
+pub async fn import(
+    settings: &Settings,
+    catalog: &Catalog,
+    bytes: &[u8],
+) -> Result<serde_json::Value, Error> {
+    let input = checked_document(bytes, catalog)?;
+    let store = store(settings, false).await?;
+    store.import(&input, catalog).await?;
+    Ok(serde_json::json!({
+        "imported": input.tenant_id,
+        "metrics": input.metrics.len(),
+        "revenue_events": input.revenue_events.len(),
+        "campaigns": input.campaigns.len(),
+        "opportunities": input.opportunities.len(),
+        "action_results": input.recent_action_results.as_ref().map_or(0, Vec::len),
+    }))
+}
+
+/// `assemble`: the KernelInput a cycle would see for this tenant, trigger and window.
+pub async fn assemble(
+    settings: &Settings,
+    tenant: uuid::Uuid,
+    trigger: Trigger,
+    triggered_at: DateTime<Utc>,
+    window: Option<DateRange>,
+) -> Result<KernelInput, Error> {
+    let store = store(settings, false).await?;
+    let window = window.unwrap_or_else(|| DateRange::default_for(triggered_at));
+    store
+        .assemble(tenant, &trigger, triggered_at, window)
+        .await?
+        .ok_or_else(|| Error::Kernel(KernelError::tenant_not_found(tenant)))
+}

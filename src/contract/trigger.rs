@@ -1,0 +1,159 @@
+//! A trigger message parsed once into typed values: the tenant UUID, the trigger time and the
+//! window dates. The worker decodes it at the edge; everything after reads the parsed value.
+
+use super::messages::TriggerMessage;
+use super::types::{AnalysisWindow, Trigger};
+use super::validate::{parse_date, parse_timestamp};
+use chrono::{DateTime, Datelike, Days, NaiveDate, Utc};
+use uuid::Uuid;
+
+/// Length of the window a trigger without `analysis_window` gets.
+pub const DEFAULT_WINDOW_DAYS: u64 = 30;
+
+/// An inclusive pair of dates with `start <= end`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct DateRange {
+    start: NaiveDate,
+    end: NaiveDate,
+}
+
+impl DateRange {
+    pub fn new(start: NaiveDate, end: NaiveDate) -> Option<Self> {
+        (start <= end).then_some(Self { start, end })
+    }
+
+    /// The 30 days ending yesterday (UTC) of `at`: the window of a trigger that names none,
+    /// relative to when it was raised rather than when a backlog gets to it.
+    pub fn default_for(at: DateTime<Utc>) -> Self {
+        let today = at.date_naive();
+        let end = today.checked_sub_days(Days::new(1)).unwrap_or(today);
+        let start = end
+            .checked_sub_days(Days::new(DEFAULT_WINDOW_DAYS - 1))
+            .unwrap_or(end);
+        Self { start, end }
+    }
+
+    /// Parses a wire window; `None` unless both dates are `YYYY-MM-DD` and ordered.
+    pub fn parse(w: &AnalysisWindow) -> Option<Self> {
+        Self::new(parse_date(&w.start_date)?, parse_date(&w.end_date)?)
+    }
+
+    pub fn start(&self) -> NaiveDate {
+        self.start
+    }
+
+    pub fn end(&self) -> NaiveDate {
+        self.end
+    }
+
+    /// Days in the range, both ends included.
+    pub fn days(&self) -> i64 {
+        (self.end - self.start).num_days() + 1
+    }
+
+    /// The wire form.
+    pub fn to_window(&self) -> AnalysisWindow {
+        AnalysisWindow {
+            start_date: format_date(self.start),
+            end_date: format_date(self.end),
+        }
+    }
+}
+
+/// `YYYY-MM-DD`; called per row on large tenants, so no strftime parsing.
+pub fn format_date(d: NaiveDate) -> String {
+    format!("{:04}-{:02}-{:02}", d.year(), d.month(), d.day())
+}
+
+/// A trigger message whose fields have been parsed.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ParsedTrigger {
+    pub tenant_id: Uuid,
+    pub trigger: Trigger,
+    pub triggered_at: DateTime<Utc>,
+    /// The window the trigger names, if any.
+    pub window: Option<DateRange>,
+}
+
+impl ParsedTrigger {
+    /// The window the cycle covers: the named one, or the default for the trigger time.
+    pub fn window_or_default(&self) -> DateRange {
+        self.window
+            .unwrap_or_else(|| DateRange::default_for(self.triggered_at))
+    }
+
+    /// The wire form (for `reply_to` answers and replays).
+    pub fn to_message(&self) -> TriggerMessage {
+        TriggerMessage {
+            tenant_id: self.tenant_id.to_string(),
+            trigger: self.trigger.clone(),
+            analysis_window: self.window.map(|w| w.to_window()),
+        }
+    }
+}
+
+/// Structural decoding of a trigger body. Rules that need data (trigger age, tenant
+/// existence, data sufficiency) are judged later, on the assembled input.
+pub fn decode_trigger(body: &[u8]) -> Result<ParsedTrigger, String> {
+    let msg: TriggerMessage =
+        serde_json::from_slice(body).map_err(|e| format!("not a trigger document: {e}"))?;
+    let tenant_id = Uuid::parse_str(&msg.tenant_id)
+        .map_err(|_| format!("tenant_id '{}' is not a UUID", msg.tenant_id))?;
+    let triggered_at = parse_timestamp(&msg.trigger.triggered_at).ok_or_else(|| {
+        format!(
+            "trigger.triggered_at '{}' is not an RFC 3339 timestamp",
+            msg.trigger.triggered_at
+        )
+    })?;
+    let window = match &msg.analysis_window {
+        None => None,
+        Some(w) => Some(DateRange::parse(w).ok_or_else(|| {
+            format!(
+                "analysis_window {}..{} is not a pair of ordered YYYY-MM-DD dates",
+                w.start_date, w.end_date
+            )
+        })?),
+    };
+    Ok(ParsedTrigger {
+        tenant_id,
+        trigger: msg.trigger,
+        triggered_at,
+        window,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn decode_accepts_a_trigger_and_rejects_the_rest() {
+        let ok = br#"{"tenant_id":"7d3c1a52-2f4e-4c8e-9a51-0b6f2d9e4c11",
+            "trigger":{"type":"manual","source":"cli","triggered_at":"2026-11-26T06:00:00Z"}}"#;
+        let t = decode_trigger(ok).unwrap();
+        assert_eq!(
+            t.window_or_default().to_window(),
+            AnalysisWindow {
+                start_date: "2026-10-27".into(),
+                end_date: "2026-11-25".into()
+            }
+        );
+        for bad in [
+            &b"not json"[..],
+            br#"{"tenant_id":"x","trigger":{"type":"manual","source":"cli","triggered_at":"2026-11-26T06:00:00Z"}}"#,
+            br#"{"tenant_id":"7d3c1a52-2f4e-4c8e-9a51-0b6f2d9e4c11","trigger":{"type":"nope","source":"cli","triggered_at":"2026-11-26T06:00:00Z"}}"#,
+            br#"{"tenant_id":"7d3c1a52-2f4e-4c8e-9a51-0b6f2d9e4c11","trigger":{"type":"manual","source":"cli","triggered_at":"yesterday"}}"#,
+            br#"{"tenant_id":"7d3c1a52-2f4e-4c8e-9a51-0b6f2d9e4c11","trigger":{"type":"manual","source":"cli","triggered_at":"2026-11-26T06:00:00Z"},"analysis_window":{"start_date":"2026-11-02","end_date":"2026-11-01"}}"#,
+        ] {
+            assert!(decode_trigger(bad).is_err());
+        }
+    }
+
+    #[test]
+    fn a_range_counts_both_ends() {
+        let d = |s| parse_date(s).unwrap();
+        let r = DateRange::new(d("2026-11-01"), d("2026-11-30")).unwrap();
+        assert_eq!(r.days(), 30);
+        assert!(DateRange::new(d("2026-11-02"), d("2026-11-01")).is_none());
+    }
+}

@@ -1,0 +1,124 @@
+//! The rules of a cycle, which the store asks for inside its transaction: the spacing between
+//! cycles, the kernel's decision, and the messages to publish.
+
+use super::plan::{PlanContext, Planner};
+use crate::catalog::Catalog;
+use crate::contract::{ErrorCode, KernelError, KernelInput, KernelOutput, validate_input};
+use crate::kernel::{self, KernelParams};
+use crate::store::{CyclePolicy, CycleStatus, LastCycle, OutboxMessage};
+use chrono::{DateTime, Duration, SecondsFormat, Utc};
+use serde_json::json;
+use uuid::Uuid;
+
+/// What every cycle of this worker is judged by.
+#[derive(Debug, Clone)]
+pub struct Rules {
+    pub catalog: std::sync::Arc<Catalog>,
+    pub params: KernelParams,
+    /// Spacing between completed cycles of a tenant (`CYCLE_TOO_RECENT` below it).
+    pub min_cycle_interval_hours: u32,
+}
+
+impl Rules {
+    /// CYCLE_TOO_RECENT inside the spacing after the tenant's last completed cycle.
+    pub fn admit(&self, last: Option<&LastCycle>, now: DateTime<Utc>) -> Result<(), KernelError> {
+        admit(last, now, self.min_cycle_interval_hours)
+    }
+
+    /// The contract's input checks, then the kernel.
+    pub fn decide(
+        &self,
+        input: KernelInput,
+        now: DateTime<Utc>,
+        cycle_id: Uuid,
+    ) -> Result<KernelOutput, KernelError> {
+        validate_input(&input, &self.catalog, now)?;
+        kernel::decide_with(&input, &self.catalog, now, cycle_id, &self.params, None)
+    }
+}
+
+/// The policy of one trigger's cycle.
+pub struct TriggerPolicy<'a> {
+    pub rules: &'a Rules,
+    pub planner: &'a Planner,
+    pub trigger: &'a PlanContext,
+}
+
+impl CyclePolicy for TriggerPolicy<'_> {
+    fn admit(&self, last: Option<&LastCycle>, now: DateTime<Utc>) -> Result<(), KernelError> {
+        self.rules.admit(last, now)
+    }
+
+    fn decide(
+        &self,
+        input: KernelInput,
+        now: DateTime<Utc>,
+        cycle_id: Uuid,
+    ) -> Result<KernelOutput, KernelError> {
+        self.rules.decide(input, now, cycle_id)
+    }
+
+    fn plan(
+        &self,
+        cycle_id: Uuid,
+        result: &Result<KernelOutput, KernelError>,
+        status: CycleStatus,
+    ) -> Vec<OutboxMessage> {
+        self.planner
+            .messages(self.trigger, cycle_id, result, status)
+    }
+}
+
+/// CYCLE_TOO_RECENT when the tenant's last completed cycle is younger than the interval.
+pub fn admit(
+    last: Option<&LastCycle>,
+    now: DateTime<Utc>,
+    min_interval_hours: u32,
+) -> Result<(), KernelError> {
+    let Some(last) = last else {
+        return Ok(());
+    };
+    let next = last.executed_at + Duration::hours(i64::from(min_interval_hours));
+    if now >= next {
+        return Ok(());
+    }
+    let ts = |t: DateTime<Utc>| t.to_rfc3339_opts(SecondsFormat::Secs, true);
+    Err(KernelError::new(
+        ErrorCode::CycleTooRecent,
+        format!(
+            "last completed cycle ran at {}; the next may run from {}",
+            ts(last.executed_at),
+            ts(next)
+        ),
+    )
+    .with("last_cycle_id", json!(last.cycle_id.to_string()))
+    .with("last_executed_at", json!(ts(last.executed_at)))
+    .with("next_allowed_at", json!(ts(next)))
+    .with("min_cycle_interval_hours", json!(min_interval_hours)))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn at(s: &str) -> DateTime<Utc> {
+        crate::contract::parse_timestamp(s).unwrap()
+    }
+
+    #[test]
+    fn a_cycle_inside_the_interval_is_too_recent() {
+        let last = LastCycle {
+            cycle_id: Uuid::nil(),
+            executed_at: at("2026-11-26T06:00:00Z"),
+        };
+        assert!(admit(None, at("2026-11-26T07:00:00Z"), 12).is_ok());
+        let e = admit(Some(&last), at("2026-11-26T17:59:59Z"), 12).unwrap_err();
+        assert_eq!(e.code, ErrorCode::CycleTooRecent);
+        assert_eq!(
+            e.details.as_ref().unwrap()["next_allowed_at"],
+            "2026-11-26T18:00:00Z"
+        );
+        assert!(admit(Some(&last), at("2026-11-26T18:00:00Z"), 12).is_ok());
+        assert!(admit(Some(&last), at("2026-11-26T06:00:01Z"), 0).is_ok());
+    }
+}

@@ -1,0 +1,8 @@
+//! ops integration tests, one binary (one link, one process) for the group.
+
+#[path = "../common/mod.rs"]
+mod common;
+
+mod demo;
+mod deploy;
+mod observability;

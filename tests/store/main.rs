@@ -1,0 +1,11 @@
+//! store integration tests, one binary (one link, one process) for the group.
+
+#[path = "../common/mod.rs"]
+mod common;
+
+mod cycle;
+mod errors;
+mod import;
+mod isolation;
+mod migrate;
+mod roundtrip;

@@ -1,0 +1,11 @@
+//! worker integration tests, one binary (one link, one process) for the group.
+
+#[path = "../common/mod.rs"]
+mod common;
+
+mod dlq;
+mod fatal;
+mod flow;
+mod publisher;
+mod recovery;
+mod sigterm;
