@@ -4,7 +4,7 @@
 
 use chrono::{Duration, NaiveDate};
 use criterion::{Criterion, criterion_group, criterion_main};
-use revenue_os::catalog::Catalog;
+use revenue_os::contract::catalog::Catalog;
 use revenue_os::contract::*;
 use revenue_os::kernel;
 use std::hint::black_box;

@@ -1,8 +1,8 @@
 //! Composition: the one place that turns settings into running parts (rules, stores, the worker
 //! service) and that each subcommand calls. Modules below it never read `Settings` to decide.
 
-use crate::catalog::Catalog;
 use crate::config::{KernelSettings, Settings};
+use crate::contract::catalog::Catalog;
 use crate::contract::{
     DateRange, KernelError, KernelInput, Trigger, decode_input, validate_content,
 };

@@ -6,8 +6,8 @@
 
 use chrono::{DateTime, SecondsFormat, Utc};
 use revenue_os::broker::{self, Tap, Topology, TriggerClient};
-use revenue_os::catalog::Catalog;
 use revenue_os::config::Settings;
+use revenue_os::contract::catalog::Catalog;
 use revenue_os::contract::{Trigger, TriggerMessage, TriggerType, decode_input};
 use revenue_os::error::Error;
 use revenue_os::store::{Store, url_with_database};

@@ -3,8 +3,8 @@
 //! receive it from the broker. It uses the same library calls as production; nothing is faked.
 
 use crate::broker::{self, Tap, Topology, TriggerClient};
-use crate::catalog::Catalog;
 use crate::config::{Settings, redact_url};
+use crate::contract::catalog::Catalog;
 use crate::contract::{
     ActionMessage, KernelError, KernelOutput, Trigger, TriggerMessage, TriggerType,
 };

@@ -23,7 +23,7 @@ pub enum Error {
     #[error(transparent)]
     Config(#[from] crate::config::ConfigError),
     #[error(transparent)]
-    Catalog(#[from] crate::catalog::CatalogError),
+    Catalog(#[from] crate::contract::catalog::CatalogError),
     #[error(transparent)]
     Store(#[from] crate::store::StoreError),
     #[error(transparent)]

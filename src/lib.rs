@@ -20,7 +20,6 @@
 
 pub mod app;
 pub mod broker;
-pub mod catalog;
 pub mod config;
 pub mod contract;
 pub mod demo;
@@ -30,5 +29,5 @@ pub mod store;
 pub mod telemetry;
 pub mod worker;
 
-pub use catalog::Catalog;
+pub use contract::Catalog;
 pub use error::Error;

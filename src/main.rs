@@ -6,8 +6,8 @@ mod bench;
 use chrono::{DateTime, Utc};
 use clap::{Parser, Subcommand};
 use revenue_os::app;
-use revenue_os::catalog::Catalog;
 use revenue_os::config::Settings;
+use revenue_os::contract::catalog::Catalog;
 use revenue_os::contract::{
     DateRange, Trigger, TriggerMessage, TriggerType, parse_date, parse_timestamp, schema,
 };

@@ -3,7 +3,7 @@
 //! release run.
 
 use proptest::prelude::*;
-use revenue_os::catalog::Catalog;
+use revenue_os::contract::catalog::Catalog;
 use revenue_os::contract::parse_timestamp;
 use serde_json::Value;
 use std::sync::LazyLock;

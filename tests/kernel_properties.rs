@@ -109,9 +109,9 @@ fn build(k: &Knobs) -> Value {
     for id in ids {
         let def = cat.metric(id).unwrap();
         let scale = match def.unit {
-            revenue_os::catalog::Unit::Fraction => 1.0,
-            revenue_os::catalog::Unit::Percent => 100.0,
-            revenue_os::catalog::Unit::Currency => r.range(1_000.0, 2_000_000.0),
+            revenue_os::contract::catalog::Unit::Fraction => 1.0,
+            revenue_os::contract::catalog::Unit::Percent => 100.0,
+            revenue_os::contract::catalog::Unit::Currency => r.range(1_000.0, 2_000_000.0),
             _ => r.range(1.0, 500.0),
         };
         let (a, b) = (r.range(0.0, 1.0) * scale, r.range(0.0, 1.0) * scale);

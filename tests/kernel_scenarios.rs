@@ -4,7 +4,7 @@
 mod kernel_support;
 
 use kernel_support::*;
-use revenue_os::catalog::Lens;
+use revenue_os::contract::catalog::Lens;
 use revenue_os::contract::*;
 use revenue_os::kernel;
 

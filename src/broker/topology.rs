@@ -1,8 +1,8 @@
 //! Exchange and queue names, all under one prefix, declared idempotently.
 
 use super::BrokerError;
-use crate::catalog::Catalog;
 use crate::contract::Subsystem;
+use crate::contract::catalog::Catalog;
 use lapin::options::{
     ExchangeDeclareOptions, ExchangeDeleteOptions, QueueBindOptions, QueueDeclareOptions,
     QueueDeleteOptions,

@@ -1,5 +1,6 @@
 //! Wire types of the `revenue_os_v1` contract and their validation. Pure: no I/O, no clock.
 
+pub mod catalog;
 mod error;
 mod messages;
 mod output_rules;
@@ -8,6 +9,7 @@ mod trigger;
 mod types;
 mod validate;
 
+pub use catalog::Catalog;
 pub use error::{KernelError, True, Violation};
 pub use messages::{ActionMessage, TriggerMessage};
 pub use output_rules::validate_output;

@@ -3,7 +3,7 @@
 
 use super::error::{KernelError, Violation};
 use super::types::*;
-use crate::catalog::{Catalog, FieldContext};
+use crate::contract::catalog::{Catalog, FieldContext};
 use chrono::{DateTime, Utc};
 use serde_json::json;
 use std::collections::HashSet;

@@ -3,7 +3,7 @@
 use super::error::{KernelError, Violation};
 use super::schema;
 use super::types::*;
-use crate::catalog::Catalog;
+use crate::contract::catalog::Catalog;
 use chrono::{DateTime, Duration, NaiveDate, Utc};
 use serde_json::{Value, json};
 use std::collections::HashSet;

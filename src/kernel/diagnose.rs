@@ -3,8 +3,8 @@
 use super::data::{Index, round_to};
 use super::health::{self, Finding};
 use super::text::{num, pct};
-use crate::catalog::{Bound, Catalog, Direction, Lens};
 use crate::contract::BindingConstraint;
+use crate::contract::catalog::{Bound, Catalog, Direction, Lens};
 
 /// How one target compares with its metric.
 #[derive(Debug, Clone)]

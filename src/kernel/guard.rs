@@ -6,7 +6,7 @@ use super::health::Finding;
 use super::health::Kind;
 use super::learning;
 use super::plays::Candidate;
-use crate::catalog::{Catalog, FieldContext};
+use crate::contract::catalog::{Catalog, FieldContext};
 use crate::contract::*;
 use chrono::{DateTime, Utc};
 use serde_json::json;

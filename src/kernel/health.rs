@@ -2,7 +2,7 @@
 
 use super::data::{Index, date_string};
 use super::text::{num, pct};
-use crate::catalog::{Catalog, Unit};
+use crate::contract::catalog::{Catalog, Unit};
 use crate::contract::{DataIssueType, MetricPoint};
 use std::collections::BTreeSet;
 
@@ -155,7 +155,7 @@ pub fn findings(ix: &Index, catalog: &Catalog) -> Vec<Finding> {
     // Impossible values, any metric, dimensioned or not.
     let mut bad: Vec<(&str, usize, &MetricPoint, &'static str)> = Vec::new();
     // Points usually come grouped by metric: look the definition up once per run of an id.
-    let mut cached: Option<(&str, Option<&crate::catalog::MetricDef>)> = None;
+    let mut cached: Option<(&str, Option<&crate::contract::catalog::MetricDef>)> = None;
     for mp in &ix.input.metrics {
         let def = match cached {
             Some((id, def)) if id == mp.metric_id => def,

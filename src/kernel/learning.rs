@@ -4,7 +4,7 @@
 use super::data::{Index, floor_cents, round_to};
 use super::plays::{Candidate, Ctx, make};
 use super::text::num;
-use crate::catalog::Catalog;
+use crate::contract::catalog::Catalog;
 use crate::contract::*;
 use serde_json::{Value, json};
 use std::collections::BTreeMap;

@@ -15,7 +15,7 @@ pub mod learning;
 pub mod plays;
 mod text;
 
-use crate::catalog::{Bound, Catalog};
+use crate::contract::catalog::{Bound, Catalog};
 use crate::contract::*;
 use chrono::{DateTime, SecondsFormat, Utc};
 use serde_json::json;

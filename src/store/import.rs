@@ -2,7 +2,7 @@
 
 use super::migrate::sync_metric_dictionary;
 use super::{Store, StoreError, tenant_lock_key};
-use crate::catalog::Catalog;
+use crate::contract::catalog::Catalog;
 use crate::contract::{KernelInput, parse_date};
 use chrono::NaiveDate;
 use serde_json::Value;

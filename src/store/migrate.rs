@@ -1,7 +1,7 @@
 //! Embedded refinery migrations and the metric dictionary sync.
 
 use super::{Store, StoreError};
-use crate::catalog::Catalog;
+use crate::contract::catalog::Catalog;
 
 mod embedded {
     refinery::embed_migrations!("migrations");
@@ -63,9 +63,9 @@ pub(super) async fn sync_metric_dictionary(
         lens.push(m.lens.as_str().to_owned());
         direction.push(
             match m.direction {
-                crate::catalog::Direction::Up => "up",
-                crate::catalog::Direction::Down => "down",
-                crate::catalog::Direction::Band => "band",
+                crate::contract::catalog::Direction::Up => "up",
+                crate::contract::catalog::Direction::Down => "down",
+                crate::contract::catalog::Direction::Band => "band",
             }
             .to_owned(),
         );

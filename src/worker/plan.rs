@@ -172,7 +172,7 @@ pub fn to_outgoing(m: &OutboxMessage) -> Outgoing {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::catalog::Catalog;
+    use crate::contract::catalog::Catalog;
     use crate::contract::{ErrorCode, TriggerType};
 
     fn ctx() -> PlanContext {

@@ -2,7 +2,7 @@
 //! cycles, the kernel's decision, and the messages to publish.
 
 use super::plan::{PlanContext, Planner};
-use crate::catalog::Catalog;
+use crate::contract::catalog::Catalog;
 use crate::contract::{ErrorCode, KernelError, KernelInput, KernelOutput, validate_input};
 use crate::kernel::{self, KernelParams};
 use crate::store::{CyclePolicy, CycleStatus, LastCycle, OutboxMessage};

@@ -9,9 +9,9 @@ use lapin::options::{
 use lapin::types::FieldTable;
 use lapin::{Channel, Connection};
 use revenue_os::broker::{self, ConfirmedPublisher, Outgoing, Topology, header};
-use revenue_os::catalog::Catalog;
 use revenue_os::config::Settings;
 use revenue_os::contract::KernelInput;
+use revenue_os::contract::catalog::Catalog;
 use revenue_os::store::Store;
 use revenue_os::worker::Hooks;
 use std::collections::BTreeMap;

@@ -6,8 +6,8 @@ pub mod db;
 pub mod process;
 
 use chrono::{DateTime, Utc};
-use revenue_os::catalog::Catalog;
 use revenue_os::config::Settings;
+use revenue_os::contract::catalog::Catalog;
 use revenue_os::contract::{KernelInput, decode_input, parse_timestamp};
 use std::path::PathBuf;
 

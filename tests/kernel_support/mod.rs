@@ -3,7 +3,7 @@
 #![allow(dead_code)]
 
 use chrono::{DateTime, Utc};
-use revenue_os::catalog::Catalog;
+use revenue_os::contract::catalog::Catalog;
 use revenue_os::contract::{KernelError, KernelInput, KernelOutput, validate_output};
 use revenue_os::kernel;
 use std::path::PathBuf;

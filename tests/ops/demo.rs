@@ -2,7 +2,7 @@
 
 use crate::common::amqp::TestBroker;
 use crate::common::db::TestDb;
-use revenue_os::catalog::Catalog;
+use revenue_os::contract::catalog::Catalog;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn demo_turns_a_trigger_into_published_guarded_actions() {
@@ -26,4 +26,55 @@ async fn demo_turns_a_trigger_into_published_guarded_actions() {
     assert!(report.contains("why: "), "{report}");
     assert!(report.contains("cycle event on"), "{report}");
     db.cleanup().await;
+}
+
+/// `revenue-os demo FILE` as a new user runs it, with these environment variables.
+fn demo_binary(file: &str, env: &[(&str, &str)]) -> std::process::Output {
+    let mut c = std::process::Command::new(env!("CARGO_BIN_EXE_revenue-os"));
+    c.current_dir(env!("CARGO_MANIFEST_DIR"))
+        .arg("demo")
+        .arg(file);
+    for (k, v) in env {
+        c.env(k, v);
+    }
+    c.output().unwrap()
+}
+
+#[test]
+fn demo_failures_follow_the_exit_code_rule() {
+    // 2: a contract outcome, the KernelError as JSON on stdout, before any service is touched.
+    let invalid = demo_binary("tests/fixtures/invalid/nan.json", &[]);
+    assert_eq!(invalid.status.code(), Some(2), "{invalid:?}");
+    let err: serde_json::Value = serde_json::from_slice(&invalid.stdout).unwrap();
+    assert_eq!(err["code"], "INVALID_INPUT");
+    assert_eq!(err["error"], true);
+
+    // 1: the operator's problem, one line on stderr.
+    let missing = demo_binary("tests/fixtures/no-such-file.json", &[]);
+    assert_eq!(missing.status.code(), Some(1), "{missing:?}");
+    assert!(missing.stdout.is_empty());
+    let stderr = String::from_utf8_lossy(&missing.stderr);
+    assert!(stderr.starts_with("revenue-os: cannot read"), "{stderr}");
+
+    // 1: a service that cannot be reached (nothing listens on port 1).
+    let down = demo_binary(
+        "tests/fixtures/valid/demand_bound.json",
+        &[("DATABASE_URL", "postgres://postgres@127.0.0.1:1/postgres")],
+    );
+    assert_eq!(down.status.code(), Some(1), "{down:?}");
+    assert!(down.stdout.is_empty(), "{down:?}");
+}
+
+#[test]
+fn usage_errors_exit_1_not_2() {
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_revenue-os"))
+        .args(["trigger", "--tenant", "not-a-uuid"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1), "{out:?}");
+    let help = std::process::Command::new(env!("CARGO_BIN_EXE_revenue-os"))
+        .arg("--help")
+        .output()
+        .unwrap();
+    assert_eq!(help.status.code(), Some(0));
 }

@@ -4,8 +4,8 @@
 //! is the line-by-line review, automated.
 
 use revenue_os::broker::Topology;
-use revenue_os::catalog::Catalog;
 use revenue_os::config::Settings;
+use revenue_os::contract::catalog::Catalog;
 use revenue_os::telemetry::metrics as m;
 use revenue_os::worker::ops;
 use serde_json::Value;

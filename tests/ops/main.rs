@@ -5,4 +5,5 @@ mod common;
 
 mod demo;
 mod deploy;
+mod layers;
 mod observability;

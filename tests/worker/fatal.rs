@@ -2,8 +2,8 @@
 
 use crate::common::amqp::{TestBroker, settings};
 use crate::common::db::TestDb;
-use revenue_os::catalog::Catalog;
 use revenue_os::config::Settings;
+use revenue_os::contract::catalog::Catalog;
 use revenue_os::worker::Failure;
 use std::time::Duration;
 use tokio_util::sync::CancellationToken;

@@ -3,13 +3,13 @@
 //! These are reference data, not code: the kernel, output validation, the database's
 //! `metric_dictionary` table and the broker's exchange names all read them from here.
 
-use crate::contract::{ActionType, Subsystem};
+use super::types::{ActionType, Subsystem};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use std::collections::BTreeMap;
 
-const METRICS_TOML: &str = include_str!("../config/metrics.toml");
-const EXECUTORS_TOML: &str = include_str!("../config/executors.toml");
+const METRICS_TOML: &str = include_str!("../../config/metrics.toml");
+const EXECUTORS_TOML: &str = include_str!("../../config/executors.toml");
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
