@@ -36,6 +36,8 @@ pub struct AmqpSettings {
     pub prefix: String,
     /// Deliveries processed at once; also the consumer prefetch.
     pub concurrency: u16,
+    /// Executor reports processed at once (the results consumer's prefetch).
+    pub results_prefetch: u16,
     /// Redeliveries before the triggers queue dead-letters a message.
     pub delivery_limit: u32,
     pub heartbeat_secs: u16,

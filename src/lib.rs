@@ -25,6 +25,7 @@ pub mod contract;
 pub mod demo;
 pub mod error;
 pub mod kernel;
+pub mod results;
 pub mod store;
 pub mod telemetry;
 pub mod worker;

@@ -29,6 +29,14 @@ pub struct Topology {
     pub cycles_exchange: String,
     /// One topic exchange per owner subsystem, named by the executor map.
     pub actions: BTreeMap<Subsystem, String>,
+    /// Topic exchange executors publish their reports to (`<type>.<tenant_id>`).
+    pub results_exchange: String,
+    /// Quorum queue bound to `results_exchange` with `#`; the worker consumes it.
+    pub results_queue: String,
+    /// Dead-letter exchange of `results_queue`.
+    pub results_dead_letter_exchange: String,
+    /// Quorum queue holding unusable and over-delivered reports.
+    pub results_dead_queue: String,
     pub delivery_limit: u32,
 }
 
@@ -52,6 +60,10 @@ impl Topology {
             dead_queue: format!("{prefix}.triggers.dead"),
             cycles_exchange: format!("{prefix}.cycles"),
             actions,
+            results_exchange: format!("{prefix}.results"),
+            results_queue: format!("{prefix}.results"),
+            results_dead_letter_exchange: format!("{prefix}.results.dlx"),
+            results_dead_queue: format!("{prefix}.results.dead"),
             delivery_limit,
         }
     }
@@ -68,6 +80,8 @@ impl Topology {
             (self.triggers_exchange.as_str(), ExchangeKind::Topic),
             (self.dead_letter_exchange.as_str(), ExchangeKind::Fanout),
             (self.cycles_exchange.as_str(), ExchangeKind::Topic),
+            (self.results_exchange.as_str(), ExchangeKind::Topic),
+            (self.results_dead_letter_exchange.as_str(), ExchangeKind::Fanout),
         ];
         v.extend(
             self.actions
@@ -87,7 +101,37 @@ impl Topology {
             ch.exchange_declare(name.into(), kind, durable, FieldTable::default())
                 .await?;
         }
-        let queue = QueueDeclareOptions {
+        for (queue, exchange, dead_exchange, dead_queue) in [
+            (
+                &self.triggers_queue,
+                &self.triggers_exchange,
+                &self.dead_letter_exchange,
+                &self.dead_queue,
+            ),
+            (
+                &self.results_queue,
+                &self.results_exchange,
+                &self.results_dead_letter_exchange,
+                &self.results_dead_queue,
+            ),
+        ] {
+            self.declare_pair(ch, queue, exchange, dead_exchange, dead_queue)
+                .await?;
+        }
+        Ok(())
+    }
+
+    /// A work queue bound with `#` to its exchange, with a delivery limit, dead-lettering to
+    /// a dead queue of its own.
+    async fn declare_pair(
+        &self,
+        ch: &Channel,
+        queue: &str,
+        exchange: &str,
+        dead_exchange: &str,
+        dead_queue: &str,
+    ) -> Result<(), BrokerError> {
+        let durable = QueueDeclareOptions {
             durable: true,
             ..Default::default()
         };
@@ -102,11 +146,11 @@ impl Topology {
             "x-delivery-limit".into(),
             AMQPValue::LongLongInt(DEAD_QUEUE_DELIVERY_LIMIT),
         );
-        ch.queue_declare(self.dead_queue.as_str().into(), queue, dead_args)
+        ch.queue_declare(dead_queue.into(), durable, dead_args)
             .await?;
         ch.queue_bind(
-            self.dead_queue.as_str().into(),
-            self.dead_letter_exchange.as_str().into(),
+            dead_queue.into(),
+            dead_exchange.into(),
             "#".into(),
             QueueBindOptions::default(),
             FieldTable::default(),
@@ -124,13 +168,12 @@ impl Topology {
         );
         args.insert(
             "x-dead-letter-exchange".into(),
-            AMQPValue::LongString(self.dead_letter_exchange.as_str().into()),
+            AMQPValue::LongString(dead_exchange.into()),
         );
-        ch.queue_declare(self.triggers_queue.as_str().into(), queue, args)
-            .await?;
+        ch.queue_declare(queue.into(), durable, args).await?;
         ch.queue_bind(
-            self.triggers_queue.as_str().into(),
-            self.triggers_exchange.as_str().into(),
+            queue.into(),
+            exchange.into(),
             "#".into(),
             QueueBindOptions::default(),
             FieldTable::default(),
@@ -142,7 +185,12 @@ impl Topology {
     /// Deletes everything `declare` created (tests, decommissioning). Executors' own queues
     /// are theirs to delete.
     pub async fn delete(&self, ch: &Channel) -> Result<(), BrokerError> {
-        for q in [&self.triggers_queue, &self.dead_queue] {
+        for q in [
+            &self.triggers_queue,
+            &self.dead_queue,
+            &self.results_queue,
+            &self.results_dead_queue,
+        ] {
             ch.queue_delete(q.as_str().into(), QueueDeleteOptions::default())
                 .await?;
         }
@@ -169,5 +217,8 @@ mod tests {
         assert_eq!(t.cycles_exchange, "p1.cycles");
         assert_eq!(t.action_exchange(Subsystem::Crm), "p1.actions.crm");
         assert_eq!(t.actions.len(), Subsystem::ALL.len());
+        assert_eq!(t.results_exchange, "p1.results");
+        assert_eq!(t.results_queue, "p1.results");
+        assert_eq!(t.results_dead_queue, "p1.results.dead");
     }
 }

@@ -2,9 +2,12 @@
 
 pub mod catalog;
 mod error;
+mod levers;
 mod messages;
 mod output_rules;
+pub mod report;
 pub mod schema;
+mod status;
 mod trigger;
 mod types;
 mod validate;
@@ -12,7 +15,10 @@ mod validate;
 pub use catalog::Catalog;
 pub use error::{KernelError, True, Violation};
 pub use messages::{ActionMessage, TriggerMessage};
+pub use levers::{KnownLever, Levers};
 pub use output_rules::validate_output;
+pub use status::ActionStatus;
+pub use report::{Report, ReportError, ReportKind, ReportPayload, Subject, decode_report};
 pub use trigger::{DEFAULT_WINDOW_DAYS, DateRange, ParsedTrigger, decode_trigger, format_date};
 pub use types::*;
 pub use validate::{

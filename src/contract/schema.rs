@@ -1,7 +1,9 @@
 //! JSON Schemas (draft-07) generated from the wire types, and structural validation against them.
 
 use super::error::{KernelError, Violation};
+use super::levers::Levers;
 use super::messages::{ActionMessage, TriggerMessage};
+use super::report::ReportEvent;
 use super::types::{KernelInput, KernelOutput};
 use jsonschema::Validator;
 use schemars::generate::{Contract, SchemaSettings};
@@ -15,15 +17,19 @@ pub enum Document {
     Error,
     Trigger,
     ActionMessage,
+    Report,
+    Levers,
 }
 
 impl Document {
-    pub const ALL: [Document; 5] = [
+    pub const ALL: [Document; 7] = [
         Document::Input,
         Document::Output,
         Document::Error,
         Document::Trigger,
         Document::ActionMessage,
+        Document::Report,
+        Document::Levers,
     ];
 
     pub fn name(self) -> &'static str {
@@ -33,6 +39,8 @@ impl Document {
             Document::Error => "error",
             Document::Trigger => "trigger",
             Document::ActionMessage => "action-message",
+            Document::Report => "report",
+            Document::Levers => "levers",
         }
     }
 
@@ -45,7 +53,9 @@ impl Document {
 pub fn schema(doc: Document) -> Value {
     // Inputs are what we deserialize; outputs are what we serialize.
     let contract = match doc {
-        Document::Input | Document::Trigger => Contract::Deserialize,
+        Document::Input | Document::Trigger | Document::Report | Document::Levers => {
+            Contract::Deserialize
+        }
         _ => Contract::Serialize,
     };
     let mut settings = SchemaSettings::draft07();
@@ -57,6 +67,8 @@ pub fn schema(doc: Document) -> Value {
         Document::Error => generator.into_root_schema_for::<KernelError>(),
         Document::Trigger => generator.into_root_schema_for::<TriggerMessage>(),
         Document::ActionMessage => generator.into_root_schema_for::<ActionMessage>(),
+        Document::Report => generator.into_root_schema_for::<ReportEvent>(),
+        Document::Levers => generator.into_root_schema_for::<Levers>(),
     };
     let mut value = schema.to_value();
     strip_null(&mut value);

@@ -13,10 +13,14 @@ mod import;
 mod migrate;
 mod outbox;
 mod pool;
+mod reports;
 
 pub use assemble::ACTION_RESULTS_LOOKBACK_DAYS;
 pub use database::url_with_database;
 pub use error::StoreError;
+pub use reports::{
+    ActionFacts, AppliedChange, Judgement, ReportOutcome, ReportPolicy, ReportResult, StoredReport,
+};
 
 use crate::contract::{DateRange, KernelError, KernelInput, KernelOutput, Trigger};
 use chrono::{DateTime, Utc};

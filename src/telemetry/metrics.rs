@@ -17,6 +17,8 @@ pub const DEAD_LETTERED: &str = "revenue_os_triggers_dead_lettered_total";
 pub const DB_POOL_CONNECTIONS: &str = "revenue_os_db_pool_connections";
 pub const DB_POOL_SIZE: &str = "revenue_os_db_pool_size";
 pub const DB_POOL_WAITING: &str = "revenue_os_db_pool_waiting";
+pub const REPORTS: &str = "revenue_os_reports_total";
+pub const ACTIONS: &str = "revenue_os_actions";
 
 /// The stages of a cycle, in order.
 pub const STAGES: [&str; 4] = ["assemble", "decide", "persist", "publish"];
@@ -49,6 +51,23 @@ pub fn stage(stage: &'static str, took: Duration) {
 
 pub fn dead_lettered(reason: &'static str) {
     counter!(DEAD_LETTERED, "reason" => reason).increment(1);
+}
+
+/// An executor report, by type and by what it did (applied, late, invalid_transition,
+/// duplicate, dead_lettered).
+pub fn report(kind: &'static str, result: &'static str) {
+    counter!(REPORTS, "type" => kind, "result" => result).increment(1);
+}
+
+/// Actions per lifecycle status, sampled when `/metrics` is scraped.
+pub fn actions_by_status(counts: &[(String, i64)]) {
+    for s in crate::contract::ActionStatus::ALL {
+        let n = counts
+            .iter()
+            .find(|(name, _)| name == s.as_str())
+            .map_or(0, |(_, n)| *n);
+        gauge!(ACTIONS, "status" => s.as_str()).set(n as f64);
+    }
 }
 
 /// Pool usage, sampled when `/metrics` is scraped.
@@ -196,6 +215,18 @@ pub const ALL: &[Metric] = &[
         Kind::Gauge,
         &[],
         "Tasks waiting for a database connection",
+    ),
+    m(
+        REPORTS,
+        Kind::Counter,
+        &["type", "result"],
+        "Executor reports, by type and result (applied, late, invalid_transition, duplicate, dead_lettered)",
+    ),
+    m(
+        ACTIONS,
+        Kind::Gauge,
+        &["status"],
+        "Actions per lifecycle status",
     ),
 ];
 

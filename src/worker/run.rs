@@ -5,7 +5,8 @@
 use super::relay::Relay;
 use super::unit::{self, Context, Disposition, Incoming, Processed};
 use super::{Failure, Planner, Rules};
-use crate::broker::{self, BrokerError, ConfirmedPublisher, Topology};
+use crate::broker::{self, BrokerError, ConfirmedPublisher, Outgoing, Topology};
+use crate::results::ReportDisposition;
 use crate::config::Settings;
 use crate::store::Store;
 use crate::telemetry::metrics;
@@ -62,6 +63,9 @@ struct Session {
     publisher: Arc<ConfirmedPublisher>,
     consume: Channel,
     consumer: Consumer,
+    /// Executor reports, on their own channel and prefetch.
+    results: Channel,
+    results_consumer: Consumer,
 }
 
 enum End {
@@ -142,11 +146,25 @@ impl Worker {
                 FieldTable::default(),
             )
             .await?;
+        let results = conn.create_channel().await?;
+        results
+            .basic_qos(settings.results_prefetch.max(1), BasicQosOptions::default())
+            .await?;
+        let results_consumer = results
+            .basic_consume(
+                self.topology().results_queue.as_str().into(),
+                format!("{}/results", self.name).as_str().into(),
+                BasicConsumeOptions::default(),
+                FieldTable::default(),
+            )
+            .await?;
         Ok(Session {
             conn: Arc::new(conn),
             publisher,
             consume,
             consumer,
+            results,
+            results_consumer,
         })
     }
 
@@ -232,6 +250,9 @@ impl Worker {
                     if !s.consume.status().connected() {
                         return End::Broken("consumer channel closed".into());
                     }
+                    if !s.results.status().connected() {
+                        return End::Broken("results channel closed".into());
+                    }
                     // The broker closes the confirm channel on its own (a 404 for a deleted
                     // exchange), or a confirm went missing: without a new session nothing
                     // would be published again.
@@ -265,6 +286,22 @@ impl Worker {
                     // that is a failure like any other.
                     None => return End::Broken("consumer stream ended".into()),
                 },
+                next = s.results_consumer.next() => match next {
+                    Some(Ok(d)) => {
+                        let span = tracing::info_span!(
+                            "report",
+                            message_id = %d.properties.message_id().as_ref().map_or("", |m| m.as_str()),
+                            tenant_id = tracing::field::Empty,
+                            cycle_id = tracing::field::Empty,
+                            action_id = tracing::field::Empty,
+                        );
+                        tasks.spawn(
+                            handle_report(self.ctx.clone(), s.publisher.clone(), d).instrument(span),
+                        );
+                    }
+                    Some(Err(e)) => return End::Broken(format!("results consumer error: {e}")),
+                    None => return End::Broken("results consumer stream ended".into()),
+                },
             }
         }
     }
@@ -283,6 +320,11 @@ impl Worker {
             let tag = format!("{}/consumer", self.name);
             let _ = s
                 .consume
+                .basic_cancel(tag.as_str().into(), BasicCancelOptions::default())
+                .await;
+            let tag = format!("{}/results", self.name);
+            let _ = s
+                .results
                 .basic_cancel(tag.as_str().into(), BasicCancelOptions::default())
                 .await;
         }
@@ -316,6 +358,8 @@ impl Worker {
             s.publisher.close().await;
             let _ =
                 tokio::time::timeout(CLOSE_TIMEOUT, s.consume.close(200, "shutdown".into())).await;
+            let _ =
+                tokio::time::timeout(CLOSE_TIMEOUT, s.results.close(200, "shutdown".into())).await;
             let _ = tokio::time::timeout(CLOSE_TIMEOUT, s.conn.close(200, "shutdown".into())).await;
         }
         tracing::info!("worker stopped");
@@ -394,5 +438,60 @@ async fn handle(
                 tracing::warn!(message_id = %m.message_id, error = %e, "reply/event not sent");
             }
         }
+    }
+}
+
+/// One report delivery: record it, then ack; an unusable one is copied to the results dead
+/// queue with its reason (`x-revenue-os-reason`) and acked only once the broker confirmed
+/// the copy, so nothing is lost.
+async fn handle_report(ctx: Arc<Context>, publisher: Arc<ConfirmedPublisher>, d: Delivery) {
+    let message_id = d.properties.message_id().as_ref().map(|m| m.to_string());
+    let retries = ctx.settings.worker.retry_max_attempts;
+    let disposition =
+        crate::results::process(&ctx.store, message_id.as_deref(), &d.data, retries).await;
+    let settled = match disposition {
+        ReportDisposition::Ack => d.acker.ack(BasicAckOptions::default()).await,
+        ReportDisposition::Requeue(_) => d.acker.reject(BasicRejectOptions { requeue: true }).await,
+        ReportDisposition::DeadLetter { reason, detail } => {
+            let topology = ctx.planner.topology();
+            let copy = dead_letter_copy(&d, &topology.results_dead_letter_exchange, reason, &detail);
+            match publisher.publish(&copy).await {
+                Ok(()) => d.acker.ack(BasicAckOptions::default()).await,
+                Err(e) => {
+                    tracing::warn!(error = %e, "dead-letter copy not confirmed; requeued");
+                    d.acker.reject(BasicRejectOptions { requeue: true }).await
+                }
+            }
+        }
+    };
+    if let Err(e) = settled {
+        tracing::warn!(error = %e, "settling the report failed; the broker redelivers it");
+    }
+}
+
+/// The delivery as it arrived, plus why it is dead.
+fn dead_letter_copy(d: &Delivery, exchange: &str, reason: &str, detail: &str) -> Outgoing {
+    let p = &d.properties;
+    let mut headers = vec![
+        ("x-revenue-os-reason".to_owned(), reason.to_owned()),
+        ("x-revenue-os-detail".to_owned(), detail.chars().take(500).collect()),
+        ("x-original-routing-key".to_owned(), d.routing_key.to_string()),
+    ];
+    if let Some(t) = p.content_type() {
+        headers.push(("x-original-content-type".to_owned(), t.to_string()));
+    }
+    Outgoing {
+        exchange: exchange.to_owned(),
+        routing_key: d.routing_key.to_string(),
+        message_id: p
+            .message_id()
+            .as_ref()
+            .map_or_else(|| format!("dead-{}", uuid::Uuid::new_v4()), |m| m.to_string()),
+        headers,
+        body: d.data.clone(),
+        mandatory: false,
+        persistent: true,
+        correlation_id: None,
+        reply_to: None,
     }
 }

@@ -1,0 +1,110 @@
+//! One report delivery: decode, record with the lifecycle's judgement (retrying transient
+//! database failures), and say what to do with the delivery. The caller settles it.
+
+use super::Lifecycle;
+use crate::contract::{Report, ReportError, decode_report};
+use crate::store::{ReportOutcome, Store, StoreError};
+use crate::telemetry::metrics;
+use backon::{ExponentialBuilder, Retryable};
+use std::time::Duration;
+
+/// What to do with a report delivery.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ReportDisposition {
+    /// Recorded, or a duplicate: ack.
+    Ack,
+    /// Unusable: move it to the dead queue with this reason, then ack.
+    DeadLetter {
+        reason: &'static str,
+        detail: String,
+    },
+    /// The database is unavailable: requeue; the delivery limit ends the loop.
+    Requeue(String),
+}
+
+fn dead(reason: &'static str, detail: String, kind: &'static str) -> ReportDisposition {
+    tracing::warn!(reason, detail = %detail, "report dead-lettered");
+    metrics::report(kind, "dead_lettered");
+    ReportDisposition::DeadLetter { reason, detail }
+}
+
+/// Handles one report body. `message_id` is the AMQP message id, which must equal the
+/// event's `id` when present.
+pub async fn process(
+    store: &Store,
+    message_id: Option<&str>,
+    body: &[u8],
+    retries: usize,
+) -> ReportDisposition {
+    let report = match decode_report(body) {
+        Ok(r) => r,
+        Err(e) => return dead(e.reason(), e.to_string(), "unknown"),
+    };
+    let kind = report.kind().as_str();
+    let span = tracing::Span::current();
+    span.record("tenant_id", tracing::field::display(report.tenant_id));
+    span.record(
+        "cycle_id",
+        tracing::field::display(report.subject.cycle_id()),
+    );
+    span.record("action_id", report.subject.action_id());
+    if let Some(m) = message_id
+        && m != report.id
+    {
+        let e = ReportError::Invalid(format!(
+            "AMQP message_id '{m}' differs from the event id '{}'",
+            report.id
+        ));
+        return dead(e.reason(), e.to_string(), kind);
+    }
+    match record(store, &report, retries).await {
+        Err(e) if e.is_retryable() => {
+            tracing::warn!(error = %e, "report not recorded; requeued");
+            ReportDisposition::Requeue(e.to_string())
+        }
+        Err(e) => dead("store", e.to_string(), kind),
+        Ok(ReportOutcome::UnknownAction) => dead(
+            "unknown_action",
+            format!("subject {} names no action", report.raw["subject"]),
+            kind,
+        ),
+        Ok(ReportOutcome::WrongTenant) => dead(
+            "tenant_mismatch",
+            format!(
+                "the action does not belong to tenant {}",
+                report.tenant_id
+            ),
+            kind,
+        ),
+        Ok(ReportOutcome::Duplicate) => {
+            tracing::info!(kind, source = %report.source, id = %report.id, "duplicate report");
+            metrics::report(kind, "duplicate");
+            ReportDisposition::Ack
+        }
+        Ok(ReportOutcome::Recorded {
+            before,
+            after,
+            result,
+        }) => {
+            tracing::info!(kind, %before, %after, result = result.as_str(), "report recorded");
+            metrics::report(kind, result.as_str());
+            ReportDisposition::Ack
+        }
+    }
+}
+
+async fn record(store: &Store, report: &Report, retries: usize) -> Result<ReportOutcome, StoreError> {
+    let policy = ExponentialBuilder::default()
+        .with_jitter()
+        .with_min_delay(Duration::from_millis(100))
+        .with_max_delay(Duration::from_secs(5))
+        .with_max_times(retries);
+    (|| async {
+        store
+            .record_report(report, chrono::Utc::now(), &Lifecycle)
+            .await
+    })
+    .retry(policy)
+    .when(StoreError::is_retryable)
+    .await
+}

@@ -1,0 +1,357 @@
+//! Executors' reports: each one recorded with the action it is about, in one transaction
+//! that also applies what the caller's `ReportPolicy` judged (status, applied values, lever
+//! state, outcome row). The lifecycle rules are the policy's; the store only keeps the facts.
+
+use super::{Store, StoreError};
+use crate::contract::{
+    Action, ActionResult, ActionStatus, KnownLever, Levers, Report, Subject, Subsystem,
+};
+use chrono::{DateTime, SecondsFormat, Utc};
+use serde_json::Value;
+use tokio_postgres::Transaction;
+use uuid::Uuid;
+
+/// What the store knows of an action when a report about it arrives.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ActionFacts {
+    pub tenant_id: Uuid,
+    pub cycle_id: Uuid,
+    pub action_id: String,
+    pub status: ActionStatus,
+    pub action: Action,
+}
+
+/// How a report was taken.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ReportResult {
+    /// It moved the action (or was recorded as part of its history).
+    Applied,
+    /// Consistent but behind: the action is already past it (an `acknowledged` after
+    /// `applied`). Recorded; nothing changes.
+    Late,
+    /// The lifecycle does not allow it from the current status. Recorded; nothing changes.
+    InvalidTransition,
+}
+
+impl ReportResult {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ReportResult::Applied => "applied",
+            ReportResult::Late => "late",
+            ReportResult::InvalidTransition => "invalid_transition",
+        }
+    }
+}
+
+/// The values an executor reported applying.
+#[derive(Debug, Clone, PartialEq)]
+pub struct AppliedChange {
+    pub before: Value,
+    pub after: Value,
+    pub inverse: Option<Value>,
+    pub at: DateTime<Utc>,
+}
+
+/// The policy's verdict on one report; the store applies it as it is.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Judgement {
+    pub result: ReportResult,
+    /// The action's status afterwards (the same as before when nothing moves).
+    pub status: ActionStatus,
+    pub applied: Option<AppliedChange>,
+    pub lever: Option<KnownLever>,
+    /// An `action_results` row to upsert (what the next cycle learns from).
+    pub outcome: Option<ActionResult>,
+}
+
+/// The rules for reports, supplied by the caller (`results`).
+pub trait ReportPolicy: Sync {
+    fn judge(&self, facts: &ActionFacts, report: &Report, received_at: DateTime<Utc>) -> Judgement;
+}
+
+/// What `record_report` did.
+#[derive(Debug, Clone, PartialEq)]
+pub enum ReportOutcome {
+    /// The subject names no action.
+    UnknownAction,
+    /// The action belongs to another tenant than the report says; nothing is written.
+    WrongTenant,
+    /// The same `source` + `id` was recorded before; nothing changes.
+    Duplicate,
+    Recorded {
+        before: ActionStatus,
+        after: ActionStatus,
+        result: ReportResult,
+    },
+}
+
+impl Store {
+    /// Records one report and applies the policy's judgement, in one transaction holding the
+    /// action's row lock, so concurrent reports on one action are judged one after another.
+    pub async fn record_report(
+        &self,
+        report: &Report,
+        received_at: DateTime<Utc>,
+        policy: &dyn ReportPolicy,
+    ) -> Result<ReportOutcome, StoreError> {
+        let mut client = self.pool.get().await?;
+        let tx = client.transaction().await?;
+        let cycle_id = report.subject.cycle_id();
+        let action_id = report.subject.action_id();
+        let Some(row) = tx
+            .query_opt(
+                "SELECT tenant_id, status, action FROM actions
+                 WHERE cycle_id = $1 AND action_id = $2 FOR UPDATE",
+                &[&cycle_id, &action_id],
+            )
+            .await?
+        else {
+            return Ok(ReportOutcome::UnknownAction);
+        };
+        let tenant_id: Uuid = row.try_get(0)?;
+        if tenant_id != report.tenant_id {
+            return Ok(ReportOutcome::WrongTenant);
+        }
+        let status_text: String = row.try_get(1)?;
+        let status = ActionStatus::parse(&status_text)
+            .ok_or_else(|| StoreError::Corrupt(format!("action status '{status_text}'")))?;
+        let action: Action = serde_json::from_value(row.try_get(2)?)
+            .map_err(|e| StoreError::Corrupt(format!("stored action {action_id}: {e}")))?;
+        let facts = ActionFacts {
+            tenant_id,
+            cycle_id,
+            action_id: action_id.to_owned(),
+            status,
+            action,
+        };
+        let j = policy.judge(&facts, report, received_at);
+        let inserted = tx
+            .query_opt(
+                "INSERT INTO action_reports (tenant_id, cycle_id, action_id, source, event_id, type,
+                     on_revert, event_time, received_at, status_before, status_after, result, event)
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)
+                 ON CONFLICT (source, event_id) DO NOTHING RETURNING id",
+                &[
+                    &tenant_id,
+                    &cycle_id,
+                    &action_id,
+                    &report.source,
+                    &report.id,
+                    &report.kind().as_str(),
+                    &matches!(report.subject, Subject::Revert { .. }),
+                    &report.time,
+                    &received_at,
+                    &status.as_str(),
+                    &j.status.as_str(),
+                    &j.result.as_str(),
+                    &report.raw,
+                ],
+            )
+            .await?;
+        if inserted.is_none() {
+            return Ok(ReportOutcome::Duplicate);
+        }
+        apply(&tx, &facts, &j, report).await?;
+        tx.commit().await?;
+        Ok(ReportOutcome::Recorded {
+            before: status,
+            after: j.status,
+            result: j.result,
+        })
+    }
+
+    /// The known state of a tenant's levers.
+    pub async fn levers(&self, tenant_id: Uuid) -> Result<Levers, StoreError> {
+        let client = self.pool.get().await?;
+        levers_in(&**client, tenant_id).await
+    }
+
+    /// Every report on one action, oldest first: its history.
+    pub async fn action_reports(
+        &self,
+        cycle_id: Uuid,
+        action_id: &str,
+    ) -> Result<Vec<StoredReport>, StoreError> {
+        let client = self.pool.get().await?;
+        let rows = client
+            .query(
+                "SELECT source, event_id, type, on_revert, received_at, status_before,
+                        status_after, result, event
+                 FROM action_reports WHERE cycle_id = $1 AND action_id = $2 ORDER BY id",
+                &[&cycle_id, &action_id],
+            )
+            .await?;
+        rows.iter()
+            .map(|r| {
+                Ok(StoredReport {
+                    source: r.try_get(0)?,
+                    event_id: r.try_get(1)?,
+                    kind: r.try_get(2)?,
+                    on_revert: r.try_get(3)?,
+                    received_at: r.try_get(4)?,
+                    status_before: r.try_get(5)?,
+                    status_after: r.try_get(6)?,
+                    result: r.try_get(7)?,
+                    event: r.try_get(8)?,
+                })
+            })
+            .collect()
+    }
+
+    /// Actions per status, for the gauge.
+    pub async fn action_status_counts(&self) -> Result<Vec<(String, i64)>, StoreError> {
+        let client = self.pool.get().await?;
+        let rows = client
+            .query("SELECT status, count(*) FROM actions GROUP BY status", &[])
+            .await?;
+        rows.iter()
+            .map(|r| Ok((r.try_get(0)?, r.try_get(1)?)))
+            .collect()
+    }
+}
+
+/// One stored report, as an action's history shows it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct StoredReport {
+    pub source: String,
+    pub event_id: String,
+    pub kind: String,
+    pub on_revert: bool,
+    pub received_at: DateTime<Utc>,
+    pub status_before: String,
+    pub status_after: String,
+    pub result: String,
+    pub event: Value,
+}
+
+async fn apply(
+    tx: &Transaction<'_>,
+    facts: &ActionFacts,
+    j: &Judgement,
+    report: &Report,
+) -> Result<(), StoreError> {
+    if j.status != facts.status {
+        tx.execute(
+            "UPDATE actions SET status = $3, updated_at = now()
+             WHERE cycle_id = $1 AND action_id = $2",
+            &[&facts.cycle_id, &facts.action_id, &j.status.as_str()],
+        )
+        .await?;
+    }
+    if let Some(a) = &j.applied {
+        tx.execute(
+            "UPDATE actions SET applied_at = $3, applied_before = $4, applied_after = $5,
+                                applied_inverse = $6
+             WHERE cycle_id = $1 AND action_id = $2",
+            &[
+                &facts.cycle_id,
+                &facts.action_id,
+                &a.at,
+                &a.before,
+                &a.after,
+                &a.inverse,
+            ],
+        )
+        .await?;
+    }
+    if let Some(l) = &j.lever {
+        let since = crate::contract::parse_timestamp(&l.since)
+            .ok_or_else(|| StoreError::Corrupt(format!("lever time '{}'", l.since)))?;
+        let cycle = Uuid::parse_str(&l.cycle_id)
+            .map_err(|_| StoreError::Corrupt(format!("lever cycle '{}'", l.cycle_id)))?;
+        tx.execute(
+            "INSERT INTO lever_state (tenant_id, subsystem, entity_id, field, value, since,
+                                      cycle_id, action_id)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8)
+             ON CONFLICT (tenant_id, subsystem, entity_id, field) DO UPDATE SET
+                value = EXCLUDED.value, since = EXCLUDED.since,
+                cycle_id = EXCLUDED.cycle_id, action_id = EXCLUDED.action_id
+             WHERE lever_state.since <= EXCLUDED.since",
+            &[
+                &facts.tenant_id,
+                &l.subsystem.as_str(),
+                &l.entity_id.as_deref().unwrap_or(""),
+                &l.field,
+                &l.value,
+                &since,
+                &cycle,
+                &l.action_id,
+            ],
+        )
+        .await?;
+    }
+    if let Some(r) = &j.outcome {
+        tx.execute(
+            "UPDATE actions SET outcome = $3 WHERE cycle_id = $1 AND action_id = $2",
+            &[&facts.cycle_id, &facts.action_id, &r.outcome.as_str()],
+        )
+        .await?;
+        upsert_result(tx, facts.tenant_id, r, &report.source).await?;
+    }
+    Ok(())
+}
+
+/// One `action_results` row, stamped now: the next cycle's `recent_action_results`.
+pub(super) async fn upsert_result(
+    tx: &Transaction<'_>,
+    tenant_id: Uuid,
+    r: &ActionResult,
+    source: &str,
+) -> Result<(), StoreError> {
+    tx.execute(
+        "INSERT INTO action_results (tenant_id, action_id, target_metric, baseline_value,
+                                     observed_value, delta, confidence, outcome, source,
+                                     recorded_at)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, now())
+         ON CONFLICT (tenant_id, action_id) DO UPDATE SET
+            target_metric = EXCLUDED.target_metric, baseline_value = EXCLUDED.baseline_value,
+            observed_value = EXCLUDED.observed_value, delta = EXCLUDED.delta,
+            confidence = EXCLUDED.confidence, outcome = EXCLUDED.outcome,
+            source = EXCLUDED.source, recorded_at = now()",
+        &[
+            &tenant_id,
+            &r.action_id,
+            &r.target_metric,
+            &r.baseline_value,
+            &r.observed_value,
+            &r.delta,
+            &r.confidence,
+            &r.outcome.as_str(),
+            &source,
+        ],
+    )
+    .await?;
+    Ok(())
+}
+
+pub(super) async fn levers_in(
+    client: &impl tokio_postgres::GenericClient,
+    tenant_id: Uuid,
+) -> Result<Levers, StoreError> {
+    let rows = client
+        .query(
+            "SELECT subsystem, entity_id, field, value, since, cycle_id, action_id
+             FROM lever_state WHERE tenant_id = $1 ORDER BY subsystem, entity_id, field",
+            &[&tenant_id],
+        )
+        .await?;
+    let mut out = Vec::with_capacity(rows.len());
+    for r in &rows {
+        let subsystem: String = r.try_get(0)?;
+        let entity: String = r.try_get(1)?;
+        let since: DateTime<Utc> = r.try_get(4)?;
+        let cycle: Uuid = r.try_get(5)?;
+        out.push(KnownLever {
+            subsystem: Subsystem::parse(&subsystem)
+                .ok_or_else(|| StoreError::Corrupt(format!("lever subsystem '{subsystem}'")))?,
+            entity_id: (!entity.is_empty()).then_some(entity),
+            field: r.try_get(2)?,
+            value: r.try_get(3)?,
+            since: since.to_rfc3339_opts(SecondsFormat::Secs, true),
+            cycle_id: cycle.to_string(),
+            action_id: r.try_get(6)?,
+        });
+    }
+    Ok(Levers::new(out))
+}
+
