@@ -81,7 +81,10 @@ impl Topology {
             (self.dead_letter_exchange.as_str(), ExchangeKind::Fanout),
             (self.cycles_exchange.as_str(), ExchangeKind::Topic),
             (self.results_exchange.as_str(), ExchangeKind::Topic),
-            (self.results_dead_letter_exchange.as_str(), ExchangeKind::Fanout),
+            (
+                self.results_dead_letter_exchange.as_str(),
+                ExchangeKind::Fanout,
+            ),
         ];
         v.extend(
             self.actions

@@ -41,7 +41,12 @@ impl Levers {
     }
 
     /// The known value of one field, if an executor has reported it.
-    pub fn get(&self, subsystem: Subsystem, entity_id: Option<&str>, field: &str) -> Option<&KnownLever> {
+    pub fn get(
+        &self,
+        subsystem: Subsystem,
+        entity_id: Option<&str>,
+        field: &str,
+    ) -> Option<&KnownLever> {
         self.levers.iter().find(|l| {
             l.subsystem == subsystem && l.entity_id.as_deref() == entity_id && l.field == field
         })

@@ -14,11 +14,11 @@ mod validate;
 
 pub use catalog::Catalog;
 pub use error::{KernelError, True, Violation};
-pub use messages::{ActionMessage, TriggerMessage};
 pub use levers::{KnownLever, Levers};
+pub use messages::{ActionMessage, TriggerMessage};
 pub use output_rules::validate_output;
-pub use status::ActionStatus;
 pub use report::{Report, ReportError, ReportKind, ReportPayload, Subject, decode_report};
+pub use status::ActionStatus;
 pub use trigger::{DEFAULT_WINDOW_DAYS, DateRange, ParsedTrigger, decode_trigger, format_date};
 pub use types::*;
 pub use validate::{

@@ -271,8 +271,8 @@ pub fn decode_report(body: &[u8]) -> Result<Report, ReportError> {
             "datacontenttype {ct} is not application/json"
         )));
     }
-    let event: ReportEvent = serde_json::from_value(raw.clone())
-        .map_err(|e| ReportError::Invalid(e.to_string()))?;
+    let event: ReportEvent =
+        serde_json::from_value(raw.clone()).map_err(|e| ReportError::Invalid(e.to_string()))?;
     let subject = Subject::parse(&event.subject).ok_or_else(|| {
         ReportError::Invalid(format!(
             "subject '{}' is not <cycle_id>:<action_id>",
@@ -355,13 +355,22 @@ mod tests {
         ))
         .unwrap();
         assert_eq!(r.kind(), ReportKind::Applied);
-        assert_eq!(r.subject.action_id(), "campaigns.scale.cmp_002.budget_daily");
+        assert_eq!(
+            r.subject.action_id(),
+            "campaigns.scale.cmp_002.budget_daily"
+        );
         assert_eq!(r.tenant_id.to_string(), TENANT);
         assert_eq!(r.raw["traceparent"], "00-abc-def-01", "extensions are kept");
         for (kind, data) in [
             ("acknowledged", serde_json::json!({"tenant_id": TENANT})),
-            ("failed", serde_json::json!({"tenant_id": TENANT, "reason": "API 500"})),
-            ("rejected", serde_json::json!({"tenant_id": TENANT, "reason": "over cap"})),
+            (
+                "failed",
+                serde_json::json!({"tenant_id": TENANT, "reason": "API 500"}),
+            ),
+            (
+                "rejected",
+                serde_json::json!({"tenant_id": TENANT, "reason": "over cap"}),
+            ),
             (
                 "outcome",
                 serde_json::json!({"tenant_id": TENANT, "target_metric": "pipeline_total",
@@ -388,7 +397,10 @@ mod tests {
             "invalid_report"
         );
         assert_eq!(
-            reason(&event("acknowledged", serde_json::json!({"tenant_id": "x"}))),
+            reason(&event(
+                "acknowledged",
+                serde_json::json!({"tenant_id": "x"})
+            )),
             "invalid_report"
         );
         assert_eq!(
@@ -413,7 +425,10 @@ mod tests {
             })
         );
         let revert = revert_message_id(c, "crm.config_change.follow_up_sla_hours");
-        assert!(matches!(Subject::parse(&revert), Some(Subject::Revert { .. })));
+        assert!(matches!(
+            Subject::parse(&revert),
+            Some(Subject::Revert { .. })
+        ));
         for bad in ["", "x:y", &format!("{CYCLE}:"), &format!("{CYCLE}:revert:")] {
             assert_eq!(Subject::parse(bad), None, "{bad}");
         }

@@ -41,9 +41,10 @@ pub fn step(status: ActionStatus, kind: ReportKind, on_revert: bool) -> Step {
     match (status, kind) {
         (_, K::Acknowledged) if sent => Step::To(S::Acknowledged),
         (S::Acknowledged, K::Acknowledged) => Step::Late,
-        (S::Applied | S::Reverting | S::Reverted | S::RevertFailed | S::Concluded, K::Acknowledged) => {
-            Step::Late
-        }
+        (
+            S::Applied | S::Reverting | S::Reverted | S::RevertFailed | S::Concluded,
+            K::Acknowledged,
+        ) => Step::Late,
         (_, K::Applied) if sent || status == S::Acknowledged => Step::To(S::Applied),
         (_, K::Failed) if sent || status == S::Acknowledged => Step::To(S::Failed),
         (_, K::Rejected) if sent || status == S::Acknowledged => Step::To(S::Rejected),
@@ -95,7 +96,10 @@ impl ReportPolicy for Lifecycle {
                 j.applied = Some(AppliedChange {
                     before: a.before.clone(),
                     after: a.after.clone(),
-                    inverse: a.inverse.as_ref().and_then(|i| serde_json::to_value(i).ok()),
+                    inverse: a
+                        .inverse
+                        .as_ref()
+                        .and_then(|i| serde_json::to_value(i).ok()),
                     at,
                 });
                 j.lever = Some(lever(&a.after));
@@ -111,7 +115,9 @@ impl ReportPolicy for Lifecycle {
                     outcome: o.outcome,
                 })
             }
-            ReportPayload::Acknowledged(_) | ReportPayload::Failed(_) | ReportPayload::Rejected(_) => {}
+            ReportPayload::Acknowledged(_)
+            | ReportPayload::Failed(_)
+            | ReportPayload::Rejected(_) => {}
         }
         j
     }
@@ -125,9 +131,18 @@ mod tests {
 
     #[test]
     fn the_success_path() {
-        assert_eq!(step(S::Pending, K::Acknowledged, false), Step::To(S::Acknowledged));
-        assert_eq!(step(S::Published, K::Acknowledged, false), Step::To(S::Acknowledged));
-        assert_eq!(step(S::Acknowledged, K::Applied, false), Step::To(S::Applied));
+        assert_eq!(
+            step(S::Pending, K::Acknowledged, false),
+            Step::To(S::Acknowledged)
+        );
+        assert_eq!(
+            step(S::Published, K::Acknowledged, false),
+            Step::To(S::Acknowledged)
+        );
+        assert_eq!(
+            step(S::Acknowledged, K::Applied, false),
+            Step::To(S::Applied)
+        );
         assert_eq!(step(S::Applied, K::Outcome, false), Step::To(S::Concluded));
     }
 
@@ -172,8 +187,15 @@ mod tests {
     #[test]
     fn a_revert_ends_reverted_or_revert_failed() {
         assert_eq!(step(S::Reverting, K::Applied, true), Step::To(S::Reverted));
-        assert_eq!(step(S::Reverting, K::Failed, true), Step::To(S::RevertFailed));
+        assert_eq!(
+            step(S::Reverting, K::Failed, true),
+            Step::To(S::RevertFailed)
+        );
         assert_eq!(step(S::Applied, K::Applied, true), Step::Invalid);
-        assert_eq!(step(S::Applied, K::Applied, false), Step::Invalid, "applied twice");
+        assert_eq!(
+            step(S::Applied, K::Applied, false),
+            Step::Invalid,
+            "applied twice"
+        );
     }
 }

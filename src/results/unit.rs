@@ -70,10 +70,7 @@ pub async fn process(
         ),
         Ok(ReportOutcome::WrongTenant) => dead(
             "tenant_mismatch",
-            format!(
-                "the action does not belong to tenant {}",
-                report.tenant_id
-            ),
+            format!("the action does not belong to tenant {}", report.tenant_id),
             kind,
         ),
         Ok(ReportOutcome::Duplicate) => {
@@ -93,7 +90,11 @@ pub async fn process(
     }
 }
 
-async fn record(store: &Store, report: &Report, retries: usize) -> Result<ReportOutcome, StoreError> {
+async fn record(
+    store: &Store,
+    report: &Report,
+    retries: usize,
+) -> Result<ReportOutcome, StoreError> {
     let policy = ExponentialBuilder::default()
         .with_jitter()
         .with_min_delay(Duration::from_millis(100))

@@ -354,4 +354,3 @@ pub(super) async fn levers_in(
     }
     Ok(Levers::new(out))
 }
-

@@ -6,8 +6,8 @@ use super::relay::Relay;
 use super::unit::{self, Context, Disposition, Incoming, Processed};
 use super::{Failure, Planner, Rules};
 use crate::broker::{self, BrokerError, ConfirmedPublisher, Outgoing, Topology};
-use crate::results::ReportDisposition;
 use crate::config::Settings;
+use crate::results::ReportDisposition;
 use crate::store::Store;
 use crate::telemetry::metrics;
 use backon::{BackoffBuilder, ExponentialBuilder};
@@ -454,7 +454,8 @@ async fn handle_report(ctx: Arc<Context>, publisher: Arc<ConfirmedPublisher>, d:
         ReportDisposition::Requeue(_) => d.acker.reject(BasicRejectOptions { requeue: true }).await,
         ReportDisposition::DeadLetter { reason, detail } => {
             let topology = ctx.planner.topology();
-            let copy = dead_letter_copy(&d, &topology.results_dead_letter_exchange, reason, &detail);
+            let copy =
+                dead_letter_copy(&d, &topology.results_dead_letter_exchange, reason, &detail);
             match publisher.publish(&copy).await {
                 Ok(()) => d.acker.ack(BasicAckOptions::default()).await,
                 Err(e) => {
@@ -474,8 +475,14 @@ fn dead_letter_copy(d: &Delivery, exchange: &str, reason: &str, detail: &str) ->
     let p = &d.properties;
     let mut headers = vec![
         ("x-revenue-os-reason".to_owned(), reason.to_owned()),
-        ("x-revenue-os-detail".to_owned(), detail.chars().take(500).collect()),
-        ("x-original-routing-key".to_owned(), d.routing_key.to_string()),
+        (
+            "x-revenue-os-detail".to_owned(),
+            detail.chars().take(500).collect(),
+        ),
+        (
+            "x-original-routing-key".to_owned(),
+            d.routing_key.to_string(),
+        ),
     ];
     if let Some(t) = p.content_type() {
         headers.push(("x-original-content-type".to_owned(), t.to_string()));
@@ -483,10 +490,10 @@ fn dead_letter_copy(d: &Delivery, exchange: &str, reason: &str, detail: &str) ->
     Outgoing {
         exchange: exchange.to_owned(),
         routing_key: d.routing_key.to_string(),
-        message_id: p
-            .message_id()
-            .as_ref()
-            .map_or_else(|| format!("dead-{}", uuid::Uuid::new_v4()), |m| m.to_string()),
+        message_id: p.message_id().as_ref().map_or_else(
+            || format!("dead-{}", uuid::Uuid::new_v4()),
+            |m| m.to_string(),
+        ),
         headers,
         body: d.data.clone(),
         mandatory: false,

@@ -5,5 +5,6 @@ mod common;
 
 mod demo;
 mod deploy;
+mod executors_doc;
 mod layers;
 mod observability;

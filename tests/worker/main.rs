@@ -8,4 +8,5 @@ mod fatal;
 mod flow;
 mod publisher;
 mod recovery;
+mod reports;
 mod sigterm;

@@ -1,0 +1,363 @@
+//! Executors report back on `<prefix>.results`: every allowed lifecycle step, duplicates,
+//! out-of-order and terminal-state reports, bad reports dead-lettered with their reason, and
+//! reports waiting in the queue across a worker restart. Real broker, real database.
+
+use crate::common::amqp::{RunningWorker, TestBroker, WINDOW, eventually, import_tenant, settings};
+use crate::common::db::TestDb;
+use crate::common::process::{free_port, get, sigterm_and_wait, worker_command};
+use revenue_os::broker::Outgoing;
+use revenue_os::worker::Hooks;
+use serde_json::{Value, json};
+use uuid::Uuid;
+
+/// A report event as an executor would publish it.
+pub fn event(id: &str, kind: &str, subject: &str, data: Value) -> Vec<u8> {
+    serde_json::to_vec(&json!({
+        "specversion": "1.0", "id": id, "source": "test-executor",
+        "type": format!("revenue_os.action.{kind}"), "time": "2026-11-26T06:01:02Z",
+        "subject": subject, "datacontenttype": "application/json", "data": data,
+    }))
+    .unwrap()
+}
+
+/// Publishes a report body (confirmed, persistent) as an executor does.
+pub async fn publish_report(b: &TestBroker, message_id: &str, body: Vec<u8>) {
+    b.publisher
+        .publish(&Outgoing {
+            exchange: b.topology.results_exchange.clone(),
+            routing_key: "report.test".into(),
+            message_id: message_id.to_owned(),
+            body,
+            mandatory: true,
+            persistent: true,
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+}
+
+/// Runs one cycle for a fresh tenant, with executor queues bound so its actions get
+/// published, and returns the tenant with its actions' subjects, by priority.
+pub async fn cycle_with_actions(
+    b: &TestBroker,
+    db: &TestDb,
+    message_id: &str,
+) -> (Uuid, Vec<String>) {
+    let _executors = b.collect_actions().await;
+    let tenant = import_tenant(db).await;
+    b.trigger(tenant, Some(WINDOW), message_id).await;
+    let completed = format!(
+        "SELECT count(*) FROM cycles WHERE message_id = '{message_id}' AND status = 'completed'"
+    );
+    eventually(30, "the cycle, its actions published", || async {
+        let done = db.count(&completed).await == 1;
+        let pending = db
+            .count("SELECT count(*) FROM actions WHERE status = 'pending'")
+            .await;
+        (done && pending == 0).then_some(())
+    })
+    .await;
+    let rows = db
+        .client()
+        .await
+        .query(
+            "SELECT a.cycle_id::text || ':' || a.action_id FROM actions a
+             JOIN cycles c USING (cycle_id) WHERE c.message_id = $1 ORDER BY a.priority",
+            &[&message_id],
+        )
+        .await
+        .unwrap();
+    (tenant, rows.iter().map(|r| r.get(0)).collect())
+}
+
+async fn status(db: &TestDb, subject: &str) -> String {
+    let (cycle, action) = subject.split_once(':').unwrap();
+    db.client()
+        .await
+        .query_one(
+            "SELECT status FROM actions WHERE cycle_id = $1::text::uuid AND action_id = $2",
+            &[&cycle, &action],
+        )
+        .await
+        .unwrap()
+        .get(0)
+}
+
+async fn wait_status(db: &TestDb, subject: &str, want: &str) {
+    eventually(20, &format!("{subject} {want}"), || async {
+        (status(db, subject).await == want).then_some(())
+    })
+    .await;
+}
+
+async fn reports_of(db: &TestDb, subject: &str) -> Vec<(String, String, String, String)> {
+    let (cycle, action) = subject.split_once(':').unwrap();
+    db.client()
+        .await
+        .query(
+            "SELECT type, status_before, status_after, result FROM action_reports
+             WHERE cycle_id = $1::text::uuid AND action_id = $2 ORDER BY id",
+            &[&cycle, &action],
+        )
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| (r.get(0), r.get(1), r.get(2), r.get(3)))
+        .collect()
+}
+
+fn tuple(t: (&str, &str, &str, &str)) -> (String, String, String, String) {
+    (t.0.into(), t.1.into(), t.2.into(), t.3.into())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_allowed_transition_duplicates_late_and_terminal_reports() {
+    let db = TestDb::new().await;
+    let b = TestBroker::new().await;
+    let w = RunningWorker::start(settings(&b.prefix, &db), &db, Hooks::default());
+    let (tenant, subjects) = cycle_with_actions(&b, &db, "life-1").await;
+    assert!(subjects.len() >= 4, "{subjects:?}");
+    let t = json!(tenant.to_string());
+    let (a, f, r, o) = (&subjects[0], &subjects[1], &subjects[2], &subjects[3]);
+
+    // The success path: acknowledged, applied, outcome.
+    publish_report(
+        &b,
+        "a-1",
+        event("a-1", "acknowledged", a, json!({"tenant_id": t})),
+    )
+    .await;
+    wait_status(&db, a, "acknowledged").await;
+    let applied = json!({"tenant_id": t, "before": 517.85, "after": 621.41, "external_ref": "x:1"});
+    publish_report(&b, "a-2", event("a-2", "applied", a, applied.clone())).await;
+    wait_status(&db, a, "applied").await;
+    // A duplicate (same source and id) changes nothing and is not stored twice.
+    publish_report(&b, "a-2", event("a-2", "applied", a, applied)).await;
+    let outcome = json!({"tenant_id": t, "target_metric": "pipeline_total",
+        "baseline_value": 430892.0, "observed_value": 512000.0, "delta": 81108.0,
+        "confidence": 0.93, "outcome": "successful"});
+    publish_report(&b, "a-3", event("a-3", "outcome", a, outcome)).await;
+    wait_status(&db, a, "concluded").await;
+    assert_eq!(
+        reports_of(&db, a).await,
+        vec![
+            tuple(("acknowledged", "published", "acknowledged", "applied")),
+            tuple(("applied", "acknowledged", "applied", "applied")),
+            tuple(("outcome", "applied", "concluded", "applied")),
+        ]
+    );
+    let action_id = a.split_once(':').unwrap().1;
+    let row = db
+        .client()
+        .await
+        .query_one(
+            "SELECT outcome, source, confidence FROM action_results WHERE tenant_id = $1 AND action_id = $2",
+            &[&tenant, &action_id],
+        )
+        .await
+        .unwrap();
+    assert_eq!(row.get::<_, String>(0), "successful");
+    assert_eq!(row.get::<_, String>(1), "test-executor");
+    assert_eq!(row.get::<_, f64>(2), 0.93);
+
+    // failed and rejected end an action; a report after that is recorded, status unchanged.
+    publish_report(
+        &b,
+        "f-1",
+        event(
+            "f-1",
+            "failed",
+            f,
+            json!({"tenant_id": t, "reason": "API 503 after 5 tries"}),
+        ),
+    )
+    .await;
+    wait_status(&db, f, "failed").await;
+    publish_report(
+        &b,
+        "f-2",
+        event(
+            "f-2",
+            "applied",
+            f,
+            json!({"tenant_id": t, "before": 1, "after": 2}),
+        ),
+    )
+    .await;
+    eventually(20, "the late applied recorded", || async {
+        (reports_of(&db, f).await.len() == 2).then_some(())
+    })
+    .await;
+    assert_eq!(
+        reports_of(&db, f).await[1],
+        tuple(("applied", "failed", "failed", "invalid_transition"))
+    );
+    assert_eq!(status(&db, f).await, "failed");
+    publish_report(
+        &b,
+        "r-1",
+        event(
+            "r-1",
+            "rejected",
+            r,
+            json!({"tenant_id": t, "reason": "budget above the account cap"}),
+        ),
+    )
+    .await;
+    wait_status(&db, r, "rejected").await;
+
+    // applied before acknowledged: the acknowledged is late and changes nothing.
+    publish_report(
+        &b,
+        "o-1",
+        event(
+            "o-1",
+            "applied",
+            o,
+            json!({"tenant_id": t, "before": 24, "after": 8}),
+        ),
+    )
+    .await;
+    wait_status(&db, o, "applied").await;
+    publish_report(
+        &b,
+        "o-2",
+        event("o-2", "acknowledged", o, json!({"tenant_id": t})),
+    )
+    .await;
+    eventually(20, "the late acknowledged recorded", || async {
+        (reports_of(&db, o).await.len() == 2).then_some(())
+    })
+    .await;
+    assert_eq!(
+        reports_of(&db, o).await[1],
+        tuple(("acknowledged", "applied", "applied", "late"))
+    );
+    assert_eq!(
+        db.count("SELECT count(*) FROM action_reports WHERE event_id = 'a-2'")
+            .await,
+        1
+    );
+
+    w.stop().await;
+    b.cleanup().await;
+    db.cleanup().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bad_reports_are_dead_lettered_with_their_reason_and_counted() {
+    let db = TestDb::new().await;
+    let b = TestBroker::new().await;
+    let dead = b.consume_queue(&b.topology.results_dead_queue).await;
+    let port = free_port();
+    let worker = worker_command(&b.prefix, &db, port).spawn().unwrap();
+    let (tenant, subjects) = cycle_with_actions(&b, &db, "bad-1").await;
+    let other = import_tenant(&db).await;
+    let s = &subjects[0];
+    let t = json!(tenant.to_string());
+    let ghost = format!("{}:campaigns.scale.nothing.budget_daily", Uuid::new_v4());
+    let cases: Vec<(&str, Vec<u8>, &str)> = vec![
+        ("b-1", b"{not json".to_vec(), "not_cloudevent"),
+        (
+            "b-2",
+            event("b-2", "exploded", s, json!({"tenant_id": t})),
+            "unknown_type",
+        ),
+        (
+            "b-3",
+            event("b-3", "failed", s, json!({"tenant_id": t})),
+            "invalid_report",
+        ),
+        (
+            "b-4",
+            event("b-4", "acknowledged", &ghost, json!({"tenant_id": t})),
+            "unknown_action",
+        ),
+        (
+            "b-5",
+            event(
+                "b-5",
+                "applied",
+                s,
+                json!({"tenant_id": other.to_string(), "before": 1, "after": 2}),
+            ),
+            "tenant_mismatch",
+        ),
+    ];
+    for (id, body, _) in &cases {
+        publish_report(&b, id, body.clone()).await;
+    }
+    let got = dead.wait_for(cases.len(), 30).await;
+    for (id, body, reason) in &cases {
+        let m = got
+            .iter()
+            .find(|m| m.message_id.as_deref() == Some(id))
+            .unwrap_or_else(|| panic!("{id} not dead-lettered"));
+        assert_eq!(
+            m.headers.get("x-revenue-os-reason").map(String::as_str),
+            Some(*reason),
+            "{id}"
+        );
+        assert!(m.headers.contains_key("x-revenue-os-detail"), "{id}");
+        assert_eq!(&m.body, body, "{id}: the body is kept as it was");
+    }
+    // The other tenant's report changed nothing.
+    assert_eq!(status(&db, s).await, "published");
+    assert_eq!(db.count("SELECT count(*) FROM action_reports").await, 0);
+    assert_eq!(db.count("SELECT count(*) FROM lever_state").await, 0);
+
+    let page = eventually(20, "counted", || async {
+        let (_, page) = get(port, "/metrics").await?;
+        page.lines()
+            .any(|l| l.starts_with("revenue_os_reports_total") && l.contains("dead_lettered"))
+            .then_some(page)
+    })
+    .await;
+    let dead_lettered: f64 = page
+        .lines()
+        .filter(|l| {
+            l.starts_with("revenue_os_reports_total") && l.contains("result=\"dead_lettered\"")
+        })
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+        .sum();
+    assert_eq!(dead_lettered, cases.len() as f64, "{page}");
+    assert!(
+        page.contains("revenue_os_actions{status=\"published\"}"),
+        "{page}"
+    );
+    assert!(sigterm_and_wait(worker).await.success());
+    b.cleanup().await;
+    db.cleanup().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reports_waiting_in_the_queue_survive_a_worker_restart() {
+    let db = TestDb::new().await;
+    let b = TestBroker::new().await;
+    let w = RunningWorker::start(settings(&b.prefix, &db), &db, Hooks::default());
+    let (tenant, subjects) = cycle_with_actions(&b, &db, "restart-1").await;
+    w.stop().await;
+    // Nobody consumes now: the reports wait in the quorum queue.
+    let t = json!(tenant.to_string());
+    for (i, s) in subjects.iter().enumerate() {
+        let id = format!("w-{i}");
+        publish_report(
+            &b,
+            &id,
+            event(&id, "acknowledged", s, json!({"tenant_id": t})),
+        )
+        .await;
+    }
+    let w = RunningWorker::start(settings(&b.prefix, &db), &db, Hooks::default());
+    eventually(30, "every waiting report recorded", || async {
+        (db.count("SELECT count(*) FROM action_reports").await == subjects.len() as i64)
+            .then_some(())
+    })
+    .await;
+    for s in &subjects {
+        assert_eq!(status(&db, s).await, "acknowledged");
+    }
+    w.stop().await;
+    b.cleanup().await;
+    db.cleanup().await;
+}
