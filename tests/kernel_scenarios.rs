@@ -14,11 +14,11 @@ fn lens(metric: &str) -> Lens {
 }
 
 fn run(name: &str) -> (KernelInput, KernelOutput) {
-    let input = scenario(name);
-    let out = decide(&input).unwrap_or_else(|e| panic!("{name}: {e:?}"));
-    assert_sound(&out, &input);
-    assert_deterministic(&input);
-    (input, out)
+    let checked = scenario(name);
+    let out = decide(&checked).unwrap_or_else(|e| panic!("{name}: {e:?}"));
+    assert_sound(&out, &checked);
+    assert_deterministic(&checked);
+    (checked.into_input(), out)
 }
 
 fn ids(out: &KernelOutput) -> Vec<&str> {
@@ -286,9 +286,9 @@ fn healthy_tenant() {
 #[test]
 fn guardrails_that_exclude_everything_give_invalid_input() {
     // A demand-bound tenant that only allows pricing: no demand play can run.
-    let mut input = scenario("demand_bound");
+    let mut input = scenario("demand_bound").into_input();
     input.guardrails.allowed_levers = vec![Lever::Pricing];
-    let err = decide(&input).unwrap_err();
+    let err = decide(&check(input)).unwrap_err();
     assert_eq!(err.code, ErrorCode::InvalidInput);
     let details = err.details.as_ref().unwrap();
     let excluded = details["excluded"].as_array().unwrap();
@@ -316,10 +316,10 @@ fn guard_check_catches_a_tampered_output() {
     out.actions[0].guardrails.abort_conditions.clear();
     assert!(kernel::guard::check(&out, &input).is_err());
 
-    let mut blocked = input.clone();
+    let mut blocked = input.input().clone();
     blocked.guardrails.blocked_actions = Some(vec!["pause".into()]);
     let out = decide(&input).unwrap();
-    assert!(kernel::guard::check(&out, &blocked).is_err());
+    assert!(kernel::guard::check(&out, &check(blocked)).is_err());
 }
 
 #[test]
@@ -375,7 +375,7 @@ fn inconclusive_experiment_is_rerun_with_a_larger_sample() {
         .expect("the sequence experiment fits at this volume");
     let n = exp.experiment.as_ref().unwrap().min_sample_size;
 
-    let mut input = base.clone();
+    let mut input = base.input().clone();
     input.recent_action_results = Some(vec![ActionResult {
         action_id: exp.action_id.clone(),
         target_metric: "meeting_book_rate".into(),
@@ -385,6 +385,7 @@ fn inconclusive_experiment_is_rerun_with_a_larger_sample() {
         confidence: 0.4,
         outcome: Outcome::Inconclusive,
     }]);
+    let input = check(input);
     let out = decide(&input).unwrap();
     assert_sound(&out, &input);
     let rerun = out

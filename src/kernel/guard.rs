@@ -213,9 +213,9 @@ const MAX_ACTIONS: usize = 7;
 
 /// Independent check of an output against the input's guardrails. Every kernel output passes
 /// through it; a violation is a kernel bug and becomes `INTERNAL_ERROR`.
-pub fn check(out: &KernelOutput, input: &KernelInput) -> Result<(), Vec<Violation>> {
+pub fn check(out: &KernelOutput, checked: &Checked) -> Result<(), Vec<Violation>> {
     let params = super::KernelParams::default();
-    check_with(out, &Index::build(input, &params))
+    check_with(out, &Index::build(checked, &params))
 }
 
 /// `check` over an index already built from the input (the kernel reuses its own).

@@ -51,16 +51,6 @@ pub struct KernelParams {
     pub default_observation_window_days: u32,
 }
 
-impl KernelParams {
-    /// Defaults, with the tunables that `config` exposes (`kernel.stale_after_days`).
-    pub fn from_settings(settings: &crate::config::KernelSettings) -> Self {
-        Self {
-            stale_after_days: i32::try_from(settings.stale_after_days).unwrap_or(i32::MAX),
-            ..Self::default()
-        }
-    }
-}
-
 impl Default for KernelParams {
     fn default() -> Self {
         Self {
@@ -80,15 +70,15 @@ impl Default for KernelParams {
     }
 }
 
-/// Decides one cycle for a validated input.
+/// Decides one cycle for a checked input (`contract::check_input`).
 pub fn decide(
-    input: &KernelInput,
+    checked: &Checked,
     catalog: &Catalog,
     now: DateTime<Utc>,
     cycle_id: Uuid,
 ) -> Result<KernelOutput, KernelError> {
     decide_with(
-        input,
+        checked,
         catalog,
         now,
         cycle_id,
@@ -99,14 +89,14 @@ pub fn decide(
 
 /// `decide` plus the reasoning trace for `--explain`.
 pub fn decide_explained(
-    input: &KernelInput,
+    checked: &Checked,
     catalog: &Catalog,
     now: DateTime<Utc>,
     cycle_id: Uuid,
 ) -> (Result<KernelOutput, KernelError>, Trace) {
     let mut trace = Trace::default();
     let r = decide_with(
-        input,
+        checked,
         catalog,
         now,
         cycle_id,
@@ -123,8 +113,7 @@ pub fn run(
     now: DateTime<Utc>,
     cycle_id: Uuid,
 ) -> Result<KernelOutput, KernelError> {
-    let input = parse_input(bytes, catalog, now)?;
-    decide(&input, catalog, now, cycle_id)
+    decide(&parse_input(bytes, catalog, now)?, catalog, now, cycle_id)
 }
 
 /// `run` plus the trace (empty when the input is rejected before deciding).
@@ -135,7 +124,7 @@ pub fn run_explained(
     cycle_id: Uuid,
 ) -> (Result<KernelOutput, KernelError>, Trace) {
     match parse_input(bytes, catalog, now) {
-        Ok(input) => decide_explained(&input, catalog, now, cycle_id),
+        Ok(checked) => decide_explained(&checked, catalog, now, cycle_id),
         Err(e) => {
             let trace = Trace {
                 result: format!("input rejected: {e}"),
@@ -146,15 +135,17 @@ pub fn run_explained(
     }
 }
 
+/// `decide` with explicit tunables, filling `trace` when given.
 pub fn decide_with(
-    input: &KernelInput,
+    checked: &Checked,
     catalog: &Catalog,
     now: DateTime<Utc>,
     cycle_id: Uuid,
     params: &KernelParams,
     trace: Option<&mut Trace>,
 ) -> Result<KernelOutput, KernelError> {
-    let ix = data::Index::build(input, params);
+    let input = checked.input();
+    let ix = data::Index::build(checked, params);
     let findings = health::findings(&ix, catalog);
     let diag = diagnose::diagnose(&ix, catalog, &findings);
     let ctx = plays::Ctx {
@@ -189,7 +180,7 @@ pub fn decide_with(
             &findings,
             sel.kept.clone(),
         );
-        checked(out, &ix, catalog, now)
+        verified(out, &ix, catalog, now)
     };
 
     if let Some(t) = trace {
@@ -207,7 +198,9 @@ pub fn decide_with(
     result
 }
 
-fn checked(
+/// The contract's output rules, then the independent guardrail check: a failure of either is
+/// a kernel bug, so nothing is emitted.
+fn verified(
     out: KernelOutput,
     ix: &data::Index,
     catalog: &Catalog,

@@ -7,7 +7,7 @@ use super::{
 };
 use crate::catalog::Catalog;
 use crate::config::KernelSettings;
-use crate::contract::{ErrorCode, KernelError, KernelOutput, parse_timestamp, validate_input};
+use crate::contract::{ErrorCode, KernelError, KernelOutput, check_input, parse_timestamp};
 use crate::kernel;
 use crate::telemetry::metrics;
 use chrono::{DateTime, Duration, SecondsFormat, Utc};
@@ -102,9 +102,13 @@ impl Store {
             {
                 Ok(Some(input)) => {
                     let t = std::time::Instant::now();
-                    let params = kernel::KernelParams::from_settings(settings);
-                    let decided = validate_input(&input, catalog, now).and_then(|()| {
-                        kernel::decide_with(&input, catalog, now, req.cycle_id, &params, None)
+                    let params = kernel::KernelParams {
+                        stale_after_days: i32::try_from(settings.stale_after_days)
+                            .unwrap_or(i32::MAX),
+                        ..Default::default()
+                    };
+                    let decided = check_input(input, catalog, now).and_then(|c| {
+                        kernel::decide_with(&c, catalog, now, req.cycle_id, &params, None)
                     });
                     metrics::stage("decide", t.elapsed());
                     decided
