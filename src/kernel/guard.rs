@@ -5,7 +5,7 @@ use super::data::{Index, Risk, floor_cents};
 use super::health::Finding;
 use super::health::Kind;
 use super::learning;
-use super::plays::Candidate;
+use super::plays::{Candidate, Play};
 use crate::catalog::{Catalog, FieldContext};
 use crate::contract::*;
 use chrono::{DateTime, Utc};
@@ -61,7 +61,7 @@ fn added_spend(a: &Action, ix: &Index) -> f64 {
 pub struct Selection {
     pub kept: Vec<Action>,
     /// The play behind each kept action (same order), for the trace.
-    pub plays: Vec<&'static str>,
+    pub plays: Vec<Play>,
     /// (action id, guardrail or reason).
     pub dropped: Vec<(String, String)>,
 }
