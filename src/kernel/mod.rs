@@ -13,6 +13,8 @@ pub mod guard;
 pub mod health;
 pub mod learning;
 pub mod plays;
+#[cfg(test)]
+pub(crate) mod test_support;
 mod text;
 
 use crate::catalog::{Bound, Catalog};

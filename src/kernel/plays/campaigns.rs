@@ -442,3 +442,103 @@ pub(super) fn channel_cut(c: &Ctx, slot: Slot, out: &mut Vec<Candidate>) {
     k.uses_attribution = true;
     out.push(k);
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::kernel::plays::Play;
+    use crate::kernel::test_support::*;
+
+    /// c1 returns 10x, c2 4x, c3 spends with nothing attributed; each spends 100/day.
+    fn tenant() -> Tenant {
+        Tenant::new()
+            .flat("pipeline_total", 450_000.0)
+            .campaign("c1", "running", 10_000.0, 3_000.0)
+            .campaign("c2", "running", 10_000.0, 3_000.0)
+            .campaign("c3", "running", 10_000.0, 3_000.0)
+            .revenue(30_000.0, Some("c1"), Some("email"))
+            .revenue(12_000.0, Some("c2"), Some("paid_search"))
+    }
+
+    fn run(t: Tenant, play: impl FnOnce(&Ctx, &mut Vec<Candidate>)) -> Vec<Candidate> {
+        formed(&t.checked(), |c, _, out, _| play(c, out)).0
+    }
+
+    #[test]
+    fn scale_raises_the_best_then_the_second_by_the_risk_step() {
+        let best = run(tenant(), |c, out| scale(c, 0, (Play::ScaleBest, 20), out));
+        assert_eq!(ids(&best), ["campaigns.scale.c1.budget_daily"]);
+        let a = &best[0].action;
+        assert_eq!(
+            (
+                &a.proposed_change.current_value,
+                &a.proposed_change.new_value
+            ),
+            (&json!(100.0), &json!(120.0))
+        );
+        assert!((best[0].adds_spend - 20.0).abs() < 1e-9);
+        let second = run(tenant(), |c, out| scale(c, 1, (Play::ScaleSecond, 24), out));
+        assert_eq!(ids(&second), ["campaigns.scale.c2.budget_daily"]);
+        assert!(run(tenant(), |c, out| scale(c, 2, (Play::ScaleSecond, 24), out)).is_empty());
+    }
+
+    #[test]
+    fn pause_wasted_stops_spend_that_brings_nothing() {
+        let k = run(tenant(), |c, out| {
+            pause_wasted(c, (Play::PauseWasted, 21), out)
+        });
+        assert_eq!(ids(&k), ["campaigns.pause.c3.status"]);
+        assert!(k[0].uses_attribution);
+        // Spend under half the median is not material.
+        let t = Tenant::new()
+            .campaign("c1", "running", 10_000.0, 3_000.0)
+            .campaign("c2", "running", 10_000.0, 3_000.0)
+            .campaign("c3", "running", 10_000.0, 900.0)
+            .revenue(30_000.0, Some("c1"), None)
+            .revenue(30_000.0, Some("c2"), None);
+        assert!(run(t, |c, out| pause_wasted(c, (Play::PauseWasted, 21), out)).is_empty());
+    }
+
+    #[test]
+    fn cut_pauses_what_loses_money_and_trims_the_rest() {
+        let k = run(tenant(), |c, out| cut(c, 0, (Play::CutWorst, 20), out));
+        assert_eq!(ids(&k), ["campaigns.pause.c3.status"]);
+        let k = run(tenant(), |c, out| {
+            cut(c, 1, (Play::CutSecondWorst, 21), out)
+        });
+        assert_eq!(ids(&k), ["campaigns.config_change.c2.budget_daily"]);
+        assert_eq!(k[0].action.proposed_change.new_value, json!(80.0));
+    }
+
+    #[test]
+    fn channel_budgets_move_only_without_the_campaigns_lever() {
+        let channels = || tenant().guardrails(|g| g.allowed_levers = vec![Lever::Channels]);
+        let up = run(channels(), |c, out| {
+            channel_scale(c, (Play::ChannelScale, 25), out)
+        });
+        assert_eq!(ids(&up), ["campaigns.scale.email.budget_daily"]);
+        let down = run(channels(), |c, out| {
+            channel_cut(c, (Play::ChannelCut, 22), out)
+        });
+        assert_eq!(
+            ids(&down),
+            ["campaigns.config_change.paid_search.budget_daily"]
+        );
+        assert!(
+            run(tenant(), |c, out| channel_scale(
+                c,
+                (Play::ChannelScale, 25),
+                out
+            ))
+            .is_empty()
+        );
+        assert!(
+            run(tenant(), |c, out| channel_cut(
+                c,
+                (Play::ChannelCut, 22),
+                out
+            ))
+            .is_empty()
+        );
+    }
+}

@@ -67,3 +67,42 @@ pub(super) fn experiment(
         out.push(k);
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::kernel::plays::Play;
+    use crate::kernel::test_support::*;
+
+    fn tenant() -> Tenant {
+        Tenant::new()
+            .flat("meeting_book_rate", 0.10)
+            .flat("leads_created", 2_000.0)
+            .campaign("c1", "running", 10_000.0, 3_000.0)
+            .revenue(30_000.0, Some("c1"), Some("email"))
+    }
+
+    fn run(t: Tenant) -> (Vec<Candidate>, Vec<(String, String)>) {
+        formed(&t.checked(), |c, _, out, drops| {
+            experiment(c, (Play::ContentExperiment, 23), out, drops)
+        })
+    }
+
+    #[test]
+    fn a_challenger_message_on_the_best_campaign() {
+        let (k, drops) = run(tenant());
+        assert!(drops.is_empty(), "{drops:?}");
+        assert_eq!(ids(&k), ["content.experiment.c1.variant_weights"]);
+        assert_eq!(
+            k[0].action.proposed_change.new_value,
+            json!({"control": 80.0, "challenger": 20.0})
+        );
+    }
+
+    #[test]
+    fn an_exposure_cap_under_one_percent_leaves_no_treatment_group() {
+        let (k, drops) = run(tenant().guardrails(|g| g.max_experiment_exposure_pct = Some(0.5)));
+        assert!(k.is_empty());
+        assert_eq!(drops[0].0, "content.experiment.c1.variant_weights");
+    }
+}

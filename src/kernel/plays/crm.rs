@@ -90,3 +90,43 @@ pub(super) fn sequence_experiment(
         out.push(k);
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::kernel::plays::Play;
+    use crate::kernel::test_support::*;
+
+    fn sla(t: Tenant) -> Vec<Candidate> {
+        formed(&t.checked(), |c, _, out, _| {
+            follow_up_sla(c, (Play::FollowUpSla, 20), out)
+        })
+        .0
+    }
+
+    #[test]
+    fn the_sla_is_one_risk_step_under_speed_to_lead_in_whole_hours() {
+        let k = sla(Tenant::new().flat("speed_to_lead_hours", 6.6));
+        assert_eq!(ids(&k), ["crm.config_change.follow_up_sla_hours"]);
+        // floor(6.6 x 0.8) = 5.
+        assert_eq!(k[0].action.proposed_change.new_value, json!(5));
+        assert!(sla(Tenant::new().flat("speed_to_lead_hours", 1.0)).is_empty());
+        assert!(sla(Tenant::new()).is_empty());
+    }
+
+    #[test]
+    fn the_sequence_experiment_is_sized_on_the_lead_rate() {
+        // 400 leads a day at a 0.10 meeting rate: 3,841 per arm... reached in days, not months.
+        let c = Tenant::new()
+            .flat("meeting_book_rate", 0.10)
+            .flat("leads_created", 400.0)
+            .checked();
+        let (k, drops) = formed(&c, |c, _, out, drops| {
+            sequence_experiment(c, (Play::SequenceExperiment, 21), out, drops)
+        });
+        assert!(drops.is_empty(), "{drops:?}");
+        let e = k[0].action.experiment.as_ref().unwrap();
+        assert_eq!(e.success_metric, "meeting_book_rate");
+        assert_eq!((e.min_sample_size, e.treatment_group_pct), (3841, 20.0));
+    }
+}

@@ -79,3 +79,48 @@ pub(super) fn hold_largest(c: &Ctx, slot: Slot, out: &mut Vec<Candidate>) {
     .into_action();
     out.push(Candidate::new(a, slot, s.daily));
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::kernel::plays::Play;
+    use crate::kernel::test_support::*;
+
+    #[test]
+    fn only_running_overspent_campaigns_are_paused() {
+        let c = Tenant::new()
+            .campaign("over", "running", 1_000.0, 1_500.0)
+            .campaign("over_paused", "paused", 1_000.0, 1_500.0)
+            .campaign("fine", "running", 10_000.0, 1_500.0)
+            .checked();
+        let (k, _) = formed(&c, |c, f, out, _| {
+            pause_overspent(c, f, (Play::PauseOverspent, 10), out)
+        });
+        assert_eq!(ids(&k), ["campaigns.pause.over.status"]);
+    }
+
+    #[test]
+    fn the_largest_spender_under_the_cap_is_pinned_at_its_rate() {
+        let t = || {
+            Tenant::new()
+                .campaign("big", "running", 100_000.0, 6_000.0)
+                .campaign("small", "running", 100_000.0, 3_000.0)
+        };
+        let hold = |t: Tenant| {
+            formed(&t.checked(), |c, _, out, _| {
+                hold_largest(c, (Play::HoldLargest, 60), out)
+            })
+            .0
+        };
+        let k = hold(t());
+        assert_eq!(ids(&k), ["campaigns.config_change.big.budget_daily"]);
+        let ch = &k[0].action.proposed_change;
+        assert_eq!(
+            (&ch.current_value, &ch.new_value),
+            (&json!(200.0), &json!(200.0))
+        );
+        // 200/day does not fit under a 150 cap: the executor would refuse it.
+        let capped = hold(t().guardrails(|g| g.max_daily_spend = Some(150.0)));
+        assert_eq!(ids(&capped), ["campaigns.config_change.small.budget_daily"]);
+    }
+}

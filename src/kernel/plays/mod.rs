@@ -496,3 +496,119 @@ fn underlying(c: &Ctx) -> BindingConstraint {
     }
     best.0
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::kernel::test_support::*;
+
+    const TABLES: [&[Slot]; 5] = [
+        DEMAND,
+        CONVERSION,
+        ECONOMICS,
+        ECONOMICS_MARGIN,
+        DATA_QUALITY,
+    ];
+
+    #[test]
+    fn each_table_forms_a_play_once_and_never_a_revert() {
+        for t in TABLES {
+            for (i, (p, _)) in t.iter().enumerate() {
+                assert!(*p != Play::Revert);
+                assert!(t[..i].iter().all(|(q, _)| q != p), "{p:?} twice");
+            }
+        }
+    }
+
+    #[test]
+    fn learning_ranks_before_every_play() {
+        let lowest = TABLES.iter().flat_map(|t| t.iter()).map(|s| s.1).min();
+        assert!(REVERT_RANK < NEXT_STEP_RANK && Some(NEXT_STEP_RANK) < lowest);
+    }
+
+    #[test]
+    fn margin_puts_price_before_spend_cuts() {
+        let rank = |t: &[Slot], p: Play| t.iter().find(|s| s.0 == p).unwrap().1;
+        let e = table(BindingConstraint::Economics, "cac_blended");
+        let m = table(BindingConstraint::Economics, "gross_margin");
+        assert!(rank(e, Play::CutWorst) < rank(e, Play::DiscountCapExperiment));
+        assert!(rank(m, Play::DiscountCapExperiment) < rank(m, Play::CutWorst));
+        assert_eq!(table(BindingConstraint::DataQuality, ""), DEMAND);
+    }
+
+    #[test]
+    fn no_table_but_demand_scales() {
+        for t in [CONVERSION, ECONOMICS, ECONOMICS_MARGIN, DATA_QUALITY] {
+            assert!(t.iter().all(|s| !matches!(
+                s.0,
+                Play::ScaleBest | Play::ScaleSecond | Play::ChannelScale
+            )));
+        }
+    }
+
+    #[test]
+    fn proposal_forms_the_id_and_clamps_the_magnitude() {
+        let a = Proposal {
+            subsystem: Subsystem::Pricing,
+            kind: ActionType::Experiment,
+            entity: Some((EntityType::Segment, "late_stage")),
+            field: "discount_max_pct",
+            current: Value::Null,
+            new: serde_json::json!(10),
+            metric: "win_rate",
+            direction: ImpactDirection::Increase,
+            magnitude: 250.0,
+            confidence: 0.5,
+            window: 14,
+            aborts: vec![None],
+            notes: "n".into(),
+        }
+        .into_action();
+        assert_eq!(
+            a.action_id,
+            "pricing.experiment.late_stage.discount_max_pct"
+        );
+        assert_eq!(a.expected_impact.magnitude_pct, 100.0);
+        assert!(a.guardrails.abort_conditions.is_empty());
+    }
+
+    #[test]
+    fn data_quality_forms_its_own_plays_before_the_underlying_ones() {
+        // Overspent and stale: data quality binds over a demand shortfall.
+        let c = Tenant::new()
+            .flat("pipeline_total", 450_000.0)
+            .without_days("cac_blended", &[25, 26, 27, 28, 29])
+            .campaign("c1", "running", 1_000.0, 3_000.0)
+            .campaign("c2", "running", 10_000.0, 1_500.0)
+            .revenue(5_000.0, Some("c2"), Some("email"))
+            .checked();
+        let (cands, _) = formed(&c, |ctx, f, out, drops| {
+            out.extend(candidates(ctx, f, drops))
+        });
+        let plays: Vec<(Play, u8)> = cands.iter().map(|k| (k.play, k.rank)).collect();
+        assert_eq!(
+            plays[..2],
+            [(Play::PauseOverspent, 10), (Play::HoldLargest, 60)]
+        );
+        assert!(plays[2..].contains(&(Play::ScaleBest, 20)));
+    }
+
+    #[test]
+    fn an_experiment_that_needs_too_long_is_dropped_with_its_numbers() {
+        // Win rate 0.25 and one opportunity closing in 30 days: far too slow.
+        let c = Tenant::new()
+            .flat("win_rate", 0.25)
+            .opportunity(0.3, 10)
+            .checked();
+        let (cands, drops) = formed(&c, |ctx, _, out, drops| {
+            crm::sequence_experiment(ctx, (Play::SequenceExperiment, 32), out, drops)
+        });
+        assert!(cands.is_empty());
+        assert_eq!(drops[0].0, "crm.experiment.sequence_delay_days");
+        assert!(
+            drops[0].1.starts_with("experiment sizing: needs 1"),
+            "{}",
+            drops[0].1
+        );
+    }
+}

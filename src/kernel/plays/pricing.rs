@@ -113,3 +113,71 @@ pub(super) fn promo_off(c: &Ctx, slot: Slot, out: &mut Vec<Candidate>) {
     .into_action();
     out.push(Candidate::new(a, slot, t.severity));
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::kernel::plays::Play;
+    use crate::kernel::test_support::*;
+
+    #[test]
+    fn promo_codes_go_off_only_while_an_economics_target_is_missed() {
+        let off = |t: Tenant| {
+            formed(&t.checked(), |c, _, out, _| {
+                promo_off(c, (Play::PromoOff, 25), out)
+            })
+            .0
+        };
+        let k = off(Tenant::new().flat("cac_blended", 4_000.0));
+        assert_eq!(ids(&k), ["pricing.config_change.promo_code_enabled"]);
+        assert_eq!(k[0].action.target_metric, "cac_blended");
+        assert!(off(Tenant::new()).is_empty());
+    }
+
+    #[test]
+    fn the_discount_experiment_needs_late_stage_deals_and_guards_margin() {
+        let t = || {
+            (0..1200)
+                .fold(Tenant::new(), |t, i| t.opportunity(0.5, i % 30 + 1))
+                .flat("gross_margin", 0.75)
+                .targets(|t| t.gross_margin_min = Some(0.7))
+        };
+        let run = |t: Tenant, economics: bool| {
+            formed(&t.checked(), |c, _, out, drops| {
+                discount_experiment(c, (Play::DiscountCapExperiment, 24), economics, out, drops)
+            })
+        };
+        let (k, drops) = run(t(), true);
+        assert!(drops.is_empty(), "{drops:?}");
+        let a = &k[0].action;
+        assert_eq!(
+            a.action_id,
+            "pricing.experiment.late_stage.discount_max_pct"
+        );
+        assert!(
+            a.experiment
+                .as_ref()
+                .unwrap()
+                .hypothesis
+                .starts_with("Capping")
+        );
+        assert!(
+            a.guardrails
+                .abort_conditions
+                .iter()
+                .any(|c| c.metric_id == "gross_margin")
+        );
+        let (k, _) = run(t(), false);
+        assert!(
+            k[0].action
+                .experiment
+                .as_ref()
+                .unwrap()
+                .hypothesis
+                .starts_with("Allowing")
+        );
+        // Early-stage deals only: nothing to test on.
+        let early = Tenant::new().opportunity(0.2, 5);
+        assert!(run(early, true).0.is_empty());
+    }
+}

@@ -43,3 +43,27 @@ pub(super) fn round_robin(c: &Ctx, slot: Slot, out: &mut Vec<Candidate>) {
     .into_action();
     out.push(Candidate::new(a, slot, trend));
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::kernel::plays::Play;
+    use crate::kernel::test_support::*;
+
+    fn rr(t: Tenant) -> Vec<Candidate> {
+        formed(&t.checked(), |c, _, out, _| {
+            round_robin(c, (Play::RoundRobin, 31), out)
+        })
+        .0
+    }
+
+    #[test]
+    fn round_robin_only_when_speed_to_lead_is_slipping() {
+        let rising = rr(Tenant::new().series("speed_to_lead_hours", |i| 4.0 + i as f64 / 10.0));
+        assert_eq!(ids(&rising), ["routing.config_change.round_robin_enabled"]);
+        assert!(
+            rr(Tenant::new().series("speed_to_lead_hours", |i| 8.0 - i as f64 / 10.0)).is_empty()
+        );
+        assert!(rr(Tenant::new().flat("speed_to_lead_hours", 6.0)).is_empty());
+    }
+}
