@@ -10,7 +10,7 @@ use revenue_os::kernel;
 use std::hint::black_box;
 
 // The kernel tests' helpers: the same generator and clock as the property tests.
-#[path = "../tests/kernel_support/mod.rs"]
+#[path = "../tests/kernel/support/mod.rs"]
 mod kernel_support;
 use kernel_support::now;
 use kernel_support::rng::Rng;

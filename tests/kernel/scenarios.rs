@@ -2,9 +2,7 @@
 //! priority metric, and the guardrail properties of that situation. The words and numbers of
 //! each answer are pinned byte for byte by the snapshots, not here.
 
-mod kernel_support;
-
-use kernel_support::*;
+use crate::support::*;
 use revenue_os::catalog::Lens;
 use revenue_os::contract::*;
 use revenue_os::kernel;

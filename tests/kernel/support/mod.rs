@@ -11,6 +11,13 @@ use std::sync::OnceLock;
 
 pub mod rng;
 
+/// Where proptest keeps a module's failing seeds: `<module>.proptest-regressions` beside its
+/// file. (proptest's default looks for a directory with a main.rs, finds `tests/kernel/`, and
+/// would use `tests/proptest-regressions/<module>.txt` instead.)
+pub fn beside_the_source() -> proptest::test_runner::FileFailurePersistence {
+    proptest::test_runner::FileFailurePersistence::WithSource("proptest-regressions")
+}
+
 pub const NOW: &str = "2026-11-26T06:05:00Z";
 
 pub fn now() -> DateTime<Utc> {
