@@ -524,7 +524,7 @@ mod tests {
     #[test]
     fn severity_is_the_gap_weighed_by_the_trend() {
         // Flat pipeline at 450,000 against 900,000: gap 0.5, no trend.
-        let d = diag(Tenant::new().flat("pipeline_total", 450_000.0));
+        let d = diag(Tenant::short());
         let t = d.target("pipeline_total").unwrap();
         assert_eq!((t.gap, t.worsening, t.severity), (0.5, 0.0, 0.5));
         // Falling toward 450,000 moves away from the target: the same gap weighs more.
@@ -579,7 +579,7 @@ mod tests {
     #[test]
     fn the_finance_gate_beats_a_larger_demand_gap() {
         // CAC 3,700 is 5.7% over its 3,500 maximum; pipeline is 50% short.
-        let t = || Tenant::new().flat("pipeline_total", 450_000.0);
+        let t = || Tenant::short();
         let d = diag(t().flat("cac_blended", 3_700.0));
         assert!(d.gate.is_some());
         assert!(score(&d, BindingConstraint::Demand) > score(&d, BindingConstraint::Economics));
@@ -616,7 +616,7 @@ mod tests {
 
     #[test]
     fn a_close_race_halves_confidence() {
-        let clear = diag(Tenant::new().flat("pipeline_total", 450_000.0));
+        let clear = diag(Tenant::short());
         assert_eq!(clear.confidence, 0.95);
         // Pipeline 10% short against win rate falling about 10%: separation near 0.
         let close = diag(

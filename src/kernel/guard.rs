@@ -353,8 +353,7 @@ mod tests {
 
     /// A running campaign at 100/day with revenue: the demand plays scale it.
     fn tenant() -> Tenant {
-        Tenant::new()
-            .flat("pipeline_total", 450_000.0)
+        Tenant::short()
             .campaign("c1", "running", 10_000.0, 3_000.0)
             .revenue(20_000.0, Some("c1"), Some("email"))
     }

@@ -135,9 +135,7 @@ pub fn reverts(
             notes: notes_text,
         }
         .into_action();
-        let mut k = Candidate::new(action, (Play::Revert, REVERT_RANK), r.confidence);
-        k.adds_spend = adds;
-        out.push(k);
+        out.push(Candidate::new(action, (Play::Revert, REVERT_RANK), r.confidence).adds(adds));
     }
     out
 }

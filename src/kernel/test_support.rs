@@ -48,6 +48,11 @@ impl Tenant {
             .flat("cac_blended", 3_000.0)
     }
 
+    /// Pipeline at half its target: demand binds.
+    pub fn short() -> Self {
+        Self::new().flat("pipeline_total", 450_000.0)
+    }
+
     /// Replaces a metric's undimensioned points with one per window day.
     pub fn series(mut self, metric: &str, value: impl Fn(usize) -> f64) -> Self {
         self.0.metrics.retain(|m| m.metric_id != metric);

@@ -33,6 +33,62 @@ pub(super) fn pause_campaign(
     .into_action()
 }
 
+/// Raising a campaign's or channel's daily budget: more pipeline, guarded by CAC and pipeline.
+fn raise_budget(
+    c: &Ctx,
+    entity: (EntityType, &str),
+    current: f64,
+    new: f64,
+    magnitude: f64,
+    confidence: f64,
+    notes: String,
+) -> Action {
+    Proposal {
+        subsystem: Subsystem::Campaigns,
+        kind: ActionType::Scale,
+        entity: Some(entity),
+        field: "budget_daily",
+        current: json!(current),
+        new: json!(new),
+        metric: "pipeline_total",
+        direction: ImpactDirection::Increase,
+        magnitude,
+        confidence,
+        window: c.window(),
+        aborts: vec![c.cac_guard(), c.pipeline_guard()],
+        notes,
+    }
+    .into_action()
+}
+
+/// Setting a daily budget at or below today's: lower CAC, guarded by pipeline.
+pub(super) fn set_budget(
+    c: &Ctx,
+    entity: (EntityType, &str),
+    current: f64,
+    new: f64,
+    magnitude: f64,
+    confidence: f64,
+    notes: String,
+) -> Action {
+    Proposal {
+        subsystem: Subsystem::Campaigns,
+        kind: ActionType::ConfigChange,
+        entity: Some(entity),
+        field: "budget_daily",
+        current: json!(current),
+        new: json!(new),
+        metric: "cac_blended",
+        direction: ImpactDirection::Decrease,
+        magnitude,
+        confidence,
+        window: c.window(),
+        aborts: vec![c.pipeline_guard()],
+        notes,
+    }
+    .into_action()
+}
+
 /// The campaign's share of today's total daily budget (0 when there is none).
 fn daily_share(ix: &Index, s: &CampaignStats) -> f64 {
     if ix.daily_total > 0.0 {
@@ -95,26 +151,20 @@ pub(super) fn scale(c: &Ctx, nth: usize, slot: Slot, out: &mut Vec<Candidate>) {
         pct(step),
         ix.risk.level
     );
-    let action = Proposal {
-        subsystem: Subsystem::Campaigns,
-        kind: ActionType::Scale,
-        entity: Some((EntityType::Campaign, s.id)),
-        field: "budget_daily",
-        current: json!(current),
-        new: json!(new),
-        metric: "pipeline_total",
-        direction: ImpactDirection::Increase,
-        magnitude: share * step * 100.0,
-        confidence: c.confidence(0.9),
-        window: c.window(),
-        aborts: vec![c.cac_guard(), c.pipeline_guard()],
+    let action = raise_budget(
+        c,
+        (EntityType::Campaign, s.id),
+        current,
+        new,
+        share * step * 100.0,
+        c.confidence(0.9),
         notes,
-    }
-    .into_action();
-    let mut k = Candidate::new(action, slot, roas);
-    k.adds_spend = new - current;
-    k.uses_attribution = true;
-    out.push(k);
+    );
+    out.push(
+        Candidate::new(action, slot, roas)
+            .adds(new - current)
+            .reads_attribution(),
+    );
 }
 
 /// Running campaigns that spent materially in the window with nothing attributed.
@@ -155,9 +205,7 @@ pub(super) fn pause_wasted(c: &Ctx, slot: Slot, out: &mut Vec<Candidate>) {
             num(ix.revenue_total - ix.revenue_unattributed)
         );
         let action = pause_campaign(c, s, daily_share(ix, s) * 100.0, 0.85, notes);
-        let mut k = Candidate::new(action, slot, s.window_spend);
-        k.uses_attribution = true;
-        out.push(k);
+        out.push(Candidate::new(action, slot, s.window_spend).reads_attribution());
     }
 }
 
@@ -242,31 +290,22 @@ pub(super) fn cut(c: &Ctx, nth: usize, slot: Slot, out: &mut Vec<Candidate>) {
         if new <= 0.0 {
             return;
         }
-        Proposal {
-            subsystem: Subsystem::Campaigns,
-            kind: ActionType::ConfigChange,
-            entity: Some((EntityType::Campaign, s.id)),
-            field: "budget_daily",
-            current: json!(current),
-            new: json!(new),
-            metric: "cac_blended",
-            direction: ImpactDirection::Decrease,
-            magnitude: share * step * 100.0,
-            confidence: c.confidence(0.8),
-            window: c.window(),
-            aborts: vec![c.pipeline_guard()],
-            notes: format!(
+        set_budget(
+            c,
+            (EntityType::Campaign, s.id),
+            current,
+            new,
+            share * step * 100.0,
+            c.confidence(0.8),
+            format!(
                 "{evidence}; cut its daily budget from {current:.2} to {new:.2} (-{}, the {} \
                  risk step).",
                 pct(step),
                 ix.risk.level
             ),
-        }
-        .into_action()
+        )
     };
-    let mut k = Candidate::new(action, slot, -cost(s).min(1e12));
-    k.uses_attribution = true;
-    out.push(k);
+    out.push(Candidate::new(action, slot, -cost(s).min(1e12)).reads_attribution());
 }
 
 /// Channel with the best attributed revenue per spend (by revenue when spend is unknown):
@@ -330,10 +369,7 @@ pub(super) fn channel_experiment(
         evidence,
     };
     if let Some((a, s)) = trial.form(c, drops) {
-        let mut k = Candidate::new(a, slot, eff);
-        k.uses_attribution = true;
-        k.sizing = Some(s);
-        out.push(k);
+        out.push(Candidate::new(a, slot, eff).reads_attribution().sized(s));
     }
 }
 
@@ -367,26 +403,20 @@ pub(super) fn channel_scale(c: &Ctx, slot: Slot, out: &mut Vec<Candidate>) {
         pct(step),
         ix.risk.level
     );
-    let a = Proposal {
-        subsystem: Subsystem::Campaigns,
-        kind: ActionType::Scale,
-        entity: Some((EntityType::Channel, ch)),
-        field: "budget_daily",
-        current: json!(current),
-        new: json!(new),
-        metric: "pipeline_total",
-        direction: ImpactDirection::Increase,
-        magnitude: step * 100.0 * 0.5,
-        confidence: c.confidence(0.8),
-        window: c.window(),
-        aborts: vec![c.cac_guard(), c.pipeline_guard()],
+    let a = raise_budget(
+        c,
+        (EntityType::Channel, ch),
+        current,
+        new,
+        step * 100.0 * 0.5,
+        c.confidence(0.8),
         notes,
-    }
-    .into_action();
-    let mut k = Candidate::new(a, slot, eff);
-    k.adds_spend = new - current;
-    k.uses_attribution = true;
-    out.push(k);
+    );
+    out.push(
+        Candidate::new(a, slot, eff)
+            .adds(new - current)
+            .reads_attribution(),
+    );
 }
 
 /// Without the `campaigns` lever, the weakest channel's budget is the one to cut.
@@ -422,25 +452,16 @@ pub(super) fn channel_cut(c: &Ctx, slot: Slot, out: &mut Vec<Candidate>) {
         num(st.window_spend),
         pct(step)
     );
-    let a = Proposal {
-        subsystem: Subsystem::Campaigns,
-        kind: ActionType::ConfigChange,
-        entity: Some((EntityType::Channel, ch)),
-        field: "budget_daily",
-        current: json!(current),
-        new: json!(new),
-        metric: "cac_blended",
-        direction: ImpactDirection::Decrease,
-        magnitude: step * 100.0 * 0.5,
-        confidence: c.confidence(0.75),
-        window: c.window(),
-        aborts: vec![c.pipeline_guard()],
+    let a = set_budget(
+        c,
+        (EntityType::Channel, ch),
+        current,
+        new,
+        step * 100.0 * 0.5,
+        c.confidence(0.75),
         notes,
-    }
-    .into_action();
-    let mut k = Candidate::new(a, slot, -eff);
-    k.uses_attribution = true;
-    out.push(k);
+    );
+    out.push(Candidate::new(a, slot, -eff).reads_attribution());
 }
 
 #[cfg(test)]
@@ -451,8 +472,7 @@ mod tests {
 
     /// c1 returns 10x, c2 4x, c3 spends with nothing attributed; each spends 100/day.
     fn tenant() -> Tenant {
-        Tenant::new()
-            .flat("pipeline_total", 450_000.0)
+        Tenant::short()
             .campaign("c1", "running", 10_000.0, 3_000.0)
             .campaign("c2", "running", 10_000.0, 3_000.0)
             .campaign("c3", "running", 10_000.0, 3_000.0)

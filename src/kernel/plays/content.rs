@@ -61,10 +61,7 @@ pub(super) fn experiment(
         evidence,
     };
     if let Some((a, s)) = trial.form(c, drops) {
-        let mut k = Candidate::new(a, slot, share);
-        k.uses_attribution = true;
-        k.sizing = Some(s);
-        out.push(k);
+        out.push(Candidate::new(a, slot, share).reads_attribution().sized(s));
     }
 }
 

@@ -85,9 +85,7 @@ pub(super) fn sequence_experiment(
         evidence,
     };
     if let Some((a, s)) = trial.form(c, drops) {
-        let mut k = Candidate::new(a, slot, base.1);
-        k.sizing = Some(s);
-        out.push(k);
+        out.push(Candidate::new(a, slot, base.1).sized(s));
     }
 }
 

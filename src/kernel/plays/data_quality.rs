@@ -1,13 +1,12 @@
 //! Plays driven by data-health findings: safe moves that add no spend while the data is
 //! unreliable.
 
-use super::campaigns::pause_campaign;
-use super::{Candidate, Ctx, Proposal, Slot};
+use super::campaigns::{pause_campaign, set_budget};
+use super::{Candidate, Ctx, Slot};
 use crate::contract::*;
 use crate::kernel::data::floor_cents;
 use crate::kernel::health::{Finding, Kind};
 use crate::kernel::text::num;
-use serde_json::json;
 
 /// Stops running campaigns that spent past their budget (at most 3 per finding).
 pub(super) fn pause_overspent(c: &Ctx, findings: &[Finding], slot: Slot, out: &mut Vec<Candidate>) {
@@ -61,22 +60,15 @@ pub(super) fn hold_largest(c: &Ctx, slot: Slot, out: &mut Vec<Candidate>) {
          so nothing adds spend while the data is unreliable.",
         s.id
     );
-    let a = Proposal {
-        subsystem: Subsystem::Campaigns,
-        kind: ActionType::ConfigChange,
-        entity: Some((EntityType::Campaign, s.id)),
-        field: "budget_daily",
-        current: json!(current),
-        new: json!(current),
-        metric: "cac_blended",
-        direction: ImpactDirection::Decrease,
-        magnitude: 0.1,
-        confidence: c.confidence(0.5),
-        window: c.window(),
-        aborts: vec![c.pipeline_guard()],
+    let a = set_budget(
+        c,
+        (EntityType::Campaign, s.id),
+        current,
+        current,
+        0.1,
+        c.confidence(0.5),
         notes,
-    }
-    .into_action();
+    );
     out.push(Candidate::new(a, slot, s.daily));
 }
 
@@ -85,6 +77,7 @@ mod tests {
     use super::*;
     use crate::kernel::plays::Play;
     use crate::kernel::test_support::*;
+    use serde_json::json;
 
     #[test]
     fn only_running_overspent_campaigns_are_paused() {

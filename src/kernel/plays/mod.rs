@@ -174,6 +174,23 @@ impl Candidate {
             sizing: None,
         }
     }
+
+    /// The estimated daily spend the action adds.
+    pub fn adds(mut self, spend: f64) -> Self {
+        self.adds_spend = spend;
+        self
+    }
+
+    /// The play read attributed revenue.
+    pub fn reads_attribution(mut self) -> Self {
+        self.uses_attribution = true;
+        self
+    }
+
+    pub fn sized(mut self, sizing: experiment::Sizing) -> Self {
+        self.sizing = Some(sizing);
+        self
+    }
 }
 
 /// Builds an action id: `<subsystem>.<type>[.<entity>].<field>`.
@@ -575,8 +592,7 @@ mod tests {
     #[test]
     fn data_quality_forms_its_own_plays_before_the_underlying_ones() {
         // Overspent and stale: data quality binds over a demand shortfall.
-        let c = Tenant::new()
-            .flat("pipeline_total", 450_000.0)
+        let c = Tenant::short()
             .without_days("cac_blended", &[25, 26, 27, 28, 29])
             .campaign("c1", "running", 1_000.0, 3_000.0)
             .campaign("c2", "running", 10_000.0, 1_500.0)

@@ -52,9 +52,7 @@ pub(super) fn discount_experiment(
         {
             a.guardrails.abort_conditions.push(abort);
         }
-        let mut k = Candidate::new(a, slot, p);
-        k.sizing = Some(s);
-        out.push(k);
+        out.push(Candidate::new(a, slot, p).sized(s));
     }
 }
 
