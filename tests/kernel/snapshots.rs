@@ -5,7 +5,7 @@
 //! `INSTA_UPDATE=always cargo test --test kernel snapshots`, then review the diff; with
 //! `CI=true` a mismatch fails and nothing is written.
 
-use revenue_os::catalog::Catalog;
+use revenue_os::Catalog;
 use revenue_os::kernel;
 use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
