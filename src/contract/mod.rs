@@ -1,6 +1,7 @@
 //! Wire types of the `revenue_os_v1` contract and their validation. Pure: no I/O, no clock.
 
 pub mod catalog;
+mod checked;
 mod error;
 mod levers;
 mod messages;
@@ -13,6 +14,7 @@ mod types;
 mod validate;
 
 pub use catalog::Catalog;
+pub use checked::Checked;
 pub use error::{KernelError, True, Violation};
 pub use levers::{KnownLever, Levers};
 pub use messages::{ActionMessage, TriggerMessage};
@@ -22,6 +24,6 @@ pub use status::ActionStatus;
 pub use trigger::{DEFAULT_WINDOW_DAYS, DateRange, ParsedTrigger, decode_trigger, format_date};
 pub use types::*;
 pub use validate::{
-    MAX_TRIGGER_AGE, MAX_TRIGGER_SKEW, decode_input, parse_date, parse_input, parse_timestamp,
-    validate_content, validate_input,
+    MAX_TRIGGER_AGE, MAX_TRIGGER_SKEW, check_input, decode_input, parse_date, parse_input,
+    parse_timestamp, validate_content,
 };

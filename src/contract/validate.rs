@@ -1,5 +1,7 @@
-//! Input decoding and validation: pure, clock injected, every violation collected.
+//! Input decoding and validation: pure, clock injected, every violation collected. What the
+//! checks parse is kept in the `Checked` they return, so it is never parsed again.
 
+use super::checked::{Checked, Parsed};
 use super::error::{KernelError, Violation};
 use super::schema;
 use super::types::*;
@@ -7,6 +9,7 @@ use crate::contract::catalog::Catalog;
 use chrono::{DateTime, Duration, NaiveDate, Utc};
 use serde_json::{Value, json};
 use std::collections::HashSet;
+use uuid::Uuid;
 
 /// How far in the past `trigger.triggered_at` may lie (contract input rule 2).
 pub const MAX_TRIGGER_AGE: Duration = Duration::hours(24);
@@ -75,27 +78,29 @@ pub fn decode_input(bytes: &[u8]) -> Result<KernelInput, KernelError> {
     Err(KernelError::invalid_input(violations))
 }
 
-/// Decodes and validates: the whole input gate that `kernel` and `import` share.
+/// Decodes and checks: the whole input gate of `kernel::run`.
 pub fn parse_input(
     bytes: &[u8],
     catalog: &Catalog,
     now: DateTime<Utc>,
-) -> Result<KernelInput, KernelError> {
-    let input = decode_input(bytes)?;
-    validate_input(&input, catalog, now)?;
-    Ok(input)
+) -> Result<Checked, KernelError> {
+    check_input(decode_input(bytes)?, catalog, now)
 }
 
 /// Semantic validation of a decoded input against the contract's rules 2–5 and the value rules.
-/// Rule 3 (required metrics present) is checked last and gives `INSUFFICIENT_DATA`.
-pub fn validate_input(
-    input: &KernelInput,
+/// Rule 3 (required metrics present) is checked last and gives `INSUFFICIENT_DATA`. On success
+/// the input comes back as a `Checked`, with the tenant id, window, trigger time and row dates
+/// parsed.
+pub fn check_input(
+    input: KernelInput,
     catalog: &Catalog,
     now: DateTime<Utc>,
-) -> Result<(), KernelError> {
+) -> Result<Checked, KernelError> {
     let mut v = Checker::default();
-    v.content(input, catalog);
-    v.trigger_time(&input.trigger, now);
+    let seen = v.content(&input, catalog);
+    if let Some(t) = seen.triggered_at {
+        v.trigger_time(&input.trigger.triggered_at, t, now);
+    }
     if !v.out.is_empty() {
         v.out.sort();
         v.out.dedup();
@@ -115,7 +120,10 @@ pub fn validate_input(
         )
         .with("missing_metrics", json!(missing)));
     }
-    Ok(())
+    let parsed = seen.complete().ok_or_else(|| {
+        KernelError::internal("input passed validation but a checked value did not parse")
+    })?;
+    Ok(Checked::new(input, parsed))
 }
 
 /// Validation without the clock-dependent trigger-age rule, for `import` (a backfill document
@@ -159,6 +167,35 @@ impl<F: FnOnce() -> String> Loc for F {
 #[derive(Default)]
 struct Checker {
     out: Vec<Violation>,
+}
+
+/// What `content` parsed; a value is `None` only where a violation was recorded.
+#[derive(Default)]
+struct Seen {
+    tenant_id: Option<Uuid>,
+    triggered_at: Option<DateTime<Utc>>,
+    window_start: Option<NaiveDate>,
+    window_end: Option<NaiveDate>,
+    metric_dates: Vec<Option<NaiveDate>>,
+    event_dates: Vec<Option<NaiveDate>>,
+    campaign_dates: Vec<Option<(NaiveDate, Option<NaiveDate>)>>,
+    close_dates: Vec<Option<NaiveDate>>,
+}
+
+impl Seen {
+    /// Everything parsed, or `None` if anything did not (then a violation says why).
+    fn complete(self) -> Option<Parsed> {
+        Some(Parsed {
+            tenant_id: self.tenant_id?,
+            triggered_at: self.triggered_at?,
+            window_start: self.window_start?,
+            window_end: self.window_end?,
+            metric_dates: self.metric_dates.into_iter().collect::<Option<_>>()?,
+            event_dates: self.event_dates.into_iter().collect::<Option<_>>()?,
+            campaign_dates: self.campaign_dates.into_iter().collect::<Option<_>>()?,
+            close_dates: self.close_dates.into_iter().collect::<Option<_>>()?,
+        })
+    }
 }
 
 impl Checker {
@@ -212,36 +249,32 @@ impl Checker {
         }
     }
 
-    fn trigger_time(&mut self, trigger: &Trigger, now: DateTime<Utc>) {
-        if let Some(t) = parse_timestamp(&trigger.triggered_at) {
-            if t < now - MAX_TRIGGER_AGE {
-                self.push(
-                    "trigger.triggered_at",
-                    format!(
-                        "{} is more than 24 hours before {}",
-                        trigger.triggered_at,
-                        now.to_rfc3339()
-                    ),
-                );
-            } else if t > now + MAX_TRIGGER_SKEW {
-                self.push(
-                    "trigger.triggered_at",
-                    format!(
-                        "{} is more than 5 minutes after {}",
-                        trigger.triggered_at,
-                        now.to_rfc3339()
-                    ),
-                );
-            }
+    /// `raw` is the trigger's timestamp as sent, `t` the same parsed.
+    fn trigger_time(&mut self, raw: &str, t: DateTime<Utc>, now: DateTime<Utc>) {
+        if t < now - MAX_TRIGGER_AGE {
+            self.push(
+                "trigger.triggered_at",
+                format!("{raw} is more than 24 hours before {}", now.to_rfc3339()),
+            );
+        } else if t > now + MAX_TRIGGER_SKEW {
+            self.push(
+                "trigger.triggered_at",
+                format!("{raw} is more than 5 minutes after {}", now.to_rfc3339()),
+            );
         }
     }
 
-    fn content(&mut self, input: &KernelInput, catalog: &Catalog) {
-        if uuid::Uuid::try_parse(&input.tenant_id).is_err() {
+    fn content(&mut self, input: &KernelInput, catalog: &Catalog) -> Seen {
+        let mut seen = Seen {
+            tenant_id: Uuid::try_parse(&input.tenant_id).ok(),
+            triggered_at: parse_timestamp(&input.trigger.triggered_at),
+            ..Seen::default()
+        };
+        if seen.tenant_id.is_none() {
             self.push("tenant_id", format!("'{}' is not a UUID", input.tenant_id));
         }
         self.non_empty("trigger.source", &input.trigger.source);
-        if parse_timestamp(&input.trigger.triggered_at).is_none() {
+        if seen.triggered_at.is_none() {
             self.push(
                 "trigger.triggered_at",
                 format!(
@@ -262,6 +295,7 @@ impl Checker {
                 format!("start_date {s} is after end_date {e}"),
             );
         }
+        (seen.window_start, seen.window_end) = (start, end);
 
         let targets = input.targets.defined();
         if targets.is_empty() {
@@ -307,16 +341,18 @@ impl Checker {
                 );
             }
             self.finite(|| format!("metrics[{i}].value"), m.value);
-            self.date(|| format!("metrics[{i}].date"), &m.date);
+            let d = self.date(|| format!("metrics[{i}].date"), &m.date);
+            seen.metric_dates.push(d);
         }
 
         for (i, e) in input.revenue_events.iter().enumerate() {
             self.non_empty(|| format!("revenue_events[{i}].id"), &e.id);
             self.finite(|| format!("revenue_events[{i}].amount"), e.amount);
-            self.date(
+            let d = self.date(
                 || format!("revenue_events[{i}].effective_date"),
                 &e.effective_date,
             );
+            seen.event_dates.push(d);
         }
         self.unique(
             "revenue_events",
@@ -331,8 +367,8 @@ impl Checker {
             let end = c
                 .end_date
                 .as_deref()
-                .and_then(|e| self.date(|| format!("campaigns[{i}].end_date"), e));
-            if let (Some(s), Some(e)) = (start, end)
+                .map(|e| self.date(|| format!("campaigns[{i}].end_date"), e));
+            if let (Some(s), Some(Some(e))) = (start, end)
                 && e < s
             {
                 self.push(
@@ -340,16 +376,22 @@ impl Checker {
                     format!("{e} is before start_date {s}"),
                 );
             }
+            // An end date that was given must have parsed; one that was not stays None.
+            seen.campaign_dates.push(match end {
+                None => start.map(|s| (s, None)),
+                Some(e) => start.zip(e).map(|(s, e)| (s, Some(e))),
+            });
         }
         self.unique("campaigns", input.campaigns.iter().map(|c| c.id.as_str()));
 
         for (i, o) in input.opportunities.iter().enumerate() {
             self.non_empty(|| format!("opportunities[{i}].id"), &o.id);
             self.non_negative(|| format!("opportunities[{i}].amount"), o.amount);
-            self.date(
+            let d = self.date(
                 || format!("opportunities[{i}].expected_close_date"),
                 &o.expected_close_date,
             );
+            seen.close_dates.push(d);
             self.range(
                 || format!("opportunities[{i}].win_probability"),
                 o.win_probability,
@@ -385,6 +427,7 @@ impl Checker {
                 self.whole("config.default_observation_window_days", n, 1.0, 365.0);
             }
         }
+        seen
     }
 
     fn whole(&mut self, path: &str, x: f64, lo: f64, hi: f64) {
@@ -460,6 +503,35 @@ mod tests {
     #[test]
     fn fixture_is_valid() {
         parse_input(FIXTURE.as_bytes(), &catalog(), now()).unwrap();
+    }
+
+    #[test]
+    fn check_input_keeps_what_it_parsed() {
+        let input = decode_input(FIXTURE.as_bytes()).unwrap();
+        let c = check_input(input.clone(), &catalog(), now()).unwrap();
+        let date = |s: &str| parse_date(s).unwrap();
+        assert_eq!(c.tenant_id().to_string(), input.tenant_id);
+        assert_eq!(c.window_start(), date(&input.analysis_window.start_date));
+        assert_eq!(c.window_end(), date(&input.analysis_window.end_date));
+        assert_eq!(
+            Some(c.triggered_at()),
+            parse_timestamp(&input.trigger.triggered_at)
+        );
+        assert_eq!(c.metrics().len(), input.metrics.len());
+        assert!(c.metrics().all(|(m, d)| d == date(&m.date)));
+        assert!(
+            c.revenue_events()
+                .all(|(e, d)| d == date(&e.effective_date))
+        );
+        assert!(
+            c.opportunities()
+                .all(|(o, d)| d == date(&o.expected_close_date))
+        );
+        assert!(
+            c.campaigns()
+                .all(|(k, s, e)| s == date(&k.start_date) && e == k.end_date.as_deref().map(date))
+        );
+        assert_eq!(c.into_input(), input);
     }
 
     #[test]

@@ -3,7 +3,7 @@
 //! a BTreeMap or a sorted Vec so no hash order can reach the output.
 
 use super::KernelParams;
-use crate::contract::{KernelInput, RiskTolerance};
+use crate::contract::{Checked, KernelInput, RiskTolerance};
 use chrono::{Datelike, NaiveDate};
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 
@@ -32,9 +32,9 @@ impl std::hash::Hasher for Fnv {
 
 pub type FnvMap<K, V> = HashMap<K, V, std::hash::BuildHasherDefault<Fnv>>;
 
-/// Days since the common era for a `YYYY-MM-DD` string; cheaper than a format parser.
-pub fn day(s: &str) -> Option<i32> {
-    crate::contract::parse_date(s).map(|d| d.num_days_from_ce())
+/// Days since the common era: dates become integers the rules can subtract and regress on.
+fn day(d: NaiveDate) -> i32 {
+    d.num_days_from_ce()
 }
 
 pub fn date_string(d: i32) -> String {
@@ -148,34 +148,35 @@ pub struct Index<'a> {
 }
 
 impl<'a> Index<'a> {
-    pub fn build(input: &'a KernelInput, params: &'a KernelParams) -> Self {
-        let w = &input.analysis_window;
-        let start = day(&w.start_date).unwrap_or(0);
-        let end = day(&w.end_date).unwrap_or(start).max(start);
+    pub fn build(checked: &'a Checked, params: &'a KernelParams) -> Self {
+        let input = checked.input();
+        let start = day(checked.window_start());
+        let end = day(checked.window_end());
         let window_days = end - start + 1;
 
         let mut series: BTreeMap<&str, Vec<(i32, f64)>> = BTreeMap::new();
         let mut reported = BTreeSet::new();
-        // Inputs usually list a metric's points together: reuse the last vec while the id holds.
-        let mut run: Option<(&str, Vec<(i32, f64)>)> = None;
-        for m in &input.metrics {
+        // Inputs usually list a metric's points together: collect a run of one id, then file it.
+        let mut run_id: Option<&str> = None;
+        let mut run: Vec<(i32, f64)> = Vec::new();
+        for (m, date) in checked.metrics() {
             let id = m.metric_id.as_str();
-            if run.as_ref().is_none_or(|(r, _)| *r != id) {
+            if run_id != Some(id) {
                 reported.insert(id);
-                if let Some((r, v)) = run.take() {
-                    series.entry(r).or_default().extend(v);
+                if let Some(r) = run_id.replace(id) {
+                    series
+                        .entry(r)
+                        .or_default()
+                        .extend(std::mem::take(&mut run));
                 }
-                run = Some((id, Vec::new()));
             }
             if m.dimension.as_ref().is_some_and(|d| !d.is_empty()) {
                 continue;
             }
-            if let (Some(d), Some((_, v))) = (day(&m.date), run.as_mut()) {
-                v.push((d, m.value));
-            }
+            run.push((day(date), m.value));
         }
-        if let Some((r, v)) = run.take() {
-            series.entry(r).or_default().extend(v);
+        if let Some(r) = run_id {
+            series.entry(r).or_default().extend(run);
         }
         let mut undimensioned_conflicts = Vec::new();
         for (id, v) in series.iter_mut() {
@@ -199,13 +200,9 @@ impl<'a> Index<'a> {
         let mut campaigns: Vec<CampaignStats> = Vec::with_capacity(input.campaigns.len());
         let mut campaign_by_id =
             FnvMap::with_capacity_and_hasher(input.campaigns.len(), Default::default());
-        for c in &input.campaigns {
-            let cstart = day(&c.start_date).unwrap_or(start);
-            let cend = c
-                .end_date
-                .as_deref()
-                .and_then(day)
-                .map_or(end, |e| e.min(end));
+        for (c, cstart, cend) in checked.campaigns() {
+            let cstart = day(cstart);
+            let cend = cend.map_or(end, |e| day(e).min(end));
             let elapsed = (cend - cstart + 1).max(1);
             let daily = c.budget_spent / f64::from(elapsed);
             let overlap = (cend.min(end) - cstart.max(start) + 1).max(0);
@@ -229,14 +226,12 @@ impl<'a> Index<'a> {
 
         let mut channels: BTreeMap<&str, ChannelStats> = BTreeMap::new();
         let (mut revenue_total, mut revenue_unattributed, mut events_in_window) = (0.0, 0.0, 0);
-        // String comparison is date order for validated YYYY-MM-DD.
-        let (ws, we) = (w.start_date.as_str(), w.end_date.as_str());
         let mut last_channel: Option<(&str, usize)> = None;
         let mut channel_names: Vec<&str> = Vec::new();
         let mut channel_revenue: Vec<f64> = Vec::new();
-        for e in &input.revenue_events {
-            let d = e.effective_date.as_str();
-            if d < ws || d > we {
+        for (e, date) in checked.revenue_events() {
+            let d = day(date);
+            if d < start || d > end {
                 continue;
             }
             events_in_window += 1;
@@ -309,11 +304,11 @@ impl<'a> Index<'a> {
         let mut opps = OppStats::default();
         let horizon = end + 30;
         let (mut p_sum, mut late_p_sum) = (0.0, 0.0);
-        for o in &input.opportunities {
+        for (o, close) in checked.opportunities() {
             opps.count += 1;
             opps.amount += o.amount;
             p_sum += o.win_probability;
-            let closing = day(&o.expected_close_date).is_some_and(|d| d > end && d <= horizon);
+            let closing = (end + 1..=horizon).contains(&day(close));
             if closing {
                 opps.closing_30d += 1;
             }

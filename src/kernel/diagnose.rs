@@ -498,3 +498,136 @@ fn diagnosis_text(
     }
     format!("{lead}{main}{extra}")
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::kernel::test_support::*;
+
+    fn diag(t: Tenant) -> Diagnosis {
+        diagnosed(&t.checked()).2
+    }
+
+    fn score(d: &Diagnosis, lens: BindingConstraint) -> f64 {
+        d.scores.iter().find(|s| s.0 == lens).unwrap().1
+    }
+
+    #[test]
+    fn a_tenant_meeting_every_target_is_healthy_and_demand_bound() {
+        let d = diag(Tenant::new());
+        assert!(d.healthy);
+        assert_eq!(d.constraint, BindingConstraint::Demand);
+        assert_eq!(d.priority_metric, "pipeline_total");
+        assert!(d.scores.iter().all(|s| s.1 == 0.0));
+    }
+
+    #[test]
+    fn severity_is_the_gap_weighed_by_the_trend() {
+        // Flat pipeline at 450,000 against 900,000: gap 0.5, no trend.
+        let d = diag(Tenant::short());
+        let t = d.target("pipeline_total").unwrap();
+        assert_eq!((t.gap, t.worsening, t.severity), (0.5, 0.0, 0.5));
+        // Falling toward 450,000 moves away from the target: the same gap weighs more.
+        let d = diag(Tenant::new().series("pipeline_total", |i| {
+            600_000.0 - 150_000.0 * i as f64 / 29.0
+        }));
+        let t = d.target("pipeline_total").unwrap();
+        assert!(t.worsening > 0.0 && t.severity > t.gap, "{t:?}");
+        assert_eq!(d.constraint, BindingConstraint::Demand);
+    }
+
+    #[test]
+    fn bookings_current_value_is_the_trailing_thirty_day_sum() {
+        let c = Tenant::new().flat("bookings_new", 9_000.0).checked();
+        let ix = index(&c);
+        assert_eq!(current_value(&ix, "bookings_new"), Some(270_000.0));
+        assert_eq!(current_value(&ix, "pipeline_total"), Some(1_000_000.0));
+    }
+
+    #[test]
+    fn thin_pipeline_makes_a_bookings_gap_demand() {
+        // Coverage 500,000 / 300,000 = 1.67x, needed 1 / 0.25 = 4x.
+        let d = diag(
+            Tenant::new()
+                .flat("bookings_new", 8_000.0)
+                .flat("pipeline_total", 500_000.0)
+                .flat("win_rate", 0.25)
+                .targets(|t| t.pipeline_total = None),
+        );
+        let f = d.funnel.as_ref().unwrap();
+        assert_eq!(f.bookings_lens, BindingConstraint::Demand);
+        assert_eq!(d.constraint, BindingConstraint::Demand);
+    }
+
+    #[test]
+    fn ample_pipeline_makes_a_bookings_gap_conversion() {
+        // Coverage 1,500,000 / 300,000 = 5x >= 4x needed: deals are there but do not close.
+        let d = diag(
+            Tenant::new()
+                .flat("bookings_new", 8_000.0)
+                .flat("pipeline_total", 1_500_000.0)
+                .series("win_rate", |i| 0.3 - 0.05 * i as f64 / 29.0),
+        );
+        assert_eq!(
+            d.funnel.as_ref().unwrap().bookings_lens,
+            BindingConstraint::Conversion
+        );
+        assert_eq!(d.constraint, BindingConstraint::Conversion);
+        assert_eq!(d.priority_metric, "win_rate");
+    }
+
+    #[test]
+    fn the_finance_gate_beats_a_larger_demand_gap() {
+        // CAC 3,700 is 5.7% over its 3,500 maximum; pipeline is 50% short.
+        let t = || Tenant::short();
+        let d = diag(t().flat("cac_blended", 3_700.0));
+        assert!(d.gate.is_some());
+        assert!(score(&d, BindingConstraint::Demand) > score(&d, BindingConstraint::Economics));
+        assert_eq!(d.constraint, BindingConstraint::Economics);
+        assert_eq!(d.priority_metric, "cac_blended");
+        // 2.9% over is within the 5% tolerance: demand still binds.
+        let d = diag(t().flat("cac_blended", 3_600.0));
+        assert!(d.gate.is_none());
+        assert_eq!(d.constraint, BindingConstraint::Demand);
+    }
+
+    #[test]
+    fn a_material_finding_makes_data_quality_bind_with_fixed_confidence() {
+        let d = diag(Tenant::new().without_days("pipeline_total", &[25, 26, 27, 28, 29]));
+        assert_eq!(d.constraint, BindingConstraint::DataQuality);
+        assert_eq!(d.priority_metric, "data_freshness_hours");
+        assert_eq!(d.confidence, 0.9);
+    }
+
+    #[test]
+    fn untargeted_metrics_count_through_their_worsening_trend_only() {
+        // Leads falling by half: a demand part at half weight; rising leads add nothing.
+        let d = diag(Tenant::new().series("leads_created", |i| 100.0 - 50.0 * i as f64 / 29.0));
+        let p = d
+            .parts
+            .iter()
+            .find(|p| p.metric == "leads_created")
+            .unwrap();
+        assert_eq!(p.lens, BindingConstraint::Demand);
+        assert!((p.value - 0.25).abs() < 1e-9, "{}", p.value);
+        let d = diag(Tenant::new().series("leads_created", |i| 50.0 + i as f64));
+        assert!(d.parts.iter().all(|p| p.metric != "leads_created"));
+    }
+
+    #[test]
+    fn a_close_race_halves_confidence() {
+        let clear = diag(Tenant::short());
+        assert_eq!(clear.confidence, 0.95);
+        // Pipeline 10% short against win rate falling about 10%: separation near 0.
+        let close = diag(
+            Tenant::new()
+                .flat("pipeline_total", 810_000.0)
+                .series("win_rate", |i| 0.3 - 0.03 * i as f64 / 29.0),
+        );
+        assert!(
+            (0.5..0.55).contains(&close.confidence),
+            "{}",
+            close.confidence
+        );
+    }
+}

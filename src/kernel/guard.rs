@@ -5,7 +5,7 @@ use super::data::{Index, Risk, floor_cents};
 use super::health::Finding;
 use super::health::Kind;
 use super::learning;
-use super::plays::Candidate;
+use super::plays::{Candidate, Play};
 use crate::contract::catalog::{Catalog, FieldContext};
 use crate::contract::*;
 use chrono::{DateTime, Utc};
@@ -61,7 +61,7 @@ fn added_spend(a: &Action, ix: &Index) -> f64 {
 pub struct Selection {
     pub kept: Vec<Action>,
     /// The play behind each kept action (same order), for the trace.
-    pub plays: Vec<&'static str>,
+    pub plays: Vec<Play>,
     /// (action id, guardrail or reason).
     pub dropped: Vec<(String, String)>,
 }
@@ -213,9 +213,9 @@ const MAX_ACTIONS: usize = 7;
 
 /// Independent check of an output against the input's guardrails. Every kernel output passes
 /// through it; a violation is a kernel bug and becomes `INTERNAL_ERROR`.
-pub fn check(out: &KernelOutput, input: &KernelInput) -> Result<(), Vec<Violation>> {
+pub fn check(out: &KernelOutput, checked: &Checked) -> Result<(), Vec<Violation>> {
     let params = super::KernelParams::default();
-    check_with(out, &Index::build(input, &params))
+    check_with(out, &Index::build(checked, &params))
 }
 
 /// `check` over an index already built from the input (the kernel reuses its own).
@@ -343,4 +343,204 @@ pub fn check_with(out: &KernelOutput, ix: &Index) -> Result<(), Vec<Violation>> 
         v.push(Violation::new("actions", "no actions"));
     }
     if v.is_empty() { Ok(()) } else { Err(v) }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::kernel::plays::{Play, Proposal};
+    use crate::kernel::test_support::*;
+
+    /// A running campaign at 100/day with revenue: the demand plays scale it.
+    fn tenant() -> Tenant {
+        Tenant::short()
+            .campaign("c1", "running", 10_000.0, 3_000.0)
+            .revenue(20_000.0, Some("c1"), Some("email"))
+    }
+
+    fn cand(kind: ActionType, id: &str, new: f64, adds: f64, rank: u8) -> Candidate {
+        let action = Proposal {
+            subsystem: Subsystem::Campaigns,
+            kind,
+            entity: Some((EntityType::Campaign, id)),
+            field: "budget_daily",
+            current: json!(100.0),
+            new: json!(new),
+            metric: "pipeline_total",
+            direction: ImpactDirection::Increase,
+            magnitude: 5.0,
+            confidence: 0.5,
+            window: 14,
+            aborts: vec![Some(AbortCondition {
+                metric_id: "pipeline_total".into(),
+                operator: Operator::Lt,
+                threshold: 1.0,
+                consecutive_days: 3,
+            })],
+            notes: String::new(),
+        }
+        .into_action();
+        let mut k = Candidate::new(action, (Play::ScaleBest, rank), 1.0);
+        k.adds_spend = adds;
+        k
+    }
+
+    fn run(t: Tenant, constraint: BindingConstraint, cands: Vec<Candidate>) -> Selection {
+        let c = t.checked();
+        select(cands, &index(&c), &CATALOG, constraint, &[], now())
+    }
+
+    fn dropped(s: &Selection) -> Vec<&str> {
+        s.dropped.iter().map(|d| d.1.as_str()).collect()
+    }
+
+    #[test]
+    fn blocked_types_and_disallowed_levers_are_dropped_first() {
+        let t = tenant().guardrails(|g| g.blocked_actions = Some(vec!["scale".into()]));
+        let s = run(
+            t,
+            BindingConstraint::Demand,
+            vec![cand(ActionType::Scale, "c1", 120.0, 20.0, 1)],
+        );
+        assert_eq!(dropped(&s), ["blocked_actions: type 'scale' is blocked"]);
+        let t = tenant().guardrails(|g| g.allowed_levers = vec![Lever::Pricing]);
+        let s = run(
+            t,
+            BindingConstraint::Demand,
+            vec![cand(ActionType::Scale, "c1", 120.0, 20.0, 1)],
+        );
+        assert_eq!(dropped(&s), ["allowed_levers: needs the 'campaigns' lever"]);
+    }
+
+    #[test]
+    fn scaling_needs_demand_to_bind_and_data_quality_adds_no_spend() {
+        let s = run(
+            tenant(),
+            BindingConstraint::Conversion,
+            vec![cand(ActionType::Scale, "c1", 120.0, 20.0, 1)],
+        );
+        assert_eq!(dropped(&s), ["no spend scaling while conversion binds"]);
+        let s = run(
+            tenant(),
+            BindingConstraint::DataQuality,
+            vec![cand(ActionType::ConfigChange, "c1", 120.0, 20.0, 1)],
+        );
+        assert_eq!(
+            dropped(&s),
+            ["data_quality: nothing adds spend while data is unreliable"]
+        );
+    }
+
+    #[test]
+    fn headroom_is_allotted_in_rank_order_and_trims_the_last_increase() {
+        // 100/day under a 110 cap: 10 of headroom for two +20 increases.
+        let t = tenant().guardrails(|g| g.max_daily_spend = Some(110.0));
+        let s = run(
+            t,
+            BindingConstraint::Demand,
+            vec![
+                cand(ActionType::Scale, "c2", 120.0, 20.0, 2),
+                cand(ActionType::Scale, "c1", 120.0, 20.0, 1),
+            ],
+        );
+        assert_eq!(s.kept.len(), 1);
+        let a = &s.kept[0];
+        assert_eq!(a.target_entity.as_ref().unwrap().id, "c1");
+        assert_eq!(a.proposed_change.new_value, json!(110.0));
+        assert_eq!(a.guardrails.max_additional_spend, Some(10.0));
+        assert_eq!(
+            dropped(&s),
+            ["max_daily_spend: no headroom (estimated daily spend 100.00 of cap 110.00)"]
+        );
+    }
+
+    #[test]
+    fn candidates_go_by_rank_then_evidence_then_id_and_at_most_seven_stay() {
+        let mut cands: Vec<Candidate> = (0..9)
+            .map(|i| {
+                cand(
+                    ActionType::ConfigChange,
+                    &format!("c{i}"),
+                    90.0,
+                    0.0,
+                    9 - i as u8,
+                )
+            })
+            .collect();
+        cands[0].rank = 1; // c0 ties c8 on rank 1 and wins on evidence.
+        cands[0].evidence = 2.0;
+        let s = run(tenant(), BindingConstraint::Economics, cands);
+        let kept: Vec<&str> = s
+            .kept
+            .iter()
+            .map(|a| a.target_entity.as_ref().unwrap().id.as_str())
+            .collect();
+        assert_eq!(kept, ["c0", "c8", "c7", "c6", "c5", "c4", "c3"]);
+        assert_eq!(dropped(&s), ["cap of 7 actions", "cap of 7 actions"]);
+    }
+
+    #[test]
+    fn an_action_without_an_abort_condition_is_dropped() {
+        let mut k = cand(ActionType::ConfigChange, "c1", 90.0, 0.0, 1);
+        k.action.guardrails.abort_conditions.clear();
+        let s = run(tenant(), BindingConstraint::Economics, vec![k]);
+        assert_eq!(
+            dropped(&s),
+            ["no abort condition on a metric the tenant reports"]
+        );
+    }
+
+    #[test]
+    fn levers_map_subsystems_and_entities() {
+        let mut a = cand(ActionType::ConfigChange, "x", 1.0, 0.0, 1).action;
+        assert_eq!(lever(&a), Lever::Campaigns);
+        a.target_entity.as_mut().unwrap().kind = EntityType::Channel;
+        assert_eq!(lever(&a), Lever::Channels);
+        a.owner_subsystem = Subsystem::Content;
+        assert_eq!(lever(&a), Lever::Sequences);
+        a.target_entity.as_mut().unwrap().kind = EntityType::Campaign;
+        assert_eq!(lever(&a), Lever::Campaigns);
+        a.owner_subsystem = Subsystem::Routing;
+        assert_eq!(lever(&a), Lever::Sequences);
+    }
+
+    #[test]
+    fn check_passes_the_kernels_output_and_catches_tampering() {
+        let c = tenant().checked();
+        let out = crate::kernel::decide(&c, &CATALOG, now(), uuid::Uuid::nil()).unwrap();
+        check(&out, &c).unwrap();
+        let scale = out
+            .actions
+            .iter()
+            .position(|a| a.kind == ActionType::Scale)
+            .unwrap();
+
+        let mut bad = out.clone();
+        bad.actions[scale].proposed_change.new_value = json!(150.0);
+        let v = check(&bad, &c).unwrap_err();
+        assert!(
+            v.iter()
+                .any(|v| v.problem == "budget step 100 -> 150 exceeds 20%"),
+            "{v:?}"
+        );
+
+        let mut bad = out.clone();
+        bad.actions[scale].guardrails.max_additional_spend = None;
+        assert!(check(&bad, &c).is_err());
+
+        let pricing_only = tenant()
+            .guardrails(|g| g.allowed_levers = vec![Lever::Pricing])
+            .checked();
+        let v = check(&out, &pricing_only).unwrap_err();
+        assert!(
+            v.iter()
+                .any(|v| v.problem == "lever 'campaigns' is not allowed"),
+            "{v:?}"
+        );
+
+        let mut bad = out;
+        bad.actions.clear();
+        let v = check(&bad, &c).unwrap_err();
+        assert!(v.iter().any(|v| v.problem == "no actions"), "{v:?}");
+    }
 }

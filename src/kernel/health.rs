@@ -328,3 +328,117 @@ pub fn priority_metric(f: &Finding) -> &str {
         _ => &f.metric,
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::kernel::test_support::*;
+
+    fn found(t: Tenant) -> Vec<Finding> {
+        let c = t.checked();
+        findings(&index(&c), &CATALOG)
+    }
+
+    fn kinds(f: &[Finding]) -> Vec<(Kind, bool, &str)> {
+        f.iter()
+            .map(|f| (f.kind, f.material, f.metric.as_str()))
+            .collect()
+    }
+
+    #[test]
+    fn a_clean_tenant_has_no_findings() {
+        assert!(found(Tenant::new()).is_empty());
+    }
+
+    #[test]
+    fn a_metric_older_than_three_days_is_stale() {
+        // Newest pipeline value 4 days before the window end; 3 days is still fresh.
+        let f = found(Tenant::new().without_days("pipeline_total", &[26, 27, 28, 29]));
+        assert_eq!(kinds(&f), [(Kind::Stale, true, "pipeline_total")]);
+        assert_eq!(f[0].action_id(), "data.stale.pipeline_total");
+        assert!(found(Tenant::new().without_days("pipeline_total", &[27, 28, 29])).is_empty());
+    }
+
+    #[test]
+    fn missing_days_are_material_from_a_tenth_of_the_window() {
+        let two = found(Tenant::new().without_days("cac_blended", &[3, 4]));
+        assert_eq!(kinds(&two), [(Kind::MissingDays, false, "cac_blended")]);
+        let three = found(Tenant::new().without_days("cac_blended", &[3, 4, 5]));
+        assert_eq!(kinds(&three), [(Kind::MissingDays, true, "cac_blended")]);
+    }
+
+    #[test]
+    fn a_target_metric_without_values_is_missing_data() {
+        let t = Tenant::new().targets(|t| t.gross_margin_min = Some(0.7));
+        assert_eq!(
+            kinds(&found(t)),
+            [(Kind::MissingDays, true, "gross_margin")]
+        );
+    }
+
+    #[test]
+    fn impossible_values_follow_the_unit() {
+        let f = found(Tenant::new().point("win_rate", 3, 1.5));
+        assert_eq!(kinds(&f), [(Kind::Impossible, true, "win_rate")]);
+        // Retention may exceed 1 and velocity may be negative.
+        let ok = Tenant::new()
+            .flat("net_revenue_retention", 1.2)
+            .flat("pipeline_velocity", -500.0);
+        assert!(found(ok).is_empty());
+    }
+
+    #[test]
+    fn the_same_day_twice_with_different_values_conflicts() {
+        let f = found(Tenant::new().point("pipeline_total", 10, 5.0));
+        assert_eq!(kinds(&f), [(Kind::Conflict, true, "pipeline_total")]);
+        // A repeated identical value is not a conflict.
+        assert!(found(Tenant::new().point("pipeline_total", 10, 1_000_000.0)).is_empty());
+    }
+
+    #[test]
+    fn unattributed_revenue_above_a_fifth_is_material() {
+        let at = |unattributed: f64| {
+            found(
+                Tenant::new()
+                    .revenue(100.0 - unattributed, None, Some("email"))
+                    .revenue(unattributed, None, None),
+            )
+        };
+        assert!(at(20.0).is_empty());
+        assert_eq!(
+            kinds(&at(21.0)),
+            [(Kind::Attribution, true, "missing_attribution_pct")]
+        );
+    }
+
+    #[test]
+    fn overspend_is_material_beyond_two_percent() {
+        let f = found(Tenant::new().campaign("c1", "running", 1000.0, 1010.0));
+        assert_eq!(kinds(&f), [(Kind::Overspend, false, "campaign_roas")]);
+        let f = found(Tenant::new().campaign("c1", "paused", 1000.0, 1030.0));
+        assert_eq!(kinds(&f), [(Kind::Overspend, true, "campaign_roas")]);
+        assert_eq!(f[0].campaigns, ["c1"]);
+    }
+
+    #[test]
+    fn material_findings_come_first() {
+        let f = found(
+            Tenant::new()
+                .campaign("c1", "running", 1000.0, 1010.0)
+                .point("win_rate", 3, -0.1),
+        );
+        assert_eq!(
+            kinds(&f),
+            [
+                (Kind::Impossible, true, "win_rate"),
+                (Kind::Overspend, false, "campaign_roas")
+            ]
+        );
+    }
+
+    #[test]
+    fn the_priority_metric_of_a_freshness_finding_is_data_freshness() {
+        let f = found(Tenant::new().without_days("pipeline_total", &[25, 26, 27, 28, 29]));
+        assert_eq!(priority_metric(&f[0]), "data_freshness_hours");
+    }
+}

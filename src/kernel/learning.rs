@@ -2,7 +2,7 @@
 //! is recent, the next step only after a confirmed success, reruns for inconclusive experiments.
 
 use super::data::{Index, floor_cents, round_to};
-use super::plays::{Candidate, Ctx, make};
+use super::plays::{Candidate, Ctx, NEXT_STEP_RANK, Play, Proposal, REVERT_RANK};
 use super::text::num;
 use crate::contract::catalog::Catalog;
 use crate::contract::*;
@@ -119,30 +119,23 @@ pub fn reverts(
         } else {
             vec![c.pipeline_guard()]
         };
-        let action = make(
-            p.subsystem,
-            ActionType::Revert,
+        let action = Proposal {
+            subsystem: p.subsystem,
+            kind: ActionType::Revert,
             entity,
-            p.field,
+            field: p.field,
             current,
             new,
             metric,
             direction,
             magnitude,
-            round_to(r.confidence.clamp(0.05, 0.95), 2),
-            ix.default_window,
+            confidence: round_to(r.confidence.clamp(0.05, 0.95), 2),
+            window: ix.default_window,
             aborts,
-            notes_text,
-        );
-        out.push(Candidate {
-            action,
-            rank: 0,
-            evidence: r.confidence,
-            adds_spend: adds,
-            uses_attribution: false,
-            play: "revert failed change",
-            sizing: None,
-        });
+            notes: notes_text,
+        }
+        .into_action();
+        out.push(Candidate::new(action, (Play::Revert, REVERT_RANK), r.confidence).adds(adds));
     }
     out
 }
@@ -223,7 +216,7 @@ pub fn apply(
                 "learning: this change failed recently; not proposed again".into(),
             )),
             Outcome::Successful if r.confidence >= CONFIRMED_SUCCESS => {
-                k.rank = 1;
+                k.rank = NEXT_STEP_RANK;
                 k.action.notes_for_humans.push_str(&format!(
                     " The previous step succeeded ({} {} -> {}, confidence {}), so the next step \
                      is eligible.",

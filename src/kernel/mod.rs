@@ -13,6 +13,8 @@ pub mod guard;
 pub mod health;
 pub mod learning;
 pub mod plays;
+#[cfg(test)]
+pub(crate) mod test_support;
 mod text;
 
 use crate::contract::catalog::{Bound, Catalog};
@@ -70,15 +72,15 @@ impl Default for KernelParams {
     }
 }
 
-/// Decides one cycle for a validated input.
+/// Decides one cycle for a checked input (`contract::check_input`).
 pub fn decide(
-    input: &KernelInput,
+    checked: &Checked,
     catalog: &Catalog,
     now: DateTime<Utc>,
     cycle_id: Uuid,
 ) -> Result<KernelOutput, KernelError> {
     decide_with(
-        input,
+        checked,
         catalog,
         now,
         cycle_id,
@@ -89,14 +91,14 @@ pub fn decide(
 
 /// `decide` plus the reasoning trace for `--explain`.
 pub fn decide_explained(
-    input: &KernelInput,
+    checked: &Checked,
     catalog: &Catalog,
     now: DateTime<Utc>,
     cycle_id: Uuid,
 ) -> (Result<KernelOutput, KernelError>, Trace) {
     let mut trace = Trace::default();
     let r = decide_with(
-        input,
+        checked,
         catalog,
         now,
         cycle_id,
@@ -113,8 +115,7 @@ pub fn run(
     now: DateTime<Utc>,
     cycle_id: Uuid,
 ) -> Result<KernelOutput, KernelError> {
-    let input = parse_input(bytes, catalog, now)?;
-    decide(&input, catalog, now, cycle_id)
+    decide(&parse_input(bytes, catalog, now)?, catalog, now, cycle_id)
 }
 
 /// `run` plus the trace (empty when the input is rejected before deciding).
@@ -125,7 +126,7 @@ pub fn run_explained(
     cycle_id: Uuid,
 ) -> (Result<KernelOutput, KernelError>, Trace) {
     match parse_input(bytes, catalog, now) {
-        Ok(input) => decide_explained(&input, catalog, now, cycle_id),
+        Ok(checked) => decide_explained(&checked, catalog, now, cycle_id),
         Err(e) => {
             let trace = Trace {
                 result: format!("input rejected: {e}"),
@@ -136,15 +137,17 @@ pub fn run_explained(
     }
 }
 
+/// `decide` with explicit tunables, filling `trace` when given.
 pub fn decide_with(
-    input: &KernelInput,
+    checked: &Checked,
     catalog: &Catalog,
     now: DateTime<Utc>,
     cycle_id: Uuid,
     params: &KernelParams,
     trace: Option<&mut Trace>,
 ) -> Result<KernelOutput, KernelError> {
-    let ix = data::Index::build(input, params);
+    let input = checked.input();
+    let ix = data::Index::build(checked, params);
     let findings = health::findings(&ix, catalog);
     let diag = diagnose::diagnose(&ix, catalog, &findings);
     let ctx = plays::Ctx {
@@ -179,7 +182,7 @@ pub fn decide_with(
             &findings,
             sel.kept.clone(),
         );
-        checked(out, &ix, catalog, now)
+        verified(out, &ix, catalog, now)
     };
 
     if let Some(t) = trace {
@@ -197,7 +200,9 @@ pub fn decide_with(
     result
 }
 
-fn checked(
+/// The contract's output rules, then the independent guardrail check: a failure of either is
+/// a kernel bug, so nothing is emitted.
+fn verified(
     out: KernelOutput,
     ix: &data::Index,
     catalog: &Catalog,

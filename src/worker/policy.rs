@@ -3,7 +3,7 @@
 
 use super::plan::{PlanContext, Planner};
 use crate::contract::catalog::Catalog;
-use crate::contract::{ErrorCode, KernelError, KernelInput, KernelOutput, validate_input};
+use crate::contract::{ErrorCode, KernelError, KernelInput, KernelOutput, check_input};
 use crate::kernel::{self, KernelParams};
 use crate::store::{CyclePolicy, CycleStatus, LastCycle, OutboxMessage};
 use chrono::{DateTime, Duration, SecondsFormat, Utc};
@@ -32,8 +32,8 @@ impl Rules {
         now: DateTime<Utc>,
         cycle_id: Uuid,
     ) -> Result<KernelOutput, KernelError> {
-        validate_input(&input, &self.catalog, now)?;
-        kernel::decide_with(&input, &self.catalog, now, cycle_id, &self.params, None)
+        let checked = check_input(input, &self.catalog, now)?;
+        kernel::decide_with(&checked, &self.catalog, now, cycle_id, &self.params, None)
     }
 }
 

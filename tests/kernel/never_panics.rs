@@ -1,6 +1,6 @@
 //! Whatever bytes arrive, `kernel::run` answers with a schema-valid output or a schema-valid
 //! error, and never panics. Cases: PROPTEST_CASES (default 256); the README shows the 10,000-case
-//! release run.
+//! release run (`--test kernel never_panics`).
 
 use proptest::prelude::*;
 use revenue_os::contract::catalog::Catalog;
@@ -96,6 +96,11 @@ fn mutate(doc: &mut Value, picks: &[usize], replacement: Value, delete: bool) {
 }
 
 proptest! {
+    #![proptest_config(ProptestConfig {
+        failure_persistence: Some(Box::new(crate::support::beside_the_source())),
+        ..ProptestConfig::default()
+    })]
+
     #[test]
     fn arbitrary_bytes_never_panic(bytes in prop::collection::vec(any::<u8>(), 0..512)) {
         check(&bytes)?;

@@ -4,12 +4,19 @@
 
 use chrono::{DateTime, Utc};
 use revenue_os::contract::catalog::Catalog;
-use revenue_os::contract::{KernelError, KernelInput, KernelOutput, validate_output};
+use revenue_os::contract::{Checked, KernelError, KernelInput, KernelOutput, validate_output};
 use revenue_os::kernel;
 use std::path::PathBuf;
 use std::sync::OnceLock;
 
 pub mod rng;
+
+/// Where proptest keeps a module's failing seeds: `<module>.proptest-regressions` beside its
+/// file. (proptest's default looks for a directory with a main.rs, finds `tests/kernel/`, and
+/// would use `tests/proptest-regressions/<module>.txt` instead.)
+pub fn beside_the_source() -> proptest::test_runner::FileFailurePersistence {
+    proptest::test_runner::FileFailurePersistence::WithSource("proptest-regressions")
+}
 
 pub const NOW: &str = "2026-11-26T06:05:00Z";
 
@@ -26,7 +33,7 @@ fn root() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
 }
 
-pub fn scenario(name: &str) -> KernelInput {
+pub fn scenario(name: &str) -> Checked {
     let path = if name == "demand_bound" {
         root().join("tests/fixtures/valid/demand_bound.json")
     } else {
@@ -35,6 +42,12 @@ pub fn scenario(name: &str) -> KernelInput {
     let bytes = std::fs::read(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
     revenue_os::contract::parse_input(&bytes, catalog(), now())
         .unwrap_or_else(|e| panic!("{name} is not a valid input: {e:?}"))
+}
+
+/// Checks an input built or edited by a test; it must be valid.
+pub fn check(input: KernelInput) -> Checked {
+    revenue_os::contract::check_input(input, catalog(), now())
+        .unwrap_or_else(|e| panic!("not a valid input: {e:?}"))
 }
 
 /// The seed-derived output schema shipped beside the repository (`../shared/contract`).
@@ -53,12 +66,13 @@ pub fn cycle(n: u128) -> uuid::Uuid {
     uuid::Uuid::from_u128(n)
 }
 
-pub fn decide(input: &KernelInput) -> Result<KernelOutput, KernelError> {
-    kernel::decide(input, catalog(), now(), cycle(1))
+pub fn decide(checked: &Checked) -> Result<KernelOutput, KernelError> {
+    kernel::decide(checked, catalog(), now(), cycle(1))
 }
 
 /// Schema, output rules and guardrails: what every emitted output must satisfy.
-pub fn assert_sound(out: &KernelOutput, input: &KernelInput) {
+pub fn assert_sound(out: &KernelOutput, checked: &Checked) {
+    let input = checked.input();
     let value = serde_json::to_value(out).unwrap();
     let errors: Vec<String> = output_schema()
         .iter_errors(&value)
@@ -66,7 +80,7 @@ pub fn assert_sound(out: &KernelOutput, input: &KernelInput) {
         .collect();
     assert!(errors.is_empty(), "schema: {errors:?}");
     validate_output(out, input, catalog(), now()).unwrap();
-    if let Err(v) = kernel::guard::check(out, input) {
+    if let Err(v) = kernel::guard::check(out, checked) {
         panic!("guardrails: {v:?}");
     }
     assert!((1..=7).contains(&out.actions.len()));
@@ -89,9 +103,9 @@ pub fn assert_sound(out: &KernelOutput, input: &KernelInput) {
 }
 
 /// Two runs with different cycle ids serialise identically once the cycle id is aligned.
-pub fn assert_deterministic(input: &KernelInput) {
-    let a = kernel::decide(input, catalog(), now(), cycle(1));
-    let b = kernel::decide(input, catalog(), now(), cycle(2));
+pub fn assert_deterministic(checked: &Checked) {
+    let a = kernel::decide(checked, catalog(), now(), cycle(1));
+    let b = kernel::decide(checked, catalog(), now(), cycle(2));
     match (a, b) {
         (Ok(a), Ok(mut b)) => {
             assert_ne!(a.cycle_id, b.cycle_id);

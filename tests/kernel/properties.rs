@@ -2,12 +2,11 @@
 //! the output rules and every guardrail, deterministically, or a well-formed INVALID_INPUT that
 //! says which guardrail excluded what.
 //!
-//! Default: 128 cases. A longer run: `PROPTEST_CASES=5000 cargo test --release --test kernel_properties`.
+//! Default: 128 cases. A longer run:
+//! `PROPTEST_CASES=5000 cargo test --release --test kernel properties`.
 
-mod kernel_support;
-
-use kernel_support::rng::Rng;
-use kernel_support::*;
+use crate::support::rng::Rng;
+use crate::support::*;
 use proptest::prelude::*;
 use revenue_os::contract::*;
 use serde_json::{Value, json};
@@ -257,7 +256,11 @@ fn build(k: &Knobs) -> Value {
 }
 
 proptest! {
-    #![proptest_config(ProptestConfig { cases: 128, ..ProptestConfig::default() })]
+    #![proptest_config(ProptestConfig {
+        cases: 128,
+        failure_persistence: Some(Box::new(beside_the_source())),
+        ..ProptestConfig::default()
+    })]
 
     #[test]
     fn every_valid_input_gives_a_sound_output_or_a_guardrail_error(k in knobs()) {

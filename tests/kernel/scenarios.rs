@@ -1,9 +1,8 @@
 //! One test per situation of issue 3: each asserts the binding constraint, the lens of the
-//! priority metric, and the guardrail properties of that situation.
+//! priority metric, and the guardrail properties of that situation. The words and numbers of
+//! each answer are pinned byte for byte by the snapshots, not here.
 
-mod kernel_support;
-
-use kernel_support::*;
+use crate::support::*;
 use revenue_os::contract::catalog::Lens;
 use revenue_os::contract::*;
 use revenue_os::kernel;
@@ -13,11 +12,11 @@ fn lens(metric: &str) -> Lens {
 }
 
 fn run(name: &str) -> (KernelInput, KernelOutput) {
-    let input = scenario(name);
-    let out = decide(&input).unwrap_or_else(|e| panic!("{name}: {e:?}"));
-    assert_sound(&out, &input);
-    assert_deterministic(&input);
-    (input, out)
+    let checked = scenario(name);
+    let out = decide(&checked).unwrap_or_else(|e| panic!("{name}: {e:?}"));
+    assert_sound(&out, &checked);
+    assert_deterministic(&checked);
+    (checked.into_input(), out)
 }
 
 fn ids(out: &KernelOutput) -> Vec<&str> {
@@ -37,7 +36,6 @@ fn demand_bound() {
     assert_eq!(s.binding_constraint, BindingConstraint::Demand);
     assert_eq!(s.priority_metric, "pipeline_total");
     assert_eq!(lens(&s.priority_metric), Lens::Demand);
-    assert!(s.diagnosis.contains("430,892") && s.diagnosis.contains("900,000"));
     assert!((3..=7).contains(&out.actions.len()), "{:?}", ids(&out));
     // The best revenue-per-spend campaign with budget left is scaled first, by the medium step.
     let a = &out.actions[0];
@@ -47,7 +45,6 @@ fn demand_bound() {
         a.proposed_change.new_value.as_f64().unwrap(),
     );
     assert!(new > cur && new <= cur * 1.2 + 0.01);
-    assert!(a.notes_for_humans.contains("cmp_002") && a.notes_for_humans.contains("best"));
     // cmp_007 spent with nothing attributed.
     assert!(ids(&out).contains(&"campaigns.pause.cmp_007.status"));
     assert!(out.data_quality_actions.is_none());
@@ -60,30 +57,34 @@ fn conversion_bound() {
     assert_eq!(s.binding_constraint, BindingConstraint::Conversion);
     assert_eq!(s.priority_metric, "win_rate");
     assert_eq!(lens(&s.priority_metric), Lens::Conversion);
-    assert!(s.diagnosis.contains("bookings_new") && s.diagnosis.contains("win_rate"));
     assert!(out.actions.iter().all(|a| a.kind != ActionType::Scale));
     assert!(!adds_spend(&out));
     assert!(out.actions.len() >= 3, "{:?}", ids(&out));
     assert_eq!(out.actions[0].owner_subsystem, Subsystem::Crm);
 }
 
+/// The newest undimensioned value of a metric in the input.
+fn latest(input: &KernelInput, metric: &str) -> f64 {
+    input
+        .metrics
+        .iter()
+        .filter(|m| m.metric_id == metric && m.dimension.is_none())
+        .max_by(|a, b| a.date.cmp(&b.date))
+        .map(|m| m.value)
+        .unwrap()
+}
+
 #[test]
 fn economics_breach_beats_a_demand_shortfall() {
-    let input = scenario("economics_breach");
-    let (res, trace) = kernel::decide_explained(&input, catalog(), now(), cycle(1));
-    let out = res.unwrap();
-    assert_sound(&out, &input);
+    let (input, out) = run("economics_breach");
     let s = &out.cycle_summary;
     assert_eq!(s.binding_constraint, BindingConstraint::Economics);
     assert_eq!(s.priority_metric, "cac_blended");
     assert_eq!(lens(&s.priority_metric), Lens::Economics);
-    // Demand is also short, but the finance gate overrides it.
-    let text = trace.to_string();
-    assert!(text.contains("finance gate"), "{text}");
-    assert!(
-        text.contains("pipeline_total 844,169 vs target 900,000"),
-        "{text}"
-    );
+    // Demand is also short, but CAC is beyond the finance gate's 5% tolerance.
+    let t = &input.targets;
+    assert!(latest(&input, "pipeline_total") < t.pipeline_total.unwrap());
+    assert!(latest(&input, "cac_blended") > t.cac_max.unwrap() * 1.05);
     assert!(!adds_spend(&out));
     assert!(out.actions.iter().all(|a| a.kind != ActionType::Scale));
     assert!(out.actions.len() >= 3);
@@ -113,7 +114,6 @@ fn stale_data() {
         .find(|d| d.issue_type == DataIssueType::StaleData)
         .unwrap();
     assert_eq!(stale.affected_metric, "pipeline_total");
-    assert!(stale.description.contains("2026-11-19") && stale.description.contains("6 days"));
     assert!(!stale.recommended_fix.is_empty());
     assert!(!adds_spend(&out));
     assert!(!out.actions.is_empty());
@@ -127,11 +127,10 @@ fn three_quarters_of_revenue_unattributed() {
     assert_eq!(s.priority_metric, "missing_attribution_pct");
     assert_eq!(lens(&s.priority_metric), Lens::DataHealth);
     let dq = out.data_quality_actions.as_ref().unwrap();
-    let d = dq
-        .iter()
-        .find(|d| d.issue_type == DataIssueType::MissingAttribution)
-        .unwrap();
-    assert!(d.description.contains('%'));
+    assert!(
+        dq.iter()
+            .any(|d| d.issue_type == DataIssueType::MissingAttribution)
+    );
     assert!(!adds_spend(&out));
     // Nothing that reads attribution (pauses for "no attributed revenue", scaling by ROAS).
     assert!(
@@ -254,7 +253,6 @@ fn failed_earlier_action_is_reverted_and_not_repeated() {
     let a = &out.actions[0];
     assert_eq!(a.action_id, "campaigns.revert.cmp_002.budget_daily");
     assert_eq!(a.kind, ActionType::Revert);
-    assert!(a.notes_for_humans.contains("failed"));
     assert!(!ids(&out).contains(&"campaigns.scale.cmp_002.budget_daily"));
 }
 
@@ -266,7 +264,6 @@ fn learning_confirmed_unconfirmed_and_inconclusive() {
         out.actions[0].action_id,
         "campaigns.scale.cmp_006.budget_daily"
     );
-    assert!(out.actions[0].notes_for_humans.contains("succeeded"));
     // Success at 0.6 is not a win yet; an inconclusive pause is left alone.
     assert!(!ids(&out).contains(&"campaigns.scale.cmp_002.budget_daily"));
     assert!(!ids(&out).contains(&"campaigns.pause.cmp_007.status"));
@@ -278,11 +275,6 @@ fn healthy_tenant() {
     let s = &out.cycle_summary;
     assert_eq!(s.binding_constraint, BindingConstraint::Demand);
     assert_eq!(lens(&s.priority_metric), Lens::Demand);
-    assert!(
-        s.diagnosis.starts_with("All 5 targets are met"),
-        "{}",
-        s.diagnosis
-    );
     assert!(out.data_quality_actions.is_none());
     assert!(out.actions.len() >= 3);
     // Nothing is short: every target metric is expected to stabilize or improve.
@@ -292,9 +284,9 @@ fn healthy_tenant() {
 #[test]
 fn guardrails_that_exclude_everything_give_invalid_input() {
     // A demand-bound tenant that only allows pricing: no demand play can run.
-    let mut input = scenario("demand_bound");
+    let mut input = scenario("demand_bound").into_input();
     input.guardrails.allowed_levers = vec![Lever::Pricing];
-    let err = decide(&input).unwrap_err();
+    let err = decide(&check(input)).unwrap_err();
     assert_eq!(err.code, ErrorCode::InvalidInput);
     let details = err.details.as_ref().unwrap();
     let excluded = details["excluded"].as_array().unwrap();
@@ -322,32 +314,37 @@ fn guard_check_catches_a_tampered_output() {
     out.actions[0].guardrails.abort_conditions.clear();
     assert!(kernel::guard::check(&out, &input).is_err());
 
-    let mut blocked = input.clone();
+    let mut blocked = input.input().clone();
     blocked.guardrails.blocked_actions = Some(vec!["pause".into()]);
     let out = decide(&input).unwrap();
-    assert!(kernel::guard::check(&out, &blocked).is_err());
+    assert!(kernel::guard::check(&out, &check(blocked)).is_err());
 }
 
 #[test]
-fn explain_trace_lists_findings_scores_and_every_candidate() {
+fn explain_trace_lists_every_finding_and_every_candidate() {
     let input = scenario("stale_data");
     let (res, trace) = kernel::decide_explained(&input, catalog(), now(), cycle(1));
     let out = res.unwrap();
-    let text = trace.to_string();
-    for section in ["== data health", "== scores", "== candidates", "== result"] {
-        assert!(text.contains(section), "{text}");
-    }
-    assert!(text.contains("[material] stale_data pipeline_total"));
+    // One kept line per emitted action, in priority order, then the dropped ones.
+    let kept: Vec<String> = out
+        .actions
+        .iter()
+        .map(|a| format!("kept #{} {} (", a.priority, a.action_id))
+        .collect();
     assert!(
-        text.contains("demand:") && text.contains("conversion:") && text.contains("economics:")
+        trace.candidates.len() > kept.len(),
+        "spend plays were dropped"
     );
-    for a in &out.actions {
-        assert!(text.contains(&format!("kept #{} {} (", a.priority, a.action_id)));
+    for (line, want) in trace.candidates.iter().zip(&kept) {
+        assert!(line.starts_with(want.as_str()), "{line}");
     }
-    // Spend-adding plays were considered and dropped for data quality.
-    assert!(text.contains(
-        "dropped campaigns.scale.cmp_002.budget_daily: no spend scaling while data_quality binds"
-    ));
+    assert!(
+        trace.candidates[kept.len()..]
+            .iter()
+            .all(|l| l.starts_with("dropped "))
+    );
+    let dq = out.data_quality_actions.as_ref().unwrap();
+    assert_eq!(trace.findings.len(), dq.len());
 }
 
 #[test]
@@ -376,7 +373,7 @@ fn inconclusive_experiment_is_rerun_with_a_larger_sample() {
         .expect("the sequence experiment fits at this volume");
     let n = exp.experiment.as_ref().unwrap().min_sample_size;
 
-    let mut input = base.clone();
+    let mut input = base.input().clone();
     input.recent_action_results = Some(vec![ActionResult {
         action_id: exp.action_id.clone(),
         target_metric: "meeting_book_rate".into(),
@@ -386,6 +383,7 @@ fn inconclusive_experiment_is_rerun_with_a_larger_sample() {
         confidence: 0.4,
         outcome: Outcome::Inconclusive,
     }]);
+    let input = check(input);
     let out = decide(&input).unwrap();
     assert_sound(&out, &input);
     let rerun = out
@@ -394,6 +392,5 @@ fn inconclusive_experiment_is_rerun_with_a_larger_sample() {
         .find(|a| a.action_id == exp.action_id)
         .unwrap();
     assert_eq!(rerun.experiment.as_ref().unwrap().min_sample_size, 2 * n);
-    assert!(rerun.notes_for_humans.contains("inconclusive"));
     assert!(rerun.observation_window_days <= 60);
 }
