@@ -141,7 +141,8 @@ fn main() {
     let check = rt
         .block_on(store.assemble(tenant, &trigger, at, window))
         .unwrap()
-        .expect("the big tenant exists");
+        .expect("the big tenant exists")
+        .input;
     assert_eq!(check.revenue_events.len(), 100_000);
     assert_eq!(check.opportunities.len(), 20_000);
 

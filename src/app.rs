@@ -8,7 +8,7 @@ use crate::contract::{
 };
 use crate::error::Error;
 use crate::kernel::KernelParams;
-use crate::store::Store;
+use crate::store::{Assembled, Store};
 use crate::worker::{Rules, Worker, ops};
 use chrono::{DateTime, Utc};
 use std::sync::Arc;
@@ -102,14 +102,15 @@ pub async fn import(
     }))
 }
 
-/// `assemble`: the KernelInput a cycle would see for this tenant, trigger and window.
+/// `assemble`: what a cycle would see for this tenant, trigger and window: the KernelInput
+/// and the levers' known state.
 pub async fn assemble(
     settings: &Settings,
     tenant: uuid::Uuid,
     trigger: Trigger,
     triggered_at: DateTime<Utc>,
     window: Option<DateRange>,
-) -> Result<KernelInput, Error> {
+) -> Result<Assembled, Error> {
     let store = store(settings, false).await?;
     let window = window.unwrap_or_else(|| DateRange::default_for(triggered_at));
     store

@@ -9,7 +9,7 @@ use revenue_os::app;
 use revenue_os::config::Settings;
 use revenue_os::contract::catalog::Catalog;
 use revenue_os::contract::{
-    DateRange, Trigger, TriggerMessage, TriggerType, parse_date, parse_timestamp, schema,
+    DateRange, Levers, Trigger, TriggerMessage, TriggerType, parse_date, parse_timestamp, schema,
 };
 use revenue_os::error::Error;
 use std::io::{Read, Write};
@@ -61,6 +61,9 @@ enum Command {
         /// Print the reasoning trace to stderr.
         #[arg(long)]
         explain: bool,
+        /// The levers' known state (as `assemble --levers-out` writes it); default: none known.
+        #[arg(long)]
+        levers: Option<String>,
     },
     /// Print a JSON Schema: input, output, error, trigger or action-message.
     Schema {
@@ -146,6 +149,10 @@ enum Command {
         /// Fix the clock (RFC 3339): the trigger time and the default window.
         #[arg(long, value_parser = timestamp)]
         now: Option<DateTime<Utc>>,
+        /// Also write the levers' known state to this file: with the printed input it
+        /// reproduces the cycle offline (`kernel --levers FILE`).
+        #[arg(long)]
+        levers_out: Option<String>,
     },
 }
 
@@ -179,7 +186,12 @@ fn main() -> ExitCode {
 
 fn run(cli: Cli) -> Result<Output, Error> {
     match cli.command {
-        Command::Kernel { file, now, explain } => kernel(&file, now, explain),
+        Command::Kernel {
+            file,
+            now,
+            explain,
+            levers,
+        } => kernel(&file, now, explain, levers.as_deref()),
         Command::Schema { document } => {
             let doc = schema::Document::parse(&document)
                 .ok_or_else(|| Error::Usage(format!("unknown schema {document}")))?;
@@ -244,6 +256,7 @@ fn run(cli: Cli) -> Result<Output, Error> {
             trigger_type,
             trigger_source,
             now,
+            levers_out,
         } => {
             let now = now.unwrap_or_else(Utc::now);
             let trigger = Trigger {
@@ -253,9 +266,16 @@ fn run(cli: Cli) -> Result<Output, Error> {
             };
             let window = window(start, end)?;
             let settings = Settings::load()?;
-            runtime(
-                async move { json(&app::assemble(&settings, tenant, trigger, now, window).await?) },
-            )
+            runtime(async move {
+                let assembled = app::assemble(&settings, tenant, trigger, now, window).await?;
+                if let Some(path) = levers_out {
+                    let text = serde_json::to_string_pretty(&assembled.levers)
+                        .map_err(|e| Error::Io(e.into()))?;
+                    std::fs::write(&path, text + "\n")
+                        .map_err(|e| Error::Usage(format!("cannot write {path}: {e}")))?;
+                }
+                json(&assembled.input)
+            })
         }
     }
 }
@@ -430,9 +450,20 @@ async fn trigger(
     out
 }
 
-fn kernel(file: &str, now: Option<DateTime<Utc>>, explain: bool) -> Result<Output, Error> {
+fn kernel(
+    file: &str,
+    now: Option<DateTime<Utc>>,
+    explain: bool,
+    levers: Option<&str>,
+) -> Result<Output, Error> {
     let now = now.unwrap_or_else(Utc::now);
     let bytes = read_input(file)?;
+    let levers: Levers = match levers {
+        None => Levers::default(),
+        Some(path) => serde_json::from_slice(&read_input(path)?)
+            .map_err(|e| Error::Usage(format!("{path} is not a levers document: {e}")))?,
+    };
+    let _ = &levers; // until the kernel takes them
     let catalog = Catalog::embedded()?;
     let cycle_id = uuid::Uuid::new_v4();
     let result = if explain {

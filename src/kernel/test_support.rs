@@ -6,7 +6,7 @@ use super::data::Index;
 use super::diagnose::{self, Diagnosis};
 use super::health::{self, Finding};
 use super::plays::{Candidate, Ctx};
-use crate::Catalog;
+use crate::contract::catalog::Catalog;
 use crate::contract::*;
 use chrono::{DateTime, Duration, NaiveDate, Utc};
 use serde_json::json;

@@ -12,19 +12,26 @@ use std::collections::BTreeMap;
 use tokio_postgres::{IsolationLevel, Row, Transaction};
 use uuid::Uuid;
 
+/// The two documents a decision is made from: together they reproduce a cycle offline.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Assembled {
+    pub input: KernelInput,
+    pub levers: Levers,
+}
+
 /// How far back action results feed a cycle.
 pub const ACTION_RESULTS_LOOKBACK_DAYS: i32 = 90;
 
 impl Store {
-    /// The KernelInput the worker would hand the kernel, read from one consistent snapshot;
-    /// `None` when the tenant does not exist.
+    /// What a cycle would hand the kernel (the KernelInput and the levers' known state), read
+    /// from one consistent snapshot; `None` when the tenant does not exist.
     pub async fn assemble(
         &self,
         tenant_id: Uuid,
         trigger: &Trigger,
         triggered_at: DateTime<Utc>,
         window: DateRange,
-    ) -> Result<Option<KernelInput>, StoreError> {
+    ) -> Result<Option<Assembled>, StoreError> {
         let mut client = self.pool.get().await?;
         let tx = client
             .build_transaction()
@@ -32,9 +39,12 @@ impl Store {
             .read_only(true)
             .start()
             .await?;
-        let input = assemble_in(&tx, tenant_id, trigger, triggered_at, window).await?;
+        let Some(input) = assemble_in(&tx, tenant_id, trigger, triggered_at, window).await? else {
+            return Ok(None);
+        };
+        let levers = super::reports::levers_in(&tx, tenant_id).await?;
         tx.commit().await?;
-        Ok(input)
+        Ok(Some(Assembled { input, levers }))
     }
 }
 

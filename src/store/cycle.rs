@@ -104,8 +104,9 @@ impl Store {
                         req.tenant_id
                     )));
                 };
+                let levers = super::reports::levers_in(&tx, req.tenant_id).await?;
                 let t = std::time::Instant::now();
-                let decided = policy.decide(input, now, req.cycle_id);
+                let decided = policy.decide(input, &levers, now, req.cycle_id);
                 metrics::stage("decide", t.elapsed());
                 match decided {
                     Ok(out) => (CycleStatus::Completed, Ok(out)),

@@ -15,14 +15,14 @@ mod outbox;
 mod pool;
 mod reports;
 
-pub use assemble::ACTION_RESULTS_LOOKBACK_DAYS;
+pub use assemble::{ACTION_RESULTS_LOOKBACK_DAYS, Assembled};
 pub use database::url_with_database;
 pub use error::StoreError;
 pub use reports::{
     ActionFacts, AppliedChange, Judgement, ReportOutcome, ReportPolicy, ReportResult, StoredReport,
 };
 
-use crate::contract::{DateRange, KernelError, KernelInput, KernelOutput, Trigger};
+use crate::contract::{DateRange, KernelError, KernelInput, KernelOutput, Levers, Trigger};
 use chrono::{DateTime, Utc};
 use uuid::Uuid;
 
@@ -87,10 +87,12 @@ pub struct LastCycle {
 pub trait CyclePolicy: Sync {
     /// `Err` skips the cycle (recorded as `skipped` with that error).
     fn admit(&self, last: Option<&LastCycle>, now: DateTime<Utc>) -> Result<(), KernelError>;
-    /// The decision on the assembled input; `Err` records a `failed` cycle.
+    /// The decision on the assembled input and the levers' known state; `Err` records a
+    /// `failed` cycle.
     fn decide(
         &self,
         input: KernelInput,
+        levers: &Levers,
         now: DateTime<Utc>,
         cycle_id: Uuid,
     ) -> Result<KernelOutput, KernelError>;

@@ -163,7 +163,7 @@ impl Store {
     /// The known state of a tenant's levers.
     pub async fn levers(&self, tenant_id: Uuid) -> Result<Levers, StoreError> {
         let client = self.pool.get().await?;
-        levers_in(&**client, tenant_id).await
+        levers_in(&client, tenant_id).await
     }
 
     /// Every report on one action, oldest first: its history.
@@ -325,7 +325,7 @@ pub(super) async fn upsert_result(
 }
 
 pub(super) async fn levers_in(
-    client: &impl tokio_postgres::GenericClient,
+    client: &impl deadpool_postgres::GenericClient,
     tenant_id: Uuid,
 ) -> Result<Levers, StoreError> {
     let rows = client

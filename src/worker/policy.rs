@@ -3,7 +3,7 @@
 
 use super::plan::{PlanContext, Planner};
 use crate::contract::catalog::Catalog;
-use crate::contract::{ErrorCode, KernelError, KernelInput, KernelOutput, check_input};
+use crate::contract::{ErrorCode, KernelError, KernelInput, KernelOutput, Levers, check_input};
 use crate::kernel::{self, KernelParams};
 use crate::store::{CyclePolicy, CycleStatus, LastCycle, OutboxMessage};
 use chrono::{DateTime, Duration, SecondsFormat, Utc};
@@ -29,10 +29,12 @@ impl Rules {
     pub fn decide(
         &self,
         input: KernelInput,
+        levers: &Levers,
         now: DateTime<Utc>,
         cycle_id: Uuid,
     ) -> Result<KernelOutput, KernelError> {
         let checked = check_input(input, &self.catalog, now)?;
+        let _ = levers; // until the kernel takes them
         kernel::decide_with(&checked, &self.catalog, now, cycle_id, &self.params, None)
     }
 }
@@ -52,10 +54,11 @@ impl CyclePolicy for TriggerPolicy<'_> {
     fn decide(
         &self,
         input: KernelInput,
+        levers: &Levers,
         now: DateTime<Utc>,
         cycle_id: Uuid,
     ) -> Result<KernelOutput, KernelError> {
-        self.rules.decide(input, now, cycle_id)
+        self.rules.decide(input, levers, now, cycle_id)
     }
 
     fn plan(

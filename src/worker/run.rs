@@ -239,6 +239,7 @@ impl Worker {
         shutdown: &CancellationToken,
     ) -> End {
         let mut health = tokio::time::interval(Duration::from_secs(1));
+        let mut in_order = SubjectOrder::default();
         loop {
             tokio::select! {
                 _ = shutdown.cancelled() => return End::Shutdown,
@@ -295,8 +296,15 @@ impl Worker {
                             cycle_id = tracing::field::Empty,
                             action_id = tracing::field::Empty,
                         );
+                        let after = in_order.next(subject_of(&d.data));
+                        let (ctx, publisher) = (self.ctx.clone(), s.publisher.clone());
                         tasks.spawn(
-                            handle_report(self.ctx.clone(), s.publisher.clone(), d).instrument(span),
+                            async move {
+                                let done = after.wait().await;
+                                handle_report(ctx, publisher, d).await;
+                                done.finish();
+                            }
+                            .instrument(span),
                         );
                     }
                     Some(Err(e)) => return End::Broken(format!("results consumer error: {e}")),
@@ -500,5 +508,67 @@ fn dead_letter_copy(d: &Delivery, exchange: &str, reason: &str, detail: &str) ->
         persistent: true,
         correlation_id: None,
         reply_to: None,
+    }
+}
+
+/// The `subject` of a report body, if it has one (the full decode happens in the task).
+fn subject_of(body: &[u8]) -> Option<String> {
+    #[derive(serde::Deserialize)]
+    struct Subject {
+        subject: String,
+    }
+    serde_json::from_slice::<Subject>(body)
+        .ok()
+        .map(|s| s.subject)
+}
+
+/// Reports on one action are handled in the order they were delivered: each waits for the
+/// one before it on the same subject. An executor's `acknowledged` then `applied` are judged
+/// in that order by this worker (across workers the lifecycle still copes with any order).
+#[derive(Default)]
+struct SubjectOrder {
+    last: std::collections::HashMap<String, tokio::sync::oneshot::Receiver<()>>,
+}
+
+struct Turn {
+    previous: Option<tokio::sync::oneshot::Receiver<()>>,
+    done: tokio::sync::oneshot::Sender<()>,
+}
+
+struct Done(tokio::sync::oneshot::Sender<()>);
+
+impl SubjectOrder {
+    fn next(&mut self, subject: Option<String>) -> Turn {
+        let (done, rx) = tokio::sync::oneshot::channel();
+        let previous = match subject {
+            Some(s) => self.last.insert(s, rx),
+            None => None,
+        };
+        if self.last.len() > 4096 {
+            // Forget subjects whose last report is finished.
+            self.last.retain(|_, rx| {
+                matches!(
+                    rx.try_recv(),
+                    Err(tokio::sync::oneshot::error::TryRecvError::Empty)
+                )
+            });
+        }
+        Turn { previous, done }
+    }
+}
+
+impl Turn {
+    /// Waits for the previous report on the subject (finished, or its task gone).
+    async fn wait(self) -> Done {
+        if let Some(p) = self.previous {
+            let _ = p.await;
+        }
+        Done(self.done)
+    }
+}
+
+impl Done {
+    fn finish(self) {
+        let _ = self.0.send(());
     }
 }

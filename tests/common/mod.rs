@@ -55,6 +55,7 @@ pub async fn assemble(db: &db::TestDb, doc: &KernelInput) -> KernelInput {
         .await
         .unwrap()
         .expect("tenant exists")
+        .input
 }
 
 /// The worker's rules from the default settings.

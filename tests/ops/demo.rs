@@ -25,6 +25,16 @@ async fn demo_turns_a_trigger_into_published_guarded_actions() {
     assert!(report.contains("completed: binding constraint"), "{report}");
     assert!(report.contains("why: "), "{report}");
     assert!(report.contains("cycle event on"), "{report}");
+    assert!(report.contains("STAND-IN executor"), "{report}");
+    let lifecycles: Vec<&str> = report
+        .lines()
+        .skip_while(|l| !l.starts_with("each action's lifecycle"))
+        .skip(1)
+        .collect();
+    assert!(!lifecycles.is_empty(), "{report}");
+    for l in &lifecycles {
+        assert!(l.contains(": published → acknowledged → applied "), "{l}");
+    }
     db.cleanup().await;
 }
 

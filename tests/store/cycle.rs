@@ -49,10 +49,11 @@ impl CyclePolicy for Policy {
     fn decide(
         &self,
         input: KernelInput,
+        levers: &Levers,
         now: DateTime<Utc>,
         cycle_id: Uuid,
     ) -> Result<KernelOutput, KernelError> {
-        self.0.decide(input, now, cycle_id)
+        self.0.decide(input, levers, now, cycle_id)
     }
 
     fn plan(
@@ -495,6 +496,7 @@ impl CyclePolicy for Stub {
     fn decide(
         &self,
         input: KernelInput,
+        _: &Levers,
         _: DateTime<Utc>,
         _: Uuid,
     ) -> Result<KernelOutput, KernelError> {

@@ -6,10 +6,13 @@ use crate::broker::{self, Tap, Topology, TriggerClient};
 use crate::config::{Settings, redact_url};
 use crate::contract::catalog::Catalog;
 use crate::contract::{
-    ActionMessage, KernelError, KernelOutput, Trigger, TriggerMessage, TriggerType,
+    ActionMessage, ActionStatus, KernelError, KernelOutput, Trigger, TriggerMessage, TriggerType,
 };
 use crate::error::Error;
 use crate::store::Store;
+use standin::StandIn;
+
+pub mod standin;
 use chrono::{SecondsFormat, Utc};
 use std::fmt::Write as _;
 use std::time::{Duration, Instant};
@@ -63,8 +66,15 @@ pub async fn run(
     let worker = crate::app::worker(&settings, store.clone(), catalog.clone());
     let worker_task = tokio::spawn(worker.run(shutdown.clone()));
     say(&format!(
-        "worker    consuming {} (concurrency {})",
-        topology.triggers_queue, settings.amqp.concurrency
+        "worker    consuming {} (concurrency {}) and {}",
+        topology.triggers_queue, settings.amqp.concurrency, topology.results_queue
+    ));
+    let executor = StandIn::start(&settings.amqp, &topology).await?;
+    say(&format!(
+        "executor  a STAND-IN executor ({}), in this process: it applies nothing outside, \
+         and reports acknowledged + applied on {}",
+        standin::SOURCE,
+        topology.results_exchange
     ));
 
     let client = TriggerClient::connect(&settings.amqp, topology.clone()).await?;
@@ -99,10 +109,14 @@ pub async fn run(
         Err(e) => Err(e.into()),
     };
     let outcome = match result {
-        Ok(output) => show(&output, &mut tap, &topology, started, &mut say).await,
+        Ok(output) => match show(&output, &mut tap, &topology, started, &mut say).await {
+            Ok(()) => lifecycle(&store, &output, &mut say).await,
+            Err(e) => Err(e),
+        },
         Err(e) => Err(e),
     };
 
+    let stopped = executor.stop().await;
     shutdown.cancel();
     match worker_task.await {
         Ok(Ok(())) => {}
@@ -110,7 +124,63 @@ pub async fn run(
         Err(e) => return Err(e.into()),
     }
     let _ = watcher.close(200, "demo done".into()).await;
+    stopped?;
     outcome
+}
+
+/// Waits until the stand-in executor's reports moved every action to `applied`, then prints
+/// each action's lifecycle as the database recorded it.
+async fn lifecycle(
+    store: &Store,
+    out: &KernelOutput,
+    say: &mut impl FnMut(&str),
+) -> Result<(), Error> {
+    let cycle_id = uuid::Uuid::parse_str(&out.cycle_id)
+        .map_err(|_| Error::Run(format!("cycle id {} is not a UUID", out.cycle_id)))?;
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let mut histories = Vec::new();
+    loop {
+        histories.clear();
+        for a in &out.actions {
+            histories.push((a, store.action_reports(cycle_id, &a.action_id).await?));
+        }
+        let applied = |h: &[crate::store::StoredReport]| {
+            h.iter()
+                .any(|r| r.status_after == ActionStatus::Applied.as_str())
+        };
+        if histories.iter().all(|(_, h)| applied(h)) {
+            break;
+        }
+        if Instant::now() > deadline {
+            return Err(Error::Run(
+                "the stand-in executor's reports did not apply every action within 30 s".into(),
+            ));
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    say("");
+    say("each action's lifecycle, as the database recorded the executor's reports:");
+    for (a, history) in &histories {
+        // An executor only gets what the broker accepted: the action was published even when
+        // its first report overtook the relay's confirm (status_before still `pending`).
+        let mut steps: Vec<&str> = vec![ActionStatus::Published.as_str()];
+        for r in history {
+            if steps.last() != Some(&r.status_after.as_str()) {
+                steps.push(&r.status_after);
+            }
+        }
+        let change = &a.proposed_change;
+        say(&format!(
+            "  {}. {}: {}   ({} {} -> {})",
+            a.priority,
+            a.action_id,
+            steps.join(" → "),
+            change.field,
+            change.current_value,
+            change.new_value
+        ));
+    }
+    Ok(())
 }
 
 /// Prints the decision, then waits for every action and the cycle event on the tap.
