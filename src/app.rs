@@ -1,6 +1,7 @@
 //! Composition: the one place that turns settings into running parts (rules, stores, the worker
 //! service) and that each subcommand calls. Modules below it never read `Settings` to decide.
 
+use crate::broker::Topology;
 use crate::config::{KernelSettings, Settings};
 use crate::contract::catalog::Catalog;
 use crate::contract::{
@@ -8,7 +9,8 @@ use crate::contract::{
 };
 use crate::error::Error;
 use crate::kernel::KernelParams;
-use crate::store::{Assembled, Store};
+use crate::store::{Assembled, Store, Watched};
+use crate::watchdog::Watchdog;
 use crate::worker::{Rules, Worker, ops};
 use chrono::{DateTime, Utc};
 use std::sync::Arc;
@@ -83,7 +85,26 @@ pub fn checked_document(bytes: &[u8], catalog: &Catalog) -> Result<KernelInput, 
     Ok(input)
 }
 
-/// `import`: one validated document into the database, in one transaction.
+/// The watchdog for these settings (it publishes under `amqp.prefix`).
+pub fn watchdog(settings: &Settings, catalog: &Catalog) -> Watchdog {
+    Watchdog {
+        topology: Topology::new(&settings.amqp.prefix, catalog, settings.amqp.delivery_limit),
+    }
+}
+
+/// One watchdog sweep over `tenant` (or every tenant). Reverts and escalations go to the
+/// outbox; a running worker's relay publishes them.
+pub async fn watch(
+    store: &Store,
+    settings: &Settings,
+    catalog: &Catalog,
+    tenant: Option<uuid::Uuid>,
+) -> Result<Vec<Watched>, Error> {
+    Ok(crate::watchdog::sweep(store, &watchdog(settings, catalog), tenant).await?)
+}
+
+/// `import`: one validated document into the database, in one transaction, then a watchdog
+/// sweep of that tenant (new metric days may complete an abort condition or a window).
 pub async fn import(
     settings: &Settings,
     catalog: &Catalog,
@@ -92,7 +113,11 @@ pub async fn import(
     let input = checked_document(bytes, catalog)?;
     let store = store(settings, false).await?;
     store.import(&input, catalog).await?;
+    let tenant = uuid::Uuid::parse_str(&input.tenant_id)
+        .map_err(|_| Error::Run(format!("tenant_id {} is not a UUID", input.tenant_id)))?;
+    let watched = watch(&store, settings, catalog, Some(tenant)).await?;
     Ok(serde_json::json!({
+        "watchdog_evaluations": watched.len(),
         "imported": input.tenant_id,
         "metrics": input.metrics.len(),
         "revenue_events": input.revenue_events.len(),

@@ -14,6 +14,7 @@ pub struct Settings {
     pub amqp: AmqpSettings,
     pub kernel: KernelSettings,
     pub worker: WorkerSettings,
+    pub watchdog: WatchdogSettings,
     pub http: HttpSettings,
     pub log: LogSettings,
 }
@@ -48,6 +49,13 @@ pub struct AmqpSettings {
 pub struct KernelSettings {
     pub min_cycle_interval_hours: u32,
     pub stale_after_days: u32,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct WatchdogSettings {
+    /// Seconds between the worker's watchdog sweeps; 0 turns the in-worker sweep off.
+    pub interval_secs: u64,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

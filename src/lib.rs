@@ -28,6 +28,7 @@ pub mod kernel;
 pub mod results;
 pub mod store;
 pub mod telemetry;
+pub mod watchdog;
 pub mod worker;
 
 pub use contract::Catalog;

@@ -42,6 +42,21 @@ enum DlqAction {
 }
 
 #[derive(Subcommand)]
+enum TenantAction {
+    /// Print a tenant's watchdog settings; with flags, change them first.
+    Watchdog {
+        #[arg(long)]
+        tenant: uuid::Uuid,
+        /// `shadow` records what the watchdog would revert and publishes nothing.
+        #[arg(long, value_parser = ["enforce", "shadow"])]
+        mode: Option<String>,
+        /// Watch actions from `published` (for executors that never report `applied`).
+        #[arg(long)]
+        watch_published: Option<bool>,
+    },
+}
+
+#[derive(Subcommand)]
 enum Command {
     /// The walkthrough: create and migrate the database, import the example tenant, run a
     /// worker, publish a trigger, and print every action as the executors receive it.
@@ -126,6 +141,20 @@ enum Command {
     },
     /// Apply the database migrations (a no-op when up to date) and sync the metric dictionary.
     Migrate,
+    /// Run the watchdog now: evaluate every due action (abort conditions, outcomes), as of
+    /// each tenant's newest metric day. Reverts go to the outbox for a worker to publish.
+    Watch {
+        #[arg(long)]
+        tenant: Option<uuid::Uuid>,
+        /// Print each evaluation's numbers to stderr (and, with --tenant, the stored ones).
+        #[arg(long)]
+        explain: bool,
+    },
+    /// Per-tenant settings.
+    Tenant {
+        #[command(subcommand)]
+        action: TenantAction,
+    },
     /// Load a KernelInput-shaped tenant document into the database, in one transaction.
     /// Exit 2 with a KernelError when the document is invalid (nothing is written).
     Import {
@@ -242,6 +271,56 @@ fn run(cli: Cli) -> Result<Output, Error> {
             runtime(async move {
                 app::store(&settings, true).await?.migrate().await?;
                 json(&serde_json::json!({ "migrated": true }))
+            })
+        }
+        Command::Watch { tenant, explain } => {
+            let (settings, catalog) = load()?;
+            runtime(async move {
+                let store = app::store(&settings, false).await?;
+                let done = app::watch(&store, &settings, &catalog, tenant).await?;
+                if explain {
+                    eprint!("{}", explain_watch(&store, &done, tenant).await?);
+                }
+                let summary: Vec<serde_json::Value> = done
+                    .iter()
+                    .map(|w| {
+                        serde_json::json!({
+                            "tenant_id": w.tenant_id, "cycle_id": w.cycle_id,
+                            "action_id": w.action_id, "as_of": w.as_of,
+                            "verdict": w.decision.evaluation.verdict,
+                            "outcome": w.decision.evaluation.outcome,
+                            "sentence": w.decision.evaluation.sentence,
+                        })
+                    })
+                    .collect();
+                json(&summary)
+            })
+        }
+        Command::Tenant {
+            action:
+                TenantAction::Watchdog {
+                    tenant,
+                    mode,
+                    watch_published,
+                },
+        } => {
+            let settings = Settings::load()?;
+            runtime(async move {
+                let store = app::store(&settings, false).await?;
+                let shadow = mode.map(|m| m == "shadow");
+                let (shadow, published) = store
+                    .set_watchdog_settings(tenant, shadow, watch_published)
+                    .await?
+                    .ok_or_else(|| {
+                        Error::Kernel(revenue_os::contract::KernelError::tenant_not_found(tenant))
+                    })?;
+                json(&serde_json::json!({
+                    "tenant_id": tenant,
+                    "watchdog": {
+                        "mode": if shadow { "shadow" } else { "enforce" },
+                        "watch_published": published,
+                    }
+                }))
             })
         }
         Command::Import { file } => {
@@ -485,4 +564,37 @@ fn read_input(file: &str) -> Result<Vec<u8>, Error> {
         std::fs::read(file)
     };
     read.map_err(|e| Error::Usage(format!("cannot read {file}: {e}")))
+}
+
+/// The `--explain` text of a sweep: each evaluation's sentence and its day-by-day numbers;
+/// with a tenant, also the ones stored before.
+async fn explain_watch(
+    store: &revenue_os::store::Store,
+    done: &[revenue_os::store::Watched],
+    tenant: Option<uuid::Uuid>,
+) -> Result<String, Error> {
+    use revenue_os::watchdog::explain;
+    let mut out = String::new();
+    for w in done {
+        let e = &w.decision.evaluation;
+        let head = format!(
+            "{} {} as of {}: {}",
+            w.cycle_id, w.action_id, w.as_of, e.verdict
+        );
+        out += &explain(&head, &e.sentence, &e.numbers);
+    }
+    if let Some(t) = tenant {
+        let stored = store.evaluations(t, 50).await?;
+        if !stored.is_empty() {
+            out += &format!("stored evaluations of tenant {t}, newest first:\n");
+        }
+        for e in &stored {
+            let head = format!(
+                "{} {} as of {}: {} ({})",
+                e.cycle_id, e.action_id, e.as_of, e.verdict, e.mode
+            );
+            out += &explain(&head, &e.sentence, &e.numbers);
+        }
+    }
+    Ok(out)
 }

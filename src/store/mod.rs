@@ -14,6 +14,7 @@ mod migrate;
 mod outbox;
 mod pool;
 mod reports;
+mod watch;
 
 pub use assemble::{ACTION_RESULTS_LOOKBACK_DAYS, Assembled};
 pub use database::url_with_database;
@@ -21,6 +22,7 @@ pub use error::StoreError;
 pub use reports::{
     ActionFacts, AppliedChange, Judgement, ReportOutcome, ReportPolicy, ReportResult, StoredReport,
 };
+pub use watch::{Evaluation, StoredEvaluation, WatchDecision, WatchFacts, WatchPolicy, Watched};
 
 use crate::contract::{DateRange, KernelError, KernelInput, KernelOutput, Levers, Trigger};
 use chrono::{DateTime, Utc};

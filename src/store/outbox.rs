@@ -48,12 +48,44 @@ pub(super) async fn insert(
     cycle_id: Uuid,
     m: &OutboxMessage,
 ) -> Result<OutboxRow, StoreError> {
+    insert_row(tx, tenant, cycle_id, m, "")
+        .await?
+        .ok_or_else(|| {
+            StoreError::Corrupt(format!("outbox insert of {} returned no row", m.message_id))
+        })
+}
+
+/// Like `insert`, but a message whose message_id is already in the outbox is skipped
+/// (`None`): the one-per-action messages of the watchdog.
+pub(super) async fn insert_once(
+    tx: &tokio_postgres::Transaction<'_>,
+    tenant: Uuid,
+    cycle_id: Uuid,
+    m: &OutboxMessage,
+) -> Result<Option<OutboxRow>, StoreError> {
+    insert_row(
+        tx,
+        tenant,
+        cycle_id,
+        m,
+        "ON CONFLICT (message_id) DO NOTHING",
+    )
+    .await
+}
+
+async fn insert_row(
+    tx: &tokio_postgres::Transaction<'_>,
+    tenant: Uuid,
+    cycle_id: Uuid,
+    m: &OutboxMessage,
+    on_conflict: &str,
+) -> Result<Option<OutboxRow>, StoreError> {
     let row = tx
-        .query_one(
+        .query_opt(
             &format!(
                 "INSERT INTO outbox (cycle_id, tenant_id, exchange, routing_key, message_id,
                                      headers, body, action_id)
-                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8)
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8) {on_conflict}
                  RETURNING {OUTBOX_COLUMNS}"
             ),
             &[
@@ -68,7 +100,7 @@ pub(super) async fn insert(
             ],
         )
         .await?;
-    outbox_row(&row)
+    row.as_ref().map(outbox_row).transpose()
 }
 
 impl Store {

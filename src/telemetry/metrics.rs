@@ -19,6 +19,11 @@ pub const DB_POOL_SIZE: &str = "revenue_os_db_pool_size";
 pub const DB_POOL_WAITING: &str = "revenue_os_db_pool_waiting";
 pub const REPORTS: &str = "revenue_os_reports_total";
 pub const ACTIONS: &str = "revenue_os_actions";
+pub const WATCHDOG_EVALUATIONS: &str = "revenue_os_watchdog_evaluations_total";
+pub const REVERTS: &str = "revenue_os_reverts_total";
+pub const OUTCOMES: &str = "revenue_os_outcomes_total";
+pub const WOULD_REVERT: &str = "revenue_os_watchdog_would_revert_total";
+pub const WATCHDOG_OVERDUE: &str = "revenue_os_watchdog_oldest_overdue_seconds";
 
 /// The stages of a cycle, in order.
 pub const STAGES: [&str; 4] = ["assemble", "decide", "persist", "publish"];
@@ -57,6 +62,29 @@ pub fn dead_lettered(reason: &'static str) {
 /// duplicate, dead_lettered).
 pub fn report(kind: &'static str, result: &'static str) {
     counter!(REPORTS, "type" => kind, "result" => result).increment(1);
+}
+
+/// One watchdog evaluation, by verdict (watching, abort, would_revert, escalate, measured,
+/// unmeasurable).
+pub fn watchdog_evaluation(result: &'static str) {
+    counter!(WATCHDOG_EVALUATIONS, "result" => result).increment(1);
+}
+
+pub fn revert(subsystem: String) {
+    counter!(REVERTS, "subsystem" => subsystem).increment(1);
+}
+
+pub fn outcome(outcome: &'static str) {
+    counter!(OUTCOMES, "outcome" => outcome).increment(1);
+}
+
+/// A revert that shadow mode recorded instead of publishing.
+pub fn would_revert() {
+    counter!(WOULD_REVERT).increment(1);
+}
+
+pub fn watchdog_overdue(secs: f64) {
+    gauge!(WATCHDOG_OVERDUE).set(secs);
 }
 
 /// Actions per lifecycle status, sampled when `/metrics` is scraped.
@@ -228,6 +256,36 @@ pub const ALL: &[Metric] = &[
         &["status"],
         "Actions per lifecycle status",
     ),
+    m(
+        WATCHDOG_EVALUATIONS,
+        Kind::Counter,
+        &["result"],
+        "Watchdog evaluations, by verdict",
+    ),
+    m(
+        REVERTS,
+        Kind::Counter,
+        &["subsystem"],
+        "Reverts the watchdog published, by subsystem",
+    ),
+    m(
+        OUTCOMES,
+        Kind::Counter,
+        &["outcome"],
+        "Outcomes the watchdog measured",
+    ),
+    m(
+        WOULD_REVERT,
+        Kind::Counter,
+        &[],
+        "Reverts shadow mode recorded instead of publishing",
+    ),
+    secs(
+        WATCHDOG_OVERDUE,
+        Kind::Gauge,
+        &[],
+        "Time since the oldest action due for evaluation last changed (0 when none is due)",
+    ),
 ];
 
 /// Describes every metric and starts the unlabelled ones at zero, so dashboards see them
@@ -245,6 +303,8 @@ pub fn describe() {
         }
     }
     counter!(REDELIVERIES).increment(0);
+    counter!(WOULD_REVERT).increment(0);
+    gauge!(WATCHDOG_OVERDUE).set(0.0);
     counter!(RECONNECTS).increment(0);
     for reason in ["returned", "nacked", "broker"] {
         counter!(PUBLISH_FAILURES, "reason" => reason).increment(0);

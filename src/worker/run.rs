@@ -174,6 +174,15 @@ impl Worker {
     pub async fn run(self, shutdown: CancellationToken) -> Result<(), Failure> {
         let stop_sweeper = CancellationToken::new();
         let sweeper = tokio::spawn(self.relay.clone().run_sweeper(stop_sweeper.clone()));
+        let watch_every = self.ctx.settings.watchdog.interval_secs;
+        let watcher = (watch_every > 0).then(|| {
+            tokio::spawn(watch_loop(
+                self.ctx.clone(),
+                self.relay.clone(),
+                Duration::from_secs(watch_every),
+                stop_sweeper.clone(),
+            ))
+        });
         let mut tasks: JoinSet<()> = JoinSet::new();
         let mut backoff = reconnect_policy().build();
         let mut session: Option<Session> = None;
@@ -229,6 +238,9 @@ impl Worker {
             }
         }
         self.drain(session, tasks, stop_sweeper, sweeper).await;
+        if let Some(w) = watcher {
+            let _ = w.await;
+        }
         fatal.map_or(Ok(()), |e| Err(Failure::Broker(e)))
     }
 
@@ -570,5 +582,38 @@ impl Turn {
 impl Done {
     fn finish(self) {
         let _ = self.0.send(());
+    }
+}
+
+/// The watchdog inside the worker: a sweep every `every`. Workers share it through the
+/// store's `SKIP LOCKED` claims; reverts it writes are relayed at once.
+async fn watch_loop(
+    ctx: Arc<Context>,
+    relay: Arc<Relay>,
+    every: Duration,
+    stop: CancellationToken,
+) {
+    let watchdog = crate::watchdog::Watchdog {
+        topology: ctx.planner.topology().clone(),
+    };
+    let mut tick = tokio::time::interval(every);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            _ = stop.cancelled() => return,
+            _ = tick.tick() => {}
+        }
+        match crate::watchdog::sweep(&ctx.store, &watchdog, None).await {
+            Ok(done) => {
+                let rows: Vec<_> = done.into_iter().flat_map(|w| w.outbox).collect();
+                if !rows.is_empty() {
+                    relay.publish(rows).await;
+                }
+            }
+            Err(e) => tracing::warn!(error = %e, "watchdog sweep failed; the next one retries"),
+        }
+        if let Ok(secs) = ctx.store.oldest_overdue_evaluation_secs().await {
+            metrics::watchdog_overdue(secs);
+        }
     }
 }

@@ -14,6 +14,7 @@ const ALLOWED: &[(&str, &[&str])] = &[
     ("store", &["contract", "config", "telemetry"]),
     ("broker", &["contract", "config", "telemetry"]),
     ("results", &["contract", "store", "telemetry"]),
+    ("watchdog", &["contract", "store", "broker", "telemetry"]),
     (
         "worker",
         &[
@@ -24,6 +25,7 @@ const ALLOWED: &[(&str, &[&str])] = &[
             "broker",
             "results",
             "telemetry",
+            "watchdog",
         ],
     ),
     (
@@ -42,6 +44,7 @@ const ALLOWED: &[(&str, &[&str])] = &[
             "results",
             "telemetry",
             "error",
+            "watchdog",
         ],
     ),
     (
@@ -56,6 +59,7 @@ const ALLOWED: &[(&str, &[&str])] = &[
             "telemetry",
             "error",
             "app",
+            "watchdog",
         ],
     ),
 ];

@@ -1,0 +1,334 @@
+//! The watchdog's storage: claim one action due for evaluation (`FOR UPDATE SKIP LOCKED`, so
+//! several workers share a sweep without doubling work), hand its facts to the caller's
+//! `WatchPolicy`, and apply the decision in the same transaction: the evaluation, the status,
+//! the revert or escalation in the outbox, the outcome row.
+
+use super::reports::upsert_result;
+use super::{OutboxMessage, OutboxRow, Store, StoreError, outbox};
+use crate::contract::{Action, ActionResult, ActionStatus};
+use chrono::{DateTime, NaiveDate, Utc};
+use serde_json::Value;
+use std::collections::BTreeMap;
+use tokio_postgres::Transaction;
+use uuid::Uuid;
+
+/// What the store knows of an action under watch.
+#[derive(Debug, Clone)]
+pub struct WatchFacts {
+    pub tenant_id: Uuid,
+    pub cycle_id: Uuid,
+    pub action_id: String,
+    pub status: ActionStatus,
+    pub action: Action,
+    /// When the executor reported it applied, or (watching from `published`) when the
+    /// broker confirmed it.
+    pub since: DateTime<Utc>,
+    pub applied_before: Option<Value>,
+    pub applied_after: Option<Value>,
+    pub applied_inverse: Option<Value>,
+    pub escalated: bool,
+    /// `enforce` or `shadow`.
+    pub shadow: bool,
+    /// The tenant's newest metric day.
+    pub as_of: NaiveDate,
+    /// Daily tenant-level values of the action's condition and target metrics.
+    pub metrics: BTreeMap<String, BTreeMap<NaiveDate, f64>>,
+}
+
+/// One evaluation as stored and shown.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Evaluation {
+    pub verdict: &'static str,
+    pub outcome: Option<&'static str>,
+    pub sentence: String,
+    pub numbers: Value,
+}
+
+/// The policy's decision; the store applies it as it is.
+#[derive(Debug, Clone, PartialEq)]
+pub struct WatchDecision {
+    pub evaluation: Evaluation,
+    pub status: Option<ActionStatus>,
+    pub escalate: bool,
+    pub outbox: Vec<OutboxMessage>,
+    pub result: Option<ActionResult>,
+}
+
+pub trait WatchPolicy: Sync {
+    fn decide(&self, facts: &WatchFacts) -> WatchDecision;
+}
+
+/// What one `watch_next` did.
+#[derive(Debug, Clone)]
+pub struct Watched {
+    pub tenant_id: Uuid,
+    pub cycle_id: Uuid,
+    pub action_id: String,
+    pub as_of: NaiveDate,
+    pub decision: WatchDecision,
+    /// Outbox rows written (a revert, an escalation), to relay now.
+    pub outbox: Vec<OutboxRow>,
+}
+
+/// A stored evaluation, as the CLI and the console show it.
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct StoredEvaluation {
+    pub cycle_id: Uuid,
+    pub action_id: String,
+    pub as_of: NaiveDate,
+    pub evaluated_at: DateTime<Utc>,
+    pub mode: String,
+    pub verdict: String,
+    pub outcome: Option<String>,
+    pub sentence: String,
+    pub numbers: Value,
+}
+
+impl Store {
+    /// Claims the next action of `tenant` (or of any tenant) that is due, evaluates it with
+    /// `policy` and applies the decision; `None` when nothing is due.
+    pub async fn watch_next(
+        &self,
+        tenant: Option<Uuid>,
+        policy: &dyn WatchPolicy,
+        now: DateTime<Utc>,
+    ) -> Result<Option<Watched>, StoreError> {
+        let mut client = self.pool.get().await?;
+        let tx = client.transaction().await?;
+        let Some(facts) = claim(&tx, tenant).await? else {
+            tx.commit().await?;
+            return Ok(None);
+        };
+        let decision = policy.decide(&facts);
+        let outbox = apply(&tx, &facts, &decision, now).await?;
+        tx.commit().await?;
+        Ok(Some(Watched {
+            tenant_id: facts.tenant_id,
+            cycle_id: facts.cycle_id,
+            action_id: facts.action_id,
+            as_of: facts.as_of,
+            decision,
+            outbox,
+        }))
+    }
+
+    /// A tenant's evaluations, newest first.
+    pub async fn evaluations(
+        &self,
+        tenant: Uuid,
+        limit: i64,
+    ) -> Result<Vec<StoredEvaluation>, StoreError> {
+        let client = self.pool.get().await?;
+        let rows = client
+            .query(
+                "SELECT cycle_id, action_id, as_of, evaluated_at, mode, verdict, outcome,
+                        sentence, numbers
+                 FROM watchdog_evaluations WHERE tenant_id = $1
+                 ORDER BY as_of DESC, id DESC LIMIT $2",
+                &[&tenant, &limit],
+            )
+            .await?;
+        rows.iter()
+            .map(|r| {
+                Ok(StoredEvaluation {
+                    cycle_id: r.try_get(0)?,
+                    action_id: r.try_get(1)?,
+                    as_of: r.try_get(2)?,
+                    evaluated_at: r.try_get(3)?,
+                    mode: r.try_get(4)?,
+                    verdict: r.try_get(5)?,
+                    outcome: r.try_get(6)?,
+                    sentence: r.try_get(7)?,
+                    numbers: r.try_get(8)?,
+                })
+            })
+            .collect()
+    }
+
+    /// Sets a tenant's watchdog settings (`None` keeps the current value) and returns them.
+    pub async fn set_watchdog_settings(
+        &self,
+        tenant: Uuid,
+        shadow: Option<bool>,
+        watch_published: Option<bool>,
+    ) -> Result<Option<(bool, bool)>, StoreError> {
+        let client = self.pool.get().await?;
+        if client
+            .query_opt("SELECT 1 FROM tenants WHERE tenant_id = $1", &[&tenant])
+            .await?
+            .is_none()
+        {
+            return Ok(None);
+        }
+        let mode = shadow.map(|s| if s { "shadow" } else { "enforce" });
+        let row = client
+            .query_one(
+                "INSERT INTO tenant_settings (tenant_id, watchdog_mode, watch_published)
+                 VALUES ($1, COALESCE($2, 'enforce'), COALESCE($3, false))
+                 ON CONFLICT (tenant_id) DO UPDATE SET
+                    watchdog_mode = COALESCE($2, tenant_settings.watchdog_mode),
+                    watch_published = COALESCE($3, tenant_settings.watch_published),
+                    updated_at = now()
+                 RETURNING watchdog_mode = 'shadow', watch_published",
+                &[&tenant, &mode, &watch_published],
+            )
+            .await?;
+        Ok(Some((row.try_get(0)?, row.try_get(1)?)))
+    }
+
+    /// Seconds since the oldest action under watch became due (newer metric data than its
+    /// last evaluation), 0 when none is.
+    pub async fn oldest_overdue_evaluation_secs(&self) -> Result<f64, StoreError> {
+        let client = self.pool.get().await?;
+        let row = client
+            .query_one(
+                "SELECT COALESCE(extract(epoch FROM now() - min(a.updated_at))::float8, 0)
+                 FROM actions a
+                 WHERE a.status = 'applied' AND a.type <> 'experiment'
+                   AND COALESCE(a.watched_as_of, '-infinity'::date) <
+                       (SELECT max(date) FROM metric_snapshots s WHERE s.tenant_id = a.tenant_id)",
+                &[],
+            )
+            .await?;
+        Ok(row.try_get(0)?)
+    }
+}
+
+async fn claim(
+    tx: &Transaction<'_>,
+    tenant: Option<Uuid>,
+) -> Result<Option<WatchFacts>, StoreError> {
+    let Some(r) = tx
+        .query_opt(
+            "SELECT a.tenant_id, a.cycle_id, a.action_id, a.status, a.action,
+                    COALESCE(a.applied_at,
+                             (SELECT min(o.published_at) FROM outbox o
+                              WHERE o.cycle_id = a.cycle_id AND o.action_id = a.action_id)),
+                    a.applied_before, a.applied_after, a.applied_inverse,
+                    a.escalated_at IS NOT NULL,
+                    COALESCE((SELECT ts.watchdog_mode = 'shadow' FROM tenant_settings ts
+                              WHERE ts.tenant_id = a.tenant_id), false),
+                    (SELECT max(date) FROM metric_snapshots s WHERE s.tenant_id = a.tenant_id)
+             FROM actions a
+             WHERE ($1::uuid IS NULL OR a.tenant_id = $1)
+               AND a.type <> 'experiment'
+               AND (a.status = 'applied'
+                    OR (a.status IN ('published', 'acknowledged')
+                        AND EXISTS (SELECT 1 FROM tenant_settings ts
+                                    WHERE ts.tenant_id = a.tenant_id AND ts.watch_published)))
+               AND COALESCE(a.watched_as_of, '-infinity'::date) <
+                   (SELECT max(date) FROM metric_snapshots s WHERE s.tenant_id = a.tenant_id)
+             ORDER BY a.cycle_id, a.action_id
+             LIMIT 1
+             FOR UPDATE OF a SKIP LOCKED",
+            &[&tenant],
+        )
+        .await?
+    else {
+        return Ok(None);
+    };
+    let action_id: String = r.try_get(2)?;
+    let status: String = r.try_get(3)?;
+    let action: Action = serde_json::from_value(r.try_get(4)?)
+        .map_err(|e| StoreError::Corrupt(format!("stored action {action_id}: {e}")))?;
+    let since: Option<DateTime<Utc>> = r.try_get(5)?;
+    let tenant_id: Uuid = r.try_get(0)?;
+    let as_of: NaiveDate = r.try_get(11)?;
+    let mut wanted: Vec<String> = action
+        .guardrails
+        .abort_conditions
+        .iter()
+        .map(|c| c.metric_id.clone())
+        .collect();
+    wanted.push(action.expected_impact.metric_id.clone());
+    let rows = tx
+        .query(
+            "SELECT metric_id, date, value FROM metric_snapshots
+             WHERE tenant_id = $1 AND metric_id = ANY($2) AND dimension = '{}'::jsonb
+               AND date >= ($3::timestamptz)::date - 120 AND date <= $4",
+            &[&tenant_id, &wanted, &since, &as_of],
+        )
+        .await?;
+    let mut metrics: BTreeMap<String, BTreeMap<NaiveDate, f64>> = BTreeMap::new();
+    for m in &rows {
+        metrics
+            .entry(m.try_get(0)?)
+            .or_default()
+            .insert(m.try_get(1)?, m.try_get(2)?);
+    }
+    Ok(Some(WatchFacts {
+        tenant_id,
+        cycle_id: r.try_get(1)?,
+        status: ActionStatus::parse(&status)
+            .ok_or_else(|| StoreError::Corrupt(format!("action status '{status}'")))?,
+        action,
+        // A published row always has a confirm time; only a hand-edited one would not.
+        since: since.ok_or_else(|| {
+            StoreError::Corrupt(format!("{action_id}: no applied or published time"))
+        })?,
+        action_id,
+        applied_before: r.try_get(6)?,
+        applied_after: r.try_get(7)?,
+        applied_inverse: r.try_get(8)?,
+        escalated: r.try_get(9)?,
+        shadow: r.try_get(10)?,
+        as_of,
+        metrics,
+    }))
+}
+
+async fn apply(
+    tx: &Transaction<'_>,
+    f: &WatchFacts,
+    d: &WatchDecision,
+    now: DateTime<Utc>,
+) -> Result<Vec<OutboxRow>, StoreError> {
+    let e = &d.evaluation;
+    tx.execute(
+        "INSERT INTO watchdog_evaluations (tenant_id, cycle_id, action_id, as_of, evaluated_at,
+                                           mode, verdict, outcome, sentence, numbers)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)
+         ON CONFLICT (cycle_id, action_id, as_of) DO NOTHING",
+        &[
+            &f.tenant_id,
+            &f.cycle_id,
+            &f.action_id,
+            &f.as_of,
+            &now,
+            &if f.shadow { "shadow" } else { "enforce" },
+            &e.verdict,
+            &e.outcome,
+            &e.sentence,
+            &e.numbers,
+        ],
+    )
+    .await?;
+    tx.execute(
+        "UPDATE actions SET watched_as_of = $3, status = COALESCE($4, status),
+                            outcome = COALESCE($5, outcome),
+                            escalated_at = CASE WHEN $6 THEN COALESCE(escalated_at, $7) ELSE escalated_at END,
+                            updated_at = now()
+         WHERE cycle_id = $1 AND action_id = $2",
+        &[
+            &f.cycle_id,
+            &f.action_id,
+            &f.as_of,
+            &d.status.map(ActionStatus::as_str),
+            &e.outcome,
+            &d.escalate,
+            &now,
+        ],
+    )
+    .await?;
+    let mut rows = Vec::new();
+    for m in &d.outbox {
+        // One revert and one escalation per action, however many sweeps decide it.
+        if let Some(row) = outbox::insert_once(tx, f.tenant_id, f.cycle_id, m).await? {
+            rows.push(row);
+        }
+    }
+    if let Some(r) = &d.result {
+        upsert_result(tx, f.tenant_id, r, "watchdog").await?;
+    }
+    Ok(rows)
+}
