@@ -10,3 +10,4 @@ mod publisher;
 mod recovery;
 mod reports;
 mod sigterm;
+mod watchdog;

@@ -1,0 +1,428 @@
+//! The watchdog on the real services: a condition met on 3 consecutive days publishes exactly
+//! one revert with the exact prior value (two sweepers at once, one crashed mid-sweep);
+//! failed-failed-passed-failed-failed reverts nothing; missing days escalate; shadow mode
+//! publishes nothing and counts.
+
+use crate::common::amqp::{RunningWorker, TestBroker, eventually, settings};
+use crate::common::db::TestDb;
+use crate::common::process::{free_port, get, sigterm_and_wait, worker_command};
+use crate::reports::{cycle_with_actions, event, publish_report};
+use chrono::{NaiveDate, Utc};
+use revenue_os::contract::{AbortCondition, Action, ActionMessage, Operator};
+use revenue_os::store::{WatchDecision, WatchFacts, WatchPolicy};
+use revenue_os::watchdog::{self, Watchdog};
+use revenue_os::worker::Hooks;
+use serde_json::{Value, json};
+use uuid::Uuid;
+
+/// An action the executor reported applied on 11-25, with its first abort condition.
+struct Applied {
+    tenant: Uuid,
+    cycle_id: Uuid,
+    action_id: String,
+    condition: AbortCondition,
+    before: Value,
+    after: Value,
+}
+
+async fn applied_action(b: &TestBroker, db: &TestDb, message_id: &str) -> Applied {
+    let (tenant, _) = cycle_with_actions(b, db, message_id).await;
+    let rows = db
+        .client()
+        .await
+        .query(
+            "SELECT a.cycle_id, a.action FROM actions a JOIN cycles c USING (cycle_id)
+             WHERE c.message_id = $1 AND a.type <> 'experiment' ORDER BY a.priority",
+            &[&message_id],
+        )
+        .await
+        .unwrap();
+    let (cycle_id, action): (Uuid, Action) = rows
+        .iter()
+        .map(|r| (r.get(0), serde_json::from_value(r.get(1)).unwrap()))
+        .find(|(_, a): &(Uuid, Action)| !a.guardrails.abort_conditions.is_empty())
+        .expect("an action with an abort condition");
+    let before = match &action.proposed_change.current_value {
+        Value::Null => json!(24),
+        v => v.clone(),
+    };
+    let after = action.proposed_change.new_value.clone();
+    let subject = format!("{cycle_id}:{}", action.action_id);
+    let mut body: Value = serde_json::from_slice(&event(
+        &format!("{message_id}-applied"),
+        "applied",
+        &subject,
+        json!({"tenant_id": tenant.to_string(), "before": before, "after": after}),
+    ))
+    .unwrap();
+    body["time"] = json!("2026-11-25T12:00:00Z");
+    publish_report(
+        b,
+        &format!("{message_id}-applied"),
+        serde_json::to_vec(&body).unwrap(),
+    )
+    .await;
+    eventually(20, "applied", || async {
+        (db.count(&format!(
+            "SELECT count(*) FROM actions WHERE status = 'applied' AND action_id = '{}'",
+            action.action_id
+        ))
+        .await
+            == 1)
+            .then_some(())
+    })
+    .await;
+    Applied {
+        tenant,
+        cycle_id,
+        condition: action.guardrails.abort_conditions[0].clone(),
+        action_id: action.action_id,
+        before,
+        after,
+    }
+}
+
+/// A value that makes the condition hold, or not.
+fn value(c: &AbortCondition, failing: bool) -> f64 {
+    let above = matches!(c.operator, Operator::Gt | Operator::Ge);
+    let t = c.threshold;
+    let step = t.abs().max(1.0) * 0.2;
+    if above == failing { t + step } else { t - step }
+}
+
+/// Daily values of `metric` from 11-26 on (`None`: no row that day).
+async fn metric_days(db: &TestDb, tenant: Uuid, metric: &str, values: &[Option<f64>]) {
+    let c = db.client().await;
+    let first = NaiveDate::from_ymd_opt(2026, 11, 26).unwrap();
+    for (i, v) in values.iter().enumerate() {
+        let date = first + chrono::Duration::days(i as i64);
+        let Some(v) = v else { continue };
+        c.execute(
+            "INSERT INTO metric_snapshots (tenant_id, metric_id, date, value) VALUES ($1, $2, $3, $4)
+             ON CONFLICT (tenant_id, metric_id, date, dimension) DO UPDATE SET value = EXCLUDED.value",
+            &[&tenant, &metric, &date, v],
+        )
+        .await
+        .unwrap();
+    }
+}
+
+/// Values that pass for every other abort condition of the action, on `n` days.
+async fn others_pass(db: &TestDb, a: &Applied, n: usize) {
+    let action: Action = serde_json::from_value(
+        db.client()
+            .await
+            .query_one(
+                "SELECT action FROM actions WHERE action_id = $1",
+                &[&a.action_id],
+            )
+            .await
+            .unwrap()
+            .get(0),
+    )
+    .unwrap();
+    for c in &action.guardrails.abort_conditions[1..] {
+        if c.metric_id != a.condition.metric_id {
+            metric_days(db, a.tenant, &c.metric_id, &vec![Some(value(c, false)); n]).await;
+        }
+    }
+}
+
+/// Another metric on every day, so the tenant's newest metric day moves on.
+async fn days_pass(db: &TestDb, tenant: Uuid, condition_metric: &str, n: usize) {
+    let other = if condition_metric == "leads_created" {
+        "spend_total"
+    } else {
+        "leads_created"
+    };
+    metric_days(db, tenant, other, &vec![Some(1.0); n]).await;
+}
+
+fn watchdog_for(b: &TestBroker) -> Watchdog {
+    Watchdog {
+        topology: b.topology.clone(),
+    }
+}
+
+fn quiet(db: &TestDb, b: &TestBroker) -> revenue_os::config::Settings {
+    let mut s = settings(&b.prefix, db);
+    s.watchdog.interval_secs = 0; // the test sweeps
+    s
+}
+
+struct Crash;
+
+impl WatchPolicy for Crash {
+    fn decide(&self, _: &WatchFacts) -> WatchDecision {
+        panic!("worker killed mid-sweep")
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn three_failed_days_publish_exactly_one_revert_with_the_prior_value() {
+    let db = TestDb::new().await;
+    let b = TestBroker::new().await;
+    let executors = b.collect_actions().await;
+    let w = RunningWorker::start(quiet(&db, &b), &db, Hooks::default());
+    let a = applied_action(&b, &db, "wd-revert").await;
+    let failing = value(&a.condition, true);
+    let n = a.condition.consecutive_days.max(1) as usize;
+    metric_days(
+        &db,
+        a.tenant,
+        &a.condition.metric_id,
+        &vec![Some(failing); n],
+    )
+    .await;
+
+    // A sweep that dies after claiming the action leaves nothing behind.
+    let store = db.store().clone();
+    let crashed =
+        tokio::spawn(async move { store.watch_next(None, &Crash, Utc::now()).await }).await;
+    assert!(crashed.unwrap_err().is_panic());
+    assert_eq!(
+        db.count("SELECT count(*) FROM watchdog_evaluations").await,
+        0
+    );
+
+    // Two sweepers at once, then a third later: one revert.
+    let wd = watchdog_for(&b);
+    let (x, y) = tokio::join!(
+        watchdog::sweep(db.store(), &wd, None),
+        watchdog::sweep(db.store(), &wd, Some(a.tenant))
+    );
+    assert_eq!(x.unwrap().len() + y.unwrap().len(), 1, "evaluated once");
+    assert!(
+        watchdog::sweep(db.store(), &wd, None)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    let reverts = db
+        .client()
+        .await
+        .query(
+            "SELECT body, routing_key FROM outbox WHERE message_id LIKE '%:revert:%'",
+            &[],
+        )
+        .await
+        .unwrap();
+    assert_eq!(reverts.len(), 1);
+    let msg: ActionMessage = serde_json::from_slice(&reverts[0].get::<_, Vec<u8>>(0)).unwrap();
+    assert_eq!(msg.action.kind.as_str(), "revert");
+    assert_eq!(
+        msg.action.proposed_change.new_value, a.before,
+        "the exact prior value"
+    );
+    assert_eq!(msg.action.proposed_change.current_value, a.after);
+    assert_eq!(
+        reverts[0].get::<_, String>(1),
+        format!("revert.{}", a.tenant)
+    );
+    let (status, sentence): (String, String) = {
+        let r = db
+            .client()
+            .await
+            .query_one(
+                "SELECT a.status, e.sentence FROM actions a
+                 JOIN watchdog_evaluations e USING (cycle_id, action_id)
+                 WHERE a.action_id = $1 AND e.verdict = 'abort'",
+                &[&a.action_id],
+            )
+            .await
+            .unwrap();
+        (r.get(0), r.get(1))
+    };
+    assert_eq!(status, "reverting");
+    assert!(
+        sentence.contains(&format!("for {n} consecutive days; reverting")),
+        "{sentence}"
+    );
+    let learned: String = db
+        .client()
+        .await
+        .query_one(
+            "SELECT outcome FROM action_results WHERE tenant_id = $1 AND action_id = $2",
+            &[&a.tenant, &a.action_id],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(
+        learned, "failed",
+        "the kernel learns not to propose it again"
+    );
+
+    // The relay publishes it to the executors; their `applied` on the revert ends it.
+    let exchange = b.topology.action_exchange(msg.action.owner_subsystem);
+    let revert_id = format!("{}:revert:{}", a.cycle_id, a.action_id);
+    eventually(20, "the revert reaches the executors", || async {
+        executors[&exchange]
+            .snapshot()
+            .iter()
+            .any(|m| m.message_id.as_deref() == Some(revert_id.as_str()))
+            .then_some(())
+    })
+    .await;
+    publish_report(
+        &b,
+        "wd-revert-done",
+        event(
+            "wd-revert-done",
+            "applied",
+            &revert_id,
+            json!({"tenant_id": a.tenant.to_string(), "before": a.after, "after": a.before}),
+        ),
+    )
+    .await;
+    eventually(20, "reverted", || async {
+        (db.count(&format!(
+            "SELECT count(*) FROM actions WHERE status = 'reverted' AND action_id = '{}'",
+            a.action_id
+        ))
+        .await
+            == 1)
+            .then_some(())
+    })
+    .await;
+    let lever: Value = db
+        .client()
+        .await
+        .query_one(
+            "SELECT value FROM lever_state WHERE action_id = $1",
+            &[&a.action_id],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(lever, a.before, "the known value is the restored one");
+    w.stop().await;
+    b.cleanup().await;
+    db.cleanup().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn failed_failed_passed_failed_failed_reverts_nothing() {
+    let db = TestDb::new().await;
+    let b = TestBroker::new().await;
+    let w = RunningWorker::start(quiet(&db, &b), &db, Hooks::default());
+    let mut a = applied_action(&b, &db, "wd-reset").await;
+    a.condition.consecutive_days = a.condition.consecutive_days.max(3);
+    let (f, p) = (
+        Some(value(&a.condition, true)),
+        Some(value(&a.condition, false)),
+    );
+    metric_days(&db, a.tenant, &a.condition.metric_id, &[f, f, p, f, f]).await;
+    others_pass(&db, &a, 5).await;
+    let done = watchdog::sweep(db.store(), &watchdog_for(&b), Some(a.tenant))
+        .await
+        .unwrap();
+    assert_eq!(done.len(), 1);
+    assert_eq!(done[0].decision.evaluation.verdict, "watching");
+    assert_eq!(
+        db.count("SELECT count(*) FROM outbox WHERE message_id LIKE '%:revert:%'")
+            .await,
+        0
+    );
+    w.stop().await;
+    b.cleanup().await;
+    db.cleanup().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn missing_days_escalate_and_revert_nothing() {
+    let db = TestDb::new().await;
+    let b = TestBroker::new().await;
+    let escalations = b
+        .collect(&b.topology.cycles_exchange, "watchdog.escalated.#")
+        .await;
+    let w = RunningWorker::start(quiet(&db, &b), &db, Hooks::default());
+    let a = applied_action(&b, &db, "wd-missing").await;
+    let f = Some(value(&a.condition, true));
+    metric_days(&db, a.tenant, &a.condition.metric_id, &[f]).await;
+    days_pass(&db, a.tenant, &a.condition.metric_id, 3).await;
+    let done = watchdog::sweep(db.store(), &watchdog_for(&b), Some(a.tenant))
+        .await
+        .unwrap();
+    assert_eq!(done[0].decision.evaluation.verdict, "escalate", "{done:?}");
+    assert!(
+        done[0]
+            .decision
+            .evaluation
+            .sentence
+            .contains("escalated to a person")
+    );
+    assert_eq!(
+        db.count("SELECT count(*) FROM outbox WHERE message_id LIKE '%:revert:%'")
+            .await,
+        0
+    );
+    assert_eq!(
+        db.count("SELECT count(*) FROM actions WHERE escalated_at IS NOT NULL")
+            .await,
+        1
+    );
+    let got = escalations.wait_for(1, 20).await;
+    assert_eq!(
+        got[0].routing_key,
+        format!("watchdog.escalated.{}", a.tenant)
+    );
+    w.stop().await;
+    b.cleanup().await;
+    db.cleanup().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn shadow_mode_publishes_nothing_and_counts() {
+    let db = TestDb::new().await;
+    let b = TestBroker::new().await;
+    let port = free_port();
+    let worker = worker_command(&b.prefix, &db, port)
+        .env("REVENUE_OS__WATCHDOG__INTERVAL_SECS", "1")
+        .spawn()
+        .unwrap();
+    let a = applied_action(&b, &db, "wd-shadow").await;
+    db.store()
+        .set_watchdog_settings(a.tenant, Some(true), None)
+        .await
+        .unwrap();
+    let n = a.condition.consecutive_days.max(1) as usize;
+    metric_days(
+        &db,
+        a.tenant,
+        &a.condition.metric_id,
+        &vec![Some(value(&a.condition, true)); n],
+    )
+    .await;
+    let page = eventually(30, "a would-revert counted", || async {
+        let (_, page) = get(port, "/metrics").await?;
+        page.lines()
+            .any(|l| l.starts_with("revenue_os_watchdog_would_revert_total") && !l.ends_with(" 0"))
+            .then_some(page)
+    })
+    .await;
+    assert!(
+        page.contains("revenue_os_watchdog_evaluations_total{result=\"would_revert\"}"),
+        "{page}"
+    );
+    assert_eq!(
+        db.count("SELECT count(*) FROM outbox WHERE message_id LIKE '%:revert:%'")
+            .await,
+        0
+    );
+    assert_eq!(
+        db.count("SELECT count(*) FROM watchdog_evaluations WHERE verdict = 'would_revert' AND mode = 'shadow'").await,
+        1
+    );
+    assert_eq!(
+        db.count(&format!(
+            "SELECT count(*) FROM actions WHERE status = 'applied' AND action_id = '{}'",
+            a.action_id
+        ))
+        .await,
+        1
+    );
+    assert!(sigterm_and_wait(worker).await.success());
+    b.cleanup().await;
+    db.cleanup().await;
+}
