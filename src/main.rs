@@ -435,12 +435,14 @@ fn kernel(file: &str, now: Option<DateTime<Utc>>, explain: bool) -> Result<Outpu
     let bytes = read_input(file)?;
     let catalog = Catalog::embedded()?;
     let cycle_id = uuid::Uuid::new_v4();
+    let levers = revenue_os::contract::Levers::default();
     let result = if explain {
-        let (result, trace) = revenue_os::kernel::run_explained(&bytes, &catalog, now, cycle_id);
+        let (result, trace) =
+            revenue_os::kernel::run_explained(&bytes, &levers, &catalog, now, cycle_id);
         eprint!("{trace}");
         result
     } else {
-        revenue_os::kernel::run(&bytes, &catalog, now, cycle_id)
+        revenue_os::kernel::run(&bytes, &levers, &catalog, now, cycle_id)
     };
     json(&result?)
 }

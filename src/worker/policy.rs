@@ -3,7 +3,7 @@
 
 use super::plan::{PlanContext, Planner};
 use crate::contract::catalog::Catalog;
-use crate::contract::{ErrorCode, KernelError, KernelInput, KernelOutput, check_input};
+use crate::contract::{ErrorCode, KernelError, KernelInput, KernelOutput, Levers, check_input};
 use crate::kernel::{self, KernelParams};
 use crate::store::{CyclePolicy, CycleStatus, LastCycle, OutboxMessage};
 use chrono::{DateTime, Duration, SecondsFormat, Utc};
@@ -33,7 +33,15 @@ impl Rules {
         cycle_id: Uuid,
     ) -> Result<KernelOutput, KernelError> {
         let checked = check_input(input, &self.catalog, now)?;
-        kernel::decide_with(&checked, &self.catalog, now, cycle_id, &self.params, None)
+        kernel::decide_with(
+            &checked,
+            &Levers::default(),
+            &self.catalog,
+            now,
+            cycle_id,
+            &self.params,
+            None,
+        )
     }
 }
 
