@@ -159,6 +159,7 @@ fn tenant(days: i64, events: usize, campaigns: usize, opps: usize) -> KernelInpu
 fn benches(c: &mut Criterion) {
     let catalog = Catalog::embedded().unwrap();
     let id = uuid::Uuid::from_u128(7);
+    let levers = Levers::default();
     let large = tenant(90, 100_000, 2_000, 20_000);
     // Pretty-printed like the fixtures: about 25 MB.
     let bytes = serde_json::to_vec_pretty(&large).unwrap();
@@ -166,19 +167,19 @@ fn benches(c: &mut Criterion) {
     let typical = check_input(tenant(30, 250, 10, 200), &catalog, now()).unwrap();
     let large = check_input(large, &catalog, now()).unwrap();
     for (name, checked) in [("typical", &typical), ("large", &large)] {
-        let out = kernel::decide(checked, &catalog, now(), id);
+        let out = kernel::decide(checked, &levers, &catalog, now(), id);
         assert!(out.is_ok(), "{name}: {out:?}");
     }
     eprintln!("large input: {:.1} MB", bytes.len() as f64 / 1e6);
-    assert!(kernel::run(&bytes, &catalog, now(), id).is_ok());
+    assert!(kernel::run(&bytes, &levers, &catalog, now(), id).is_ok());
 
     let mut g = c.benchmark_group("decide");
     g.bench_function("typical", |b| {
-        b.iter(|| kernel::decide(black_box(&typical), &catalog, now(), id))
+        b.iter(|| kernel::decide(black_box(&typical), &levers, &catalog, now(), id))
     });
     g.sample_size(20);
     g.bench_function("large", |b| {
-        b.iter(|| kernel::decide(black_box(&large), &catalog, now(), id))
+        b.iter(|| kernel::decide(black_box(&large), &levers, &catalog, now(), id))
     });
     g.finish();
 
@@ -191,7 +192,7 @@ fn benches(c: &mut Criterion) {
         b.iter(|| parse_input(black_box(&bytes), &catalog, now()).unwrap())
     });
     g.bench_function("kernel_run", |b| {
-        b.iter(|| kernel::run(black_box(&bytes), &catalog, now(), id))
+        b.iter(|| kernel::run(black_box(&bytes), &levers, &catalog, now(), id))
     });
     g.finish();
 }

@@ -6,13 +6,13 @@
 //! The kernel alone, as `revenue-os kernel` runs it:
 //!
 //! ```
-//! use revenue_os::{Catalog, contract::{BindingConstraint, parse_timestamp}, kernel};
+//! use revenue_os::{Catalog, contract::{BindingConstraint, Levers, parse_timestamp}, kernel};
 //!
 //! let catalog = Catalog::embedded()?;
 //! let path = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/valid/demand_bound.json");
 //! let input = std::fs::read(path)?;
 //! let now = parse_timestamp("2026-11-26T06:05:00Z").ok_or("bad clock")?;
-//! let out = kernel::run(&input, &catalog, now, uuid::Uuid::new_v4())?;
+//! let out = kernel::run(&input, &Levers::default(), &catalog, now, uuid::Uuid::new_v4())?;
 //! assert_eq!(out.cycle_summary.binding_constraint, BindingConstraint::Demand);
 //! assert!((1..=7).contains(&out.actions.len()));
 //! # Ok::<(), Box<dyn std::error::Error>>(())

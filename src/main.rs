@@ -542,15 +542,15 @@ fn kernel(
         Some(path) => serde_json::from_slice(&read_input(path)?)
             .map_err(|e| Error::Usage(format!("{path} is not a levers document: {e}")))?,
     };
-    let _ = &levers; // until the kernel takes them
     let catalog = Catalog::embedded()?;
     let cycle_id = uuid::Uuid::new_v4();
     let result = if explain {
-        let (result, trace) = revenue_os::kernel::run_explained(&bytes, &catalog, now, cycle_id);
+        let (result, trace) =
+            revenue_os::kernel::run_explained(&bytes, &levers, &catalog, now, cycle_id);
         eprint!("{trace}");
         result
     } else {
-        revenue_os::kernel::run(&bytes, &catalog, now, cycle_id)
+        revenue_os::kernel::run(&bytes, &levers, &catalog, now, cycle_id)
     };
     json(&result?)
 }

@@ -18,6 +18,10 @@ pub struct KnownLever {
     pub field: String,
     /// The value the executor reported writing.
     pub value: Value,
+    /// The value the executor reported reading just before that write (its `before`): what a
+    /// revert of that action restores. Absent when unknown (`null` means the field was unset).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub before: Option<Value>,
     /// RFC 3339: when it was applied.
     pub since: String,
     /// The action that set it.

@@ -3,7 +3,7 @@
 //! a BTreeMap or a sorted Vec so no hash order can reach the output.
 
 use super::KernelParams;
-use crate::contract::{Checked, KernelInput, RiskTolerance};
+use crate::contract::{Checked, KernelInput, KnownLever, Levers, RiskTolerance, Subsystem};
 use chrono::{Datelike, NaiveDate};
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 
@@ -119,8 +119,13 @@ pub struct OppStats {
 
 pub const LATE_STAGE_MIN_PROBABILITY: f64 = 0.4;
 
+/// No known lever state (for the checks that read the input alone).
+pub static NO_LEVERS: Levers = Levers { levers: Vec::new() };
+
 pub struct Index<'a> {
     pub input: &'a KernelInput,
+    /// What executors reported setting (`contract::Levers`), beside the input.
+    pub levers: &'a Levers,
     pub params: &'a KernelParams,
     pub start: i32,
     pub end: i32,
@@ -148,7 +153,7 @@ pub struct Index<'a> {
 }
 
 impl<'a> Index<'a> {
-    pub fn build(checked: &'a Checked, params: &'a KernelParams) -> Self {
+    pub fn build(checked: &'a Checked, levers: &'a Levers, params: &'a KernelParams) -> Self {
         let input = checked.input();
         let start = day(checked.window_start());
         let end = day(checked.window_end());
@@ -335,6 +340,7 @@ impl<'a> Index<'a> {
             .map(|cap| (cap - daily_total).max(0.0));
         Index {
             input,
+            levers,
             params,
             start,
             end,
@@ -407,6 +413,11 @@ impl<'a> Index<'a> {
         let span = f64::from(p[p.len() - 1].0 - p[0].0);
         let rel = sxy / sxx * span / my.abs();
         rel.is_finite().then_some(rel)
+    }
+
+    /// The known value of a lever, as its executor last reported it.
+    pub fn known(&self, s: Subsystem, entity: Option<&str>, field: &str) -> Option<&'a KnownLever> {
+        self.levers.get(s, entity, field)
     }
 
     pub fn campaign(&self, id: &str) -> Option<&CampaignStats<'a>> {

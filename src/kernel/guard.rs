@@ -134,7 +134,11 @@ pub fn select(
                             g.max_daily_spend.unwrap_or(0.0)
                         ));
                     }
-                    if room < k.adds_spend && a.proposed_change.field != "budget_daily" {
+                    // A revert restores one exact value, so it is never trimmed.
+                    if room < k.adds_spend
+                        && (a.proposed_change.field != "budget_daily"
+                            || a.kind == ActionType::Revert)
+                    {
                         return Some(format!(
                             "max_daily_spend: adds {:.2}/day, above the headroom {room:.2}",
                             k.adds_spend
@@ -215,7 +219,10 @@ const MAX_ACTIONS: usize = 7;
 /// through it; a violation is a kernel bug and becomes `INTERNAL_ERROR`.
 pub fn check(out: &KernelOutput, checked: &Checked) -> Result<(), Vec<Violation>> {
     let params = super::KernelParams::default();
-    check_with(out, &Index::build(checked, &params))
+    check_with(
+        out,
+        &Index::build(checked, &super::data::NO_LEVERS, &params),
+    )
 }
 
 /// `check` over an index already built from the input (the kernel reuses its own).
@@ -267,13 +274,22 @@ pub fn check_with(out: &KernelOutput, ix: &Index) -> Result<(), Vec<Violation>> 
                 "max_additional_spend {m} exceeds the headroom {h:.2}"
             ));
         }
+        if let Some(l) = super::known::lever_of(ix, a)
+            && super::known::same(&a.proposed_change.new_value, &l.value)
+        {
+            push(format!(
+                "sets {} to {}, the value it already holds",
+                a.proposed_change.field, l.value
+            ));
+        }
         if a.kind == ActionType::Scale
             && out.cycle_summary.binding_constraint != BindingConstraint::Demand
         {
             push("scales while demand does not bind".into());
         }
-        // Budget steps never exceed the risk tolerance's step.
+        // Budget steps never exceed the risk tolerance's step (a revert restores a prior value).
         if a.proposed_change.field == "budget_daily"
+            && a.kind != ActionType::Revert
             && let (Some(cur), Some(new)) = (
                 a.proposed_change.current_value.as_f64(),
                 a.proposed_change.new_value.as_f64(),
@@ -507,7 +523,8 @@ mod tests {
     #[test]
     fn check_passes_the_kernels_output_and_catches_tampering() {
         let c = tenant().checked();
-        let out = crate::kernel::decide(&c, &CATALOG, now(), uuid::Uuid::nil()).unwrap();
+        let out = crate::kernel::decide(&c, &Levers::default(), &CATALOG, now(), uuid::Uuid::nil())
+            .unwrap();
         check(&out, &c).unwrap();
         let scale = out
             .actions

@@ -2,6 +2,7 @@
 //! is recent, the next step only after a confirmed success, reruns for inconclusive experiments.
 
 use super::data::{Index, floor_cents, round_to};
+use super::known::show;
 use super::plays::{Candidate, Ctx, NEXT_STEP_RANK, Play, Proposal, REVERT_RANK};
 use super::text::num;
 use crate::contract::catalog::Catalog;
@@ -78,7 +79,9 @@ pub fn reverts(
             ));
             continue;
         }
-        let Some((entity, current, new, adds)) = revert_values(ix, &p) else {
+        let known = known_revert(ix, id, &p);
+        let Some((entity, current, new, adds)) = known.clone().or_else(|| revert_values(ix, &p))
+        else {
             notes.push((
                 (*id).to_owned(),
                 format!(
@@ -104,7 +107,7 @@ pub fn reverts(
         } else {
             "pipeline_total"
         };
-        let notes_text = format!(
+        let mut notes_text = format!(
             "{id} failed: {} moved from {} to {} (delta {}, confidence {}); revert {}{}.",
             r.target_metric,
             num(r.baseline_value),
@@ -114,6 +117,15 @@ pub fn reverts(
             p.field,
             entity.map(|e| format!(" on {}", e.1)).unwrap_or_default()
         );
+        if known.is_some() {
+            notes_text.push_str(&format!(
+                " It restores {} to {}, the value the executor reported before the change; it \
+                 holds {} now.",
+                p.field,
+                show(&new),
+                show(&current)
+            ));
+        }
         let aborts = if adds > 0.0 {
             vec![c.cac_guard(), c.pipeline_guard()]
         } else {
@@ -141,6 +153,45 @@ pub fn reverts(
 }
 
 type RevertValues<'a> = (Option<(EntityType, &'a str)>, Value, Value, f64);
+
+/// The entity a revert targets, typed from where it exists: a campaign or channel of the input;
+/// otherwise, for a lever the executors know, the kind its subsystem's plays target.
+fn entity_type(ix: &Index, s: Subsystem, e: &str) -> Option<EntityType> {
+    if ix.campaign(e).is_some() {
+        return Some(EntityType::Campaign);
+    }
+    if ix.channels.contains_key(e) {
+        return Some(EntityType::Channel);
+    }
+    match s {
+        Subsystem::Pricing => Some(EntityType::Segment),
+        Subsystem::Crm | Subsystem::Routing | Subsystem::Content => Some(EntityType::Sequence),
+        // A campaign or channel absent from the input: nothing to type it by.
+        Subsystem::Campaigns => None,
+    }
+}
+
+/// A revert from the known lever state: when the lever still holds what the failed action
+/// wrote and its executor reported the value before, restore exactly that value.
+fn known_revert<'a>(ix: &Index, id: &str, p: &ParsedId<'a>) -> Option<RevertValues<'a>> {
+    let l = ix.known(p.subsystem, p.entity, p.field)?;
+    let before = l.before.as_ref().filter(|_| l.action_id == id)?;
+    let entity = match p.entity {
+        Some(e) => Some((entity_type(ix, p.subsystem, e)?, e)),
+        None => None,
+    };
+    // Added daily spend, judged as the guardrails judge it: against the input's estimate.
+    let adds = match (p.subsystem, p.field, p.entity.and_then(|e| ix.campaign(e))) {
+        (Subsystem::Campaigns, "budget_daily", Some(c)) => before
+            .as_f64()
+            .map_or(0.0, |b| (b - floor_cents(c.daily)).max(0.0)),
+        (Subsystem::Campaigns, "status", Some(c)) if before == &json!("running") => {
+            c.daily.max(0.0)
+        }
+        _ => 0.0,
+    };
+    Some((entity, l.value.clone(), before.clone(), adds))
+}
 
 /// The entity, current value, restored value and added daily spend of a revert, when the
 /// input tells what the value was before the change.
@@ -285,6 +336,51 @@ mod tests {
             confidence: 0.9,
             outcome,
         }
+    }
+
+    #[test]
+    fn a_revert_restores_the_value_the_executor_reported_before_the_failed_change() {
+        use crate::kernel::test_support::*;
+        const ID: &str = "pricing.config_change.promo_code_enabled";
+        let mut t = Tenant::new()
+            .flat("cac_blended", 4_000.0)
+            .flat("win_rate", 0.2);
+        t.0.recent_action_results = Some(vec![result(Outcome::Failed)]);
+        let c = t.checked();
+        let lever = |action_id: &str, before: Option<Value>| KnownLever {
+            subsystem: Subsystem::Pricing,
+            entity_id: None,
+            field: "promo_code_enabled".into(),
+            value: json!(false),
+            before,
+            since: "2026-11-20T06:00:00Z".into(),
+            cycle_id: uuid::Uuid::nil().to_string(),
+            action_id: action_id.into(),
+        };
+        let revert = |levers: &Levers| {
+            // No other play fits this tenant: without the revert there is no output at all.
+            let out = crate::kernel::decide(&c, levers, &CATALOG, now(), uuid::Uuid::nil()).ok()?;
+            let a = out
+                .actions
+                .iter()
+                .find(|a| a.action_id == "pricing.revert.promo_code_enabled")
+                .cloned();
+            a.map(|a| (a.proposed_change.current_value, a.proposed_change.new_value))
+        };
+        // Known: it held "true" before the failed change wrote false.
+        let known = Levers::new(vec![lever(ID, Some(json!(true)))]);
+        assert_eq!(revert(&known), Some((json!(false), json!(true))));
+        // The executor reported the field unset before: the revert restores null... which the
+        // executor map refuses for a boolean, so nothing is reverted rather than a guess.
+        let unset = Levers::new(vec![lever(ID, Some(Value::Null))]);
+        assert_eq!(revert(&unset), None);
+        // Without a reported prior value: the play's one-way default, the known current value.
+        let other = Levers::new(vec![lever("pricing.experiment.promo_code_enabled", None)]);
+        assert_eq!(revert(&other), Some((json!(false), json!(true))));
+        assert_eq!(
+            revert(&Levers::default()),
+            Some((json!(false), json!(true)))
+        );
     }
 
     #[test]

@@ -1,9 +1,10 @@
 //! The decision engine: a pure function of input, catalog and clock. No I/O, no randomness.
 //! Rules, thresholds and formulas are documented in `docs/kernel.md`.
 //!
-//! Order of work: index the input (`data`) → data-health findings (`health`) → scores and the
-//! binding constraint (`diagnose`) → candidate plays (`plays`) and reverts (`learning`) →
-//! guardrails (`guard::select`) → output → `validate_output` + `guard::check`.
+//! Order of work: index the input and the known lever state (`data`) → data-health findings
+//! (`health`) → scores and the binding constraint (`diagnose`) → candidate plays (`plays`) and
+//! reverts (`learning`) → known lever values (`known`) → guardrails (`guard::select`) → output →
+//! `validate_output` + `guard::check`.
 
 pub mod data;
 pub mod diagnose;
@@ -11,6 +12,7 @@ pub mod experiment;
 pub mod explain;
 pub mod guard;
 pub mod health;
+pub mod known;
 pub mod learning;
 pub mod plays;
 #[cfg(test)]
@@ -72,15 +74,18 @@ impl Default for KernelParams {
     }
 }
 
-/// Decides one cycle for a checked input (`contract::check_input`).
+/// Decides one cycle for a checked input (`contract::check_input`) and the known lever state
+/// (`Levers::default()` when nothing is known).
 pub fn decide(
     checked: &Checked,
+    levers: &Levers,
     catalog: &Catalog,
     now: DateTime<Utc>,
     cycle_id: Uuid,
 ) -> Result<KernelOutput, KernelError> {
     decide_with(
         checked,
+        levers,
         catalog,
         now,
         cycle_id,
@@ -92,6 +97,7 @@ pub fn decide(
 /// `decide` plus the reasoning trace for `--explain`.
 pub fn decide_explained(
     checked: &Checked,
+    levers: &Levers,
     catalog: &Catalog,
     now: DateTime<Utc>,
     cycle_id: Uuid,
@@ -99,6 +105,7 @@ pub fn decide_explained(
     let mut trace = Trace::default();
     let r = decide_with(
         checked,
+        levers,
         catalog,
         now,
         cycle_id,
@@ -111,22 +118,30 @@ pub fn decide_explained(
 /// The whole offline path: bytes in, one decision or one error out.
 pub fn run(
     bytes: &[u8],
+    levers: &Levers,
     catalog: &Catalog,
     now: DateTime<Utc>,
     cycle_id: Uuid,
 ) -> Result<KernelOutput, KernelError> {
-    decide(&parse_input(bytes, catalog, now)?, catalog, now, cycle_id)
+    decide(
+        &parse_input(bytes, catalog, now)?,
+        levers,
+        catalog,
+        now,
+        cycle_id,
+    )
 }
 
 /// `run` plus the trace (empty when the input is rejected before deciding).
 pub fn run_explained(
     bytes: &[u8],
+    levers: &Levers,
     catalog: &Catalog,
     now: DateTime<Utc>,
     cycle_id: Uuid,
 ) -> (Result<KernelOutput, KernelError>, Trace) {
     match parse_input(bytes, catalog, now) {
-        Ok(checked) => decide_explained(&checked, catalog, now, cycle_id),
+        Ok(checked) => decide_explained(&checked, levers, catalog, now, cycle_id),
         Err(e) => {
             let trace = Trace {
                 result: format!("input rejected: {e}"),
@@ -140,6 +155,7 @@ pub fn run_explained(
 /// `decide` with explicit tunables, filling `trace` when given.
 pub fn decide_with(
     checked: &Checked,
+    levers: &Levers,
     catalog: &Catalog,
     now: DateTime<Utc>,
     cycle_id: Uuid,
@@ -147,7 +163,7 @@ pub fn decide_with(
     trace: Option<&mut Trace>,
 ) -> Result<KernelOutput, KernelError> {
     let input = checked.input();
-    let ix = data::Index::build(checked, params);
+    let ix = data::Index::build(checked, levers, params);
     let findings = health::findings(&ix, catalog);
     let diag = diagnose::diagnose(&ix, catalog, &findings);
     let ctx = plays::Ctx {
@@ -161,6 +177,7 @@ pub fn decide_with(
     cands.extend(plays::candidates(&ctx, &findings, &mut formed_drops));
     let considered = cands.len() + formed_drops.len();
     let cands = learning::apply(&ix, &results, cands, &mut formed_drops);
+    let cands = known::apply(&ix, cands, &mut formed_drops);
     let sel = guard::select(cands, &ix, catalog, diag.constraint, &findings, now);
 
     let result = if sel.kept.is_empty() {

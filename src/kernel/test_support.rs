@@ -149,7 +149,7 @@ impl Tenant {
 }
 
 pub fn index(checked: &Checked) -> Index<'_> {
-    Index::build(checked, &PARAMS)
+    Index::build(checked, &super::data::NO_LEVERS, &PARAMS)
 }
 
 /// Findings and diagnosis of a tenant, as `decide` computes them.

@@ -74,11 +74,17 @@ impl ReportPolicy for Lifecycle {
         };
         let at = report.time.unwrap_or(received_at);
         let change = &facts.action.proposed_change;
-        let lever = |value: &serde_json::Value| KnownLever {
+        let lever = |a: &crate::contract::report::Applied| KnownLever {
             subsystem: facts.action.owner_subsystem,
             entity_id: facts.action.target_entity.as_ref().map(|e| e.id.clone()),
             field: change.field.clone(),
-            value: value.clone(),
+            value: a.after.clone(),
+            // What a revert restores: `before`, or an inverse on the same field; an inverse on
+            // another field is no value of this lever.
+            before: match &a.inverse {
+                None => Some(a.before.clone()),
+                Some(i) => (i.field == change.field).then(|| i.value.clone()),
+            },
             since: at.to_rfc3339_opts(SecondsFormat::Secs, true),
             cycle_id: facts.cycle_id.to_string(),
             action_id: facts.action_id.clone(),
@@ -91,7 +97,7 @@ impl ReportPolicy for Lifecycle {
             outcome: None,
         };
         match &report.payload {
-            ReportPayload::Applied(a) if on_revert => j.lever = Some(lever(&a.after)),
+            ReportPayload::Applied(a) if on_revert => j.lever = Some(lever(a)),
             ReportPayload::Applied(a) => {
                 j.applied = Some(AppliedChange {
                     before: a.before.clone(),
@@ -102,7 +108,7 @@ impl ReportPolicy for Lifecycle {
                         .and_then(|i| serde_json::to_value(i).ok()),
                     at,
                 });
-                j.lever = Some(lever(&a.after));
+                j.lever = Some(lever(a));
             }
             ReportPayload::Outcome(o) => {
                 j.outcome = Some(ActionResult {

@@ -324,14 +324,34 @@ pub(super) async fn upsert_result(
     Ok(())
 }
 
+/// What a revert of the lever's last action restores: the reported `before`, or an inverse on
+/// the same field (as `results::lifecycle` records it). Unknown for a lever a revert set (its
+/// value is then not the action's `applied_after`, so the join finds nothing).
+fn lever_before(
+    field: String,
+    before: Option<serde_json::Value>,
+    inverse: Option<serde_json::Value>,
+) -> Option<serde_json::Value> {
+    match inverse {
+        None => before,
+        Some(i) => (i.get("field").and_then(|f| f.as_str()) == Some(field.as_str()))
+            .then(|| i.get("value").cloned())
+            .flatten(),
+    }
+}
+
 pub(super) async fn levers_in(
     client: &impl deadpool_postgres::GenericClient,
     tenant_id: Uuid,
 ) -> Result<Levers, StoreError> {
     let rows = client
         .query(
-            "SELECT subsystem, entity_id, field, value, since, cycle_id, action_id
-             FROM lever_state WHERE tenant_id = $1 ORDER BY subsystem, entity_id, field",
+            "SELECT l.subsystem, l.entity_id, l.field, l.value, l.since, l.cycle_id,
+                    l.action_id, a.applied_before, a.applied_inverse
+             FROM lever_state l
+             LEFT JOIN actions a ON a.cycle_id = l.cycle_id AND a.action_id = l.action_id
+                                AND a.applied_after = l.value
+             WHERE l.tenant_id = $1 ORDER BY l.subsystem, l.entity_id, l.field",
             &[&tenant_id],
         )
         .await?;
@@ -350,6 +370,7 @@ pub(super) async fn levers_in(
             since: since.to_rfc3339_opts(SecondsFormat::Secs, true),
             cycle_id: cycle.to_string(),
             action_id: r.try_get(6)?,
+            before: lever_before(r.try_get(2)?, r.try_get(7)?, r.try_get(8)?),
         });
     }
     Ok(Levers::new(out))

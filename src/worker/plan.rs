@@ -194,7 +194,14 @@ mod tests {
         ))
         .unwrap();
         let now = crate::contract::parse_timestamp("2026-11-26T06:05:00Z").unwrap();
-        crate::kernel::run(&bytes, &Catalog::embedded().unwrap(), now, Uuid::nil()).unwrap()
+        crate::kernel::run(
+            &bytes,
+            &crate::contract::Levers::default(),
+            &Catalog::embedded().unwrap(),
+            now,
+            Uuid::nil(),
+        )
+        .unwrap()
     }
 
     #[test]

@@ -34,8 +34,15 @@ impl Rules {
         cycle_id: Uuid,
     ) -> Result<KernelOutput, KernelError> {
         let checked = check_input(input, &self.catalog, now)?;
-        let _ = levers; // until the kernel takes them
-        kernel::decide_with(&checked, &self.catalog, now, cycle_id, &self.params, None)
+        kernel::decide_with(
+            &checked,
+            levers,
+            &self.catalog,
+            now,
+            cycle_id,
+            &self.params,
+            None,
+        )
     }
 }
 

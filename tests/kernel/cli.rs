@@ -25,7 +25,8 @@ fn explain_prints_the_trace_to_stderr_and_the_output_to_stdout() {
     assert_eq!(stdout["cycle_summary"]["binding_constraint"], "demand");
     // Exactly the library's trace (whose text the snapshots pin), and nothing else.
     let checked = scenario("demand_bound");
-    let (_, trace) = kernel::decide_explained(&checked, catalog(), now(), cycle(1));
+    let (_, trace) =
+        kernel::decide_explained(&checked, &Default::default(), catalog(), now(), cycle(1));
     assert_eq!(String::from_utf8(out.stderr).unwrap(), trace.to_string());
 }
 

@@ -29,10 +29,12 @@ static ERROR: LazyLock<jsonschema::Validator> = LazyLock::new(|| seed("kernel-er
 
 fn check(bytes: &[u8]) -> Result<(), TestCaseError> {
     let now = parse_timestamp("2026-11-26T06:05:00Z").unwrap();
-    let (doc, schema) = match revenue_os::kernel::run(bytes, &CATALOG, now, uuid::Uuid::nil()) {
-        Ok(out) => (serde_json::to_value(out).unwrap(), &*OUTPUT),
-        Err(err) => (serde_json::to_value(err).unwrap(), &*ERROR),
-    };
+    let (doc, schema) =
+        match revenue_os::kernel::run(bytes, &Default::default(), &CATALOG, now, uuid::Uuid::nil())
+        {
+            Ok(out) => (serde_json::to_value(out).unwrap(), &*OUTPUT),
+            Err(err) => (serde_json::to_value(err).unwrap(), &*ERROR),
+        };
     let errors: Vec<String> = schema.iter_errors(&doc).map(|e| e.to_string()).collect();
     prop_assert!(errors.is_empty(), "{errors:?} in {doc}");
     Ok(())

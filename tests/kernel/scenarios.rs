@@ -323,7 +323,8 @@ fn guard_check_catches_a_tampered_output() {
 #[test]
 fn explain_trace_lists_every_finding_and_every_candidate() {
     let input = scenario("stale_data");
-    let (res, trace) = kernel::decide_explained(&input, catalog(), now(), cycle(1));
+    let (res, trace) =
+        kernel::decide_explained(&input, &Levers::default(), catalog(), now(), cycle(1));
     let out = res.unwrap();
     // One kept line per emitted action, in priority order, then the dropped ones.
     let kept: Vec<String> = out
@@ -354,7 +355,16 @@ fn stale_after_days_is_a_tunable() {
         stale_after_days: 7,
         ..Default::default()
     };
-    let out = kernel::decide_with(&input, catalog(), now(), cycle(1), &params, None).unwrap();
+    let out = kernel::decide_with(
+        &input,
+        &Levers::default(),
+        catalog(),
+        now(),
+        cycle(1),
+        &params,
+        None,
+    )
+    .unwrap();
     // Six days old is not stale under a seven-day rule.
     assert_ne!(
         out.cycle_summary.binding_constraint,
@@ -393,4 +403,159 @@ fn inconclusive_experiment_is_rerun_with_a_larger_sample() {
         .unwrap();
     assert_eq!(rerun.experiment.as_ref().unwrap().min_sample_size, 2 * n);
     assert!(rerun.observation_window_days <= 60);
+}
+
+/// A lever value an executor reported applying (issue 10's lever state).
+fn known(
+    subsystem: Subsystem,
+    entity: Option<&str>,
+    field: &str,
+    value: serde_json::Value,
+    before: serde_json::Value,
+    action_id: &str,
+) -> KnownLever {
+    KnownLever {
+        subsystem,
+        entity_id: entity.map(Into::into),
+        field: field.into(),
+        value,
+        before: Some(before),
+        since: "2026-11-20T06:01:02Z".into(),
+        cycle_id: cycle(9).to_string(),
+        action_id: action_id.into(),
+    }
+}
+
+fn decide_knowing(checked: &Checked, levers: &Levers) -> (KernelOutput, kernel::Trace) {
+    let (res, trace) = kernel::decide_explained(checked, levers, catalog(), now(), cycle(1));
+    let out = res.unwrap();
+    assert_sound(&out, checked);
+    (out, trace)
+}
+
+fn change_of<'a>(out: &'a KernelOutput, id: &str) -> Option<&'a ProposedChange> {
+    out.actions
+        .iter()
+        .find(|a| a.action_id == id)
+        .map(|a| &a.proposed_change)
+}
+
+const SLA: &str = "crm.config_change.follow_up_sla_hours";
+
+/// The CRM executor applied the SLA change 24 h -> 5 h.
+fn sla_set_to_5() -> Levers {
+    let (five, was) = (serde_json::json!(5), serde_json::json!(24));
+    Levers::new(vec![known(
+        Subsystem::Crm,
+        None,
+        "follow_up_sla_hours",
+        five,
+        was,
+        SLA,
+    )])
+}
+const ROUND_ROBIN: &str = "routing.config_change.round_robin_enabled";
+
+#[test]
+fn known_lever_state_fills_current_values_and_drops_changes_that_change_nothing() {
+    use serde_json::json;
+    let checked = scenario("demand_bound");
+    // Without lever state: the SLA goes null -> 5, round robin null -> true.
+    let plain = decide(&checked).unwrap();
+    assert_eq!(change_of(&plain, SLA).unwrap().current_value, json!(null));
+    assert!(ids(&plain).contains(&ROUND_ROBIN));
+
+    // The CRM executor reported setting the SLA to 24 h; round robin is already on.
+    let levers = Levers::new(vec![
+        known(
+            Subsystem::Crm,
+            None,
+            "follow_up_sla_hours",
+            json!(24),
+            json!(48),
+            SLA,
+        ),
+        known(
+            Subsystem::Routing,
+            None,
+            "round_robin_enabled",
+            json!(true),
+            json!(false),
+            ROUND_ROBIN,
+        ),
+    ]);
+    let (out, trace) = decide_knowing(&checked, &levers);
+    let sla = change_of(&out, SLA).unwrap();
+    assert_eq!(
+        (&sla.current_value, &sla.new_value),
+        (&json!(24), &json!(5))
+    );
+    assert!(!ids(&out).contains(&ROUND_ROBIN), "{:?}", ids(&out));
+    assert!(
+        trace
+            .candidates
+            .iter()
+            .any(|l| l.starts_with(&format!("dropped {ROUND_ROBIN}: known lever state"))),
+        "{:?}",
+        trace.candidates
+    );
+    // Campaign budgets still come from the input's campaigns.
+    assert_eq!(out.actions[0], plain.actions[0]);
+
+    // An SLA already at the proposed 5 h is not proposed again.
+    let at_five = sla_set_to_5();
+    let (out, _) = decide_knowing(&checked, &at_five);
+    assert!(change_of(&out, SLA).is_none(), "{:?}", ids(&out));
+}
+
+#[test]
+fn a_revert_names_the_exact_value_it_restores() {
+    use serde_json::json;
+    // The SLA change 24 -> 5 failed: the revert sets exactly 24 back, from 5.
+    let mut input = scenario("demand_bound").into_input();
+    input.recent_action_results = Some(vec![ActionResult {
+        action_id: SLA.into(),
+        target_metric: "speed_to_lead_hours".into(),
+        baseline_value: 6.6,
+        observed_value: 7.4,
+        delta: 0.8,
+        confidence: 0.85,
+        outcome: Outcome::Failed,
+    }]);
+    let checked = check(input);
+    let levers = sla_set_to_5();
+    let (out, _) = decide_knowing(&checked, &levers);
+    let revert = &out.actions[0];
+    assert_eq!(revert.action_id, "crm.revert.follow_up_sla_hours");
+    assert_eq!(
+        (
+            &revert.proposed_change.current_value,
+            &revert.proposed_change.new_value
+        ),
+        (&json!(5), &json!(24))
+    );
+    assert!(
+        revert
+            .notes_for_humans
+            .contains("restores follow_up_sla_hours to 24")
+    );
+    assert!(change_of(&out, SLA).is_none());
+
+    // A failed budget raise 500 -> 600: back to exactly 500, not to the spend estimate.
+    let checked = scenario("failed_action");
+    let id = "campaigns.scale.cmp_002.budget_daily";
+    let levers = Levers::new(vec![known(
+        Subsystem::Campaigns,
+        Some("cmp_002"),
+        "budget_daily",
+        json!(600.0),
+        json!(500.0),
+        id,
+    )]);
+    let (out, _) = decide_knowing(&checked, &levers);
+    let c = change_of(&out, "campaigns.revert.cmp_002.budget_daily").unwrap();
+    assert_eq!(
+        (&c.current_value, &c.new_value),
+        (&json!(600.0), &json!(500.0))
+    );
 }

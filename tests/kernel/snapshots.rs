@@ -26,7 +26,13 @@ fn answer(file: &str) -> (String, String) {
     let path = root().join(file);
     let bytes = std::fs::read(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
     let now = revenue_os::contract::parse_timestamp(NOW).unwrap();
-    let (result, trace) = kernel::run_explained(&bytes, catalog(), now, uuid::Uuid::from_u128(1));
+    let (result, trace) = kernel::run_explained(
+        &bytes,
+        &revenue_os::contract::Levers::default(),
+        catalog(),
+        now,
+        uuid::Uuid::from_u128(1),
+    );
     let doc = match result {
         Ok(out) => serde_json::to_string_pretty(&out),
         Err(err) => serde_json::to_string_pretty(&err),

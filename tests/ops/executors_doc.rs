@@ -68,7 +68,14 @@ fn example_cycle() -> KernelOutput {
     let bytes = std::fs::read(root().join(FIXTURE)).unwrap();
     let now = parse_timestamp(NOW).unwrap();
     let cycle = Uuid::parse_str(CYCLE).unwrap();
-    revenue_os::kernel::run(&bytes, &Catalog::embedded().unwrap(), now, cycle).unwrap()
+    revenue_os::kernel::run(
+        &bytes,
+        &revenue_os::contract::Levers::default(),
+        &Catalog::embedded().unwrap(),
+        now,
+        cycle,
+    )
+    .unwrap()
 }
 
 fn schema_errors(validator: &jsonschema::Validator, value: &Value) -> Vec<String> {

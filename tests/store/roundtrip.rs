@@ -17,9 +17,17 @@ async fn import_then_assemble_round_trips_the_fixture() {
     // The kernel decides identically on the document and on the assembly.
     let now = fixture_now();
     let cycle_id = Uuid::parse_str("0b7f1c9e-1d2a-4c3b-8e5f-6a7b8c9d0e1f").unwrap();
-    let from_file = kernel::run(&fixture_bytes(DEMAND_BOUND), &catalog, now, cycle_id).unwrap();
+    let no_levers = revenue_os::contract::Levers::default();
+    let from_file = kernel::run(
+        &fixture_bytes(DEMAND_BOUND),
+        &no_levers,
+        &catalog,
+        now,
+        cycle_id,
+    )
+    .unwrap();
     let assembled = check_input(assembled, &catalog, now).unwrap();
-    let from_db = kernel::decide(&assembled, &catalog, now, cycle_id).unwrap();
+    let from_db = kernel::decide(&assembled, &no_levers, &catalog, now, cycle_id).unwrap();
     assert_eq!(from_file, from_db);
     db.cleanup().await;
 }

@@ -6,6 +6,7 @@ mod common;
 mod dlq;
 mod fatal;
 mod flow;
+mod levers;
 mod publisher;
 mod recovery;
 mod reports;

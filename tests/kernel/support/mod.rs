@@ -4,7 +4,9 @@
 
 use chrono::{DateTime, Utc};
 use revenue_os::contract::catalog::Catalog;
-use revenue_os::contract::{Checked, KernelError, KernelInput, KernelOutput, validate_output};
+use revenue_os::contract::{
+    Checked, KernelError, KernelInput, KernelOutput, Levers, validate_output,
+};
 use revenue_os::kernel;
 use std::path::PathBuf;
 use std::sync::OnceLock;
@@ -67,7 +69,7 @@ pub fn cycle(n: u128) -> uuid::Uuid {
 }
 
 pub fn decide(checked: &Checked) -> Result<KernelOutput, KernelError> {
-    kernel::decide(checked, catalog(), now(), cycle(1))
+    kernel::decide(checked, &Levers::default(), catalog(), now(), cycle(1))
 }
 
 /// Schema, output rules and guardrails: what every emitted output must satisfy.
@@ -104,8 +106,8 @@ pub fn assert_sound(out: &KernelOutput, checked: &Checked) {
 
 /// Two runs with different cycle ids serialise identically once the cycle id is aligned.
 pub fn assert_deterministic(checked: &Checked) {
-    let a = kernel::decide(checked, catalog(), now(), cycle(1));
-    let b = kernel::decide(checked, catalog(), now(), cycle(2));
+    let a = kernel::decide(checked, &Levers::default(), catalog(), now(), cycle(1));
+    let b = kernel::decide(checked, &Levers::default(), catalog(), now(), cycle(2));
     match (a, b) {
         (Ok(a), Ok(mut b)) => {
             assert_ne!(a.cycle_id, b.cycle_id);
@@ -220,7 +222,9 @@ pub fn assert_guardrails_independently(out: &KernelOutput, input: &KernelInput) 
                 "{id}: scale without max_additional_spend"
             );
         }
+        // A revert restores the exact prior value, whatever step that is.
         if a.proposed_change.field == "budget_daily"
+            && a.kind != T::Revert
             && let (Some(cur), Some(new)) = (
                 a.proposed_change.current_value.as_f64(),
                 a.proposed_change.new_value.as_f64(),
