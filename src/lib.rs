@@ -20,6 +20,7 @@
 
 pub mod app;
 pub mod broker;
+pub mod clock;
 pub mod config;
 pub mod contract;
 pub mod demo;

@@ -64,6 +64,10 @@ enum Command {
         /// Tenant document to import.
         #[arg(default_value = "tests/fixtures/valid/demand_bound.json")]
         file: String,
+        /// Instead: 60 simulated days of a tenant whose metrics respond to applied changes,
+        /// through the worker, a stand-in executor and the watchdog on a simulated clock.
+        #[arg(long = "loop")]
+        closed_loop: bool,
     },
     /// Run the kernel on one KernelInput; prints a KernelOutput (exit 0) or a KernelError (exit 2).
     Kernel {
@@ -240,7 +244,10 @@ fn run(cli: Cli) -> Result<Output, Error> {
             let window = window(start, end)?;
             runtime(trigger(tenant, kind, source, window, wait, timeout))
         }
-        Command::Demo { file } => demo(&file),
+        Command::Demo {
+            closed_loop: true, ..
+        } => simulation(),
+        Command::Demo { file, .. } => demo(&file),
         Command::Dlq { action } => runtime(dlq(action)),
         Command::Bench {
             tenants,
@@ -411,6 +418,18 @@ fn demo(file: &str) -> Result<Output, Error> {
     runtime(async move {
         let say = |line: &str| println!("{line}");
         revenue_os::demo::run(settings, catalog, &document, say).await?;
+        Ok(Output::Nothing)
+    })
+}
+
+fn simulation() -> Result<Output, Error> {
+    let (settings, catalog) = load()?;
+    let mut log = settings.log.clone();
+    log.format = revenue_os::config::LogFormat::Human;
+    log.level = "warn".into();
+    revenue_os::telemetry::init(&log);
+    runtime(async move {
+        revenue_os::demo::simulation::run(settings, catalog, |line| println!("{line}")).await?;
         Ok(Output::Nothing)
     })
 }

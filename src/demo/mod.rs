@@ -12,6 +12,7 @@ use crate::error::Error;
 use crate::store::Store;
 use standin::StandIn;
 
+pub mod simulation;
 pub mod standin;
 use chrono::{SecondsFormat, Utc};
 use std::fmt::Write as _;
@@ -69,7 +70,7 @@ pub async fn run(
         "worker    consuming {} (concurrency {}) and {}",
         topology.triggers_queue, settings.amqp.concurrency, topology.results_queue
     ));
-    let executor = StandIn::start(&settings.amqp, &topology).await?;
+    let executor = StandIn::start(&settings.amqp, &topology, crate::clock::Clock::system()).await?;
     say(&format!(
         "executor  a STAND-IN executor ({}), in this process: it applies nothing outside, \
          and reports acknowledged + applied on {}",

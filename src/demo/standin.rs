@@ -4,6 +4,7 @@
 //! on `<prefix>.results`, the way docs/executors.md asks real executors to.
 
 use crate::broker::{self, BrokerError, ConfirmedPublisher, Outgoing, Tap, Topology};
+use crate::clock::Clock;
 use crate::config::AmqpSettings;
 use crate::contract::ActionMessage;
 use serde_json::{Value, json};
@@ -20,7 +21,12 @@ pub struct StandIn {
 
 impl StandIn {
     /// Connects, binds its own queue to every action exchange, and starts applying.
-    pub async fn start(settings: &AmqpSettings, topology: &Topology) -> Result<Self, BrokerError> {
+    /// `clock` stamps its reports (`time`), so a simulation's changes happen on its days.
+    pub async fn start(
+        settings: &AmqpSettings,
+        topology: &Topology,
+        clock: Clock,
+    ) -> Result<Self, BrokerError> {
         let name = broker::connection_name(&topology.prefix, SOURCE);
         let conn = broker::connect(settings, &name).await?;
         let mut tap = Tap::open(&conn, topology).await?;
@@ -52,7 +58,14 @@ impl StandIn {
                     ("applied", applied_data),
                 ] {
                     publisher
-                        .publish(&report(&topology, &subject, &msg.tenant_id, kind, data))
+                        .publish(&report(
+                            &topology,
+                            &subject,
+                            &msg.tenant_id,
+                            kind,
+                            data,
+                            &clock,
+                        ))
                         .await?;
                 }
                 applied += 1;
@@ -71,12 +84,19 @@ impl StandIn {
     }
 }
 
-fn report(topology: &Topology, subject: &str, tenant: &str, kind: &str, data: Value) -> Outgoing {
+fn report(
+    topology: &Topology,
+    subject: &str,
+    tenant: &str,
+    kind: &str,
+    data: Value,
+    clock: &Clock,
+) -> Outgoing {
     let id = format!("{subject}:{kind}");
     let event = json!({
         "specversion": "1.0", "id": id, "source": SOURCE,
         "type": format!("revenue_os.action.{kind}"),
-        "time": chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
+        "time": clock.now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
         "subject": subject, "datacontenttype": "application/json", "data": data,
     });
     Outgoing {

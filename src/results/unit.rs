@@ -32,6 +32,7 @@ fn dead(reason: &'static str, detail: String, kind: &'static str) -> ReportDispo
 /// event's `id` when present.
 pub async fn process(
     store: &Store,
+    clock: &crate::clock::Clock,
     message_id: Option<&str>,
     body: &[u8],
     retries: usize,
@@ -57,7 +58,7 @@ pub async fn process(
         ));
         return dead(e.reason(), e.to_string(), kind);
     }
-    match record(store, &report, retries).await {
+    match record(store, clock, &report, retries).await {
         Err(e) if e.is_retryable() => {
             tracing::warn!(error = %e, "report not recorded; requeued");
             ReportDisposition::Requeue(e.to_string())
@@ -92,6 +93,7 @@ pub async fn process(
 
 async fn record(
     store: &Store,
+    clock: &crate::clock::Clock,
     report: &Report,
     retries: usize,
 ) -> Result<ReportOutcome, StoreError> {
@@ -100,12 +102,8 @@ async fn record(
         .with_min_delay(Duration::from_millis(100))
         .with_max_delay(Duration::from_secs(5))
         .with_max_times(retries);
-    (|| async {
-        store
-            .record_report(report, chrono::Utc::now(), &Lifecycle)
-            .await
-    })
-    .retry(policy)
-    .when(StoreError::is_retryable)
-    .await
+    (|| async { store.record_report(report, clock.now(), &Lifecycle).await })
+        .retry(policy)
+        .when(StoreError::is_retryable)
+        .await
 }

@@ -198,6 +198,21 @@ impl Store {
             .collect()
     }
 
+    /// A tenant's outbox rows not yet published plus actions sent but not yet reported on:
+    /// zero once executors have caught up.
+    pub async fn in_flight(&self, tenant: Uuid) -> Result<i64, StoreError> {
+        let client = self.pool.get().await?;
+        let row = client
+            .query_one(
+                "SELECT (SELECT count(*) FROM outbox WHERE tenant_id = $1 AND published_at IS NULL)
+                      + (SELECT count(*) FROM actions WHERE tenant_id = $1
+                         AND status IN ('pending', 'published', 'acknowledged', 'reverting'))",
+                &[&tenant],
+            )
+            .await?;
+        Ok(row.try_get(0)?)
+    }
+
     /// Actions per status, for the gauge.
     pub async fn action_status_counts(&self) -> Result<Vec<(String, i64)>, StoreError> {
         let client = self.pool.get().await?;

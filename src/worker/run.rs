@@ -98,6 +98,7 @@ impl Worker {
         Self {
             ctx: Arc::new(Context {
                 store,
+                clock: crate::clock::Clock::system(),
                 rules,
                 settings,
                 planner: Planner::new(topology),
@@ -107,6 +108,15 @@ impl Worker {
             hooks: Hooks::default(),
             name,
         }
+    }
+
+    /// Runs cycles and takes reports by this clock (a simulation's) instead of the system's.
+    /// Call before `run`.
+    pub fn with_clock(mut self, clock: crate::clock::Clock) -> Self {
+        if let Some(ctx) = Arc::get_mut(&mut self.ctx) {
+            ctx.clock = clock;
+        }
+        self
     }
 
     pub fn with_hooks(mut self, hooks: Hooks) -> Self {
@@ -467,8 +477,14 @@ async fn handle(
 async fn handle_report(ctx: Arc<Context>, publisher: Arc<ConfirmedPublisher>, d: Delivery) {
     let message_id = d.properties.message_id().as_ref().map(|m| m.to_string());
     let retries = ctx.settings.worker.retry_max_attempts;
-    let disposition =
-        crate::results::process(&ctx.store, message_id.as_deref(), &d.data, retries).await;
+    let disposition = crate::results::process(
+        &ctx.store,
+        &ctx.clock,
+        message_id.as_deref(),
+        &d.data,
+        retries,
+    )
+    .await;
     let settled = match disposition {
         ReportDisposition::Ack => d.acker.ack(BasicAckOptions::default()).await,
         ReportDisposition::Requeue(_) => d.acker.reject(BasicRejectOptions { requeue: true }).await,

@@ -17,6 +17,8 @@ use uuid::Uuid;
 /// Everything a unit needs; shared by all deliveries.
 pub struct Context {
     pub store: Store,
+    /// A cycle's `now` and a report's receipt time.
+    pub clock: crate::clock::Clock,
     pub rules: Rules,
     pub settings: Settings,
     pub planner: Planner,
@@ -162,7 +164,7 @@ pub async fn process(ctx: &Context, inc: &Incoming) -> Processed {
     };
     let attempt = || async {
         ctx.store
-            .run_cycle(&req, chrono::Utc::now(), &policy)
+            .run_cycle(&req, ctx.clock.now(), &policy)
             .await
             .map_err(Failure::from)
     };

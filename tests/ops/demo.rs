@@ -88,3 +88,57 @@ fn usage_errors_exit_1_not_2() {
         .unwrap();
     assert_eq!(help.status.code(), Some(0));
 }
+
+/// The closed loop of `revenue-os demo --loop`: 60 simulated days through the real services.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_closed_loop_reverts_the_harmful_change_and_measures_the_rest() {
+    let db = TestDb::unmigrated(8).await;
+    let broker = TestBroker::new().await;
+    let settings = crate::common::amqp::settings(&broker.prefix, &db);
+    let sum = revenue_os::demo::simulation::run(settings, Catalog::embedded().unwrap(), |l| {
+        println!("{l}")
+    })
+    .await
+    .unwrap();
+    let harmful = "campaigns.scale.cmp_002.budget_daily";
+    let first = sum
+        .proposed
+        .iter()
+        .find(|(_, a)| a == harmful)
+        .map(|(d, _)| *d)
+        .expect("the budget raise is proposed");
+    let (reverted_on, _, sentence) = sum
+        .reverted
+        .iter()
+        .find(|(_, a, _)| a == harmful)
+        .unwrap_or_else(|| panic!("not reverted: {:#?}", sum.log));
+    // Applied on day `first`, CAC up from two days later, three days above the cap: the
+    // sweep after the third day's metrics reverts it.
+    assert_eq!(*reverted_on, first + 5, "{sentence}");
+    assert!(
+        !sum.proposed
+            .iter()
+            .any(|(d, a)| a == harmful && d > reverted_on),
+        "re-proposed after the revert: {:#?}",
+        sum.proposed
+    );
+    let outcome = |id: &str| {
+        sum.measured
+            .iter()
+            .find(|(_, a, _)| a == id)
+            .map(|(_, _, o)| o.as_str())
+    };
+    assert_eq!(
+        outcome("crm.config_change.follow_up_sla_hours"),
+        Some("successful"),
+        "{:#?}",
+        sum.measured
+    );
+    assert!(
+        sum.measured.iter().any(|(_, _, o)| o == "inconclusive"),
+        "{:#?}",
+        sum.measured
+    );
+    broker.cleanup().await;
+    db.cleanup().await;
+}

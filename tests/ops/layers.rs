@@ -9,15 +9,20 @@ use std::path::{Path, PathBuf};
 const ALLOWED: &[(&str, &[&str])] = &[
     ("contract", &[]),
     ("config", &[]),
+    ("clock", &[]),
     ("kernel", &["contract"]),
     ("telemetry", &["contract", "config"]),
     ("store", &["contract", "config", "telemetry"]),
     ("broker", &["contract", "config", "telemetry"]),
-    ("results", &["contract", "store", "telemetry"]),
-    ("watchdog", &["contract", "store", "broker", "telemetry"]),
+    ("results", &["clock", "contract", "store", "telemetry"]),
+    (
+        "watchdog",
+        &["clock", "contract", "store", "broker", "telemetry"],
+    ),
     (
         "worker",
         &[
+            "clock",
             "contract",
             "config",
             "kernel",
@@ -35,6 +40,7 @@ const ALLOWED: &[(&str, &[&str])] = &[
     (
         "app",
         &[
+            "clock",
             "contract",
             "config",
             "kernel",
@@ -50,6 +56,7 @@ const ALLOWED: &[(&str, &[&str])] = &[
     (
         "demo",
         &[
+            "clock",
             "contract",
             "config",
             "store",
