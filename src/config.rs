@@ -16,6 +16,7 @@ pub struct Settings {
     pub worker: WorkerSettings,
     pub watchdog: WatchdogSettings,
     pub http: HttpSettings,
+    pub console: ConsoleSettings,
     pub log: LogSettings,
 }
 
@@ -71,6 +72,18 @@ pub struct WorkerSettings {
 pub struct HttpSettings {
     pub listen: String,
 }
+
+/// The operator console (`src/console/`). Its write token comes only from the environment
+/// (`REVENUE_OS_CONSOLE_TOKEN`), never from a file.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ConsoleSettings {
+    /// Address of the console; empty turns it off in `worker`.
+    pub listen: String,
+}
+
+/// The environment variable holding the console's operator token.
+pub const CONSOLE_TOKEN_ENV: &str = "REVENUE_OS_CONSOLE_TOKEN";
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
@@ -225,6 +238,7 @@ mod tests {
         assert_eq!(s.amqp.prefix, "revenue_os");
         assert_eq!(s.amqp.concurrency, 16);
         assert_eq!(s.kernel.min_cycle_interval_hours, 12);
+        assert_eq!(s.console.listen, "127.0.0.1:9465");
     }
 
     #[test]

@@ -14,6 +14,7 @@ mod migrate;
 mod outbox;
 mod pool;
 mod reports;
+mod views;
 mod watch;
 
 pub use assemble::{ACTION_RESULTS_LOOKBACK_DAYS, Assembled};
@@ -21,6 +22,9 @@ pub use database::url_with_database;
 pub use error::StoreError;
 pub use reports::{
     ActionFacts, AppliedChange, Judgement, ReportOutcome, ReportPolicy, ReportResult, StoredReport,
+};
+pub use views::{
+    ActionView, CampaignView, CycleBrief, CycleDetail, OutcomeView, RejectedTrigger, TenantSummary,
 };
 pub use watch::{Evaluation, StoredEvaluation, WatchDecision, WatchFacts, WatchPolicy, Watched};
 
@@ -98,6 +102,17 @@ pub trait CyclePolicy: Sync {
         now: DateTime<Utc>,
         cycle_id: Uuid,
     ) -> Result<KernelOutput, KernelError>;
+    /// `decide` plus the reasoning trace as text, stored with the cycle (`cycles.trace`) for
+    /// the console. The default records no trace.
+    fn decide_explained(
+        &self,
+        input: KernelInput,
+        levers: &Levers,
+        now: DateTime<Utc>,
+        cycle_id: Uuid,
+    ) -> (Result<KernelOutput, KernelError>, Option<String>) {
+        (self.decide(input, levers, now, cycle_id), None)
+    }
     /// The outbox messages of the finished cycle, stored verbatim in the same transaction.
     fn plan(
         &self,
