@@ -22,6 +22,7 @@ pub mod app;
 pub mod broker;
 pub mod clock;
 pub mod config;
+pub mod console;
 pub mod contract;
 pub mod demo;
 pub mod error;

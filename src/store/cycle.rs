@@ -106,8 +106,7 @@ impl Store {
                 };
                 let levers = super::reports::levers_in(&tx, req.tenant_id).await?;
                 let t = std::time::Instant::now();
-                let (decided, trace) =
-                    policy.decide_explained(input, &levers, now, req.cycle_id);
+                let (decided, trace) = policy.decide_explained(input, &levers, now, req.cycle_id);
                 metrics::stage("decide", t.elapsed());
                 match decided {
                     Ok(out) => (CycleStatus::Completed, Ok(out), trace),

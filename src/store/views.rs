@@ -215,6 +215,21 @@ impl Store {
         rows.iter().map(|r| brief(r, 0)).collect()
     }
 
+    /// A tenant's latest completed cycle.
+    pub async fn latest_completed_cycle(
+        &self,
+        tenant: Uuid,
+    ) -> Result<Option<CycleBrief>, StoreError> {
+        let client = self.pool.get().await?;
+        let sql = format!(
+            "SELECT {CYCLE_COLUMNS} FROM cycles c
+             WHERE c.tenant_id = $1 AND c.status = 'completed'
+             ORDER BY c.executed_at DESC LIMIT 1"
+        );
+        let row = client.query_opt(&sql, &[&tenant]).await?;
+        row.map(|r| brief(&r, 0)).transpose()
+    }
+
     /// One cycle in full.
     pub async fn cycle_detail(&self, cycle: Uuid) -> Result<Option<CycleDetail>, StoreError> {
         let client = self.pool.get().await?;
@@ -253,9 +268,8 @@ impl Store {
         rows.iter()
             .map(|r| {
                 let action_id: String = r.try_get(1)?;
-                let action: Action = serde_json::from_value(r.try_get(4)?).map_err(|e| {
-                    StoreError::Corrupt(format!("stored action {action_id}: {e}"))
-                })?;
+                let action: Action = serde_json::from_value(r.try_get(4)?)
+                    .map_err(|e| StoreError::Corrupt(format!("stored action {action_id}: {e}")))?;
                 Ok(ActionView {
                     cycle_id: r.try_get(0)?,
                     action_id,

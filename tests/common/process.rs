@@ -27,6 +27,9 @@ pub fn worker_command(prefix: &str, db: &TestDb, port: u16) -> Command {
         .env("REVENUE_OS__WORKER__OUTBOX_SWEEP_SECS", "1")
         .env("REVENUE_OS__WORKER__SHUTDOWN_GRACE_SECS", "20")
         .env("REVENUE_OS__HTTP__LISTEN", format!("127.0.0.1:{port}"))
+        // Parallel workers must not share the console's default port.
+        .env("REVENUE_OS__CONSOLE__LISTEN", "127.0.0.1:0")
+        .env_remove("REVENUE_OS_CONSOLE_TOKEN")
         .env("REVENUE_OS__LOG__FORMAT", "human")
         .env("RUST_LOG", "warn,revenue_os=info")
         .stdout(Stdio::null())
