@@ -3,6 +3,7 @@
 //! a BTreeMap or a sorted Vec so no hash order can reach the output.
 
 use super::KernelParams;
+use super::stats;
 use crate::contract::{Checked, KernelInput, KnownLever, Levers, RiskTolerance, Subsystem};
 use chrono::{Datelike, NaiveDate};
 use std::collections::{BTreeMap, BTreeSet, HashMap};
@@ -134,6 +135,8 @@ pub struct Index<'a> {
     pub series: BTreeMap<&'a str, Vec<(i32, f64)>>,
     /// Same metric and day given twice undimensioned with different values: (metric, day, a, b).
     pub undimensioned_conflicts: Vec<(&'a str, i32, f64, f64)>,
+    /// Robust trend of each series over the window (3 points or more).
+    pub trends: BTreeMap<&'a str, stats::Trend>,
     /// Every metric id that appears in the input, with or without a dimension.
     pub reported: BTreeSet<&'a str>,
     pub campaigns: Vec<CampaignStats<'a>>,
@@ -338,9 +341,18 @@ impl<'a> Index<'a> {
             .guardrails
             .max_daily_spend
             .map(|cap| (cap - daily_total).max(0.0));
+        let mut trends = BTreeMap::new();
+        for (id, v) in &series {
+            let lo = v.partition_point(|p| p.0 < start);
+            let hi = v.partition_point(|p| p.0 <= end);
+            if let Some(t) = stats::trend(&v[lo..hi]) {
+                trends.insert(*id, t);
+            }
+        }
         Index {
             input,
             levers,
+            trends,
             params,
             start,
             end,
@@ -391,28 +403,16 @@ impl<'a> Index<'a> {
         (!p.is_empty()).then(|| p.iter().map(|x| x.1).sum::<f64>() / p.len() as f64)
     }
 
-    /// Relative change across the window from a least-squares line: (fitted last - fitted
-    /// first) / |mean|. None with fewer than 3 points or a zero mean.
+    /// Relative change across the window of the robust trend (`stats::trend`), 0 when it is
+    /// not significant against the series' noise. None with fewer than 3 points.
     pub fn trend(&self, metric: &str) -> Option<f64> {
-        let p = self.window_points(metric);
-        if p.len() < 3 {
-            return None;
-        }
-        let n = p.len() as f64;
-        let mx = p.iter().map(|x| f64::from(x.0)).sum::<f64>() / n;
-        let my = p.iter().map(|x| x.1).sum::<f64>() / n;
-        let (mut sxy, mut sxx) = (0.0, 0.0);
-        for &(d, y) in p {
-            let dx = f64::from(d) - mx;
-            sxy += dx * (y - my);
-            sxx += dx * dx;
-        }
-        if sxx == 0.0 || my == 0.0 {
-            return None;
-        }
-        let span = f64::from(p[p.len() - 1].0 - p[0].0);
-        let rel = sxy / sxx * span / my.abs();
-        rel.is_finite().then_some(rel)
+        self.trend_stats(metric)
+            .map(|t| if t.significant { t.rel } else { 0.0 })
+    }
+
+    /// The robust trend of the window's points, computed once per metric.
+    pub fn trend_stats(&self, metric: &str) -> Option<&stats::Trend> {
+        self.trends.get(metric)
     }
 
     /// The known value of a lever, as its executor last reported it.

@@ -66,6 +66,10 @@ const LENSES: [BindingConstraint; 3] = [
     BindingConstraint::Economics,
 ];
 
+/// A significant move smaller than this over the window is not material: it neither scores nor
+/// moves a lever (a 1% wobble is not a reason to act).
+pub const MATERIAL_MOVE: f64 = 0.05;
+
 /// Metrics without a target that still weigh in through their trend, with their weight.
 fn trend_weight(metric: &str) -> f64 {
     match metric {
@@ -207,7 +211,7 @@ pub fn diagnose(ix: &Index, catalog: &Catalog, findings: &[Finding]) -> Diagnosi
             Direction::Band => continue,
         }
         .clamp(0.0, 0.5);
-        if worsening <= 0.0 {
+        if worsening < MATERIAL_MOVE {
             continue;
         }
         parts.push(Part {

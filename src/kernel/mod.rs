@@ -15,6 +15,7 @@ pub mod health;
 pub mod known;
 pub mod learning;
 pub mod plays;
+pub mod stats;
 #[cfg(test)]
 pub(crate) mod test_support;
 mod text;
