@@ -72,7 +72,12 @@ impl Risk {
 #[derive(Debug, Clone)]
 pub struct CampaignStats<'a> {
     pub id: &'a str,
+    /// Its status says running (or active) and the window end lies within its dates.
     pub running: bool,
+    /// Its status alone says running.
+    pub status_running: bool,
+    /// Its end date, when that is before the window end.
+    pub ended: Option<i32>,
     pub spent: f64,
     pub total: f64,
     /// `budget_spent / days elapsed` (start to the window end, or the end date if earlier).
@@ -103,6 +108,8 @@ pub struct ChannelStats {
     pub window_spend: f64,
     /// Daily estimate summed over the running campaigns mapped to the channel.
     pub daily: f64,
+    /// Budget left (`budget_total − budget_spent`) summed over those running campaigns.
+    pub left: f64,
     pub campaigns: u32,
 }
 
@@ -119,6 +126,14 @@ pub struct OppStats {
 }
 
 pub const LATE_STAGE_MIN_PROBABILITY: f64 = 0.4;
+
+/// One cut of `Index::cap_cuts`: `new` is the daily budget, or None for a pause.
+#[derive(Debug, Clone)]
+pub struct CapCut<'x, 'a> {
+    pub campaign: &'x CampaignStats<'a>,
+    pub current: f64,
+    pub new: Option<f64>,
+}
 
 /// No known lever state (for the checks that read the input alone).
 pub static NO_LEVERS: Levers = Levers { levers: Vec::new() };
@@ -210,6 +225,7 @@ impl<'a> Index<'a> {
             FnvMap::with_capacity_and_hasher(input.campaigns.len(), Default::default());
         for (c, cstart, cend) in checked.campaigns() {
             let cstart = day(cstart);
+            let ended = cend.map(day).filter(|&e| e < end);
             let cend = cend.map_or(end, |e| day(e).min(end));
             let elapsed = (cend - cstart + 1).max(1);
             let daily = c.budget_spent / f64::from(elapsed);
@@ -220,7 +236,12 @@ impl<'a> Index<'a> {
                 .or_insert(campaigns.len());
             campaigns.push(CampaignStats {
                 id: &c.id,
-                running: status == "running" || status == "active",
+                // Running by its status and its dates: the window end lies within them.
+                running: (status == "running" || status == "active")
+                    && cstart <= end
+                    && ended.is_none(),
+                status_running: status == "running" || status == "active",
+                ended,
                 spent: c.budget_spent,
                 total: c.budget_total,
                 daily,
@@ -305,6 +326,7 @@ impl<'a> Index<'a> {
                 c.campaigns += 1;
                 if s.running {
                     c.daily += s.daily;
+                    c.left += s.budget_left().max(0.0);
                 }
             }
         }
@@ -422,6 +444,64 @@ impl<'a> Index<'a> {
 
     pub fn campaign(&self, id: &str) -> Option<&CampaignStats<'a>> {
         self.campaign_by_id.get(id).map(|&i| &self.campaigns[i])
+    }
+
+    /// Running spend above `max_daily_spend`: the cuts that bring it back under the cap, worst
+    /// return first (no attributed revenue counts as 0x; ties: larger spend, then id). Each
+    /// campaign is paused when it returns less than its spend, or when a step cut would leave
+    /// it above the cap (or when nothing less is needed), otherwise cut by the risk step or by
+    /// what is left to cut if less; a blocked pause becomes the step cut. Empty under the cap.
+    pub fn cap_cuts(&self) -> Vec<CapCut<'_, 'a>> {
+        let Some(cap) = self.input.guardrails.max_daily_spend else {
+            return Vec::new();
+        };
+        let mut excess = self.daily_total - cap;
+        if excess < 0.01 {
+            return Vec::new();
+        }
+        let mut order: Vec<&CampaignStats> = self
+            .campaigns
+            .iter()
+            .filter(|c| c.running && floor_cents(c.daily) > 0.0)
+            .collect();
+        let roas = |c: &CampaignStats| c.roas().unwrap_or(0.0);
+        order.sort_by(|a, b| {
+            roas(a)
+                .total_cmp(&roas(b))
+                .then_with(|| b.daily.total_cmp(&a.daily))
+                .then_with(|| a.id.cmp(b.id))
+        });
+        let no_pause = self
+            .input
+            .guardrails
+            .is_blocked(crate::contract::ActionType::Pause);
+        let step = self.risk.step;
+        let mut out = Vec::new();
+        for c in order {
+            if excess < 0.01 {
+                break;
+            }
+            let current = floor_cents(c.daily);
+            let stepped = ceil_cents(current * (1.0 - step));
+            // Down to what is left to cut (floored, so the total ends under the cap), but by no
+            // more than the risk step.
+            let cut = floor_cents(current - excess).max(stepped);
+            let pause = !no_pause && (roas(c) < 1.0 || cut > cap || excess >= current);
+            let new = if pause {
+                None
+            } else if no_pause {
+                Some(stepped)
+            } else {
+                Some(cut)
+            };
+            excess -= current - new.unwrap_or(0.0);
+            out.push(CapCut {
+                campaign: c,
+                current,
+                new,
+            });
+        }
+        out
     }
 
     /// Current daily spend of a campaign or channel entity (running campaigns only).

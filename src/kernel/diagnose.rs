@@ -337,7 +337,7 @@ pub fn diagnose(ix: &Index, catalog: &Catalog, findings: &[Finding]) -> Diagnosi
         completeness, days_factor, days, p.full_confidence_days, sep_factor, separation
     );
 
-    let text = diagnosis_text(
+    let mut text = diagnosis_text(
         constraint,
         &priority_metric,
         &targets,
@@ -346,6 +346,18 @@ pub fn diagnose(ix: &Index, catalog: &Catalog, findings: &[Finding]) -> Diagnosi
         &parts,
         healthy,
     );
+    let cuts = ix.cap_cuts();
+    if let (Some(cap), false) = (ix.input.guardrails.max_daily_spend, cuts.is_empty()) {
+        let named: Vec<&str> = cuts.iter().map(|k| k.campaign.id).collect();
+        text = format!(
+            "Running campaigns spend {}/day, {} over max_daily_spend {}: cutting back under it \
+             comes first, worst return first ({}). {text}",
+            num(ix.daily_total),
+            num(ix.daily_total - cap),
+            num(cap),
+            named.join(", ")
+        );
+    }
     Diagnosis {
         constraint,
         priority_metric,

@@ -440,6 +440,24 @@ fn fill_trace(
                 "{h:.2}"
             ))
     ));
+    for c in ix
+        .campaigns
+        .iter()
+        .filter(|c| c.status_running && !c.running)
+    {
+        t.scores.push(format!(
+            "eligibility: {}'s status says {} but {}: not running (no spend counted, nothing scaled)",
+            c.id,
+            ix.campaign_by_id
+                .get(c.id)
+                .and_then(|&i| ix.input.campaigns.get(i))
+                .map_or("", |r| r.status.as_str()),
+            match c.ended {
+                Some(e) => format!("its end_date {} is before the window end", data::date_string(e)),
+                None => "it starts after the window end".into(),
+            }
+        ));
+    }
     if let Some(g) = &diag.gate {
         t.decision.push(g.clone());
     }

@@ -49,6 +49,8 @@ pub enum Play {
     PromoOff,
     PauseOverspent,
     HoldLargest,
+    /// Running spend above `max_daily_spend`: cut back under it, worst return first.
+    CutToCap,
     /// Formed by `learning` from a failed result, never by a table.
     Revert,
 }
@@ -71,7 +73,8 @@ impl fmt::Display for Play {
             }
             Play::PromoOff => "disable promo codes",
             Play::PauseOverspent => "pause overspent campaign",
-            Play::HoldLargest => "hold largest spender",
+            Play::HoldLargest => "cap largest spender's lifetime budget",
+            Play::CutToCap => "cut back under max_daily_spend",
             Play::Revert => "revert failed change",
         })
     }
@@ -132,10 +135,11 @@ pub const ECONOMICS_MARGIN: &[Slot] = &[
 /// (whose plays that add spend or read broken attribution the guardrails drop).
 pub const DATA_QUALITY: &[Slot] = &[(Play::PauseOverspent, 10), (Play::HoldLargest, 60)];
 
-/// Any constraint: the revert of a failed recent result ranks before every play, and the next
-/// step of a confirmed success right after it.
-pub const REVERT_RANK: u8 = 0;
-pub const NEXT_STEP_RANK: u8 = 1;
+/// Any constraint: cutting running spend back under `max_daily_spend` comes first; then the
+/// revert of a failed recent result, and the next step of a confirmed success right after it.
+pub const OVER_CAP_RANK: u8 = 0;
+pub const REVERT_RANK: u8 = 1;
+pub const NEXT_STEP_RANK: u8 = 2;
 
 /// The table of a (non-data-quality) constraint.
 pub fn table(constraint: BindingConstraint, priority_metric: &str) -> &'static [Slot] {
@@ -453,6 +457,7 @@ pub fn candidates(
     drops: &mut Vec<(String, String)>,
 ) -> Vec<Candidate> {
     let mut out = Vec::new();
+    campaigns::cut_to_cap(c, (Play::CutToCap, OVER_CAP_RANK), &mut out);
     let constraint = if c.diag.constraint == BindingConstraint::DataQuality {
         form(c, DATA_QUALITY, findings, &mut out, drops);
         underlying(c)
@@ -478,8 +483,8 @@ fn form(
 ) {
     for &slot in table {
         match slot.0 {
-            Play::ScaleBest => campaigns::scale(c, 0, slot, out),
-            Play::ScaleSecond => campaigns::scale(c, 1, slot, out),
+            Play::ScaleBest => campaigns::scale(c, 0, slot, out, drops),
+            Play::ScaleSecond => campaigns::scale(c, 1, slot, out, drops),
             Play::PauseWasted => campaigns::pause_wasted(c, slot, out),
             Play::CutWorst => campaigns::cut(c, 0, slot, out),
             Play::CutSecondWorst => campaigns::cut(c, 1, slot, out),
@@ -495,7 +500,7 @@ fn form(
             Play::PromoOff => pricing::promo_off(c, slot, out),
             Play::PauseOverspent => data_quality::pause_overspent(c, findings, slot, out),
             Play::HoldLargest => data_quality::hold_largest(c, slot, out),
-            Play::Revert => {}
+            Play::Revert | Play::CutToCap => {}
         }
     }
 }
@@ -531,16 +536,17 @@ mod tests {
     fn each_table_forms_a_play_once_and_never_a_revert() {
         for t in TABLES {
             for (i, (p, _)) in t.iter().enumerate() {
-                assert!(*p != Play::Revert);
+                assert!(*p != Play::Revert && *p != Play::CutToCap);
                 assert!(t[..i].iter().all(|(q, _)| q != p), "{p:?} twice");
             }
         }
     }
 
     #[test]
-    fn learning_ranks_before_every_play() {
+    fn cap_cuts_then_learning_rank_before_every_play() {
         let lowest = TABLES.iter().flat_map(|t| t.iter()).map(|s| s.1).min();
-        assert!(REVERT_RANK < NEXT_STEP_RANK && Some(NEXT_STEP_RANK) < lowest);
+        const { assert!(OVER_CAP_RANK < REVERT_RANK && REVERT_RANK < NEXT_STEP_RANK) };
+        assert!(Some(NEXT_STEP_RANK) < lowest);
     }
 
     #[test]

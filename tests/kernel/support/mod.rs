@@ -160,10 +160,14 @@ pub fn assert_guardrails_independently(out: &KernelOutput, input: &KernelInput) 
         .unwrap_or(0.0);
     // Estimated current daily spend of running campaigns.
     let end = day(&input.analysis_window.end_date);
+    // Running: by status, and the window end lies within the campaign's dates.
     let daily_total: f64 = input
         .campaigns
         .iter()
         .filter(|c| matches!(c.status.to_ascii_lowercase().as_str(), "running" | "active"))
+        .filter(|c| {
+            day(&c.start_date) <= end && c.end_date.as_deref().is_none_or(|e| day(e) >= end)
+        })
         .map(|c| {
             let stop = c.end_date.as_deref().map_or(end, |e| day(e).min(end));
             c.budget_spent / ((stop - day(&c.start_date) + 1).max(1) as f64)

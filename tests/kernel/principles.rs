@@ -1,0 +1,190 @@
+//! Issue 13, "decisions an operator signs without edits": one test per principle, on inputs
+//! built here from the example tenant (`demand_bound`) bent one way each.
+
+use crate::support::*;
+use revenue_os::contract::*;
+use revenue_os::kernel;
+use serde_json::json;
+
+fn base() -> KernelInput {
+    scenario("demand_bound").into_input()
+}
+
+fn campaign<'a>(input: &'a mut KernelInput, id: &str) -> &'a mut Campaign {
+    input.campaigns.iter_mut().find(|c| c.id == id).unwrap()
+}
+
+/// Decides and checks soundness; the output and the `--explain` trace.
+fn run(input: KernelInput) -> (KernelOutput, kernel::Trace) {
+    let checked = check(input);
+    let (res, trace) =
+        kernel::decide_explained(&checked, &Levers::default(), catalog(), now(), cycle(1));
+    let out = res.unwrap_or_else(|e| panic!("{e:?}\n{trace}"));
+    assert_sound(&out, &checked);
+    assert_deterministic(&checked);
+    (out, trace)
+}
+
+fn ids(out: &KernelOutput) -> Vec<&str> {
+    out.actions.iter().map(|a| a.action_id.as_str()).collect()
+}
+
+fn on<'a>(out: &'a KernelOutput, entity: &str) -> Vec<&'a Action> {
+    out.actions
+        .iter()
+        .filter(|a| a.target_entity.as_ref().is_some_and(|e| e.id == entity))
+        .collect()
+}
+
+fn dropped<'a>(trace: &'a kernel::Trace, id: &str) -> Option<&'a String> {
+    let head = format!("dropped {id}: ");
+    trace.candidates.iter().find(|l| l.starts_with(&head))
+}
+
+#[test]
+fn a_campaign_past_its_end_date_is_not_running() {
+    // cmp_002, the best return, ended on 2026-11-20 but its status still says running.
+    let mut input = base();
+    campaign(&mut input, "cmp_002").end_date = Some("2026-11-20".into());
+    let (out, trace) = run(input);
+    assert!(on(&out, "cmp_002").is_empty(), "{:?}", ids(&out));
+    assert!(
+        trace
+            .scores
+            .iter()
+            .any(|l| l.starts_with("eligibility: cmp_002's status says running but its end_date")),
+        "{trace}"
+    );
+    // The next best running campaign takes the scale.
+    assert_eq!(
+        out.actions[0].action_id,
+        "campaigns.scale.cmp_006.budget_daily"
+    );
+}
+
+#[test]
+fn a_raise_must_be_spendable_from_the_budget_left() {
+    // cmp_002 has 20 left of its budget: no higher daily budget, and the trace says why.
+    let mut input = base();
+    let c = campaign(&mut input, "cmp_002");
+    c.budget_total = c.budget_spent + 20.0;
+    let (out, trace) = run(input);
+    assert!(!ids(&out).contains(&"campaigns.scale.cmp_002.budget_daily"));
+    let why = dropped(&trace, "campaigns.scale.cmp_002.budget_daily").unwrap();
+    assert!(why.contains("eligibility: cmp_002 has 20 of its"), "{why}");
+    // Every raise fits the budget left over the observation window.
+    for a in out.actions.iter().filter(|a| a.kind == ActionType::Scale) {
+        let id = &a.target_entity.as_ref().unwrap().id;
+        let c = check(base())
+            .input()
+            .campaigns
+            .iter()
+            .find(|c| &c.id == id)
+            .cloned()
+            .unwrap();
+        let new = a.proposed_change.new_value.as_f64().unwrap();
+        assert!(new * 14.0 <= c.budget_total - c.budget_spent + 0.01, "{id}");
+    }
+}
+
+#[test]
+fn spend_over_the_cap_is_cut_first_worst_return_first_and_named() {
+    // About 2,241/day running against a cap of 1,000.
+    let mut input = base();
+    input.guardrails.max_daily_spend = Some(1_000.0);
+    let (out, _) = run(input);
+    let d = &out.cycle_summary.diagnosis;
+    assert!(
+        d.starts_with("Running campaigns spend 2,241/day, 1,241 over max_daily_spend 1,000"),
+        "{d}"
+    );
+    // The first actions cut; cmp_007 (nothing attributed) is first; nothing adds spend.
+    assert_eq!(out.actions[0].action_id, "campaigns.pause.cmp_007.status");
+    assert!(d.contains("(cmp_007,"), "{d}");
+    assert!(out.actions.iter().all(|a| a.kind != ActionType::Scale));
+    assert!(
+        out.actions
+            .iter()
+            .all(|a| a.guardrails.max_additional_spend.is_none_or(|m| m == 0.0))
+    );
+}
+
+#[test]
+fn a_blocked_pause_becomes_a_budget_cut() {
+    let mut input = base();
+    input.guardrails.blocked_actions = Some(vec!["pause".into()]);
+    let (out, _) = run(input);
+    let cut = on(&out, "cmp_007");
+    assert_eq!(cut.len(), 1, "{:?}", ids(&out));
+    let a = cut[0];
+    assert_eq!(a.action_id, "campaigns.config_change.cmp_007.budget_daily");
+    let (cur, new) = (
+        a.proposed_change.current_value.as_f64().unwrap(),
+        a.proposed_change.new_value.as_f64().unwrap(),
+    );
+    assert!(new < cur && new >= cur * 0.8 - 0.01, "{cur} -> {new}");
+    assert!(a.notes_for_humans.contains("Pausing is blocked"));
+}
+
+#[test]
+fn one_action_per_entity_and_field_and_none_that_changes_nothing() {
+    // Stale data: the data-quality plays and the demand plays meet on the same campaigns.
+    let (out, _) = run(scenario("stale_data").into_input());
+    let mut seen = std::collections::BTreeSet::new();
+    for a in &out.actions {
+        let c = &a.proposed_change;
+        assert!(c.new_value != c.current_value, "{}", a.action_id);
+        let spend = a.owner_subsystem == Subsystem::Campaigns
+            && matches!(c.field.as_str(), "status" | "budget_daily" | "budget_total");
+        let key = (
+            a.owner_subsystem,
+            a.target_entity.as_ref().map(|e| e.id.clone()),
+            if spend {
+                "spend".into()
+            } else {
+                c.field.clone()
+            },
+        );
+        assert!(seen.insert(key), "{}", a.action_id);
+    }
+}
+
+#[test]
+fn a_revert_only_targets_an_entity_that_exists() {
+    // A failed content test on a campaign the input does not have: nothing to revert.
+    let mut input = base();
+    input.recent_action_results = Some(vec![ActionResult {
+        action_id: "content.experiment.cmp_999.variant_weights".into(),
+        target_metric: "meeting_book_rate".into(),
+        baseline_value: 0.1,
+        observed_value: 0.08,
+        delta: -0.02,
+        confidence: 0.9,
+        outcome: Outcome::Failed,
+    }]);
+    let (out, trace) = run(input);
+    assert!(out.actions.iter().all(|a| a.kind != ActionType::Revert));
+    assert!(
+        trace
+            .learning
+            .iter()
+            .any(|l| l.contains("cmp_999 is neither in the input nor in the lever state")),
+        "{trace}"
+    );
+    // The same failure on a campaign that exists: reverted, typed as the campaign it is.
+    let mut input = base();
+    input.recent_action_results = Some(vec![ActionResult {
+        action_id: "content.experiment.cmp_002.variant_weights".into(),
+        target_metric: "meeting_book_rate".into(),
+        baseline_value: 0.1,
+        observed_value: 0.08,
+        delta: -0.02,
+        confidence: 0.9,
+        outcome: Outcome::Failed,
+    }]);
+    let (out, _) = run(input);
+    let r = &out.actions[0];
+    assert_eq!(r.action_id, "content.revert.cmp_002.variant_weights");
+    assert_eq!(r.target_entity.as_ref().unwrap().kind, EntityType::Campaign);
+    assert_eq!(r.proposed_change.new_value, json!({"control": 100}));
+}
