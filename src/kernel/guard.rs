@@ -388,6 +388,16 @@ pub fn check_with(out: &KernelOutput, ix: &Index) -> Result<(), Vec<Violation>> 
                     c.metric_id
                 ));
             }
+            // Only pipeline_velocity may go below 0: a "below 0" bound elsewhere never fires.
+            if matches!(c.operator, Operator::Lt | Operator::Le)
+                && c.threshold <= 0.0
+                && c.metric_id != "pipeline_velocity"
+            {
+                push(format!(
+                    "abort on {} {} {} can never fire",
+                    c.metric_id, c.operator, c.threshold
+                ));
+            }
             if !ix.reported.contains(c.metric_id.as_str()) {
                 push(format!(
                     "abort metric {} is not reported by the tenant",

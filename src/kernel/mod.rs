@@ -170,6 +170,7 @@ pub fn decide_with(
     let ctx = plays::Ctx {
         ix: &ix,
         diag: &diag,
+        catalog,
     };
     let results = learning::by_id(input);
     let mut formed_drops = Vec::new();

@@ -188,3 +188,84 @@ fn a_revert_only_targets_an_entity_that_exists() {
     assert_eq!(r.target_entity.as_ref().unwrap().kind, EntityType::Campaign);
     assert_eq!(r.proposed_change.new_value, json!({"control": 100}));
 }
+
+#[test]
+fn every_abort_threshold_can_fire() {
+    // Win rate near its ceiling: a rise guard above 1 could never fire, so it is left out;
+    // every condition the kernel emits is strictly inside its unit's range (assert_sound).
+    for name in [
+        "demand_bound",
+        "conversion_bound",
+        "economics_breach",
+        "margin_floor",
+    ] {
+        let (out, _) = run(scenario(name).into_input());
+        for a in &out.actions {
+            for c in &a.guardrails.abort_conditions {
+                assert!(c.threshold > 0.0, "{name} {}: {c:?}", a.action_id);
+            }
+        }
+    }
+    let rules = revenue_os::kernel::plays::reachable;
+    assert!(!rules(catalog(), "pipeline_total", Operator::Lt, 0.0));
+    assert!(rules(catalog(), "pipeline_total", Operator::Lt, 0.01));
+    assert!(!rules(catalog(), "win_rate", Operator::Gt, 1.0));
+    assert!(!rules(catalog(), "follow_up_rate", Operator::Gt, 1.2));
+}
+
+fn meeting_rate_tenant(volume_metric: Option<(&str, f64)>) -> KernelInput {
+    let mut input = base();
+    input.metrics.retain(|m| m.metric_id != "leads_created");
+    let days: Vec<String> = input
+        .metrics
+        .iter()
+        .filter(|m| m.metric_id == "pipeline_total")
+        .map(|m| m.date.clone())
+        .collect();
+    for d in &days {
+        let mut add = |id: &str, value: f64| {
+            input.metrics.push(MetricPoint {
+                metric_id: id.into(),
+                value,
+                date: d.clone(),
+                dimension: None,
+            })
+        };
+        add("meeting_book_rate", 0.1);
+        if let Some((m, v)) = volume_metric {
+            add(m, v);
+        }
+    }
+    input
+}
+
+#[test]
+fn an_experiment_needs_a_measured_daily_volume_of_its_unit() {
+    // A meeting rate with no lead volume measured: no lead-level experiment, and the trace
+    // says why (the win-rate fallback is far too slow at this tenant's deal flow).
+    let (out, trace) = run(meeting_rate_tenant(None));
+    assert!(out.actions.iter().all(|a| a.kind != ActionType::Experiment));
+    assert!(
+        trace
+            .candidates
+            .iter()
+            .all(|l| !l.contains("meeting_book_rate") || l.contains("no measured daily volume")),
+        "{trace}"
+    );
+    // 4,000 MQLs a day: the sequence experiment is sized on them and reachable in time.
+    let (out, _) = run(meeting_rate_tenant(Some(("mqls_created", 4_000.0))));
+    let e = out
+        .actions
+        .iter()
+        .find(|a| a.action_id == "crm.experiment.sequence_delay_days")
+        .unwrap_or_else(|| panic!("{:?}", ids(&out)));
+    let x = e.experiment.as_ref().unwrap();
+    assert_eq!(x.success_metric, "meeting_book_rate");
+    let days = (x.min_sample_size as f64 / (4_000.0 * x.treatment_group_pct / 100.0)).ceil();
+    assert!(days <= 60.0 && e.observation_window_days as f64 >= days);
+    assert!(
+        e.notes_for_humans.contains("4,000 leads a day"),
+        "{}",
+        e.notes_for_humans
+    );
+}

@@ -15,6 +15,7 @@ use super::diagnose::Diagnosis;
 use super::experiment;
 use super::health::Finding;
 use super::text::{num, pct};
+use crate::contract::catalog::{Catalog, Unit};
 use crate::contract::*;
 use serde_json::Value;
 use std::fmt;
@@ -208,16 +209,38 @@ pub fn action_id(s: Subsystem, t: ActionType, entity: Option<&str>, field: &str)
 pub struct Ctx<'a, 'b> {
     pub ix: &'b Index<'a>,
     pub diag: &'b Diagnosis,
+    pub catalog: &'b Catalog,
+}
+
+/// Whether `metric op threshold` can ever hold: strictly inside the metric's unit range, so
+/// a "below" bound is above the unit's floor and an "above" bound under its ceiling.
+pub fn reachable(catalog: &Catalog, metric: &str, op: Operator, threshold: f64) -> bool {
+    let (lo, hi) = match catalog.metric(metric).map(|d| (d.unit, d.id.as_str())) {
+        Some((_, "pipeline_velocity")) => (f64::NEG_INFINITY, f64::INFINITY),
+        Some((_, "net_revenue_retention")) => (0.0, f64::INFINITY),
+        Some((Unit::Fraction, _)) => (0.0, 1.0),
+        Some((Unit::Percent, _)) => (0.0, 100.0),
+        _ => (0.0, f64::INFINITY),
+    };
+    threshold.is_finite()
+        && match op {
+            Operator::Lt | Operator::Le => threshold > lo,
+            Operator::Gt | Operator::Ge => threshold < hi,
+        }
 }
 
 impl Ctx<'_, '_> {
+    /// An abort condition on a metric the tenant reports, if it can fire at all.
     pub fn abort(&self, metric: &str, op: Operator, threshold: f64) -> Option<AbortCondition> {
-        (self.ix.reported.contains(metric) && threshold.is_finite()).then(|| AbortCondition {
-            metric_id: metric.into(),
-            operator: op,
-            threshold: round_to(threshold, 4),
-            consecutive_days: self.ix.params.abort_consecutive_days,
-        })
+        let threshold = round_to(threshold, 4);
+        (self.ix.reported.contains(metric) && reachable(self.catalog, metric, op, threshold)).then(
+            || AbortCondition {
+                metric_id: metric.into(),
+                operator: op,
+                threshold,
+                consecutive_days: self.ix.params.abort_consecutive_days,
+            },
+        )
     }
 
     /// Stop adding spend when CAC breaks its maximum (or rises 20% without a target).
@@ -320,19 +343,34 @@ impl Proposal<'_> {
     }
 }
 
-/// A conversion rate to experiment on: (metric, latest rate, units per day it applies to).
+/// A conversion rate to experiment on: (metric, latest rate, measured units per day it
+/// applies to: None when the input measures no volume of its unit).
 type Baseline = (&'static str, f64, Option<f64>);
 
-/// A lead-level baseline from the data and the daily number of leads; else the win rate.
+/// The unit a rate's sample is counted in.
+fn sample_unit(metric: &str) -> &'static str {
+    match metric {
+        "meeting_book_rate" | "stage_conversion_lead_to_opp" => "leads",
+        "email_reply_rate" => "sends",
+        _ => "opportunities",
+    }
+}
+
+/// Leads a day, measured: `leads_created`, else `mqls_created` (window means, above 0).
+fn lead_volume(ix: &Index) -> Option<f64> {
+    ["leads_created", "mqls_created"]
+        .into_iter()
+        .find_map(|m| ix.daily_mean(m).filter(|v| *v > 0.0))
+}
+
+/// A lead-level baseline with a measured daily number of leads; else the win rate. (The input
+/// measures no sends, so `email_reply_rate` alone gives no experiment.)
 fn lead_baseline(ix: &Index) -> Option<Baseline> {
-    let leads = ix.daily_mean("leads_created");
-    for m in [
-        "meeting_book_rate",
-        "stage_conversion_lead_to_opp",
-        "email_reply_rate",
-    ] {
-        if let Some(v) = ix.latest_value(m).filter(|v| *v > 0.0 && *v < 1.0) {
-            return Some((m, v, leads));
+    if let Some(leads) = lead_volume(ix) {
+        for m in ["meeting_book_rate", "stage_conversion_lead_to_opp"] {
+            if let Some(v) = ix.latest_value(m).filter(|v| *v > 0.0 && *v < 1.0) {
+                return Some((m, v, Some(leads)));
+            }
         }
     }
     opp_baseline(ix)
@@ -342,7 +380,8 @@ fn opp_baseline(ix: &Index) -> Option<Baseline> {
     let v = ix
         .latest_value("win_rate")
         .filter(|v| *v > 0.0 && *v < 1.0)?;
-    Some(("win_rate", v, Some(ix.opps.closing_30d as f64 / 30.0)))
+    let closing = ix.opps.closing_30d as f64 / 30.0;
+    Some(("win_rate", v, (closing > 0.0).then_some(closing)))
 }
 
 /// An experiment a play wants to run, before sizing.
@@ -380,24 +419,42 @@ impl Trial<'_> {
             self.entity.map(|e| e.1),
             self.field,
         );
+        // No measured volume of its unit: no promise of a sample, so no experiment.
+        let Some(volume) = volume.map(|v| v * self.volume_share).filter(|v| *v > 0.0) else {
+            drops.push((
+                id,
+                format!(
+                    "experiment sizing: no measured daily volume of {} for {metric}; no experiment",
+                    sample_unit(metric)
+                ),
+            ));
+            return None;
+        };
         let sizing = match experiment::size(
             p,
             ix.risk.mde,
             ix.min_sample_size,
             treatment,
-            volume.map(|v| v * self.volume_share),
+            Some(volume),
             ix.params.max_experiment_days,
         ) {
             Ok(s) => s,
             Err(why) => {
-                drops.push((id, format!("experiment sizing: {why}")));
+                drops.push((
+                    id,
+                    format!("experiment sizing: {why} ({})", sample_unit(metric)),
+                ));
                 return None;
             }
         };
         let window = sizing.days.map_or(c.window(), |d| d.max(c.window()));
         let timing = match sizing.days {
-            Some(d) => format!("reachable in about {d} days at the current volume"),
-            None => "daily volume unknown, so the window is the default".into(),
+            Some(d) => format!(
+                "reachable in about {d} days at {} {} a day",
+                num(volume),
+                sample_unit(metric)
+            ),
+            None => "reachable within the default window".into(),
         };
         let notes = format!(
             "{} Test it on {treatment}% of traffic: {} per arm detects {} -> {} \
