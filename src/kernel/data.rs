@@ -127,6 +127,18 @@ pub struct OppStats {
 
 pub const LATE_STAGE_MIN_PROBABILITY: f64 = 0.4;
 
+/// A newest point that breaks a stable history (`stats::glitch`).
+#[derive(Debug, Clone)]
+pub struct Glitch<'a> {
+    pub metric: &'a str,
+    pub day: i32,
+    pub value: f64,
+    /// The recent median it is compared with.
+    pub typical: f64,
+    /// Days of history before it in the window.
+    pub history: usize,
+}
+
 /// One cut of `Index::cap_cuts`: `new` is the daily budget, or None for a pause.
 #[derive(Debug, Clone)]
 pub struct CapCut<'x, 'a> {
@@ -150,6 +162,8 @@ pub struct Index<'a> {
     pub series: BTreeMap<&'a str, Vec<(i32, f64)>>,
     /// Same metric and day given twice undimensioned with different values: (metric, day, a, b).
     pub undimensioned_conflicts: Vec<(&'a str, i32, f64, f64)>,
+    /// Newest points set aside as suspected sync glitches.
+    pub glitches: Vec<Glitch<'a>>,
     /// Robust trend of each series over the window (3 points or more).
     pub trends: BTreeMap<&'a str, stats::Trend>,
     /// Every metric id that appears in the input, with or without a dimension.
@@ -218,6 +232,25 @@ impl<'a> Index<'a> {
                 }
             }
             *v = out;
+        }
+        // A suspected sync glitch on the newest window point is set aside: the rules read the
+        // series without it, and data health reports it.
+        let mut glitches = Vec::new();
+        for (id, v) in series.iter_mut() {
+            let hi = v.partition_point(|p| p.0 <= end);
+            let lo = v.partition_point(|p| p.0 < start);
+            if hi > lo
+                && let Some(typical) = stats::glitch(&v[lo..hi])
+            {
+                let (d, x) = v.remove(hi - 1);
+                glitches.push(Glitch {
+                    metric: id,
+                    day: d,
+                    value: x,
+                    typical,
+                    history: hi - 1 - lo,
+                });
+            }
         }
 
         let mut campaigns: Vec<CampaignStats> = Vec::with_capacity(input.campaigns.len());
@@ -375,6 +408,7 @@ impl<'a> Index<'a> {
             input,
             levers,
             trends,
+            glitches,
             params,
             start,
             end,

@@ -140,6 +140,14 @@ pub fn select(
                     );
                 }
             }
+            if k.adds_spend > 0.0
+                && let Some(g) = findings.iter().find(|f| f.kind == Kind::Glitch)
+            {
+                return Some(format!(
+                    "data health: suspected sync glitch in {}; nothing adds spend while it stands",
+                    g.metric
+                ));
+            }
             if k.adds_spend > 0.0 {
                 if let Some(room) = headroom {
                     let room = floor_cents(room);

@@ -164,9 +164,13 @@ pub fn decide_with(
     trace: Option<&mut Trace>,
 ) -> Result<KernelOutput, KernelError> {
     let input = checked.input();
-    let ix = data::Index::build(checked, levers, params);
+    let mut ix = data::Index::build(checked, levers, params);
     let findings = health::findings(&ix, catalog);
     let diag = diagnose::diagnose(&ix, catalog, &findings);
+    // On track: low-risk steps only, whatever the tenant's tolerance.
+    if diag.healthy {
+        ix.risk = data::Risk::of(RiskTolerance::Low);
+    }
     let ctx = plays::Ctx {
         ix: &ix,
         diag: &diag,
@@ -420,6 +424,33 @@ fn fill_trace(
         for p in diag.parts.iter().filter(|p| p.lens == lens) {
             t.scores.push(format!("  {:.3}  {}", p.value, p.why));
         }
+    }
+    for te in &diag.targets {
+        let noise = ix
+            .trend_stats(&te.metric)
+            .map_or("n/a (under 3 points)".into(), |tr| {
+                format!(
+                    "noise band +-{} ({} of the level, robust SD of residuals), slope t = {:.1}{}",
+                    text::num(tr.noise),
+                    text::pct_1(tr.noise / tr.level.abs().max(1e-9)),
+                    tr.t.min(999.0),
+                    if tr.significant {
+                        ""
+                    } else {
+                        ", not significant"
+                    }
+                )
+            });
+        t.scores.push(format!(
+            "projection: {} {} now, {}/day -> {} in {} days vs target {}{}; {noise}",
+            te.metric,
+            text::num(te.current),
+            text::num(te.per_day),
+            text::num(te.projected),
+            te.horizon,
+            text::num(te.target),
+            te.forecast().map(|f| format!(" ({f})")).unwrap_or_default()
+        ));
     }
     if let Some(f) = &diag.funnel {
         t.scores.push(format!(

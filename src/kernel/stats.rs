@@ -131,6 +131,39 @@ pub fn trend(points: &[(i32, f64)]) -> Option<Trend> {
     (out.slope.is_finite() && out.level.is_finite() && out.rel.is_finite()).then_some(out)
 }
 
+/// A newest point this many robust SDs from the recent median is a suspected sync glitch.
+pub const GLITCH_K: f64 = 8.0;
+/// The robust SD a glitch is judged against is at least this share of the median, so a very
+/// smooth series still needs a jump of 8 × 2.5% = 20% in one day.
+pub const GLITCH_MIN_SD_SHARE: f64 = 0.025;
+/// History that varies more than this (robust SD / median) is too noisy to call a glitch.
+pub const STABLE_MAX_CV: f64 = 0.25;
+/// Points of history a glitch is judged on: at least 7, the last 14 at most.
+pub const GLITCH_MIN_HISTORY: usize = 7;
+pub const GLITCH_HISTORY: usize = 14;
+
+/// Whether the newest point breaks a stable history: a sudden 0 after only positive values,
+/// or a jump of more than `GLITCH_K` robust SDs from the recent median. Gives that median.
+pub fn glitch(points: &[(i32, f64)]) -> Option<f64> {
+    let (last, hist) = points.split_last()?;
+    if hist.len() < GLITCH_MIN_HISTORY {
+        return None;
+    }
+    let recent = &hist[hist.len().saturating_sub(GLITCH_HISTORY)..];
+    let mut ys: Vec<f64> = recent.iter().map(|p| p.1).collect();
+    let med = median(&mut ys)?;
+    if med <= 0.0 {
+        return None;
+    }
+    let sd = robust_sd(recent.iter().map(|p| p.1), med);
+    if sd > STABLE_MAX_CV * med {
+        return None;
+    }
+    let zero = last.1 == 0.0 && recent.iter().all(|p| p.1 > 0.0);
+    let jump = (last.1 - med).abs() > GLITCH_K * sd.max(GLITCH_MIN_SD_SHARE * med);
+    (zero || jump).then_some(med)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -157,16 +190,31 @@ mod tests {
     fn a_move_inside_the_noise_is_not_significant() {
         // ±2% alternating noise around a 1% rise over the window.
         let t = trend(&pts(|d| {
-            100.0 + f64::from(d) / 29.0 + if d % 2 == 0 { 2.0 } else { -2.0 }
+            100.0 + f64::from(d) / 29.0 + if d.rem_euclid(2) == 0 { 2.0 } else { -2.0 }
         }))
         .unwrap();
         assert!(!t.significant, "{t:?}");
         // The same rise of 20%: significant.
         let t = trend(&pts(|d| {
-            100.0 + 20.0 * f64::from(d) / 29.0 + if d % 2 == 0 { 2.0 } else { -2.0 }
+            100.0 + 20.0 * f64::from(d) / 29.0 + if d.rem_euclid(2) == 0 { 2.0 } else { -2.0 }
         }))
         .unwrap();
         assert!(t.significant && (t.rel - 0.2 / 1.1).abs() < 0.03, "{t:?}");
+    }
+
+    #[test]
+    fn a_sudden_zero_or_a_far_jump_after_a_stable_history_is_a_glitch() {
+        let with_last = |v: f64| {
+            let mut p = pts(|d| 1_100_000.0 + f64::from(d % 3) * 5_000.0);
+            p[29].1 = v;
+            p
+        };
+        assert_eq!(glitch(&with_last(0.0)), Some(1_105_000.0));
+        assert!(glitch(&with_last(3_000_000.0)).is_some());
+        // A 10% move is within a smooth series' band; a noisy history has no band at all.
+        assert_eq!(glitch(&with_last(1_000_000.0)), None);
+        let noisy = pts(|d| if d.rem_euclid(2) == 0 { 10.0 } else { 100.0 });
+        assert_eq!(glitch(&noisy), None);
     }
 
     #[test]

@@ -101,6 +101,16 @@ pub const DEMAND: &[Slot] = &[
     (Play::SequenceExperiment, 32),
 ];
 
+/// On track (nothing binds): measured, low-risk steps only; nothing floor-wide (no SLA or
+/// routing change for the whole team).
+pub const ON_TRACK: &[Slot] = &[
+    (Play::ScaleBest, 20),
+    (Play::PauseWasted, 21),
+    (Play::ChannelExperiment, 22),
+    (Play::ContentExperiment, 23),
+    (Play::SequenceExperiment, 32),
+];
+
 /// No spend scaling.
 pub const CONVERSION: &[Slot] = &[
     (Play::FollowUpSla, 20),
@@ -521,13 +531,12 @@ pub fn candidates(
     } else {
         c.diag.constraint
     };
-    form(
-        c,
-        table(constraint, &c.diag.priority_metric),
-        findings,
-        &mut out,
-        drops,
-    );
+    let t = if c.diag.healthy {
+        ON_TRACK
+    } else {
+        table(constraint, &c.diag.priority_metric)
+    };
+    form(c, t, findings, &mut out, drops);
     out
 }
 
@@ -581,8 +590,9 @@ mod tests {
     use super::*;
     use crate::kernel::test_support::*;
 
-    const TABLES: [&[Slot]; 5] = [
+    const TABLES: [&[Slot]; 6] = [
         DEMAND,
+        ON_TRACK,
         CONVERSION,
         ECONOMICS,
         ECONOMICS_MARGIN,
