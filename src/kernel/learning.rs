@@ -104,6 +104,21 @@ pub fn reverts(
             ));
             continue;
         }
+        // The executor already reported the change undone (the watchdog's revert, or a person):
+        // the lever was last set on this action's account but no longer holds what it wrote.
+        if let Some(l) = ix.known(p.subsystem, p.entity, p.field)
+            && l.action_id == *id
+            && l.before.is_none()
+        {
+            notes.push((
+                (*id).to_owned(),
+                format!(
+                    "failed and already undone: {} is {} again since {}; nothing to revert",
+                    p.field, l.value, l.since
+                ),
+            ));
+            continue;
+        }
         let known = known_revert(ix, id, &p);
         let Some((entity, current, new, adds)) = known.clone().or_else(|| revert_values(ix, &p))
         else {
