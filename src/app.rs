@@ -10,9 +10,11 @@ use crate::contract::{
 };
 use crate::error::Error;
 use crate::kernel::KernelParams;
-use crate::store::{Assembled, Store, Watched};
+use crate::store::{
+    ApprovalOutcome, ApprovalRequest, Assembled, HeldFacts, OutboxMessage, Store, Watched,
+};
 use crate::watchdog::Watchdog;
-use crate::worker::{Rules, Worker, ops};
+use crate::worker::{Planner, Rules, Worker, ops};
 use chrono::{DateTime, Utc};
 use std::sync::Arc;
 use tokio_util::sync::CancellationToken;
@@ -65,8 +67,8 @@ pub async fn serve(
     if migrate {
         store.migrate().await?;
     }
-    let catalog_copy = catalog.clone();
-    let worker_store = store.clone();
+    let console_catalog = catalog.clone();
+    let console_store = store.clone();
     let worker = worker(&settings, store.clone(), catalog);
     let state = ops::OpsState {
         store,
@@ -81,7 +83,7 @@ pub async fn serve(
         })?;
     tracing::info!(%addr, "ops endpoints listening");
     let console_task = if console_on {
-        let c = console(&settings, worker_store, &catalog_copy, token);
+        let c = console(&settings, console_store, &console_catalog, token);
         Some(start_console(&settings.console.listen, c, shutdown.clone()).await?)
     } else {
         None
@@ -111,14 +113,47 @@ pub fn console(
     token: Option<String>,
 ) -> Console {
     Console {
-        store,
+        store: store.clone(),
         catalog: Arc::new(catalog.clone()),
         token,
-        approver: None,
+        approver: Some(Arc::new(ConsoleApprover {
+            store,
+            settings: settings.clone(),
+            catalog: catalog.clone(),
+        })),
         dead_queue: Some(DeadQueue {
             amqp: settings.amqp.clone(),
             topology: Topology::new(&settings.amqp.prefix, catalog, settings.amqp.delivery_limit),
         }),
+    }
+}
+
+/// The console's approve/reject: `decide`, the same as the CLI's.
+struct ConsoleApprover {
+    store: Store,
+    settings: Settings,
+    catalog: Catalog,
+}
+
+impl crate::console::Approver for ConsoleApprover {
+    fn decide(
+        &self,
+        cycle_id: uuid::Uuid,
+        action_id: String,
+        request: ApprovalRequest,
+    ) -> futures_util::future::BoxFuture<'_, Result<ApprovalOutcome, String>> {
+        Box::pin(async move {
+            decide(
+                &self.store,
+                &self.settings,
+                &self.catalog,
+                cycle_id,
+                &action_id,
+                request,
+            )
+            .await
+            .map_err(|e| e.to_string())
+        })
     }
 }
 
@@ -217,4 +252,84 @@ pub async fn assemble(
         .assemble(tenant, &trigger, triggered_at, window)
         .await?
         .ok_or_else(|| Error::Kernel(KernelError::tenant_not_found(tenant)))
+}
+
+/// The approval rules for these settings, releasing an approved action through `planner`.
+fn approval_rules<'a>(
+    settings: &Settings,
+    message: &'a (dyn Fn(&HeldFacts) -> OutboxMessage + Sync),
+) -> crate::approvals::Rules<'a> {
+    crate::approvals::Rules {
+        ttl: chrono::Duration::hours(i64::from(settings.approval.ttl_hours)),
+        message,
+    }
+}
+
+/// The planner that names exchanges under `amqp.prefix`.
+fn planner(settings: &Settings, catalog: &Catalog) -> Planner {
+    Planner::new(Topology::new(
+        &settings.amqp.prefix,
+        catalog,
+        settings.amqp.delivery_limit,
+    ))
+}
+
+/// A person's decision on a held action (`approve`, `reject`, the console). Approving writes
+/// the action's outbox row in the same transaction; a running worker's relay publishes it.
+pub async fn decide(
+    store: &Store,
+    settings: &Settings,
+    catalog: &Catalog,
+    cycle_id: uuid::Uuid,
+    action_id: &str,
+    request: ApprovalRequest,
+) -> Result<ApprovalOutcome, Error> {
+    let planner = planner(settings, catalog);
+    let executed_at = store.cycle_executed_at(cycle_id).await?;
+    let message = |f: &HeldFacts| {
+        let at = executed_at.map(|t| t.to_rfc3339_opts(chrono::SecondsFormat::Secs, true));
+        planner.action_message(
+            f.tenant_id,
+            f.cycle_id,
+            at.as_deref().unwrap_or(""),
+            &f.action,
+        )
+    };
+    let rules = approval_rules(settings, &message);
+    let outcome = store
+        .decide_approval(cycle_id, action_id, &request, &rules, chrono::Utc::now())
+        .await?;
+    crate::telemetry::metrics::approval(approval_label(&outcome));
+    Ok(outcome)
+}
+
+/// Expires and supersedes held actions whose time has passed.
+pub async fn sweep_approvals(store: &Store, settings: &Settings) -> Result<usize, Error> {
+    let none = |_: &HeldFacts| OutboxMessage {
+        exchange: String::new(),
+        routing_key: String::new(),
+        message_id: String::new(),
+        headers: serde_json::json!({}),
+        body: vec![],
+        action_id: None,
+    };
+    let rules = approval_rules(settings, &none);
+    let done = store
+        .sweep_pending_approvals(&rules, chrono::Utc::now())
+        .await?;
+    for (_, outcome) in &done {
+        crate::telemetry::metrics::approval(approval_label(outcome));
+    }
+    Ok(done.len())
+}
+
+fn approval_label(o: &ApprovalOutcome) -> &'static str {
+    match o {
+        ApprovalOutcome::Approved { .. } => "approved",
+        ApprovalOutcome::Rejected => "rejected",
+        ApprovalOutcome::StaleHash { .. } => "refused_stale",
+        ApprovalOutcome::Expired => "expired",
+        ApprovalOutcome::Superseded => "superseded",
+        ApprovalOutcome::NotPending { .. } | ApprovalOutcome::NotFound => "not_pending",
+    }
 }

@@ -15,6 +15,7 @@ pub struct Settings {
     pub kernel: KernelSettings,
     pub worker: WorkerSettings,
     pub watchdog: WatchdogSettings,
+    pub approval: ApprovalSettings,
     pub http: HttpSettings,
     pub console: ConsoleSettings,
     pub log: LogSettings,
@@ -50,6 +51,13 @@ pub struct AmqpSettings {
 pub struct KernelSettings {
     pub min_cycle_interval_hours: u32,
     pub stale_after_days: u32,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ApprovalSettings {
+    /// Hours a held action waits for a person before it expires.
+    pub ttl_hours: u32,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

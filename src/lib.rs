@@ -19,6 +19,7 @@
 //! ```
 
 pub mod app;
+pub mod approvals;
 pub mod broker;
 pub mod clock;
 pub mod config;

@@ -7,7 +7,6 @@
 //! The console does not decide approvals: whoever starts it (`app`) passes an `Approver`.
 //! `revenue-os report` renders the same tenant view as text (`report.rs`).
 
-mod approvals;
 mod auth;
 pub mod chart;
 mod pages;
@@ -19,7 +18,7 @@ pub use auth::ct_eq;
 use crate::broker::Topology;
 use crate::config::AmqpSettings;
 use crate::contract::catalog::Catalog;
-use crate::store::{Store, StoreError};
+use crate::store::{ApprovalOutcome, ApprovalRequest, Store, StoreError};
 use futures_util::future::BoxFuture;
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -43,42 +42,15 @@ pub enum ConsoleError {
     },
 }
 
-/// What an operator decided on a pending action.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Decision {
-    Approve,
-    Reject { reason: String },
-}
-
-/// One decision to take, as the form sent it.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct DecisionRequest {
-    pub cycle_id: Uuid,
-    pub action_id: String,
-    /// The operator's name, from the login.
-    pub by: String,
-    /// The hash of the action as the page showed it.
-    pub hash: String,
-    pub decision: Decision,
-}
-
-/// How a decision went.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Decided {
-    Approved,
-    Rejected,
-    /// The action is no longer waiting (decided, superseded, expired).
-    NotPending {
-        status: String,
-    },
-    /// The action changed since the page showed it: nothing was decided.
-    StaleHash,
-    NotFound,
-}
-
-/// Takes approve/reject decisions; supplied by the caller so the console holds no rules.
+/// Takes approve/reject decisions (`app::decide`); supplied by the caller so the console
+/// holds no rules and never imports `app`.
 pub trait Approver: Send + Sync {
-    fn decide(&self, request: DecisionRequest) -> BoxFuture<'_, Result<Decided, String>>;
+    fn decide(
+        &self,
+        cycle_id: Uuid,
+        action_id: String,
+        request: ApprovalRequest,
+    ) -> BoxFuture<'_, Result<ApprovalOutcome, String>>;
 }
 
 /// Where the dead-letter page may peek at the triggers' dead queue.

@@ -1,11 +1,11 @@
 //! The console's routes: one handler per page, each reading the store and filling a template.
 //! Ids in paths are parsed here (a non-UUID is 400); writes go through `decide`.
 
+use super::Console;
 use super::auth::{self, Session, Sessions};
 use super::chart::{Chart, compact};
 use super::view::{self, TenantView};
-use super::{Console, Decided, Decision, DecisionRequest};
-use crate::store::{CycleBrief, StoreError};
+use crate::store::{ApprovalOutcome, ApprovalRequest, CycleBrief, StoreError};
 use askama::Template;
 use axum::Router;
 use axum::extract::{Form, Path, Query, State};
@@ -292,7 +292,7 @@ struct PendingRow {
 }
 
 async fn pending(inner: &Inner, tenant: Option<Uuid>) -> Result<Vec<PendingRow>, PageError> {
-    let rows = super::approvals::pending(&inner.console.store, tenant).await?;
+    let rows = inner.console.store.pending_approvals(tenant).await?;
     Ok(rows
         .into_iter()
         .map(|p| PendingRow {
@@ -301,7 +301,10 @@ async fn pending(inner: &Inner, tenant: Option<Uuid>) -> Result<Vec<PendingRow>,
             cycle_short: short(&p.cycle_id),
             cycle_id: p.cycle_id,
             change: view::change(&p.action),
-            notes: p.action.notes_for_humans.clone(),
+            notes: match &p.reason {
+                Some(why) => format!("Held: {why}. {}", p.action.notes_for_humans),
+                None => p.action.notes_for_humans.clone(),
+            },
             action_id: p.action_id,
             hash: p.hash,
             created: time(p.created_at),
@@ -381,7 +384,8 @@ async fn decide(inner: &Inner, headers: &HeaderMap, f: DecisionForm, reject: boo
         ));
     }
     let cycle_id = uuid(&f.cycle_id, "cycle")?;
-    let decision = if reject {
+    let by = session.operator.clone();
+    let request = if reject {
         let reason = f.reason.unwrap_or_default().trim().to_owned();
         if reason.is_empty() {
             return approvals_page(
@@ -392,9 +396,13 @@ async fn decide(inner: &Inner, headers: &HeaderMap, f: DecisionForm, reject: boo
             )
             .await;
         }
-        Decision::Reject { reason }
+        ApprovalRequest::Reject {
+            by,
+            hash: f.hash,
+            reason,
+        }
     } else {
-        Decision::Approve
+        ApprovalRequest::Approve { by, hash: f.hash }
     };
     let Some(approver) = inner.console.approver.as_ref() else {
         return Err(PageError::new(
@@ -403,34 +411,28 @@ async fn decide(inner: &Inner, headers: &HeaderMap, f: DecisionForm, reject: boo
             "This console has no approver configured.",
         ));
     };
-    let request = DecisionRequest {
-        cycle_id,
-        action_id: f.action_id.clone(),
-        by: session.operator.clone(),
-        hash: f.hash,
-        decision,
-    };
-    let decided = approver.decide(request).await.map_err(|e| {
-        tracing::warn!(error = %e, "console: decision failed");
-        PageError::new(
-            StatusCode::SERVICE_UNAVAILABLE,
-            "Decision not recorded",
-            "The decision could not be recorded; nothing changed. Try again shortly.",
-        )
-    })?;
-    tracing::info!(operator = %session.operator, %cycle_id, action_id = %f.action_id,
-                   outcome = ?decided, "console decision");
+    let decided = approver
+        .decide(cycle_id, f.action_id.clone(), request)
+        .await
+        .map_err(|e| {
+            tracing::warn!(error = %e, "console: decision failed");
+            PageError::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "Decision not recorded",
+                "The decision could not be recorded; nothing changed. Try again shortly.",
+            )
+        })?;
     let a = &f.action_id;
     let (status, message) = match decided {
-        Decided::Approved => (
+        ApprovalOutcome::Approved { .. } => (
             StatusCode::OK,
             (
                 "ok",
                 format!("Approved {a}: it is on its way to the executor."),
             ),
         ),
-        Decided::Rejected => (StatusCode::OK, ("ok", format!("Rejected {a}."))),
-        Decided::StaleHash => (
+        ApprovalOutcome::Rejected => (StatusCode::OK, ("ok", format!("Rejected {a}."))),
+        ApprovalOutcome::StaleHash { .. } => (
             StatusCode::CONFLICT,
             (
                 "bad",
@@ -439,18 +441,36 @@ async fn decide(inner: &Inner, headers: &HeaderMap, f: DecisionForm, reject: boo
                 ),
             ),
         ),
-        Decided::NotPending { status } => (
+        ApprovalOutcome::Expired => (
+            StatusCode::CONFLICT,
+            (
+                "bad",
+                format!(
+                    "Refused: {a} waited too long and has expired; the next cycle decides afresh."
+                ),
+            ),
+        ),
+        ApprovalOutcome::Superseded => (
+            StatusCode::CONFLICT,
+            (
+                "bad",
+                format!("Refused: a newer cycle of this tenant superseded {a}."),
+            ),
+        ),
+        ApprovalOutcome::NotPending { status } => (
             StatusCode::CONFLICT,
             (
                 "bad",
                 format!("Refused: {a} is no longer waiting for approval (it is {status})."),
             ),
         ),
-        Decided::NotFound => (
+        ApprovalOutcome::NotFound => (
             StatusCode::NOT_FOUND,
             ("bad", format!("No pending action {a} in cycle {cycle_id}.")),
         ),
     };
+    tracing::info!(operator = %session.operator, %cycle_id, action_id = %f.action_id,
+                   status = status.as_u16(), "console: decision");
     approvals_page(inner, Some(&session), status, Some(message)).await
 }
 

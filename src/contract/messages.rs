@@ -27,3 +27,11 @@ pub struct ActionMessage {
     pub executed_at: String,
     pub action: Action,
 }
+
+/// SHA-256 (hex) of an action's wire form: what an approval is bound to. The same action gives
+/// the same hash; any change to it (a value, a guardrail, a note) gives another.
+pub fn action_hash(action: &Action) -> String {
+    let bytes = serde_json::to_vec(action).unwrap_or_default();
+    let digest = ring::digest::digest(&ring::digest::SHA256, &bytes);
+    digest.as_ref().iter().map(|b| format!("{b:02x}")).collect()
+}

@@ -17,7 +17,7 @@ pub use catalog::Catalog;
 pub use checked::Checked;
 pub use error::{KernelError, True, Violation};
 pub use levers::{KnownLever, Levers};
-pub use messages::{ActionMessage, TriggerMessage};
+pub use messages::{ActionMessage, TriggerMessage, action_hash};
 pub use output_rules::validate_output;
 pub use report::{Report, ReportError, ReportKind, ReportPayload, Subject, decode_report};
 pub use status::ActionStatus;

@@ -107,10 +107,11 @@ impl World {
                       on: &dyn Fn(&serde_json::Value) -> bool| {
             levers.get(s, e, f).is_some_and(|l| {
                 let since = parse_timestamp(&l.since).map(|t| t.date_naive());
-                on(&l.value)
-                    && since.is_some_and(|s| {
-                        s.checked_add_days(Days::new(lag)).is_some_and(|d| d <= day)
-                    })
+                let settled = since
+                    .and_then(|s| s.checked_add_days(Days::new(lag)))
+                    .is_some_and(|d| d <= day);
+                // A new value in the same direction keeps the effect going.
+                on(&l.value) && (settled || l.before.as_ref().is_some_and(on))
             })
         };
         let raised = |v: &serde_json::Value| v.as_f64().is_some_and(|x| x > 517.85 + 0.005);
@@ -196,13 +197,19 @@ pub async fn run(
     );
     let started = Instant::now();
     let outcome = async {
+        let mut last_refusal: Option<String> = None;
         for d in 0..DAYS {
             let day = start().checked_add_days(Days::new(d)).unwrap_or(start());
             clock.set(at_six(day));
             let mut events = Vec::new();
+            // Yesterday's numbers, as imported this morning (day 0: the example tenant's own).
+            let yesterday = day.pred_opt().unwrap_or(day);
+            let levers = store.levers(tenant).await?;
+            let shown = (
+                world.value("cac_blended", yesterday, &levers),
+                world.value("speed_to_lead_hours", yesterday, &levers),
+            );
             if d > 0 {
-                let yesterday = day.pred_opt().unwrap_or(day);
-                let levers = store.levers(tenant).await?;
                 import_day(&store, &catalog, &template, &world, yesterday, &levers).await?;
                 for w in watchdog::sweep(&store, &wd, Some(tenant)).await? {
                     let e = &w.decision.evaluation;
@@ -246,15 +253,18 @@ pub async fn run(
                     sum.proposed.extend(ids.into_iter().map(|id| (d, id)));
                 }
                 Err(status) if status == "skipped" => {}
-                Err(status) => events.push(format!("cycle {status}")),
+                // The same refusal every day says nothing new.
+                Err(status) if last_refusal.as_deref() == Some(status.as_str()) => {}
+                Err(status) => {
+                    events.push(format!("cycle {status} (again until it changes)"));
+                    last_refusal = Some(status);
+                }
             }
-            let levers = store.levers(tenant).await?;
-            let prev = day.pred_opt().unwrap_or(day);
             let line = format!(
                 "day {d:02} {}  cac {:>5.0}  speed-to-lead {:>4.1}h  {}",
                 format_date(day).get(5..).unwrap_or(""),
-                world.value("cac_blended", prev, &levers),
-                world.value("speed_to_lead_hours", prev, &levers),
+                shown.0,
+                shown.1,
                 if events.is_empty() {
                     "·".to_owned()
                 } else {

@@ -3,6 +3,7 @@
 //! a BTreeMap or a sorted Vec so no hash order can reach the output.
 
 use super::KernelParams;
+use super::stats;
 use crate::contract::{Checked, KernelInput, KnownLever, Levers, RiskTolerance, Subsystem};
 use chrono::{Datelike, NaiveDate};
 use std::collections::{BTreeMap, BTreeSet, HashMap};
@@ -71,7 +72,12 @@ impl Risk {
 #[derive(Debug, Clone)]
 pub struct CampaignStats<'a> {
     pub id: &'a str,
+    /// Its status says running (or active) and the window end lies within its dates.
     pub running: bool,
+    /// Its status alone says running.
+    pub status_running: bool,
+    /// Its end date, when that is before the window end.
+    pub ended: Option<i32>,
     pub spent: f64,
     pub total: f64,
     /// `budget_spent / days elapsed` (start to the window end, or the end date if earlier).
@@ -102,6 +108,8 @@ pub struct ChannelStats {
     pub window_spend: f64,
     /// Daily estimate summed over the running campaigns mapped to the channel.
     pub daily: f64,
+    /// Budget left (`budget_total − budget_spent`) summed over those running campaigns.
+    pub left: f64,
     pub campaigns: u32,
 }
 
@@ -119,6 +127,26 @@ pub struct OppStats {
 
 pub const LATE_STAGE_MIN_PROBABILITY: f64 = 0.4;
 
+/// A newest point that breaks a stable history (`stats::glitch`).
+#[derive(Debug, Clone)]
+pub struct Glitch<'a> {
+    pub metric: &'a str,
+    pub day: i32,
+    pub value: f64,
+    /// The recent median it is compared with.
+    pub typical: f64,
+    /// Days of history before it in the window.
+    pub history: usize,
+}
+
+/// One cut of `Index::cap_cuts`: `new` is the daily budget, or None for a pause.
+#[derive(Debug, Clone)]
+pub struct CapCut<'x, 'a> {
+    pub campaign: &'x CampaignStats<'a>,
+    pub current: f64,
+    pub new: Option<f64>,
+}
+
 /// No known lever state (for the checks that read the input alone).
 pub static NO_LEVERS: Levers = Levers { levers: Vec::new() };
 
@@ -134,6 +162,10 @@ pub struct Index<'a> {
     pub series: BTreeMap<&'a str, Vec<(i32, f64)>>,
     /// Same metric and day given twice undimensioned with different values: (metric, day, a, b).
     pub undimensioned_conflicts: Vec<(&'a str, i32, f64, f64)>,
+    /// Newest points set aside as suspected sync glitches.
+    pub glitches: Vec<Glitch<'a>>,
+    /// Robust trend of each series over the window (3 points or more).
+    pub trends: BTreeMap<&'a str, stats::Trend>,
     /// Every metric id that appears in the input, with or without a dimension.
     pub reported: BTreeSet<&'a str>,
     pub campaigns: Vec<CampaignStats<'a>>,
@@ -201,12 +233,32 @@ impl<'a> Index<'a> {
             }
             *v = out;
         }
+        // A suspected sync glitch on the newest window point is set aside: the rules read the
+        // series without it, and data health reports it.
+        let mut glitches = Vec::new();
+        for (id, v) in series.iter_mut() {
+            let hi = v.partition_point(|p| p.0 <= end);
+            let lo = v.partition_point(|p| p.0 < start);
+            if hi > lo
+                && let Some(typical) = stats::glitch(&v[lo..hi])
+            {
+                let (d, x) = v.remove(hi - 1);
+                glitches.push(Glitch {
+                    metric: id,
+                    day: d,
+                    value: x,
+                    typical,
+                    history: hi - 1 - lo,
+                });
+            }
+        }
 
         let mut campaigns: Vec<CampaignStats> = Vec::with_capacity(input.campaigns.len());
         let mut campaign_by_id =
             FnvMap::with_capacity_and_hasher(input.campaigns.len(), Default::default());
         for (c, cstart, cend) in checked.campaigns() {
             let cstart = day(cstart);
+            let ended = cend.map(day).filter(|&e| e < end);
             let cend = cend.map_or(end, |e| day(e).min(end));
             let elapsed = (cend - cstart + 1).max(1);
             let daily = c.budget_spent / f64::from(elapsed);
@@ -217,7 +269,12 @@ impl<'a> Index<'a> {
                 .or_insert(campaigns.len());
             campaigns.push(CampaignStats {
                 id: &c.id,
-                running: status == "running" || status == "active",
+                // Running by its status and its dates: the window end lies within them.
+                running: (status == "running" || status == "active")
+                    && cstart <= end
+                    && ended.is_none(),
+                status_running: status == "running" || status == "active",
+                ended,
                 spent: c.budget_spent,
                 total: c.budget_total,
                 daily,
@@ -302,6 +359,7 @@ impl<'a> Index<'a> {
                 c.campaigns += 1;
                 if s.running {
                     c.daily += s.daily;
+                    c.left += s.budget_left().max(0.0);
                 }
             }
         }
@@ -338,9 +396,19 @@ impl<'a> Index<'a> {
             .guardrails
             .max_daily_spend
             .map(|cap| (cap - daily_total).max(0.0));
+        let mut trends = BTreeMap::new();
+        for (id, v) in &series {
+            let lo = v.partition_point(|p| p.0 < start);
+            let hi = v.partition_point(|p| p.0 <= end);
+            if let Some(t) = stats::trend(&v[lo..hi]) {
+                trends.insert(*id, t);
+            }
+        }
         Index {
             input,
             levers,
+            trends,
+            glitches,
             params,
             start,
             end,
@@ -391,28 +459,16 @@ impl<'a> Index<'a> {
         (!p.is_empty()).then(|| p.iter().map(|x| x.1).sum::<f64>() / p.len() as f64)
     }
 
-    /// Relative change across the window from a least-squares line: (fitted last - fitted
-    /// first) / |mean|. None with fewer than 3 points or a zero mean.
+    /// Relative change across the window of the robust trend (`stats::trend`), 0 when it is
+    /// not significant against the series' noise. None with fewer than 3 points.
     pub fn trend(&self, metric: &str) -> Option<f64> {
-        let p = self.window_points(metric);
-        if p.len() < 3 {
-            return None;
-        }
-        let n = p.len() as f64;
-        let mx = p.iter().map(|x| f64::from(x.0)).sum::<f64>() / n;
-        let my = p.iter().map(|x| x.1).sum::<f64>() / n;
-        let (mut sxy, mut sxx) = (0.0, 0.0);
-        for &(d, y) in p {
-            let dx = f64::from(d) - mx;
-            sxy += dx * (y - my);
-            sxx += dx * dx;
-        }
-        if sxx == 0.0 || my == 0.0 {
-            return None;
-        }
-        let span = f64::from(p[p.len() - 1].0 - p[0].0);
-        let rel = sxy / sxx * span / my.abs();
-        rel.is_finite().then_some(rel)
+        self.trend_stats(metric)
+            .map(|t| if t.significant { t.rel } else { 0.0 })
+    }
+
+    /// The robust trend of the window's points, computed once per metric.
+    pub fn trend_stats(&self, metric: &str) -> Option<&stats::Trend> {
+        self.trends.get(metric)
     }
 
     /// The known value of a lever, as its executor last reported it.
@@ -422,6 +478,64 @@ impl<'a> Index<'a> {
 
     pub fn campaign(&self, id: &str) -> Option<&CampaignStats<'a>> {
         self.campaign_by_id.get(id).map(|&i| &self.campaigns[i])
+    }
+
+    /// Running spend above `max_daily_spend`: the cuts that bring it back under the cap, worst
+    /// return first (no attributed revenue counts as 0x; ties: larger spend, then id). Each
+    /// campaign is paused when it returns less than its spend, or when a step cut would leave
+    /// it above the cap (or when nothing less is needed), otherwise cut by the risk step or by
+    /// what is left to cut if less; a blocked pause becomes the step cut. Empty under the cap.
+    pub fn cap_cuts(&self) -> Vec<CapCut<'_, 'a>> {
+        let Some(cap) = self.input.guardrails.max_daily_spend else {
+            return Vec::new();
+        };
+        let mut excess = self.daily_total - cap;
+        if excess < 0.01 {
+            return Vec::new();
+        }
+        let mut order: Vec<&CampaignStats> = self
+            .campaigns
+            .iter()
+            .filter(|c| c.running && floor_cents(c.daily) > 0.0)
+            .collect();
+        let roas = |c: &CampaignStats| c.roas().unwrap_or(0.0);
+        order.sort_by(|a, b| {
+            roas(a)
+                .total_cmp(&roas(b))
+                .then_with(|| b.daily.total_cmp(&a.daily))
+                .then_with(|| a.id.cmp(b.id))
+        });
+        let no_pause = self
+            .input
+            .guardrails
+            .is_blocked(crate::contract::ActionType::Pause);
+        let step = self.risk.step;
+        let mut out = Vec::new();
+        for c in order {
+            if excess < 0.01 {
+                break;
+            }
+            let current = floor_cents(c.daily);
+            let stepped = ceil_cents(current * (1.0 - step));
+            // Down to what is left to cut (floored, so the total ends under the cap), but by no
+            // more than the risk step.
+            let cut = floor_cents(current - excess).max(stepped);
+            let pause = !no_pause && (roas(c) < 1.0 || cut > cap || excess >= current);
+            let new = if pause {
+                None
+            } else if no_pause {
+                Some(stepped)
+            } else {
+                Some(cut)
+            };
+            excess -= current - new.unwrap_or(0.0);
+            out.push(CapCut {
+                campaign: c,
+                current,
+                new,
+            });
+        }
+        out
     }
 
     /// Current daily spend of a campaign or channel entity (running campaigns only).

@@ -2,9 +2,9 @@
 
 use super::data::{Index, round_to};
 use super::health::{self, Finding};
-use super::text::{num, pct};
+use super::text::{num, pct, pct_1, qty};
 use crate::contract::BindingConstraint;
-use crate::contract::catalog::{Bound, Catalog, Direction, Lens};
+use crate::contract::catalog::{Bound, Catalog, Direction, Lens, Unit};
 
 /// How one target compares with its metric.
 #[derive(Debug, Clone)]
@@ -18,8 +18,43 @@ pub struct TargetEval {
     pub gap: f64,
     /// Relative move away from the target over the window, clamped to +-0.5 (negative = recovering).
     pub worsening: f64,
-    /// `max(gap, 0) * (1 + worsening)`.
+    /// `max(gap, 0) * (1 + worsening)`, or the weighted projected shortfall if larger.
     pub severity: f64,
+    /// Change per day of the compared value (0 without a significant trend).
+    pub per_day: f64,
+    /// The compared value carried `horizon` days ahead at `per_day`.
+    pub projected: f64,
+    pub horizon: u32,
+    /// Days until it crosses the target at this rate, when that is within the horizon.
+    pub breach_in: Option<u32>,
+    pub unit: Option<Unit>,
+}
+
+impl TargetEval {
+    /// The gap in words: "over"/"under" by the target's direction.
+    pub fn state(&self) -> String {
+        let g = pct(self.gap.abs());
+        match (self.bound, self.gap > 0.0) {
+            (Bound::AtLeast, true) => format!("{g} under target"),
+            (Bound::AtLeast, false) => format!("{g} above target"),
+            (Bound::AtMost, true) => format!("{g} over its maximum"),
+            (Bound::AtMost, false) => format!("{g} under its maximum"),
+        }
+    }
+
+    /// The projection in words, for the diagnosis and the trace.
+    pub fn forecast(&self) -> Option<String> {
+        let days = self.breach_in?;
+        let rate = pct_1(self.per_day.abs() / self.current.abs().max(1e-9));
+        let (moving, miss) = match self.bound {
+            Bound::AtLeast => ("falling", "misses target"),
+            Bound::AtMost => ("rising", "breaches its maximum"),
+        };
+        Some(format!(
+            "{moving} {rate}/day; at this rate it {miss} in {days} day{}",
+            if days == 1 { "" } else { "s" }
+        ))
+    }
 }
 
 #[derive(Debug, Clone)]
@@ -65,6 +100,13 @@ const LENSES: [BindingConstraint; 3] = [
     BindingConstraint::Conversion,
     BindingConstraint::Economics,
 ];
+
+/// A significant move smaller than this over the window is not material: it neither scores nor
+/// moves a lever (a 1% wobble is not a reason to act).
+pub const MATERIAL_MOVE: f64 = 0.05;
+
+/// The highest confidence of an "on track" diagnosis (nothing binds).
+pub const ON_TRACK_CONFIDENCE: f64 = 0.4;
 
 /// Metrics without a target that still weigh in through their trend, with their weight.
 fn trend_weight(metric: &str) -> f64 {
@@ -112,7 +154,40 @@ pub fn diagnose(ix: &Index, catalog: &Catalog, findings: &[Finding]) -> Diagnosi
             Bound::AtMost => trend,
         }
         .clamp(-0.5, 0.5);
-        let severity = gap.max(0.0) * (1.0 + worsening);
+        let mut severity = gap.max(0.0) * (1.0 + worsening);
+        // Forecast: the significant robust trend carried to the horizon. The trailing-30-day
+        // bookings sum moves 30 x the daily slope per day.
+        let horizon = ix.default_window;
+        let per_day = ix
+            .trend_stats(&def.metric)
+            .filter(|t| t.significant)
+            .map_or(0.0, |t| {
+                t.slope
+                    * if def.metric == "bookings_new" {
+                        30.0
+                    } else {
+                        1.0
+                    }
+            });
+        let projected = current + per_day * f64::from(horizon);
+        let toward = match def.bound {
+            Bound::AtLeast => per_day < 0.0,
+            Bound::AtMost => per_day > 0.0,
+        };
+        let mut breach_in = None;
+        if gap <= 0.0 && toward && worsening > 0.0 {
+            let days = ((current - target).abs() / per_day.abs()).ceil().max(1.0);
+            if days <= f64::from(horizon) {
+                let proj_gap = match def.bound {
+                    Bound::AtLeast => (target - projected) / target,
+                    Bound::AtMost => (projected - target) / target,
+                };
+                // Weighted by how soon: a breach tomorrow counts fully, one at the horizon 1/H.
+                let weight = (f64::from(horizon) - days + 1.0) / f64::from(horizon);
+                severity = severity.max(proj_gap.max(0.0) * weight);
+                breach_in = Some(days as u32);
+            }
+        }
         targets.push(TargetEval {
             field,
             metric: def.metric.clone(),
@@ -122,6 +197,11 @@ pub fn diagnose(ix: &Index, catalog: &Catalog, findings: &[Finding]) -> Diagnosi
             gap,
             worsening,
             severity,
+            per_day,
+            projected,
+            horizon,
+            breach_in,
+            unit: catalog.metric(&def.metric).map(|d| d.unit),
         });
     }
 
@@ -176,13 +256,14 @@ pub fn diagnose(ix: &Index, catalog: &Catalog, findings: &[Finding]) -> Diagnosi
             metric: t.metric.clone(),
             value: t.severity,
             why: format!(
-                "{} {} vs target {} (gap {}, {} {})",
+                "{} {} vs target {} ({}, {} {}{})",
                 t.metric,
-                num(t.current),
-                num(t.target),
-                pct(t.gap),
+                qty(t.current, t.unit),
+                qty(t.target, t.unit),
+                t.state(),
                 trend_word,
-                pct(t.worsening.abs())
+                pct(t.worsening.abs()),
+                t.forecast().map(|f| format!("; {f}")).unwrap_or_default()
             ),
         });
     }
@@ -207,7 +288,7 @@ pub fn diagnose(ix: &Index, catalog: &Catalog, findings: &[Finding]) -> Diagnosi
             Direction::Band => continue,
         }
         .clamp(0.0, 0.5);
-        if worsening <= 0.0 {
+        if worsening < MATERIAL_MOVE {
             continue;
         }
         parts.push(Part {
@@ -218,7 +299,7 @@ pub fn diagnose(ix: &Index, catalog: &Catalog, findings: &[Finding]) -> Diagnosi
                 "{m} {} {} over the window to {}",
                 if trend < 0.0 { "fell" } else { "rose" },
                 pct(worsening),
-                num(ix.latest_value(m).unwrap_or(0.0))
+                qty(ix.latest_value(m).unwrap_or(0.0), Some(def.unit))
             ),
         });
     }
@@ -321,6 +402,12 @@ pub fn diagnose(ix: &Index, catalog: &Catalog, findings: &[Finding]) -> Diagnosi
     let sep_factor = 0.5 + 0.5 * (separation / p.clear_separation).min(1.0);
     let confidence = if constraint == BindingConstraint::DataQuality {
         p.data_quality_confidence
+    } else if healthy {
+        // Nothing binds: say so with a low confidence rather than a confident guess.
+        round_to(
+            (completeness * days_factor * sep_factor).clamp(0.05, ON_TRACK_CONFIDENCE),
+            2,
+        )
     } else {
         round_to(
             (completeness * days_factor * sep_factor).clamp(0.05, 0.95),
@@ -333,7 +420,7 @@ pub fn diagnose(ix: &Index, catalog: &Catalog, findings: &[Finding]) -> Diagnosi
         completeness, days_factor, days, p.full_confidence_days, sep_factor, separation
     );
 
-    let text = diagnosis_text(
+    let mut text = diagnosis_text(
         constraint,
         &priority_metric,
         &targets,
@@ -342,6 +429,18 @@ pub fn diagnose(ix: &Index, catalog: &Catalog, findings: &[Finding]) -> Diagnosi
         &parts,
         healthy,
     );
+    let cuts = ix.cap_cuts();
+    if let (Some(cap), false) = (ix.input.guardrails.max_daily_spend, cuts.is_empty()) {
+        let named: Vec<&str> = cuts.iter().map(|k| k.campaign.id).collect();
+        text = format!(
+            "Running campaigns spend {}/day, {} over max_daily_spend {}: cutting back under it \
+             comes first, worst return first ({}). {text}",
+            num(ix.daily_total),
+            num(ix.daily_total - cap),
+            num(cap),
+            named.join(", ")
+        );
+    }
     Diagnosis {
         constraint,
         priority_metric,
@@ -418,21 +517,26 @@ fn diagnosis_text(
         } else {
             "flat over the window".into()
         };
-        let state = if t.gap > 0.0 {
-            format!("{} short", pct(t.gap))
-        } else {
-            "within target".into()
-        };
+        if let Some(f) = t.forecast() {
+            return format!(
+                "{} is {} ({}, {}) but {f}.",
+                t.metric,
+                qty(t.current, t.unit),
+                t.state(),
+                qty(t.target, t.unit)
+            );
+        }
         format!(
-            "{} is {} against a {} of {} ({state}), {dir}.",
+            "{} is {} against a {} of {} ({}), {dir}.",
             t.metric,
-            num(t.current),
+            qty(t.current, t.unit),
             if t.bound == Bound::AtMost {
                 "maximum"
             } else {
                 "target"
             },
-            num(t.target)
+            qty(t.target, t.unit),
+            t.state()
         )
     };
     let funnel_sentence = funnel.map(|f| {
@@ -449,11 +553,12 @@ fn diagnosis_text(
         let lines: Vec<String> = targets
             .iter()
             .take(2)
-            .map(|t| format!("{} {} vs {}", t.metric, num(t.current), num(t.target)))
+            .map(|t| format!("{} {} ({})", t.metric, qty(t.current, t.unit), t.state()))
             .collect();
         return format!(
-            "All {} targets are met and no tracked metric is deteriorating ({}); the next lever \
-             is measured growth.",
+            "On track: all {} targets are met, none is projected to miss within the horizon, \
+             and no tracked metric moves materially ({}). Only low-risk, measured steps; \
+             confidence is low because nothing binds.",
             targets.len(),
             lines.join(", ")
         );
@@ -489,10 +594,10 @@ fn diagnosis_text(
         )
     {
         return format!(
-            "{lead}bookings_new is {} against a target of {} ({} short) while {}.{extra}",
-            num(b.current),
-            num(b.target),
-            pct(b.gap),
+            "{lead}bookings_new is {} against a target of {} ({}) while {}.{extra}",
+            qty(b.current, b.unit),
+            qty(b.target, b.unit),
+            b.state(),
             p.why
         );
     }

@@ -10,7 +10,7 @@ use crate::contract::catalog::{Catalog, FieldContext};
 use crate::contract::*;
 use chrono::{DateTime, Utc};
 use serde_json::json;
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 
 /// Tolerance for comparing money and percentages that were rounded to cents.
 const EPS: f64 = 1e-6;
@@ -58,6 +58,21 @@ fn added_spend(a: &Action, ix: &Index) -> f64 {
     }
 }
 
+/// What one action changes: (subsystem, entity, field). A campaign's spend fields (status and
+/// budgets) are one lever, so a campaign is not paused and re-budgeted in the same cycle.
+fn changes(a: &Action) -> (Subsystem, Option<&str>, &str) {
+    let field = if touches_spend(a) {
+        "spend"
+    } else {
+        a.proposed_change.field.as_str()
+    };
+    (
+        a.owner_subsystem,
+        a.target_entity.as_ref().map(|e| e.id.as_str()),
+        field,
+    )
+}
+
 pub struct Selection {
     pub kept: Vec<Action>,
     /// The play behind each kept action (same order), for the trace.
@@ -90,6 +105,7 @@ pub fn select(
     let mut kept: Vec<Action> = Vec::new();
     let mut plays = Vec::new();
     let mut ids = BTreeSet::new();
+    let mut touched: BTreeMap<(Subsystem, Option<String>, String), String> = BTreeMap::new();
     let mut dropped = Vec::new();
     let cap_exposure = g.max_experiment_exposure_pct;
     for mut k in cands {
@@ -123,6 +139,14 @@ pub fn select(
                         "data_quality: play relies on attribution, which is missing".into(),
                     );
                 }
+            }
+            if k.adds_spend > 0.0
+                && let Some(g) = findings.iter().find(|f| f.kind == Kind::Glitch)
+            {
+                return Some(format!(
+                    "data health: suspected sync glitch in {}; nothing adds spend while it stands",
+                    g.metric
+                ));
             }
             if k.adds_spend > 0.0 {
                 if let Some(room) = headroom {
@@ -184,8 +208,29 @@ pub fn select(
             if let Err(p) = spec.check(&a.proposed_change.new_value, &ctx) {
                 return Some(format!("executor map: value rejected ({p})"));
             }
+            if super::known::same(
+                &a.proposed_change.new_value,
+                &a.proposed_change.current_value,
+            ) {
+                return Some(format!(
+                    "changes nothing: {} is already {}",
+                    a.proposed_change.field, a.proposed_change.current_value
+                ));
+            }
             if ids.contains(&id) {
                 return Some("duplicate of an earlier candidate".into());
+            }
+            let (s, e, f) = changes(a);
+            if let Some(first) = touched.get(&(s, e.map(Into::into), f.into())) {
+                return Some(format!(
+                    "one action per entity and field: {first} already changes {}{}",
+                    e.map(|e| format!("{e} ")).unwrap_or_default(),
+                    if f == "spend" {
+                        "spend (status and budgets)"
+                    } else {
+                        f
+                    }
+                ));
             }
             if kept.len() >= MAX_ACTIONS {
                 return Some(format!("cap of {MAX_ACTIONS} actions"));
@@ -200,6 +245,8 @@ pub fn select(
                 {
                     *h -= k.adds_spend;
                 }
+                let (s, e, f) = changes(&k.action);
+                touched.insert((s, e.map(Into::into), f.into()), id.clone());
                 ids.insert(id);
                 plays.push(k.play);
                 kept.push(k.action);
@@ -239,8 +286,18 @@ pub fn check_with(out: &KernelOutput, ix: &Index) -> Result<(), Vec<Violation>> 
     let data_quality = out.cycle_summary.binding_constraint == BindingConstraint::DataQuality;
     let mut v = Vec::new();
     let mut added_total = 0.0;
+    let mut touched = BTreeSet::new();
     for (i, a) in out.actions.iter().enumerate() {
         let mut push = |m: String| v.push(Violation::new(format!("actions[{i}]"), m));
+        if !touched.insert(changes(a)) {
+            push("a second action on the same entity and field".into());
+        }
+        if super::known::same(
+            &a.proposed_change.new_value,
+            &a.proposed_change.current_value,
+        ) {
+            push("new_value equals current_value".into());
+        }
         if g.is_blocked(a.kind) {
             push(format!("type '{}' is in blocked_actions", a.kind));
         }
@@ -337,6 +394,16 @@ pub fn check_with(out: &KernelOutput, ix: &Index) -> Result<(), Vec<Violation>> 
                 push(format!(
                     "abort on {} needs >= 2 consecutive days",
                     c.metric_id
+                ));
+            }
+            // Only pipeline_velocity may go below 0: a "below 0" bound elsewhere never fires.
+            if matches!(c.operator, Operator::Lt | Operator::Le)
+                && c.threshold <= 0.0
+                && c.metric_id != "pipeline_velocity"
+            {
+                push(format!(
+                    "abort on {} {} {} can never fire",
+                    c.metric_id, c.operator, c.threshold
                 ));
             }
             if !ix.reported.contains(c.metric_id.as_str()) {

@@ -14,6 +14,8 @@ pub enum Kind {
     Conflict,
     Attribution,
     Overspend,
+    /// A newest value that breaks a stable history: a suspected sync glitch.
+    Glitch,
 }
 
 impl Kind {
@@ -21,7 +23,9 @@ impl Kind {
         match self {
             Kind::Stale => DataIssueType::StaleData,
             Kind::MissingDays => DataIssueType::MissingData,
-            Kind::Impossible | Kind::Conflict | Kind::Overspend => DataIssueType::InvalidData,
+            Kind::Impossible | Kind::Conflict | Kind::Overspend | Kind::Glitch => {
+                DataIssueType::InvalidData
+            }
             Kind::Attribution => DataIssueType::MissingAttribution,
         }
     }
@@ -33,6 +37,7 @@ impl Kind {
             Kind::Conflict => "conflicting_duplicates",
             Kind::Attribution => "unattributed_revenue",
             Kind::Overspend => "overspent_campaigns",
+            Kind::Glitch => "sync_glitch",
         }
     }
 }
@@ -311,6 +316,36 @@ pub fn findings(ix: &Index, catalog: &Catalog) -> Vec<Finding> {
         });
     }
 
+    // Suspected sync glitches: material on a watched metric (it would drive the decision).
+    let watched = watched_metrics(ix, catalog);
+    for g in &ix.glitches {
+        let opps = if g.metric == "pipeline_total" && ix.opps.count > 0 {
+            format!(" ({} open opportunities in the input)", ix.opps.count)
+        } else {
+            String::new()
+        };
+        let date = date_string(g.day);
+        out.push(Finding {
+            kind: Kind::Glitch,
+            material: watched.contains(g.metric),
+            metric: g.metric.into(),
+            description: format!(
+                "{} reads {} on {date} after {} days near {}{opps}: suspected sync glitch; the \
+                 value is left out and nothing adds spend while it stands.",
+                g.metric,
+                num(g.value),
+                g.history,
+                num(g.typical)
+            ),
+            fix: format!(
+                "Re-run the {} sync for {date}, compare it with the source system, and correct \
+                 or confirm the value.",
+                g.metric
+            ),
+            campaigns: vec![],
+        });
+    }
+
     out.sort_by(|a, b| {
         b.material
             .cmp(&a.material)
@@ -323,7 +358,7 @@ pub fn findings(ix: &Index, catalog: &Catalog) -> Vec<Finding> {
 /// The data-health metric a `data_quality` diagnosis points at.
 pub fn priority_metric(f: &Finding) -> &str {
     match f.kind {
-        Kind::Stale | Kind::MissingDays => "data_freshness_hours",
+        Kind::Stale | Kind::MissingDays | Kind::Glitch => "data_freshness_hours",
         Kind::Attribution => "missing_attribution_pct",
         _ => &f.metric,
     }

@@ -79,6 +79,46 @@ pub fn reverts(
             ));
             continue;
         }
+        if !entity_exists(ix, &p) {
+            notes.push((
+                (*id).to_owned(),
+                format!(
+                    "failed, but {} is neither in the input nor in the lever state; nothing to \
+                     revert",
+                    p.entity.unwrap_or_default()
+                ),
+            ));
+            continue;
+        }
+        if let (Subsystem::Campaigns, "status", Some(c)) =
+            (p.subsystem, p.field, p.entity.and_then(|e| ix.campaign(e)))
+            && (c.status_running || c.ended.is_some())
+        {
+            notes.push((
+                (*id).to_owned(),
+                format!(
+                    "failed, but {} is {} in the input; nothing to resume",
+                    c.id,
+                    if c.status_running { "running" } else { "ended" }
+                ),
+            ));
+            continue;
+        }
+        // The executor already reported the change undone (the watchdog's revert, or a person):
+        // the lever was last set on this action's account but no longer holds what it wrote.
+        if let Some(l) = ix.known(p.subsystem, p.entity, p.field)
+            && l.action_id == *id
+            && l.before.is_none()
+        {
+            notes.push((
+                (*id).to_owned(),
+                format!(
+                    "failed and already undone: {} is {} again since {}; nothing to revert",
+                    p.field, l.value, l.since
+                ),
+            ));
+            continue;
+        }
         let known = known_revert(ix, id, &p);
         let Some((entity, current, new, adds)) = known.clone().or_else(|| revert_values(ix, &p))
         else {
@@ -165,10 +205,21 @@ fn entity_type(ix: &Index, s: Subsystem, e: &str) -> Option<EntityType> {
     }
     match s {
         Subsystem::Pricing => Some(EntityType::Segment),
-        Subsystem::Crm | Subsystem::Routing | Subsystem::Content => Some(EntityType::Sequence),
+        Subsystem::Crm | Subsystem::Routing => Some(EntityType::Sequence),
+        // Content plays target campaigns.
+        Subsystem::Content => Some(EntityType::Campaign),
         // A campaign or channel absent from the input: nothing to type it by.
         Subsystem::Campaigns => None,
     }
+}
+
+/// A revert's entity exists in the input, or in the lever state for that field.
+fn entity_exists(ix: &Index, p: &ParsedId) -> bool {
+    p.entity.is_none_or(|e| {
+        ix.campaign(e).is_some()
+            || ix.channels.contains_key(e)
+            || ix.known(p.subsystem, Some(e), p.field).is_some()
+    })
 }
 
 /// A revert from the known lever state: when the lever still holds what the failed action
@@ -228,7 +279,7 @@ fn revert_values<'a>(ix: &Index, p: &ParsedId<'a>) -> Option<RevertValues<'a>> {
         (Subsystem::Content, "variant_weights", _) => {
             let e = p.entity?;
             Some((
-                Some((entity_kind(e).unwrap_or(EntityType::Sequence), e)),
+                Some((entity_type(ix, p.subsystem, e)?, e)),
                 Value::Null,
                 json!({"control": 100}),
                 0.0,

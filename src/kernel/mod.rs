@@ -15,6 +15,7 @@ pub mod health;
 pub mod known;
 pub mod learning;
 pub mod plays;
+pub mod stats;
 #[cfg(test)]
 pub(crate) mod test_support;
 mod text;
@@ -163,12 +164,17 @@ pub fn decide_with(
     trace: Option<&mut Trace>,
 ) -> Result<KernelOutput, KernelError> {
     let input = checked.input();
-    let ix = data::Index::build(checked, levers, params);
+    let mut ix = data::Index::build(checked, levers, params);
     let findings = health::findings(&ix, catalog);
     let diag = diagnose::diagnose(&ix, catalog, &findings);
+    // On track: low-risk steps only, whatever the tenant's tolerance.
+    if diag.healthy {
+        ix.risk = data::Risk::of(RiskTolerance::Low);
+    }
     let ctx = plays::Ctx {
         ix: &ix,
         diag: &diag,
+        catalog,
     };
     let results = learning::by_id(input);
     let mut formed_drops = Vec::new();
@@ -419,6 +425,33 @@ fn fill_trace(
             t.scores.push(format!("  {:.3}  {}", p.value, p.why));
         }
     }
+    for te in &diag.targets {
+        let noise = ix
+            .trend_stats(&te.metric)
+            .map_or("n/a (under 3 points)".into(), |tr| {
+                format!(
+                    "noise band +-{} ({} of the level, robust SD of residuals), slope t = {:.1}{}",
+                    text::num(tr.noise),
+                    text::pct_1(tr.noise / tr.level.abs().max(1e-9)),
+                    tr.t.min(999.0),
+                    if tr.significant {
+                        ""
+                    } else {
+                        ", not significant"
+                    }
+                )
+            });
+        t.scores.push(format!(
+            "projection: {} {} now, {}/day -> {} in {} days vs target {}{}; {noise}",
+            te.metric,
+            text::num(te.current),
+            text::num(te.per_day),
+            text::num(te.projected),
+            te.horizon,
+            text::num(te.target),
+            te.forecast().map(|f| format!(" ({f})")).unwrap_or_default()
+        ));
+    }
     if let Some(f) = &diag.funnel {
         t.scores.push(format!(
             "funnel: coverage {:.2}x vs needed {:.2}x{} -> bookings shortfall counts as {}",
@@ -439,6 +472,24 @@ fn fill_trace(
                 "{h:.2}"
             ))
     ));
+    for c in ix
+        .campaigns
+        .iter()
+        .filter(|c| c.status_running && !c.running)
+    {
+        t.scores.push(format!(
+            "eligibility: {}'s status says {} but {}: not running (no spend counted, nothing scaled)",
+            c.id,
+            ix.campaign_by_id
+                .get(c.id)
+                .and_then(|&i| ix.input.campaigns.get(i))
+                .map_or("", |r| r.status.as_str()),
+            match c.ended {
+                Some(e) => format!("its end_date {} is before the window end", data::date_string(e)),
+                None => "it starts after the window end".into(),
+            }
+        ));
+    }
     if let Some(g) = &diag.gate {
         t.decision.push(g.clone());
     }

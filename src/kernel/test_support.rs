@@ -169,6 +169,7 @@ pub fn formed(
     let ctx = Ctx {
         ix: &ix,
         diag: &diag,
+        catalog: &CATALOG,
     };
     let (mut out, mut drops) = (Vec::new(), Vec::new());
     play(&ctx, &findings, &mut out, &mut drops);

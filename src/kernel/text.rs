@@ -1,5 +1,7 @@
 //! Number formatting for human-readable text: fixed rules so output stays byte-stable.
 
+use crate::contract::catalog::Unit;
+
 /// 430000 -> "430,000"; 6.25 -> "6.25"; 0.2614 -> "0.261".
 pub fn num(x: f64) -> String {
     if !x.is_finite() {
@@ -30,6 +32,24 @@ pub fn num(x: f64) -> String {
 /// A fraction as a whole percentage: 0.523 -> "52%".
 pub fn pct(x: f64) -> String {
     format!("{:.0}%", x * 100.0)
+}
+
+/// A fraction as a percentage with one decimal: 0.0153 -> "1.5%".
+pub fn pct_1(x: f64) -> String {
+    trim(format!("{:.1}", x * 100.0)) + "%"
+}
+
+/// A value in its metric's unit: fractions and percents as "25.8%", hours "6.6 h", days,
+/// months; counts, currency and ratios as numbers.
+pub fn qty(x: f64, unit: Option<Unit>) -> String {
+    match unit {
+        Some(Unit::Fraction) => pct_1(x),
+        Some(Unit::Percent) => pct_1(x / 100.0),
+        Some(Unit::Hours) => format!("{} h", num(x)),
+        Some(Unit::Days) => format!("{} days", num(x)),
+        Some(Unit::Months) => format!("{} months", num(x)),
+        _ => num(x),
+    }
 }
 
 fn trim(s: String) -> String {

@@ -124,12 +124,14 @@ impl Store {
             duration_ms,
         };
         insert_cycle(&tx, req, &recorded).await?;
+        let approvals = super::approvals::facts_in(&tx, req.tenant_id).await?;
+        let plan = policy.plan(req.cycle_id, &result, status, &approvals);
         if let Ok(out) = &result {
-            insert_actions(&tx, req, out).await?;
+            insert_actions(&tx, req, out, &plan.held).await?;
         }
         let mut pending = Vec::new();
-        for m in policy.plan(req.cycle_id, &result, status) {
-            pending.push(outbox::insert(&tx, req.tenant_id, req.cycle_id, &m).await?);
+        for m in &plan.messages {
+            pending.push(outbox::insert(&tx, req.tenant_id, req.cycle_id, m).await?);
         }
         tx.commit().await?;
         metrics::stage("persist", persist_started.elapsed());
@@ -294,6 +296,7 @@ async fn insert_actions(
     tx: &Transaction<'_>,
     req: &CycleRequest,
     out: &KernelOutput,
+    held: &[(String, String)],
 ) -> Result<(), StoreError> {
     let ids: Vec<&str> = out.actions.iter().map(|a| a.action_id.as_str()).collect();
     let prio: Vec<i16> = out.actions.iter().map(|a| i16::from(a.priority)).collect();
@@ -309,11 +312,20 @@ async fn insert_actions(
         .map(|a| a.target_metric.as_str())
         .collect();
     let body: Vec<serde_json::Value> = out.actions.iter().map(|a| json!(a)).collect();
+    let reason_of = |id: &str| held.iter().find(|(h, _)| h == id).map(|(_, r)| r.as_str());
+    let status: Vec<&str> = ids
+        .iter()
+        .map(|id| match reason_of(id) {
+            Some(_) => "pending_approval",
+            None => "pending",
+        })
+        .collect();
+    let reason: Vec<Option<&str>> = ids.iter().map(|id| reason_of(id)).collect();
     tx.execute(
         "INSERT INTO actions (cycle_id, tenant_id, action_id, priority, owner_subsystem, type,
-                              target_metric, action)
+                              target_metric, action, status, approval_reason)
          SELECT $1, $2, * FROM UNNEST($3::text[], $4::int2[], $5::text[], $6::text[],
-                                      $7::text[], $8::jsonb[])",
+                                      $7::text[], $8::jsonb[], $9::text[], $10::text[])",
         &[
             &req.cycle_id,
             &req.tenant_id,
@@ -323,6 +335,8 @@ async fn insert_actions(
             &kind,
             &metric,
             &body,
+            &status,
+            &reason,
         ],
     )
     .await?;

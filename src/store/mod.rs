@@ -5,6 +5,7 @@
 //! live in the submodules, one per job. Schema, assembly rules and the cycle's steps are
 //! described in docs/store.md.
 
+mod approvals;
 mod assemble;
 mod cycle;
 mod database;
@@ -17,6 +18,10 @@ mod reports;
 mod views;
 mod watch;
 
+pub use approvals::{
+    ApprovalFacts, ApprovalGate, ApprovalOutcome, ApprovalPolicy, ApprovalRequest, Gate, HeldFacts,
+    PendingApproval,
+};
 pub use assemble::{ACTION_RESULTS_LOOKBACK_DAYS, Assembled};
 pub use database::url_with_database;
 pub use error::StoreError;
@@ -113,13 +118,23 @@ pub trait CyclePolicy: Sync {
     ) -> (Result<KernelOutput, KernelError>, Option<String>) {
         (self.decide(input, levers, now, cycle_id), None)
     }
-    /// The outbox messages of the finished cycle, stored verbatim in the same transaction.
+    /// What the finished cycle publishes (stored verbatim in the outbox, in the same
+    /// transaction) and which of its actions wait for a person instead.
     fn plan(
         &self,
         cycle_id: Uuid,
         result: &Result<KernelOutput, KernelError>,
         status: CycleStatus,
-    ) -> Vec<OutboxMessage>;
+        approvals: &ApprovalFacts,
+    ) -> Plan;
+}
+
+/// A cycle's plan: its messages, and the actions held for approval (no message for those).
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Plan {
+    pub messages: Vec<OutboxMessage>,
+    /// (action_id, why it needs a person).
+    pub held: Vec<(String, String)>,
 }
 
 /// What `run_cycle` did. Domain outcomes are values here, not errors: `StoreError` is only

@@ -24,6 +24,8 @@ pub const REVERTS: &str = "revenue_os_reverts_total";
 pub const OUTCOMES: &str = "revenue_os_outcomes_total";
 pub const WOULD_REVERT: &str = "revenue_os_watchdog_would_revert_total";
 pub const WATCHDOG_OVERDUE: &str = "revenue_os_watchdog_oldest_overdue_seconds";
+pub const APPROVALS: &str = "revenue_os_approvals_total";
+pub const APPROVALS_PENDING: &str = "revenue_os_approvals_pending";
 
 /// The stages of a cycle, in order.
 pub const STAGES: [&str; 4] = ["assemble", "decide", "persist", "publish"];
@@ -87,6 +89,11 @@ pub fn watchdog_overdue(secs: f64) {
     gauge!(WATCHDOG_OVERDUE).set(secs);
 }
 
+/// A decision on a held action: approved, rejected, expired, superseded, refused_stale.
+pub fn approval(decision: &'static str) {
+    counter!(APPROVALS, "decision" => decision).increment(1);
+}
+
 /// Actions per lifecycle status, sampled when `/metrics` is scraped.
 pub fn actions_by_status(counts: &[(String, i64)]) {
     for s in crate::contract::ActionStatus::ALL {
@@ -95,6 +102,9 @@ pub fn actions_by_status(counts: &[(String, i64)]) {
             .find(|(name, _)| name == s.as_str())
             .map_or(0, |(_, n)| *n);
         gauge!(ACTIONS, "status" => s.as_str()).set(n as f64);
+        if *s == crate::contract::ActionStatus::PendingApproval {
+            gauge!(APPROVALS_PENDING).set(n as f64);
+        }
     }
 }
 
@@ -280,6 +290,18 @@ pub const ALL: &[Metric] = &[
         &[],
         "Reverts shadow mode recorded instead of publishing",
     ),
+    m(
+        APPROVALS,
+        Kind::Counter,
+        &["decision"],
+        "Decisions on held actions: approved, rejected, expired, superseded, refused_stale",
+    ),
+    m(
+        APPROVALS_PENDING,
+        Kind::Gauge,
+        &[],
+        "Actions waiting for a person's approval",
+    ),
     secs(
         WATCHDOG_OVERDUE,
         Kind::Gauge,
@@ -304,6 +326,7 @@ pub fn describe() {
     }
     counter!(REDELIVERIES).increment(0);
     counter!(WOULD_REVERT).increment(0);
+    gauge!(APPROVALS_PENDING).set(0.0);
     gauge!(WATCHDOG_OVERDUE).set(0.0);
     counter!(RECONNECTS).increment(0);
     for reason in ["returned", "nacked", "broker"] {

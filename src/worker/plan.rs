@@ -2,7 +2,7 @@
 //! the cycle event. The store persists these verbatim in the outbox (the `OutboxPlan`).
 
 use crate::broker::{Outgoing, Topology};
-use crate::contract::{ActionMessage, KernelError, KernelOutput, Trigger, Version};
+use crate::contract::{Action, ActionMessage, KernelError, KernelOutput, Trigger, Version};
 use crate::store::{CycleStatus, OutboxMessage};
 use serde::Serialize;
 use serde_json::{Map, Value};
@@ -82,41 +82,59 @@ impl Planner {
         &self.topology
     }
 
-    /// Actions in priority order, then the cycle event.
+    /// One action's message on its subsystem's exchange.
+    pub fn action_message(
+        &self,
+        tenant_id: Uuid,
+        cycle_id: Uuid,
+        executed_at: &str,
+        action: &Action,
+    ) -> OutboxMessage {
+        let tenant = tenant_id.to_string();
+        let cycle = cycle_id.to_string();
+        let body = ActionMessage {
+            version: Version::V1,
+            tenant_id: tenant.clone(),
+            cycle_id: cycle.clone(),
+            executed_at: executed_at.to_owned(),
+            action: action.clone(),
+        };
+        OutboxMessage {
+            exchange: self.topology.action_exchange(action.owner_subsystem),
+            routing_key: format!("{}.{tenant}", action.kind),
+            message_id: action_message_id(cycle_id, &action.action_id),
+            headers: headers(&[
+                ("tenant_id", tenant),
+                ("cycle_id", cycle),
+                ("action_id", action.action_id.clone()),
+                ("version", Version::V1.as_str().to_owned()),
+            ]),
+            body: serde_json::to_vec(&body).unwrap_or_default(),
+            action_id: Some(action.action_id.clone()),
+        }
+    }
+
+    /// Actions in priority order (but those `held` for approval), then the cycle event.
     pub fn messages(
         &self,
         ctx: &PlanContext,
         cycle_id: Uuid,
         result: &Result<KernelOutput, KernelError>,
         status: CycleStatus,
+        held: &[&str],
     ) -> Vec<OutboxMessage> {
         let tenant = ctx.tenant_id.to_string();
         let cycle = cycle_id.to_string();
         let mut out = Vec::new();
         if let Ok(output) = result {
-            let mut actions: Vec<_> = output.actions.iter().collect();
+            let mut actions: Vec<_> = output
+                .actions
+                .iter()
+                .filter(|a| !held.contains(&a.action_id.as_str()))
+                .collect();
             actions.sort_by_key(|a| a.priority);
             for action in actions {
-                let body = ActionMessage {
-                    version: Version::V1,
-                    tenant_id: tenant.clone(),
-                    cycle_id: cycle.clone(),
-                    executed_at: output.executed_at.clone(),
-                    action: action.clone(),
-                };
-                out.push(OutboxMessage {
-                    exchange: self.topology.action_exchange(action.owner_subsystem),
-                    routing_key: format!("{}.{tenant}", action.kind),
-                    message_id: action_message_id(cycle_id, &action.action_id),
-                    headers: headers(&[
-                        ("tenant_id", tenant.clone()),
-                        ("cycle_id", cycle.clone()),
-                        ("action_id", action.action_id.clone()),
-                        ("version", Version::V1.as_str().to_owned()),
-                    ]),
-                    body: serde_json::to_vec(&body).unwrap_or_default(),
-                    action_id: Some(action.action_id.clone()),
-                });
+                out.push(self.action_message(ctx.tenant_id, cycle_id, &output.executed_at, action));
             }
         }
         let status = status.as_str();
@@ -209,7 +227,7 @@ mod tests {
         let planner = Planner::new(Topology::new("p", &Catalog::embedded().unwrap(), 5));
         let out = output();
         let cycle = Uuid::new_v4();
-        let msgs = planner.messages(&ctx(), cycle, &Ok(out.clone()), CycleStatus::Completed);
+        let msgs = planner.messages(&ctx(), cycle, &Ok(out.clone()), CycleStatus::Completed, &[]);
         assert_eq!(msgs.len(), out.actions.len() + 1);
         for (m, a) in msgs.iter().zip(&out.actions) {
             assert_eq!(m.exchange, format!("p.actions.{}", a.owner_subsystem));
@@ -234,7 +252,7 @@ mod tests {
     fn errors_announce_the_kernel_error_with_the_trigger() {
         let planner = Planner::new(Topology::new("p", &Catalog::embedded().unwrap(), 5));
         let err = KernelError::new(ErrorCode::CycleTooRecent, "too soon");
-        let msgs = planner.messages(&ctx(), Uuid::nil(), &Err(err), CycleStatus::Skipped);
+        let msgs = planner.messages(&ctx(), Uuid::nil(), &Err(err), CycleStatus::Skipped, &[]);
         assert_eq!(msgs.len(), 1);
         assert_eq!(msgs[0].routing_key, format!("skipped.{}", Uuid::nil()));
         let v: Value = serde_json::from_slice(&msgs[0].body).unwrap();

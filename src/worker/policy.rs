@@ -5,7 +5,7 @@ use super::plan::{PlanContext, Planner};
 use crate::contract::catalog::Catalog;
 use crate::contract::{ErrorCode, KernelError, KernelInput, KernelOutput, Levers, check_input};
 use crate::kernel::{self, KernelParams};
-use crate::store::{CyclePolicy, CycleStatus, LastCycle, OutboxMessage};
+use crate::store::{ApprovalFacts, CyclePolicy, CycleStatus, LastCycle, Plan};
 use chrono::{DateTime, Duration, SecondsFormat, Utc};
 use serde_json::json;
 use uuid::Uuid;
@@ -77,6 +77,8 @@ pub struct TriggerPolicy<'a> {
     pub rules: &'a Rules,
     pub planner: &'a Planner,
     pub trigger: &'a PlanContext,
+    /// The cycle's clock (approval rules that depend on the tenant's age read it).
+    pub now: DateTime<Utc>,
 }
 
 impl CyclePolicy for TriggerPolicy<'_> {
@@ -109,9 +111,19 @@ impl CyclePolicy for TriggerPolicy<'_> {
         cycle_id: Uuid,
         result: &Result<KernelOutput, KernelError>,
         status: CycleStatus,
-    ) -> Vec<OutboxMessage> {
-        self.planner
-            .messages(self.trigger, cycle_id, result, status)
+        approvals: &ApprovalFacts,
+    ) -> Plan {
+        let held = match result {
+            Ok(out) => crate::approvals::held(approvals, out, self.now),
+            Err(_) => vec![],
+        };
+        let ids: Vec<&str> = held.iter().map(|(id, _)| id.as_str()).collect();
+        Plan {
+            messages: self
+                .planner
+                .messages(self.trigger, cycle_id, result, status, &ids),
+            held,
+        }
     }
 }
 

@@ -157,14 +157,16 @@ pub async fn process(ctx: &Context, inc: &Incoming) -> Processed {
     let span = tracing::Span::current();
     span.record("tenant_id", tracing::field::display(tenant_id));
     span.record("cycle_id", tracing::field::display(req.cycle_id));
-    let policy = TriggerPolicy {
-        rules: &ctx.rules,
-        planner: &ctx.planner,
-        trigger: &pctx,
-    };
     let attempt = || async {
+        let now = ctx.clock.now();
+        let policy = TriggerPolicy {
+            rules: &ctx.rules,
+            planner: &ctx.planner,
+            trigger: &pctx,
+            now,
+        };
         ctx.store
-            .run_cycle(&req, ctx.clock.now(), &policy)
+            .run_cycle(&req, now, &policy)
             .await
             .map_err(Failure::from)
     };

@@ -6,6 +6,7 @@ mod cli;
 mod contract;
 mod never_panics;
 mod power;
+mod principles;
 mod properties;
 mod scenarios;
 mod snapshots;

@@ -204,7 +204,8 @@ fn the_guide_s_action_message_is_what_the_worker_publishes() {
         },
     };
     let cycle = Uuid::parse_str(CYCLE).unwrap();
-    let messages = Planner::new(topology).messages(&ctx, cycle, &Ok(out), CycleStatus::Completed);
+    let messages =
+        Planner::new(topology).messages(&ctx, cycle, &Ok(out), CycleStatus::Completed, &[]);
     let published = messages
         .iter()
         .find(|m| m.action_id.as_deref() == Some(shown.action.action_id.as_str()))

@@ -15,6 +15,7 @@ const ALLOWED: &[(&str, &[&str])] = &[
     ("store", &["contract", "config", "telemetry"]),
     ("broker", &["contract", "config", "telemetry"]),
     ("results", &["clock", "contract", "store", "telemetry"]),
+    ("approvals", &["contract", "store"]),
     (
         "watchdog",
         &["clock", "contract", "store", "broker", "telemetry"],
@@ -22,6 +23,7 @@ const ALLOWED: &[(&str, &[&str])] = &[
     (
         "worker",
         &[
+            "approvals",
             "clock",
             "contract",
             "config",
@@ -43,6 +45,7 @@ const ALLOWED: &[(&str, &[&str])] = &[
     (
         "app",
         &[
+            "approvals",
             "clock",
             "contract",
             "config",
@@ -60,6 +63,7 @@ const ALLOWED: &[(&str, &[&str])] = &[
     (
         "demo",
         &[
+            "approvals",
             "clock",
             "contract",
             "config",

@@ -61,8 +61,12 @@ impl CyclePolicy for Policy {
         cycle_id: Uuid,
         result: &Result<KernelOutput, KernelError>,
         status: CycleStatus,
-    ) -> Vec<OutboxMessage> {
-        plan(cycle_id, result, status)
+        _: &ApprovalFacts,
+    ) -> Plan {
+        Plan {
+            messages: plan(cycle_id, result, status),
+            held: vec![],
+        }
     }
 }
 
@@ -511,8 +515,12 @@ impl CyclePolicy for Stub {
         cycle_id: Uuid,
         result: &Result<KernelOutput, KernelError>,
         status: CycleStatus,
-    ) -> Vec<OutboxMessage> {
-        plan(cycle_id, result, status)
+        _: &ApprovalFacts,
+    ) -> Plan {
+        Plan {
+            messages: plan(cycle_id, result, status),
+            held: vec![],
+        }
     }
 }
 

@@ -8,6 +8,7 @@ use crate::kernel::text::{num, pct};
 use serde_json::json;
 
 /// Pausing a running campaign: lowers blended CAC by `magnitude` percent, guarded by pipeline.
+/// When `pause` is blocked, the next safe move for the same intent: a budget cut by the step.
 pub(super) fn pause_campaign(
     c: &Ctx,
     s: &CampaignStats,
@@ -15,6 +16,25 @@ pub(super) fn pause_campaign(
     confidence_factor: f64,
     notes: String,
 ) -> Action {
+    if c.ix.input.guardrails.is_blocked(ActionType::Pause) {
+        let step = c.ix.risk.step;
+        let current = floor_cents(s.daily);
+        let new = ceil_cents(current * (1.0 - step));
+        return set_budget(
+            c,
+            (EntityType::Campaign, s.id),
+            current,
+            new,
+            magnitude * step,
+            c.confidence(confidence_factor * 0.9),
+            format!(
+                "{notes} Pausing is blocked (blocked_actions), so cut its daily budget from \
+                 {current:.2} to {new:.2} (-{}, the {} risk step) instead.",
+                pct(step),
+                c.ix.risk.level
+            ),
+        );
+    }
     Proposal {
         subsystem: Subsystem::Campaigns,
         kind: ActionType::Pause,
@@ -118,19 +138,69 @@ fn running_count(ix: &Index) -> usize {
     ix.campaigns.iter().filter(|c| c.running).count()
 }
 
-/// Raises the daily budget of the `nth` (0: best, 1: second best) campaign by revenue per spend.
-pub(super) fn scale(c: &Ctx, nth: usize, slot: Slot, out: &mut Vec<Candidate>) {
+/// The highest daily budget the budget left can pay for over the observation window.
+fn spendable_daily(c: &Ctx, left: f64) -> f64 {
+    floor_cents(left.max(0.0) / f64::from(c.window().max(1)))
+}
+
+/// Raises the daily budget of the `nth` (0: best, 1: second best) campaign by revenue per spend
+/// among those whose budget left can pay for a higher rate over the observation window.
+pub(super) fn scale(
+    c: &Ctx,
+    nth: usize,
+    slot: Slot,
+    out: &mut Vec<Candidate>,
+    drops: &mut Vec<(String, String)>,
+) {
     let ix = c.ix;
     let ranked = by_roas(ix);
-    let Some(s) = ranked.get(nth) else {
+    let step = ix.risk.step;
+    let mut eligible = 0;
+    let mut pick = None;
+    for s in &ranked {
+        let current = floor_cents(s.daily);
+        let room = spendable_daily(c, s.budget_left());
+        if current > 0.0 && room > current {
+            if eligible == nth {
+                pick = Some((*s, current, room));
+                break;
+            }
+            eligible += 1;
+        } else if eligible == nth && current > 0.0 {
+            // Listed once: by the play whose rank it would have taken.
+            drops.push((
+                super::action_id(
+                    Subsystem::Campaigns,
+                    ActionType::Scale,
+                    Some(s.id),
+                    "budget_daily",
+                ),
+                format!(
+                    "eligibility: {} has {} of its {} budget left, {room:.2}/day over the \
+                     {}-day observation window, not above its current {current:.2}/day; no raise",
+                    s.id,
+                    num(s.budget_left()),
+                    num(s.total),
+                    c.window()
+                ),
+            ));
+        }
+    }
+    let Some((s, current, room)) = pick else {
         return;
     };
-    let step = ix.risk.step;
-    let current = floor_cents(s.daily);
-    if current <= 0.0 {
-        return;
-    }
-    let new = floor_cents(current * (1.0 + step));
+    let stepped = floor_cents(current * (1.0 + step));
+    let new = stepped.min(room);
+    let capped = if new < stepped {
+        format!(
+            " It is held to {new:.2}/day so the {} of budget left lasts the {}-day observation \
+             window.",
+            num(s.budget_left()),
+            c.window()
+        )
+    } else {
+        String::new()
+    };
     let roas = s.roas().unwrap_or(0.0);
     let share = if ix.revenue_total > 0.0 {
         s.revenue / ix.revenue_total
@@ -140,7 +210,7 @@ pub(super) fn scale(c: &Ctx, nth: usize, slot: Slot, out: &mut Vec<Candidate>) {
     let notes = format!(
         "{} returned {}x its estimated spend over {} ({} attributed on {}), the {} of {} \
          running campaigns with attributed revenue and budget left; raise its daily budget \
-         from {current:.2} to {new:.2} (+{}, the {} risk step).",
+         from {current:.2} to {new:.2} (+{}, the {} risk step).{capped}",
         s.id,
         num(roas),
         c.window_words(),
@@ -165,6 +235,46 @@ pub(super) fn scale(c: &Ctx, nth: usize, slot: Slot, out: &mut Vec<Candidate>) {
             .adds(new - current)
             .reads_attribution(),
     );
+}
+
+/// Running spend above `max_daily_spend`: the cuts of `Index::cap_cuts`, ranked first.
+pub(super) fn cut_to_cap(c: &Ctx, slot: Slot, out: &mut Vec<Candidate>) {
+    let ix = c.ix;
+    let cap = ix.input.guardrails.max_daily_spend.unwrap_or(0.0);
+    for k in ix.cap_cuts() {
+        let s = k.campaign;
+        let roas = s.roas().unwrap_or(0.0);
+        let why = format!(
+            "Running campaigns spend {}/day, {} over max_daily_spend {}: cut back under the cap \
+             first, worst return first. {} returned {}x its estimated spend over {} ({} \
+             attributed on {})",
+            num(ix.daily_total),
+            num(ix.daily_total - cap),
+            num(cap),
+            s.id,
+            num(roas),
+            c.window_words(),
+            num(s.revenue),
+            num(s.window_spend)
+        );
+        let share = daily_share(ix, s) * 100.0;
+        let action = match k.new {
+            None => pause_campaign(c, s, share, 0.9, format!("{why}; pause it.")),
+            Some(new) => set_budget(
+                c,
+                (EntityType::Campaign, s.id),
+                k.current,
+                new,
+                share * (1.0 - new / k.current),
+                c.confidence(0.85),
+                format!(
+                    "{why}; cut its daily budget from {:.2} to {new:.2}.",
+                    k.current
+                ),
+            ),
+        };
+        out.push(Candidate::new(action, slot, -roas));
+    }
 }
 
 /// Running campaigns that spent materially in the window with nothing attributed.
@@ -393,7 +503,10 @@ pub(super) fn channel_scale(c: &Ctx, slot: Slot, out: &mut Vec<Candidate>) {
         return;
     }
     let step = ix.risk.step;
-    let new = floor_cents(current * (1.0 + step));
+    let new = floor_cents(current * (1.0 + step)).min(spendable_daily(c, st.left));
+    if new <= current {
+        return;
+    }
     let notes = format!(
         "{ch} returned {}x its estimated spend over {} across {} campaign(s), the best channel; \
          raise its daily budget from {current:.2} to {new:.2} (+{}, the {} risk step).",
@@ -486,7 +599,9 @@ mod tests {
 
     #[test]
     fn scale_raises_the_best_then_the_second_by_the_risk_step() {
-        let best = run(tenant(), |c, out| scale(c, 0, (Play::ScaleBest, 20), out));
+        let best = run(tenant(), |c, out| {
+            scale(c, 0, (Play::ScaleBest, 20), out, &mut Vec::new())
+        });
         assert_eq!(ids(&best), ["campaigns.scale.c1.budget_daily"]);
         let a = &best[0].action;
         assert_eq!(
@@ -497,9 +612,20 @@ mod tests {
             (&json!(100.0), &json!(120.0))
         );
         assert!((best[0].adds_spend - 20.0).abs() < 1e-9);
-        let second = run(tenant(), |c, out| scale(c, 1, (Play::ScaleSecond, 24), out));
+        let second = run(tenant(), |c, out| {
+            scale(c, 1, (Play::ScaleSecond, 24), out, &mut Vec::new())
+        });
         assert_eq!(ids(&second), ["campaigns.scale.c2.budget_daily"]);
-        assert!(run(tenant(), |c, out| scale(c, 2, (Play::ScaleSecond, 24), out)).is_empty());
+        assert!(
+            run(tenant(), |c, out| scale(
+                c,
+                2,
+                (Play::ScaleSecond, 24),
+                out,
+                &mut Vec::new()
+            ))
+            .is_empty()
+        );
     }
 
     #[test]

@@ -68,7 +68,11 @@ pub(super) fn sequence_experiment(
         pct(trend.abs()),
         c.window_words(),
         base.2
-            .map(|v| format!(", with about {} units a day entering the sequence", num(v)))
+            .map(|v| format!(
+                ", with about {} {} a day entering the sequence",
+                num(v),
+                super::sample_unit(base.0)
+            ))
             .unwrap_or_default()
     );
     let trial = Trial {

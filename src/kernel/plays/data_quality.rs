@@ -1,12 +1,13 @@
 //! Plays driven by data-health findings: safe moves that add no spend while the data is
 //! unreliable.
 
-use super::campaigns::{pause_campaign, set_budget};
-use super::{Candidate, Ctx, Slot};
+use super::campaigns::pause_campaign;
+use super::{Candidate, Ctx, Proposal, Slot};
 use crate::contract::*;
-use crate::kernel::data::floor_cents;
+use crate::kernel::data::{CampaignStats, ceil_cents, floor_cents};
 use crate::kernel::health::{Finding, Kind};
 use crate::kernel::text::num;
+use serde_json::json;
 
 /// Stops running campaigns that spent past their budget (at most 3 per finding).
 pub(super) fn pause_overspent(c: &Ctx, findings: &[Finding], slot: Slot, out: &mut Vec<Candidate>) {
@@ -33,42 +34,48 @@ pub(super) fn pause_overspent(c: &Ctx, findings: &[Finding], slot: Slot, out: &m
     }
 }
 
-/// Pins the largest spender's daily budget at its current rate.
+/// Caps the largest spender's lifetime budget (of those whose budget outlasts the window) at what it has spent plus the observation window
+/// at its current rate, so it cannot spend past the window on numbers that may be wrong (a
+/// change only where its budget would otherwise last longer).
 pub(super) fn hold_largest(c: &Ctx, slot: Slot, out: &mut Vec<Candidate>) {
     let ix = c.ix;
+    let window = c.window();
+    let cap = |s: &CampaignStats| ceil_cents(s.spent + floor_cents(s.daily) * f64::from(window));
     let Some(s) = ix
         .campaigns
         .iter()
-        .filter(|s| s.running && s.daily > 0.0)
-        // The executor rejects a daily budget above the cap, so hold only what fits under it.
-        .filter(|s| {
-            ix.input
-                .guardrails
-                .max_daily_spend
-                .is_none_or(|cap| floor_cents(s.daily) <= cap)
-        })
+        .filter(|s| s.running && floor_cents(s.daily) > 0.0 && cap(s) < s.total)
         .max_by(|a, b| a.daily.total_cmp(&b.daily).then_with(|| b.id.cmp(a.id)))
     else {
         return;
     };
-    let current = floor_cents(s.daily);
-    if current <= 0.0 {
-        return;
-    }
+    let new = cap(s);
     let notes = format!(
-        "{} is the largest spender at about {current:.2}/day; pin its daily budget at that level \
-         so nothing adds spend while the data is unreliable.",
-        s.id
+        "{} is the largest spender at about {:.2}/day with {} of its {} budget left; cap \
+         budget_total at {new:.2} (spent {} plus {window} days at that rate) so it cannot spend \
+         past the observation window while the data is unreliable.",
+        s.id,
+        floor_cents(s.daily),
+        num(s.budget_left()),
+        num(s.total),
+        num(s.spent)
     );
-    let a = set_budget(
-        c,
-        (EntityType::Campaign, s.id),
-        current,
-        current,
-        0.1,
-        c.confidence(0.5),
+    let a = Proposal {
+        subsystem: Subsystem::Campaigns,
+        kind: ActionType::ConfigChange,
+        entity: Some((EntityType::Campaign, s.id)),
+        field: "budget_total",
+        current: json!(s.total),
+        new: json!(new),
+        metric: "cac_blended",
+        direction: ImpactDirection::Decrease,
+        magnitude: 0.1,
+        confidence: c.confidence(0.5),
+        window,
+        aborts: vec![c.pipeline_guard()],
         notes,
-    );
+    }
+    .into_action();
     out.push(Candidate::new(a, slot, s.daily));
 }
 
@@ -77,7 +84,6 @@ mod tests {
     use super::*;
     use crate::kernel::plays::Play;
     use crate::kernel::test_support::*;
-    use serde_json::json;
 
     #[test]
     fn only_running_overspent_campaigns_are_paused() {
@@ -93,7 +99,7 @@ mod tests {
     }
 
     #[test]
-    fn the_largest_spender_under_the_cap_is_pinned_at_its_rate() {
+    fn the_largest_spenders_lifetime_budget_is_capped_at_the_window() {
         let t = || {
             Tenant::new()
                 .campaign("big", "running", 100_000.0, 6_000.0)
@@ -106,14 +112,15 @@ mod tests {
             .0
         };
         let k = hold(t());
-        assert_eq!(ids(&k), ["campaigns.config_change.big.budget_daily"]);
+        assert_eq!(ids(&k), ["campaigns.config_change.big.budget_total"]);
         let ch = &k[0].action.proposed_change;
+        // 6,000 spent plus 14 days at 200/day.
         assert_eq!(
             (&ch.current_value, &ch.new_value),
-            (&json!(200.0), &json!(200.0))
+            (&json!(100_000.0), &json!(8_800.0))
         );
-        // 200/day does not fit under a 150 cap: the executor would refuse it.
-        let capped = hold(t().guardrails(|g| g.max_daily_spend = Some(150.0)));
-        assert_eq!(ids(&capped), ["campaigns.config_change.small.budget_daily"]);
+        // A budget that runs out within the window anyway is left alone.
+        let short = Tenant::new().campaign("big", "running", 7_000.0, 6_000.0);
+        assert!(hold(short).is_empty());
     }
 }

@@ -15,6 +15,7 @@ use super::diagnose::Diagnosis;
 use super::experiment;
 use super::health::Finding;
 use super::text::{num, pct};
+use crate::contract::catalog::{Catalog, Unit};
 use crate::contract::*;
 use serde_json::Value;
 use std::fmt;
@@ -49,6 +50,8 @@ pub enum Play {
     PromoOff,
     PauseOverspent,
     HoldLargest,
+    /// Running spend above `max_daily_spend`: cut back under it, worst return first.
+    CutToCap,
     /// Formed by `learning` from a failed result, never by a table.
     Revert,
 }
@@ -71,7 +74,8 @@ impl fmt::Display for Play {
             }
             Play::PromoOff => "disable promo codes",
             Play::PauseOverspent => "pause overspent campaign",
-            Play::HoldLargest => "hold largest spender",
+            Play::HoldLargest => "cap largest spender's lifetime budget",
+            Play::CutToCap => "cut back under max_daily_spend",
             Play::Revert => "revert failed change",
         })
     }
@@ -94,6 +98,16 @@ pub const DEMAND: &[Slot] = &[
     (Play::ChannelScale, 25),
     (Play::FollowUpSla, 30),
     (Play::RoundRobin, 31),
+    (Play::SequenceExperiment, 32),
+];
+
+/// On track (nothing binds): measured, low-risk steps only; nothing floor-wide (no SLA or
+/// routing change for the whole team).
+pub const ON_TRACK: &[Slot] = &[
+    (Play::ScaleBest, 20),
+    (Play::PauseWasted, 21),
+    (Play::ChannelExperiment, 22),
+    (Play::ContentExperiment, 23),
     (Play::SequenceExperiment, 32),
 ];
 
@@ -132,10 +146,11 @@ pub const ECONOMICS_MARGIN: &[Slot] = &[
 /// (whose plays that add spend or read broken attribution the guardrails drop).
 pub const DATA_QUALITY: &[Slot] = &[(Play::PauseOverspent, 10), (Play::HoldLargest, 60)];
 
-/// Any constraint: the revert of a failed recent result ranks before every play, and the next
-/// step of a confirmed success right after it.
-pub const REVERT_RANK: u8 = 0;
-pub const NEXT_STEP_RANK: u8 = 1;
+/// Any constraint: cutting running spend back under `max_daily_spend` comes first; then the
+/// revert of a failed recent result, and the next step of a confirmed success right after it.
+pub const OVER_CAP_RANK: u8 = 0;
+pub const REVERT_RANK: u8 = 1;
+pub const NEXT_STEP_RANK: u8 = 2;
 
 /// The table of a (non-data-quality) constraint.
 pub fn table(constraint: BindingConstraint, priority_metric: &str) -> &'static [Slot] {
@@ -204,16 +219,38 @@ pub fn action_id(s: Subsystem, t: ActionType, entity: Option<&str>, field: &str)
 pub struct Ctx<'a, 'b> {
     pub ix: &'b Index<'a>,
     pub diag: &'b Diagnosis,
+    pub catalog: &'b Catalog,
+}
+
+/// Whether `metric op threshold` can ever hold: strictly inside the metric's unit range, so
+/// a "below" bound is above the unit's floor and an "above" bound under its ceiling.
+pub fn reachable(catalog: &Catalog, metric: &str, op: Operator, threshold: f64) -> bool {
+    let (lo, hi) = match catalog.metric(metric).map(|d| (d.unit, d.id.as_str())) {
+        Some((_, "pipeline_velocity")) => (f64::NEG_INFINITY, f64::INFINITY),
+        Some((_, "net_revenue_retention")) => (0.0, f64::INFINITY),
+        Some((Unit::Fraction, _)) => (0.0, 1.0),
+        Some((Unit::Percent, _)) => (0.0, 100.0),
+        _ => (0.0, f64::INFINITY),
+    };
+    threshold.is_finite()
+        && match op {
+            Operator::Lt | Operator::Le => threshold > lo,
+            Operator::Gt | Operator::Ge => threshold < hi,
+        }
 }
 
 impl Ctx<'_, '_> {
+    /// An abort condition on a metric the tenant reports, if it can fire at all.
     pub fn abort(&self, metric: &str, op: Operator, threshold: f64) -> Option<AbortCondition> {
-        (self.ix.reported.contains(metric) && threshold.is_finite()).then(|| AbortCondition {
-            metric_id: metric.into(),
-            operator: op,
-            threshold: round_to(threshold, 4),
-            consecutive_days: self.ix.params.abort_consecutive_days,
-        })
+        let threshold = round_to(threshold, 4);
+        (self.ix.reported.contains(metric) && reachable(self.catalog, metric, op, threshold)).then(
+            || AbortCondition {
+                metric_id: metric.into(),
+                operator: op,
+                threshold,
+                consecutive_days: self.ix.params.abort_consecutive_days,
+            },
+        )
     }
 
     /// Stop adding spend when CAC breaks its maximum (or rises 20% without a target).
@@ -316,19 +353,34 @@ impl Proposal<'_> {
     }
 }
 
-/// A conversion rate to experiment on: (metric, latest rate, units per day it applies to).
+/// A conversion rate to experiment on: (metric, latest rate, measured units per day it
+/// applies to: None when the input measures no volume of its unit).
 type Baseline = (&'static str, f64, Option<f64>);
 
-/// A lead-level baseline from the data and the daily number of leads; else the win rate.
+/// The unit a rate's sample is counted in.
+fn sample_unit(metric: &str) -> &'static str {
+    match metric {
+        "meeting_book_rate" | "stage_conversion_lead_to_opp" => "leads",
+        "email_reply_rate" => "sends",
+        _ => "opportunities",
+    }
+}
+
+/// Leads a day, measured: `leads_created`, else `mqls_created` (window means, above 0).
+fn lead_volume(ix: &Index) -> Option<f64> {
+    ["leads_created", "mqls_created"]
+        .into_iter()
+        .find_map(|m| ix.daily_mean(m).filter(|v| *v > 0.0))
+}
+
+/// A lead-level baseline with a measured daily number of leads; else the win rate. (The input
+/// measures no sends, so `email_reply_rate` alone gives no experiment.)
 fn lead_baseline(ix: &Index) -> Option<Baseline> {
-    let leads = ix.daily_mean("leads_created");
-    for m in [
-        "meeting_book_rate",
-        "stage_conversion_lead_to_opp",
-        "email_reply_rate",
-    ] {
-        if let Some(v) = ix.latest_value(m).filter(|v| *v > 0.0 && *v < 1.0) {
-            return Some((m, v, leads));
+    if let Some(leads) = lead_volume(ix) {
+        for m in ["meeting_book_rate", "stage_conversion_lead_to_opp"] {
+            if let Some(v) = ix.latest_value(m).filter(|v| *v > 0.0 && *v < 1.0) {
+                return Some((m, v, Some(leads)));
+            }
         }
     }
     opp_baseline(ix)
@@ -338,7 +390,8 @@ fn opp_baseline(ix: &Index) -> Option<Baseline> {
     let v = ix
         .latest_value("win_rate")
         .filter(|v| *v > 0.0 && *v < 1.0)?;
-    Some(("win_rate", v, Some(ix.opps.closing_30d as f64 / 30.0)))
+    let closing = ix.opps.closing_30d as f64 / 30.0;
+    Some(("win_rate", v, (closing > 0.0).then_some(closing)))
 }
 
 /// An experiment a play wants to run, before sizing.
@@ -376,24 +429,42 @@ impl Trial<'_> {
             self.entity.map(|e| e.1),
             self.field,
         );
+        // No measured volume of its unit: no promise of a sample, so no experiment.
+        let Some(volume) = volume.map(|v| v * self.volume_share).filter(|v| *v > 0.0) else {
+            drops.push((
+                id,
+                format!(
+                    "experiment sizing: no measured daily volume of {} for {metric}; no experiment",
+                    sample_unit(metric)
+                ),
+            ));
+            return None;
+        };
         let sizing = match experiment::size(
             p,
             ix.risk.mde,
             ix.min_sample_size,
             treatment,
-            volume.map(|v| v * self.volume_share),
+            Some(volume),
             ix.params.max_experiment_days,
         ) {
             Ok(s) => s,
             Err(why) => {
-                drops.push((id, format!("experiment sizing: {why}")));
+                drops.push((
+                    id,
+                    format!("experiment sizing: {why} ({})", sample_unit(metric)),
+                ));
                 return None;
             }
         };
         let window = sizing.days.map_or(c.window(), |d| d.max(c.window()));
         let timing = match sizing.days {
-            Some(d) => format!("reachable in about {d} days at the current volume"),
-            None => "daily volume unknown, so the window is the default".into(),
+            Some(d) => format!(
+                "reachable in about {d} days at {} {} a day",
+                num(volume),
+                sample_unit(metric)
+            ),
+            None => "reachable within the default window".into(),
         };
         let notes = format!(
             "{} Test it on {treatment}% of traffic: {} per arm detects {} -> {} \
@@ -453,19 +524,19 @@ pub fn candidates(
     drops: &mut Vec<(String, String)>,
 ) -> Vec<Candidate> {
     let mut out = Vec::new();
+    campaigns::cut_to_cap(c, (Play::CutToCap, OVER_CAP_RANK), &mut out);
     let constraint = if c.diag.constraint == BindingConstraint::DataQuality {
         form(c, DATA_QUALITY, findings, &mut out, drops);
         underlying(c)
     } else {
         c.diag.constraint
     };
-    form(
-        c,
-        table(constraint, &c.diag.priority_metric),
-        findings,
-        &mut out,
-        drops,
-    );
+    let t = if c.diag.healthy {
+        ON_TRACK
+    } else {
+        table(constraint, &c.diag.priority_metric)
+    };
+    form(c, t, findings, &mut out, drops);
     out
 }
 
@@ -478,8 +549,8 @@ fn form(
 ) {
     for &slot in table {
         match slot.0 {
-            Play::ScaleBest => campaigns::scale(c, 0, slot, out),
-            Play::ScaleSecond => campaigns::scale(c, 1, slot, out),
+            Play::ScaleBest => campaigns::scale(c, 0, slot, out, drops),
+            Play::ScaleSecond => campaigns::scale(c, 1, slot, out, drops),
             Play::PauseWasted => campaigns::pause_wasted(c, slot, out),
             Play::CutWorst => campaigns::cut(c, 0, slot, out),
             Play::CutSecondWorst => campaigns::cut(c, 1, slot, out),
@@ -495,7 +566,7 @@ fn form(
             Play::PromoOff => pricing::promo_off(c, slot, out),
             Play::PauseOverspent => data_quality::pause_overspent(c, findings, slot, out),
             Play::HoldLargest => data_quality::hold_largest(c, slot, out),
-            Play::Revert => {}
+            Play::Revert | Play::CutToCap => {}
         }
     }
 }
@@ -519,8 +590,9 @@ mod tests {
     use super::*;
     use crate::kernel::test_support::*;
 
-    const TABLES: [&[Slot]; 5] = [
+    const TABLES: [&[Slot]; 6] = [
         DEMAND,
+        ON_TRACK,
         CONVERSION,
         ECONOMICS,
         ECONOMICS_MARGIN,
@@ -531,16 +603,17 @@ mod tests {
     fn each_table_forms_a_play_once_and_never_a_revert() {
         for t in TABLES {
             for (i, (p, _)) in t.iter().enumerate() {
-                assert!(*p != Play::Revert);
+                assert!(*p != Play::Revert && *p != Play::CutToCap);
                 assert!(t[..i].iter().all(|(q, _)| q != p), "{p:?} twice");
             }
         }
     }
 
     #[test]
-    fn learning_ranks_before_every_play() {
+    fn cap_cuts_then_learning_rank_before_every_play() {
         let lowest = TABLES.iter().flat_map(|t| t.iter()).map(|s| s.1).min();
-        assert!(REVERT_RANK < NEXT_STEP_RANK && Some(NEXT_STEP_RANK) < lowest);
+        const { assert!(OVER_CAP_RANK < REVERT_RANK && REVERT_RANK < NEXT_STEP_RANK) };
+        assert!(Some(NEXT_STEP_RANK) < lowest);
     }
 
     #[test]

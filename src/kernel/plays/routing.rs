@@ -12,7 +12,8 @@ pub(super) fn round_robin(c: &Ctx, slot: Slot, out: &mut Vec<Candidate>) {
         return;
     };
     let trend = ix.trend("speed_to_lead_hours").unwrap_or(0.0);
-    if speed <= 1.0 || trend <= 0.0 {
+    // Round robin re-routes the whole floor: only for a material, significant slip.
+    if speed <= 1.0 || trend < crate::kernel::diagnose::MATERIAL_MOVE {
         return;
     }
     let notes = format!(

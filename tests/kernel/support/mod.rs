@@ -160,10 +160,14 @@ pub fn assert_guardrails_independently(out: &KernelOutput, input: &KernelInput) 
         .unwrap_or(0.0);
     // Estimated current daily spend of running campaigns.
     let end = day(&input.analysis_window.end_date);
+    // Running: by status, and the window end lies within the campaign's dates.
     let daily_total: f64 = input
         .campaigns
         .iter()
         .filter(|c| matches!(c.status.to_ascii_lowercase().as_str(), "running" | "active"))
+        .filter(|c| {
+            day(&c.start_date) <= end && c.end_date.as_deref().is_none_or(|e| day(e) >= end)
+        })
         .map(|c| {
             let stop = c.end_date.as_deref().map_or(end, |e| day(e).min(end));
             c.budget_spent / ((stop - day(&c.start_date) + 1).max(1) as f64)
@@ -260,6 +264,75 @@ pub fn assert_guardrails_independently(out: &KernelOutput, input: &KernelInput) 
                 "{id}: sample below config"
             );
         }
+    }
+    // Issue 13's promises, re-derived from the input and the dictionary alone.
+    let mut changed = std::collections::BTreeSet::new();
+    let channels: std::collections::BTreeSet<&str> = input
+        .revenue_events
+        .iter()
+        .filter_map(|e| e.attributed_channel.as_deref())
+        .collect();
+    for a in &out.actions {
+        let id = &a.action_id;
+        let c = &a.proposed_change;
+        assert!(c.new_value != c.current_value, "{id}: changes nothing");
+        let spend = a.owner_subsystem == S::Campaigns
+            && matches!(c.field.as_str(), "status" | "budget_daily" | "budget_total");
+        let key = (
+            a.owner_subsystem,
+            a.target_entity.as_ref().map(|e| e.id.clone()),
+            if spend {
+                "spend".into()
+            } else {
+                c.field.clone()
+            },
+        );
+        assert!(
+            changed.insert(key),
+            "{id}: a second action on that entity and field"
+        );
+        if let Some(e) = &a.target_entity {
+            match e.kind {
+                E::Campaign => assert!(
+                    input.campaigns.iter().any(|c| c.id == e.id),
+                    "{id}: campaign {} is not in the input",
+                    e.id
+                ),
+                E::Channel => assert!(
+                    channels.contains(e.id.as_str()),
+                    "{id}: no channel {}",
+                    e.id
+                ),
+                E::Segment | E::Sequence => {}
+            }
+        }
+        for c in &a.guardrails.abort_conditions {
+            let unit = catalog().metric(&c.metric_id).unwrap().unit;
+            use revenue_os::contract::Operator as O;
+            use revenue_os::contract::catalog::Unit as U;
+            let hi = match unit {
+                U::Fraction if c.metric_id != "net_revenue_retention" => 1.0,
+                U::Percent => 100.0,
+                _ => f64::INFINITY,
+            };
+            let fires = match c.operator {
+                O::Lt | O::Le => c.threshold > 0.0 || c.metric_id == "pipeline_velocity",
+                O::Gt | O::Ge => c.threshold < hi,
+            };
+            assert!(
+                fires,
+                "{id}: abort {} {} {} can never fire",
+                c.metric_id, c.operator, c.threshold
+            );
+        }
+    }
+    if let Some(cap) = g.max_daily_spend
+        && daily_total > cap + 0.01
+    {
+        assert!(
+            added <= 0.0 && out.actions.iter().all(|a| a.kind != T::Scale),
+            "adds spend while running spend {daily_total} exceeds the cap {cap}"
+        );
     }
     if let Some(cap) = g.max_daily_spend {
         let headroom = (cap - daily_total).max(0.0);

@@ -1,0 +1,209 @@
+//! People in the loop: which actions a tenant's policy holds for a person, and what a
+//! decision on a held action may do. Pure rules; the store keeps the facts and the record,
+//! the composition (`app::approve`) hands these rules to it.
+
+use crate::contract::{Action, ActionStatus, ActionType, KernelOutput};
+use crate::store::{
+    ApprovalFacts, ApprovalGate, ApprovalPolicy, ApprovalRequest, Gate, HeldFacts, OutboxMessage,
+};
+use chrono::{DateTime, Duration, Utc};
+
+/// Why `action` needs a person under `policy`, if it does.
+pub fn needs_approval(
+    policy: &ApprovalPolicy,
+    action: &Action,
+    tenant_since: DateTime<Utc>,
+    now: DateTime<Utc>,
+) -> Option<String> {
+    let subsystem = action.owner_subsystem.as_str();
+    let kind = action.kind.as_str();
+    for pattern in &policy.require {
+        let (s, t) = pattern.split_once(':').unwrap_or((pattern.as_str(), "*"));
+        if (s == "*" || s == subsystem) && (t == "*" || t == kind) {
+            return Some(format!("every {pattern} action needs approval"));
+        }
+    }
+    if let (Some(cap), Some(spend)) = (
+        policy.max_added_spend,
+        action.guardrails.max_additional_spend,
+    ) && spend > cap
+    {
+        return Some(format!(
+            "adds up to {spend} spend, above the {cap} that needs approval"
+        ));
+    }
+    if let Some(max_pct) = policy.max_budget_step_pct
+        && action.proposed_change.field.starts_with("budget")
+        && let (Some(cur), Some(new)) = (
+            action.proposed_change.current_value.as_f64(),
+            action.proposed_change.new_value.as_f64(),
+        )
+        && cur > 0.0
+    {
+        let step = (new - cur).abs() / cur * 100.0;
+        if step > max_pct {
+            return Some(format!(
+                "moves {} by {step:.1}%, more than the {max_pct}% step that needs approval",
+                action.proposed_change.field
+            ));
+        }
+    }
+    if let Some(days) = policy.first_days
+        && now < tenant_since + Duration::days(i64::from(days))
+    {
+        return Some(format!(
+            "the tenant's first {days} days: every action needs approval"
+        ));
+    }
+    None
+}
+
+/// The actions of a completed cycle that wait for a person, with why.
+pub fn held(
+    facts: &ApprovalFacts,
+    output: &KernelOutput,
+    now: DateTime<Utc>,
+) -> Vec<(String, String)> {
+    let Some(policy) = &facts.policy else {
+        return vec![];
+    };
+    output
+        .actions
+        .iter()
+        // Reverts restore a prior state; holding them would hold back a safety net.
+        .filter(|a| a.kind != ActionType::Revert)
+        .filter_map(|a| {
+            needs_approval(policy, a, facts.tenant_since, now).map(|why| (a.action_id.clone(), why))
+        })
+        .collect()
+}
+
+/// What a decision on a held action may do: a pending action expires after `ttl` or when a
+/// newer cycle of its tenant completed (the next cycle decides afresh), and an approval must
+/// carry the hash of exactly the action it approves.
+pub struct Rules<'a> {
+    pub ttl: Duration,
+    /// The released action's message (the worker's planner builds it).
+    pub message: &'a (dyn Fn(&HeldFacts) -> OutboxMessage + Sync),
+}
+
+impl ApprovalGate for Rules<'_> {
+    fn judge(&self, f: &HeldFacts, request: Option<&ApprovalRequest>, now: DateTime<Utc>) -> Gate {
+        if f.status != ActionStatus::PendingApproval {
+            return Gate::NotPending;
+        }
+        if f.superseded {
+            return Gate::Supersede;
+        }
+        if now >= f.created_at + self.ttl {
+            return Gate::Expire;
+        }
+        match request {
+            None => Gate::Keep,
+            Some(ApprovalRequest::Approve { hash, .. } | ApprovalRequest::Reject { hash, .. })
+                if *hash != f.hash =>
+            {
+                Gate::StaleHash
+            }
+            Some(ApprovalRequest::Approve { .. }) => Gate::Approve((self.message)(f)),
+            Some(ApprovalRequest::Reject { .. }) => Gate::Reject,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn action(
+        subsystem: &str,
+        kind: &str,
+        field: &str,
+        cur: f64,
+        new: f64,
+        spend: Option<f64>,
+    ) -> Action {
+        serde_json::from_value(json!({
+            "action_id": format!("{subsystem}.{kind}.x.{field}"), "priority": 1,
+            "owner_subsystem": subsystem, "type": kind, "target_metric": "pipeline_total",
+            "proposed_change": {"field": field, "current_value": cur, "new_value": new},
+            "guardrails": {"abort_conditions": [], "max_additional_spend": spend},
+            "observation_window_days": 14,
+            "expected_impact": {"metric_id": "pipeline_total", "direction": "increase",
+                                "magnitude_pct": 5.0, "confidence": 0.5},
+            "notes_for_humans": "n"
+        }))
+        .unwrap()
+    }
+
+    fn at(s: &str) -> DateTime<Utc> {
+        crate::contract::parse_timestamp(s).unwrap()
+    }
+
+    #[test]
+    fn each_rule_holds_what_it_says() {
+        let t0 = at("2026-11-01T00:00:00Z");
+        let now = at("2026-11-26T06:00:00Z");
+        let none = ApprovalPolicy::default();
+        let scale = action(
+            "campaigns",
+            "scale",
+            "budget_daily",
+            500.0,
+            600.0,
+            Some(100.0),
+        );
+        assert_eq!(
+            needs_approval(&none, &scale, t0, now),
+            None,
+            "the default holds nothing"
+        );
+        let by_type = ApprovalPolicy {
+            require: vec!["pricing:*".into(), "*:experiment".into()],
+            ..none.clone()
+        };
+        assert!(
+            needs_approval(
+                &by_type,
+                &action("pricing", "config_change", "trial_days", 14.0, 7.0, None),
+                t0,
+                now
+            )
+            .is_some()
+        );
+        assert!(
+            needs_approval(
+                &by_type,
+                &action("crm", "experiment", "max_touches", 3.0, 4.0, None),
+                t0,
+                now
+            )
+            .is_some()
+        );
+        assert_eq!(needs_approval(&by_type, &scale, t0, now), None);
+        let spend = ApprovalPolicy {
+            max_added_spend: Some(50.0),
+            ..none.clone()
+        };
+        assert!(needs_approval(&spend, &scale, t0, now).is_some());
+        let step = ApprovalPolicy {
+            max_budget_step_pct: Some(15.0),
+            ..none.clone()
+        };
+        assert!(
+            needs_approval(&step, &scale, t0, now)
+                .unwrap()
+                .contains("20.0%")
+        );
+        let young = ApprovalPolicy {
+            first_days: Some(30),
+            ..none
+        };
+        assert!(needs_approval(&young, &scale, t0, now).is_some());
+        assert_eq!(
+            needs_approval(&young, &scale, t0, at("2026-12-02T00:00:00Z")),
+            None
+        );
+    }
+}

@@ -1,0 +1,424 @@
+//! Approvals: a tenant's policy, the actions held for a person, and each decision applied in
+//! one transaction under the tenant's lock (so it cannot race the tenant's next cycle). What
+//! a decision may do is the caller's `ApprovalGate`; the store keeps the facts and the record.
+
+use super::{OutboxMessage, OutboxRow, Store, StoreError, outbox, tenant_lock_key};
+use crate::contract::{Action, ActionStatus, action_hash};
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use tokio_postgres::Transaction;
+use uuid::Uuid;
+
+/// Which actions of a tenant need a person. The default (no row) holds nothing.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct ApprovalPolicy {
+    /// `<subsystem>:<type>` patterns; `*` matches any (`pricing:*`, `*:experiment`).
+    pub require: Vec<String>,
+    /// Hold actions that may add more than this much spend.
+    pub max_added_spend: Option<f64>,
+    /// Hold budget changes bigger than this percentage of the current budget.
+    pub max_budget_step_pct: Option<f64>,
+    /// Hold everything during the tenant's first N days.
+    pub first_days: Option<i32>,
+}
+
+/// What a cycle's plan needs to know to hold actions.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ApprovalFacts {
+    pub policy: Option<ApprovalPolicy>,
+    /// When the tenant was created.
+    pub tenant_since: DateTime<Utc>,
+}
+
+/// An action waiting for a person, with the hash an approval must carry.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct PendingApproval {
+    pub tenant_id: Uuid,
+    pub cycle_id: Uuid,
+    pub action_id: String,
+    pub action: Action,
+    pub hash: String,
+    pub reason: Option<String>,
+    pub created_at: DateTime<Utc>,
+}
+
+/// A person's decision.
+#[derive(Debug, Clone, PartialEq)]
+pub enum ApprovalRequest {
+    Approve {
+        by: String,
+        hash: String,
+    },
+    Reject {
+        by: String,
+        hash: String,
+        reason: String,
+    },
+}
+
+/// What the store knows when a decision (or the expiry sweep) looks at a held action.
+#[derive(Debug, Clone, PartialEq)]
+pub struct HeldFacts {
+    pub tenant_id: Uuid,
+    pub cycle_id: Uuid,
+    pub action_id: String,
+    pub status: ActionStatus,
+    pub action: Action,
+    pub hash: String,
+    pub created_at: DateTime<Utc>,
+    /// A completed cycle of the tenant newer than this action's.
+    pub superseded: bool,
+}
+
+/// The gate's verdict; the store applies it.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Gate {
+    /// Release it: this message goes to the outbox, the action becomes `pending`.
+    Approve(OutboxMessage),
+    Reject,
+    /// Refused as asked (stale hash): recorded, nothing changes.
+    StaleHash,
+    Expire,
+    Supersede,
+    /// Not held (any more): nothing to decide.
+    NotPending,
+    /// Leave it waiting (the expiry sweep, for one still fresh).
+    Keep,
+}
+
+pub trait ApprovalGate: Sync {
+    fn judge(
+        &self,
+        facts: &HeldFacts,
+        request: Option<&ApprovalRequest>,
+        now: DateTime<Utc>,
+    ) -> Gate;
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum ApprovalOutcome {
+    Approved { outbox: OutboxRow },
+    Rejected,
+    StaleHash { current: String },
+    Expired,
+    Superseded,
+    NotPending { status: ActionStatus },
+    NotFound,
+}
+
+impl Store {
+    pub async fn approval_policy(
+        &self,
+        tenant: Uuid,
+    ) -> Result<Option<ApprovalPolicy>, StoreError> {
+        let client = self.pool.get().await?;
+        let row = client
+            .query_opt(
+                "SELECT require, max_added_spend, max_budget_step_pct, first_days
+                 FROM approval_policy WHERE tenant_id = $1",
+                &[&tenant],
+            )
+            .await?;
+        row.map(|r| {
+            Ok(ApprovalPolicy {
+                require: r.try_get(0)?,
+                max_added_spend: r.try_get(1)?,
+                max_budget_step_pct: r.try_get(2)?,
+                first_days: r.try_get(3)?,
+            })
+        })
+        .transpose()
+    }
+
+    /// Sets the tenant's policy; `false` when the tenant does not exist.
+    pub async fn set_approval_policy(
+        &self,
+        tenant: Uuid,
+        p: &ApprovalPolicy,
+    ) -> Result<bool, StoreError> {
+        let client = self.pool.get().await?;
+        let n = client
+            .execute(
+                "INSERT INTO approval_policy (tenant_id, require, max_added_spend,
+                                              max_budget_step_pct, first_days)
+                 SELECT $1, $2, $3, $4, $5 FROM tenants WHERE tenant_id = $1
+                 ON CONFLICT (tenant_id) DO UPDATE SET require = EXCLUDED.require,
+                    max_added_spend = EXCLUDED.max_added_spend,
+                    max_budget_step_pct = EXCLUDED.max_budget_step_pct,
+                    first_days = EXCLUDED.first_days, updated_at = now()",
+                &[
+                    &tenant,
+                    &p.require,
+                    &p.max_added_spend,
+                    &p.max_budget_step_pct,
+                    &p.first_days,
+                ],
+            )
+            .await?;
+        Ok(n == 1)
+    }
+
+    /// When a cycle ran (`executed_at`), if it exists.
+    pub async fn cycle_executed_at(
+        &self,
+        cycle_id: Uuid,
+    ) -> Result<Option<DateTime<Utc>>, StoreError> {
+        let client = self.pool.get().await?;
+        let row = client
+            .query_opt(
+                "SELECT executed_at FROM cycles WHERE cycle_id = $1",
+                &[&cycle_id],
+            )
+            .await?;
+        Ok(row.map(|r| r.try_get(0)).transpose()?)
+    }
+
+    /// Held actions, oldest first.
+    pub async fn pending_approvals(
+        &self,
+        tenant: Option<Uuid>,
+    ) -> Result<Vec<PendingApproval>, StoreError> {
+        let client = self.pool.get().await?;
+        let rows = client
+            .query(
+                "SELECT tenant_id, cycle_id, action_id, action, approval_reason, created_at
+                 FROM actions WHERE status = 'pending_approval'
+                   AND ($1::uuid IS NULL OR tenant_id = $1)
+                 ORDER BY created_at, cycle_id, action_id",
+                &[&tenant],
+            )
+            .await?;
+        rows.iter()
+            .map(|r| {
+                let action_id: String = r.try_get(2)?;
+                let action: Action = serde_json::from_value(r.try_get(3)?)
+                    .map_err(|e| StoreError::Corrupt(format!("stored action {action_id}: {e}")))?;
+                Ok(PendingApproval {
+                    tenant_id: r.try_get(0)?,
+                    cycle_id: r.try_get(1)?,
+                    hash: action_hash(&action),
+                    action_id,
+                    action,
+                    reason: r.try_get(4)?,
+                    created_at: r.try_get(5)?,
+                })
+            })
+            .collect()
+    }
+
+    /// A person's decision on one held action, judged by `gate` and applied at once.
+    pub async fn decide_approval(
+        &self,
+        cycle_id: Uuid,
+        action_id: &str,
+        request: &ApprovalRequest,
+        gate: &dyn ApprovalGate,
+        now: DateTime<Utc>,
+    ) -> Result<ApprovalOutcome, StoreError> {
+        let mut client = self.pool.get().await?;
+        let tx = client.transaction().await?;
+        let Some(tenant) = tx
+            .query_opt(
+                "SELECT tenant_id FROM actions WHERE cycle_id = $1 AND action_id = $2",
+                &[&cycle_id, &action_id],
+            )
+            .await?
+            .map(|r| r.try_get::<_, Uuid>(0))
+            .transpose()?
+        else {
+            return Ok(ApprovalOutcome::NotFound);
+        };
+        // The cycle's lock: a decision and the tenant's next cycle take turns.
+        tx.execute(
+            "SELECT pg_advisory_xact_lock($1)",
+            &[&tenant_lock_key(tenant)],
+        )
+        .await?;
+        let Some(facts) = held(&tx, cycle_id, action_id).await? else {
+            return Ok(ApprovalOutcome::NotFound);
+        };
+        let verdict = gate.judge(&facts, Some(request), now);
+        let outcome = apply(&tx, &facts, &verdict, Some(request), now).await?;
+        tx.commit().await?;
+        Ok(outcome)
+    }
+
+    /// Expires or supersedes held actions as `gate` says (the periodic sweep); returns how
+    /// many it decided.
+    pub async fn sweep_pending_approvals(
+        &self,
+        gate: &dyn ApprovalGate,
+        now: DateTime<Utc>,
+    ) -> Result<Vec<(HeldFacts, ApprovalOutcome)>, StoreError> {
+        let mut out = Vec::new();
+        let client = self.pool.get().await?;
+        let ids = client
+            .query(
+                "SELECT cycle_id, action_id FROM actions WHERE status = 'pending_approval'
+                 ORDER BY created_at LIMIT 1000",
+                &[],
+            )
+            .await?;
+        drop(client);
+        for r in &ids {
+            let (cycle_id, action_id): (Uuid, String) = (r.try_get(0)?, r.try_get(1)?);
+            let mut client = self.pool.get().await?;
+            let tx = client.transaction().await?;
+            let Some(facts) = held(&tx, cycle_id, &action_id).await? else {
+                continue;
+            };
+            let verdict = gate.judge(&facts, None, now);
+            if matches!(verdict, Gate::Keep | Gate::NotPending) {
+                continue;
+            }
+            let outcome = apply(&tx, &facts, &verdict, None, now).await?;
+            tx.commit().await?;
+            out.push((facts, outcome));
+        }
+        Ok(out)
+    }
+}
+
+/// The held action's facts, its row locked.
+async fn held(
+    tx: &Transaction<'_>,
+    cycle_id: Uuid,
+    action_id: &str,
+) -> Result<Option<HeldFacts>, StoreError> {
+    let Some(r) = tx
+        .query_opt(
+            "SELECT a.tenant_id, a.status, a.action, a.created_at,
+                    EXISTS (SELECT 1 FROM cycles n, cycles c
+                            WHERE c.cycle_id = a.cycle_id AND n.tenant_id = a.tenant_id
+                              AND n.status = 'completed' AND n.executed_at > c.executed_at)
+             FROM actions a WHERE a.cycle_id = $1 AND a.action_id = $2 FOR UPDATE OF a",
+            &[&cycle_id, &action_id],
+        )
+        .await?
+    else {
+        return Ok(None);
+    };
+    let status: String = r.try_get(1)?;
+    let action: Action = serde_json::from_value(r.try_get(2)?)
+        .map_err(|e| StoreError::Corrupt(format!("stored action {action_id}: {e}")))?;
+    Ok(Some(HeldFacts {
+        tenant_id: r.try_get(0)?,
+        cycle_id,
+        action_id: action_id.to_owned(),
+        status: ActionStatus::parse(&status)
+            .ok_or_else(|| StoreError::Corrupt(format!("action status '{status}'")))?,
+        hash: action_hash(&action),
+        action,
+        created_at: r.try_get(3)?,
+        superseded: r.try_get(4)?,
+    }))
+}
+
+async fn apply(
+    tx: &Transaction<'_>,
+    f: &HeldFacts,
+    verdict: &Gate,
+    request: Option<&ApprovalRequest>,
+    now: DateTime<Utc>,
+) -> Result<ApprovalOutcome, StoreError> {
+    let (by, hash, reason) = match request {
+        Some(ApprovalRequest::Approve { by, hash }) => (by.as_str(), Some(hash.as_str()), None),
+        Some(ApprovalRequest::Reject { by, hash, reason }) => {
+            (by.as_str(), Some(hash.as_str()), Some(reason.as_str()))
+        }
+        None => ("watchdog sweep", None, None),
+    };
+    let (decision, status, outcome) = match verdict {
+        Gate::NotPending | Gate::Keep => {
+            return Ok(ApprovalOutcome::NotPending { status: f.status });
+        }
+        Gate::Approve(_) => ("approved", Some(ActionStatus::Pending), None),
+        Gate::Reject => (
+            "rejected",
+            Some(ActionStatus::Rejected),
+            Some(ApprovalOutcome::Rejected),
+        ),
+        Gate::StaleHash => (
+            "refused_stale",
+            None,
+            Some(ApprovalOutcome::StaleHash {
+                current: f.hash.clone(),
+            }),
+        ),
+        Gate::Expire => (
+            "expired",
+            Some(ActionStatus::Expired),
+            Some(ApprovalOutcome::Expired),
+        ),
+        Gate::Supersede => (
+            "superseded",
+            Some(ActionStatus::Superseded),
+            Some(ApprovalOutcome::Superseded),
+        ),
+    };
+    tx.execute(
+        "INSERT INTO approval_decisions (tenant_id, cycle_id, action_id, decision, decided_by,
+                                         decided_at, hash, reason)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
+        &[
+            &f.tenant_id,
+            &f.cycle_id,
+            &f.action_id,
+            &decision,
+            &by,
+            &now,
+            &hash,
+            &reason,
+        ],
+    )
+    .await?;
+    if let Some(s) = status {
+        tx.execute(
+            "UPDATE actions SET status = $3, updated_at = now() WHERE cycle_id = $1 AND action_id = $2",
+            &[&f.cycle_id, &f.action_id, &s.as_str()],
+        )
+        .await?;
+    }
+    match (verdict, outcome) {
+        (Gate::Approve(m), _) => {
+            let row = outbox::insert(tx, f.tenant_id, f.cycle_id, m).await?;
+            Ok(ApprovalOutcome::Approved { outbox: row })
+        }
+        (_, Some(o)) => Ok(o),
+        (_, None) => Ok(ApprovalOutcome::NotPending { status: f.status }),
+    }
+}
+
+/// The approval facts a cycle's plan reads, inside the cycle's transaction.
+pub(super) async fn facts_in(
+    tx: &Transaction<'_>,
+    tenant: Uuid,
+) -> Result<ApprovalFacts, StoreError> {
+    let since: DateTime<Utc> = tx
+        .query_one(
+            "SELECT created_at FROM tenants WHERE tenant_id = $1",
+            &[&tenant],
+        )
+        .await?
+        .try_get(0)?;
+    let policy = tx
+        .query_opt(
+            "SELECT require, max_added_spend, max_budget_step_pct, first_days
+             FROM approval_policy WHERE tenant_id = $1",
+            &[&tenant],
+        )
+        .await?
+        .map(|r| {
+            Ok::<_, StoreError>(ApprovalPolicy {
+                require: r.try_get(0)?,
+                max_added_spend: r.try_get(1)?,
+                max_budget_step_pct: r.try_get(2)?,
+                first_days: r.try_get(3)?,
+            })
+        })
+        .transpose()?;
+    Ok(ApprovalFacts {
+        policy,
+        tenant_since: since,
+    })
+}
