@@ -558,12 +558,13 @@ struct TimelineCell {
     date: String,
 }
 
+/// One line of an action's history: a person's decision or an executor's report.
 struct ReportRow {
     when: String,
     kind: String,
-    source: String,
-    transition: String,
-    result: String,
+    rest: String,
+    /// A report that moved nothing (`late`, `invalid_transition`).
+    flag: Option<String>,
 }
 
 struct ActionRow {
@@ -709,15 +710,30 @@ async fn tenant(State(inner): App, headers: HeaderMap, Path(id): Path<String>) -
                     .collect(),
                 notes: h.action.action.notes_for_humans.clone(),
                 reports: h
-                    .reports
+                    .decisions
                     .iter()
-                    .map(|r| ReportRow {
+                    .map(|d| ReportRow {
+                        when: time(d.decided_at),
+                        kind: d.decision.clone(),
+                        rest: format!(
+                            "by {}{}",
+                            d.decided_by,
+                            d.reason
+                                .as_deref()
+                                .map(|r| format!(": {r}"))
+                                .unwrap_or_default()
+                        ),
+                        flag: None,
+                    })
+                    .chain(h.reports.iter().map(|r| ReportRow {
                         when: time(r.received_at),
                         kind: format!("{}{}", r.kind, if r.on_revert { " (revert)" } else { "" }),
-                        source: r.source.clone(),
-                        transition: format!("{} → {}", r.status_before, r.status_after),
-                        result: r.result.clone(),
-                    })
+                        rest: format!(
+                            "from {}: {} → {}",
+                            r.source, r.status_before, r.status_after
+                        ),
+                        flag: (r.result != "applied").then(|| r.result.clone()),
+                    }))
                     .collect(),
             })
             .collect(),

@@ -102,6 +102,20 @@ pub fn render(v: &TenantView, now: DateTime<Utc>) -> String {
             detail += &view::condition(c);
         }
         o += &wrap(&detail, 5);
+        for d in &h.decisions {
+            let why = d
+                .reason
+                .as_deref()
+                .map(|r| format!(": {r}"))
+                .unwrap_or_default();
+            let line = format!(
+                "{} {} by {}{why}",
+                d.decided_at.format("%m-%d %H:%M"),
+                d.decision,
+                d.decided_by
+            );
+            o += &wrap(&line, 5);
+        }
         if !h.reports.is_empty() {
             let steps: Vec<String> = h
                 .reports

@@ -4,8 +4,8 @@
 use crate::contract::catalog::Catalog;
 use crate::contract::{AbortCondition, Action, ActionStatus};
 use crate::store::{
-    ActionView, CampaignView, CycleBrief, OutcomeView, Store, StoreError, StoredEvaluation,
-    StoredReport,
+    ActionView, CampaignView, CycleBrief, DecisionView, OutcomeView, Store, StoreError,
+    StoredEvaluation, StoredReport,
 };
 use chrono::NaiveDate;
 use uuid::Uuid;
@@ -19,6 +19,8 @@ pub const RECENT_ROWS: i64 = 50;
 #[derive(Debug, Clone, PartialEq)]
 pub struct ActionHistory {
     pub action: ActionView,
+    /// People's decisions on it, when it was held for approval.
+    pub decisions: Vec<DecisionView>,
     pub reports: Vec<StoredReport>,
 }
 
@@ -127,10 +129,16 @@ pub async fn tenant(
     let mut rows = Vec::new();
     if let Some(l) = &latest {
         rows = store.cycle_actions(l.cycle_id).await?;
+        let decisions = store.approval_decisions(l.cycle_id).await?;
         for a in &rows {
             let reports = store.action_reports(a.cycle_id, &a.action_id).await?;
             actions.push(ActionHistory {
                 action: a.clone(),
+                decisions: decisions
+                    .iter()
+                    .filter(|d| d.action_id == a.action_id)
+                    .cloned()
+                    .collect(),
                 reports,
             });
         }

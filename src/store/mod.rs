@@ -29,7 +29,8 @@ pub use reports::{
     ActionFacts, AppliedChange, Judgement, ReportOutcome, ReportPolicy, ReportResult, StoredReport,
 };
 pub use views::{
-    ActionView, CampaignView, CycleBrief, CycleDetail, OutcomeView, RejectedTrigger, TenantSummary,
+    ActionView, CampaignView, CycleBrief, CycleDetail, DecisionView, OutcomeView, RejectedTrigger,
+    TenantSummary,
 };
 pub use watch::{Evaluation, StoredEvaluation, WatchDecision, WatchFacts, WatchPolicy, Watched};
 

@@ -90,6 +90,16 @@ pub struct OutcomeView {
     pub recorded_at: DateTime<Utc>,
 }
 
+/// A person's decision on a held action (`approval_decisions`).
+#[derive(Debug, Clone, PartialEq)]
+pub struct DecisionView {
+    pub action_id: String,
+    pub decision: String,
+    pub decided_by: String,
+    pub decided_at: DateTime<Utc>,
+    pub reason: Option<String>,
+}
+
 /// A campaign as the tenant page lists it.
 #[derive(Debug, Clone, PartialEq)]
 pub struct CampaignView {
@@ -278,6 +288,29 @@ impl Store {
                     action,
                     updated_at: r.try_get(5)?,
                     outcome: r.try_get(6)?,
+                })
+            })
+            .collect()
+    }
+
+    /// Every approval decision on a cycle's actions, oldest first.
+    pub async fn approval_decisions(&self, cycle: Uuid) -> Result<Vec<DecisionView>, StoreError> {
+        let client = self.pool.get().await?;
+        let rows = client
+            .query(
+                "SELECT action_id, decision, decided_by, decided_at, reason
+                 FROM approval_decisions WHERE cycle_id = $1 ORDER BY id",
+                &[&cycle],
+            )
+            .await?;
+        rows.iter()
+            .map(|r| {
+                Ok(DecisionView {
+                    action_id: r.try_get(0)?,
+                    decision: r.try_get(1)?,
+                    decided_by: r.try_get(2)?,
+                    decided_at: r.try_get(3)?,
+                    reason: r.try_get(4)?,
                 })
             })
             .collect()
