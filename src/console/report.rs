@@ -116,21 +116,31 @@ pub fn render(v: &TenantView, now: DateTime<Utc>) -> String {
             );
             o += &wrap(&line, 5);
         }
-        if !h.reports.is_empty() {
+        if let Some(first) = h.reports.first() {
+            let one_source = h.reports.iter().all(|r| r.source == first.source);
             let steps: Vec<String> = h
                 .reports
                 .iter()
                 .map(|r| {
+                    let by = if one_source {
+                        String::new()
+                    } else {
+                        format!(" by {}", r.source)
+                    };
+                    let revert = if r.on_revert { " (revert)" } else { "" };
                     format!(
-                        "{} {}{} by {}",
-                        r.received_at.format("%m-%d %H:%M"),
+                        "{}{revert} {}{by}",
                         r.kind,
-                        if r.on_revert { " (revert)" } else { "" },
-                        r.source,
+                        r.received_at.format("%m-%d %H:%M")
                     )
                 })
                 .collect();
-            o += &wrap(&format!("reports: {}", steps.join("; ")), 5);
+            let head = if one_source {
+                format!("reported by {}: ", first.source)
+            } else {
+                "reported: ".to_owned()
+            };
+            o += &wrap(&(head + &steps.join(" → ")), 5);
         }
     }
 
