@@ -631,5 +631,10 @@ async fn watch_loop(
         if let Ok(secs) = ctx.store.oldest_overdue_evaluation_secs().await {
             metrics::watchdog_overdue(secs);
         }
+        // Held actions past their time expire (or are superseded by a newer cycle).
+        let ttl = ctx.settings.approval.ttl_hours;
+        if let Err(e) = crate::approvals::sweep(&ctx.store, ttl, ctx.clock.now()).await {
+            tracing::warn!(error = %e, "approval expiry sweep failed; the next one retries");
+        }
     }
 }
