@@ -42,6 +42,12 @@ pub struct AmqpSettings {
     /// Redeliveries before the triggers queue dead-letters a message.
     pub delivery_limit: u32,
     pub heartbeat_secs: u16,
+    /// The largest trigger or report body accepted, checked before parsing; bigger ones are
+    /// dead-lettered as `too_large`.
+    pub max_message_bytes: usize,
+    /// Queue names a `reply_to` may name besides server-generated ones (`amq.gen-*`, the
+    /// direct reply-to pseudo-queue `amq.rabbitmq.reply-to*`).
+    pub reply_to_allow: Vec<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -49,6 +55,8 @@ pub struct AmqpSettings {
 pub struct KernelSettings {
     pub min_cycle_interval_hours: u32,
     pub stale_after_days: u32,
+    /// The longest analysis window a trigger may ask for, in days (`INVALID_INPUT` beyond).
+    pub max_window_days: u32,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -140,6 +148,8 @@ impl Settings {
                 .prefix_separator("__")
                 .separator("__")
                 .try_parsing(true)
+                .list_separator(",")
+                .with_list_parse_key("amqp.reply_to_allow")
                 .source(Some(source)),
         );
         if let Some(url) = get("DATABASE_URL") {
@@ -225,6 +235,23 @@ mod tests {
         assert_eq!(s.amqp.prefix, "revenue_os");
         assert_eq!(s.amqp.concurrency, 16);
         assert_eq!(s.kernel.min_cycle_interval_hours, 12);
+        assert_eq!(s.kernel.max_window_days, 400);
+        assert_eq!(s.amqp.max_message_bytes, 65536);
+        assert!(s.amqp.reply_to_allow.is_empty());
+    }
+
+    #[test]
+    fn the_reply_to_allow_list_comes_from_one_variable() {
+        let s = Settings::load_from(&env(&[
+            (
+                "REVENUE_OS__AMQP__REPLY_TO_ALLOW",
+                "ops.replies,audit.replies",
+            ),
+            ("REVENUE_OS__AMQP__PREFIX", "a,b"),
+        ]))
+        .unwrap();
+        assert_eq!(s.amqp.reply_to_allow, ["ops.replies", "audit.replies"]);
+        assert_eq!(s.amqp.prefix, "a,b", "other keys stay strings");
     }
 
     #[test]

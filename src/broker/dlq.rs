@@ -17,10 +17,20 @@ pub struct DeadLetter {
     pub message_id: Option<String>,
     pub routing_key: String,
     pub tenant_id: Option<String>,
-    /// `rejected` (a permanent failure) or `delivery_limit` (retried until the limit).
+    /// The worker's `x-revenue-os-reason` (`malformed`, `too_large`, `no_message_id`,
+    /// `unknown_tenant`, ...) when it moved the trigger here; else the broker's
+    /// `x-first-death-reason` (`delivery_limit`: retried until the limit).
     pub reason: Option<String>,
+    /// The worker's `x-revenue-os-detail`, if any.
+    pub detail: Option<String>,
+    /// The body's size in bytes.
+    pub size: usize,
+    /// The body as text, its first `BODY_PREVIEW_BYTES` only (a `too_large` one is big).
     pub body: String,
 }
+
+/// How much of a dead letter's body `list` shows.
+pub const BODY_PREVIEW_BYTES: usize = 4096;
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize)]
 pub struct ReplayReport {
@@ -34,8 +44,11 @@ fn describe(d: &Delivery) -> DeadLetter {
         message_id: d.properties.message_id().as_ref().map(|m| m.to_string()),
         routing_key: d.routing_key.to_string(),
         tenant_id: header(&d.properties, "tenant_id"),
-        reason: header(&d.properties, "x-first-death-reason"),
-        body: String::from_utf8_lossy(&d.data).into_owned(),
+        reason: header(&d.properties, "x-revenue-os-reason")
+            .or_else(|| header(&d.properties, "x-first-death-reason")),
+        detail: header(&d.properties, "x-revenue-os-detail"),
+        size: d.data.len(),
+        body: String::from_utf8_lossy(&d.data[..d.data.len().min(BODY_PREVIEW_BYTES)]).into_owned(),
     }
 }
 

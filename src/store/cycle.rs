@@ -84,8 +84,16 @@ impl Store {
         }
 
         let last = last_completed(&tx, req.tenant_id).await?;
-        let (status, result) = match policy.admit(last.as_ref(), now) {
-            Err(refusal) => (CycleStatus::Skipped, Err(refusal)),
+        let verdict = policy
+            .check(req)
+            .map_err(|e| (CycleStatus::Failed, e))
+            .and_then(|()| {
+                policy
+                    .admit(last.as_ref(), now)
+                    .map_err(|e| (CycleStatus::Skipped, e))
+            });
+        let (status, result) = match verdict {
+            Err((status, refusal)) => (status, Err(refusal)),
             Ok(()) => {
                 let t = std::time::Instant::now();
                 let assembled = assemble_in(
@@ -254,6 +262,8 @@ async fn insert_cycle(
             &req.tenant_id,
             &req.message_id,
             &req.trigger.kind.as_str(),
+            // Also inside the `trigger` jsonb: a copy kept for queries and small by contract
+            // (the worker refuses a `trigger.source` over 200 bytes).
             &req.trigger.source,
             &req.triggered_at,
             &json!(req.trigger),

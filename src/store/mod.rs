@@ -87,6 +87,12 @@ pub struct LastCycle {
 /// the idempotency and the persistence; it asks the policy, inside the transaction and under
 /// the tenant lock, whether to run, what to decide and what to publish.
 pub trait CyclePolicy: Sync {
+    /// Refuses a request outright, before admission and assembly (e.g. a window longer than
+    /// the policy allows): `Err` records a `failed` cycle with that error. The default
+    /// accepts every request.
+    fn check(&self, _req: &CycleRequest) -> Result<(), KernelError> {
+        Ok(())
+    }
     /// `Err` skips the cycle (recorded as `skipped` with that error).
     fn admit(&self, last: Option<&LastCycle>, now: DateTime<Utc>) -> Result<(), KernelError>;
     /// The decision on the assembled input and the levers' known state; `Err` records a

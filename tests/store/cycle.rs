@@ -42,6 +42,10 @@ fn plan(
 struct Policy(Rules);
 
 impl CyclePolicy for Policy {
+    fn check(&self, req: &CycleRequest) -> Result<(), KernelError> {
+        self.0.check_window(req.window)
+    }
+
     fn admit(&self, last: Option<&LastCycle>, now: DateTime<Utc>) -> Result<(), KernelError> {
         self.0.admit(last, now)
     }
@@ -478,10 +482,19 @@ async fn sweepers_claim_rows_so_only_one_publishes_each() {
 /// A policy with no kernel behind it: the store's locks, idempotency and persistence are
 /// testable on their own.
 struct Stub {
+    check: bool,
     admit: bool,
 }
 
 impl CyclePolicy for Stub {
+    fn check(&self, _: &CycleRequest) -> Result<(), KernelError> {
+        if self.check {
+            Ok(())
+        } else {
+            Err(KernelError::new(ErrorCode::InvalidInput, "stub says no"))
+        }
+    }
+
     fn admit(&self, _: Option<&LastCycle>, _: DateTime<Utc>) -> Result<(), KernelError> {
         if self.admit {
             Ok(())
@@ -524,7 +537,10 @@ async fn the_store_records_what_any_policy_says() {
         .run_cycle(
             &request(&input, "stub-1"),
             fixture_now(),
-            &Stub { admit: false },
+            &Stub {
+                check: true,
+                admit: false,
+            },
         )
         .await
         .unwrap();
@@ -546,7 +562,10 @@ async fn the_store_records_what_any_policy_says() {
         .run_cycle(
             &request(&input, "stub-2"),
             fixture_now(),
-            &Stub { admit: true },
+            &Stub {
+                check: true,
+                admit: true,
+            },
         )
         .await
         .unwrap();
@@ -560,5 +579,28 @@ async fn the_store_records_what_any_policy_says() {
         format!("stub saw {assembled} metric rows")
     );
     assert_eq!(db.count("SELECT count(*) FROM actions").await, 0);
+
+    // A request the policy refuses outright is a failed cycle: not admitted, not assembled.
+    let checked = db
+        .store()
+        .run_cycle(
+            &request(&input, "stub-3"),
+            fixture_now(),
+            &Stub {
+                check: false,
+                admit: false,
+            },
+        )
+        .await
+        .unwrap();
+    let CycleOutcome::Recorded { status, result, .. } = checked else {
+        panic!("{checked:?}")
+    };
+    assert_eq!(status, CycleStatus::Failed);
+    let e = result.unwrap_err();
+    assert_eq!(
+        (e.code, e.message.as_str()),
+        (ErrorCode::InvalidInput, "stub says no")
+    );
     db.cleanup().await;
 }

@@ -28,7 +28,16 @@ async fn a_dead_lettered_trigger_completes_after_the_tenant_is_imported_and_repl
     .await;
     assert_eq!(dead.len(), 1);
     assert_eq!(dead[0].message_id.as_deref(), Some("m-early-bird"));
-    assert_eq!(dead[0].reason.as_deref(), Some("rejected"));
+    assert_eq!(dead[0].reason.as_deref(), Some("unknown_tenant"));
+    assert!(
+        dead[0]
+            .detail
+            .as_deref()
+            .is_some_and(|d| d.contains(&tenant.to_string())),
+        "{:?}",
+        dead[0]
+    );
+    assert_eq!(dead[0].tenant_id, None, "b.trigger sets no tenant header");
     // Listing leaves it queued.
     assert_eq!(dlq::list(&conn, &b.topology, 10).await.unwrap().len(), 1);
 
@@ -57,6 +66,60 @@ async fn a_dead_lettered_trigger_completes_after_the_tenant_is_imported_and_repl
     w.stop().await;
     b.cleanup().await;
     db.cleanup().await;
+}
+
+/// `dlq list` names the worker's reason when the worker moved the message, else the broker's
+/// (`delivery_limit` for a trigger retried until the limit).
+#[tokio::test]
+async fn listing_shows_the_workers_reason_else_the_brokers() {
+    let b = TestBroker::new().await;
+    for (id, headers) in [
+        (
+            "m-ours",
+            vec![
+                ("x-revenue-os-reason", "too_large"),
+                ("x-revenue-os-detail", "message of 70000 bytes"),
+            ],
+        ),
+        (
+            "m-brokers",
+            vec![("x-first-death-reason", "delivery_limit")],
+        ),
+    ] {
+        b.publisher
+            .publish(&revenue_os::broker::Outgoing {
+                exchange: b.topology.dead_letter_exchange.clone(),
+                routing_key: "manual.test".into(),
+                message_id: id.into(),
+                headers: headers
+                    .into_iter()
+                    .map(|(k, v)| (k.to_owned(), v.to_owned()))
+                    .collect(),
+                body: vec![b'x'; dlq::BODY_PREVIEW_BYTES + 10],
+                mandatory: true,
+                persistent: true,
+                ..Default::default()
+            })
+            .await
+            .unwrap();
+    }
+    let listed = dlq::list(&b.conn, &b.topology, 10).await.unwrap();
+    let by_id = |id: &str| {
+        listed
+            .iter()
+            .find(|d| d.message_id.as_deref() == Some(id))
+            .unwrap()
+    };
+    assert_eq!(by_id("m-ours").reason.as_deref(), Some("too_large"));
+    assert_eq!(
+        by_id("m-ours").detail.as_deref(),
+        Some("message of 70000 bytes")
+    );
+    assert_eq!(by_id("m-brokers").reason.as_deref(), Some("delivery_limit"));
+    assert_eq!(by_id("m-brokers").detail, None);
+    assert_eq!(by_id("m-ours").size, dlq::BODY_PREVIEW_BYTES + 10);
+    assert_eq!(by_id("m-ours").body.len(), dlq::BODY_PREVIEW_BYTES);
+    b.cleanup().await;
 }
 
 /// The dead queue carries its own (practically unlimited) delivery limit, so listing it again

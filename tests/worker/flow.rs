@@ -177,10 +177,39 @@ async fn malformed_missing_id_and_unknown_tenant_are_dead_lettered() {
     b.trigger(stranger, Some(WINDOW), "m-unknown-tenant").await;
 
     let got = dead.wait_for(3, 30).await;
-    let ids: Vec<_> = got.iter().map(|m| m.message_id.clone()).collect();
-    assert!(ids.contains(&Some("m-malformed".into())), "{ids:?}");
-    assert!(ids.contains(&None), "{ids:?}");
-    assert!(ids.contains(&Some("m-unknown-tenant".into())), "{ids:?}");
+    // Each dead letter says why, in the worker's words; the one without a message_id gets a
+    // generated `dead-…` id so it can still be told apart.
+    let reasons: BTreeMap<_, _> = got
+        .iter()
+        .map(|m| {
+            let id = m.message_id.clone().unwrap_or_default();
+            let id = if id.starts_with("dead-") {
+                "-".into()
+            } else {
+                id
+            };
+            (id, m.headers.get("x-revenue-os-reason").cloned())
+        })
+        .collect();
+    assert_eq!(
+        reasons,
+        BTreeMap::from([
+            ("-".to_owned(), Some("no_message_id".to_owned())),
+            ("m-malformed".to_owned(), Some("malformed".to_owned())),
+            (
+                "m-unknown-tenant".to_owned(),
+                Some("unknown_tenant".to_owned())
+            ),
+        ])
+    );
+    for m in &got {
+        assert!(!m.headers["x-revenue-os-detail"].is_empty());
+        assert!(m.persistent);
+    }
+    let malformed = got
+        .iter()
+        .find(|m| m.message_id.as_deref() == Some("m-malformed"));
+    assert_eq!(malformed.unwrap().body, b"{not json");
 
     let row = db
         .client()
