@@ -35,7 +35,7 @@ pub const BODY_PREVIEW_BYTES: usize = 4096;
 #[derive(Debug, Clone, Default, PartialEq, Serialize)]
 pub struct ReplayReport {
     pub replayed: Vec<String>,
-    /// Left in the dead queue: no message_id to keep the replay idempotent.
+    /// Left in the dead queue: no message_id of the publisher's to keep the replay idempotent.
     pub kept: usize,
 }
 
@@ -50,6 +50,16 @@ fn describe(d: &Delivery) -> DeadLetter {
         size: d.data.len(),
         body: String::from_utf8_lossy(&d.data[..d.data.len().min(BODY_PREVIEW_BYTES)]).into_owned(),
     }
+}
+
+/// The message id the publisher gave the dead letter. A trigger that came without one gets a
+/// generated `dead-…` id on its dead-letter copy (reason `no_message_id`); that one is no
+/// idempotency key, so it is not replayed.
+fn own_message_id(d: &Delivery) -> Option<String> {
+    if header(&d.properties, "x-revenue-os-reason").as_deref() == Some("no_message_id") {
+        return None;
+    }
+    d.properties.message_id().as_ref().map(|m| m.to_string())
 }
 
 /// Takes up to `limit` messages off the dead queue without acking them.
@@ -118,7 +128,7 @@ pub async fn replay(
     let mut report = ReplayReport::default();
     let mut keep = Vec::new();
     for d in taken {
-        let Some(message_id) = d.properties.message_id().as_ref().map(|m| m.to_string()) else {
+        let Some(message_id) = own_message_id(&d) else {
             keep.push(d);
             continue;
         };

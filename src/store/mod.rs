@@ -56,7 +56,8 @@ pub struct OutboxRow {
 /// typed values and never re-checks the wire format.
 #[derive(Debug, Clone, PartialEq)]
 pub struct CycleRequest {
-    /// The idempotency key (AMQP message_id).
+    /// The idempotency key (AMQP message_id), scoped to `tenant_id`: two tenants may use the
+    /// same id for triggers of their own.
     pub message_id: String,
     pub tenant_id: Uuid,
     pub trigger: Trigger,
@@ -129,8 +130,6 @@ pub enum CycleOutcome {
     },
     /// No such tenant: no cycle row (no tenant to own it); recorded in `rejected_triggers`.
     UnknownTenant,
-    /// The message_id already names a cycle of another tenant; nothing is written.
-    MessageIdTaken { owner: Uuid },
 }
 
 #[derive(Clone)]

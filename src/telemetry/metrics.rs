@@ -56,12 +56,11 @@ pub fn stage(stage: &'static str, took: Duration) {
 
 /// The `reason` labels of the trigger counters: `worker::Failure::reason`, which is also the
 /// `x-revenue-os-reason` of a dead letter.
-pub const TRIGGER_FAILURE_REASONS: [&str; 8] = [
+pub const TRIGGER_FAILURE_REASONS: [&str; 7] = [
     "too_large",
     "malformed",
     "no_message_id",
     "unknown_tenant",
-    "message_id_taken",
     "store",
     "broker",
     "internal_error",

@@ -15,10 +15,8 @@ pub use run::{HookAction, Hooks, Worker, WorkerStatus};
 pub use unit::{Context, Disposition, Incoming, Processed};
 
 use crate::broker::BrokerError;
-use crate::contract::{EnvelopeError, ErrorCode, KernelError};
+use crate::contract::{EnvelopeError, KernelError};
 use crate::store::StoreError;
-use serde_json::json;
-use uuid::Uuid;
 
 /// Why a delivery could not be turned into a cycle. The one place that says retry or not.
 #[derive(Debug, thiserror::Error)]
@@ -32,10 +30,6 @@ pub enum Failure {
     MissingMessageId,
     #[error("unknown tenant: {0}")]
     UnknownTenant(KernelError),
-    /// The message_id already names another tenant's cycle (`owner` is for logs, never for
-    /// the requester).
-    #[error("message_id {message_id} already belongs to another tenant's cycle")]
-    MessageIdTaken { message_id: String, owner: Uuid },
     #[error(transparent)]
     Store(#[from] StoreError),
     #[error(transparent)]
@@ -55,7 +49,6 @@ impl Failure {
             | Failure::Malformed(_)
             | Failure::MissingMessageId
             | Failure::UnknownTenant(_)
-            | Failure::MessageIdTaken { .. }
             | Failure::Panic(_) => false,
         }
     }
@@ -67,22 +60,9 @@ impl Failure {
             Failure::Envelope(EnvelopeError::NotJson(_)) | Failure::Malformed(_) => "malformed",
             Failure::MissingMessageId => "no_message_id",
             Failure::UnknownTenant(_) => "unknown_tenant",
-            Failure::MessageIdTaken { .. } => "message_id_taken",
             Failure::Store(_) => "store",
             Failure::Broker(_) => "broker",
             Failure::Panic(_) => "internal_error",
-        }
-    }
-
-    /// The KernelError a `reply_to` requester gets for a refused trigger.
-    pub fn to_kernel_error(&self) -> KernelError {
-        match self {
-            Failure::UnknownTenant(e) => e.clone(),
-            Failure::MessageIdTaken { message_id, .. } => {
-                KernelError::new(ErrorCode::InvalidInput, self.to_string())
-                    .with("message_id", json!(message_id))
-            }
-            other => KernelError::internal(other.to_string()),
         }
     }
 }
@@ -98,11 +78,7 @@ mod tests {
             Failure::Envelope(EnvelopeError::NotJson("text/plain".into())),
             Failure::Malformed("x".into()),
             Failure::MissingMessageId,
-            Failure::UnknownTenant(KernelError::tenant_not_found(Uuid::nil())),
-            Failure::MessageIdTaken {
-                message_id: "m".into(),
-                owner: Uuid::nil(),
-            },
+            Failure::UnknownTenant(KernelError::tenant_not_found(uuid::Uuid::nil())),
             Failure::Store(StoreError::Pool("x".into())),
             Failure::Broker(BrokerError::Nacked("m".into())),
             Failure::Panic("x".into()),

@@ -223,16 +223,6 @@ pub async fn process(ctx: &Context, inc: &Incoming) -> Processed {
             metrics::rejected(f.reason());
             Processed::failed(&f, reply(ctx, inc, "rejected", &pctx, None, &Err(error)))
         }
-        Ok(CycleOutcome::MessageIdTaken { owner }) => {
-            let f = Failure::MessageIdTaken {
-                message_id: message_id.clone(),
-                owner,
-            };
-            tracing::warn!(reason = %f, %owner, "trigger dead-lettered");
-            metrics::rejected(f.reason());
-            let error = f.to_kernel_error();
-            Processed::failed(&f, reply(ctx, inc, "rejected", &pctx, None, &Err(error)))
-        }
         Ok(CycleOutcome::Recorded {
             cycle_id,
             status,

@@ -405,8 +405,10 @@ async fn no_window_means_the_thirty_days_ending_yesterday() {
     db.cleanup().await;
 }
 
+/// Message ids are scoped per tenant: tenant B's trigger with tenant A's id runs its own
+/// cycle; each tenant's repeat of the id replays its own cycle, never the other's.
 #[tokio::test]
-async fn a_message_id_of_another_tenant_is_refused_not_replayed() {
+async fn each_tenant_has_its_own_message_ids() {
     let db = TestDb::new().await;
     let a = fixture(DEMAND_BOUND);
     let mut b = a.clone();
@@ -414,29 +416,56 @@ async fn a_message_id_of_another_tenant_is_refused_not_replayed() {
     for t in [&a, &b] {
         db.store().import(t, &catalog()).await.unwrap();
     }
-    assert!(matches!(
-        run(db.store(), &request(&a, "shared-id")).await,
+    let completed = |out: &CycleOutcome| match out {
         CycleOutcome::Recorded {
+            cycle_id,
             status: CycleStatus::Completed,
+            replayed,
             ..
-        }
-    ));
-    let a_id = Uuid::parse_str(&a.tenant_id).unwrap();
-    assert_eq!(
-        run(db.store(), &request(&b, "shared-id")).await,
-        CycleOutcome::MessageIdTaken { owner: a_id }
-    );
-    let owner: String = db
+        } => Some((*cycle_id, *replayed)),
+        _ => None,
+    };
+    let first_a = run(db.store(), &request(&a, "shared-id")).await;
+    let (cycle_a, replayed) = completed(&first_a).expect("A completes");
+    assert!(!replayed);
+    let first_b = run(db.store(), &request(&b, "shared-id")).await;
+    let (cycle_b, replayed) = completed(&first_b).expect("B runs and completes");
+    assert!(!replayed, "B is not answered with A's cycle");
+    assert_ne!(cycle_a, cycle_b);
+
+    // Each tenant's redelivery replays its own cycle.
+    for (t, own) in [(&a, cycle_a), (&b, cycle_b)] {
+        let again = run(db.store(), &request(t, "shared-id")).await;
+        assert_eq!(completed(&again), Some((own, true)), "{}", t.tenant_id);
+    }
+    let owners: Vec<String> = db
         .client()
         .await
-        .query_one(
-            "SELECT tenant_id::text FROM cycles WHERE message_id = 'shared-id'",
+        .query(
+            "SELECT tenant_id::text FROM cycles WHERE message_id = 'shared-id' ORDER BY 1",
             &[],
         )
         .await
         .unwrap()
-        .get(0);
-    assert_eq!(owner, a.tenant_id);
+        .iter()
+        .map(|r| r.get(0))
+        .collect();
+    let mut want = vec![a.tenant_id.clone(), b.tenant_id.clone()];
+    want.sort();
+    assert_eq!(owners, want);
+
+    // Rejections are per tenant too: two unknown tenants with one id leave two rows.
+    for _ in 0..2 {
+        let mut stranger = a.clone();
+        stranger.tenant_id = Uuid::new_v4().to_string();
+        let out = run(db.store(), &request(&stranger, "shared-id")).await;
+        assert_eq!(out, CycleOutcome::UnknownTenant);
+    }
+    assert_eq!(
+        db.count("SELECT count(*) FROM rejected_triggers WHERE message_id = 'shared-id'")
+            .await,
+        2
+    );
     db.cleanup().await;
 }
 

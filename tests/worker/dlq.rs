@@ -2,7 +2,7 @@
 //! once the tenant is imported, `dlq replay` sends it back and the cycle completes.
 
 use crate::common::amqp::{
-    RunningWorker, TestBroker, WINDOW, eventually, import_tenant_as, settings,
+    RunningWorker, TestBroker, WINDOW, eventually, import_tenant_as, settings, trigger_body,
 };
 use crate::common::db::TestDb;
 use revenue_os::broker::{self, dlq};
@@ -120,6 +120,37 @@ async fn listing_shows_the_workers_reason_else_the_brokers() {
     assert_eq!(by_id("m-ours").size, dlq::BODY_PREVIEW_BYTES + 10);
     assert_eq!(by_id("m-ours").body.len(), dlq::BODY_PREVIEW_BYTES);
     b.cleanup().await;
+}
+
+/// A trigger that came without a message_id has a generated one on its dead-letter copy;
+/// `dlq replay` leaves it where it is instead of inventing an idempotency key for it.
+#[tokio::test]
+async fn a_dead_letter_without_its_own_message_id_is_kept_by_replay() {
+    let db = TestDb::new().await;
+    let b = TestBroker::new().await;
+    let w = RunningWorker::start(settings(&b.prefix, &db), &db, Hooks::default());
+    let body = serde_json::to_vec(&trigger_body(Uuid::new_v4(), Some(WINDOW))).unwrap();
+    b.publish_raw(&body, None).await;
+    let listed = eventually(30, "the id-less trigger dead-lettered", || async {
+        let l = dlq::list(&b.conn, &b.topology, 10).await.unwrap();
+        (!l.is_empty()).then_some(l)
+    })
+    .await;
+    assert_eq!(listed[0].reason.as_deref(), Some("no_message_id"));
+    assert!(
+        listed[0]
+            .message_id
+            .as_deref()
+            .is_some_and(|m| m.starts_with("dead-"))
+    );
+    let report = dlq::replay(&b.conn, &b.topology, 10).await.unwrap();
+    assert!(report.replayed.is_empty(), "{report:?}");
+    assert_eq!(report.kept, 1);
+    assert_eq!(dlq::list(&b.conn, &b.topology, 10).await.unwrap().len(), 1);
+
+    w.stop().await;
+    b.cleanup().await;
+    db.cleanup().await;
 }
 
 /// The dead queue carries its own (practically unlimited) delivery limit, so listing it again

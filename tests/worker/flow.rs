@@ -303,6 +303,33 @@ async fn same_message_id_twice_and_to_two_workers_makes_one_cycle() {
     db.cleanup().await;
 }
 
+/// The squat test: tenant B's trigger reusing tenant A's message id is B's own trigger. It
+/// runs and completes; both cycles exist, and nothing is dead-lettered.
+#[tokio::test]
+async fn another_tenants_message_id_cannot_be_squatted() {
+    let (db, b, first, events) = setup().await;
+    let dead = b.consume_queue(&b.topology.dead_queue).await;
+    let second = import_tenant(&db).await;
+    let w = RunningWorker::start(settings(&b.prefix, &db), &db, Hooks::default());
+
+    b.trigger(first, Some(WINDOW), "m-squatted").await;
+    events.wait_for(1, 20).await;
+    b.trigger(second, Some(WINDOW), "m-squatted").await;
+    let ev = events.wait_for(2, 20).await;
+    let keys: Vec<_> = ev.iter().map(|m| m.routing_key.clone()).collect();
+    assert!(keys.contains(&format!("completed.{first}")), "{keys:?}");
+    assert!(keys.contains(&format!("completed.{second}")), "{keys:?}");
+    let cycles = cycles_of(&db, "m-squatted").await;
+    assert_eq!(cycles.len(), 2, "{cycles:?}");
+    assert!(cycles.iter().all(|(_, s)| s == "completed"), "{cycles:?}");
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert!(dead.snapshot().is_empty(), "{:?}", dead.snapshot());
+
+    w.stop().await;
+    b.cleanup().await;
+    db.cleanup().await;
+}
+
 #[tokio::test]
 async fn crash_between_commit_and_ack_replays_without_a_second_cycle() {
     let (db, b, tenant, events) = setup().await;
