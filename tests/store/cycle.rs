@@ -558,19 +558,16 @@ impl CyclePolicy for Stub {
     }
 }
 
-#[tokio::test]
-async fn the_store_records_what_any_policy_says() {
-    let (db, input) = imported().await;
-    let refused = db
+/// One run_cycle of the fixture's tenant under a stub policy: the status and the result.
+async fn run_stub(
+    db: &TestDb,
+    input: &KernelInput,
+    message_id: &str,
+    stub: Stub,
+) -> (CycleStatus, Result<Box<KernelOutput>, KernelError>, usize) {
+    let out = db
         .store()
-        .run_cycle(
-            &request(&input, "stub-1"),
-            fixture_now(),
-            &Stub {
-                check: true,
-                admit: false,
-            },
-        )
+        .run_cycle(&request(input, message_id), fixture_now(), &stub)
         .await
         .unwrap();
     let CycleOutcome::Recorded {
@@ -578,29 +575,30 @@ async fn the_store_records_what_any_policy_says() {
         result,
         pending,
         ..
-    } = refused
+    } = out
     else {
-        panic!("{refused:?}")
+        panic!("{out:?}")
     };
+    (status, result, pending.len())
+}
+
+#[tokio::test]
+async fn the_store_records_what_any_policy_says() {
+    let (db, input) = imported().await;
+    let wait = Stub {
+        check: true,
+        admit: false,
+    };
+    let (status, result, pending) = run_stub(&db, &input, "stub-1", wait).await;
     assert_eq!(status, CycleStatus::Skipped);
     assert_eq!(result.unwrap_err().message, "stub says wait");
-    assert_eq!(pending.len(), 1, "only the cycle event");
+    assert_eq!(pending, 1, "only the cycle event");
 
-    let decided = db
-        .store()
-        .run_cycle(
-            &request(&input, "stub-2"),
-            fixture_now(),
-            &Stub {
-                check: true,
-                admit: true,
-            },
-        )
-        .await
-        .unwrap();
-    let CycleOutcome::Recorded { status, result, .. } = decided else {
-        panic!("{decided:?}")
+    let go = Stub {
+        check: true,
+        admit: true,
     };
+    let (status, result, _) = run_stub(&db, &input, "stub-2", go).await;
     assert_eq!(status, CycleStatus::Failed);
     let assembled = input.metrics.len();
     assert_eq!(
@@ -610,21 +608,11 @@ async fn the_store_records_what_any_policy_says() {
     assert_eq!(db.count("SELECT count(*) FROM actions").await, 0);
 
     // A request the policy refuses outright is a failed cycle: not admitted, not assembled.
-    let checked = db
-        .store()
-        .run_cycle(
-            &request(&input, "stub-3"),
-            fixture_now(),
-            &Stub {
-                check: false,
-                admit: false,
-            },
-        )
-        .await
-        .unwrap();
-    let CycleOutcome::Recorded { status, result, .. } = checked else {
-        panic!("{checked:?}")
+    let refuse = Stub {
+        check: false,
+        admit: false,
     };
+    let (status, result, _) = run_stub(&db, &input, "stub-3", refuse).await;
     assert_eq!(status, CycleStatus::Failed);
     let e = result.unwrap_err();
     assert_eq!(

@@ -92,23 +92,3 @@ async fn errors_say_the_sqlstate_and_what_the_server_said() {
     drop(holder);
     db.cleanup().await;
 }
-
-#[tokio::test]
-async fn a_connection_error_says_why() {
-    let settings = revenue_os::config::DatabaseSettings {
-        url: "postgres://postgres@127.0.0.1:1/nowhere".into(),
-        pool_size: 1,
-        connect_timeout_secs: 1,
-        keepalive_idle_secs: 0,
-        migrate_on_start: false,
-    };
-    let store = revenue_os::store::Store::connect(&settings).await.unwrap();
-    let e = store.ping().await.unwrap_err();
-    let shown = e.to_string();
-    assert!(
-        shown.starts_with("database: error connecting to server: "),
-        "{shown}"
-    );
-    assert!(shown.to_lowercase().contains("refused"), "{shown}");
-    assert!(e.is_retryable());
-}
