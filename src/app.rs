@@ -32,6 +32,7 @@ pub fn rules(settings: &Settings, catalog: Catalog) -> Rules {
         catalog: Arc::new(catalog),
         params: kernel_params(&settings.kernel),
         min_cycle_interval_hours: settings.kernel.min_cycle_interval_hours,
+        max_window_days: settings.kernel.max_window_days,
     }
 }
 

@@ -8,3 +8,4 @@ mod deploy;
 mod executors_doc;
 mod layers;
 mod observability;
+mod worker_doc;
