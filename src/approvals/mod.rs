@@ -112,6 +112,39 @@ impl ApprovalGate for Rules<'_> {
     }
 }
 
+/// Expires and supersedes held actions whose time has passed (the worker's periodic sweep).
+pub async fn sweep(store: &Store, ttl_hours: u32, now: DateTime<Utc>) -> Result<usize, StoreError> {
+    let none = |_: &HeldFacts| OutboxMessage {
+        exchange: String::new(),
+        routing_key: String::new(),
+        message_id: String::new(),
+        headers: serde_json::json!({}),
+        body: vec![],
+        action_id: None,
+    };
+    let rules = Rules {
+        ttl: Duration::hours(i64::from(ttl_hours)),
+        message: &none,
+    };
+    let done = store.sweep_pending_approvals(&rules, now).await?;
+    for (_, outcome) in &done {
+        crate::telemetry::metrics::approval(label(outcome));
+    }
+    Ok(done.len())
+}
+
+/// The metric label of a decision.
+pub fn label(o: &ApprovalOutcome) -> &'static str {
+    match o {
+        ApprovalOutcome::Approved { .. } => "approved",
+        ApprovalOutcome::Rejected => "rejected",
+        ApprovalOutcome::StaleHash { .. } => "refused_stale",
+        ApprovalOutcome::Expired => "expired",
+        ApprovalOutcome::Superseded => "superseded",
+        ApprovalOutcome::NotPending { .. } | ApprovalOutcome::NotFound => "not_pending",
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -206,38 +239,5 @@ mod tests {
             needs_approval(&young, &scale, t0, at("2026-12-02T00:00:00Z")),
             None
         );
-    }
-}
-
-/// Expires and supersedes held actions whose time has passed (the worker's periodic sweep).
-pub async fn sweep(store: &Store, ttl_hours: u32, now: DateTime<Utc>) -> Result<usize, StoreError> {
-    let none = |_: &HeldFacts| OutboxMessage {
-        exchange: String::new(),
-        routing_key: String::new(),
-        message_id: String::new(),
-        headers: serde_json::json!({}),
-        body: vec![],
-        action_id: None,
-    };
-    let rules = Rules {
-        ttl: Duration::hours(i64::from(ttl_hours)),
-        message: &none,
-    };
-    let done = store.sweep_pending_approvals(&rules, now).await?;
-    for (_, outcome) in &done {
-        crate::telemetry::metrics::approval(label(outcome));
-    }
-    Ok(done.len())
-}
-
-/// The metric label of a decision.
-pub fn label(o: &ApprovalOutcome) -> &'static str {
-    match o {
-        ApprovalOutcome::Approved { .. } => "approved",
-        ApprovalOutcome::Rejected => "rejected",
-        ApprovalOutcome::StaleHash { .. } => "refused_stale",
-        ApprovalOutcome::Expired => "expired",
-        ApprovalOutcome::Superseded => "superseded",
-        ApprovalOutcome::NotPending { .. } | ApprovalOutcome::NotFound => "not_pending",
     }
 }
