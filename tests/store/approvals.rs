@@ -288,3 +288,27 @@ async fn an_approval_racing_the_next_cycle_is_safe() {
         db.cleanup().await;
     }
 }
+
+#[tokio::test]
+async fn the_cli_approves_what_it_shows_and_refuses_the_second_time() {
+    let (db, _, _, p) = held().await;
+    let target = format!("{}:{}", p.cycle_id, p.action_id);
+    let run = |args: &[&str]| {
+        std::process::Command::new(env!("CARGO_BIN_EXE_revenue-os"))
+            .args(args)
+            .env("DATABASE_URL", db.url())
+            .output()
+            .unwrap()
+    };
+    let listed = run(&["approvals", "--tenant", &p.tenant_id.to_string()]);
+    assert!(listed.status.success(), "{listed:?}");
+    assert!(String::from_utf8_lossy(&listed.stderr).contains(&format!("--hash {}", p.hash)));
+    let first = run(&["approve", &target, "--by", "ops"]);
+    assert!(first.status.success(), "{first:?}");
+    let body: serde_json::Value = serde_json::from_slice(&first.stdout).unwrap();
+    assert_eq!(body["outcome"], "approved");
+    let second = run(&["approve", &target, "--by", "ops", "--hash", &p.hash]);
+    assert_eq!(second.status.code(), Some(2), "{second:?}");
+    assert_eq!(outbox_rows(&db, HELD).await, 1);
+    db.cleanup().await;
+}
