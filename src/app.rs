@@ -33,6 +33,7 @@ pub fn rules(settings: &Settings, catalog: Catalog) -> Rules {
         catalog: Arc::new(catalog),
         params: kernel_params(&settings.kernel),
         min_cycle_interval_hours: settings.kernel.min_cycle_interval_hours,
+        max_window_days: settings.kernel.max_window_days,
     }
 }
 
@@ -299,37 +300,6 @@ pub async fn decide(
     let outcome = store
         .decide_approval(cycle_id, action_id, &request, &rules, chrono::Utc::now())
         .await?;
-    crate::telemetry::metrics::approval(approval_label(&outcome));
+    crate::telemetry::metrics::approval(crate::approvals::label(&outcome));
     Ok(outcome)
-}
-
-/// Expires and supersedes held actions whose time has passed.
-pub async fn sweep_approvals(store: &Store, settings: &Settings) -> Result<usize, Error> {
-    let none = |_: &HeldFacts| OutboxMessage {
-        exchange: String::new(),
-        routing_key: String::new(),
-        message_id: String::new(),
-        headers: serde_json::json!({}),
-        body: vec![],
-        action_id: None,
-    };
-    let rules = approval_rules(settings, &none);
-    let done = store
-        .sweep_pending_approvals(&rules, chrono::Utc::now())
-        .await?;
-    for (_, outcome) in &done {
-        crate::telemetry::metrics::approval(approval_label(outcome));
-    }
-    Ok(done.len())
-}
-
-fn approval_label(o: &ApprovalOutcome) -> &'static str {
-    match o {
-        ApprovalOutcome::Approved { .. } => "approved",
-        ApprovalOutcome::Rejected => "rejected",
-        ApprovalOutcome::StaleHash { .. } => "refused_stale",
-        ApprovalOutcome::Expired => "expired",
-        ApprovalOutcome::Superseded => "superseded",
-        ApprovalOutcome::NotPending { .. } | ApprovalOutcome::NotFound => "not_pending",
-    }
 }

@@ -44,6 +44,12 @@ pub struct AmqpSettings {
     /// Redeliveries before the triggers queue dead-letters a message.
     pub delivery_limit: u32,
     pub heartbeat_secs: u16,
+    /// The largest trigger or report body accepted, checked before parsing; bigger ones are
+    /// dead-lettered as `too_large`.
+    pub max_message_bytes: usize,
+    /// Queue names a `reply_to` may name besides server-generated ones (`amq.gen-*`, the
+    /// direct reply-to pseudo-queue `amq.rabbitmq.reply-to*`).
+    pub reply_to_allow: Vec<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -51,6 +57,8 @@ pub struct AmqpSettings {
 pub struct KernelSettings {
     pub min_cycle_interval_hours: u32,
     pub stale_after_days: u32,
+    /// The longest analysis window a trigger may ask for, in days (`INVALID_INPUT` beyond).
+    pub max_window_days: u32,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -161,6 +169,8 @@ impl Settings {
                 .prefix_separator("__")
                 .separator("__")
                 .try_parsing(true)
+                .list_separator(",")
+                .with_list_parse_key("amqp.reply_to_allow")
                 .source(Some(source)),
         );
         if let Some(url) = get("DATABASE_URL") {
@@ -186,7 +196,7 @@ impl Settings {
 }
 
 /// `(start, end)` of the password in `scheme://user:password@host`, if any.
-fn password_span(url: &str) -> Option<(usize, usize)> {
+fn userinfo_password_span(url: &str) -> Option<(usize, usize)> {
     let auth_start = url.find("://")? + 3;
     let rest = &url[auth_start..];
     let auth_end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
@@ -197,6 +207,9 @@ fn password_span(url: &str) -> Option<(usize, usize)> {
 
 /// `(start, end)` of the value of a `password=` query parameter, if any (libpq accepts one).
 fn query_password_span(url: &str) -> Option<(usize, usize)> {
+    if !url.contains("://") {
+        return None;
+    }
     let q = url.find('?')? + 1;
     let mut at = q;
     for pair in url[q..].split('&') {
@@ -209,22 +222,78 @@ fn query_password_span(url: &str) -> Option<(usize, usize)> {
     None
 }
 
-fn has_password(url: &str) -> bool {
-    [password_span(url), query_password_span(url)]
-        .into_iter()
-        .flatten()
-        .any(|(a, b)| b > a)
+/// `(start, end)` of every `password` value in a libpq key=value connection string
+/// (`host=db user=app password=s3cret`, also `password = 'with spaces'`): the bytes between
+/// the quotes when quoted. Empty for a URL.
+fn keyword_password_spans(dsn: &str) -> Vec<(usize, usize)> {
+    if dsn.contains("://") {
+        return vec![];
+    }
+    let mut spans = vec![];
+    let mut chars = dsn.char_indices().peekable();
+    let skip_ws = |chars: &mut std::iter::Peekable<std::str::CharIndices>| {
+        while chars.next_if(|(_, c)| c.is_whitespace()).is_some() {}
+    };
+    loop {
+        skip_ws(&mut chars);
+        let Some(&(key_start, _)) = chars.peek() else {
+            break;
+        };
+        let mut key_end = dsn.len();
+        while let Some(&(i, c)) = chars.peek() {
+            if c == '=' || c.is_whitespace() {
+                key_end = i;
+                break;
+            }
+            chars.next();
+        }
+        let key = &dsn[key_start..key_end];
+        skip_ws(&mut chars);
+        if chars.next_if(|(_, c)| *c == '=').is_none() {
+            break; // not key=value: nothing more to find
+        }
+        skip_ws(&mut chars);
+        let quoted = chars.next_if(|(_, c)| *c == '\'').is_some();
+        let start = chars.peek().map_or(dsn.len(), |(i, _)| *i);
+        let mut end = dsn.len();
+        while let Some((i, c)) = chars.next() {
+            if c == '\\' {
+                chars.next(); // an escaped character is part of the value
+            } else if (quoted && c == '\'') || (!quoted && c.is_whitespace()) {
+                end = i;
+                break;
+            }
+        }
+        if key == "password" {
+            spans.push((start, end));
+        }
+    }
+    spans
 }
 
-pub fn redact_url(url: &str) -> String {
-    let mut out = url.to_owned();
-    // The query comes after the user info, so redact it first and the offsets still hold.
-    for span in [query_password_span(url), password_span(url)] {
-        if let Some((a, b)) = span
-            && b > a
-        {
-            out.replace_range(a..b, "***");
-        }
+/// Every password in a DSN: a URL's user info and `password=` query parameter, or a key=value
+/// string's `password`.
+fn password_spans(dsn: &str) -> Vec<(usize, usize)> {
+    let mut spans: Vec<(usize, usize)> = [userinfo_password_span(dsn), query_password_span(dsn)]
+        .into_iter()
+        .flatten()
+        .chain(keyword_password_spans(dsn))
+        .filter(|(a, b)| b > a)
+        .collect();
+    spans.sort_unstable();
+    spans
+}
+
+pub fn has_password(dsn: &str) -> bool {
+    !password_spans(dsn).is_empty()
+}
+
+/// The DSN (URL or key=value) with every password replaced by `***`.
+pub fn redact_url(dsn: &str) -> String {
+    let mut out = dsn.to_owned();
+    // Last first, so the earlier offsets still hold.
+    for (a, b) in password_spans(dsn).into_iter().rev() {
+        out.replace_range(a..b, "***");
     }
     out
 }
@@ -247,6 +316,23 @@ mod tests {
         assert_eq!(s.amqp.concurrency, 16);
         assert_eq!(s.kernel.min_cycle_interval_hours, 12);
         assert_eq!(s.console.listen, "127.0.0.1:9465");
+        assert_eq!(s.kernel.max_window_days, 400);
+        assert_eq!(s.amqp.max_message_bytes, 65536);
+        assert!(s.amqp.reply_to_allow.is_empty());
+    }
+
+    #[test]
+    fn the_reply_to_allow_list_comes_from_one_variable() {
+        let s = Settings::load_from(&env(&[
+            (
+                "REVENUE_OS__AMQP__REPLY_TO_ALLOW",
+                "ops.replies,audit.replies",
+            ),
+            ("REVENUE_OS__AMQP__PREFIX", "a,b"),
+        ]))
+        .unwrap();
+        assert_eq!(s.amqp.reply_to_allow, ["ops.replies", "audit.replies"]);
+        assert_eq!(s.amqp.prefix, "a,b", "other keys stay strings");
     }
 
     #[test]
@@ -285,6 +371,71 @@ mod tests {
             redact_url(url),
             "postgres://u:***@h/db?sslmode=off&password=***"
         );
+    }
+
+    #[test]
+    fn a_key_value_dsn_is_redacted_in_every_form() {
+        for (dsn, want) in [
+            (
+                "host=db user=app password=s3cret dbname=x",
+                "host=db user=app password=*** dbname=x",
+            ),
+            ("password=s3cret", "password=***"),
+            (
+                "host=db password = 's3 cr\\'et' dbname=x",
+                "host=db password = '***' dbname=x",
+            ),
+            ("host=db  password=s3cr\\ et", "host=db  password=***"),
+            (
+                "host=db passfile=/p password=pässwört",
+                "host=db passfile=/p password=***",
+            ),
+        ] {
+            assert!(has_password(dsn), "{dsn}");
+            assert_eq!(redact_url(dsn), want, "{dsn}");
+            assert!(!redact_url(dsn).contains("s3"), "{dsn}");
+        }
+        for clean in [
+            "host=db user=app dbname=x",
+            "host=db password='' dbname=x",
+            "user=password",
+            "not a dsn",
+            "",
+        ] {
+            assert!(!has_password(clean), "{clean}");
+            assert_eq!(redact_url(clean), clean);
+        }
+    }
+
+    #[test]
+    fn a_key_value_password_in_a_file_is_refused_and_redacted_from_the_environment() {
+        let dir = std::env::temp_dir().join(format!("ros-cfg-{}", uuid::Uuid::new_v4()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("x.toml");
+        std::fs::write(
+            &path,
+            "[database]\nurl = \"host=db user=app password=pw dbname=x\"\n",
+        )
+        .unwrap();
+        let err = Settings::load_from(&env(&[("REVENUE_OS_CONFIG", path.to_str().unwrap())]));
+        assert!(
+            matches!(
+                err,
+                Err(ConfigError::SecretInFile {
+                    key: "database.url",
+                    ..
+                })
+            ),
+            "{err:?}"
+        );
+        let s = Settings::load_from(&env(&[(
+            "DATABASE_URL",
+            "host=127.0.0.1 user=app password=s3cret dbname=revenue_os",
+        )]))
+        .unwrap();
+        let shown = serde_json::to_string(&s.redacted()).unwrap();
+        assert!(!shown.contains("s3cret"), "{shown}");
+        assert!(shown.contains("password=***"), "{shown}");
     }
 
     #[test]

@@ -17,6 +17,10 @@ pub enum Error {
         status: String,
         body: serde_json::Value,
     },
+    /// A request the product refused as asked (a stale approval hash, an action no longer
+    /// waiting); the body says why.
+    #[error("refused: {body}")]
+    Refused { body: serde_json::Value },
     /// Bad flags or arguments that clap cannot check.
     #[error("{0}")]
     Usage(String),
@@ -55,7 +59,7 @@ pub const EXIT_CONTRACT: u8 = 2;
 impl Error {
     pub fn exit_code(&self) -> u8 {
         match self {
-            Error::Kernel(_) | Error::CycleFailed { .. } => EXIT_CONTRACT,
+            Error::Kernel(_) | Error::CycleFailed { .. } | Error::Refused { .. } => EXIT_CONTRACT,
             Error::Usage(_)
             | Error::Config(_)
             | Error::Catalog(_)
@@ -75,7 +79,9 @@ impl Error {
     pub fn data(&self) -> Option<String> {
         match self {
             Error::Kernel(e) => serde_json::to_string_pretty(e).ok(),
-            Error::CycleFailed { body, .. } => serde_json::to_string_pretty(body).ok(),
+            Error::CycleFailed { body, .. } | Error::Refused { body } => {
+                serde_json::to_string_pretty(body).ok()
+            }
             _ => None,
         }
     }

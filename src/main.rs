@@ -12,6 +12,7 @@ use revenue_os::contract::{
     DateRange, Levers, Trigger, TriggerMessage, TriggerType, parse_date, parse_timestamp, schema,
 };
 use revenue_os::error::Error;
+use revenue_os::store::{ApprovalOutcome, ApprovalPolicy, ApprovalRequest};
 use std::io::{Read, Write};
 use std::process::ExitCode;
 use tokio_util::sync::CancellationToken;
@@ -43,6 +44,27 @@ enum DlqAction {
 
 #[derive(Subcommand)]
 enum TenantAction {
+    /// Print a tenant's approval policy; with flags, change it first.
+    Policy {
+        #[arg(long)]
+        tenant: uuid::Uuid,
+        /// Hold every action matching `<subsystem>:<type>` (`*` for any), e.g. `pricing:*`,
+        /// `*:experiment`; repeat the flag for more.
+        #[arg(long)]
+        require: Vec<String>,
+        /// Hold actions that may add more than this spend.
+        #[arg(long)]
+        max_added_spend: Option<f64>,
+        /// Hold budget changes bigger than this percentage.
+        #[arg(long)]
+        max_budget_step_pct: Option<f64>,
+        /// Hold everything during the tenant's first N days.
+        #[arg(long)]
+        first_days: Option<i32>,
+        /// Back to the default: nothing is held.
+        #[arg(long)]
+        clear: bool,
+    },
     /// Print a tenant's watchdog settings; with flags, change them first.
     Watchdog {
         #[arg(long)]
@@ -162,6 +184,34 @@ enum Command {
         /// Print each evaluation's numbers to stderr (and, with --tenant, the stored ones).
         #[arg(long)]
         explain: bool,
+    },
+    /// Actions waiting for a person, with the command that approves each.
+    Approvals {
+        #[arg(long)]
+        tenant: Option<uuid::Uuid>,
+    },
+    /// Approve a held action: its message goes out (exit 2 when refused: stale, expired,
+    /// superseded, not waiting).
+    Approve {
+        /// `<cycle_id>:<action_id>`
+        action: String,
+        #[arg(long)]
+        by: String,
+        /// The hash of the action as you saw it (`approvals` prints it); default: the action
+        /// as printed now.
+        #[arg(long)]
+        hash: Option<String>,
+    },
+    /// Reject a held action, with the reason.
+    Reject {
+        /// `<cycle_id>:<action_id>`
+        action: String,
+        #[arg(long)]
+        by: String,
+        #[arg(long)]
+        reason: String,
+        #[arg(long)]
+        hash: Option<String>,
     },
     /// Per-tenant settings.
     Tenant {
@@ -325,6 +375,76 @@ fn run(cli: Cli) -> Result<Output, Error> {
                 json(&summary)
             })
         }
+        Command::Approvals { tenant } => {
+            let settings = Settings::load()?;
+            runtime(async move {
+                let pending = app::store(&settings, false)
+                    .await?
+                    .pending_approvals(tenant)
+                    .await?;
+                for p in &pending {
+                    eprintln!(
+                        "{}:{}  ({})\n  revenue-os approve {}:{} --by NAME --hash {}",
+                        p.cycle_id,
+                        p.action_id,
+                        p.reason.as_deref().unwrap_or(""),
+                        p.cycle_id,
+                        p.action_id,
+                        p.hash
+                    );
+                }
+                json(&pending)
+            })
+        }
+        Command::Approve { action, by, hash } => {
+            decide_cli(&action, hash, |hash| ApprovalRequest::Approve { by, hash })
+        }
+        Command::Reject {
+            action,
+            by,
+            reason,
+            hash,
+        } => decide_cli(&action, hash, |hash| ApprovalRequest::Reject {
+            by,
+            hash,
+            reason,
+        }),
+        Command::Tenant {
+            action:
+                TenantAction::Policy {
+                    tenant,
+                    require,
+                    max_added_spend,
+                    max_budget_step_pct,
+                    first_days,
+                    clear,
+                },
+        } => {
+            let settings = Settings::load()?;
+            runtime(async move {
+                let store = app::store(&settings, false).await?;
+                let mut policy = store.approval_policy(tenant).await?.unwrap_or_default();
+                let changes = !require.is_empty()
+                    || max_added_spend.is_some()
+                    || max_budget_step_pct.is_some()
+                    || first_days.is_some();
+                if clear {
+                    policy = ApprovalPolicy::default();
+                }
+                if !require.is_empty() {
+                    policy.require = require;
+                }
+                policy.max_added_spend = max_added_spend.or(policy.max_added_spend);
+                policy.max_budget_step_pct = max_budget_step_pct.or(policy.max_budget_step_pct);
+                policy.first_days = first_days.or(policy.first_days);
+                if (changes || clear) && !store.set_approval_policy(tenant, &policy).await? {
+                    return Err(Error::Kernel(
+                        revenue_os::contract::KernelError::tenant_not_found(tenant),
+                    ));
+                }
+                json(&serde_json::json!({ "tenant_id": tenant, "approval_policy": policy }))
+            })
+        }
         Command::Tenant {
             action:
                 TenantAction::Watchdog {
@@ -441,6 +561,75 @@ fn demo(file: &str) -> Result<Output, Error> {
         let say = |line: &str| println!("{line}");
         revenue_os::demo::run(settings, catalog, &document, say).await?;
         Ok(Output::Nothing)
+    })
+}
+
+/// `approve` / `reject`: the decision, bound to the hash given or to the action as printed now.
+fn decide_cli(
+    target: &str,
+    hash: Option<String>,
+    request: impl FnOnce(String) -> ApprovalRequest,
+) -> Result<Output, Error> {
+    let (cycle, action_id) = target
+        .split_once(':')
+        .and_then(|(c, a)| uuid::Uuid::parse_str(c).ok().map(|c| (c, a.to_owned())))
+        .ok_or_else(|| Error::Usage(format!("'{target}' is not <cycle_id>:<action_id>")))?;
+    let (settings, catalog) = load()?;
+    runtime(async move {
+        let store = app::store(&settings, false).await?;
+        let hash = match hash {
+            Some(h) => h,
+            None => {
+                let pending = store.pending_approvals(None).await?;
+                let shown = pending
+                    .iter()
+                    .find(|p| p.cycle_id == cycle && p.action_id == action_id);
+                match shown {
+                    Some(p) => {
+                        eprintln!(
+                            "{}",
+                            serde_json::to_string_pretty(&p.action).unwrap_or_default()
+                        );
+                        p.hash.clone()
+                    }
+                    None => String::new(),
+                }
+            }
+        };
+        let outcome = app::decide(
+            &store,
+            &settings,
+            &catalog,
+            cycle,
+            &action_id,
+            request(hash),
+        )
+        .await?;
+        let body = |o: &str| serde_json::json!({ "outcome": o, "cycle_id": cycle, "action_id": action_id });
+        match outcome {
+            ApprovalOutcome::Approved { outbox } => json(&serde_json::json!({
+                "outcome": "approved", "cycle_id": cycle, "action_id": action_id,
+                "message_id": outbox.message.message_id,
+            })),
+            ApprovalOutcome::Rejected => json(&body("rejected")),
+            ApprovalOutcome::StaleHash { current } => {
+                let mut b = body("refused: the action changed since it was shown");
+                b["current_hash"] = serde_json::json!(current);
+                Err(Error::Refused { body: b })
+            }
+            ApprovalOutcome::Expired => Err(Error::Refused {
+                body: body("expired"),
+            }),
+            ApprovalOutcome::Superseded => Err(Error::Refused {
+                body: body("superseded by a newer cycle"),
+            }),
+            ApprovalOutcome::NotPending { status } => Err(Error::Refused {
+                body: body(&format!("not waiting for approval: {status}")),
+            }),
+            ApprovalOutcome::NotFound => Err(Error::Refused {
+                body: body("no such action"),
+            }),
+        }
     })
 }
 

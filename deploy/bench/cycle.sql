@@ -11,8 +11,8 @@ SET LOCAL lock_timeout = '60s';
 SELECT ('00000000-0000-4000-8000-' || lpad(to_hex(:n::bigint), 12, '0'))::uuid AS t,
        gen_random_uuid() AS c, 'pgbench-' || gen_random_uuid() AS m \gset
 SELECT pg_advisory_xact_lock(hashtextextended(:t, 0));
-SELECT pg_advisory_xact_lock(hashtextextended(:m, 0));
-SELECT cycle_id, tenant_id, status, output, error FROM cycles WHERE message_id = :m;
+SELECT pg_advisory_xact_lock(hashtextextended(:m, hashtextextended(:t, 0)));
+SELECT cycle_id, status, output, error FROM cycles WHERE tenant_id = :t AND message_id = :m;
 SELECT 1 FROM tenants WHERE tenant_id = :t;
 SELECT cycle_id, executed_at FROM cycles
  WHERE tenant_id = :t AND status = 'completed' ORDER BY executed_at DESC LIMIT 1;

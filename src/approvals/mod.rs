@@ -1,10 +1,11 @@
 //! People in the loop: which actions a tenant's policy holds for a person, and what a
-//! decision on a held action may do. Pure rules; the store keeps the facts and the record,
-//! the composition (`app::approve`) hands these rules to it.
+//! decision on a held action may do. The rules are pure; the store keeps the facts and the
+//! record, and `app::decide` (a person) or `sweep` (the worker) hands these rules to it.
 
 use crate::contract::{Action, ActionStatus, ActionType, KernelOutput};
 use crate::store::{
-    ApprovalFacts, ApprovalGate, ApprovalPolicy, ApprovalRequest, Gate, HeldFacts, OutboxMessage,
+    ApprovalFacts, ApprovalGate, ApprovalOutcome, ApprovalPolicy, ApprovalRequest, Gate, HeldFacts,
+    OutboxMessage, Store, StoreError,
 };
 use chrono::{DateTime, Duration, Utc};
 
@@ -108,6 +109,39 @@ impl ApprovalGate for Rules<'_> {
             Some(ApprovalRequest::Approve { .. }) => Gate::Approve((self.message)(f)),
             Some(ApprovalRequest::Reject { .. }) => Gate::Reject,
         }
+    }
+}
+
+/// Expires and supersedes held actions whose time has passed (the worker's periodic sweep).
+pub async fn sweep(store: &Store, ttl_hours: u32, now: DateTime<Utc>) -> Result<usize, StoreError> {
+    let none = |_: &HeldFacts| OutboxMessage {
+        exchange: String::new(),
+        routing_key: String::new(),
+        message_id: String::new(),
+        headers: serde_json::json!({}),
+        body: vec![],
+        action_id: None,
+    };
+    let rules = Rules {
+        ttl: Duration::hours(i64::from(ttl_hours)),
+        message: &none,
+    };
+    let done = store.sweep_pending_approvals(&rules, now).await?;
+    for (_, outcome) in &done {
+        crate::telemetry::metrics::approval(label(outcome));
+    }
+    Ok(done.len())
+}
+
+/// The metric label of a decision.
+pub fn label(o: &ApprovalOutcome) -> &'static str {
+    match o {
+        ApprovalOutcome::Approved { .. } => "approved",
+        ApprovalOutcome::Rejected => "rejected",
+        ApprovalOutcome::StaleHash { .. } => "refused_stale",
+        ApprovalOutcome::Expired => "expired",
+        ApprovalOutcome::Superseded => "superseded",
+        ApprovalOutcome::NotPending { .. } | ApprovalOutcome::NotFound => "not_pending",
     }
 }
 

@@ -17,15 +17,25 @@ pub struct DeadLetter {
     pub message_id: Option<String>,
     pub routing_key: String,
     pub tenant_id: Option<String>,
-    /// `rejected` (a permanent failure) or `delivery_limit` (retried until the limit).
+    /// The worker's `x-revenue-os-reason` (`malformed`, `too_large`, `no_message_id`,
+    /// `unknown_tenant`, ...) when it moved the trigger here; else the broker's
+    /// `x-first-death-reason` (`delivery_limit`: retried until the limit).
     pub reason: Option<String>,
+    /// The worker's `x-revenue-os-detail`, if any.
+    pub detail: Option<String>,
+    /// The body's size in bytes.
+    pub size: usize,
+    /// The body as text, its first `BODY_PREVIEW_BYTES` only (a `too_large` one is big).
     pub body: String,
 }
+
+/// How much of a dead letter's body `list` shows.
+pub const BODY_PREVIEW_BYTES: usize = 4096;
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize)]
 pub struct ReplayReport {
     pub replayed: Vec<String>,
-    /// Left in the dead queue: no message_id to keep the replay idempotent.
+    /// Left in the dead queue: no message_id of the publisher's to keep the replay idempotent.
     pub kept: usize,
 }
 
@@ -34,9 +44,22 @@ fn describe(d: &Delivery) -> DeadLetter {
         message_id: d.properties.message_id().as_ref().map(|m| m.to_string()),
         routing_key: d.routing_key.to_string(),
         tenant_id: header(&d.properties, "tenant_id"),
-        reason: header(&d.properties, "x-first-death-reason"),
-        body: String::from_utf8_lossy(&d.data).into_owned(),
+        reason: header(&d.properties, "x-revenue-os-reason")
+            .or_else(|| header(&d.properties, "x-first-death-reason")),
+        detail: header(&d.properties, "x-revenue-os-detail"),
+        size: d.data.len(),
+        body: String::from_utf8_lossy(&d.data[..d.data.len().min(BODY_PREVIEW_BYTES)]).into_owned(),
     }
+}
+
+/// The message id the publisher gave the dead letter. A trigger that came without one gets a
+/// generated `dead-…` id on its dead-letter copy (reason `no_message_id`); that one is no
+/// idempotency key, so it is not replayed.
+fn own_message_id(d: &Delivery) -> Option<String> {
+    if header(&d.properties, "x-revenue-os-reason").as_deref() == Some("no_message_id") {
+        return None;
+    }
+    d.properties.message_id().as_ref().map(|m| m.to_string())
 }
 
 /// Takes up to `limit` messages off the dead queue without acking them.
@@ -105,7 +128,7 @@ pub async fn replay(
     let mut report = ReplayReport::default();
     let mut keep = Vec::new();
     for d in taken {
-        let Some(message_id) = d.properties.message_id().as_ref().map(|m| m.to_string()) else {
+        let Some(message_id) = own_message_id(&d) else {
             keep.push(d);
             continue;
         };

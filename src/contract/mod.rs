@@ -2,6 +2,7 @@
 
 pub mod catalog;
 mod checked;
+mod envelope;
 mod error;
 mod levers;
 mod messages;
@@ -15,13 +16,16 @@ mod validate;
 
 pub use catalog::Catalog;
 pub use checked::Checked;
+pub use envelope::{EnvelopeError, check_envelope, is_json};
 pub use error::{KernelError, True, Violation};
 pub use levers::{KnownLever, Levers};
 pub use messages::{ActionMessage, TriggerMessage, action_hash};
 pub use output_rules::validate_output;
 pub use report::{Report, ReportError, ReportKind, ReportPayload, Subject, decode_report};
 pub use status::ActionStatus;
-pub use trigger::{DEFAULT_WINDOW_DAYS, DateRange, ParsedTrigger, decode_trigger, format_date};
+pub use trigger::{
+    DEFAULT_WINDOW_DAYS, DateRange, MAX_SOURCE_BYTES, ParsedTrigger, decode_trigger, format_date,
+};
 pub use types::*;
 pub use validate::{
     MAX_TRIGGER_AGE, MAX_TRIGGER_SKEW, check_input, decode_input, parse_date, parse_input,

@@ -2,6 +2,8 @@
 //! `<prefix>.results`, one per thing that happened to an action. Parsed once into a `Report`;
 //! `docs/executors.md` is the executor team's guide, `revenue-os schema report` the schema.
 
+use super::envelope::is_json;
+use super::trigger::MAX_SOURCE_BYTES;
 use super::types::Outcome;
 use super::validate::parse_timestamp;
 use chrono::{DateTime, Utc};
@@ -273,6 +275,12 @@ pub fn decode_report(body: &[u8]) -> Result<Report, ReportError> {
     }
     let event: ReportEvent =
         serde_json::from_value(raw.clone()).map_err(|e| ReportError::Invalid(e.to_string()))?;
+    if event.source.len() > MAX_SOURCE_BYTES {
+        return Err(ReportError::Invalid(format!(
+            "source is {} bytes; at most {MAX_SOURCE_BYTES}",
+            event.source.len()
+        )));
+    }
     let subject = Subject::parse(&event.subject).ok_or_else(|| {
         ReportError::Invalid(format!(
             "subject '{}' is not <cycle_id>:<action_id>",
@@ -320,12 +328,6 @@ pub fn decode_report(body: &[u8]) -> Result<Report, ReportError> {
         payload: event.payload,
         raw,
     })
-}
-
-fn is_json(content_type: &str) -> bool {
-    let essence = content_type.split(';').next().unwrap_or("").trim();
-    essence.eq_ignore_ascii_case("application/json")
-        || essence.to_ascii_lowercase().ends_with("+json")
 }
 
 #[cfg(test)]
@@ -410,6 +412,16 @@ mod tests {
                     "baseline_value": 1.0, "observed_value": 1.2, "delta": 0.2,
                     "confidence": 1.5, "outcome": "successful"})
             )),
+            "invalid_report"
+        );
+        let mut long: Value = serde_json::from_slice(&event(
+            "acknowledged",
+            serde_json::json!({"tenant_id": TENANT}),
+        ))
+        .unwrap();
+        long["source"] = Value::String("x".repeat(MAX_SOURCE_BYTES + 1));
+        assert_eq!(
+            reason(&serde_json::to_vec(&long).unwrap()),
             "invalid_report"
         );
     }

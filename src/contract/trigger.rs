@@ -10,6 +10,10 @@ use uuid::Uuid;
 /// Length of the window a trigger without `analysis_window` gets.
 pub const DEFAULT_WINDOW_DAYS: u64 = 30;
 
+/// The longest `trigger.source` (and report `source`) accepted, in bytes: a name such as
+/// `cron_daily`, never a payload. It is stored with every cycle.
+pub const MAX_SOURCE_BYTES: usize = 200;
+
 /// An inclusive pair of dates with `start <= end`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct DateRange {
@@ -97,6 +101,12 @@ impl ParsedTrigger {
 pub fn decode_trigger(body: &[u8]) -> Result<ParsedTrigger, String> {
     let msg: TriggerMessage =
         serde_json::from_slice(body).map_err(|e| format!("not a trigger document: {e}"))?;
+    if msg.trigger.source.len() > MAX_SOURCE_BYTES {
+        return Err(format!(
+            "trigger.source is {} bytes; at most {MAX_SOURCE_BYTES}",
+            msg.trigger.source.len()
+        ));
+    }
     let tenant_id = Uuid::parse_str(&msg.tenant_id)
         .map_err(|_| format!("tenant_id '{}' is not a UUID", msg.tenant_id))?;
     let triggered_at = parse_timestamp(&msg.trigger.triggered_at).ok_or_else(|| {
@@ -147,6 +157,20 @@ mod tests {
         ] {
             assert!(decode_trigger(bad).is_err());
         }
+    }
+
+    #[test]
+    fn a_source_longer_than_the_limit_is_refused() {
+        let body = |n: usize| {
+            serde_json::to_vec(&serde_json::json!({
+                "tenant_id": "7d3c1a52-2f4e-4c8e-9a51-0b6f2d9e4c11",
+                "trigger": {"type": "manual", "source": "s".repeat(n),
+                            "triggered_at": "2026-11-26T06:00:00Z"}}))
+            .unwrap()
+        };
+        assert!(decode_trigger(&body(MAX_SOURCE_BYTES)).is_ok());
+        let e = decode_trigger(&body(MAX_SOURCE_BYTES + 1)).unwrap_err();
+        assert!(e.contains("trigger.source is 201 bytes"), "{e}");
     }
 
     #[test]

@@ -51,6 +51,13 @@ pub async fn run(
         input.campaigns.len(),
         input.opportunities.len()
     ));
+    // The demo tenant asks a person before any routing change (`revenue-os tenant policy`).
+    let policy = crate::store::ApprovalPolicy {
+        require: vec!["routing:*".into()],
+        ..Default::default()
+    };
+    store.set_approval_policy(tenant, &policy).await?;
+    say("policy    every routing action waits for a person's approval");
 
     let topology = Topology::new(
         &settings.amqp.prefix,
@@ -110,10 +117,18 @@ pub async fn run(
         Err(e) => Err(e.into()),
     };
     let outcome = match result {
-        Ok(output) => match show(&output, &mut tap, &topology, started, &mut say).await {
-            Ok(()) => lifecycle(&store, &output, &mut say).await,
-            Err(e) => Err(e),
-        },
+        Ok(output) => {
+            let held: Vec<crate::store::PendingApproval> = store
+                .pending_approvals(Some(tenant))
+                .await?
+                .into_iter()
+                .filter(|p| p.cycle_id.to_string() == output.cycle_id)
+                .collect();
+            match show(&output, &held, &mut tap, &topology, started, &mut say).await {
+                Ok(()) => lifecycle(&store, &output, &held, &mut say).await,
+                Err(e) => Err(e),
+            }
+        }
         Err(e) => Err(e),
     };
 
@@ -134,15 +149,17 @@ pub async fn run(
 async fn lifecycle(
     store: &Store,
     out: &KernelOutput,
+    held: &[crate::store::PendingApproval],
     say: &mut impl FnMut(&str),
 ) -> Result<(), Error> {
+    let is_held = |id: &str| held.iter().any(|p| p.action_id == id);
     let cycle_id = uuid::Uuid::parse_str(&out.cycle_id)
         .map_err(|_| Error::Run(format!("cycle id {} is not a UUID", out.cycle_id)))?;
     let deadline = Instant::now() + Duration::from_secs(30);
     let mut histories = Vec::new();
     loop {
         histories.clear();
-        for a in &out.actions {
+        for a in out.actions.iter().filter(|a| !is_held(&a.action_id)) {
             histories.push((a, store.action_reports(cycle_id, &a.action_id).await?));
         }
         let applied = |h: &[crate::store::StoredReport]| {
@@ -181,12 +198,24 @@ async fn lifecycle(
             change.new_value
         ));
     }
+    for p in held {
+        say(&format!(
+            "  {}. {}: pending_approval ({})\n     approve: revenue-os approve {}:{} --by NAME --hash {}",
+            p.action.priority,
+            p.action_id,
+            p.reason.as_deref().unwrap_or("held"),
+            p.cycle_id,
+            p.action_id,
+            p.hash
+        ));
+    }
     Ok(())
 }
 
 /// Prints the decision, then waits for every action and the cycle event on the tap.
 async fn show(
     out: &KernelOutput,
+    held: &[crate::store::PendingApproval],
     tap: &mut Tap,
     topology: &Topology,
     started: Instant,
@@ -207,10 +236,11 @@ async fn show(
     }
     say("");
     say("actions as the executors receive them (published with confirms):");
+    let expected = out.actions.len() - held.len();
     let mut seen_actions = 0;
     let mut seen_event = false;
     let deadline = Instant::now() + Duration::from_secs(30);
-    while (seen_actions < out.actions.len() || !seen_event) && Instant::now() < deadline {
+    while (seen_actions < expected || !seen_event) && Instant::now() < deadline {
         let Some(m) = tap.next(Duration::from_millis(500)).await? else {
             continue;
         };
@@ -227,11 +257,18 @@ async fn show(
         seen_actions += 1;
         say(&describe(&m.exchange, &m.routing_key, &msg));
     }
+    for p in held {
+        say(&format!(
+            "  {}. {}  HELD for approval, not published: {}",
+            p.action.priority,
+            p.action_id,
+            p.reason.as_deref().unwrap_or("")
+        ));
+    }
     say("");
-    if seen_actions < out.actions.len() || !seen_event {
+    if seen_actions < expected || !seen_event {
         return Err(Error::Run(format!(
-            "saw {seen_actions} of {} actions{} within 30 s",
-            out.actions.len(),
+            "saw {seen_actions} of {expected} actions{} within 30 s",
             if seen_event {
                 ""
             } else {

@@ -2,7 +2,7 @@
 //! database failures), and say what to do with the delivery. The caller settles it.
 
 use super::Lifecycle;
-use crate::contract::{Report, ReportError, decode_report};
+use crate::contract::{EnvelopeError, Report, ReportError, check_envelope, decode_report};
 use crate::store::{ReportOutcome, Store, StoreError};
 use crate::telemetry::metrics;
 use backon::{ExponentialBuilder, Retryable};
@@ -28,15 +28,40 @@ fn dead(reason: &'static str, detail: String, kind: &'static str) -> ReportDispo
     ReportDisposition::DeadLetter { reason, detail }
 }
 
-/// Handles one report body. `message_id` is the AMQP message id, which must equal the
-/// event's `id` when present.
+/// A report delivery as the unit reads it.
+#[derive(Debug, Clone, Copy)]
+pub struct Envelope<'a> {
+    /// The AMQP message id, which must equal the event's `id` when present.
+    pub message_id: Option<&'a str>,
+    /// The AMQP content type; when present it must be JSON.
+    pub content_type: Option<&'a str>,
+    pub body: &'a [u8],
+    /// `amqp.max_message_bytes`: a larger body is not parsed.
+    pub max_bytes: usize,
+}
+
+/// Handles one report delivery: its size and content type first, then the body.
 pub async fn process(
     store: &Store,
     clock: &crate::clock::Clock,
-    message_id: Option<&str>,
-    body: &[u8],
+    envelope: &Envelope<'_>,
     retries: usize,
 ) -> ReportDisposition {
+    let Envelope {
+        message_id,
+        content_type,
+        body,
+        max_bytes,
+    } = *envelope;
+    match check_envelope(body.len(), content_type, max_bytes) {
+        Ok(()) => {}
+        Err(e @ EnvelopeError::TooLarge { .. }) => {
+            return dead("too_large", e.to_string(), "unknown");
+        }
+        Err(e @ EnvelopeError::NotJson(_)) => {
+            return dead("not_cloudevent", e.to_string(), "unknown");
+        }
+    }
     let report = match decode_report(body) {
         Ok(r) => r,
         Err(e) => return dead(e.reason(), e.to_string(), "unknown"),

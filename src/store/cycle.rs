@@ -59,9 +59,10 @@ impl Store {
             &[&tenant_lock_key(req.tenant_id)],
         )
         .await?;
+        // The message lock is the tenant's own: message ids are scoped per tenant.
         tx.execute(
-            "SELECT pg_advisory_xact_lock(hashtextextended($1, 0))",
-            &[&req.message_id],
+            "SELECT pg_advisory_xact_lock(hashtextextended($1, $2))",
+            &[&req.message_id, &tenant_lock_key(req.tenant_id)],
         )
         .await?;
 
@@ -84,8 +85,16 @@ impl Store {
         }
 
         let last = last_completed(&tx, req.tenant_id).await?;
-        let (status, result, trace) = match policy.admit(last.as_ref(), now) {
-            Err(refusal) => (CycleStatus::Skipped, Err(refusal), None),
+        let verdict = policy
+            .check(req)
+            .map_err(|e| (CycleStatus::Failed, e))
+            .and_then(|()| {
+                policy
+                    .admit(last.as_ref(), now)
+                    .map_err(|e| (CycleStatus::Skipped, e))
+            });
+        let (status, result, trace) = match verdict {
+            Err((status, refusal)) => (status, Err(refusal), None),
             Ok(()) => {
                 let t = std::time::Instant::now();
                 let assembled = assemble_in(
@@ -145,7 +154,8 @@ impl Store {
     }
 }
 
-/// The stored outcome of a message_id seen before, if any.
+/// The stored outcome of this tenant's message_id seen before, if any. Message ids are the
+/// tenant's own: another tenant's cycle with the same id is not this trigger's.
 async fn replay(
     tx: &Transaction<'_>,
     tenant_id: Uuid,
@@ -153,24 +163,20 @@ async fn replay(
 ) -> Result<Option<CycleOutcome>, StoreError> {
     let Some(row) = tx
         .query_opt(
-            "SELECT cycle_id, tenant_id, status, output, error FROM cycles WHERE message_id = $1",
-            &[&message_id],
+            "SELECT cycle_id, status, output, error FROM cycles
+             WHERE tenant_id = $1 AND message_id = $2",
+            &[&tenant_id, &message_id],
         )
         .await?
     else {
         return Ok(None);
     };
     let cycle_id: Uuid = row.try_get(0)?;
-    let owner: Uuid = row.try_get(1)?;
-    if owner != tenant_id {
-        // Never answer one tenant with another's cycle: a publisher reused an id.
-        return Ok(Some(CycleOutcome::MessageIdTaken { owner }));
-    }
-    let status_text: String = row.try_get(2)?;
+    let status_text: String = row.try_get(1)?;
     let status = CycleStatus::parse(&status_text)
         .ok_or_else(|| corrupt(cycle_id, format!("unknown status {status_text}")))?;
-    let output: Option<serde_json::Value> = row.try_get(3)?;
-    let error: Option<serde_json::Value> = row.try_get(4)?;
+    let output: Option<serde_json::Value> = row.try_get(2)?;
+    let error: Option<serde_json::Value> = row.try_get(3)?;
     let result = match (output, error) {
         (Some(o), None) => Ok(Box::new(
             serde_json::from_value::<KernelOutput>(o)
@@ -180,7 +186,7 @@ async fn replay(
             .map_err(|e| corrupt(cycle_id, format!("error: {e}")))?),
         (None, None) => return Err(corrupt(cycle_id, "no output and no error".into())),
     };
-    let pending: Vec<OutboxRow> = outbox::pending_of_cycle(tx, owner, cycle_id).await?;
+    let pending: Vec<OutboxRow> = outbox::pending_of_cycle(tx, tenant_id, cycle_id).await?;
     Ok(Some(CycleOutcome::Recorded {
         cycle_id,
         status,
@@ -203,7 +209,7 @@ async fn reject(
     tx.execute(
         "INSERT INTO rejected_triggers (message_id, tenant_id, trigger, error_code, error,
                                         rejected_at)
-         VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (message_id) DO NOTHING",
+         VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (tenant_id, message_id) DO NOTHING",
         &[
             &req.message_id,
             &req.tenant_id,
@@ -270,6 +276,8 @@ async fn insert_cycle(
             &req.tenant_id,
             &req.message_id,
             &req.trigger.kind.as_str(),
+            // Also inside the `trigger` jsonb: a copy kept for queries and small by contract
+            // (the worker refuses a `trigger.source` over 200 bytes).
             &req.trigger.source,
             &req.triggered_at,
             &json!(req.trigger),

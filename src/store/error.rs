@@ -5,7 +5,10 @@ use tokio_postgres::error::SqlState;
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
-    #[error("database: {0}")]
+    /// Says what the server said: SQLSTATE, its condition name, the message and detail
+    /// (`database: 55P03 lock_not_available: canceling statement due to lock timeout`), or,
+    /// without a server error, the driver's words with their causes.
+    #[error("database: {}", describe(.0))]
     Db(#[from] tokio_postgres::Error),
     /// Waiting for or creating a pooled connection failed (timeout, closed pool).
     #[error("database pool: {0}")]
@@ -52,6 +55,67 @@ impl StoreError {
     }
 }
 
+/// The condition names of the SQLSTATEs a worker meets (PostgreSQL's appendix A); others are
+/// shown by code alone.
+const CONDITIONS: &[(&str, &str)] = &[
+    ("08000", "connection_exception"),
+    ("08001", "sqlclient_unable_to_establish_sqlconnection"),
+    ("08003", "connection_does_not_exist"),
+    ("08004", "sqlserver_rejected_establishment_of_sqlconnection"),
+    ("08006", "connection_failure"),
+    ("08P01", "protocol_violation"),
+    ("22001", "string_data_right_truncation"),
+    ("22P02", "invalid_text_representation"),
+    ("23502", "not_null_violation"),
+    ("23503", "foreign_key_violation"),
+    ("23505", "unique_violation"),
+    ("23514", "check_violation"),
+    ("25P02", "in_failed_sql_transaction"),
+    ("25P03", "idle_in_transaction_session_timeout"),
+    ("28000", "invalid_authorization_specification"),
+    ("28P01", "invalid_password"),
+    ("3D000", "invalid_catalog_name"),
+    ("40001", "serialization_failure"),
+    ("40P01", "deadlock_detected"),
+    ("42501", "insufficient_privilege"),
+    ("42601", "syntax_error"),
+    ("42703", "undefined_column"),
+    ("42P01", "undefined_table"),
+    ("53100", "disk_full"),
+    ("53200", "out_of_memory"),
+    ("53300", "too_many_connections"),
+    ("55P03", "lock_not_available"),
+    ("57014", "query_canceled"),
+    ("57P01", "admin_shutdown"),
+    ("57P02", "crash_shutdown"),
+    ("57P03", "cannot_connect_now"),
+    ("P0001", "raise_exception"),
+];
+
+fn describe(e: &tokio_postgres::Error) -> String {
+    let Some(db) = e.as_db_error() else {
+        let mut out = e.to_string();
+        let mut source = e.source();
+        while let Some(s) = source {
+            out.push_str(&format!(": {s}"));
+            source = s.source();
+        }
+        return out;
+    };
+    let code = db.code().code();
+    let mut out = match CONDITIONS.iter().find(|(c, _)| *c == code) {
+        Some((_, name)) => format!("{code} {name}: {}", db.message()),
+        None => format!("{code}: {}", db.message()),
+    };
+    if let Some(detail) = db.detail() {
+        out.push_str(&format!(" (detail: {detail})"));
+    }
+    if let Some(hint) = db.hint() {
+        out.push_str(&format!(" (hint: {hint})"));
+    }
+    out
+}
+
 fn db_error_is_retryable(e: &tokio_postgres::Error) -> bool {
     if let Some(state) = e.code() {
         let code = state.code();
@@ -87,5 +151,10 @@ mod tests {
         assert!(!StoreError::Corrupt("x".into()).is_retryable());
         assert!(!StoreError::Migrate("x".into()).is_retryable());
         assert!(StoreError::Pool("timeout".into()).is_retryable());
+    }
+
+    #[test]
+    fn the_condition_table_is_sorted_and_has_no_duplicates() {
+        assert!(CONDITIONS.windows(2).all(|w| w[0].0 < w[1].0));
     }
 }

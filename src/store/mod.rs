@@ -66,7 +66,8 @@ pub struct OutboxRow {
 /// typed values and never re-checks the wire format.
 #[derive(Debug, Clone, PartialEq)]
 pub struct CycleRequest {
-    /// The idempotency key (AMQP message_id).
+    /// The idempotency key (AMQP message_id), scoped to `tenant_id`: two tenants may use the
+    /// same id for triggers of their own.
     pub message_id: String,
     pub tenant_id: Uuid,
     pub trigger: Trigger,
@@ -97,6 +98,12 @@ pub struct LastCycle {
 /// the idempotency and the persistence; it asks the policy, inside the transaction and under
 /// the tenant lock, whether to run, what to decide and what to publish.
 pub trait CyclePolicy: Sync {
+    /// Refuses a request outright, before admission and assembly (e.g. a window longer than
+    /// the policy allows): `Err` records a `failed` cycle with that error. The default
+    /// accepts every request.
+    fn check(&self, _req: &CycleRequest) -> Result<(), KernelError> {
+        Ok(())
+    }
     /// `Err` skips the cycle (recorded as `skipped` with that error).
     fn admit(&self, last: Option<&LastCycle>, now: DateTime<Utc>) -> Result<(), KernelError>;
     /// The decision on the assembled input and the levers' known state; `Err` records a
@@ -154,8 +161,6 @@ pub enum CycleOutcome {
     },
     /// No such tenant: no cycle row (no tenant to own it); recorded in `rejected_triggers`.
     UnknownTenant,
-    /// The message_id already names a cycle of another tenant; nothing is written.
-    MessageIdTaken { owner: Uuid },
 }
 
 #[derive(Clone)]

@@ -56,6 +56,18 @@ pub fn stage(stage: &'static str, took: Duration) {
     histogram!(STAGE_DURATION, "stage" => stage).record(took.as_secs_f64());
 }
 
+/// The `reason` labels of the trigger counters: `worker::Failure::reason`, which is also the
+/// `x-revenue-os-reason` of a dead letter.
+pub const TRIGGER_FAILURE_REASONS: [&str; 7] = [
+    "too_large",
+    "malformed",
+    "no_message_id",
+    "unknown_tenant",
+    "store",
+    "broker",
+    "internal_error",
+];
+
 pub fn dead_lettered(reason: &'static str) {
     counter!(DEAD_LETTERED, "reason" => reason).increment(1);
 }
@@ -334,14 +346,7 @@ pub fn describe() {
     }
     gauge!(OUTBOX_PENDING).set(0.0);
     gauge!(OUTBOX_OLDEST_AGE).set(0.0);
-    for reason in [
-        "malformed",
-        "missing_message_id",
-        "TENANT_NOT_FOUND",
-        "message_id_taken",
-        "store",
-        "INTERNAL_ERROR",
-    ] {
+    for reason in TRIGGER_FAILURE_REASONS {
         counter!(DEAD_LETTERED, "reason" => reason).increment(0);
     }
 }

@@ -15,24 +15,21 @@ pub use run::{HookAction, Hooks, Worker, WorkerStatus};
 pub use unit::{Context, Disposition, Incoming, Processed};
 
 use crate::broker::BrokerError;
-use crate::contract::{ErrorCode, KernelError};
+use crate::contract::{EnvelopeError, KernelError};
 use crate::store::StoreError;
-use serde_json::json;
-use uuid::Uuid;
 
 /// Why a delivery could not be turned into a cycle. The one place that says retry or not.
 #[derive(Debug, thiserror::Error)]
 pub enum Failure {
+    /// Refused before parsing: too large, or a content type that is not JSON.
+    #[error("trigger refused: {0}")]
+    Envelope(EnvelopeError),
     #[error("malformed trigger: {0}")]
     Malformed(String),
     #[error("missing message_id")]
     MissingMessageId,
     #[error("unknown tenant: {0}")]
     UnknownTenant(KernelError),
-    /// The message_id already names another tenant's cycle (`owner` is for logs, never for
-    /// the requester).
-    #[error("message_id {message_id} already belongs to another tenant's cycle")]
-    MessageIdTaken { message_id: String, owner: Uuid },
     #[error(transparent)]
     Store(#[from] StoreError),
     #[error(transparent)]
@@ -48,36 +45,50 @@ impl Failure {
         match self {
             Failure::Store(e) => e.is_retryable(),
             Failure::Broker(e) => e.is_retryable(),
-            Failure::Malformed(_)
+            Failure::Envelope(_)
+            | Failure::Malformed(_)
             | Failure::MissingMessageId
             | Failure::UnknownTenant(_)
-            | Failure::MessageIdTaken { .. }
             | Failure::Panic(_) => false,
         }
     }
 
-    /// Short label for logs and metrics.
+    /// Short label for logs and metrics, and the `x-revenue-os-reason` of a dead letter.
     pub fn reason(&self) -> &'static str {
         match self {
-            Failure::Malformed(_) => "malformed",
-            Failure::MissingMessageId => "missing_message_id",
-            Failure::UnknownTenant(_) => "TENANT_NOT_FOUND",
-            Failure::MessageIdTaken { .. } => "message_id_taken",
+            Failure::Envelope(EnvelopeError::TooLarge { .. }) => "too_large",
+            Failure::Envelope(EnvelopeError::NotJson(_)) | Failure::Malformed(_) => "malformed",
+            Failure::MissingMessageId => "no_message_id",
+            Failure::UnknownTenant(_) => "unknown_tenant",
             Failure::Store(_) => "store",
             Failure::Broker(_) => "broker",
-            Failure::Panic(_) => "INTERNAL_ERROR",
+            Failure::Panic(_) => "internal_error",
         }
     }
+}
 
-    /// The KernelError a `reply_to` requester gets for a refused trigger.
-    pub fn to_kernel_error(&self) -> KernelError {
-        match self {
-            Failure::UnknownTenant(e) => e.clone(),
-            Failure::MessageIdTaken { message_id, .. } => {
-                KernelError::new(ErrorCode::InvalidInput, self.to_string())
-                    .with("message_id", json!(message_id))
-            }
-            other => KernelError::internal(other.to_string()),
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_reason_is_started_at_zero_by_the_metrics() {
+        let all = [
+            Failure::Envelope(EnvelopeError::TooLarge { size: 2, max: 1 }),
+            Failure::Envelope(EnvelopeError::NotJson("text/plain".into())),
+            Failure::Malformed("x".into()),
+            Failure::MissingMessageId,
+            Failure::UnknownTenant(KernelError::tenant_not_found(uuid::Uuid::nil())),
+            Failure::Store(StoreError::Pool("x".into())),
+            Failure::Broker(BrokerError::Nacked("m".into())),
+            Failure::Panic("x".into()),
+        ];
+        for f in &all {
+            assert!(
+                crate::telemetry::metrics::TRIGGER_FAILURE_REASONS.contains(&f.reason()),
+                "{}",
+                f.reason()
+            );
         }
     }
 }

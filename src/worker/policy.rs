@@ -3,9 +3,12 @@
 
 use super::plan::{PlanContext, Planner};
 use crate::contract::catalog::Catalog;
-use crate::contract::{ErrorCode, KernelError, KernelInput, KernelOutput, Levers, check_input};
+use crate::contract::{
+    DateRange, ErrorCode, KernelError, KernelInput, KernelOutput, Levers, Violation, check_input,
+    format_date,
+};
 use crate::kernel::{self, KernelParams};
-use crate::store::{ApprovalFacts, CyclePolicy, CycleStatus, LastCycle, Plan};
+use crate::store::{ApprovalFacts, CyclePolicy, CycleRequest, CycleStatus, LastCycle, Plan};
 use chrono::{DateTime, Duration, SecondsFormat, Utc};
 use serde_json::json;
 use uuid::Uuid;
@@ -17,9 +20,29 @@ pub struct Rules {
     pub params: KernelParams,
     /// Spacing between completed cycles of a tenant (`CYCLE_TOO_RECENT` below it).
     pub min_cycle_interval_hours: u32,
+    /// The longest analysis window a cycle may cover (`INVALID_INPUT` beyond).
+    pub max_window_days: u32,
 }
 
 impl Rules {
+    /// INVALID_INPUT, with a violation on `analysis_window`, for a window longer than
+    /// `max_window_days`: judged before anything is assembled for it.
+    pub fn check_window(&self, window: DateRange) -> Result<(), KernelError> {
+        if window.days() <= i64::from(self.max_window_days) {
+            return Ok(());
+        }
+        Err(KernelError::invalid_input(vec![Violation::new(
+            "analysis_window",
+            format!(
+                "{}..{} covers {} days; at most {} (kernel.max_window_days)",
+                format_date(window.start()),
+                format_date(window.end()),
+                window.days(),
+                self.max_window_days
+            ),
+        )]))
+    }
+
     /// CYCLE_TOO_RECENT inside the spacing after the tenant's last completed cycle.
     pub fn admit(&self, last: Option<&LastCycle>, now: DateTime<Utc>) -> Result<(), KernelError> {
         admit(last, now, self.min_cycle_interval_hours)
@@ -82,6 +105,10 @@ pub struct TriggerPolicy<'a> {
 }
 
 impl CyclePolicy for TriggerPolicy<'_> {
+    fn check(&self, req: &CycleRequest) -> Result<(), KernelError> {
+        self.rules.check_window(req.window)
+    }
+
     fn admit(&self, last: Option<&LastCycle>, now: DateTime<Utc>) -> Result<(), KernelError> {
         self.rules.admit(last, now)
     }
@@ -178,5 +205,26 @@ mod tests {
         );
         assert!(admit(Some(&last), at("2026-11-26T18:00:00Z"), 12).is_ok());
         assert!(admit(Some(&last), at("2026-11-26T06:00:01Z"), 0).is_ok());
+    }
+
+    #[test]
+    fn a_window_longer_than_the_limit_is_invalid_input_on_the_window() {
+        let rules = Rules {
+            catalog: std::sync::Arc::new(Catalog::embedded().unwrap()),
+            params: KernelParams::default(),
+            min_cycle_interval_hours: 12,
+            max_window_days: 400,
+        };
+        let d = |s| crate::contract::parse_date(s).unwrap();
+        let ok = DateRange::new(d("2025-01-01"), d("2026-02-04")).unwrap();
+        assert_eq!(ok.days(), 400);
+        assert!(rules.check_window(ok).is_ok());
+        let long = DateRange::new(d("0001-01-01"), d("9999-12-31")).unwrap();
+        let e = rules.check_window(long).unwrap_err();
+        assert_eq!(e.code, ErrorCode::InvalidInput);
+        let v = e.violations();
+        assert_eq!(v.len(), 1);
+        assert_eq!(v[0].path, "analysis_window");
+        assert!(v[0].problem.contains("at most 400"), "{}", v[0].problem);
     }
 }

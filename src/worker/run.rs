@@ -299,6 +299,7 @@ impl Worker {
                                 self.relay.clone(),
                                 self.hooks.clone(),
                                 s.conn.clone(),
+                                s.publisher.clone(),
                                 d,
                             )
                             .instrument(span),
@@ -318,7 +319,8 @@ impl Worker {
                             cycle_id = tracing::field::Empty,
                             action_id = tracing::field::Empty,
                         );
-                        let after = in_order.next(subject_of(&d.data));
+                        let max = self.ctx.settings.amqp.max_message_bytes;
+                        let after = in_order.next(subject_of(&d.data, max));
                         let (ctx, publisher) = (self.ctx.clone(), s.publisher.clone());
                         tasks.spawn(
                             async move {
@@ -396,14 +398,17 @@ impl Worker {
     }
 }
 
-fn incoming(d: &Delivery) -> Incoming {
+/// The unit's view of a delivery. The body is moved out, not copied: a trigger of
+/// `amqp.max_message_bytes` costs its size once.
+fn incoming(d: &mut Delivery) -> Incoming {
     let p = &d.properties;
     Incoming {
         message_id: p.message_id().as_ref().map(|s| s.to_string()),
-        body: d.data.clone(),
+        content_type: p.content_type().as_ref().map(|s| s.to_string()),
         reply_to: p.reply_to().as_ref().map(|s| s.to_string()),
         correlation_id: p.correlation_id().as_ref().map(|s| s.to_string()),
         redelivered: d.redelivered,
+        body: std::mem::take(&mut d.data),
     }
 }
 
@@ -414,9 +419,10 @@ async fn handle(
     relay: Arc<Relay>,
     hooks: Hooks,
     conn: Arc<Connection>,
-    d: Delivery,
+    publisher: Arc<ConfirmedPublisher>,
+    mut d: Delivery,
 ) {
-    let inc = incoming(&d);
+    let inc = Arc::new(incoming(&mut d));
     if inc.redelivered {
         metrics::redelivery();
     }
@@ -440,9 +446,15 @@ async fn handle(
         let _ = conn.close(320, "fault injection".into()).await;
         return;
     }
+    let message_id = inc.message_id.clone();
     let acked = match &processed.disposition {
         Disposition::Ack => d.acker.ack(BasicAckOptions::default()).await,
-        Disposition::DeadLetter(_) => d.acker.reject(BasicRejectOptions { requeue: false }).await,
+        Disposition::DeadLetter { reason, detail } => {
+            // The unit's task is over, so the body is ours alone again: moved, not copied.
+            let body = Arc::try_unwrap(inc).map_or_else(|shared| shared.body.clone(), |i| i.body);
+            let exchange = &ctx.planner.topology().dead_letter_exchange;
+            dead_letter(&publisher, &d, exchange, reason, detail, body).await
+        }
         // reject, not nack: RabbitMQ 4.3+ may not count a requeuing nack toward the delivery
         // limit, and the limit is what dead-letters a trigger that keeps failing.
         Disposition::Requeue(_) => d.acker.reject(BasicRejectOptions { requeue: true }).await,
@@ -451,10 +463,10 @@ async fn handle(
         Ok(true) => {}
         // The channel went away: the broker redelivers, and the store replays the cycle.
         Ok(false) => {
-            tracing::warn!(message_id = ?inc.message_id, "delivery could not be settled (channel gone)")
+            tracing::warn!(?message_id, "delivery could not be settled (channel gone)")
         }
         Err(e) => {
-            tracing::warn!(message_id = ?inc.message_id, error = %e, "settling the delivery failed")
+            tracing::warn!(?message_id, error = %e, "settling the delivery failed")
         }
     }
     if !processed.relay.is_empty() {
@@ -471,34 +483,49 @@ async fn handle(
     }
 }
 
+/// Moves a dead delivery to `exchange` as a copy carrying why (`x-revenue-os-reason`,
+/// `x-revenue-os-detail`), and acks the original only once the broker confirmed the copy;
+/// an unconfirmed copy requeues the original, so nothing is lost either way.
+async fn dead_letter(
+    publisher: &ConfirmedPublisher,
+    d: &Delivery,
+    exchange: &str,
+    reason: &str,
+    detail: &str,
+    body: Vec<u8>,
+) -> Result<bool, lapin::Error> {
+    let copy = dead_letter_copy(d, exchange, reason, detail, body);
+    match publisher.publish(&copy).await {
+        Ok(()) => d.acker.ack(BasicAckOptions::default()).await,
+        Err(e) => {
+            tracing::warn!(error = %e, reason, "dead-letter copy not confirmed; requeued");
+            d.acker.reject(BasicRejectOptions { requeue: true }).await
+        }
+    }
+}
+
 /// One report delivery: record it, then ack; an unusable one is copied to the results dead
 /// queue with its reason (`x-revenue-os-reason`) and acked only once the broker confirmed
 /// the copy, so nothing is lost.
-async fn handle_report(ctx: Arc<Context>, publisher: Arc<ConfirmedPublisher>, d: Delivery) {
-    let message_id = d.properties.message_id().as_ref().map(|m| m.to_string());
+async fn handle_report(ctx: Arc<Context>, publisher: Arc<ConfirmedPublisher>, mut d: Delivery) {
+    let p = &d.properties;
+    let message_id = p.message_id().as_ref().map(|m| m.to_string());
+    let content_type = p.content_type().as_ref().map(|t| t.to_string());
     let retries = ctx.settings.worker.retry_max_attempts;
-    let disposition = crate::results::process(
-        &ctx.store,
-        &ctx.clock,
-        message_id.as_deref(),
-        &d.data,
-        retries,
-    )
-    .await;
+    let envelope = crate::results::Envelope {
+        message_id: message_id.as_deref(),
+        content_type: content_type.as_deref(),
+        body: &d.data,
+        max_bytes: ctx.settings.amqp.max_message_bytes,
+    };
+    let disposition = crate::results::process(&ctx.store, &ctx.clock, &envelope, retries).await;
     let settled = match disposition {
         ReportDisposition::Ack => d.acker.ack(BasicAckOptions::default()).await,
         ReportDisposition::Requeue(_) => d.acker.reject(BasicRejectOptions { requeue: true }).await,
         ReportDisposition::DeadLetter { reason, detail } => {
-            let topology = ctx.planner.topology();
-            let copy =
-                dead_letter_copy(&d, &topology.results_dead_letter_exchange, reason, &detail);
-            match publisher.publish(&copy).await {
-                Ok(()) => d.acker.ack(BasicAckOptions::default()).await,
-                Err(e) => {
-                    tracing::warn!(error = %e, "dead-letter copy not confirmed; requeued");
-                    d.acker.reject(BasicRejectOptions { requeue: true }).await
-                }
-            }
+            let body = std::mem::take(&mut d.data);
+            let exchange = &ctx.planner.topology().results_dead_letter_exchange;
+            dead_letter(&publisher, &d, exchange, reason, &detail, body).await
         }
     };
     if let Err(e) = settled {
@@ -506,10 +533,29 @@ async fn handle_report(ctx: Arc<Context>, publisher: Arc<ConfirmedPublisher>, d:
     }
 }
 
-/// The delivery as it arrived, plus why it is dead.
-fn dead_letter_copy(d: &Delivery, exchange: &str, reason: &str, detail: &str) -> Outgoing {
+/// The delivery as it arrived (its body handed over by the caller), plus why it is dead.
+/// The original `message_id`, `correlation_id`, `reply_to` and headers are kept, so
+/// `dlq replay` republishes it as it came.
+fn dead_letter_copy(
+    d: &Delivery,
+    exchange: &str,
+    reason: &str,
+    detail: &str,
+    body: Vec<u8>,
+) -> Outgoing {
     let p = &d.properties;
-    let mut headers = vec![
+    let mut headers: Vec<(String, String)> = p
+        .headers()
+        .as_ref()
+        .map(|h| {
+            h.inner()
+                .keys()
+                .filter(|k| !k.as_str().starts_with("x-"))
+                .filter_map(|k| broker::header(p, k.as_str()).map(|v| (k.to_string(), v)))
+                .collect()
+        })
+        .unwrap_or_default();
+    headers.extend([
         ("x-revenue-os-reason".to_owned(), reason.to_owned()),
         (
             "x-revenue-os-detail".to_owned(),
@@ -519,7 +565,7 @@ fn dead_letter_copy(d: &Delivery, exchange: &str, reason: &str, detail: &str) ->
             "x-original-routing-key".to_owned(),
             d.routing_key.to_string(),
         ),
-    ];
+    ]);
     if let Some(t) = p.content_type() {
         headers.push(("x-original-content-type".to_owned(), t.to_string()));
     }
@@ -531,19 +577,23 @@ fn dead_letter_copy(d: &Delivery, exchange: &str, reason: &str, detail: &str) ->
             |m| m.to_string(),
         ),
         headers,
-        body: d.data.clone(),
+        body,
         mandatory: false,
         persistent: true,
-        correlation_id: None,
-        reply_to: None,
+        correlation_id: p.correlation_id().as_ref().map(|c| c.to_string()),
+        reply_to: p.reply_to().as_ref().map(|r| r.to_string()),
     }
 }
 
-/// The `subject` of a report body, if it has one (the full decode happens in the task).
-fn subject_of(body: &[u8]) -> Option<String> {
+/// The `subject` of a report body, if it has one (the full decode happens in the task). A
+/// body over the limit is not read: the task dead-letters it.
+fn subject_of(body: &[u8], max_bytes: usize) -> Option<String> {
     #[derive(serde::Deserialize)]
     struct Subject {
         subject: String,
+    }
+    if body.len() > max_bytes {
+        return None;
     }
     serde_json::from_slice::<Subject>(body)
         .ok()
@@ -630,6 +680,11 @@ async fn watch_loop(
         }
         if let Ok(secs) = ctx.store.oldest_overdue_evaluation_secs().await {
             metrics::watchdog_overdue(secs);
+        }
+        // Held actions past their time expire (or are superseded by a newer cycle).
+        let ttl = ctx.settings.approval.ttl_hours;
+        if let Err(e) = crate::approvals::sweep(&ctx.store, ttl, ctx.clock.now()).await {
+            tracing::warn!(error = %e, "approval expiry sweep failed; the next one retries");
         }
     }
 }

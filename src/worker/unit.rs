@@ -7,7 +7,9 @@ use super::plan::{PlanContext, Planner, result_body};
 use super::policy::{Rules, TriggerPolicy};
 use crate::broker::Outgoing;
 use crate::config::Settings;
-use crate::contract::{ErrorCode, KernelError, KernelOutput, ParsedTrigger, decode_trigger};
+use crate::contract::{
+    ErrorCode, KernelError, KernelOutput, ParsedTrigger, check_envelope, decode_trigger,
+};
 use crate::store::{CycleOutcome, CycleRequest, OutboxRow, Store};
 use crate::telemetry::metrics;
 use backon::{ExponentialBuilder, Retryable};
@@ -24,10 +26,13 @@ pub struct Context {
     pub planner: Planner,
 }
 
-/// The parts of a delivery the unit reads (no broker types, so it can be tested alone).
+/// The parts of a delivery the unit reads (no broker types, so it can be tested alone). The
+/// body is moved out of the delivery, never copied.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct Incoming {
     pub message_id: Option<String>,
+    /// The AMQP `content_type`, if the publisher set one.
+    pub content_type: Option<String>,
     pub body: Vec<u8>,
     pub reply_to: Option<String>,
     pub correlation_id: Option<String>,
@@ -38,8 +43,12 @@ pub struct Incoming {
 pub enum Disposition {
     /// Committed (or replayed): ack.
     Ack,
-    /// Permanent: reject without requeue, so the queue dead-letters it.
-    DeadLetter(String),
+    /// Permanent: copy it to the dead-letter exchange with this reason
+    /// (`x-revenue-os-reason`) and detail, then ack.
+    DeadLetter {
+        reason: &'static str,
+        detail: String,
+    },
     /// Transient and out of retries: nack with requeue; the delivery limit ends the loop.
     Requeue(String),
 }
@@ -63,7 +72,10 @@ impl Processed {
             Disposition::Requeue(f.to_string())
         } else {
             metrics::dead_lettered(f.reason());
-            Disposition::DeadLetter(f.to_string())
+            Disposition::DeadLetter {
+                reason: f.reason(),
+                detail: f.to_string(),
+            }
         };
         Self {
             disposition,
@@ -80,6 +92,19 @@ pub fn decode(body: &[u8]) -> Result<ParsedTrigger, Failure> {
     decode_trigger(body).map_err(Failure::Malformed)
 }
 
+/// What is judged before parsing: the size (`amqp.max_message_bytes`) and the content type.
+pub fn screen(inc: &Incoming, max_bytes: usize) -> Result<(), Failure> {
+    check_envelope(inc.body.len(), inc.content_type.as_deref(), max_bytes)
+        .map_err(Failure::Envelope)
+}
+
+/// A refusal before any cycle: logged, counted, dead-lettered.
+fn refused(f: &Failure) -> Processed {
+    tracing::warn!(reason = f.reason(), detail = %f, "trigger dead-lettered");
+    metrics::rejected(f.reason());
+    Processed::failed(f, vec![])
+}
+
 fn retry_policy(ctx: &Context) -> ExponentialBuilder {
     ExponentialBuilder::default()
         .with_jitter()
@@ -88,8 +113,19 @@ fn retry_policy(ctx: &Context) -> ExponentialBuilder {
         .with_max_times(ctx.settings.worker.retry_max_attempts)
 }
 
-/// The reply for `reply_to`, if the trigger asked for one.
+/// Whether the worker may publish a reply to the queue `name` through the default exchange:
+/// only a server-generated exclusive queue (`amq.gen-*`), the direct reply-to pseudo-queue
+/// (`amq.rabbitmq.reply-to*`), or a name in `amqp.reply_to_allow`. Anything else would let a
+/// trigger publisher write into any queue with the worker's credentials.
+pub fn reply_allowed(name: &str, allow: &[String]) -> bool {
+    name.starts_with("amq.gen-")
+        || name.starts_with("amq.rabbitmq.reply-to")
+        || allow.iter().any(|a| a == name)
+}
+
+/// The reply for `reply_to`, if the trigger asked for one and names a queue it may.
 fn reply(
+    ctx: &Context,
     inc: &Incoming,
     status: &str,
     pctx: &PlanContext,
@@ -99,6 +135,11 @@ fn reply(
     let Some(to) = inc.reply_to.clone().filter(|r| !r.is_empty()) else {
         return vec![];
     };
+    if !reply_allowed(&to, &ctx.settings.amqp.reply_to_allow) {
+        tracing::warn!(reply_to = %to, "reply_to names a queue that is not a private inbox \
+            nor in amqp.reply_to_allow; no reply sent");
+        return vec![];
+    }
     let mut headers = vec![
         ("status".to_owned(), status.to_owned()),
         ("tenant_id".to_owned(), pctx.tenant_id.to_string()),
@@ -126,19 +167,15 @@ fn reply(
 /// Runs one delivery to a decision about it.
 pub async fn process(ctx: &Context, inc: &Incoming) -> Processed {
     let started = Instant::now();
+    if let Err(f) = screen(inc, ctx.settings.amqp.max_message_bytes) {
+        return refused(&f);
+    }
     let Some(message_id) = inc.message_id.clone().filter(|m| !m.trim().is_empty()) else {
-        let f = Failure::MissingMessageId;
-        tracing::warn!(reason = %f, "trigger dead-lettered");
-        metrics::rejected(f.reason());
-        return Processed::failed(&f, vec![]);
+        return refused(&Failure::MissingMessageId);
     };
     let parsed = match decode(&inc.body) {
         Ok(x) => x,
-        Err(f) => {
-            tracing::warn!(reason = %f, "trigger dead-lettered");
-            metrics::rejected(f.reason());
-            return Processed::failed(&f, vec![]);
-        }
+        Err(f) => return refused(&f),
     };
     let tenant_id = parsed.tenant_id;
     let pctx = PlanContext {
@@ -188,17 +225,7 @@ pub async fn process(ctx: &Context, inc: &Incoming) -> Processed {
             let f = Failure::UnknownTenant(error.clone());
             tracing::warn!(reason = %f, "trigger dead-lettered");
             metrics::rejected(f.reason());
-            Processed::failed(&f, reply(inc, "rejected", &pctx, None, &Err(error)))
-        }
-        Ok(CycleOutcome::MessageIdTaken { owner }) => {
-            let f = Failure::MessageIdTaken {
-                message_id: message_id.clone(),
-                owner,
-            };
-            tracing::warn!(reason = %f, %owner, "trigger dead-lettered");
-            metrics::rejected(f.reason());
-            let error = f.to_kernel_error();
-            Processed::failed(&f, reply(inc, "rejected", &pctx, None, &Err(error)))
+            Processed::failed(&f, reply(ctx, inc, "rejected", &pctx, None, &Err(error)))
         }
         Ok(CycleOutcome::Recorded {
             cycle_id,
@@ -233,7 +260,7 @@ pub async fn process(ctx: &Context, inc: &Incoming) -> Processed {
                 committed: true,
                 cycle_id: Some(cycle_id),
                 relay: if replayed { vec![] } else { pending },
-                direct: reply(inc, status_s, &pctx, Some(cycle_id), &result),
+                direct: reply(ctx, inc, status_s, &pctx, Some(cycle_id), &result),
             }
         }
     }
@@ -246,7 +273,9 @@ pub fn panicked(ctx: &Context, inc: &Incoming, what: String) -> Processed {
     tracing::error!(message_id = ?inc.message_id, error = %f, "panic while processing a trigger");
     metrics::cycle("failed", ErrorCode::InternalError.as_str(), Duration::ZERO);
     let mut direct = vec![];
-    if let (Some(message_id), Ok(parsed)) = (inc.message_id.clone(), decode(&inc.body)) {
+    let readable =
+        screen(inc, ctx.settings.amqp.max_message_bytes).and_then(|()| decode(&inc.body));
+    if let (Some(message_id), Ok(parsed)) = (inc.message_id.clone(), readable) {
         let tenant_id = parsed.tenant_id;
         let pctx = PlanContext {
             tenant_id,
@@ -271,7 +300,7 @@ pub fn panicked(ctx: &Context, inc: &Incoming, what: String) -> Processed {
             correlation_id: None,
             reply_to: None,
         });
-        direct.extend(reply(inc, "failed", &pctx, None, &err));
+        direct.extend(reply(ctx, inc, "failed", &pctx, None, &err));
     }
     Processed::failed(&f, direct)
 }
@@ -305,6 +334,28 @@ mod tests {
         let e = decode(b"not json").unwrap_err();
         assert!(matches!(e, Failure::Malformed(_)), "{e}");
         assert!(!e.is_retryable());
+    }
+
+    #[test]
+    fn replies_go_only_to_private_inboxes_and_allowed_queues() {
+        let allow = vec!["ops.replies".to_owned()];
+        for ok in [
+            "amq.gen-JzTY20BRgKO-HjmUJj0wLg",
+            "amq.rabbitmq.reply-to",
+            "amq.rabbitmq.reply-to.g1h2AA5yZXBseUAyNjk4NjM3NwAAC0sAAAAAaS7JzQ==.oz1T",
+            "ops.replies",
+        ] {
+            assert!(reply_allowed(ok, &allow), "{ok}");
+        }
+        for bad in [
+            "revenue_os.triggers",
+            "payments",
+            "amq.gen",
+            "ops.replies.x",
+            "",
+        ] {
+            assert!(!reply_allowed(bad, &allow), "{bad}");
+        }
     }
 
     #[tokio::test]

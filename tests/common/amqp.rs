@@ -208,15 +208,29 @@ impl TestBroker {
 
     /// Publishes a raw body to the triggers exchange.
     pub async fn publish_raw(&self, body: &[u8], message_id: Option<&str>) {
-        let mut p = lapin::BasicProperties::default()
-            .with_content_type("application/json".into())
-            .with_delivery_mode(2);
+        let exchange = self.topology.triggers_exchange.clone();
+        self.publish_raw_to(&exchange, body, message_id, Some("application/json"))
+            .await;
+    }
+
+    /// Publishes a raw body to `exchange` with this content type (none when `None`).
+    pub async fn publish_raw_to(
+        &self,
+        exchange: &str,
+        body: &[u8],
+        message_id: Option<&str>,
+        content_type: Option<&str>,
+    ) {
+        let mut p = lapin::BasicProperties::default().with_delivery_mode(2);
+        if let Some(t) = content_type {
+            p = p.with_content_type(t.into());
+        }
         if let Some(m) = message_id {
             p = p.with_message_id(m.into());
         }
         self.ch
             .basic_publish(
-                self.topology.triggers_exchange.as_str().into(),
+                exchange.into(),
                 "manual.test".into(),
                 Default::default(),
                 body,

@@ -259,6 +259,7 @@ fn the_guide_names_every_dead_letter_reason() {
     .map(|e| e.reason());
     // Decided with the store (`results::unit`), and by the broker's delivery limit.
     let recorded = [
+        "too_large",
         "unknown_action",
         "tenant_mismatch",
         "store",

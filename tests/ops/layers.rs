@@ -15,7 +15,7 @@ const ALLOWED: &[(&str, &[&str])] = &[
     ("store", &["contract", "config", "telemetry"]),
     ("broker", &["contract", "config", "telemetry"]),
     ("results", &["clock", "contract", "store", "telemetry"]),
-    ("approvals", &["contract", "store"]),
+    ("approvals", &["contract", "store", "telemetry"]),
     (
         "watchdog",
         &["clock", "contract", "store", "broker", "telemetry"],

@@ -10,3 +10,4 @@ mod deploy;
 mod executors_doc;
 mod layers;
 mod observability;
+mod worker_doc;

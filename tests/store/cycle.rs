@@ -42,6 +42,10 @@ fn plan(
 struct Policy(Rules);
 
 impl CyclePolicy for Policy {
+    fn check(&self, req: &CycleRequest) -> Result<(), KernelError> {
+        self.0.check_window(req.window)
+    }
+
     fn admit(&self, last: Option<&LastCycle>, now: DateTime<Utc>) -> Result<(), KernelError> {
         self.0.admit(last, now)
     }
@@ -405,8 +409,10 @@ async fn no_window_means_the_thirty_days_ending_yesterday() {
     db.cleanup().await;
 }
 
+/// Message ids are scoped per tenant: tenant B's trigger with tenant A's id runs its own
+/// cycle; each tenant's repeat of the id replays its own cycle, never the other's.
 #[tokio::test]
-async fn a_message_id_of_another_tenant_is_refused_not_replayed() {
+async fn each_tenant_has_its_own_message_ids() {
     let db = TestDb::new().await;
     let a = fixture(DEMAND_BOUND);
     let mut b = a.clone();
@@ -414,29 +420,56 @@ async fn a_message_id_of_another_tenant_is_refused_not_replayed() {
     for t in [&a, &b] {
         db.store().import(t, &catalog()).await.unwrap();
     }
-    assert!(matches!(
-        run(db.store(), &request(&a, "shared-id")).await,
+    let completed = |out: &CycleOutcome| match out {
         CycleOutcome::Recorded {
+            cycle_id,
             status: CycleStatus::Completed,
+            replayed,
             ..
-        }
-    ));
-    let a_id = Uuid::parse_str(&a.tenant_id).unwrap();
-    assert_eq!(
-        run(db.store(), &request(&b, "shared-id")).await,
-        CycleOutcome::MessageIdTaken { owner: a_id }
-    );
-    let owner: String = db
+        } => Some((*cycle_id, *replayed)),
+        _ => None,
+    };
+    let first_a = run(db.store(), &request(&a, "shared-id")).await;
+    let (cycle_a, replayed) = completed(&first_a).expect("A completes");
+    assert!(!replayed);
+    let first_b = run(db.store(), &request(&b, "shared-id")).await;
+    let (cycle_b, replayed) = completed(&first_b).expect("B runs and completes");
+    assert!(!replayed, "B is not answered with A's cycle");
+    assert_ne!(cycle_a, cycle_b);
+
+    // Each tenant's redelivery replays its own cycle.
+    for (t, own) in [(&a, cycle_a), (&b, cycle_b)] {
+        let again = run(db.store(), &request(t, "shared-id")).await;
+        assert_eq!(completed(&again), Some((own, true)), "{}", t.tenant_id);
+    }
+    let owners: Vec<String> = db
         .client()
         .await
-        .query_one(
-            "SELECT tenant_id::text FROM cycles WHERE message_id = 'shared-id'",
+        .query(
+            "SELECT tenant_id::text FROM cycles WHERE message_id = 'shared-id' ORDER BY 1",
             &[],
         )
         .await
         .unwrap()
-        .get(0);
-    assert_eq!(owner, a.tenant_id);
+        .iter()
+        .map(|r| r.get(0))
+        .collect();
+    let mut want = vec![a.tenant_id.clone(), b.tenant_id.clone()];
+    want.sort();
+    assert_eq!(owners, want);
+
+    // Rejections are per tenant too: two unknown tenants with one id leave two rows.
+    for _ in 0..2 {
+        let mut stranger = a.clone();
+        stranger.tenant_id = Uuid::new_v4().to_string();
+        let out = run(db.store(), &request(&stranger, "shared-id")).await;
+        assert_eq!(out, CycleOutcome::UnknownTenant);
+    }
+    assert_eq!(
+        db.count("SELECT count(*) FROM rejected_triggers WHERE message_id = 'shared-id'")
+            .await,
+        2
+    );
     db.cleanup().await;
 }
 
@@ -482,10 +515,19 @@ async fn sweepers_claim_rows_so_only_one_publishes_each() {
 /// A policy with no kernel behind it: the store's locks, idempotency and persistence are
 /// testable on their own.
 struct Stub {
+    check: bool,
     admit: bool,
 }
 
 impl CyclePolicy for Stub {
+    fn check(&self, _: &CycleRequest) -> Result<(), KernelError> {
+        if self.check {
+            Ok(())
+        } else {
+            Err(KernelError::new(ErrorCode::InvalidInput, "stub says no"))
+        }
+    }
+
     fn admit(&self, _: Option<&LastCycle>, _: DateTime<Utc>) -> Result<(), KernelError> {
         if self.admit {
             Ok(())
@@ -524,16 +566,16 @@ impl CyclePolicy for Stub {
     }
 }
 
-#[tokio::test]
-async fn the_store_records_what_any_policy_says() {
-    let (db, input) = imported().await;
-    let refused = db
+/// One run_cycle of the fixture's tenant under a stub policy: the status and the result.
+async fn run_stub(
+    db: &TestDb,
+    input: &KernelInput,
+    message_id: &str,
+    stub: Stub,
+) -> (CycleStatus, Result<Box<KernelOutput>, KernelError>, usize) {
+    let out = db
         .store()
-        .run_cycle(
-            &request(&input, "stub-1"),
-            fixture_now(),
-            &Stub { admit: false },
-        )
+        .run_cycle(&request(input, message_id), fixture_now(), &stub)
         .await
         .unwrap();
     let CycleOutcome::Recorded {
@@ -541,26 +583,30 @@ async fn the_store_records_what_any_policy_says() {
         result,
         pending,
         ..
-    } = refused
+    } = out
     else {
-        panic!("{refused:?}")
+        panic!("{out:?}")
     };
+    (status, result, pending.len())
+}
+
+#[tokio::test]
+async fn the_store_records_what_any_policy_says() {
+    let (db, input) = imported().await;
+    let wait = Stub {
+        check: true,
+        admit: false,
+    };
+    let (status, result, pending) = run_stub(&db, &input, "stub-1", wait).await;
     assert_eq!(status, CycleStatus::Skipped);
     assert_eq!(result.unwrap_err().message, "stub says wait");
-    assert_eq!(pending.len(), 1, "only the cycle event");
+    assert_eq!(pending, 1, "only the cycle event");
 
-    let decided = db
-        .store()
-        .run_cycle(
-            &request(&input, "stub-2"),
-            fixture_now(),
-            &Stub { admit: true },
-        )
-        .await
-        .unwrap();
-    let CycleOutcome::Recorded { status, result, .. } = decided else {
-        panic!("{decided:?}")
+    let go = Stub {
+        check: true,
+        admit: true,
     };
+    let (status, result, _) = run_stub(&db, &input, "stub-2", go).await;
     assert_eq!(status, CycleStatus::Failed);
     let assembled = input.metrics.len();
     assert_eq!(
@@ -568,5 +614,18 @@ async fn the_store_records_what_any_policy_says() {
         format!("stub saw {assembled} metric rows")
     );
     assert_eq!(db.count("SELECT count(*) FROM actions").await, 0);
+
+    // A request the policy refuses outright is a failed cycle: not admitted, not assembled.
+    let refuse = Stub {
+        check: false,
+        admit: false,
+    };
+    let (status, result, _) = run_stub(&db, &input, "stub-3", refuse).await;
+    assert_eq!(status, CycleStatus::Failed);
+    let e = result.unwrap_err();
+    assert_eq!(
+        (e.code, e.message.as_str()),
+        (ErrorCode::InvalidInput, "stub says no")
+    );
     db.cleanup().await;
 }

@@ -44,3 +44,51 @@ async fn a_connection_killed_by_the_server_is_replaced() {
     db.store().ping().await.unwrap();
     db.cleanup().await;
 }
+
+/// What a log line says about a database error: the SQLSTATE, its name and the server's own
+/// message and detail, not "db error".
+#[tokio::test]
+async fn errors_say_the_sqlstate_and_what_the_server_said() {
+    let db = TestDb::new().await;
+    let holder = db.client().await;
+    holder
+        .batch_execute("SELECT pg_advisory_lock(42)")
+        .await
+        .unwrap();
+    let waiter = db.store().pool().get().await.unwrap();
+    let e = StoreError::from(
+        waiter
+            .batch_execute("SET lock_timeout = '50ms'; SELECT pg_advisory_lock(42)")
+            .await
+            .unwrap_err(),
+    );
+    assert_eq!(
+        e.to_string(),
+        "database: 55P03 lock_not_available: canceling statement due to lock timeout"
+    );
+    assert!(e.is_retryable());
+
+    waiter
+        .batch_execute("CREATE TEMP TABLE t (k int PRIMARY KEY); INSERT INTO t VALUES (1)")
+        .await
+        .unwrap();
+    let e = StoreError::from(
+        waiter
+            .batch_execute("INSERT INTO t VALUES (1)")
+            .await
+            .unwrap_err(),
+    );
+    let shown = e.to_string();
+    assert!(
+        shown.starts_with("database: 23505 unique_violation: duplicate key value violates"),
+        "{shown}"
+    );
+    assert!(
+        shown.contains("(detail: Key (k)=(1) already exists.)"),
+        "{shown}"
+    );
+    assert!(!e.is_retryable());
+    drop(waiter);
+    drop(holder);
+    db.cleanup().await;
+}

@@ -3,6 +3,7 @@
 #[path = "../common/mod.rs"]
 mod common;
 
+mod approvals;
 mod cycle;
 mod errors;
 mod import;

@@ -71,4 +71,11 @@ async fn an_unreachable_server_is_a_retryable_error() {
     let store = revenue_os::store::Store::connect(&settings).await.unwrap();
     let err = store.ping().await.unwrap_err();
     assert!(err.is_retryable(), "{err:?}");
+    // The log line says why, not just "db error".
+    let shown = err.to_string();
+    assert!(
+        shown.starts_with("database: error connecting to server: "),
+        "{shown}"
+    );
+    assert!(shown.to_lowercase().contains("refused"), "{shown}");
 }

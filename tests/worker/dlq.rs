@@ -2,7 +2,7 @@
 //! once the tenant is imported, `dlq replay` sends it back and the cycle completes.
 
 use crate::common::amqp::{
-    RunningWorker, TestBroker, WINDOW, eventually, import_tenant_as, settings,
+    RunningWorker, TestBroker, WINDOW, eventually, import_tenant_as, settings, trigger_body,
 };
 use crate::common::db::TestDb;
 use revenue_os::broker::{self, dlq};
@@ -28,7 +28,16 @@ async fn a_dead_lettered_trigger_completes_after_the_tenant_is_imported_and_repl
     .await;
     assert_eq!(dead.len(), 1);
     assert_eq!(dead[0].message_id.as_deref(), Some("m-early-bird"));
-    assert_eq!(dead[0].reason.as_deref(), Some("rejected"));
+    assert_eq!(dead[0].reason.as_deref(), Some("unknown_tenant"));
+    assert!(
+        dead[0]
+            .detail
+            .as_deref()
+            .is_some_and(|d| d.contains(&tenant.to_string())),
+        "{:?}",
+        dead[0]
+    );
+    assert_eq!(dead[0].tenant_id, None, "b.trigger sets no tenant header");
     // Listing leaves it queued.
     assert_eq!(dlq::list(&conn, &b.topology, 10).await.unwrap().len(), 1);
 
@@ -54,6 +63,91 @@ async fn a_dead_lettered_trigger_completes_after_the_tenant_is_imported_and_repl
     assert!(dlq::list(&conn, &b.topology, 10).await.unwrap().is_empty());
 
     let _ = conn.close(200, "done".into()).await;
+    w.stop().await;
+    b.cleanup().await;
+    db.cleanup().await;
+}
+
+/// `dlq list` names the worker's reason when the worker moved the message, else the broker's
+/// (`delivery_limit` for a trigger retried until the limit).
+#[tokio::test]
+async fn listing_shows_the_workers_reason_else_the_brokers() {
+    let b = TestBroker::new().await;
+    for (id, headers) in [
+        (
+            "m-ours",
+            vec![
+                ("x-revenue-os-reason", "too_large"),
+                ("x-revenue-os-detail", "message of 70000 bytes"),
+            ],
+        ),
+        (
+            "m-brokers",
+            vec![("x-first-death-reason", "delivery_limit")],
+        ),
+    ] {
+        b.publisher
+            .publish(&revenue_os::broker::Outgoing {
+                exchange: b.topology.dead_letter_exchange.clone(),
+                routing_key: "manual.test".into(),
+                message_id: id.into(),
+                headers: headers
+                    .into_iter()
+                    .map(|(k, v)| (k.to_owned(), v.to_owned()))
+                    .collect(),
+                body: vec![b'x'; dlq::BODY_PREVIEW_BYTES + 10],
+                mandatory: true,
+                persistent: true,
+                ..Default::default()
+            })
+            .await
+            .unwrap();
+    }
+    let listed = dlq::list(&b.conn, &b.topology, 10).await.unwrap();
+    let by_id = |id: &str| {
+        listed
+            .iter()
+            .find(|d| d.message_id.as_deref() == Some(id))
+            .unwrap()
+    };
+    assert_eq!(by_id("m-ours").reason.as_deref(), Some("too_large"));
+    assert_eq!(
+        by_id("m-ours").detail.as_deref(),
+        Some("message of 70000 bytes")
+    );
+    assert_eq!(by_id("m-brokers").reason.as_deref(), Some("delivery_limit"));
+    assert_eq!(by_id("m-brokers").detail, None);
+    assert_eq!(by_id("m-ours").size, dlq::BODY_PREVIEW_BYTES + 10);
+    assert_eq!(by_id("m-ours").body.len(), dlq::BODY_PREVIEW_BYTES);
+    b.cleanup().await;
+}
+
+/// A trigger that came without a message_id has a generated one on its dead-letter copy;
+/// `dlq replay` leaves it where it is instead of inventing an idempotency key for it.
+#[tokio::test]
+async fn a_dead_letter_without_its_own_message_id_is_kept_by_replay() {
+    let db = TestDb::new().await;
+    let b = TestBroker::new().await;
+    let w = RunningWorker::start(settings(&b.prefix, &db), &db, Hooks::default());
+    let body = serde_json::to_vec(&trigger_body(Uuid::new_v4(), Some(WINDOW))).unwrap();
+    b.publish_raw(&body, None).await;
+    let listed = eventually(30, "the id-less trigger dead-lettered", || async {
+        let l = dlq::list(&b.conn, &b.topology, 10).await.unwrap();
+        (!l.is_empty()).then_some(l)
+    })
+    .await;
+    assert_eq!(listed[0].reason.as_deref(), Some("no_message_id"));
+    assert!(
+        listed[0]
+            .message_id
+            .as_deref()
+            .is_some_and(|m| m.starts_with("dead-"))
+    );
+    let report = dlq::replay(&b.conn, &b.topology, 10).await.unwrap();
+    assert!(report.replayed.is_empty(), "{report:?}");
+    assert_eq!(report.kept, 1);
+    assert_eq!(dlq::list(&b.conn, &b.topology, 10).await.unwrap().len(), 1);
+
     w.stop().await;
     b.cleanup().await;
     db.cleanup().await;

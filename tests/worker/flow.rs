@@ -177,10 +177,39 @@ async fn malformed_missing_id_and_unknown_tenant_are_dead_lettered() {
     b.trigger(stranger, Some(WINDOW), "m-unknown-tenant").await;
 
     let got = dead.wait_for(3, 30).await;
-    let ids: Vec<_> = got.iter().map(|m| m.message_id.clone()).collect();
-    assert!(ids.contains(&Some("m-malformed".into())), "{ids:?}");
-    assert!(ids.contains(&None), "{ids:?}");
-    assert!(ids.contains(&Some("m-unknown-tenant".into())), "{ids:?}");
+    // Each dead letter says why, in the worker's words; the one without a message_id gets a
+    // generated `dead-…` id so it can still be told apart.
+    let reasons: BTreeMap<_, _> = got
+        .iter()
+        .map(|m| {
+            let id = m.message_id.clone().unwrap_or_default();
+            let id = if id.starts_with("dead-") {
+                "-".into()
+            } else {
+                id
+            };
+            (id, m.headers.get("x-revenue-os-reason").cloned())
+        })
+        .collect();
+    assert_eq!(
+        reasons,
+        BTreeMap::from([
+            ("-".to_owned(), Some("no_message_id".to_owned())),
+            ("m-malformed".to_owned(), Some("malformed".to_owned())),
+            (
+                "m-unknown-tenant".to_owned(),
+                Some("unknown_tenant".to_owned())
+            ),
+        ])
+    );
+    for m in &got {
+        assert!(!m.headers["x-revenue-os-detail"].is_empty());
+        assert!(m.persistent);
+    }
+    let malformed = got
+        .iter()
+        .find(|m| m.message_id.as_deref() == Some("m-malformed"));
+    assert_eq!(malformed.unwrap().body, b"{not json");
 
     let row = db
         .client()
@@ -270,6 +299,33 @@ async fn same_message_id_twice_and_to_two_workers_makes_one_cycle() {
 
     w1.stop().await;
     w2.stop().await;
+    b.cleanup().await;
+    db.cleanup().await;
+}
+
+/// The squat test: tenant B's trigger reusing tenant A's message id is B's own trigger. It
+/// runs and completes; both cycles exist, and nothing is dead-lettered.
+#[tokio::test]
+async fn another_tenants_message_id_cannot_be_squatted() {
+    let (db, b, first, events) = setup().await;
+    let dead = b.consume_queue(&b.topology.dead_queue).await;
+    let second = import_tenant(&db).await;
+    let w = RunningWorker::start(settings(&b.prefix, &db), &db, Hooks::default());
+
+    b.trigger(first, Some(WINDOW), "m-squatted").await;
+    events.wait_for(1, 20).await;
+    b.trigger(second, Some(WINDOW), "m-squatted").await;
+    let ev = events.wait_for(2, 20).await;
+    let keys: Vec<_> = ev.iter().map(|m| m.routing_key.clone()).collect();
+    assert!(keys.contains(&format!("completed.{first}")), "{keys:?}");
+    assert!(keys.contains(&format!("completed.{second}")), "{keys:?}");
+    let cycles = cycles_of(&db, "m-squatted").await;
+    assert_eq!(cycles.len(), 2, "{cycles:?}");
+    assert!(cycles.iter().all(|(_, s)| s == "completed"), "{cycles:?}");
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert!(dead.snapshot().is_empty(), "{:?}", dead.snapshot());
+
+    w.stop().await;
     b.cleanup().await;
     db.cleanup().await;
 }

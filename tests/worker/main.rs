@@ -7,6 +7,7 @@ mod dlq;
 mod fatal;
 mod flow;
 mod levers;
+mod limits;
 mod publisher;
 mod recovery;
 mod reports;
