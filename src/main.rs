@@ -824,9 +824,15 @@ async fn explain_watch(
         out += &explain(&head, &e.sentence, &e.numbers);
     }
     if let Some(t) = tenant {
-        let stored = store.evaluations(t, 50).await?;
+        // The decisions (not the days that only kept watching), newest first.
+        let stored: Vec<_> = store
+            .evaluations(t, 1000)
+            .await?
+            .into_iter()
+            .filter(|e| e.verdict != "watching")
+            .collect();
         if !stored.is_empty() {
-            out += &format!("stored evaluations of tenant {t}, newest first:\n");
+            out += &format!("stored decisions of tenant {t}, newest first:\n");
         }
         for e in &stored {
             let head = format!(

@@ -708,7 +708,13 @@ async fn tenant(State(inner): App, headers: HeaderMap, Path(id): Path<String>) -
                     .iter()
                     .map(view::condition)
                     .collect(),
-                notes: h.action.action.notes_for_humans.clone(),
+                notes: match &h.action.approval_reason {
+                    Some(why) => format!(
+                        "Held for approval: {why}. {}",
+                        h.action.action.notes_for_humans
+                    ),
+                    None => h.action.action.notes_for_humans.clone(),
+                },
                 reports: h
                     .decisions
                     .iter()

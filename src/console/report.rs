@@ -102,6 +102,9 @@ pub fn render(v: &TenantView, now: DateTime<Utc>) -> String {
             detail += &view::condition(c);
         }
         o += &wrap(&detail, 5);
+        if let Some(why) = &a.approval_reason {
+            o += &wrap(&format!("held for approval: {why}"), 5);
+        }
         for d in &h.decisions {
             let why = d
                 .reason

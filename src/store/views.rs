@@ -59,6 +59,8 @@ pub struct ActionView {
     pub action: Action,
     pub updated_at: DateTime<Utc>,
     pub outcome: Option<String>,
+    /// Why the approval policy held it, if it did.
+    pub approval_reason: Option<String>,
 }
 
 /// A whole cycle: the record, the output or error, and the kernel's trace when stored.
@@ -270,7 +272,8 @@ impl Store {
         let client = self.pool.get().await?;
         let rows = client
             .query(
-                "SELECT cycle_id, action_id, priority, status, action, updated_at, outcome
+                "SELECT cycle_id, action_id, priority, status, action, updated_at, outcome,
+                        approval_reason
                  FROM actions WHERE cycle_id = $1 ORDER BY priority, action_id",
                 &[&cycle],
             )
@@ -288,6 +291,7 @@ impl Store {
                     action,
                     updated_at: r.try_get(5)?,
                     outcome: r.try_get(6)?,
+                    approval_reason: r.try_get(7)?,
                 })
             })
             .collect()

@@ -328,20 +328,22 @@ fn measure(facts: &Facts, checks: Vec<ConditionCheck>, window: u64) -> Verdict {
 
 fn num(x: f64) -> String {
     let r = (x * 100.0).round() / 100.0;
-    if r.fract() == 0.0 && r.abs() < 1e15 {
-        let s = format!("{}", r as i64);
-        // Thousands separators, as the kernel writes numbers.
-        let (sign, digits) = s.strip_prefix('-').map_or(("", s.as_str()), |d| ("-", d));
-        let mut out = String::new();
-        for (i, ch) in digits.chars().enumerate() {
-            if i > 0 && (digits.len() - i) % 3 == 0 {
-                out.push(',');
-            }
-            out.push(ch);
+    let text = format!("{}", r.abs());
+    let (int, frac) = text
+        .split_once('.')
+        .map_or((text.as_str(), None), |(i, f)| (i, Some(f)));
+    // Thousands separators, as the kernel writes numbers.
+    let mut out = String::new();
+    for (i, ch) in int.chars().enumerate() {
+        if i > 0 && (int.len() - i) % 3 == 0 {
+            out.push(',');
         }
-        format!("{sign}{out}")
-    } else {
-        format!("{r}")
+        out.push(ch);
+    }
+    let sign = if r < 0.0 { "-" } else { "" };
+    match frac {
+        Some(f) => format!("{sign}{out}.{f}"),
+        None => format!("{sign}{out}"),
     }
 }
 
