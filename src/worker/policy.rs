@@ -56,6 +56,42 @@ impl Rules {
         now: DateTime<Utc>,
         cycle_id: Uuid,
     ) -> Result<KernelOutput, KernelError> {
+        self.decide_into(input, levers, now, cycle_id, None)
+    }
+
+    /// `decide` plus the kernel's reasoning trace as text (none when the kernel never ran:
+    /// the input checks refused the input).
+    pub fn decide_explained(
+        &self,
+        input: KernelInput,
+        levers: &Levers,
+        now: DateTime<Utc>,
+        cycle_id: Uuid,
+    ) -> (Result<KernelOutput, KernelError>, Option<String>) {
+        let mut trace = kernel::Trace::default();
+        let result = self.decide_into(input, levers, now, cycle_id, Some(&mut trace));
+        let t = &trace;
+        let empty = [
+            &t.findings,
+            &t.scores,
+            &t.decision,
+            &t.learning,
+            &t.candidates,
+        ]
+        .iter()
+        .all(|v| v.is_empty())
+            && t.result.is_empty();
+        (result, (!empty).then(|| trace.to_string()))
+    }
+
+    fn decide_into(
+        &self,
+        input: KernelInput,
+        levers: &Levers,
+        now: DateTime<Utc>,
+        cycle_id: Uuid,
+        trace: Option<&mut kernel::Trace>,
+    ) -> Result<KernelOutput, KernelError> {
         let checked = check_input(input, &self.catalog, now)?;
         kernel::decide_with(
             &checked,
@@ -64,34 +100,8 @@ impl Rules {
             now,
             cycle_id,
             &self.params,
-            None,
+            trace,
         )
-    }
-
-    /// `decide` plus the kernel's reasoning trace as text (none when the input checks
-    /// refuse the input: the kernel never ran).
-    pub fn decide_explained(
-        &self,
-        input: KernelInput,
-        levers: &Levers,
-        now: DateTime<Utc>,
-        cycle_id: Uuid,
-    ) -> (Result<KernelOutput, KernelError>, Option<String>) {
-        let checked = match check_input(input, &self.catalog, now) {
-            Ok(c) => c,
-            Err(e) => return (Err(e), None),
-        };
-        let mut trace = kernel::Trace::default();
-        let result = kernel::decide_with(
-            &checked,
-            levers,
-            &self.catalog,
-            now,
-            cycle_id,
-            &self.params,
-            Some(&mut trace),
-        );
-        (result, Some(trace.to_string()))
     }
 }
 

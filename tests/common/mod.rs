@@ -77,3 +77,18 @@ pub fn normalized(mut input: KernelInput) -> KernelInput {
     }
     input
 }
+
+/// Gives `tenant` an approval policy that holds every routing action for a person (the
+/// example tenant's cycle then holds its round-robin change).
+pub async fn hold_routing(db: &db::TestDb, tenant: uuid::Uuid) {
+    let policy = revenue_os::store::ApprovalPolicy {
+        require: vec!["routing:*".into()],
+        ..Default::default()
+    };
+    assert!(
+        db.store()
+            .set_approval_policy(tenant, &policy)
+            .await
+            .unwrap()
+    );
+}

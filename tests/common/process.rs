@@ -17,18 +17,25 @@ pub fn free_port() -> u16 {
 
 /// A worker command for this test's prefix, database and ops port; stdout discarded.
 pub fn worker_command(prefix: &str, db: &TestDb, port: u16) -> Command {
-    let mut c = Command::new(env!("CARGO_BIN_EXE_revenue-os"));
-    c.arg("worker")
-        .env("AMQP_URL", amqp_url())
-        .env("DATABASE_URL", db.url())
-        .env("REVENUE_OS__AMQP__PREFIX", prefix)
+    let mut c = service_command("worker", db);
+    c.env("REVENUE_OS__AMQP__PREFIX", prefix)
         .env("REVENUE_OS__AMQP__CONCURRENCY", "2")
         .env("REVENUE_OS__DATABASE__MIGRATE_ON_START", "true")
         .env("REVENUE_OS__WORKER__OUTBOX_SWEEP_SECS", "1")
         .env("REVENUE_OS__WORKER__SHUTDOWN_GRACE_SECS", "20")
         .env("REVENUE_OS__HTTP__LISTEN", format!("127.0.0.1:{port}"))
         // Parallel workers must not share the console's default port.
-        .env("REVENUE_OS__CONSOLE__LISTEN", "127.0.0.1:0")
+        .env("REVENUE_OS__CONSOLE__LISTEN", "127.0.0.1:0");
+    c
+}
+
+/// `revenue-os <sub>` on this test's broker URL and database, human logs on stderr, stdout
+/// discarded, no console token.
+fn service_command(sub: &str, db: &TestDb) -> Command {
+    let mut c = Command::new(env!("CARGO_BIN_EXE_revenue-os"));
+    c.arg(sub)
+        .env("AMQP_URL", amqp_url())
+        .env("DATABASE_URL", db.url())
         .env_remove("REVENUE_OS_CONSOLE_TOKEN")
         .env("REVENUE_OS__LOG__FORMAT", "human")
         .env("RUST_LOG", "warn,revenue_os=info")
@@ -80,16 +87,8 @@ pub async fn sigterm_and_wait(mut child: Child) -> std::process::ExitStatus {
 
 /// A `revenue-os console` command on this test's database and port; with `token`, writable.
 pub fn console_command(db: &TestDb, listen: &str, token: Option<&str>) -> Command {
-    let mut c = Command::new(env!("CARGO_BIN_EXE_revenue-os"));
-    c.arg("console")
-        .env("AMQP_URL", amqp_url())
-        .env("DATABASE_URL", db.url())
-        .env("REVENUE_OS__CONSOLE__LISTEN", listen)
-        .env("REVENUE_OS__LOG__FORMAT", "human")
-        .env("RUST_LOG", "warn,revenue_os=info")
-        .env_remove("REVENUE_OS_CONSOLE_TOKEN")
-        .stdout(Stdio::null())
-        .stderr(Stdio::inherit());
+    let mut c = service_command("console", db);
+    c.env("REVENUE_OS__CONSOLE__LISTEN", listen);
     if let Some(t) = token {
         c.env("REVENUE_OS_CONSOLE_TOKEN", t);
     }

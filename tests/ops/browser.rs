@@ -70,6 +70,30 @@ async fn text_of(c: &Client, css: &str) -> String {
         .unwrap()
 }
 
+/// Clicks `click`, then waits for `then` on the page it leads to.
+async fn click_then(c: &Client, click: &str, then: &str) -> fantoccini::elements::Element {
+    c.find(Locator::Css(click))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    c.wait()
+        .at_most(WAIT)
+        .for_element(Locator::Css(then))
+        .await
+        .unwrap()
+}
+
+/// Clicks the first held action's Approve button; the decision's banner.
+async fn approve_first(c: &Client) -> String {
+    click_then(c, "tr.pending form.approve button", "#decision")
+        .await
+        .text()
+        .await
+        .unwrap()
+}
+
 /// The whole page in one image: the window as tall as the document.
 async fn screenshot(c: &Client) -> Vec<u8> {
     let h = c
@@ -158,17 +182,7 @@ async fn an_operator_approves_a_held_action_in_a_real_browser() {
         .send_keys(TOKEN)
         .await
         .unwrap();
-    c.find(Locator::Css("form[action='/login'] button"))
-        .await
-        .unwrap()
-        .click()
-        .await
-        .unwrap();
-    c.wait()
-        .at_most(WAIT)
-        .for_element(Locator::Css("header .who form"))
-        .await
-        .unwrap();
+    click_then(&c, "form[action='/login'] button", "header .who form").await;
     assert!(
         text_of(&c, "header .who")
             .await
@@ -182,17 +196,7 @@ async fn an_operator_approves_a_held_action_in_a_real_browser() {
         row.contains(&tenant.to_string()) && row.contains("demand"),
         "{row}"
     );
-    c.find(Locator::Css(&format!("a[href='/tenants/{tenant}']")))
-        .await
-        .unwrap()
-        .click()
-        .await
-        .unwrap();
-    c.wait()
-        .at_most(WAIT)
-        .for_element(Locator::Css("tr.pending"))
-        .await
-        .unwrap();
+    click_then(&c, &format!("a[href='/tenants/{tenant}']"), "tr.pending").await;
     let page = c.source().await.unwrap();
     assert!(!page.contains(XSS), "outside text is escaped");
     assert!(
@@ -212,19 +216,7 @@ async fn an_operator_approves_a_held_action_in_a_real_browser() {
         )
         .await
         .unwrap();
-    c.find(Locator::Css("tr.pending form.approve button"))
-        .await
-        .unwrap()
-        .click()
-        .await
-        .unwrap();
-    let banner = c
-        .wait()
-        .at_most(WAIT)
-        .for_element(Locator::Css("#decision"))
-        .await
-        .unwrap();
-    let said = banner.text().await.unwrap();
+    let said = approve_first(&c).await;
     assert!(said.contains("stale hash"), "{said}");
     let message_id = format!("{}:{}", held.cycle_id, held.action_id);
     let outbox_sql = format!("SELECT count(*) FROM outbox WHERE message_id = '{message_id}'");
@@ -237,21 +229,7 @@ async fn an_operator_approves_a_held_action_in_a_real_browser() {
             .await
             .contains("edited after review")
     );
-    c.find(Locator::Css("tr.pending form.approve button"))
-        .await
-        .unwrap()
-        .click()
-        .await
-        .unwrap();
-    let said = c
-        .wait()
-        .at_most(WAIT)
-        .for_element(Locator::Css("#decision"))
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let said = approve_first(&c).await;
     assert!(said.starts_with("Approved"), "{said}");
     assert_eq!(db.count(&outbox_sql).await, 1);
     wait_for_total(&actions, out, 30, "the approved action at its exchange").await;

@@ -6,9 +6,9 @@
 use crate::common::amqp::{RunningWorker, TestBroker, WINDOW, eventually, settings};
 use crate::common::db::TestDb;
 use crate::common::process::{KillOnDrop, Reply, console_command, free_port, http};
-use crate::common::{DEMAND_BOUND, catalog, fixture};
+use crate::common::{DEMAND_BOUND, catalog, fixture, hold_routing};
 use revenue_os::contract::KernelInput;
-use revenue_os::store::{ApprovalPolicy, PendingApproval};
+use revenue_os::store::PendingApproval;
 use uuid::Uuid;
 
 pub const XSS: &str = "<script>alert(1)</script>";
@@ -22,16 +22,7 @@ pub async fn import_held_tenant(db: &TestDb) -> Uuid {
     input.tenant_id = tenant.to_string();
     input.campaigns[0].name = format!("Q4 {XSS} brand");
     db.store().import(&input, &catalog()).await.unwrap();
-    let policy = ApprovalPolicy {
-        require: vec!["routing:*".into()],
-        ..ApprovalPolicy::default()
-    };
-    assert!(
-        db.store()
-            .set_approval_policy(tenant, &policy)
-            .await
-            .unwrap()
-    );
+    hold_routing(db, tenant).await;
     tenant
 }
 
