@@ -2,7 +2,8 @@
 //! service) and that each subcommand calls. Modules below it never read `Settings` to decide.
 
 use crate::broker::Topology;
-use crate::config::{KernelSettings, Settings};
+use crate::config::{CONSOLE_TOKEN_ENV, KernelSettings, Settings};
+use crate::console::{Console, DeadQueue};
 use crate::contract::catalog::Catalog;
 use crate::contract::{
     DateRange, KernelError, KernelInput, Trigger, decode_input, validate_content,
@@ -56,11 +57,19 @@ pub async fn serve(
     catalog: Catalog,
     shutdown: CancellationToken,
 ) -> Result<(), Error> {
+    let token = console_token();
+    let console_on = !settings.console.listen.is_empty();
+    if console_on {
+        // Refuse an open console before anything starts.
+        crate::console::check_listen(&settings.console.listen, token.as_deref())?;
+    }
     let migrate = settings.database.migrate_on_start;
     let store = store(&settings, migrate).await?;
     if migrate {
         store.migrate().await?;
     }
+    let console_catalog = catalog.clone();
+    let console_store = store.clone();
     let worker = worker(&settings, store.clone(), catalog);
     let state = ops::OpsState {
         store,
@@ -74,10 +83,109 @@ pub async fn serve(
             source: e,
         })?;
     tracing::info!(%addr, "ops endpoints listening");
+    let console_task = if console_on {
+        let c = console(&settings, console_store, &console_catalog, token);
+        Some(start_console(&settings.console.listen, c, shutdown.clone()).await?)
+    } else {
+        None
+    };
     let result = worker.run(shutdown.clone()).await;
     shutdown.cancel();
     let _ = ops_task.await;
+    if let Some(t) = console_task {
+        let _ = t.await;
+    }
     Ok(result?)
+}
+
+/// The operator token from the environment (`REVENUE_OS_CONSOLE_TOKEN`); empty is none.
+pub fn console_token() -> Option<String> {
+    std::env::var(CONSOLE_TOKEN_ENV)
+        .ok()
+        .filter(|t| !t.is_empty())
+}
+
+/// The console over `store` for these settings: it peeks at the dead-letter queue under
+/// `amqp.prefix`, and writes only with `token`.
+pub fn console(
+    settings: &Settings,
+    store: Store,
+    catalog: &Catalog,
+    token: Option<String>,
+) -> Console {
+    Console {
+        store: store.clone(),
+        catalog: Arc::new(catalog.clone()),
+        token,
+        approver: Some(Arc::new(ConsoleApprover {
+            store,
+            settings: settings.clone(),
+            catalog: catalog.clone(),
+        })),
+        dead_queue: Some(DeadQueue {
+            amqp: settings.amqp.clone(),
+            topology: Topology::new(&settings.amqp.prefix, catalog, settings.amqp.delivery_limit),
+        }),
+    }
+}
+
+/// The console's approve/reject: `decide`, the same as the CLI's.
+struct ConsoleApprover {
+    store: Store,
+    settings: Settings,
+    catalog: Catalog,
+}
+
+impl crate::console::Approver for ConsoleApprover {
+    fn decide(
+        &self,
+        cycle_id: uuid::Uuid,
+        action_id: String,
+        request: ApprovalRequest,
+    ) -> futures_util::future::BoxFuture<'_, Result<ApprovalOutcome, String>> {
+        Box::pin(async move {
+            decide(
+                &self.store,
+                &self.settings,
+                &self.catalog,
+                cycle_id,
+                &action_id,
+                request,
+            )
+            .await
+            .map_err(|e| e.to_string())
+        })
+    }
+}
+
+async fn start_console(
+    listen: &str,
+    console: Console,
+    shutdown: CancellationToken,
+) -> Result<tokio::task::JoinHandle<()>, Error> {
+    let writable = console.token.is_some();
+    let (addr, task) = crate::console::serve(listen, console, shutdown).await?;
+    tracing::info!(%addr, writable, "console listening");
+    Ok(task)
+}
+
+/// `revenue-os console`: the console alone, until `shutdown`.
+pub async fn serve_console(
+    settings: Settings,
+    catalog: Catalog,
+    shutdown: CancellationToken,
+) -> Result<(), Error> {
+    let token = console_token();
+    let listen = if settings.console.listen.is_empty() {
+        "127.0.0.1:9465".to_owned()
+    } else {
+        settings.console.listen.clone()
+    };
+    crate::console::check_listen(&listen, token.as_deref())?;
+    let store = store(&settings, false).await?;
+    let c = console(&settings, store, &catalog, token);
+    let task = start_console(&listen, c, shutdown).await?;
+    Ok(task.await?)
 }
 
 /// Decodes and validates a tenant document (as `kernel` does, minus the trigger-age rule: a

@@ -119,6 +119,7 @@ impl Workers {
                 // Every trigger runs a full cycle instead of being skipped as too recent.
                 .env("REVENUE_OS__KERNEL__MIN_CYCLE_INTERVAL_HOURS", "0")
                 .env("REVENUE_OS__HTTP__LISTEN", format!("127.0.0.1:{port}"))
+                .env("REVENUE_OS__CONSOLE__LISTEN", "127.0.0.1:0")
                 .env("RUST_LOG", "error")
                 .stdout(Stdio::null())
                 .stderr(Stdio::null())

@@ -17,6 +17,7 @@ pub struct Settings {
     pub watchdog: WatchdogSettings,
     pub approval: ApprovalSettings,
     pub http: HttpSettings,
+    pub console: ConsoleSettings,
     pub log: LogSettings,
 }
 
@@ -87,6 +88,18 @@ pub struct WorkerSettings {
 pub struct HttpSettings {
     pub listen: String,
 }
+
+/// The operator console (`src/console/`). Its write token comes only from the environment
+/// (`REVENUE_OS_CONSOLE_TOKEN`), never from a file.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ConsoleSettings {
+    /// Address of the console; empty turns it off in `worker`.
+    pub listen: String,
+}
+
+/// The environment variable holding the console's operator token.
+pub const CONSOLE_TOKEN_ENV: &str = "REVENUE_OS_CONSOLE_TOKEN";
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
@@ -302,6 +315,7 @@ mod tests {
         assert_eq!(s.amqp.prefix, "revenue_os");
         assert_eq!(s.amqp.concurrency, 16);
         assert_eq!(s.kernel.min_cycle_interval_hours, 12);
+        assert_eq!(s.console.listen, "127.0.0.1:9465");
         assert_eq!(s.kernel.max_window_days, 400);
         assert_eq!(s.amqp.max_message_bytes, 65536);
         assert!(s.amqp.reply_to_allow.is_empty());

@@ -34,6 +34,8 @@ pub enum Error {
     Broker(#[from] crate::broker::BrokerError),
     #[error(transparent)]
     Worker(#[from] crate::worker::Failure),
+    #[error(transparent)]
+    Console(#[from] crate::console::ConsoleError),
     /// An end-to-end run (`demo`, `bench`) did not see what it waited for, or could not set up.
     #[error("{0}")]
     Run(String),
@@ -64,6 +66,7 @@ impl Error {
             | Error::Store(_)
             | Error::Broker(_)
             | Error::Worker(_)
+            | Error::Console(_)
             | Error::Run(_)
             | Error::Task(_)
             | Error::Listen { .. }

@@ -23,6 +23,7 @@ pub mod approvals;
 pub mod broker;
 pub mod clock;
 pub mod config;
+pub mod console;
 pub mod contract;
 pub mod demo;
 pub mod error;

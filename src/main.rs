@@ -114,9 +114,18 @@ enum Command {
     },
     /// Print the effective configuration, secrets redacted.
     Config,
-    /// Consume triggers and run one cycle each (ops endpoints on `http.listen`). Stops
-    /// gracefully on SIGTERM or SIGINT.
+    /// Consume triggers and run one cycle each (ops endpoints on `http.listen`, the console
+    /// on `console.listen`). Stops gracefully on SIGTERM or SIGINT.
     Worker,
+    /// Serve only the operator console on `console.listen` (writes need
+    /// REVENUE_OS_CONSOLE_TOKEN). Stops on SIGTERM or SIGINT.
+    Console,
+    /// The tenant view for a terminal: constraint history, latest actions with their status,
+    /// the watchdog's evaluations, outcomes.
+    Report {
+        #[arg(long)]
+        tenant: uuid::Uuid,
+    },
     /// Publish one trigger with a fresh message_id; `--wait` prints the cycle's result.
     Trigger {
         #[arg(long)]
@@ -282,6 +291,19 @@ fn run(cli: Cli) -> Result<Output, Error> {
         }
         Command::Config => json(&Settings::load()?.redacted()),
         Command::Worker => runtime(worker()),
+        Command::Console => runtime(console()),
+        Command::Report { tenant } => {
+            let (settings, catalog) = load()?;
+            runtime(async move {
+                let store = app::store(&settings, false).await?;
+                let text = revenue_os::console::report::report(&store, &catalog, tenant)
+                    .await?
+                    .ok_or_else(|| {
+                        Error::Kernel(revenue_os::contract::KernelError::tenant_not_found(tenant))
+                    })?;
+                Ok(Output::Line(text.trim_end().to_owned()))
+            })
+        }
         Command::Trigger {
             tenant,
             kind,
@@ -651,6 +673,16 @@ async fn worker() -> Result<Output, Error> {
     let shutdown = CancellationToken::new();
     let signals = tokio::spawn(cancel_on_signal(shutdown.clone()));
     let result = app::serve(settings, catalog, shutdown).await;
+    signals.abort();
+    result.map(|()| Output::Nothing)
+}
+
+async fn console() -> Result<Output, Error> {
+    let (settings, catalog) = load()?;
+    revenue_os::telemetry::init(&settings.log);
+    let shutdown = CancellationToken::new();
+    let signals = tokio::spawn(cancel_on_signal(shutdown.clone()));
+    let result = app::serve_console(settings, catalog, shutdown).await;
     signals.abort();
     result.map(|()| Output::Nothing)
 }

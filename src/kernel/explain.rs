@@ -15,7 +15,7 @@ pub struct Trace {
 
 impl fmt::Display for Trace {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let section = |f: &mut fmt::Formatter<'_>, title: &str, lines: &[String]| {
+        let section = |f: &mut fmt::Formatter<'_>, title: &str, lines: &[String]| -> fmt::Result {
             writeln!(f, "== {title}")?;
             if lines.is_empty() {
                 writeln!(f, "  (none)")?;

@@ -93,8 +93,8 @@ impl Store {
                     .admit(last.as_ref(), now)
                     .map_err(|e| (CycleStatus::Skipped, e))
             });
-        let (status, result) = match verdict {
-            Err((status, refusal)) => (status, Err(refusal)),
+        let (status, result, trace) = match verdict {
+            Err((status, refusal)) => (status, Err(refusal), None),
             Ok(()) => {
                 let t = std::time::Instant::now();
                 let assembled = assemble_in(
@@ -115,17 +115,24 @@ impl Store {
                 };
                 let levers = super::reports::levers_in(&tx, req.tenant_id).await?;
                 let t = std::time::Instant::now();
-                let decided = policy.decide(input, &levers, now, req.cycle_id);
+                let (decided, trace) = policy.decide_explained(input, &levers, now, req.cycle_id);
                 metrics::stage("decide", t.elapsed());
                 match decided {
-                    Ok(out) => (CycleStatus::Completed, Ok(out)),
-                    Err(e) => (CycleStatus::Failed, Err(e)),
+                    Ok(out) => (CycleStatus::Completed, Ok(out), trace),
+                    Err(e) => (CycleStatus::Failed, Err(e), trace),
                 }
             }
         };
         let persist_started = std::time::Instant::now();
         let duration_ms = i32::try_from(started.elapsed().as_millis()).unwrap_or(i32::MAX);
-        insert_cycle(&tx, req, status, &result, now, duration_ms).await?;
+        let recorded = Recorded {
+            status,
+            result: &result,
+            trace: trace.as_deref(),
+            now,
+            duration_ms,
+        };
+        insert_cycle(&tx, req, &recorded).await?;
         let approvals = super::approvals::facts_in(&tx, req.tenant_id).await?;
         let plan = policy.plan(req.cycle_id, &result, status, &approvals);
         if let Ok(out) = &result {
@@ -238,15 +245,22 @@ async fn last_completed(
     }
 }
 
+/// What a cycle row records of its run.
+struct Recorded<'a> {
+    status: CycleStatus,
+    result: &'a Result<KernelOutput, KernelError>,
+    /// The kernel's reasoning trace, when the policy gave one.
+    trace: Option<&'a str>,
+    now: DateTime<Utc>,
+    duration_ms: i32,
+}
+
 async fn insert_cycle(
     tx: &Transaction<'_>,
     req: &CycleRequest,
-    status: CycleStatus,
-    result: &Result<KernelOutput, KernelError>,
-    now: DateTime<Utc>,
-    duration_ms: i32,
+    rec: &Recorded<'_>,
 ) -> Result<(), StoreError> {
-    let (output, error, code, summary) = match result {
+    let (output, error, code, summary) = match rec.result {
         Ok(out) => (Some(json!(out)), None, None, Some(&out.cycle_summary)),
         Err(e) => (None, Some(json!(e)), Some(e.code.as_str()), None),
     };
@@ -254,9 +268,9 @@ async fn insert_cycle(
         "INSERT INTO cycles (cycle_id, tenant_id, message_id, trigger_type, trigger_source,
                              triggered_at, trigger, window_start, window_end, status, error_code,
                              error, binding_constraint, priority_metric, diagnosis, confidence,
-                             executed_at, duration_ms, output)
+                             executed_at, duration_ms, output, trace)
          VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17,
-                 $18, $19)",
+                 $18, $19, $20)",
         &[
             &req.cycle_id,
             &req.tenant_id,
@@ -269,16 +283,17 @@ async fn insert_cycle(
             &json!(req.trigger),
             &req.window.start(),
             &req.window.end(),
-            &status.as_str(),
+            &rec.status.as_str(),
             &code,
             &error,
             &summary.map(|s| s.binding_constraint.as_str()),
             &summary.map(|s| s.priority_metric.as_str()),
             &summary.map(|s| s.diagnosis.as_str()),
             &summary.map(|s| s.confidence),
-            &now,
-            &duration_ms,
+            &rec.now,
+            &rec.duration_ms,
             &output,
+            &rec.trace,
         ],
     )
     .await?;

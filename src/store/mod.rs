@@ -15,6 +15,7 @@ mod migrate;
 mod outbox;
 mod pool;
 mod reports;
+mod views;
 mod watch;
 
 pub use approvals::{
@@ -26,6 +27,10 @@ pub use database::url_with_database;
 pub use error::StoreError;
 pub use reports::{
     ActionFacts, AppliedChange, Judgement, ReportOutcome, ReportPolicy, ReportResult, StoredReport,
+};
+pub use views::{
+    ActionView, CampaignView, CycleBrief, CycleDetail, DecisionView, OutcomeView, RejectedTrigger,
+    TenantSummary,
 };
 pub use watch::{Evaluation, StoredEvaluation, WatchDecision, WatchFacts, WatchPolicy, Watched};
 
@@ -110,6 +115,17 @@ pub trait CyclePolicy: Sync {
         now: DateTime<Utc>,
         cycle_id: Uuid,
     ) -> Result<KernelOutput, KernelError>;
+    /// `decide` plus the reasoning trace as text, stored with the cycle (`cycles.trace`) for
+    /// the console. The default records no trace.
+    fn decide_explained(
+        &self,
+        input: KernelInput,
+        levers: &Levers,
+        now: DateTime<Utc>,
+        cycle_id: Uuid,
+    ) -> (Result<KernelOutput, KernelError>, Option<String>) {
+        (self.decide(input, levers, now, cycle_id), None)
+    }
     /// What the finished cycle publishes (stored verbatim in the outbox, in the same
     /// transaction) and which of its actions wait for a person instead.
     fn plan(

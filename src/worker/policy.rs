@@ -67,6 +67,32 @@ impl Rules {
             None,
         )
     }
+
+    /// `decide` plus the kernel's reasoning trace as text (none when the input checks
+    /// refuse the input: the kernel never ran).
+    pub fn decide_explained(
+        &self,
+        input: KernelInput,
+        levers: &Levers,
+        now: DateTime<Utc>,
+        cycle_id: Uuid,
+    ) -> (Result<KernelOutput, KernelError>, Option<String>) {
+        let checked = match check_input(input, &self.catalog, now) {
+            Ok(c) => c,
+            Err(e) => return (Err(e), None),
+        };
+        let mut trace = kernel::Trace::default();
+        let result = kernel::decide_with(
+            &checked,
+            levers,
+            &self.catalog,
+            now,
+            cycle_id,
+            &self.params,
+            Some(&mut trace),
+        );
+        (result, Some(trace.to_string()))
+    }
 }
 
 /// The policy of one trigger's cycle.
@@ -95,6 +121,16 @@ impl CyclePolicy for TriggerPolicy<'_> {
         cycle_id: Uuid,
     ) -> Result<KernelOutput, KernelError> {
         self.rules.decide(input, levers, now, cycle_id)
+    }
+
+    fn decide_explained(
+        &self,
+        input: KernelInput,
+        levers: &Levers,
+        now: DateTime<Utc>,
+        cycle_id: Uuid,
+    ) -> (Result<KernelOutput, KernelError>, Option<String>) {
+        self.rules.decide_explained(input, levers, now, cycle_id)
     }
 
     fn plan(

@@ -96,6 +96,7 @@ pub fn settings(prefix: &str, db: &TestDb) -> Settings {
     s.worker.shutdown_grace_secs = 10;
     s.worker.retry_max_attempts = 3;
     s.http.listen = "127.0.0.1:0".into();
+    s.console.listen = "127.0.0.1:0".into();
     s
 }
 

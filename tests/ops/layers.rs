@@ -35,9 +35,12 @@ const ALLOWED: &[(&str, &[&str])] = &[
             "watchdog",
         ],
     ),
+    // The console reads the store and peeks at the broker; approvals arrive as an
+    // `Approver` from `app`, so it never imports `app` (which starts it).
+    ("console", &["contract", "config", "store", "broker"]),
     (
         "error",
-        &["contract", "config", "store", "broker", "worker"],
+        &["contract", "config", "store", "broker", "worker", "console"],
     ),
     (
         "app",
@@ -54,6 +57,7 @@ const ALLOWED: &[(&str, &[&str])] = &[
             "telemetry",
             "error",
             "watchdog",
+            "console",
         ],
     ),
     (

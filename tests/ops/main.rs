@@ -3,6 +3,8 @@
 #[path = "../common/mod.rs"]
 mod common;
 
+mod browser;
+mod console;
 mod demo;
 mod deploy;
 mod executors_doc;
