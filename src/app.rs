@@ -303,3 +303,39 @@ pub async fn decide(
     crate::telemetry::metrics::approval(crate::approvals::label(&outcome));
     Ok(outcome)
 }
+
+/// Changes to a tenant's approval policy (`tenant policy`); unset fields stay as they are.
+#[derive(Debug, Clone, Default)]
+pub struct PolicyEdit {
+    pub require: Vec<String>,
+    pub max_added_spend: Option<f64>,
+    pub max_budget_step_pct: Option<f64>,
+    pub first_days: Option<i32>,
+    /// Start from the default (nothing held).
+    pub clear: bool,
+}
+
+/// Applies `edit` to the tenant's approval policy (nothing to apply: just reads it).
+pub async fn edit_policy(
+    store: &Store,
+    tenant: uuid::Uuid,
+    edit: PolicyEdit,
+) -> Result<crate::store::ApprovalPolicy, Error> {
+    let current = store.approval_policy(tenant).await?;
+    let changes = edit.clear
+        || !edit.require.is_empty()
+        || edit.max_added_spend.is_some()
+        || edit.max_budget_step_pct.is_some()
+        || edit.first_days.is_some();
+    let mut p = if edit.clear { None } else { current }.unwrap_or_default();
+    if !edit.require.is_empty() {
+        p.require = edit.require;
+    }
+    p.max_added_spend = edit.max_added_spend.or(p.max_added_spend);
+    p.max_budget_step_pct = edit.max_budget_step_pct.or(p.max_budget_step_pct);
+    p.first_days = edit.first_days.or(p.first_days);
+    if changes && !store.set_approval_policy(tenant, &p).await? {
+        return Err(Error::Kernel(KernelError::tenant_not_found(tenant)));
+    }
+    Ok(p)
+}

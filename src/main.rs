@@ -12,7 +12,7 @@ use revenue_os::contract::{
     DateRange, Levers, Trigger, TriggerMessage, TriggerType, parse_date, parse_timestamp, schema,
 };
 use revenue_os::error::Error;
-use revenue_os::store::{ApprovalOutcome, ApprovalPolicy, ApprovalRequest};
+use revenue_os::store::{ApprovalOutcome, ApprovalRequest};
 use std::io::{Read, Write};
 use std::process::ExitCode;
 use tokio_util::sync::CancellationToken;
@@ -421,27 +421,16 @@ fn run(cli: Cli) -> Result<Output, Error> {
                 },
         } => {
             let settings = Settings::load()?;
+            let edit = app::PolicyEdit {
+                require,
+                max_added_spend,
+                max_budget_step_pct,
+                first_days,
+                clear,
+            };
             runtime(async move {
                 let store = app::store(&settings, false).await?;
-                let mut policy = store.approval_policy(tenant).await?.unwrap_or_default();
-                let changes = !require.is_empty()
-                    || max_added_spend.is_some()
-                    || max_budget_step_pct.is_some()
-                    || first_days.is_some();
-                if clear {
-                    policy = ApprovalPolicy::default();
-                }
-                if !require.is_empty() {
-                    policy.require = require;
-                }
-                policy.max_added_spend = max_added_spend.or(policy.max_added_spend);
-                policy.max_budget_step_pct = max_budget_step_pct.or(policy.max_budget_step_pct);
-                policy.first_days = first_days.or(policy.first_days);
-                if (changes || clear) && !store.set_approval_policy(tenant, &policy).await? {
-                    return Err(Error::Kernel(
-                        revenue_os::contract::KernelError::tenant_not_found(tenant),
-                    ));
-                }
+                let policy = app::edit_policy(&store, tenant, edit).await?;
                 json(&serde_json::json!({ "tenant_id": tenant, "approval_policy": policy }))
             })
         }

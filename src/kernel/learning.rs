@@ -432,6 +432,10 @@ mod tests {
             revert(&Levers::default()),
             Some((json!(false), json!(true)))
         );
+        // Set on the failed change's account but no longer holding what it wrote (the store
+        // gives no `before` then): already undone, so no second revert.
+        let undone = Levers::new(vec![lever(ID, None)]);
+        assert_eq!(revert(&undone), None);
     }
 
     #[test]

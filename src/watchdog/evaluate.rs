@@ -50,6 +50,14 @@ pub struct Day {
     pub measurement: Measurement,
 }
 
+impl ConditionCheck {
+    /// The days of the run that trips the condition (its last `consecutive_days`).
+    pub fn tripping_days(&self) -> &[Day] {
+        let n = (self.condition.consecutive_days.max(1) as usize).min(self.days.len());
+        &self.days[self.days.len() - n..]
+    }
+}
+
 /// One abort condition over the days watched so far.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct ConditionCheck {
@@ -380,8 +388,8 @@ pub fn sentence(action: &Action, verdict: &Verdict) -> String {
             restore,
         } => {
             let c = &checks[*tripped];
-            let n = c.condition.consecutive_days.max(1) as usize;
-            let last = &c.days[c.days.len() - n..];
+            let last = c.tripping_days();
+            let n = last.len();
             let values: Vec<String> = last.iter().filter_map(|d| d.value.map(num)).collect();
             let above = match c.condition.operator {
                 Operator::Gt | Operator::Ge => "above",

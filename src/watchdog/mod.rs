@@ -83,11 +83,7 @@ impl WatchPolicy for Watchdog {
                 restore,
             } => {
                 let c = &checks[*tripped];
-                let n = c.condition.consecutive_days.max(1) as usize;
-                let failing: Vec<f64> = c.days[c.days.len() - n..]
-                    .iter()
-                    .filter_map(|d| d.value)
-                    .collect();
+                let failing: Vec<f64> = c.tripping_days().iter().filter_map(|d| d.value).collect();
                 let observed = evaluate_mean(&failing).unwrap_or(c.condition.threshold);
                 WatchDecision {
                     evaluation: evaluation("abort", None),

@@ -307,6 +307,23 @@ async fn the_cli_approves_what_it_shows_and_refuses_the_second_time() {
     assert!(first.status.success(), "{first:?}");
     let body: serde_json::Value = serde_json::from_slice(&first.stdout).unwrap();
     assert_eq!(body["outcome"], "approved");
+    let set = run(&[
+        "tenant",
+        "policy",
+        "--tenant",
+        &p.tenant_id.to_string(),
+        "--require",
+        "pricing:*",
+        "--max-added-spend",
+        "100",
+    ]);
+    assert!(set.status.success(), "{set:?}");
+    let shown: serde_json::Value = serde_json::from_slice(&set.stdout).unwrap();
+    assert_eq!(
+        shown["approval_policy"]["require"],
+        serde_json::json!(["pricing:*"])
+    );
+    assert_eq!(shown["approval_policy"]["max_added_spend"], 100.0);
     let second = run(&["approve", &target, "--by", "ops", "--hash", &p.hash]);
     assert_eq!(second.status.code(), Some(2), "{second:?}");
     assert_eq!(outbox_rows(&db, HELD).await, 1);
