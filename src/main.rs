@@ -541,11 +541,7 @@ fn window(
 fn demo(file: &str) -> Result<Output, Error> {
     let document = read_input(file)?;
     let (settings, catalog) = load()?;
-    // Quiet by default: the demo's own report is the output.
-    let mut log = settings.log.clone();
-    log.format = revenue_os::config::LogFormat::Human;
-    log.level = "warn".into();
-    revenue_os::telemetry::init(&log);
+    quiet_logs(&settings);
     runtime(async move {
         let say = |line: &str| println!("{line}");
         revenue_os::demo::run(settings, catalog, &document, say).await?;
@@ -622,12 +618,17 @@ fn decide_cli(
     })
 }
 
-fn simulation() -> Result<Output, Error> {
-    let (settings, catalog) = load()?;
+/// Warnings only, for people: a demo's own report is its output.
+fn quiet_logs(settings: &Settings) {
     let mut log = settings.log.clone();
     log.format = revenue_os::config::LogFormat::Human;
     log.level = "warn".into();
     revenue_os::telemetry::init(&log);
+}
+
+fn simulation() -> Result<Output, Error> {
+    let (settings, catalog) = load()?;
+    quiet_logs(&settings);
     runtime(async move {
         revenue_os::demo::simulation::run(settings, catalog, |line| println!("{line}")).await?;
         Ok(Output::Nothing)
@@ -668,21 +669,24 @@ fn runtime(f: impl std::future::Future<Output = Result<Output, Error>>) -> Resul
 }
 
 async fn worker() -> Result<Output, Error> {
-    let (settings, catalog) = load()?;
-    revenue_os::telemetry::init(&settings.log);
-    let shutdown = CancellationToken::new();
-    let signals = tokio::spawn(cancel_on_signal(shutdown.clone()));
-    let result = app::serve(settings, catalog, shutdown).await;
-    signals.abort();
-    result.map(|()| Output::Nothing)
+    until_signal(app::serve).await
 }
 
 async fn console() -> Result<Output, Error> {
+    until_signal(app::serve_console).await
+}
+
+/// Runs a long-lived service with JSON/human logs until SIGTERM or SIGINT.
+async fn until_signal<F, Fut>(serve: F) -> Result<Output, Error>
+where
+    F: FnOnce(Settings, Catalog, CancellationToken) -> Fut,
+    Fut: std::future::Future<Output = Result<(), Error>>,
+{
     let (settings, catalog) = load()?;
     revenue_os::telemetry::init(&settings.log);
     let shutdown = CancellationToken::new();
     let signals = tokio::spawn(cancel_on_signal(shutdown.clone()));
-    let result = app::serve_console(settings, catalog, shutdown).await;
+    let result = serve(settings, catalog, shutdown).await;
     signals.abort();
     result.map(|()| Output::Nothing)
 }
