@@ -29,6 +29,15 @@ pub struct DatabaseSettings {
     pub connect_timeout_secs: u64,
     pub keepalive_idle_secs: u64,
     pub migrate_on_start: bool,
+    /// The client-side deadline on each store call of the worker: what bounds a wait on a
+    /// silent link, where server-side timeouts cannot fire.
+    pub call_timeout_secs: u64,
+}
+
+impl DatabaseSettings {
+    pub fn call_timeout(&self) -> Duration {
+        Duration::from_secs(self.call_timeout_secs.max(1))
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -44,6 +53,9 @@ pub struct AmqpSettings {
     /// Redeliveries before the triggers queue dead-letters a message.
     pub delivery_limit: u32,
     pub heartbeat_secs: u16,
+    /// The deadline on opening a session: TCP, TLS, the AMQP handshake and the declares. A
+    /// broker that accepts TCP but never speaks costs this long per attempt, then a retry.
+    pub connect_timeout_secs: u64,
     /// The largest trigger or report body accepted, checked before parsing; bigger ones are
     /// dead-lettered as `too_large`.
     pub max_message_bytes: usize,
@@ -81,6 +93,9 @@ pub struct WorkerSettings {
     pub shutdown_grace_secs: u64,
     pub outbox_sweep_secs: u64,
     pub retry_max_attempts: usize,
+    /// `/healthz` fails when the consume loop, the relay, or running triggers have made no
+    /// progress for this long (waiting out a database outage does not count).
+    pub wedged_after_secs: u64,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

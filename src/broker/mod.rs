@@ -15,6 +15,7 @@ pub use topology::Topology;
 use crate::config::AmqpSettings;
 use lapin::uri::AMQPUri;
 use lapin::{Connection, ConnectionProperties};
+use std::time::Duration;
 
 #[derive(Debug, thiserror::Error)]
 pub enum BrokerError {
@@ -32,6 +33,17 @@ pub enum BrokerError {
 }
 
 impl BrokerError {
+    /// The broker's port refused the connection: nothing listens there right now.
+    pub fn is_refused(&self) -> bool {
+        match self {
+            BrokerError::Amqp(e) => matches!(
+                e.kind(),
+                lapin::ErrorKind::IOError(io) if io.kind() == std::io::ErrorKind::ConnectionRefused
+            ),
+            _ => false,
+        }
+    }
+
     /// Connections come back and queues get bound; a bad URL, refused credentials or
     /// permissions (403, 530) and a declare clashing with what exists (406) need an operator.
     pub fn is_retryable(&self) -> bool {
@@ -67,6 +79,20 @@ pub async fn connect(settings: &AmqpSettings, name: &str) -> Result<Connection, 
     }
     let props = ConnectionProperties::default().with_connection_name(name.into());
     Ok(Connection::connect_uri(uri, props).await?)
+}
+
+/// The broker's host and port from an AMQP URL (`None` if it does not parse).
+pub fn address(url: &str) -> Option<(String, u16)> {
+    let uri: AMQPUri = url.parse().ok()?;
+    Some((uri.authority.host, uri.authority.port))
+}
+
+/// Whether the broker's port accepts a TCP connection within `within`.
+pub async fn reachable(host: &str, port: u16, within: Duration) -> bool {
+    matches!(
+        tokio::time::timeout(within, tokio::net::TcpStream::connect((host, port))).await,
+        Ok(Ok(_))
+    )
 }
 
 /// A server-named, exclusive, auto-deleted queue with a no-ack consumer on it: the private

@@ -21,6 +21,9 @@ pub enum StoreError {
     /// A stored row the store cannot read back (hand-edited or from a newer version).
     #[error("corrupt data: {0}")]
     Corrupt(String),
+    /// The client-side deadline passed with no answer (a blackholed link, a hung server).
+    #[error("database: no answer within {0:?}")]
+    Deadline(std::time::Duration),
 }
 
 impl From<deadpool_postgres::PoolError> for StoreError {
@@ -41,7 +44,26 @@ impl StoreError {
     pub fn is_retryable(&self) -> bool {
         match self {
             StoreError::Db(e) => db_error_is_retryable(e),
-            StoreError::Pool(_) => true,
+            StoreError::Pool(_) | StoreError::Deadline(_) => true,
+            StoreError::Config(_) | StoreError::Migrate(_) | StoreError::Corrupt(_) => false,
+        }
+    }
+
+    /// The database cannot be reached at all (no connection, a lost or silent link, a server
+    /// shutting down or starting), as opposed to a failure of this one call (serialization,
+    /// deadlock, lock timeout). Callers wait such an outage out instead of spending retries.
+    pub fn is_unreachable(&self) -> bool {
+        match self {
+            StoreError::Pool(_) | StoreError::Deadline(_) => true,
+            StoreError::Db(e) => match e.code() {
+                Some(state) => {
+                    state.code().starts_with("08")
+                        || *state == SqlState::ADMIN_SHUTDOWN
+                        || *state == SqlState::CRASH_SHUTDOWN
+                        || *state == SqlState::CANNOT_CONNECT_NOW
+                }
+                None => db_error_is_retryable(e),
+            },
             StoreError::Config(_) | StoreError::Migrate(_) | StoreError::Corrupt(_) => false,
         }
     }
@@ -151,6 +173,14 @@ mod tests {
         assert!(!StoreError::Corrupt("x".into()).is_retryable());
         assert!(!StoreError::Migrate("x".into()).is_retryable());
         assert!(StoreError::Pool("timeout".into()).is_retryable());
+    }
+
+    #[test]
+    fn a_silent_link_is_unreachable_and_bad_data_is_not() {
+        let d = StoreError::Deadline(std::time::Duration::from_secs(1));
+        assert!(d.is_retryable() && d.is_unreachable());
+        assert!(StoreError::Pool("timeout".into()).is_unreachable());
+        assert!(!StoreError::Corrupt("x".into()).is_unreachable());
     }
 
     #[test]

@@ -51,6 +51,7 @@ impl TestDb {
             pool_size,
             connect_timeout_secs: 5,
             keepalive_idle_secs: 30,
+            call_timeout_secs: 30,
             migrate_on_start: false,
         };
         let store = Store::connect(&settings)

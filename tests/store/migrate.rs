@@ -66,6 +66,7 @@ async fn an_unreachable_server_is_a_retryable_error() {
         pool_size: 1,
         connect_timeout_secs: 1,
         keepalive_idle_secs: 30,
+        call_timeout_secs: 30,
         migrate_on_start: false,
     };
     let store = revenue_os::store::Store::connect(&settings).await.unwrap();
