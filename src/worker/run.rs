@@ -70,8 +70,49 @@ enum End {
 /// A stalled broker (memory or disk alarm) may never answer a close; shutdown must not hang.
 const CLOSE_TIMEOUT: Duration = Duration::from_secs(5);
 
-/// How long the once-a-second broker probe may take before the session counts as broken.
-const BROKER_PROBE: Duration = Duration::from_secs(3);
+/// How long the broker may stay silent (no probe answered, no delivery) before the session
+/// counts as broken: seconds, not the two missed heartbeats lapin waits for.
+const BROKER_SILENT: Duration = Duration::from_secs(10);
+
+/// A `basic.qos` round trip on the consume channel, at most one in flight, off the loop so a
+/// link busy with big deliveries delays the answer without stalling the loop.
+#[derive(Default)]
+struct BrokerProbe(Option<tokio::task::JoinHandle<Result<(), lapin::Error>>>);
+
+impl BrokerProbe {
+    fn tick(&mut self, ch: &Channel, prefetch: u16, status: &WorkerStatus) -> Result<(), String> {
+        if let Some(p) = &self.0
+            && p.is_finished()
+        {
+            match self.0.take().map(futures_util::FutureExt::now_or_never) {
+                Some(Some(Ok(Ok(())))) => status.broker_answered(),
+                Some(Some(Ok(Err(e)))) => return Err(format!("broker probe failed: {e}")),
+                _ => {}
+            }
+        }
+        if self.0.is_none() {
+            let ch = ch.clone();
+            self.0 = Some(tokio::spawn(async move {
+                ch.basic_qos(prefetch, BasicQosOptions::default()).await
+            }));
+        }
+        match status.snapshot().broker_ok_age {
+            Some(age) if age > BROKER_SILENT => Err(format!(
+                "broker silent for {:.0}s (no probe answer, no delivery)",
+                age.as_secs_f64()
+            )),
+            _ => Ok(()),
+        }
+    }
+}
+
+impl Drop for BrokerProbe {
+    fn drop(&mut self) {
+        if let Some(p) = self.0.take() {
+            p.abort();
+        }
+    }
+}
 
 fn reconnect_policy() -> ExponentialBuilder {
     ExponentialBuilder::default()
@@ -152,7 +193,11 @@ impl Worker {
         self.topology().declare(&setup).await?;
         let _ = setup.close(200, "declared".into()).await;
         let publisher = Arc::new(ConfirmedPublisher::open(&conn).await?);
+        // A body past the limit is dropped by lapin as it arrives (vendor/lapin/PATCH.md): a
+        // prefetch window of oversized messages costs the limit each, not their size.
+        let keep = Some(settings.max_message_bytes.saturating_add(1));
         let consume = conn.create_channel().await?;
+        consume.set_max_body_size(keep);
         consume
             .basic_qos(settings.concurrency.max(1), BasicQosOptions::default())
             .await?;
@@ -165,6 +210,7 @@ impl Worker {
             )
             .await?;
         let results = conn.create_channel().await?;
+        results.set_max_body_size(keep);
         results
             .basic_qos(settings.results_prefetch.max(1), BasicQosOptions::default())
             .await?;
@@ -288,6 +334,7 @@ impl Worker {
         let mut in_order = SubjectOrder::default();
         let status = self.status.clone();
         let prefetch = self.ctx.settings.amqp.concurrency.max(1);
+        let mut probe = BrokerProbe::default();
         loop {
             // While the database is unreachable nothing more is taken from the consumers: the
             // deliveries stay with lapin and the broker, uncounted, until it answers again.
@@ -313,21 +360,13 @@ impl Worker {
                     if !s.publisher.is_usable() {
                         return End::Broken("publisher channel unusable".into());
                     }
-                    // A round trip, so a silent link is found in seconds rather than after
-                    // two missed heartbeats; it also keeps /readyz's broker answer fresh.
-                    let qos = s.consume.basic_qos(prefetch, BasicQosOptions::default());
-                    match tokio::time::timeout(BROKER_PROBE, qos).await {
-                        Ok(Ok(())) => status.broker_answered(),
-                        Ok(Err(e)) => return End::Broken(format!("broker probe failed: {e}")),
-                        Err(_) => {
-                            return End::Broken(format!(
-                                "broker did not answer a probe within {BROKER_PROBE:?}"
-                            ));
-                        }
+                    if let Err(why) = probe.tick(&s.consume, prefetch, &status) {
+                        return End::Broken(why);
                     }
                 }
                 next = s.consumer.next(), if open => match next {
                     Some(Ok(d)) => {
+                        status.broker_answered();
                         // Every log line of this delivery, the store's and the relay's
                         // included, carries these ids; the unit fills in tenant and cycle.
                         let span = tracing::info_span!(
@@ -356,6 +395,7 @@ impl Worker {
                 },
                 next = s.results_consumer.next(), if open => match next {
                     Some(Ok(d)) => {
+                        status.broker_answered();
                         let span = tracing::info_span!(
                             "report",
                             message_id = %d.properties.message_id().as_ref().map_or("", |m| m.as_str()),
@@ -552,7 +592,10 @@ fn unreachable_disposition() -> Result<bool, lapin::Error> {
 
 /// Moves a dead delivery to `exchange` as a copy carrying why (`x-revenue-os-reason`,
 /// `x-revenue-os-detail`), and acks the original only once the broker confirmed the copy;
-/// an unconfirmed copy requeues the original, so nothing is lost either way.
+/// an unconfirmed copy requeues the original, so nothing is lost either way. A `too_large`
+/// body was cut by lapin, so a copy would lose it: that one is rejected instead, and the
+/// queue's dead-letter exchange moves the original, whole (`x-first-death-reason: rejected`,
+/// which `dlq list` shows as `too_large`).
 async fn dead_letter(
     publisher: &ConfirmedPublisher,
     d: &Delivery,
@@ -561,6 +604,9 @@ async fn dead_letter(
     detail: &str,
     body: Vec<u8>,
 ) -> Result<bool, lapin::Error> {
+    if reason == crate::broker::dlq::UNREAD {
+        return d.acker.reject(BasicRejectOptions { requeue: false }).await;
+    }
     let copy = dead_letter_copy(d, exchange, reason, detail, body);
     match publisher.publish(&copy).await {
         Ok(()) => d.acker.ack(BasicAckOptions::default()).await,

@@ -116,6 +116,10 @@ impl Worker {
             .count()
     }
 
+    pub fn pid(&self) -> Option<u32> {
+        self.child.0.as_ref().map(|c| c.id())
+    }
+
     /// SIGKILL: no drain, no flush, whatever was in flight is left to the others.
     pub fn kill9(&mut self) {
         if let Some(mut c) = self.child.0.take() {

@@ -15,5 +15,6 @@ mod common;
 mod broker;
 mod database;
 mod harness;
+mod memory;
 mod relay;
 mod storm;
