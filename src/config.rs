@@ -222,14 +222,21 @@ fn query_password_span(url: &str) -> Option<(usize, usize)> {
     None
 }
 
-/// `(start, end)` of every `password` value in a libpq key=value connection string
-/// (`host=db user=app password=s3cret`, also `password = 'with spaces'`): the bytes between
-/// the quotes when quoted. Empty for a URL.
-fn keyword_password_spans(dsn: &str) -> Vec<(usize, usize)> {
+/// One `key = value` of a libpq key=value connection string, as byte ranges into it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct KeywordPair {
+    pub key: std::ops::Range<usize>,
+    /// The value as written: between the quotes when quoted, escapes not yet resolved.
+    pub value: std::ops::Range<usize>,
+}
+
+/// The `key=value` pairs of a libpq key=value connection string (`host=db user=app`, also
+/// `password = 'with spaces'`), as libpq reads them; empty for a URL.
+pub(crate) fn keyword_pairs(dsn: &str) -> Vec<KeywordPair> {
     if dsn.contains("://") {
         return vec![];
     }
-    let mut spans = vec![];
+    let mut pairs = vec![];
     let mut chars = dsn.char_indices().peekable();
     let skip_ws = |chars: &mut std::iter::Peekable<std::str::CharIndices>| {
         while chars.next_if(|(_, c)| c.is_whitespace()).is_some() {}
@@ -247,7 +254,6 @@ fn keyword_password_spans(dsn: &str) -> Vec<(usize, usize)> {
             }
             chars.next();
         }
-        let key = &dsn[key_start..key_end];
         skip_ws(&mut chars);
         if chars.next_if(|(_, c)| *c == '=').is_none() {
             break; // not key=value: nothing more to find
@@ -264,11 +270,22 @@ fn keyword_password_spans(dsn: &str) -> Vec<(usize, usize)> {
                 break;
             }
         }
-        if key == "password" {
-            spans.push((start, end));
-        }
+        pairs.push(KeywordPair {
+            key: key_start..key_end,
+            value: start..end,
+        });
     }
-    spans
+    pairs
+}
+
+/// `(start, end)` of every `password` value in a libpq key=value connection string: the
+/// bytes between the quotes when quoted. Empty for a URL.
+fn keyword_password_spans(dsn: &str) -> Vec<(usize, usize)> {
+    keyword_pairs(dsn)
+        .into_iter()
+        .filter(|p| &dsn[p.key.clone()] == "password")
+        .map(|p| (p.value.start, p.value.end))
+        .collect()
 }
 
 /// Every password in a DSN: a URL's user info and `password=` query parameter, or a key=value
