@@ -24,6 +24,7 @@ pub struct Settings {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct DatabaseSettings {
+    /// A URL or key=value DSN; `sslmode` (libpq's five) and `sslrootcert` are honoured.
     pub url: String,
     pub pool_size: usize,
     pub connect_timeout_secs: u64,
@@ -228,6 +229,8 @@ pub(crate) struct KeywordPair {
     pub key: std::ops::Range<usize>,
     /// The value as written: between the quotes when quoted, escapes not yet resolved.
     pub value: std::ops::Range<usize>,
+    /// From the key's first byte to the value's last (the closing quote included).
+    pub whole: std::ops::Range<usize>,
 }
 
 /// The `key=value` pairs of a libpq key=value connection string (`host=db user=app`, also
@@ -262,20 +265,37 @@ pub(crate) fn keyword_pairs(dsn: &str) -> Vec<KeywordPair> {
         let quoted = chars.next_if(|(_, c)| *c == '\'').is_some();
         let start = chars.peek().map_or(dsn.len(), |(i, _)| *i);
         let mut end = dsn.len();
+        let mut whole_end = dsn.len();
         while let Some((i, c)) = chars.next() {
             if c == '\\' {
                 chars.next(); // an escaped character is part of the value
             } else if (quoted && c == '\'') || (!quoted && c.is_whitespace()) {
                 end = i;
+                whole_end = if quoted { i + 1 } else { i };
                 break;
             }
         }
         pairs.push(KeywordPair {
             key: key_start..key_end,
             value: start..end,
+            whole: key_start..whole_end,
         });
     }
     pairs
+}
+
+/// A key=value string's value with its backslash escapes resolved.
+pub(crate) fn unescape_keyword_value(raw: &str) -> String {
+    let mut out = String::with_capacity(raw.len());
+    let mut chars = raw.chars();
+    while let Some(c) = chars.next() {
+        if c == '\\' {
+            out.extend(chars.next());
+        } else {
+            out.push(c);
+        }
+    }
+    out
 }
 
 /// `(start, end)` of every `password` value in a libpq key=value connection string: the
@@ -388,6 +408,25 @@ mod tests {
             redact_url(url),
             "postgres://u:***@h/db?sslmode=off&password=***"
         );
+    }
+
+    #[test]
+    fn tls_options_beside_a_password_do_not_hide_it() {
+        for (dsn, want) in [
+            (
+                "postgres://u:s3cret@h/db?sslmode=verify-full&sslrootcert=/etc/ca.pem&password=s3cret",
+                "postgres://u:***@h/db?sslmode=verify-full&sslrootcert=/etc/ca.pem&password=***",
+            ),
+            (
+                "host=h sslmode=verify-full sslrootcert='/etc/my ca.pem' password=s3cret",
+                "host=h sslmode=verify-full sslrootcert='/etc/my ca.pem' password=***",
+            ),
+        ] {
+            assert_eq!(redact_url(dsn), want, "{dsn}");
+        }
+        assert!(!has_password(
+            "postgres://u@h/db?sslmode=require&sslrootcert=/p"
+        ));
     }
 
     #[test]

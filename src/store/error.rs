@@ -94,6 +94,11 @@ const CONDITIONS: &[(&str, &str)] = &[
 
 fn describe(e: &tokio_postgres::Error) -> String {
     let Some(db) = e.as_db_error() else {
+        if tls_refused(e) {
+            return "the server does not support TLS, but sslmode is require, verify-ca or \
+                    verify-full"
+                .into();
+        }
         let mut out = e.to_string();
         let mut source = e.source();
         while let Some(s) = source {
@@ -116,6 +121,13 @@ fn describe(e: &tokio_postgres::Error) -> String {
     out
 }
 
+/// The server answered SSLRequest with 'N' and TLS was not optional (tokio-postgres has no
+/// error kind to ask, only these words).
+fn tls_refused(e: &tokio_postgres::Error) -> bool {
+    e.source()
+        .is_some_and(|s| s.to_string() == "server does not support TLS")
+}
+
 fn db_error_is_retryable(e: &tokio_postgres::Error) -> bool {
     if let Some(state) = e.code() {
         let code = state.code();
@@ -128,7 +140,8 @@ fn db_error_is_retryable(e: &tokio_postgres::Error) -> bool {
             || *state == SqlState::TOO_MANY_CONNECTIONS
             || *state == SqlState::LOCK_NOT_AVAILABLE; // lock_timeout while queued
     }
-    if e.is_closed() {
+    // Like any failed connect: the server, not the work, is at fault.
+    if e.is_closed() || tls_refused(e) {
         return true;
     }
     // A connect timeout or a reset socket arrives as an io::Error somewhere in the chain.
