@@ -28,7 +28,18 @@ pub struct DatabaseSettings {
     pub url: String,
     pub pool_size: usize,
     pub connect_timeout_secs: u64,
+    /// TCP keepalives: idle time before the first probe (0 turns keepalives off), the time
+    /// between probes and how many unanswered probes drop the connection.
     pub keepalive_idle_secs: u64,
+    pub keepalive_interval_secs: u64,
+    pub keepalive_retries: u32,
+    /// TCP_USER_TIMEOUT: how long sent data may stay unacknowledged before the connection is
+    /// dropped (0 = the kernel's default, which can be many minutes).
+    pub tcp_user_timeout_secs: u64,
+    /// Session `statement_timeout` and `idle_in_transaction_session_timeout`, set at connect
+    /// (0 = leave the server's setting). A `-c` for either in the URL's `options` wins.
+    pub statement_timeout_ms: u64,
+    pub idle_in_transaction_timeout_ms: u64,
     pub migrate_on_start: bool,
 }
 
@@ -356,6 +367,9 @@ mod tests {
         assert_eq!(s.kernel.max_window_days, 400);
         assert_eq!(s.amqp.max_message_bytes, 65536);
         assert!(s.amqp.reply_to_allow.is_empty());
+        assert_eq!(s.database.statement_timeout_ms, 30_000);
+        assert_eq!(s.database.idle_in_transaction_timeout_ms, 60_000);
+        assert_eq!(s.database.tcp_user_timeout_secs, 20);
     }
 
     #[test]
