@@ -62,6 +62,9 @@ pub struct AmqpSettings {
     /// Queue names a `reply_to` may name besides server-generated ones (`amq.gen-*`, the
     /// direct reply-to pseudo-queue `amq.rabbitmq.reply-to*`).
     pub reply_to_allow: Vec<String>,
+    /// PEM file of CA certificates trusted for `amqps://`, besides the system roots; empty:
+    /// the system roots only.
+    pub tls_ca_file: String,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -367,6 +370,7 @@ mod tests {
         assert_eq!(s.kernel.max_window_days, 400);
         assert_eq!(s.amqp.max_message_bytes, 65536);
         assert!(s.amqp.reply_to_allow.is_empty());
+        assert_eq!(s.amqp.tls_ca_file, "");
         assert_eq!(s.database.statement_timeout_ms, 30_000);
         assert_eq!(s.database.idle_in_transaction_timeout_ms, 60_000);
         assert_eq!(s.database.tcp_user_timeout_secs, 20);
