@@ -15,6 +15,7 @@ mod migrate;
 mod outbox;
 mod pool;
 mod reports;
+mod tls;
 mod views;
 mod watch;
 
