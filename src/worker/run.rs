@@ -533,10 +533,7 @@ async fn handle(
                 status.report_unreachable(why);
                 status.db_up().await;
             }
-            _ => {
-                status.db_answered();
-                break processed;
-            }
+            _ => break processed,
         }
     };
     if processed.committed
@@ -649,10 +646,7 @@ async fn handle_report(
                 status.report_unreachable(&why);
                 status.db_up().await;
             }
-            other => {
-                status.db_answered();
-                break other;
-            }
+            other => break other,
         }
     };
     let settled = match disposition {
