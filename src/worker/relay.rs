@@ -106,7 +106,7 @@ impl Relay {
                 Ok(()) => {
                     report.published += 1;
                     lock(&self.not_before).remove(&row.id);
-                    confirmed.push(row.id);
+                    confirmed.push(row.key());
                 }
                 Err(e) => {
                     report.failed += 1;
@@ -122,7 +122,7 @@ impl Relay {
                     lock(&self.not_before).insert(row.id, Instant::now() + wait);
                     if let Err(e2) = self
                         .store
-                        .record_publish_failure(row.id, &e.to_string())
+                        .record_publish_failure(row.key(), &e.to_string())
                         .await
                     {
                         tracing::warn!(outbox_id = row.id, error = %e2, "could not record publish failure");
@@ -175,10 +175,10 @@ impl Relay {
             return Ok(Some(RelayReport::default()));
         }
         // Other workers sweep the same outbox: publish only the rows this one claimed.
-        let ids: Vec<i64> = due.iter().map(|r| r.id).collect();
+        let keys: Vec<_> = due.iter().map(OutboxRow::key).collect();
         let won: HashSet<i64> = self
             .store
-            .claim_outbox(&ids, CLAIM_TTL)
+            .claim_outbox(&keys, CLAIM_TTL)
             .await?
             .into_iter()
             .collect();

@@ -9,4 +9,5 @@ mod errors;
 mod import;
 mod isolation;
 mod migrate;
+mod rls;
 mod roundtrip;
