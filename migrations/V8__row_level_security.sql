@@ -127,7 +127,7 @@ CREATE FUNCTION revenue_os.watch_due_tenants() RETURNS SETOF uuid
               AND a.status IN ('applied', 'published', 'acknowledged')
               AND COALESCE(a.watched_as_of, '-infinity'::date) <
                   (SELECT max(date) FROM public.metric_snapshots s WHERE s.tenant_id = a.tenant_id)
-            GROUP BY a.tenant_id ORDER BY min(a.cycle_id);
+            GROUP BY a.tenant_id ORDER BY min(a.cycle_id::text);
         PERFORM set_config('revenue_os.sweep', 'off', true);
     END $$;
 

@@ -373,6 +373,17 @@ async fn the_sweeps_still_see_every_tenant() {
     let rejected = store.rejected_triggers(10).await.unwrap();
     assert_eq!(rejected.len(), 1);
     assert_eq!(rejected[0].tenant_id, b);
+    // Every sweep function runs for the worker's role.
+    let worker = connect(&db.worker_url()).await;
+    let due: Vec<Uuid> = worker
+        .query("SELECT revenue_os.watch_due_tenants()", &[])
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| r.get(0))
+        .collect();
+    assert!(due.iter().all(|t| [a, b].contains(t)), "{due:?}");
+    store.oldest_overdue_evaluation_secs().await.unwrap();
     let counts = store.action_status_counts().await.unwrap();
     let total: i64 = counts.iter().map(|(_, n)| n).sum();
     assert_eq!(total, db.count("SELECT count(*) FROM actions").await);
