@@ -66,7 +66,12 @@ pub async fn serve(
     let migrate = settings.database.migrate_on_start;
     let store = store(&settings, migrate).await?;
     if migrate {
-        store.migrate().await?;
+        // Up to date, this runs no DDL: a worker whose role has none starts fine, and one
+        // whose schema is behind fails here saying the owner must migrate first.
+        match store.migrate().await? {
+            0 => tracing::info!("migrations up to date"),
+            applied => tracing::info!(applied, "migrations applied"),
+        }
     }
     let console_catalog = catalog.clone();
     let console_store = store.clone();

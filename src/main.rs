@@ -175,7 +175,22 @@ enum Command {
         action: DlqAction,
     },
     /// Apply the database migrations (a no-op when up to date) and sync the metric dictionary.
-    Migrate,
+    /// Run it as the schema's owner. Without --grant-to it prints, on stderr, the GRANTs the
+    /// worker's role needs.
+    Migrate {
+        /// Also give this role the worker's privileges (creating it when it is missing and
+        /// this role may create roles).
+        #[arg(long, env = "REVENUE_OS_GRANT_TO")]
+        grant_to: Option<String>,
+    },
+    /// Print the SQL that gives a role the worker's privileges (run it as the schema owner),
+    /// optionally after an idempotent CREATE ROLE (run that as a DBA). Connects to nothing.
+    Grants {
+        #[arg(long, default_value = revenue_os::store::WORKER_ROLE)]
+        role: String,
+        #[arg(long)]
+        create_role: bool,
+    },
     /// Run the watchdog now: evaluate every due action (abort conditions, outcomes), as of
     /// each tenant's newest metric day. Reverts go to the outbox for a worker to publish.
     Watch {
@@ -345,12 +360,31 @@ fn run(cli: Cli) -> Result<Output, Error> {
                 json(&bench::run(settings, catalog, &opts, say).await?)
             })
         }
-        Command::Migrate => {
+        Command::Migrate { grant_to } => {
             let settings = Settings::load()?;
             runtime(async move {
-                app::store(&settings, true).await?.migrate().await?;
-                json(&serde_json::json!({ "migrated": true }))
+                let store = app::store(&settings, true).await?;
+                let applied = store.migrate().await?;
+                match &grant_to {
+                    Some(role) => store.grant_worker(role).await?,
+                    None => eprint!(
+                        "migrate: give the worker's role its privileges by running this as the \
+                         schema owner (or `revenue-os migrate --grant-to ROLE`):\n{}",
+                        revenue_os::store::worker_grants_sql(revenue_os::store::WORKER_ROLE)?
+                    ),
+                }
+                json(&serde_json::json!({
+                    "migrated": true, "applied": applied, "granted_to": grant_to,
+                }))
             })
+        }
+        Command::Grants { role, create_role } => {
+            let mut sql = String::new();
+            if create_role {
+                sql.push_str(&revenue_os::store::worker_role_sql(&role)?);
+            }
+            sql.push_str(&revenue_os::store::worker_grants_sql(&role)?);
+            Ok(Output::Line(sql.trim_end().to_owned()))
         }
         Command::Watch { tenant, explain } => {
             let (settings, catalog) = load()?;

@@ -2,6 +2,7 @@
 //! one transaction under the tenant's lock (so it cannot race the tenant's next cycle). What
 //! a decision may do is the caller's `ApprovalGate`; the store keeps the facts and the record.
 
+use super::tenant::{cycle_tenant, cycle_tx, set_tenant, tenant_tx, tenants_in_order};
 use super::{OutboxMessage, OutboxRow, Store, StoreError, outbox, tenant_lock_key};
 use crate::contract::{Action, ActionStatus, action_hash};
 use chrono::{DateTime, Utc};
@@ -111,14 +112,16 @@ impl Store {
         &self,
         tenant: Uuid,
     ) -> Result<Option<ApprovalPolicy>, StoreError> {
-        let client = self.pool.get().await?;
-        let row = client
+        let mut client = self.pool.get().await?;
+        let tx = tenant_tx(&mut client, tenant).await?;
+        let row = tx
             .query_opt(
                 "SELECT require, max_added_spend, max_budget_step_pct, first_days
                  FROM approval_policy WHERE tenant_id = $1",
                 &[&tenant],
             )
             .await?;
+        tx.commit().await?;
         row.map(|r| {
             Ok(ApprovalPolicy {
                 require: r.try_get(0)?,
@@ -136,8 +139,9 @@ impl Store {
         tenant: Uuid,
         p: &ApprovalPolicy,
     ) -> Result<bool, StoreError> {
-        let client = self.pool.get().await?;
-        let n = client
+        let mut client = self.pool.get().await?;
+        let tx = tenant_tx(&mut client, tenant).await?;
+        let n = tx
             .execute(
                 "INSERT INTO approval_policy (tenant_id, require, max_added_spend,
                                               max_budget_step_pct, first_days)
@@ -155,6 +159,7 @@ impl Store {
                 ],
             )
             .await?;
+        tx.commit().await?;
         Ok(n == 1)
     }
 
@@ -163,37 +168,50 @@ impl Store {
         &self,
         cycle_id: Uuid,
     ) -> Result<Option<DateTime<Utc>>, StoreError> {
-        let client = self.pool.get().await?;
-        let row = client
+        let mut client = self.pool.get().await?;
+        let Some((tx, _)) = cycle_tx(&mut client, cycle_id).await? else {
+            return Ok(None);
+        };
+        let row = tx
             .query_opt(
                 "SELECT executed_at FROM cycles WHERE cycle_id = $1",
                 &[&cycle_id],
             )
             .await?;
+        tx.commit().await?;
         Ok(row.map(|r| r.try_get(0)).transpose()?)
     }
 
-    /// Held actions, oldest first.
+    /// Held actions, oldest first: of one tenant, or (`None`) of every tenant that has some.
     pub async fn pending_approvals(
         &self,
         tenant: Option<Uuid>,
     ) -> Result<Vec<PendingApproval>, StoreError> {
-        let client = self.pool.get().await?;
-        let rows = client
-            .query(
-                "SELECT tenant_id, cycle_id, action_id, action, approval_reason, created_at
-                 FROM actions WHERE status = 'pending_approval'
-                   AND ($1::uuid IS NULL OR tenant_id = $1)
-                 ORDER BY created_at, cycle_id, action_id",
-                &[&tenant],
-            )
-            .await?;
-        rows.iter()
-            .map(|r| {
+        let mut client = self.pool.get().await?;
+        let tx = client.transaction().await?;
+        let tenants = match tenant {
+            Some(t) => vec![t],
+            None => {
+                let keys = pending_keys(&tx, PENDING_SWEEP_LIMIT).await?;
+                tenants_in_order(keys.iter().map(|k| k.0))
+            }
+        };
+        let mut out = Vec::new();
+        for t in tenants {
+            set_tenant(&tx, t).await?;
+            let rows = tx
+                .query(
+                    "SELECT tenant_id, cycle_id, action_id, action, approval_reason, created_at
+                     FROM actions WHERE status = 'pending_approval' AND tenant_id = $1
+                     ORDER BY created_at, cycle_id, action_id",
+                    &[&t],
+                )
+                .await?;
+            for r in &rows {
                 let action_id: String = r.try_get(2)?;
                 let action: Action = serde_json::from_value(r.try_get(3)?)
                     .map_err(|e| StoreError::Corrupt(format!("stored action {action_id}: {e}")))?;
-                Ok(PendingApproval {
+                out.push(PendingApproval {
                     tenant_id: r.try_get(0)?,
                     cycle_id: r.try_get(1)?,
                     hash: action_hash(&action),
@@ -201,9 +219,14 @@ impl Store {
                     action,
                     reason: r.try_get(4)?,
                     created_at: r.try_get(5)?,
-                })
-            })
-            .collect()
+                });
+            }
+        }
+        tx.commit().await?;
+        out.sort_by(|a, b| {
+            (a.created_at, a.cycle_id, &a.action_id).cmp(&(b.created_at, b.cycle_id, &b.action_id))
+        });
+        Ok(out)
     }
 
     /// A person's decision on one held action, judged by `gate` and applied at once.
@@ -216,18 +239,10 @@ impl Store {
         now: DateTime<Utc>,
     ) -> Result<ApprovalOutcome, StoreError> {
         let mut client = self.pool.get().await?;
-        let tx = client.transaction().await?;
-        let Some(tenant) = tx
-            .query_opt(
-                "SELECT tenant_id FROM actions WHERE cycle_id = $1 AND action_id = $2",
-                &[&cycle_id, &action_id],
-            )
-            .await?
-            .map(|r| r.try_get::<_, Uuid>(0))
-            .transpose()?
-        else {
+        let Some(tenant) = cycle_tenant(&client, cycle_id).await? else {
             return Ok(ApprovalOutcome::NotFound);
         };
+        let tx = tenant_tx(&mut client, tenant).await?;
         // The cycle's lock: a decision and the tenant's next cycle take turns.
         tx.execute(
             "SELECT pg_advisory_xact_lock($1)",
@@ -244,7 +259,7 @@ impl Store {
     }
 
     /// Expires or supersedes held actions as `gate` says (the periodic sweep); returns how
-    /// many it decided.
+    /// many it decided. Each in its own transaction, scoped to the action's tenant.
     pub async fn sweep_pending_approvals(
         &self,
         gate: &dyn ApprovalGate,
@@ -252,19 +267,12 @@ impl Store {
     ) -> Result<Vec<(HeldFacts, ApprovalOutcome)>, StoreError> {
         let mut out = Vec::new();
         let client = self.pool.get().await?;
-        let ids = client
-            .query(
-                "SELECT cycle_id, action_id FROM actions WHERE status = 'pending_approval'
-                 ORDER BY created_at LIMIT 1000",
-                &[],
-            )
-            .await?;
+        let keys = pending_keys(&client, PENDING_SWEEP_LIMIT).await?;
         drop(client);
-        for r in &ids {
-            let (cycle_id, action_id): (Uuid, String) = (r.try_get(0)?, r.try_get(1)?);
+        for (tenant, cycle_id, action_id) in &keys {
             let mut client = self.pool.get().await?;
-            let tx = client.transaction().await?;
-            let Some(facts) = held(&tx, cycle_id, &action_id).await? else {
+            let tx = tenant_tx(&mut client, *tenant).await?;
+            let Some(facts) = held(&tx, *cycle_id, action_id).await? else {
                 continue;
             };
             let verdict = gate.judge(&facts, None, now);
@@ -277,6 +285,26 @@ impl Store {
         }
         Ok(out)
     }
+}
+
+/// How many held actions one sweep (or one listing of every tenant's) takes.
+const PENDING_SWEEP_LIMIT: i64 = 1000;
+
+/// (tenant, cycle, action) of held actions across tenants, oldest first
+/// (`revenue_os.pending_approvals`).
+async fn pending_keys(
+    client: &impl deadpool_postgres::GenericClient,
+    limit: i64,
+) -> Result<Vec<(Uuid, Uuid, String)>, StoreError> {
+    client
+        .query(
+            "SELECT tenant_id, cycle_id, action_id FROM revenue_os.pending_approvals($1)",
+            &[&limit],
+        )
+        .await?
+        .iter()
+        .map(|r| Ok((r.try_get(0)?, r.try_get(1)?, r.try_get(2)?)))
+        .collect()
 }
 
 /// The held action's facts, its row locked.

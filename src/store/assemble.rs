@@ -39,6 +39,7 @@ impl Store {
             .read_only(true)
             .start()
             .await?;
+        super::tenant::set_tenant(&tx, tenant_id).await?;
         let Some(input) = assemble_in(&tx, tenant_id, trigger, triggered_at, window).await? else {
             return Ok(None);
         };

@@ -2,6 +2,7 @@
 //! what to decide, what to publish) come from the caller's `CyclePolicy`.
 
 use super::assemble::assemble_in;
+use super::tenant::tenant_tx;
 use super::{
     CycleOutcome, CyclePolicy, CycleRequest, CycleStatus, LastCycle, OutboxRow, Store, StoreError,
     outbox, tenant_lock_key,
@@ -51,7 +52,9 @@ impl Store {
     ) -> Result<CycleOutcome, StoreError> {
         let started = std::time::Instant::now();
         let mut client = self.pool.get().await?;
-        let tx = client.transaction().await?;
+        // Scoped to the trigger's tenant, also when it does not exist: its rejection is a row
+        // of that tenant id.
+        let tx = tenant_tx(&mut client, req.tenant_id).await?;
         // A holder that never finishes must not park every later trigger: give up (55P03,
         // retryable) instead.
         tx.batch_execute(LOCK_TIMEOUT_SQL).await?;

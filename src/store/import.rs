@@ -1,6 +1,7 @@
 //! `import`: a KernelInput-shaped tenant document into the tables, in one transaction.
 
 use super::migrate::sync_metric_dictionary;
+use super::tenant::tenant_tx;
 use super::{Store, StoreError, tenant_lock_key};
 use crate::contract::catalog::Catalog;
 use crate::contract::{KernelInput, parse_date};
@@ -17,7 +18,7 @@ impl Store {
     pub async fn import(&self, input: &KernelInput, catalog: &Catalog) -> Result<(), StoreError> {
         let tenant = parse_uuid(&input.tenant_id)?;
         let mut client = self.pool.get().await?;
-        let tx = client.transaction().await?;
+        let tx = tenant_tx(&mut client, tenant).await?;
         // Same lock as a cycle: a cycle never assembles a half-imported tenant.
         tx.execute(
             "SELECT pg_advisory_xact_lock($1)",

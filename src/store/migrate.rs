@@ -12,8 +12,14 @@ const MIGRATION_LOCK: i64 = 0x7265_765f_6f73_6d67; // "rev_osmg"
 
 impl Store {
     /// Applies embedded refinery migrations, then syncs `metric_dictionary` from the embedded
-    /// catalog; a no-op when up to date.
-    pub async fn migrate(&self) -> Result<(), StoreError> {
+    /// catalog; returns how many migrations it applied (0 when up to date).
+    ///
+    /// A schema already up to date is left alone without running refinery, which would issue
+    /// DDL (`CREATE TABLE IF NOT EXISTS` of its history table): so a role with no DDL rights,
+    /// the worker's, may call this at start (`database.migrate_on_start`) and only syncs the
+    /// dictionary. A schema behind needs the owner: the worker's role then gets an error
+    /// that says so.
+    pub async fn migrate(&self) -> Result<usize, StoreError> {
         let catalog = Catalog::embedded().map_err(|e| StoreError::Migrate(e.to_string()))?;
         // A session lock on a pooled connection would outlive a cancelled call and block
         // every later migrate; taken out of the pool, the connection (and the lock) ends
@@ -21,19 +27,66 @@ impl Store {
         let mut obj = deadpool_postgres::Object::take(self.pool.get().await?);
         obj.execute("SELECT pg_advisory_lock($1)", &[&MIGRATION_LOCK])
             .await?;
-        let client: &mut tokio_postgres::Client = &mut obj;
-        let applied = embedded::migrations::runner()
-            .run_async(client)
-            .await
-            .map_err(|e| StoreError::Migrate(e.to_string()));
-        let synced = match applied {
-            Ok(_) => sync_in_tx(&mut obj, &catalog).await,
-            Err(e) => Err(e),
-        };
+        let result = migrate_locked(&mut obj, &catalog).await;
         obj.execute("SELECT pg_advisory_unlock($1)", &[&MIGRATION_LOCK])
             .await?;
-        synced
+        result
     }
+}
+
+async fn migrate_locked(
+    obj: &mut deadpool_postgres::ClientWrapper,
+    catalog: &Catalog,
+) -> Result<usize, StoreError> {
+    let runner = embedded::migrations::runner();
+    let missing = missing_versions(obj, runner.get_migrations()).await?;
+    if missing > 0 {
+        let client: &mut tokio_postgres::Client = obj;
+        let report = runner.run_async(client).await.map_err(|e| {
+            // refinery's own words hide the server's ("db error"): add the causes.
+            let mut shown = e.to_string();
+            let mut source = std::error::Error::source(&e);
+            while let Some(s) = source {
+                shown.push_str(&format!(": {s}"));
+                source = s.source();
+            }
+            let hint = if shown.contains("permission denied") {
+                " (this database role may not run DDL: run `revenue-os migrate` with the \
+                 schema owner's URL first)"
+            } else {
+                ""
+            };
+            StoreError::Migrate(format!("{shown}{hint}"))
+        })?;
+        sync_in_tx(obj, catalog).await?;
+        return Ok(report.applied_migrations().len());
+    }
+    sync_in_tx(obj, catalog).await?;
+    Ok(0)
+}
+
+/// How many embedded migrations the database has not recorded as applied.
+async fn missing_versions(
+    client: &tokio_postgres::Client,
+    embedded: &[refinery::Migration],
+) -> Result<usize, StoreError> {
+    let history: Option<String> = client
+        .query_one("SELECT to_regclass('refinery_schema_history')::text", &[])
+        .await?
+        .try_get(0)?;
+    if history.is_none() {
+        return Ok(embedded.len());
+    }
+    let applied: Vec<i64> = client
+        .query("SELECT version::int8 FROM refinery_schema_history", &[])
+        .await?
+        .iter()
+        .map(|r| r.try_get(0))
+        .collect::<Result<_, _>>()?;
+    Ok(embedded
+        .iter()
+        .filter(|m| !applied.contains(&i64::from(m.version())))
+        .count())
 }
 
 async fn sync_in_tx(

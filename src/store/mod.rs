@@ -1,6 +1,11 @@
 //! PostgreSQL: pool, migrations, tenant import, KernelInput assembly, atomic cycles, outbox.
 //! No business rules live here: the kernel decides, the worker says what to publish.
 //!
+//! Every transaction that touches one tenant's rows is scoped to that tenant first
+//! (`tenant::tenant_tx`): the row-level security policies (migrations/V8) show it nothing
+//! else. Work across tenants finds its keys through the `revenue_os` sweep functions and then
+//! visits each tenant in turn (`tenant.rs`).
+//!
 //! The types below are the contract between the store and the worker; the `Store` methods
 //! live in the submodules, one per job. Schema, assembly rules and the cycle's steps are
 //! described in docs/store.md.
@@ -16,6 +21,8 @@ mod outbox;
 mod pool;
 mod reports;
 mod tls;
+mod roles;
+mod tenant;
 mod views;
 mod watch;
 
@@ -29,6 +36,7 @@ pub use error::StoreError;
 pub use reports::{
     ActionFacts, AppliedChange, Judgement, ReportOutcome, ReportPolicy, ReportResult, StoredReport,
 };
+pub use roles::{OWNER_ROLE, WORKER_ROLE, owner_role_sql, worker_grants_sql, worker_role_sql};
 pub use views::{
     ActionView, CampaignView, CycleBrief, CycleDetail, DecisionView, OutcomeView, RejectedTrigger,
     TenantSummary,
@@ -75,6 +83,23 @@ pub struct OutboxRow {
     pub tenant_id: Uuid,
     pub attempts: i32,
     pub message: OutboxMessage,
+}
+
+/// Names one outbox row to the calls that change it after publishing: the row's id and the
+/// tenant whose transaction may touch it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct OutboxKey {
+    pub tenant_id: Uuid,
+    pub id: i64,
+}
+
+impl OutboxRow {
+    pub fn key(&self) -> OutboxKey {
+        OutboxKey {
+            tenant_id: self.tenant_id,
+            id: self.id,
+        }
+    }
 }
 
 /// One trigger to turn into one cycle. Everything in it is already parsed: the store reads

@@ -1,6 +1,7 @@
 //! The outbox: rows written in a cycle's transaction, relayed to the broker afterwards.
 
-use super::{OutboxMessage, OutboxRow, Store, StoreError};
+use super::tenant::{set_tenant, tenant_tx, tenants_in_order};
+use super::{OutboxKey, OutboxMessage, OutboxRow, Store, StoreError};
 use tokio_postgres::Row;
 use uuid::Uuid;
 
@@ -106,79 +107,122 @@ async fn insert_row(
 impl Store {
     /// Up to `limit` unpublished, unclaimed outbox rows for the sweeper: the least-tried first,
     /// so rows that keep failing (an exchange nobody bound yet) never starve the others.
+    /// The keys come from `revenue_os.pending_outbox`; each tenant's rows are then read under
+    /// its own scope.
     pub async fn pending_outbox(&self, limit: i64) -> Result<Vec<OutboxRow>, StoreError> {
-        let client = self.pool.get().await?;
-        let rows = client
+        let mut client = self.pool.get().await?;
+        let tx = client.transaction().await?;
+        let keys: Vec<(i64, Uuid)> = tx
             .query(
-                &format!(
-                    "SELECT {OUTBOX_COLUMNS} FROM outbox
-                     WHERE published_at IS NULL
-                       AND (claimed_until IS NULL OR claimed_until <= now())
-                     ORDER BY attempts, id LIMIT $1"
-                ),
+                "SELECT id, tenant_id FROM revenue_os.pending_outbox($1)",
                 &[&limit],
             )
-            .await?;
-        rows.iter().map(outbox_row).collect()
+            .await?
+            .iter()
+            .map(|r| Ok((r.try_get(0)?, r.try_get(1)?)))
+            .collect::<Result<_, StoreError>>()?;
+        let mut rows = Vec::with_capacity(keys.len());
+        for tenant in tenants_in_order(keys.iter().map(|k| k.1)) {
+            set_tenant(&tx, tenant).await?;
+            let ids: Vec<i64> = keys.iter().filter(|k| k.1 == tenant).map(|k| k.0).collect();
+            let found = tx
+                .query(
+                    &format!(
+                        "SELECT {OUTBOX_COLUMNS} FROM outbox
+                         WHERE tenant_id = $1 AND id = ANY($2) AND published_at IS NULL"
+                    ),
+                    &[&tenant, &ids],
+                )
+                .await?;
+            for r in &found {
+                rows.push(outbox_row(r)?);
+            }
+        }
+        tx.commit().await?;
+        // The sweep function's order: least-tried first, then oldest.
+        let position: std::collections::HashMap<i64, usize> =
+            keys.iter().enumerate().map(|(i, k)| (k.0, i)).collect();
+        rows.sort_by_key(|r| position.get(&r.id).copied());
+        Ok(rows)
     }
 
     /// Claims rows for `ttl` before publishing them; returns the ids this caller won. Another
-    /// worker's sweep skips them until the claim expires.
+    /// worker's sweep skips them until the claim expires. One transaction, each tenant's rows
+    /// claimed under its own scope.
     pub async fn claim_outbox(
         &self,
-        ids: &[i64],
+        keys: &[OutboxKey],
         ttl: std::time::Duration,
     ) -> Result<Vec<i64>, StoreError> {
-        if ids.is_empty() {
+        if keys.is_empty() {
             return Ok(vec![]);
         }
-        let client = self.pool.get().await?;
+        let mut client = self.pool.get().await?;
+        let tx = client.transaction().await?;
         let secs = ttl.as_secs_f64();
-        let rows = client
-            .query(
-                "UPDATE outbox SET claimed_until = now() + make_interval(secs => $2)
-                 WHERE id IN (SELECT id FROM outbox
-                              WHERE id = ANY($1) AND published_at IS NULL
-                                AND (claimed_until IS NULL OR claimed_until <= now())
-                              FOR UPDATE SKIP LOCKED)
-                 RETURNING id",
-                &[&ids, &secs],
-            )
-            .await?;
-        rows.iter().map(|r| Ok(r.try_get(0)?)).collect()
+        let mut won = Vec::new();
+        for tenant in tenants_in_order(keys.iter().map(|k| k.tenant_id)) {
+            set_tenant(&tx, tenant).await?;
+            let ids = ids_of(keys, tenant);
+            let rows = tx
+                .query(
+                    "UPDATE outbox SET claimed_until = now() + make_interval(secs => $3)
+                     WHERE id IN (SELECT id FROM outbox
+                                  WHERE tenant_id = $1 AND id = ANY($2) AND published_at IS NULL
+                                    AND (claimed_until IS NULL OR claimed_until <= now())
+                                  FOR UPDATE SKIP LOCKED)
+                     RETURNING id",
+                    &[&tenant, &ids, &secs],
+                )
+                .await?;
+            for r in &rows {
+                won.push(r.try_get(0)?);
+            }
+        }
+        tx.commit().await?;
+        Ok(won)
     }
 
     /// The broker confirmed the row: set `published_at` and, for an action, `actions.status =
     /// 'published'`. Idempotent: a second confirm changes nothing.
-    pub async fn mark_published(&self, outbox_id: i64) -> Result<(), StoreError> {
-        self.mark_published_many(&[outbox_id]).await.map(|_| ())
+    pub async fn mark_published(&self, key: OutboxKey) -> Result<(), StoreError> {
+        self.mark_published_many(&[key]).await.map(|_| ())
     }
 
-    /// `mark_published` for a confirmed batch in one round trip. Returns, for each row this
+    /// `mark_published` for a confirmed batch in one transaction. Returns, for each row this
     /// call marked, the seconds from its commit to now (the outbox lag).
-    pub async fn mark_published_many(&self, outbox_ids: &[i64]) -> Result<Vec<f64>, StoreError> {
-        if outbox_ids.is_empty() {
+    pub async fn mark_published_many(&self, keys: &[OutboxKey]) -> Result<Vec<f64>, StoreError> {
+        if keys.is_empty() {
             return Ok(vec![]);
         }
-        let client = self.pool.get().await?;
-        // One statement, so the rows and their actions change together.
-        let rows = client
-            .query(
-                "WITH o AS (
-                    UPDATE outbox SET published_at = now()
-                    WHERE id = ANY($1) AND published_at IS NULL
-                    RETURNING tenant_id, cycle_id, action_id,
-                              extract(epoch FROM now() - created_at)::float8 AS lag),
-                 a AS (
-                    UPDATE actions a SET status = 'published', updated_at = now()
-                    FROM o
-                    WHERE a.tenant_id = o.tenant_id AND a.cycle_id = o.cycle_id
-                      AND a.action_id = o.action_id AND a.status = 'pending')
-                 SELECT lag FROM o",
-                &[&outbox_ids],
-            )
-            .await?;
-        rows.iter().map(|r| Ok(r.try_get(0)?)).collect()
+        let mut client = self.pool.get().await?;
+        let tx = client.transaction().await?;
+        let mut lags = Vec::new();
+        for tenant in tenants_in_order(keys.iter().map(|k| k.tenant_id)) {
+            set_tenant(&tx, tenant).await?;
+            // One statement, so the rows and their actions change together.
+            let rows = tx
+                .query(
+                    "WITH o AS (
+                        UPDATE outbox SET published_at = now()
+                        WHERE tenant_id = $1 AND id = ANY($2) AND published_at IS NULL
+                        RETURNING tenant_id, cycle_id, action_id,
+                                  extract(epoch FROM now() - created_at)::float8 AS lag),
+                     a AS (
+                        UPDATE actions a SET status = 'published', updated_at = now()
+                        FROM o
+                        WHERE a.tenant_id = o.tenant_id AND a.cycle_id = o.cycle_id
+                          AND a.action_id = o.action_id AND a.status = 'pending')
+                     SELECT lag FROM o",
+                    &[&tenant, &ids_of(keys, tenant)],
+                )
+                .await?;
+            for r in &rows {
+                lags.push(r.try_get(0)?);
+            }
+        }
+        tx.commit().await?;
+        Ok(lags)
     }
 
     /// How many rows wait to be published, and the age in seconds of the oldest (0 if none).
@@ -186,9 +230,7 @@ impl Store {
         let client = self.pool.get().await?;
         let row = client
             .query_one(
-                "SELECT count(*),
-                        coalesce(extract(epoch FROM now() - min(created_at))::float8, 0)
-                 FROM outbox WHERE published_at IS NULL",
+                "SELECT pending, oldest_secs FROM revenue_os.outbox_backlog()",
                 &[],
             )
             .await?;
@@ -199,17 +241,25 @@ impl Store {
     /// the next sweep (of any worker) may try again.
     pub async fn record_publish_failure(
         &self,
-        outbox_id: i64,
+        key: OutboxKey,
         reason: &str,
     ) -> Result<(), StoreError> {
-        let client = self.pool.get().await?;
-        client
-            .execute(
-                "UPDATE outbox SET attempts = attempts + 1, last_error = $2, claimed_until = NULL
-                 WHERE id = $1 AND published_at IS NULL",
-                &[&outbox_id, &reason],
-            )
-            .await?;
+        let mut client = self.pool.get().await?;
+        let tx = tenant_tx(&mut client, key.tenant_id).await?;
+        tx.execute(
+            "UPDATE outbox SET attempts = attempts + 1, last_error = $3, claimed_until = NULL
+             WHERE tenant_id = $1 AND id = $2 AND published_at IS NULL",
+            &[&key.tenant_id, &key.id, &reason],
+        )
+        .await?;
+        tx.commit().await?;
         Ok(())
     }
+}
+
+fn ids_of(keys: &[OutboxKey], tenant: Uuid) -> Vec<i64> {
+    keys.iter()
+        .filter(|k| k.tenant_id == tenant)
+        .map(|k| k.id)
+        .collect()
 }

@@ -2,6 +2,7 @@
 //! that also applies what the caller's `ReportPolicy` judged (status, applied values, lever
 //! state, outcome row). The lifecycle rules are the policy's; the store only keeps the facts.
 
+use super::tenant::{cycle_tenant, cycle_tx, tenant_tx};
 use super::{Store, StoreError};
 use crate::contract::{
     Action, ActionResult, ActionStatus, KnownLever, Levers, Report, Subject, Subsystem,
@@ -95,9 +96,11 @@ impl Store {
         policy: &dyn ReportPolicy,
     ) -> Result<ReportOutcome, StoreError> {
         let mut client = self.pool.get().await?;
-        let tx = client.transaction().await?;
         let cycle_id = report.subject.cycle_id();
         let action_id = report.subject.action_id();
+        // Scoped to the tenant the report names; a cycle of another tenant is invisible here,
+        // so ask whose it is before calling the action unknown.
+        let tx = tenant_tx(&mut client, report.tenant_id).await?;
         let Some(row) = tx
             .query_opt(
                 "SELECT tenant_id, status, action FROM actions
@@ -106,7 +109,11 @@ impl Store {
             )
             .await?
         else {
-            return Ok(ReportOutcome::UnknownAction);
+            let owner = cycle_tenant(&tx, cycle_id).await?;
+            return Ok(match owner {
+                Some(t) if t != report.tenant_id => ReportOutcome::WrongTenant,
+                _ => ReportOutcome::UnknownAction,
+            });
         };
         let tenant_id: Uuid = row.try_get(0)?;
         if tenant_id != report.tenant_id {
@@ -162,8 +169,11 @@ impl Store {
 
     /// The known state of a tenant's levers.
     pub async fn levers(&self, tenant_id: Uuid) -> Result<Levers, StoreError> {
-        let client = self.pool.get().await?;
-        levers_in(&client, tenant_id).await
+        let mut client = self.pool.get().await?;
+        let tx = tenant_tx(&mut client, tenant_id).await?;
+        let levers = levers_in(&tx, tenant_id).await?;
+        tx.commit().await?;
+        Ok(levers)
     }
 
     /// Every report on one action, oldest first: its history.
@@ -172,8 +182,11 @@ impl Store {
         cycle_id: Uuid,
         action_id: &str,
     ) -> Result<Vec<StoredReport>, StoreError> {
-        let client = self.pool.get().await?;
-        let rows = client
+        let mut client = self.pool.get().await?;
+        let Some((tx, _)) = cycle_tx(&mut client, cycle_id).await? else {
+            return Ok(vec![]);
+        };
+        let rows = tx
             .query(
                 "SELECT source, event_id, type, on_revert, received_at, status_before,
                         status_after, result, event
@@ -181,6 +194,7 @@ impl Store {
                 &[&cycle_id, &action_id],
             )
             .await?;
+        tx.commit().await?;
         rows.iter()
             .map(|r| {
                 Ok(StoredReport {
@@ -201,8 +215,9 @@ impl Store {
     /// A tenant's outbox rows not yet published plus actions sent but not yet reported on:
     /// zero once executors have caught up.
     pub async fn in_flight(&self, tenant: Uuid) -> Result<i64, StoreError> {
-        let client = self.pool.get().await?;
-        let row = client
+        let mut client = self.pool.get().await?;
+        let tx = tenant_tx(&mut client, tenant).await?;
+        let row = tx
             .query_one(
                 "SELECT (SELECT count(*) FROM outbox WHERE tenant_id = $1 AND published_at IS NULL)
                       + (SELECT count(*) FROM actions WHERE tenant_id = $1
@@ -210,14 +225,18 @@ impl Store {
                 &[&tenant],
             )
             .await?;
+        tx.commit().await?;
         Ok(row.try_get(0)?)
     }
 
-    /// Actions per status, for the gauge.
+    /// Actions per status, for the gauge (every tenant's: `revenue_os.action_status_counts`).
     pub async fn action_status_counts(&self) -> Result<Vec<(String, i64)>, StoreError> {
         let client = self.pool.get().await?;
         let rows = client
-            .query("SELECT status, count(*) FROM actions GROUP BY status", &[])
+            .query(
+                "SELECT status, n FROM revenue_os.action_status_counts()",
+                &[],
+            )
             .await?;
         rows.iter()
             .map(|r| Ok((r.try_get(0)?, r.try_get(1)?)))

@@ -2,6 +2,7 @@
 //! query parameterised and led by the tenant (or the cycle) it is about. No rules: what a row
 //! means on a page is the console's business.
 
+use super::tenant::{cycle_tx, set_tenant, tenant_tx};
 use super::{Store, StoreError};
 use crate::contract::{Action, Targets};
 use chrono::{DateTime, NaiveDate, Utc};
@@ -133,13 +134,21 @@ fn brief(r: &Row, at: usize) -> Result<CycleBrief, StoreError> {
 
 impl Store {
     /// Every tenant with its latest completed cycle and the counts an operator watches, over
-    /// the `days` before `now`.
+    /// the `days` before `now`. The tenants come from `revenue_os.tenant_ids`; each summary
+    /// is read under its own tenant's scope, all in one transaction.
     pub async fn tenant_summaries(
         &self,
         now: DateTime<Utc>,
         days: i32,
     ) -> Result<Vec<TenantSummary>, StoreError> {
-        let client = self.pool.get().await?;
+        let mut client = self.pool.get().await?;
+        let tx = client.transaction().await?;
+        let tenants: Vec<Uuid> = tx
+            .query("SELECT revenue_os.tenant_ids()", &[])
+            .await?
+            .iter()
+            .map(|r| r.try_get(0))
+            .collect::<Result<_, _>>()?;
         let sql = format!(
             "SELECT n.tenant_id, n.created_at,
                 (SELECT count(*) FROM actions a
@@ -161,55 +170,76 @@ impl Store {
                 SELECT {CYCLE_COLUMNS} FROM cycles c
                  WHERE c.tenant_id = n.tenant_id AND c.status = 'completed'
                  ORDER BY c.executed_at DESC LIMIT 1) l ON true
-             ORDER BY n.tenant_id"
+             WHERE n.tenant_id = $3"
         );
-        let rows = client.query(&sql, &[&now, &days]).await?;
-        rows.iter()
-            .map(|r| {
+        let mut out = Vec::with_capacity(tenants.len());
+        for tenant in tenants {
+            set_tenant(&tx, tenant).await?;
+            for r in &tx.query(&sql, &[&now, &days, &tenant]).await? {
                 let latest: Option<Uuid> = r.try_get(5)?;
-                Ok(TenantSummary {
+                out.push(TenantSummary {
                     tenant_id: r.try_get(0)?,
                     created_at: r.try_get(1)?,
                     pending_approvals: r.try_get(2)?,
                     reverts: r.try_get(3)?,
                     failed_cycles: r.try_get(4)?,
                     latest: latest.map(|_| brief(r, 5)).transpose()?,
-                })
-            })
-            .collect()
+                });
+            }
+        }
+        tx.commit().await?;
+        Ok(out)
     }
 
-    /// Triggers rejected for an unknown tenant, newest first.
+    /// Triggers rejected for an unknown tenant, newest first: the keys from
+    /// `revenue_os.rejected_triggers`, each row read under its tenant's scope.
     pub async fn rejected_triggers(&self, limit: i64) -> Result<Vec<RejectedTrigger>, StoreError> {
-        let client = self.pool.get().await?;
-        let rows = client
+        let mut client = self.pool.get().await?;
+        let tx = client.transaction().await?;
+        let keys: Vec<(Uuid, String)> = tx
             .query(
-                "SELECT message_id, tenant_id, error_code, coalesce(error->>'message', ''),
-                        rejected_at
-                 FROM rejected_triggers ORDER BY rejected_at DESC, message_id LIMIT $1",
+                "SELECT tenant_id, message_id FROM revenue_os.rejected_triggers($1)",
                 &[&limit],
             )
-            .await?;
-        rows.iter()
-            .map(|r| {
-                Ok(RejectedTrigger {
+            .await?
+            .iter()
+            .map(|r| Ok((r.try_get(0)?, r.try_get(1)?)))
+            .collect::<Result<_, StoreError>>()?;
+        let mut out = Vec::with_capacity(keys.len());
+        for (tenant, message_id) in &keys {
+            set_tenant(&tx, *tenant).await?;
+            let row = tx
+                .query_opt(
+                    "SELECT message_id, tenant_id, error_code, coalesce(error->>'message', ''),
+                            rejected_at
+                     FROM rejected_triggers WHERE tenant_id = $1 AND message_id = $2",
+                    &[tenant, message_id],
+                )
+                .await?;
+            if let Some(r) = row {
+                out.push(RejectedTrigger {
                     message_id: r.try_get(0)?,
                     tenant_id: r.try_get(1)?,
                     error_code: r.try_get(2)?,
                     message: r.try_get(3)?,
                     rejected_at: r.try_get(4)?,
-                })
-            })
-            .collect()
+                });
+            }
+        }
+        tx.commit().await?;
+        Ok(out)
     }
 
     /// Whether the tenant exists.
     pub async fn tenant_exists(&self, tenant: Uuid) -> Result<bool, StoreError> {
-        let client = self.pool.get().await?;
-        Ok(client
+        let mut client = self.pool.get().await?;
+        let tx = tenant_tx(&mut client, tenant).await?;
+        let found = tx
             .query_opt("SELECT 1 FROM tenants WHERE tenant_id = $1", &[&tenant])
             .await?
-            .is_some())
+            .is_some();
+        tx.commit().await?;
+        Ok(found)
     }
 
     /// A tenant's latest cycles of any status, newest first.
@@ -218,12 +248,14 @@ impl Store {
         tenant: Uuid,
         limit: i64,
     ) -> Result<Vec<CycleBrief>, StoreError> {
-        let client = self.pool.get().await?;
+        let mut client = self.pool.get().await?;
+        let tx = tenant_tx(&mut client, tenant).await?;
         let sql = format!(
             "SELECT {CYCLE_COLUMNS} FROM cycles c WHERE c.tenant_id = $1
              ORDER BY c.executed_at DESC, c.cycle_id LIMIT $2"
         );
-        let rows = client.query(&sql, &[&tenant, &limit]).await?;
+        let rows = tx.query(&sql, &[&tenant, &limit]).await?;
+        tx.commit().await?;
         rows.iter().map(|r| brief(r, 0)).collect()
     }
 
@@ -232,25 +264,32 @@ impl Store {
         &self,
         tenant: Uuid,
     ) -> Result<Option<CycleBrief>, StoreError> {
-        let client = self.pool.get().await?;
+        let mut client = self.pool.get().await?;
+        let tx = tenant_tx(&mut client, tenant).await?;
         let sql = format!(
             "SELECT {CYCLE_COLUMNS} FROM cycles c
              WHERE c.tenant_id = $1 AND c.status = 'completed'
              ORDER BY c.executed_at DESC LIMIT 1"
         );
-        let row = client.query_opt(&sql, &[&tenant]).await?;
+        let row = tx.query_opt(&sql, &[&tenant]).await?;
+        tx.commit().await?;
         row.map(|r| brief(&r, 0)).transpose()
     }
 
     /// One cycle in full.
     pub async fn cycle_detail(&self, cycle: Uuid) -> Result<Option<CycleDetail>, StoreError> {
-        let client = self.pool.get().await?;
+        let mut client = self.pool.get().await?;
+        let Some((tx, _)) = cycle_tx(&mut client, cycle).await? else {
+            return Ok(None);
+        };
         let sql = format!(
             "SELECT {CYCLE_COLUMNS}, c.message_id, c.trigger_type, c.trigger_source,
                     c.window_start, c.window_end, c.duration_ms, c.output, c.error, c.trace
              FROM cycles c WHERE c.cycle_id = $1"
         );
-        let Some(r) = client.query_opt(&sql, &[&cycle]).await? else {
+        let found = tx.query_opt(&sql, &[&cycle]).await?;
+        tx.commit().await?;
+        let Some(r) = found else {
             return Ok(None);
         };
         Ok(Some(CycleDetail {
@@ -269,8 +308,11 @@ impl Store {
 
     /// The actions of a cycle in priority order, with their status.
     pub async fn cycle_actions(&self, cycle: Uuid) -> Result<Vec<ActionView>, StoreError> {
-        let client = self.pool.get().await?;
-        let rows = client
+        let mut client = self.pool.get().await?;
+        let Some((tx, _)) = cycle_tx(&mut client, cycle).await? else {
+            return Ok(vec![]);
+        };
+        let rows = tx
             .query(
                 "SELECT cycle_id, action_id, priority, status, action, updated_at, outcome,
                         approval_reason
@@ -278,6 +320,7 @@ impl Store {
                 &[&cycle],
             )
             .await?;
+        tx.commit().await?;
         rows.iter()
             .map(|r| {
                 let action_id: String = r.try_get(1)?;
@@ -299,14 +342,18 @@ impl Store {
 
     /// Every approval decision on a cycle's actions, oldest first.
     pub async fn approval_decisions(&self, cycle: Uuid) -> Result<Vec<DecisionView>, StoreError> {
-        let client = self.pool.get().await?;
-        let rows = client
+        let mut client = self.pool.get().await?;
+        let Some((tx, _)) = cycle_tx(&mut client, cycle).await? else {
+            return Ok(vec![]);
+        };
+        let rows = tx
             .query(
                 "SELECT action_id, decision, decided_by, decided_at, reason
                  FROM approval_decisions WHERE cycle_id = $1 ORDER BY id",
                 &[&cycle],
             )
             .await?;
+        tx.commit().await?;
         rows.iter()
             .map(|r| {
                 Ok(DecisionView {
@@ -326,8 +373,9 @@ impl Store {
         tenant: Uuid,
         metric: &str,
     ) -> Result<Vec<(NaiveDate, f64)>, StoreError> {
-        let client = self.pool.get().await?;
-        let rows = client
+        let mut client = self.pool.get().await?;
+        let tx = tenant_tx(&mut client, tenant).await?;
+        let rows = tx
             .query(
                 "SELECT date, value FROM metric_snapshots
                  WHERE tenant_id = $1 AND metric_id = $2 AND dimension = '{}'::jsonb
@@ -335,6 +383,7 @@ impl Store {
                 &[&tenant, &metric],
             )
             .await?;
+        tx.commit().await?;
         rows.iter()
             .map(|r| Ok((r.try_get(0)?, r.try_get(1)?)))
             .collect()
@@ -342,8 +391,9 @@ impl Store {
 
     /// The tenant's targets (all `None` without a row).
     pub async fn targets(&self, tenant: Uuid) -> Result<Targets, StoreError> {
-        let client = self.pool.get().await?;
-        let row = client
+        let mut client = self.pool.get().await?;
+        let tx = tenant_tx(&mut client, tenant).await?;
+        let row = tx
             .query_opt(
                 "SELECT pipeline_total, bookings_new, arr_target, cac_max, payback_max_months,
                         gross_margin_min
@@ -351,6 +401,7 @@ impl Store {
                 &[&tenant],
             )
             .await?;
+        tx.commit().await?;
         let Some(t) = row else {
             return Ok(Targets::default());
         };
@@ -366,8 +417,9 @@ impl Store {
 
     /// A tenant's recorded outcomes, newest first.
     pub async fn outcomes(&self, tenant: Uuid, limit: i64) -> Result<Vec<OutcomeView>, StoreError> {
-        let client = self.pool.get().await?;
-        let rows = client
+        let mut client = self.pool.get().await?;
+        let tx = tenant_tx(&mut client, tenant).await?;
+        let rows = tx
             .query(
                 "SELECT action_id, target_metric, baseline_value, observed_value, delta,
                         confidence, outcome, source, recorded_at
@@ -376,6 +428,7 @@ impl Store {
                 &[&tenant, &limit],
             )
             .await?;
+        tx.commit().await?;
         rows.iter()
             .map(|r| {
                 Ok(OutcomeView {
@@ -395,14 +448,16 @@ impl Store {
 
     /// A tenant's campaigns, running first.
     pub async fn campaigns(&self, tenant: Uuid) -> Result<Vec<CampaignView>, StoreError> {
-        let client = self.pool.get().await?;
-        let rows = client
+        let mut client = self.pool.get().await?;
+        let tx = tenant_tx(&mut client, tenant).await?;
+        let rows = tx
             .query(
                 "SELECT id, name, status, budget_total, budget_spent FROM campaigns
                  WHERE tenant_id = $1 ORDER BY status <> 'running', id",
                 &[&tenant],
             )
             .await?;
+        tx.commit().await?;
         rows.iter()
             .map(|r| {
                 Ok(CampaignView {

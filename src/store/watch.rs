@@ -4,6 +4,7 @@
 //! the revert or escalation in the outbox, the outcome row.
 
 use super::reports::upsert_result;
+use super::tenant::{set_tenant, tenant_tx};
 use super::{OutboxMessage, OutboxRow, Store, StoreError, outbox};
 use crate::contract::{Action, ActionResult, ActionStatus};
 use chrono::{DateTime, NaiveDate, Utc};
@@ -86,7 +87,10 @@ pub struct StoredEvaluation {
 
 impl Store {
     /// Claims the next action of `tenant` (or of any tenant) that is due, evaluates it with
-    /// `policy` and applies the decision; `None` when nothing is due.
+    /// `policy` and applies the decision; `None` when nothing is due. Across tenants, the
+    /// tenants with due actions come from `revenue_os.watch_due_tenants`; the claim itself
+    /// (`FOR UPDATE SKIP LOCKED`) runs under each one's scope in turn, in one transaction,
+    /// until one yields an action.
     pub async fn watch_next(
         &self,
         tenant: Option<Uuid>,
@@ -95,7 +99,24 @@ impl Store {
     ) -> Result<Option<Watched>, StoreError> {
         let mut client = self.pool.get().await?;
         let tx = client.transaction().await?;
-        let Some(facts) = claim(&tx, tenant).await? else {
+        let candidates: Vec<Uuid> = match tenant {
+            Some(t) => vec![t],
+            None => tx
+                .query("SELECT revenue_os.watch_due_tenants()", &[])
+                .await?
+                .iter()
+                .map(|r| r.try_get(0))
+                .collect::<Result<_, _>>()?,
+        };
+        let mut claimed = None;
+        for t in candidates {
+            set_tenant(&tx, t).await?;
+            if let Some(f) = claim(&tx, t).await? {
+                claimed = Some(f);
+                break;
+            }
+        }
+        let Some(facts) = claimed else {
             tx.commit().await?;
             return Ok(None);
         };
@@ -118,8 +139,9 @@ impl Store {
         tenant: Uuid,
         limit: i64,
     ) -> Result<Vec<StoredEvaluation>, StoreError> {
-        let client = self.pool.get().await?;
-        let rows = client
+        let mut client = self.pool.get().await?;
+        let tx = tenant_tx(&mut client, tenant).await?;
+        let rows = tx
             .query(
                 "SELECT cycle_id, action_id, as_of, evaluated_at, mode, verdict, outcome,
                         sentence, numbers
@@ -128,6 +150,7 @@ impl Store {
                 &[&tenant, &limit],
             )
             .await?;
+        tx.commit().await?;
         rows.iter()
             .map(|r| {
                 Ok(StoredEvaluation {
@@ -152,8 +175,9 @@ impl Store {
         shadow: Option<bool>,
         watch_published: Option<bool>,
     ) -> Result<Option<(bool, bool)>, StoreError> {
-        let client = self.pool.get().await?;
-        if client
+        let mut client = self.pool.get().await?;
+        let tx = tenant_tx(&mut client, tenant).await?;
+        if tx
             .query_opt("SELECT 1 FROM tenants WHERE tenant_id = $1", &[&tenant])
             .await?
             .is_none()
@@ -161,7 +185,7 @@ impl Store {
             return Ok(None);
         }
         let mode = shadow.map(|s| if s { "shadow" } else { "enforce" });
-        let row = client
+        let row = tx
             .query_one(
                 "INSERT INTO tenant_settings (tenant_id, watchdog_mode, watch_published)
                  VALUES ($1, COALESCE($2, 'enforce'), COALESCE($3, false))
@@ -173,6 +197,7 @@ impl Store {
                 &[&tenant, &mode, &watch_published],
             )
             .await?;
+        tx.commit().await?;
         Ok(Some((row.try_get(0)?, row.try_get(1)?)))
     }
 
@@ -181,23 +206,15 @@ impl Store {
     pub async fn oldest_overdue_evaluation_secs(&self) -> Result<f64, StoreError> {
         let client = self.pool.get().await?;
         let row = client
-            .query_one(
-                "SELECT COALESCE(extract(epoch FROM now() - min(a.updated_at))::float8, 0)
-                 FROM actions a
-                 WHERE a.status = 'applied' AND a.type <> 'experiment'
-                   AND COALESCE(a.watched_as_of, '-infinity'::date) <
-                       (SELECT max(date) FROM metric_snapshots s WHERE s.tenant_id = a.tenant_id)",
-                &[],
-            )
+            .query_one("SELECT revenue_os.oldest_overdue_evaluation_secs()", &[])
             .await?;
         Ok(row.try_get(0)?)
     }
 }
 
-async fn claim(
-    tx: &Transaction<'_>,
-    tenant: Option<Uuid>,
-) -> Result<Option<WatchFacts>, StoreError> {
+/// The tenant's next due action, its row locked (`FOR UPDATE SKIP LOCKED`: an action another
+/// worker holds is left to it).
+async fn claim(tx: &Transaction<'_>, tenant: Uuid) -> Result<Option<WatchFacts>, StoreError> {
     let Some(r) = tx
         .query_opt(
             "SELECT a.tenant_id, a.cycle_id, a.action_id, a.status, a.action,
@@ -210,7 +227,7 @@ async fn claim(
                               WHERE ts.tenant_id = a.tenant_id), false),
                     (SELECT max(date) FROM metric_snapshots s WHERE s.tenant_id = a.tenant_id)
              FROM actions a
-             WHERE ($1::uuid IS NULL OR a.tenant_id = $1)
+             WHERE a.tenant_id = $1
                AND a.type <> 'experiment'
                AND (a.status = 'applied'
                     OR (a.status IN ('published', 'acknowledged')

@@ -140,7 +140,7 @@ impl Relay {
                 Ok(()) => {
                     report.published += 1;
                     lock(&self.not_before).remove(&row.id);
-                    confirmed.push(row.id);
+                    confirmed.push(row.key());
                 }
                 Err(e) => {
                     report.failed += 1;
@@ -155,7 +155,7 @@ impl Relay {
                     let wait = self.backoff(row.attempts + 1);
                     lock(&self.not_before).insert(row.id, Instant::now() + wait);
                     if let Err(e2) = self
-                        .call(self.store.record_publish_failure(row.id, &e.to_string()))
+                        .call(self.store.record_publish_failure(row.key(), &e.to_string()))
                         .await
                     {
                         tracing::warn!(outbox_id = row.id, error = %e2, "could not record publish failure");
@@ -208,9 +208,9 @@ impl Relay {
             return Ok(Some(RelayReport::default()));
         }
         // Other workers sweep the same outbox: publish only the rows this one claimed.
-        let ids: Vec<i64> = due.iter().map(|r| r.id).collect();
+        let keys: Vec<_> = due.iter().map(OutboxRow::key).collect();
         let won: HashSet<i64> = self
-            .call(self.store.claim_outbox(&ids, CLAIM_TTL))
+            .call(self.store.claim_outbox(&keys, CLAIM_TTL))
             .await?
             .into_iter()
             .collect();

@@ -7,9 +7,18 @@
 //! ```
 //! The server is `TEST_DATABASE_ADMIN_URL` (default `postgres://postgres@127.0.0.1:5432/postgres`);
 //! the test database lives on the same server.
+//!
+//! Roles as in production, so every test runs under row-level security: the database is
+//! owned by `revenue_os_owner`, which migrates it and grants `revenue_os_worker` its
+//! privileges; `store()`, `url()` and `settings` of a migrated database are the worker's
+//! (a role with no DDL and no BYPASSRLS). `client()` and `count()` stay the admin's (a
+//! superuser, which RLS does not restrict), for assertions. The roles log in without a
+//! password: the server trusts 127.0.0.1.
 
 use revenue_os::config::DatabaseSettings;
-use revenue_os::store::{Store, url_with_database};
+use revenue_os::store::{
+    OWNER_ROLE, Store, WORKER_ROLE, owner_role_sql, url_with_database, worker_role_sql,
+};
 use tokio_postgres::NoTls;
 
 pub const DEFAULT_ADMIN_URL: &str = "postgres://postgres@127.0.0.1:5432/postgres";
@@ -23,8 +32,20 @@ pub fn url_for(database: &str) -> String {
     url_with_database(&admin_url(), database)
 }
 
+/// `url_for(database)` as `role` (no password: trust on 127.0.0.1).
+pub fn url_as(role: &str, database: &str) -> String {
+    let url = url_for(database);
+    let Some((scheme, rest)) = url.split_once("://") else {
+        return url;
+    };
+    let host = rest.rsplit_once('@').map_or(rest, |(_, h)| h);
+    format!("{scheme}://{role}@{host}")
+}
+
 pub struct TestDb {
     pub name: String,
+    /// What the application connects with: the worker's role once migrated, the owner's
+    /// before (an unmigrated database is for tests that migrate it themselves).
     pub settings: DatabaseSettings,
     store: Store,
     dropped: bool,
@@ -36,18 +57,31 @@ impl TestDb {
         Self::with_pool_size(16).await
     }
 
+    /// Migrated by the owner, the worker granted its privileges, then handed to the test as
+    /// the worker.
     pub async fn with_pool_size(pool_size: usize) -> TestDb {
-        let db = Self::unmigrated(pool_size).await;
+        let mut db = Self::unmigrated(pool_size).await;
         db.store.migrate().await.expect("migrate test database");
+        db.store
+            .grant_worker(WORKER_ROLE)
+            .await
+            .expect("grant the worker role");
+        db.store.pool().close();
+        db.settings.url = url_as(WORKER_ROLE, &db.name);
+        db.store = Store::connect(&db.settings)
+            .await
+            .expect("connect test database as the worker");
         db
     }
 
-    /// A new empty database (no migrations applied).
+    /// A new empty database (no migrations applied), owned by the owner's role and
+    /// connected as it.
     pub async fn unmigrated(pool_size: usize) -> TestDb {
+        ensure_roles().await;
         let name = format!("ros_test_{}", uuid::Uuid::new_v4().simple());
-        admin_execute(&format!("CREATE DATABASE {name}")).await;
+        admin_execute(&format!("CREATE DATABASE {name} OWNER {OWNER_ROLE}")).await;
         let settings = DatabaseSettings {
-            url: url_for(&name),
+            url: url_as(OWNER_ROLE, &name),
             pool_size,
             connect_timeout_secs: 5,
             keepalive_idle_secs: 30,
@@ -78,9 +112,20 @@ impl TestDb {
         &self.settings.url
     }
 
-    /// A plain client on the test database, for assertions in SQL.
+    /// The test database as the owner's role (what `revenue-os migrate` runs as).
+    pub fn owner_url(&self) -> String {
+        url_as(OWNER_ROLE, &self.name)
+    }
+
+    /// The test database as the worker's role.
+    pub fn worker_url(&self) -> String {
+        url_as(WORKER_ROLE, &self.name)
+    }
+
+    /// A plain client on the test database as the admin (a superuser), for assertions in
+    /// SQL: it sees every tenant's rows.
     pub async fn client(&self) -> tokio_postgres::Client {
-        connect(self.url()).await
+        connect(&url_for(&self.name)).await
     }
 
     /// The single number a query returns, e.g. `SELECT count(*) FROM cycles`.
@@ -133,6 +178,13 @@ pub async fn connect(url: &str) -> tokio_postgres::Client {
         let _ = conn.await;
     });
     client
+}
+
+/// The owner's and the worker's roles, created once per server; every test runs this, at
+/// the same time as others, so it must be (and is) idempotent and race-safe.
+pub async fn ensure_roles() {
+    admin_execute(&owner_role_sql(OWNER_ROLE).unwrap()).await;
+    admin_execute(&worker_role_sql(WORKER_ROLE).unwrap()).await;
 }
 
 pub async fn admin_execute(sql: &str) {

@@ -91,7 +91,7 @@ pub fn request(input: &KernelInput, message_id: &str) -> CycleRequest {
 }
 
 /// One run_cycle at the fixture's clock, with the worker's rules from default settings.
-async fn run(store: &Store, req: &CycleRequest) -> CycleOutcome {
+pub async fn run(store: &Store, req: &CycleRequest) -> CycleOutcome {
     store
         .run_cycle(req, fixture_now(), &policy())
         .await
@@ -186,10 +186,10 @@ async fn a_cycle_is_recorded_with_actions_and_outbox_rows() {
         .iter()
         .find(|r| r.message.action_id.is_none())
         .unwrap();
-    db.store().mark_published(action_row.id).await.unwrap();
-    db.store().mark_published(action_row.id).await.unwrap(); // idempotent
+    db.store().mark_published(action_row.key()).await.unwrap();
+    db.store().mark_published(action_row.key()).await.unwrap(); // idempotent
     db.store()
-        .record_publish_failure(event_row.id, "nack")
+        .record_publish_failure(event_row.key(), "nack")
         .await
         .unwrap();
     let still = db.store().pending_outbox(100).await.unwrap();
@@ -487,10 +487,18 @@ async fn sweepers_claim_rows_so_only_one_publishes_each() {
     run(db.store(), &request(&input, "claims")).await;
     let pending = pending_ids(&db).await;
     assert!(!pending.is_empty());
+    let keys: Vec<_> = db
+        .store()
+        .pending_outbox(100)
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| r.key())
+        .collect();
     let ttl = std::time::Duration::from_secs(30);
     let (first, second) = tokio::join!(
-        db.store().claim_outbox(&pending, ttl),
-        db.store().claim_outbox(&pending, ttl)
+        db.store().claim_outbox(&keys, ttl),
+        db.store().claim_outbox(&keys, ttl)
     );
     let (mut first, second) = (first.unwrap(), second.unwrap());
     first.extend(second);

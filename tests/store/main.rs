@@ -9,5 +9,6 @@ mod errors;
 mod import;
 mod isolation;
 mod migrate;
+mod rls;
 mod roundtrip;
 mod tls;
