@@ -20,9 +20,9 @@ mod migrate;
 mod outbox;
 mod pool;
 mod reports;
-mod tls;
 mod roles;
 mod tenant;
+mod tls;
 mod views;
 mod watch;
 
