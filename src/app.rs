@@ -75,6 +75,7 @@ pub async fn serve(
         store,
         status: worker.status(),
         metrics: ops::install_metrics(),
+        wedged_after: std::time::Duration::from_secs(settings.worker.wedged_after_secs.max(1)),
     };
     let (addr, ops_task) = ops::serve(&settings.http.listen, state, shutdown.clone())
         .await

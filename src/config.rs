@@ -24,11 +24,32 @@ pub struct Settings {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct DatabaseSettings {
+    /// A URL or key=value DSN; `sslmode` (libpq's five) and `sslrootcert` are honoured.
     pub url: String,
     pub pool_size: usize,
     pub connect_timeout_secs: u64,
+    /// TCP keepalives: idle time before the first probe (0 turns keepalives off), the time
+    /// between probes and how many unanswered probes drop the connection.
     pub keepalive_idle_secs: u64,
+    pub keepalive_interval_secs: u64,
+    pub keepalive_retries: u32,
+    /// TCP_USER_TIMEOUT: how long sent data may stay unacknowledged before the connection is
+    /// dropped (0 = the kernel's default, which can be many minutes).
+    pub tcp_user_timeout_secs: u64,
+    /// Session `statement_timeout` and `idle_in_transaction_session_timeout`, set at connect
+    /// (0 = leave the server's setting). A `-c` for either in the URL's `options` wins.
+    pub statement_timeout_ms: u64,
+    pub idle_in_transaction_timeout_ms: u64,
     pub migrate_on_start: bool,
+    /// The client-side deadline on each store call of the worker: what bounds a wait on a
+    /// silent link, where server-side timeouts cannot fire.
+    pub call_timeout_secs: u64,
+}
+
+impl DatabaseSettings {
+    pub fn call_timeout(&self) -> Duration {
+        Duration::from_secs(self.call_timeout_secs.max(1))
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -44,12 +65,18 @@ pub struct AmqpSettings {
     /// Redeliveries before the triggers queue dead-letters a message.
     pub delivery_limit: u32,
     pub heartbeat_secs: u16,
+    /// The deadline on opening a session: TCP, TLS, the AMQP handshake and the declares. A
+    /// broker that accepts TCP but never speaks costs this long per attempt, then a retry.
+    pub connect_timeout_secs: u64,
     /// The largest trigger or report body accepted, checked before parsing; bigger ones are
     /// dead-lettered as `too_large`.
     pub max_message_bytes: usize,
     /// Queue names a `reply_to` may name besides server-generated ones (`amq.gen-*`, the
     /// direct reply-to pseudo-queue `amq.rabbitmq.reply-to*`).
     pub reply_to_allow: Vec<String>,
+    /// PEM file of CA certificates trusted for `amqps://`, besides the system roots; empty:
+    /// the system roots only.
+    pub tls_ca_file: String,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -81,6 +108,9 @@ pub struct WorkerSettings {
     pub shutdown_grace_secs: u64,
     pub outbox_sweep_secs: u64,
     pub retry_max_attempts: usize,
+    /// `/healthz` fails when the consume loop, the relay, or running triggers have made no
+    /// progress for this long (waiting out a database outage does not count).
+    pub wedged_after_secs: u64,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -222,14 +252,23 @@ fn query_password_span(url: &str) -> Option<(usize, usize)> {
     None
 }
 
-/// `(start, end)` of every `password` value in a libpq key=value connection string
-/// (`host=db user=app password=s3cret`, also `password = 'with spaces'`): the bytes between
-/// the quotes when quoted. Empty for a URL.
-fn keyword_password_spans(dsn: &str) -> Vec<(usize, usize)> {
+/// One `key = value` of a libpq key=value connection string, as byte ranges into it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct KeywordPair {
+    pub key: std::ops::Range<usize>,
+    /// The value as written: between the quotes when quoted, escapes not yet resolved.
+    pub value: std::ops::Range<usize>,
+    /// From the key's first byte to the value's last (the closing quote included).
+    pub whole: std::ops::Range<usize>,
+}
+
+/// The `key=value` pairs of a libpq key=value connection string (`host=db user=app`, also
+/// `password = 'with spaces'`), as libpq reads them; empty for a URL.
+pub(crate) fn keyword_pairs(dsn: &str) -> Vec<KeywordPair> {
     if dsn.contains("://") {
         return vec![];
     }
-    let mut spans = vec![];
+    let mut pairs = vec![];
     let mut chars = dsn.char_indices().peekable();
     let skip_ws = |chars: &mut std::iter::Peekable<std::str::CharIndices>| {
         while chars.next_if(|(_, c)| c.is_whitespace()).is_some() {}
@@ -247,7 +286,6 @@ fn keyword_password_spans(dsn: &str) -> Vec<(usize, usize)> {
             }
             chars.next();
         }
-        let key = &dsn[key_start..key_end];
         skip_ws(&mut chars);
         if chars.next_if(|(_, c)| *c == '=').is_none() {
             break; // not key=value: nothing more to find
@@ -256,19 +294,47 @@ fn keyword_password_spans(dsn: &str) -> Vec<(usize, usize)> {
         let quoted = chars.next_if(|(_, c)| *c == '\'').is_some();
         let start = chars.peek().map_or(dsn.len(), |(i, _)| *i);
         let mut end = dsn.len();
+        let mut whole_end = dsn.len();
         while let Some((i, c)) = chars.next() {
             if c == '\\' {
                 chars.next(); // an escaped character is part of the value
             } else if (quoted && c == '\'') || (!quoted && c.is_whitespace()) {
                 end = i;
+                whole_end = if quoted { i + 1 } else { i };
                 break;
             }
         }
-        if key == "password" {
-            spans.push((start, end));
+        pairs.push(KeywordPair {
+            key: key_start..key_end,
+            value: start..end,
+            whole: key_start..whole_end,
+        });
+    }
+    pairs
+}
+
+/// A key=value string's value with its backslash escapes resolved.
+pub(crate) fn unescape_keyword_value(raw: &str) -> String {
+    let mut out = String::with_capacity(raw.len());
+    let mut chars = raw.chars();
+    while let Some(c) = chars.next() {
+        if c == '\\' {
+            out.extend(chars.next());
+        } else {
+            out.push(c);
         }
     }
-    spans
+    out
+}
+
+/// `(start, end)` of every `password` value in a libpq key=value connection string: the
+/// bytes between the quotes when quoted. Empty for a URL.
+fn keyword_password_spans(dsn: &str) -> Vec<(usize, usize)> {
+    keyword_pairs(dsn)
+        .into_iter()
+        .filter(|p| &dsn[p.key.clone()] == "password")
+        .map(|p| (p.value.start, p.value.end))
+        .collect()
 }
 
 /// Every password in a DSN: a URL's user info and `password=` query parameter, or a key=value
@@ -319,6 +385,10 @@ mod tests {
         assert_eq!(s.kernel.max_window_days, 400);
         assert_eq!(s.amqp.max_message_bytes, 65536);
         assert!(s.amqp.reply_to_allow.is_empty());
+        assert_eq!(s.amqp.tls_ca_file, "");
+        assert_eq!(s.database.statement_timeout_ms, 30_000);
+        assert_eq!(s.database.idle_in_transaction_timeout_ms, 60_000);
+        assert_eq!(s.database.tcp_user_timeout_secs, 20);
     }
 
     #[test]
@@ -371,6 +441,25 @@ mod tests {
             redact_url(url),
             "postgres://u:***@h/db?sslmode=off&password=***"
         );
+    }
+
+    #[test]
+    fn tls_options_beside_a_password_do_not_hide_it() {
+        for (dsn, want) in [
+            (
+                "postgres://u:s3cret@h/db?sslmode=verify-full&sslrootcert=/etc/ca.pem&password=s3cret",
+                "postgres://u:***@h/db?sslmode=verify-full&sslrootcert=/etc/ca.pem&password=***",
+            ),
+            (
+                "host=h sslmode=verify-full sslrootcert='/etc/my ca.pem' password=s3cret",
+                "host=h sslmode=verify-full sslrootcert='/etc/my ca.pem' password=***",
+            ),
+        ] {
+            assert_eq!(redact_url(dsn), want, "{dsn}");
+        }
+        assert!(!has_password(
+            "postgres://u@h/db?sslmode=require&sslrootcert=/p"
+        ));
     }
 
     #[test]

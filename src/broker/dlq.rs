@@ -29,6 +29,10 @@ pub struct DeadLetter {
     pub body: String,
 }
 
+/// The one reason the worker dead-letters by rejecting (its body was never read whole, so it
+/// cannot be copied): the broker's dead-lettering then says `rejected`, shown as this.
+pub const UNREAD: &str = "too_large";
+
 /// How much of a dead letter's body `list` shows.
 pub const BODY_PREVIEW_BYTES: usize = 4096;
 
@@ -44,12 +48,32 @@ fn describe(d: &Delivery) -> DeadLetter {
         message_id: d.properties.message_id().as_ref().map(|m| m.to_string()),
         routing_key: d.routing_key.to_string(),
         tenant_id: header(&d.properties, "tenant_id"),
-        reason: header(&d.properties, "x-revenue-os-reason")
-            .or_else(|| header(&d.properties, "x-first-death-reason")),
-        detail: header(&d.properties, "x-revenue-os-detail"),
+        reason: reason(d),
+        detail: header(&d.properties, "x-revenue-os-detail").or_else(|| {
+            (reason(d).as_deref() == Some(UNREAD) && !has_own_reason(d)).then(|| {
+                "larger than amqp.max_message_bytes: rejected unread by the worker".to_owned()
+            })
+        }),
         size: d.data.len(),
         body: String::from_utf8_lossy(&d.data[..d.data.len().min(BODY_PREVIEW_BYTES)]).into_owned(),
     }
+}
+
+fn has_own_reason(d: &Delivery) -> bool {
+    header(&d.properties, "x-revenue-os-reason").is_some()
+}
+
+/// The worker's reason; else the broker's, where `rejected` can only be the worker's `UNREAD`.
+fn reason(d: &Delivery) -> Option<String> {
+    header(&d.properties, "x-revenue-os-reason").or_else(|| {
+        header(&d.properties, "x-first-death-reason").map(|r| {
+            if r == "rejected" {
+                UNREAD.to_owned()
+            } else {
+                r
+            }
+        })
+    })
 }
 
 /// The message id the publisher gave the dead letter. A trigger that came without one gets a

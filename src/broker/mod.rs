@@ -13,8 +13,10 @@ pub use tap::{Tap, Tapped};
 pub use topology::Topology;
 
 use crate::config::AmqpSettings;
+use lapin::tcp::OwnedTLSConfig;
 use lapin::uri::AMQPUri;
 use lapin::{Connection, ConnectionProperties};
+use std::time::Duration;
 
 #[derive(Debug, thiserror::Error)]
 pub enum BrokerError {
@@ -29,14 +31,28 @@ pub enum BrokerError {
     Nacked(String),
     #[error("timed out waiting for {0}")]
     Timeout(&'static str),
+    /// `amqp.tls_ca_file` cannot be read or holds no certificate.
+    #[error("amqp tls: {0}")]
+    Tls(String),
 }
 
 impl BrokerError {
+    /// The broker's port refused the connection: nothing listens there right now.
+    pub fn is_refused(&self) -> bool {
+        match self {
+            BrokerError::Amqp(e) => matches!(
+                e.kind(),
+                lapin::ErrorKind::IOError(io) if io.kind() == std::io::ErrorKind::ConnectionRefused
+            ),
+            _ => false,
+        }
+    }
+
     /// Connections come back and queues get bound; a bad URL, refused credentials or
     /// permissions (403, 530) and a declare clashing with what exists (406) need an operator.
     pub fn is_retryable(&self) -> bool {
         match self {
-            BrokerError::Url(_) => false,
+            BrokerError::Url(_) | BrokerError::Tls(_) => false,
             BrokerError::Amqp(e) => !is_permanent(e),
             BrokerError::Returned { .. } | BrokerError::Nacked(_) | BrokerError::Timeout(_) => true,
         }
@@ -65,8 +81,49 @@ pub async fn connect(settings: &AmqpSettings, name: &str) -> Result<Connection, 
     if uri.query.connection_timeout.is_none() {
         uri.query.connection_timeout = Some(10_000);
     }
+    let tls = tls_config(settings)?;
     let props = ConnectionProperties::default().with_connection_name(name.into());
-    Ok(Connection::connect_uri(uri, props).await?)
+    let runtime = lapin::runtime::default_runtime()?;
+    Ok(Connection::connect_uri_with_config(uri, props, tls, runtime).await?)
+}
+
+/// The TLS settings for `amqps://`: the system roots, plus `amqp.tls_ca_file`'s certificates.
+/// The file is checked here because lapin skips certificates it cannot parse, which would
+/// turn a wrong file into "unknown issuer" at the handshake.
+fn tls_config(settings: &AmqpSettings) -> Result<OwnedTLSConfig, BrokerError> {
+    use rustls::pki_types::{CertificateDer, pem::PemObject};
+    let path = settings.tls_ca_file.trim();
+    if path.is_empty() {
+        return Ok(OwnedTLSConfig::default());
+    }
+    let bad = |why: String| BrokerError::Tls(format!("amqp.tls_ca_file {path}: {why}"));
+    let pem = std::fs::read_to_string(path).map_err(|e| bad(e.to_string()))?;
+    let mut roots = rustls::RootCertStore::empty();
+    for cert in CertificateDer::pem_slice_iter(pem.as_bytes()) {
+        let cert = cert.map_err(|e| bad(e.to_string()))?;
+        roots.add(cert).map_err(|e| bad(e.to_string()))?;
+    }
+    if roots.is_empty() {
+        return Err(bad("no PEM certificate in the file".into()));
+    }
+    Ok(OwnedTLSConfig {
+        identity: None,
+        cert_chain: Some(pem),
+    })
+}
+
+/// The broker's host and port from an AMQP URL (`None` if it does not parse).
+pub fn address(url: &str) -> Option<(String, u16)> {
+    let uri: AMQPUri = url.parse().ok()?;
+    Some((uri.authority.host, uri.authority.port))
+}
+
+/// Whether the broker's port accepts a TCP connection within `within`.
+pub async fn reachable(host: &str, port: u16, within: Duration) -> bool {
+    matches!(
+        tokio::time::timeout(within, tokio::net::TcpStream::connect((host, port))).await,
+        Ok(Ok(_))
+    )
 }
 
 /// A server-named, exclusive, auto-deleted queue with a no-ack consumer on it: the private
@@ -127,6 +184,24 @@ mod tests {
             assert!(!e.is_retryable(), "{e}");
         }
         assert!(!BrokerError::Url("nope".into()).is_retryable());
+        assert!(!BrokerError::Tls("no such file".into()).is_retryable());
+    }
+
+    #[test]
+    fn a_missing_or_empty_ca_file_is_an_error_naming_it() {
+        let dir = std::env::temp_dir().join(format!("ros-amqp-tls-{}", uuid::Uuid::new_v4()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let empty = dir.join("empty.pem");
+        std::fs::write(&empty, "no certificate here\n").unwrap();
+        let mut settings = crate::config::Settings::load_from(&[]).unwrap().amqp;
+        assert_eq!(tls_config(&settings).unwrap(), OwnedTLSConfig::default());
+        for path in [empty, dir.join("missing.pem")] {
+            settings.tls_ca_file = path.display().to_string();
+            let e = tls_config(&settings).unwrap_err();
+            assert!(matches!(e, BrokerError::Tls(_)), "{e}");
+            assert!(e.to_string().contains(&settings.tls_ca_file), "{e}");
+        }
+        std::fs::remove_dir_all(dir).unwrap();
     }
 
     #[test]

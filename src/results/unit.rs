@@ -18,8 +18,11 @@ pub enum ReportDisposition {
         reason: &'static str,
         detail: String,
     },
-    /// The database is unavailable: requeue; the delivery limit ends the loop.
+    /// The database failed this report and retries ran out: requeue; the delivery limit
+    /// ends the loop.
     Requeue(String),
+    /// The database is unreachable: hold the delivery and try again once it answers.
+    Unavailable(String),
 }
 
 fn dead(reason: &'static str, detail: String, kind: &'static str) -> ReportDisposition {
@@ -40,12 +43,21 @@ pub struct Envelope<'a> {
     pub max_bytes: usize,
 }
 
+/// How the report's store call is bounded and retried.
+#[derive(Debug, Clone, Copy)]
+pub struct Patience {
+    /// In-place retries of a transient failure.
+    pub retries: usize,
+    /// The client-side deadline on each attempt.
+    pub deadline: Duration,
+}
+
 /// Handles one report delivery: its size and content type first, then the body.
 pub async fn process(
     store: &Store,
     clock: &crate::clock::Clock,
     envelope: &Envelope<'_>,
-    retries: usize,
+    patience: Patience,
 ) -> ReportDisposition {
     let Envelope {
         message_id,
@@ -83,7 +95,8 @@ pub async fn process(
         ));
         return dead(e.reason(), e.to_string(), kind);
     }
-    match record(store, clock, &report, retries).await {
+    match record(store, clock, &report, patience).await {
+        Err(e) if e.is_unreachable() => ReportDisposition::Unavailable(e.to_string()),
         Err(e) if e.is_retryable() => {
             tracing::warn!(error = %e, "report not recorded; requeued");
             ReportDisposition::Requeue(e.to_string())
@@ -120,15 +133,21 @@ async fn record(
     store: &Store,
     clock: &crate::clock::Clock,
     report: &Report,
-    retries: usize,
+    patience: Patience,
 ) -> Result<ReportOutcome, StoreError> {
     let policy = ExponentialBuilder::default()
         .with_jitter()
         .with_min_delay(Duration::from_millis(100))
         .with_max_delay(Duration::from_secs(5))
-        .with_max_times(retries);
-    (|| async { store.record_report(report, clock.now(), &Lifecycle).await })
-        .retry(policy)
-        .when(StoreError::is_retryable)
+        .with_max_times(patience.retries);
+    let call = || {
+        crate::store::bounded(
+            patience.deadline,
+            store.record_report(report, clock.now(), &Lifecycle),
+        )
+    };
+    // An unreachable database is waited out by the caller, not retried here.
+    call.retry(policy)
+        .when(|e| e.is_retryable() && !e.is_unreachable())
         .await
 }

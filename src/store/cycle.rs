@@ -13,7 +13,9 @@ use serde_json::json;
 use tokio_postgres::Transaction;
 use uuid::Uuid;
 
-const LOCK_TIMEOUT_SQL: &str = "SET LOCAL lock_timeout = '60s'";
+/// Below `database.statement_timeout_ms` (30 s by default), so a cycle queued behind its
+/// tenant's lock fails as `lock_not_available`, a retryable wait, not as a cancelled statement.
+const LOCK_TIMEOUT_SQL: &str = "SET LOCAL lock_timeout = '20s'";
 
 impl CycleStatus {
     pub fn as_str(self) -> &'static str {

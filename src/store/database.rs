@@ -2,8 +2,6 @@
 
 use super::{Store, StoreError};
 use crate::config::DatabaseSettings;
-use std::time::Duration;
-use tokio_postgres::NoTls;
 
 impl Store {
     /// Creates the database named in `settings.url` if it is missing, connecting to the
@@ -12,15 +10,14 @@ impl Store {
     pub async fn create_database_if_missing(
         settings: &DatabaseSettings,
     ) -> Result<bool, StoreError> {
-        let target: tokio_postgres::Config = settings.url.parse()?;
+        // The same TLS and timeouts as the pool.
+        let (target, tls) = super::pool::client_config(settings)?;
         let Some(name) = target.get_dbname().map(str::to_owned) else {
             return Ok(false);
         };
         let mut admin = target.clone();
-        admin
-            .dbname("postgres")
-            .connect_timeout(Duration::from_secs(settings.connect_timeout_secs.max(1)));
-        let (client, connection) = admin.connect(NoTls).await?;
+        admin.dbname("postgres");
+        let (client, connection) = admin.connect(tls).await?;
         let conn = tokio::spawn(connection);
         let exists = client
             .query_opt("SELECT 1 FROM pg_database WHERE datname = $1", &[&name])

@@ -21,6 +21,9 @@ pub enum StoreError {
     /// A stored row the store cannot read back (hand-edited or from a newer version).
     #[error("corrupt data: {0}")]
     Corrupt(String),
+    /// The client-side deadline passed with no answer (a blackholed link, a hung server).
+    #[error("database: no answer within {0:?}")]
+    Deadline(std::time::Duration),
 }
 
 impl From<deadpool_postgres::PoolError> for StoreError {
@@ -36,12 +39,32 @@ impl From<deadpool_postgres::PoolError> for StoreError {
 impl StoreError {
     /// Connection loss (08xxx, IO, closed), serialization failure (40001), deadlock (40P01),
     /// server shutdown or start-up (57P01/57P02/57P03), too many connections (53300), lock
-    /// timeout (55P03), pool timeout: worth retrying. Constraint violations and
+    /// timeout (55P03), statement timeout (57014), pool timeout, the client deadline: worth
+    /// retrying (the delivery limit still caps a trigger that keeps failing). Constraint violations and
     /// bad data are permanent.
     pub fn is_retryable(&self) -> bool {
         match self {
             StoreError::Db(e) => db_error_is_retryable(e),
-            StoreError::Pool(_) => true,
+            StoreError::Pool(_) | StoreError::Deadline(_) => true,
+            StoreError::Config(_) | StoreError::Migrate(_) | StoreError::Corrupt(_) => false,
+        }
+    }
+
+    /// The database cannot be reached at all (no connection, a lost or silent link, a server
+    /// shutting down or starting), as opposed to a failure of this one call (serialization,
+    /// deadlock, lock timeout). Callers wait such an outage out instead of spending retries.
+    pub fn is_unreachable(&self) -> bool {
+        match self {
+            StoreError::Pool(_) | StoreError::Deadline(_) => true,
+            StoreError::Db(e) => match e.code() {
+                Some(state) => {
+                    state.code().starts_with("08")
+                        || *state == SqlState::ADMIN_SHUTDOWN
+                        || *state == SqlState::CRASH_SHUTDOWN
+                        || *state == SqlState::CANNOT_CONNECT_NOW
+                }
+                None => db_error_is_retryable(e),
+            },
             StoreError::Config(_) | StoreError::Migrate(_) | StoreError::Corrupt(_) => false,
         }
     }
@@ -94,6 +117,11 @@ const CONDITIONS: &[(&str, &str)] = &[
 
 fn describe(e: &tokio_postgres::Error) -> String {
     let Some(db) = e.as_db_error() else {
+        if tls_refused(e) {
+            return "the server does not support TLS, but sslmode is require, verify-ca or \
+                    verify-full"
+                .into();
+        }
         let mut out = e.to_string();
         let mut source = e.source();
         while let Some(s) = source {
@@ -116,6 +144,13 @@ fn describe(e: &tokio_postgres::Error) -> String {
     out
 }
 
+/// The server answered SSLRequest with 'N' and TLS was not optional (tokio-postgres has no
+/// error kind to ask, only these words).
+fn tls_refused(e: &tokio_postgres::Error) -> bool {
+    e.source()
+        .is_some_and(|s| s.to_string() == "server does not support TLS")
+}
+
 fn db_error_is_retryable(e: &tokio_postgres::Error) -> bool {
     if let Some(state) = e.code() {
         let code = state.code();
@@ -126,9 +161,11 @@ fn db_error_is_retryable(e: &tokio_postgres::Error) -> bool {
             || *state == SqlState::CRASH_SHUTDOWN
             || *state == SqlState::CANNOT_CONNECT_NOW
             || *state == SqlState::TOO_MANY_CONNECTIONS
-            || *state == SqlState::LOCK_NOT_AVAILABLE; // lock_timeout while queued
+            || *state == SqlState::LOCK_NOT_AVAILABLE // lock_timeout while queued
+            || *state == SqlState::QUERY_CANCELED; // statement_timeout: load, worth one more go
     }
-    if e.is_closed() {
+    // Like any failed connect: the server, not the work, is at fault.
+    if e.is_closed() || tls_refused(e) {
         return true;
     }
     // A connect timeout or a reset socket arrives as an io::Error somewhere in the chain.
@@ -151,6 +188,14 @@ mod tests {
         assert!(!StoreError::Corrupt("x".into()).is_retryable());
         assert!(!StoreError::Migrate("x".into()).is_retryable());
         assert!(StoreError::Pool("timeout".into()).is_retryable());
+    }
+
+    #[test]
+    fn a_silent_link_is_unreachable_and_bad_data_is_not() {
+        let d = StoreError::Deadline(std::time::Duration::from_secs(1));
+        assert!(d.is_retryable() && d.is_unreachable());
+        assert!(StoreError::Pool("timeout".into()).is_unreachable());
+        assert!(!StoreError::Corrupt("x".into()).is_unreachable());
     }
 
     #[test]

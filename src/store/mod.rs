@@ -15,6 +15,7 @@ mod migrate;
 mod outbox;
 mod pool;
 mod reports;
+mod tls;
 mod views;
 mod watch;
 
@@ -36,7 +37,21 @@ pub use watch::{Evaluation, StoredEvaluation, WatchDecision, WatchFacts, WatchPo
 
 use crate::contract::{DateRange, KernelError, KernelInput, KernelOutput, Levers, Trigger};
 use chrono::{DateTime, Utc};
+use std::future::Future;
+use std::time::Duration;
 use uuid::Uuid;
+
+/// Runs a store call under a client-side deadline. Server-side timeouts cannot fire when the
+/// link is silent (a blackhole, a proxy that stopped forwarding), so long-lived callers bound
+/// every call with this; a dropped call leaves its transaction to the server to roll back.
+pub async fn bounded<T>(
+    deadline: Duration,
+    call: impl Future<Output = Result<T, StoreError>>,
+) -> Result<T, StoreError> {
+    tokio::time::timeout(deadline, call)
+        .await
+        .unwrap_or(Err(StoreError::Deadline(deadline)))
+}
 
 /// A message the outbox will publish. Built by the worker, stored and relayed verbatim.
 #[derive(Debug, Clone, PartialEq)]

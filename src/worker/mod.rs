@@ -1,6 +1,7 @@
 //! One unit of work (`unit`: decode → cycle in the store → ack → relay), kept apart from the
 //! loop that drives it (`run`), the outbox relay (`relay`) and the message plan (`plan`).
 
+pub mod health;
 pub mod ops;
 pub mod plan;
 pub mod policy;
@@ -8,10 +9,11 @@ pub mod relay;
 pub mod run;
 pub mod unit;
 
+pub use health::WorkerStatus;
 pub use plan::{PlanContext, Planner};
 pub use policy::{Rules, TriggerPolicy};
 pub use relay::Relay;
-pub use run::{HookAction, Hooks, Worker, WorkerStatus};
+pub use run::{HookAction, Hooks, Worker};
 pub use unit::{Context, Disposition, Incoming, Processed};
 
 use crate::broker::BrokerError;
@@ -51,6 +53,11 @@ impl Failure {
             | Failure::UnknownTenant(_)
             | Failure::Panic(_) => false,
         }
+    }
+
+    /// The database could not be reached: the unit holds its delivery until it can be.
+    pub fn is_unreachable(&self) -> bool {
+        matches!(self, Failure::Store(e) if e.is_unreachable())
     }
 
     /// Short label for logs and metrics, and the `x-revenue-os-reason` of a dead letter.

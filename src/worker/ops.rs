@@ -1,5 +1,6 @@
-//! Ops endpoints on `http.listen`: `/healthz` (alive), `/readyz` (database and broker
-//! connected), `/metrics` (Prometheus text).
+//! Ops endpoints on `http.listen`: `/healthz` (not wedged), `/readyz` (database and broker
+//! answered lately), `/metrics` (Prometheus text). Health and readiness answer from the
+//! state the worker keeps (`WorkerStatus`), never by waiting on a dependency.
 
 use super::WorkerStatus;
 use crate::store::Store;
@@ -8,8 +9,8 @@ use axum::extract::State;
 use axum::http::StatusCode;
 use axum::routing::get;
 use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
-use std::sync::atomic::Ordering;
 use std::sync::{Arc, OnceLock};
+use std::time::Duration;
 use tokio_util::sync::CancellationToken;
 
 static HANDLE: OnceLock<Option<PrometheusHandle>> = OnceLock::new();
@@ -37,40 +38,40 @@ pub struct OpsState {
     pub store: Store,
     pub status: Arc<WorkerStatus>,
     pub metrics: Option<PrometheusHandle>,
+    /// `worker.wedged_after_secs`.
+    pub wedged_after: Duration,
 }
 
-/// Liveness: the process answers.
+/// Liveness: the consume loop, the relay and running triggers are moving.
 pub const HEALTHZ: &str = "/healthz";
-/// Readiness: the database answers and the broker session is up.
+/// Readiness: the database and the broker answered within the last few seconds.
 pub const READYZ: &str = "/readyz";
 /// Prometheus text format.
 pub const METRICS: &str = "/metrics";
 
 pub fn router(state: OpsState) -> Router {
     Router::new()
-        .route(HEALTHZ, get(|| async { "ok\n" }))
+        .route(HEALTHZ, get(healthz))
         .route(READYZ, get(readyz))
         .route(METRICS, get(metrics))
         .with_state(state)
 }
 
 async fn readyz(State(s): State<OpsState>) -> (StatusCode, String) {
-    let db = s.store.ping().await;
-    let mq = s.status.broker_connected.load(Ordering::Relaxed);
-    let body = format!(
-        "database: {}\nbroker: {}\n",
-        match &db {
-            Ok(()) => "ok".to_owned(),
-            Err(e) => format!("down ({e})"),
-        },
-        if mq { "ok" } else { "down" }
-    );
-    let code = if db.is_ok() && mq {
+    let (ready, body) = s.status.snapshot().readiness();
+    let code = if ready {
         StatusCode::OK
     } else {
         StatusCode::SERVICE_UNAVAILABLE
     };
     (code, body)
+}
+
+async fn healthz(State(s): State<OpsState>) -> (StatusCode, String) {
+    match s.status.snapshot().liveness(s.wedged_after) {
+        Ok(()) => (StatusCode::OK, "ok\n".into()),
+        Err(why) => (StatusCode::SERVICE_UNAVAILABLE, format!("wedged: {why}\n")),
+    }
 }
 
 async fn metrics(State(s): State<OpsState>) -> (StatusCode, String) {

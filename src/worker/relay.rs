@@ -2,9 +2,10 @@
 //! them published on the broker's ack, and leaves them pending (with a backoff) on a nack, a
 //! return or a lost connection. The sweeper re-publishes whatever stays pending.
 
+use super::health::WorkerStatus;
 use super::plan::to_outgoing;
 use crate::broker::{BrokerError, ConfirmedPublisher};
-use crate::store::{OutboxRow, Store};
+use crate::store::{OutboxRow, Store, StoreError, bounded};
 use crate::telemetry::metrics;
 use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex};
@@ -38,6 +39,12 @@ pub struct Relay {
     store: Store,
     pub publisher: PublisherSlot,
     sweep_every: Duration,
+    /// The deadline on each store call (`database.call_timeout_secs`).
+    deadline: Duration,
+    status: Arc<WorkerStatus>,
+    /// Sweep everything now (a new broker session: what the outage left pending goes out at
+    /// once instead of at the next interval).
+    kick: tokio::sync::Notify,
     /// Rows being published by this process right now (unit relay vs sweeper).
     in_flight: Mutex<HashSet<i64>>,
     /// Earliest next attempt of rows that failed.
@@ -52,15 +59,42 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 }
 
 impl Relay {
-    pub fn new(store: Store, sweep_every: Duration) -> Self {
+    pub fn new(
+        store: Store,
+        sweep_every: Duration,
+        deadline: Duration,
+        status: Arc<WorkerStatus>,
+    ) -> Self {
         Self {
             store,
             publisher: PublisherSlot::default(),
             sweep_every,
+            deadline,
+            status,
+            kick: tokio::sync::Notify::new(),
             in_flight: Mutex::new(HashSet::new()),
             not_before: Mutex::new(HashMap::new()),
             seen: Mutex::new(HashSet::new()),
         }
+    }
+
+    /// Asks the sweeper to sweep every pending row now.
+    pub fn kick(&self) {
+        self.kick.notify_one();
+    }
+
+    /// A store call under the deadline; an unreachable database shuts the worker's gate.
+    async fn call<T>(
+        &self,
+        f: impl std::future::Future<Output = Result<T, StoreError>>,
+    ) -> Result<T, StoreError> {
+        let r = bounded(self.deadline, f).await;
+        match &r {
+            Ok(_) => self.status.db_answered(),
+            Err(e) if e.is_unreachable() => self.status.report_unreachable(e),
+            Err(_) => {}
+        }
+        r
     }
 
     fn backoff(&self, attempts: i32) -> Duration {
@@ -121,8 +155,7 @@ impl Relay {
                     let wait = self.backoff(row.attempts + 1);
                     lock(&self.not_before).insert(row.id, Instant::now() + wait);
                     if let Err(e2) = self
-                        .store
-                        .record_publish_failure(row.id, &e.to_string())
+                        .call(self.store.record_publish_failure(row.id, &e.to_string()))
                         .await
                     {
                         tracing::warn!(outbox_id = row.id, error = %e2, "could not record publish failure");
@@ -130,7 +163,7 @@ impl Relay {
                 }
             }
         }
-        match self.store.mark_published_many(&confirmed).await {
+        match self.call(self.store.mark_published_many(&confirmed)).await {
             Ok(lags) => lags.into_iter().for_each(metrics::outbox_lag),
             // The rows stay pending and are published again later; executors dedupe on
             // message_id.
@@ -149,13 +182,13 @@ impl Relay {
     /// One sweep. `all` skips the ageing rule (start-up and shutdown flush). `None`: pending
     /// rows but no broker session to publish them on, so nothing was tried.
     pub async fn sweep(&self, all: bool) -> Result<Option<RelayReport>, crate::store::StoreError> {
-        let (pending, oldest) = self.store.outbox_backlog().await?;
+        let (pending, oldest) = self.call(self.store.outbox_backlog()).await?;
         metrics::outbox_backlog(pending, oldest);
         if pending == 0 {
             *lock(&self.seen) = HashSet::new();
             return Ok(Some(RelayReport::default()));
         }
-        let rows = self.store.pending_outbox(SWEEP_LIMIT).await?;
+        let rows = self.call(self.store.pending_outbox(SWEEP_LIMIT)).await?;
         if self.publisher.current().await.is_none() {
             // Rows keep their age for the next sweep.
             return Ok(None);
@@ -177,8 +210,7 @@ impl Relay {
         // Other workers sweep the same outbox: publish only the rows this one claimed.
         let ids: Vec<i64> = due.iter().map(|r| r.id).collect();
         let won: HashSet<i64> = self
-            .store
-            .claim_outbox(&ids, CLAIM_TTL)
+            .call(self.store.claim_outbox(&ids, CLAIM_TTL))
             .await?
             .into_iter()
             .collect();
@@ -196,19 +228,26 @@ impl Relay {
 
     /// Sweeps every interval until `stop`. The first sweep takes every row (those a crash left
     /// pending); it is retried every 200 ms until the broker session is up and it really ran.
+    /// A kick (a new session) makes the next sweep a full one, at once. While the database is
+    /// unreachable the sweeper waits for it instead of failing every interval.
     pub async fn run_sweeper(self: Arc<Self>, stop: tokio_util::sync::CancellationToken) {
         let mut first = true;
         loop {
+            self.status.sweep_ticked();
             let mut wait = self.sweep_every;
-            match self.sweep(first).await {
-                Ok(Some(_)) => first = false,
-                Ok(None) if first => wait = wait.min(Duration::from_millis(200)),
-                Ok(None) => {}
-                Err(e) => tracing::warn!(error = %e, "outbox sweep failed"),
+            if !self.status.db_down() {
+                match self.sweep(first).await {
+                    Ok(Some(_)) => first = false,
+                    Ok(None) if first => wait = wait.min(Duration::from_millis(200)),
+                    Ok(None) => {}
+                    Err(e) if e.is_unreachable() => first = true,
+                    Err(e) => tracing::warn!(error = %e, "outbox sweep failed"),
+                }
             }
             tokio::select! {
                 _ = stop.cancelled() => return,
                 _ = tokio::time::sleep(wait) => {}
+                _ = self.kick.notified() => first = true,
             }
         }
     }

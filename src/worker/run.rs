@@ -2,6 +2,7 @@
 //! hand each delivery to a unit on its own task, rebuild the session with backoff when it
 //! breaks, and shut down gracefully.
 
+use super::health::WorkerStatus;
 use super::relay::Relay;
 use super::unit::{self, Context, Disposition, Incoming, Processed};
 use super::{Failure, Planner, Rules};
@@ -19,7 +20,6 @@ use lapin::options::{
 use lapin::types::FieldTable;
 use lapin::{Channel, Connection, Consumer};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
@@ -41,12 +41,6 @@ pub type BeforeCycle = Arc<dyn Fn(&Incoming) + Send + Sync>;
 pub struct Hooks {
     pub before_cycle: Option<BeforeCycle>,
     pub after_commit: Option<AfterCommit>,
-}
-
-/// What `/readyz` reads.
-#[derive(Debug, Default)]
-pub struct WorkerStatus {
-    pub broker_connected: AtomicBool,
 }
 
 pub struct Worker {
@@ -76,6 +70,50 @@ enum End {
 /// A stalled broker (memory or disk alarm) may never answer a close; shutdown must not hang.
 const CLOSE_TIMEOUT: Duration = Duration::from_secs(5);
 
+/// How long the broker may stay silent (no probe answered, no delivery) before the session
+/// counts as broken: seconds, not the two missed heartbeats lapin waits for.
+const BROKER_SILENT: Duration = Duration::from_secs(10);
+
+/// A `basic.qos` round trip on the consume channel, at most one in flight, off the loop so a
+/// link busy with big deliveries delays the answer without stalling the loop.
+#[derive(Default)]
+struct BrokerProbe(Option<tokio::task::JoinHandle<Result<(), lapin::Error>>>);
+
+impl BrokerProbe {
+    fn tick(&mut self, ch: &Channel, prefetch: u16, status: &WorkerStatus) -> Result<(), String> {
+        if let Some(p) = &self.0
+            && p.is_finished()
+        {
+            match self.0.take().map(futures_util::FutureExt::now_or_never) {
+                Some(Some(Ok(Ok(())))) => status.broker_answered(),
+                Some(Some(Ok(Err(e)))) => return Err(format!("broker probe failed: {e}")),
+                _ => {}
+            }
+        }
+        if self.0.is_none() {
+            let ch = ch.clone();
+            self.0 = Some(tokio::spawn(async move {
+                ch.basic_qos(prefetch, BasicQosOptions::default()).await
+            }));
+        }
+        match status.snapshot().broker_ok_age {
+            Some(age) if age > BROKER_SILENT => Err(format!(
+                "broker silent for {:.0}s (no probe answer, no delivery)",
+                age.as_secs_f64()
+            )),
+            _ => Ok(()),
+        }
+    }
+}
+
+impl Drop for BrokerProbe {
+    fn drop(&mut self) {
+        if let Some(p) = self.0.take() {
+            p.abort();
+        }
+    }
+}
+
 fn reconnect_policy() -> ExponentialBuilder {
     ExponentialBuilder::default()
         .with_jitter()
@@ -94,7 +132,9 @@ impl Worker {
         );
         let sweep = Duration::from_secs(settings.worker.outbox_sweep_secs.max(1));
         let name = broker::connection_name(&settings.amqp.prefix, "worker");
-        let relay = Arc::new(Relay::new(store.clone(), sweep));
+        let status = Arc::new(WorkerStatus::default());
+        let deadline = settings.database.call_timeout();
+        let relay = Arc::new(Relay::new(store.clone(), sweep, deadline, status.clone()));
         Self {
             ctx: Arc::new(Context {
                 store,
@@ -104,7 +144,7 @@ impl Worker {
                 planner: Planner::new(topology),
             }),
             relay,
-            status: Arc::new(WorkerStatus::default()),
+            status,
             hooks: Hooks::default(),
             name,
         }
@@ -137,14 +177,27 @@ impl Worker {
         self.ctx.planner.topology()
     }
 
+    /// Opens a session within `amqp.connect_timeout_secs`: a broker that accepts TCP but
+    /// never finishes the handshake costs one bounded attempt, not a silent hang.
     async fn open(&self) -> Result<Session, BrokerError> {
+        let deadline = Duration::from_secs(self.ctx.settings.amqp.connect_timeout_secs.max(1));
+        tokio::time::timeout(deadline, self.open_unbounded())
+            .await
+            .unwrap_or(Err(BrokerError::Timeout("broker connect and handshake")))
+    }
+
+    async fn open_unbounded(&self) -> Result<Session, BrokerError> {
         let settings = &self.ctx.settings.amqp;
         let conn = broker::connect(settings, &self.name).await?;
         let setup = conn.create_channel().await?;
         self.topology().declare(&setup).await?;
         let _ = setup.close(200, "declared".into()).await;
         let publisher = Arc::new(ConfirmedPublisher::open(&conn).await?);
+        // A body past the limit is dropped by lapin as it arrives (vendor/lapin/PATCH.md): a
+        // prefetch window of oversized messages costs the limit each, not their size.
+        let keep = Some(settings.max_message_bytes.saturating_add(1));
         let consume = conn.create_channel().await?;
+        consume.set_max_body_size(keep);
         consume
             .basic_qos(settings.concurrency.max(1), BasicQosOptions::default())
             .await?;
@@ -157,6 +210,7 @@ impl Worker {
             )
             .await?;
         let results = conn.create_channel().await?;
+        results.set_max_body_size(keep);
         results
             .basic_qos(settings.results_prefetch.max(1), BasicQosOptions::default())
             .await?;
@@ -189,18 +243,27 @@ impl Worker {
             tokio::spawn(watch_loop(
                 self.ctx.clone(),
                 self.relay.clone(),
+                self.status.clone(),
                 Duration::from_secs(watch_every),
                 stop_sweeper.clone(),
             ))
         });
+        let prober = tokio::spawn(probe_database(
+            self.ctx.store.clone(),
+            self.status.clone(),
+            stop_sweeper.clone(),
+        ));
         let mut tasks: JoinSet<()> = JoinSet::new();
         let mut backoff = reconnect_policy().build();
         let mut session: Option<Session> = None;
         let mut fatal = None;
+        let mut attempt = 0u32;
+        let broker_addr = broker::address(&self.ctx.settings.amqp.url);
         loop {
             if shutdown.is_cancelled() {
                 break;
             }
+            attempt += 1;
             let mut s = match self.open().await {
                 Ok(s) => s,
                 Err(e) if !e.is_retryable() => {
@@ -210,20 +273,25 @@ impl Worker {
                 }
                 Err(e) => {
                     let wait = backoff.next().unwrap_or(Duration::from_secs(15));
-                    tracing::warn!(error = %e, ?wait, "broker session failed to open; retrying");
-                    tokio::select! {
-                        _ = shutdown.cancelled() => break,
-                        _ = tokio::time::sleep(wait) => continue,
+                    tracing::warn!(error = %e, attempt, ?wait, "broker session failed to open; retrying");
+                    match pause(wait, broker_addr.as_ref(), e.is_refused(), &shutdown).await {
+                        Pause::Shutdown => break,
+                        Pause::Elapsed => {}
+                        Pause::Reachable => backoff = reconnect_policy().build(),
                     }
+                    continue;
                 }
             };
             tracing::info!(connection = %self.name, queue = %self.topology().triggers_queue,
-                prefetch = self.ctx.settings.amqp.concurrency, "consuming triggers");
+                prefetch = self.ctx.settings.amqp.concurrency, attempt, "consuming triggers");
+            attempt = 0;
             self.relay.publisher.set(Some(s.publisher.clone())).await;
-            self.status.broker_connected.store(true, Ordering::Relaxed);
+            self.status.set_broker_connected(true);
+            // What the outage left in the outbox goes out now, not at the next interval.
+            self.relay.kick();
             let opened = Instant::now();
             let end = self.consume(&mut s, &mut tasks, &shutdown).await;
-            self.status.broker_connected.store(false, Ordering::Relaxed);
+            self.status.set_broker_connected(false);
             match end {
                 End::Shutdown => {
                     session = Some(s);
@@ -240,9 +308,10 @@ impl Worker {
                     }
                     let wait = backoff.next().unwrap_or(Duration::from_secs(15));
                     tracing::warn!(reason = %why, ?wait, "broker session broke; rebuilding");
-                    tokio::select! {
-                        _ = shutdown.cancelled() => break,
-                        _ = tokio::time::sleep(wait) => {}
+                    match pause(wait, broker_addr.as_ref(), false, &shutdown).await {
+                        Pause::Shutdown => break,
+                        Pause::Elapsed => {}
+                        Pause::Reachable => backoff = reconnect_policy().build(),
                     }
                 }
             }
@@ -251,6 +320,7 @@ impl Worker {
         if let Some(w) = watcher {
             let _ = w.await;
         }
+        let _ = prober.await;
         fatal.map_or(Ok(()), |e| Err(Failure::Broker(e)))
     }
 
@@ -262,11 +332,19 @@ impl Worker {
     ) -> End {
         let mut health = tokio::time::interval(Duration::from_secs(1));
         let mut in_order = SubjectOrder::default();
+        let status = self.status.clone();
+        let prefetch = self.ctx.settings.amqp.concurrency.max(1);
+        let mut probe = BrokerProbe::default();
         loop {
+            // While the database is unreachable nothing more is taken from the consumers: the
+            // deliveries stay with lapin and the broker, uncounted, until it answers again.
+            let open = !status.db_down();
             tokio::select! {
                 _ = shutdown.cancelled() => return End::Shutdown,
                 Some(_) = tasks.join_next(), if !tasks.is_empty() => {}
+                _ = status.db_up(), if !open => {}
                 _ = health.tick() => {
+                    status.loop_ticked();
                     if !s.conn.status().connected() {
                         return End::Broken("connection is no longer connected".into());
                     }
@@ -282,9 +360,13 @@ impl Worker {
                     if !s.publisher.is_usable() {
                         return End::Broken("publisher channel unusable".into());
                     }
+                    if let Err(why) = probe.tick(&s.consume, prefetch, &status) {
+                        return End::Broken(why);
+                    }
                 }
-                next = s.consumer.next() => match next {
+                next = s.consumer.next(), if open => match next {
                     Some(Ok(d)) => {
+                        status.broker_answered();
                         // Every log line of this delivery, the store's and the relay's
                         // included, carries these ids; the unit fills in tenant and cycle.
                         let span = tracing::info_span!(
@@ -297,6 +379,7 @@ impl Worker {
                             handle(
                                 self.ctx.clone(),
                                 self.relay.clone(),
+                                self.status.clone(),
                                 self.hooks.clone(),
                                 s.conn.clone(),
                                 s.publisher.clone(),
@@ -310,8 +393,9 @@ impl Worker {
                     // that is a failure like any other.
                     None => return End::Broken("consumer stream ended".into()),
                 },
-                next = s.results_consumer.next() => match next {
+                next = s.results_consumer.next(), if open => match next {
                     Some(Ok(d)) => {
+                        status.broker_answered();
                         let span = tracing::info_span!(
                             "report",
                             message_id = %d.properties.message_id().as_ref().map_or("", |m| m.as_str()),
@@ -322,10 +406,11 @@ impl Worker {
                         let max = self.ctx.settings.amqp.max_message_bytes;
                         let after = in_order.next(subject_of(&d.data, max));
                         let (ctx, publisher) = (self.ctx.clone(), s.publisher.clone());
+                        let status = self.status.clone();
                         tasks.spawn(
                             async move {
                                 let done = after.wait().await;
-                                handle_report(ctx, publisher, d).await;
+                                handle_report(ctx, status, publisher, d).await;
                                 done.finish();
                             }
                             .instrument(span),
@@ -417,6 +502,7 @@ fn incoming(d: &mut Delivery) -> Incoming {
 async fn handle(
     ctx: Arc<Context>,
     relay: Arc<Relay>,
+    status: Arc<WorkerStatus>,
     hooks: Hooks,
     conn: Arc<Connection>,
     publisher: Arc<ConfirmedPublisher>,
@@ -426,17 +512,32 @@ async fn handle(
     if inc.redelivered {
         metrics::redelivery();
     }
-    let (c2, i2, before) = (ctx.clone(), inc.clone(), hooks.before_cycle.clone());
-    let work = async move {
-        if let Some(h) = before {
-            h(&i2);
+    let processed = loop {
+        let running = status.unit_started();
+        let (c2, i2, before) = (ctx.clone(), inc.clone(), hooks.before_cycle.clone());
+        let work = async move {
+            if let Some(h) = before {
+                h(&i2);
+            }
+            unit::process(&c2, &i2).await
         }
-        unit::process(&c2, &i2).await
-    }
-    .in_current_span();
-    let processed = match unit::guarded(work).await {
-        Ok(p) => p,
-        Err(what) => unit::panicked(&ctx, &inc, what),
+        .in_current_span();
+        let processed = match unit::guarded(work).await {
+            Ok(p) => p,
+            Err(what) => unit::panicked(&ctx, &inc, what),
+        };
+        drop(running);
+        match &processed.disposition {
+            // Held, not requeued: the delivery count stays where it is.
+            Disposition::Unavailable(why) => {
+                status.report_unreachable(why);
+                status.db_up().await;
+            }
+            _ => {
+                status.db_answered();
+                break processed;
+            }
+        }
     };
     if processed.committed
         && let Some(hook) = &hooks.after_commit
@@ -458,6 +559,7 @@ async fn handle(
         // reject, not nack: RabbitMQ 4.3+ may not count a requeuing nack toward the delivery
         // limit, and the limit is what dead-letters a trigger that keeps failing.
         Disposition::Requeue(_) => d.acker.reject(BasicRejectOptions { requeue: true }).await,
+        Disposition::Unavailable(_) => unreachable_disposition(),
     };
     match acked {
         Ok(true) => {}
@@ -483,9 +585,17 @@ async fn handle(
     }
 }
 
+/// The loops above never leave with `Unavailable`; settle nothing if one ever did.
+fn unreachable_disposition() -> Result<bool, lapin::Error> {
+    Ok(false)
+}
+
 /// Moves a dead delivery to `exchange` as a copy carrying why (`x-revenue-os-reason`,
 /// `x-revenue-os-detail`), and acks the original only once the broker confirmed the copy;
-/// an unconfirmed copy requeues the original, so nothing is lost either way.
+/// an unconfirmed copy requeues the original, so nothing is lost either way. A `too_large`
+/// body was cut by lapin, so a copy would lose it: that one is rejected instead, and the
+/// queue's dead-letter exchange moves the original, whole (`x-first-death-reason: rejected`,
+/// which `dlq list` shows as `too_large`).
 async fn dead_letter(
     publisher: &ConfirmedPublisher,
     d: &Delivery,
@@ -494,6 +604,9 @@ async fn dead_letter(
     detail: &str,
     body: Vec<u8>,
 ) -> Result<bool, lapin::Error> {
+    if reason == crate::broker::dlq::UNREAD {
+        return d.acker.reject(BasicRejectOptions { requeue: false }).await;
+    }
     let copy = dead_letter_copy(d, exchange, reason, detail, body);
     match publisher.publish(&copy).await {
         Ok(()) => d.acker.ack(BasicAckOptions::default()).await,
@@ -507,18 +620,41 @@ async fn dead_letter(
 /// One report delivery: record it, then ack; an unusable one is copied to the results dead
 /// queue with its reason (`x-revenue-os-reason`) and acked only once the broker confirmed
 /// the copy, so nothing is lost.
-async fn handle_report(ctx: Arc<Context>, publisher: Arc<ConfirmedPublisher>, mut d: Delivery) {
+async fn handle_report(
+    ctx: Arc<Context>,
+    status: Arc<WorkerStatus>,
+    publisher: Arc<ConfirmedPublisher>,
+    mut d: Delivery,
+) {
     let p = &d.properties;
     let message_id = p.message_id().as_ref().map(|m| m.to_string());
     let content_type = p.content_type().as_ref().map(|t| t.to_string());
-    let retries = ctx.settings.worker.retry_max_attempts;
-    let envelope = crate::results::Envelope {
-        message_id: message_id.as_deref(),
-        content_type: content_type.as_deref(),
-        body: &d.data,
-        max_bytes: ctx.settings.amqp.max_message_bytes,
+    let patience = crate::results::Patience {
+        retries: ctx.settings.worker.retry_max_attempts,
+        deadline: ctx.settings.database.call_timeout(),
     };
-    let disposition = crate::results::process(&ctx.store, &ctx.clock, &envelope, retries).await;
+    let disposition = loop {
+        let envelope = crate::results::Envelope {
+            message_id: message_id.as_deref(),
+            content_type: content_type.as_deref(),
+            body: &d.data,
+            max_bytes: ctx.settings.amqp.max_message_bytes,
+        };
+        let running = status.unit_started();
+        let disposition =
+            crate::results::process(&ctx.store, &ctx.clock, &envelope, patience).await;
+        drop(running);
+        match disposition {
+            ReportDisposition::Unavailable(why) => {
+                status.report_unreachable(&why);
+                status.db_up().await;
+            }
+            other => {
+                status.db_answered();
+                break other;
+            }
+        }
+    };
     let settled = match disposition {
         ReportDisposition::Ack => d.acker.ack(BasicAckOptions::default()).await,
         ReportDisposition::Requeue(_) => d.acker.reject(BasicRejectOptions { requeue: true }).await,
@@ -527,6 +663,7 @@ async fn handle_report(ctx: Arc<Context>, publisher: Arc<ConfirmedPublisher>, mu
             let exchange = &ctx.planner.topology().results_dead_letter_exchange;
             dead_letter(&publisher, &d, exchange, reason, &detail, body).await
         }
+        ReportDisposition::Unavailable(_) => unreachable_disposition(),
     };
     if let Err(e) = settled {
         tracing::warn!(error = %e, "settling the report failed; the broker redelivers it");
@@ -656,6 +793,7 @@ impl Done {
 async fn watch_loop(
     ctx: Arc<Context>,
     relay: Arc<Relay>,
+    status: Arc<WorkerStatus>,
     every: Duration,
     stop: CancellationToken,
 ) {
@@ -664,27 +802,144 @@ async fn watch_loop(
     };
     let mut tick = tokio::time::interval(every);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let deadline = ctx.settings.database.call_timeout();
     loop {
         tokio::select! {
             _ = stop.cancelled() => return,
             _ = tick.tick() => {}
         }
-        match crate::watchdog::sweep(&ctx.store, &watchdog, None).await {
+        if status.db_down() {
+            continue;
+        }
+        let swept = crate::watchdog::sweep(&ctx.store, &watchdog, None);
+        match crate::store::bounded(deadline * 4, swept).await {
             Ok(done) => {
                 let rows: Vec<_> = done.into_iter().flat_map(|w| w.outbox).collect();
                 if !rows.is_empty() {
                     relay.publish(rows).await;
                 }
             }
+            Err(e) if e.is_unreachable() => {
+                status.report_unreachable(&e);
+                continue;
+            }
             Err(e) => tracing::warn!(error = %e, "watchdog sweep failed; the next one retries"),
         }
-        if let Ok(secs) = ctx.store.oldest_overdue_evaluation_secs().await {
+        let overdue = ctx.store.oldest_overdue_evaluation_secs();
+        if let Ok(secs) = crate::store::bounded(deadline, overdue).await {
             metrics::watchdog_overdue(secs);
         }
         // Held actions past their time expire (or are superseded by a newer cycle).
         let ttl = ctx.settings.approval.ttl_hours;
-        if let Err(e) = crate::approvals::sweep(&ctx.store, ttl, ctx.clock.now()).await {
+        let expire = crate::approvals::sweep(&ctx.store, ttl, ctx.clock.now());
+        if let Err(e) = crate::store::bounded(deadline, expire).await {
             tracing::warn!(error = %e, "approval expiry sweep failed; the next one retries");
+        }
+    }
+}
+
+/// How a wait between broker attempts ended.
+enum Pause {
+    Shutdown,
+    Elapsed,
+    /// The broker's port refused connections during the wait and now accepts them: it came
+    /// back, so retry at once with a fresh backoff.
+    Reachable,
+}
+
+/// Waits `wait` before the next broker attempt, watching the broker's TCP port meanwhile, so
+/// that a restarted broker is used within a fraction of a second rather than at the end of a
+/// wait chosen during the outage. `refused`: the last attempt found the port closed.
+async fn pause(
+    wait: Duration,
+    addr: Option<&(String, u16)>,
+    refused: bool,
+    shutdown: &CancellationToken,
+) -> Pause {
+    let until = tokio::time::Instant::now() + wait;
+    let mut was_closed = refused;
+    loop {
+        let step = until.saturating_duration_since(tokio::time::Instant::now());
+        if step.is_zero() {
+            return Pause::Elapsed;
+        }
+        tokio::select! {
+            _ = shutdown.cancelled() => return Pause::Shutdown,
+            _ = tokio::time::sleep(step.min(Duration::from_millis(250))) => {}
+        }
+        if let Some((host, port)) = addr {
+            let open = broker::reachable(host, *port, Duration::from_millis(500)).await;
+            if open && was_closed {
+                tracing::info!("broker accepts connections again; reconnecting now");
+                return Pause::Reachable;
+            }
+            was_closed |= !open;
+        }
+    }
+}
+
+/// Keeps the database's last answer fresh for `/readyz` and, while the gate is shut, probes
+/// with backoff until the database answers, then opens it. One line when an outage starts
+/// (written by whoever found it), one a minute while it lasts, one when it ends.
+async fn probe_database(store: Store, status: Arc<WorkerStatus>, stop: CancellationToken) {
+    const EVERY: Duration = Duration::from_secs(1);
+    const PING: Duration = Duration::from_secs(2);
+    let probe_backoff = || {
+        ExponentialBuilder::default()
+            .with_min_delay(Duration::from_millis(250))
+            .with_max_delay(Duration::from_secs(5))
+            .without_max_times()
+            .build()
+    };
+    let mut backoff = probe_backoff();
+    let mut outage: Option<(Instant, u32, Instant)> = None;
+    loop {
+        let wait = match outage {
+            None => {
+                let fresh = status.snapshot().db_ok_age.is_some_and(|a| a < EVERY);
+                if !fresh && !status.db_down() {
+                    match crate::store::bounded(PING, store.ping()).await {
+                        Ok(()) => status.db_answered(),
+                        Err(e) if e.is_unreachable() => status.report_unreachable(&e),
+                        Err(e) => tracing::warn!(error = %e, "database probe failed"),
+                    }
+                }
+                if status.db_down() {
+                    let now = Instant::now();
+                    outage = Some((now, 0, now));
+                    Duration::ZERO
+                } else {
+                    EVERY
+                }
+            }
+            Some((since, tries, logged)) => match crate::store::bounded(PING, store.ping()).await {
+                Ok(()) => {
+                    status.db_answered();
+                    tracing::info!(
+                        down_secs = since.elapsed().as_secs(),
+                        probes = tries + 1,
+                        "database answers again; consumption resumed"
+                    );
+                    outage = None;
+                    backoff = probe_backoff();
+                    EVERY
+                }
+                Err(e) => {
+                    let mut logged = logged;
+                    if logged.elapsed() >= Duration::from_secs(60) {
+                        tracing::warn!(error = %e, down_secs = since.elapsed().as_secs(),
+                                probes = tries + 1, "database still unreachable");
+                        logged = Instant::now();
+                    }
+                    outage = Some((since, tries + 1, logged));
+                    backoff.next().unwrap_or(Duration::from_secs(5))
+                }
+            },
+        };
+        tokio::select! {
+            _ = stop.cancelled() => return,
+            _ = tokio::time::sleep(wait) => {}
+            _ = status.db_lost(), if outage.is_none() => {}
         }
     }
 }

@@ -51,6 +51,9 @@ pub enum Disposition {
     },
     /// Transient and out of retries: nack with requeue; the delivery limit ends the loop.
     Requeue(String),
+    /// The database is unreachable: keep the delivery unsettled and run it again once the
+    /// database answers, so an outage does not count against the delivery limit.
+    Unavailable(String),
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -68,7 +71,9 @@ pub struct Processed {
 
 impl Processed {
     fn failed(f: &Failure, direct: Vec<Outgoing>) -> Self {
-        let disposition = if f.is_retryable() {
+        let disposition = if f.is_unreachable() {
+            Disposition::Unavailable(f.to_string())
+        } else if f.is_retryable() {
             Disposition::Requeue(f.to_string())
         } else {
             metrics::dead_lettered(f.reason());
@@ -202,18 +207,24 @@ pub async fn process(ctx: &Context, inc: &Incoming) -> Processed {
             trigger: &pctx,
             now,
         };
-        ctx.store
-            .run_cycle(&req, now, &policy)
+        let deadline = ctx.settings.database.call_timeout();
+        crate::store::bounded(deadline, ctx.store.run_cycle(&req, now, &policy))
             .await
             .map_err(Failure::from)
     };
+    // An unreachable database is not retried here: the loop holds the delivery until the
+    // database answers again.
     let outcome = attempt
         .retry(retry_policy(ctx))
-        .when(Failure::is_retryable)
+        .when(|f| f.is_retryable() && !f.is_unreachable())
         .notify(|e, wait| tracing::warn!(error = %e, ?wait, "cycle failed, retrying"))
         .await;
 
     match outcome {
+        Err(f) if f.is_unreachable() => {
+            tracing::debug!(error = %f, "cycle waits for the database");
+            Processed::failed(&f, vec![])
+        }
         Err(f) => {
             tracing::error!(error = %f, retryable = f.is_retryable(),
                 "cycle could not be run");

@@ -51,6 +51,12 @@ impl TestDb {
             pool_size,
             connect_timeout_secs: 5,
             keepalive_idle_secs: 30,
+            call_timeout_secs: 30,
+            keepalive_interval_secs: 10,
+            keepalive_retries: 3,
+            tcp_user_timeout_secs: 20,
+            statement_timeout_ms: 30_000,
+            idle_in_transaction_timeout_ms: 60_000,
             migrate_on_start: false,
         };
         let store = Store::connect(&settings)

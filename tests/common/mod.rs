@@ -4,6 +4,7 @@
 pub mod amqp;
 pub mod db;
 pub mod process;
+pub mod tls;
 
 use chrono::{DateTime, Utc};
 use revenue_os::config::Settings;

@@ -10,3 +10,4 @@ mod import;
 mod isolation;
 mod migrate;
 mod roundtrip;
+mod tls;

@@ -66,6 +66,12 @@ async fn an_unreachable_server_is_a_retryable_error() {
         pool_size: 1,
         connect_timeout_secs: 1,
         keepalive_idle_secs: 30,
+        call_timeout_secs: 30,
+        keepalive_interval_secs: 10,
+        keepalive_retries: 3,
+        tcp_user_timeout_secs: 20,
+        statement_timeout_ms: 30_000,
+        idle_in_transaction_timeout_ms: 60_000,
         migrate_on_start: false,
     };
     let store = revenue_os::store::Store::connect(&settings).await.unwrap();

@@ -507,19 +507,18 @@ async fn a_panic_becomes_internal_error_and_the_worker_keeps_going() {
 }
 
 #[tokio::test]
-async fn database_down_is_retried_then_the_delivery_limit_dead_letters() {
+async fn an_unreachable_database_holds_the_delivery_and_pauses_consumption() {
     let db = TestDb::new().await;
     let b = TestBroker::new().await;
     let dead = b.consume_queue(&b.topology.dead_queue).await;
     let mut s = settings(&b.prefix, &db);
-    s.worker.retry_max_attempts = 1;
-    // Nothing listens on port 1: every checkout fails with a retryable pool error.
+    s.worker.shutdown_grace_secs = 2;
+    // Nothing listens on port 1: every checkout fails, the database is unreachable.
     s.database.url = "postgres://postgres@127.0.0.1:1/nowhere".into();
     s.database.connect_timeout_secs = 1;
     let store = revenue_os::store::Store::connect(&s.database)
         .await
         .unwrap();
-    let limit = s.amqp.delivery_limit as usize;
     let deliveries = Arc::new(std::sync::atomic::AtomicUsize::new(0));
     let seen = deliveries.clone();
     let hooks = Hooks {
@@ -531,13 +530,33 @@ async fn database_down_is_retried_then_the_delivery_limit_dead_letters() {
     let w = RunningWorker::start_with(s, store, hooks);
 
     b.trigger(Uuid::new_v4(), Some(WINDOW), "m-db-down").await;
-    // delivery_limit (10 by default) requeues later, the trigger is dead-lettered.
-    let d = dead.wait_for(1, 60).await;
-    assert_eq!(d[0].message_id.as_deref(), Some("m-db-down"));
+    b.trigger(Uuid::new_v4(), Some(WINDOW), "m-db-down-2").await;
+    // Well past what the delivery limit used to allow (5 quick retries, then a requeue each).
+    tokio::time::sleep(std::time::Duration::from_secs(6)).await;
+    // The probe finds the database unreachable at start and shuts the gate: nothing is taken,
+    // or at most the one trigger taken before it shut, which is then held, not requeued.
     let n = deliveries.load(Ordering::SeqCst);
-    assert!(n >= limit, "delivered {n} times, limit {limit}");
+    assert!(n <= 1, "{n} attempts while the database was unreachable");
+    assert!(dead.snapshot().is_empty(), "nothing dead-lettered");
 
     w.stop().await;
+    // The held and the untaken triggers are back in the queue for the next worker.
+    let depth = eventually(20, "both triggers back in the queue", || async {
+        let q =
+            b.ch.queue_declare(
+                b.topology.triggers_queue.as_str().into(),
+                lapin::options::QueueDeclareOptions {
+                    passive: true,
+                    ..Default::default()
+                },
+                lapin::types::FieldTable::default(),
+            )
+            .await
+            .unwrap();
+        (q.message_count() == 2).then_some(q.message_count())
+    })
+    .await;
+    assert_eq!(depth, 2);
     b.cleanup().await;
     db.cleanup().await;
 }

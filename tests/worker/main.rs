@@ -3,6 +3,7 @@
 #[path = "../common/mod.rs"]
 mod common;
 
+mod amqps;
 mod dlq;
 mod fatal;
 mod flow;
