@@ -4,7 +4,7 @@
 
 use crate::common::amqp::{RunningWorker, TestBroker, WINDOW, eventually, import_tenant, settings};
 use crate::common::db::TestDb;
-use crate::common::process::{free_port, get, sigterm_and_wait, worker_command};
+use crate::common::process::{KillOnDrop, free_port, get, sigterm_and_wait, worker_command};
 use revenue_os::broker::Outgoing;
 use revenue_os::worker::Hooks;
 use serde_json::{Value, json};
@@ -250,7 +250,8 @@ async fn bad_reports_are_dead_lettered_with_their_reason_and_counted() {
     let b = TestBroker::new().await;
     let dead = b.consume_queue(&b.topology.results_dead_queue).await;
     let port = free_port();
-    let worker = worker_command(&b.prefix, &db, port).spawn().unwrap();
+    // Killed if the test fails before the SIGTERM at its end.
+    let mut worker = KillOnDrop(Some(worker_command(&b.prefix, &db, port).spawn().unwrap()));
     let (tenant, subjects) = cycle_with_actions(&b, &db, "bad-1").await;
     let other = import_tenant(&db).await;
     let s = &subjects[0];
@@ -325,7 +326,8 @@ async fn bad_reports_are_dead_lettered_with_their_reason_and_counted() {
         page.contains("revenue_os_actions{status=\"published\"}"),
         "{page}"
     );
-    assert!(sigterm_and_wait(worker).await.success());
+    let child = worker.0.take().expect("worker running");
+    assert!(sigterm_and_wait(child).await.success());
     b.cleanup().await;
     db.cleanup().await;
 }

@@ -5,7 +5,7 @@
 
 use crate::common::amqp::{RunningWorker, TestBroker, eventually, settings};
 use crate::common::db::TestDb;
-use crate::common::process::{free_port, get, sigterm_and_wait, worker_command};
+use crate::common::process::{KillOnDrop, free_port, get, sigterm_and_wait, worker_command};
 use crate::reports::{cycle_with_actions, event, publish_report};
 use chrono::{NaiveDate, Utc};
 use revenue_os::contract::{AbortCondition, Action, ActionMessage, Operator};
@@ -377,10 +377,13 @@ async fn shadow_mode_publishes_nothing_and_counts() {
     let db = TestDb::new().await;
     let b = TestBroker::new().await;
     let port = free_port();
-    let worker = worker_command(&b.prefix, &db, port)
-        .env("REVENUE_OS__WATCHDOG__INTERVAL_SECS", "1")
-        .spawn()
-        .unwrap();
+    // Killed if the test fails before the SIGTERM at its end.
+    let mut worker = KillOnDrop(Some(
+        worker_command(&b.prefix, &db, port)
+            .env("REVENUE_OS__WATCHDOG__INTERVAL_SECS", "1")
+            .spawn()
+            .unwrap(),
+    ));
     let a = applied_action(&b, &db, "wd-shadow").await;
     db.store()
         .set_watchdog_settings(a.tenant, Some(true), None)
@@ -422,7 +425,8 @@ async fn shadow_mode_publishes_nothing_and_counts() {
         .await,
         1
     );
-    assert!(sigterm_and_wait(worker).await.success());
+    let child = worker.0.take().expect("worker running");
+    assert!(sigterm_and_wait(child).await.success());
     b.cleanup().await;
     db.cleanup().await;
 }
