@@ -1,9 +1,9 @@
 //! The database link fails: blackholed for 100 s, down for 5 minutes.
 
-use crate::common::amqp::{TestBroker, eventually, import_tenants, wait_for_total};
+use crate::common::amqp::{TestBroker, eventually, import_tenants};
 use crate::common::db::TestDb;
 use crate::harness::{
-    Links, PG, Worker, addr, delivered_ids, fault_secs, queue_depth, record, tally,
+    Links, PG, Worker, addr, delivered_ids, fault_secs, queue_depth, record, settle, tally,
 };
 use crate::relay::{Mode, Relay};
 use std::time::{Duration, Instant};
@@ -85,20 +85,7 @@ async fn a_100_s_database_blackhole_gives_bounded_logged_failures_then_recovery(
         "/readyz said ready {not_ready}/{samples}"
     );
 
-    let total = ids.len() as i64;
-    eventually(60, "a cycle per trigger after the blackhole", || async {
-        (db.count("SELECT count(*) FROM cycles").await >= total).then_some(())
-    })
-    .await;
-    let n = db.count("SELECT count(*) FROM actions").await as usize;
-    wait_for_total(&actions, n, 30, "every action delivered").await;
-    eventually(30, "the outbox drained", || async {
-        (db.count("SELECT count(*) FROM outbox WHERE published_at IS NULL")
-            .await
-            == 0)
-            .then_some(())
-    })
-    .await;
+    settle(&db, &actions, ids.len(), 60).await;
     w.ready(30).await;
     assert!(
         w.count("database answers again") >= 1,
@@ -159,20 +146,7 @@ async fn a_5_minute_database_outage_dead_letters_nothing() {
     let dead_during = queue_depth(&b, &b.topology.dead_queue).await;
     pg.set(Mode::Pass);
 
-    let total = ids.len() as i64;
-    eventually(60, "a cycle per trigger after the outage", || async {
-        (db.count("SELECT count(*) FROM cycles").await >= total).then_some(())
-    })
-    .await;
-    let n = db.count("SELECT count(*) FROM actions").await as usize;
-    wait_for_total(&actions, n, 30, "every action delivered").await;
-    eventually(30, "the outbox drained", || async {
-        (db.count("SELECT count(*) FROM outbox WHERE published_at IS NULL")
-            .await
-            == 0)
-            .then_some(())
-    })
-    .await;
+    settle(&db, &actions, ids.len(), 60).await;
     let dead = queue_depth(&b, &b.topology.dead_queue).await;
     let t = tally(&db, &ids, &delivered_ids(&actions), dead).await;
     record(

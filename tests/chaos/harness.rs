@@ -269,6 +269,24 @@ pub fn delivered_ids(actions: &BTreeMap<String, crate::common::amqp::Collector>)
         .collect()
 }
 
+/// Waits until every trigger has its cycle, every stored action reached an executor queue and
+/// the outbox is empty: the state the checker then counts.
+pub async fn settle(
+    db: &TestDb,
+    actions: &BTreeMap<String, crate::common::amqp::Collector>,
+    triggers: usize,
+    secs: u64,
+) {
+    let total = triggers as i64;
+    eventually(secs, "a cycle per trigger", || async {
+        (db.count("SELECT count(*) FROM cycles").await >= total).then_some(())
+    })
+    .await;
+    let n = db.count("SELECT count(*) FROM actions").await as usize;
+    crate::common::amqp::wait_for_total(actions, n, secs, "every action delivered").await;
+    crate::common::amqp::wait_outbox_drained(db, secs).await;
+}
+
 /// Messages waiting in a queue (passive declare: the queue must exist).
 pub async fn queue_depth(b: &TestBroker, queue: &str) -> usize {
     use lapin::options::QueueDeclareOptions;

@@ -2,9 +2,11 @@
 //! terminated, one worker's broker link reset, one worker's database link slowed, one worker
 //! killed with SIGKILL after it committed cycles, then started again.
 
-use crate::common::amqp::{TestBroker, eventually, import_tenants, wait_for_total};
+use crate::common::amqp::{TestBroker, eventually, import_tenants};
 use crate::common::db::TestDb;
-use crate::harness::{Links, MQ, PG, Worker, addr, delivered_ids, queue_depth, record, tally};
+use crate::harness::{
+    Links, MQ, PG, Worker, addr, delivered_ids, queue_depth, record, settle, tally,
+};
 use crate::relay::{Mode, Relay};
 use std::time::Duration;
 
@@ -91,20 +93,7 @@ async fn four_workers_with_double_publishes_and_faults_lose_and_double_nothing()
     pgs[3].set(Mode::Pass);
     pgs[2].set(Mode::Pass);
 
-    let total = ids.len() as i64;
-    eventually(120, "a cycle per trigger", || async {
-        (db.count("SELECT count(*) FROM cycles").await >= total).then_some(())
-    })
-    .await;
-    let n = db.count("SELECT count(*) FROM actions").await as usize;
-    wait_for_total(&actions, n, 60, "every action delivered").await;
-    eventually(60, "the outbox drained", || async {
-        (db.count("SELECT count(*) FROM outbox WHERE published_at IS NULL")
-            .await
-            == 0)
-            .then_some(())
-    })
-    .await;
+    settle(&db, &actions, ids.len(), 120).await;
     // The queue is empty: every delivery (both copies of each trigger) was settled.
     eventually(30, "the triggers queue drained", || async {
         (queue_depth(&b, &b.topology.triggers_queue).await == 0).then_some(())
