@@ -19,6 +19,48 @@ async fn round(b: &TestBroker, tenants: &[uuid::Uuid], round: usize) -> Vec<Stri
     ids
 }
 
+/// A worker whose database link goes through a relay, its first two cycles done.
+struct Scene {
+    db: TestDb,
+    b: TestBroker,
+    tenants: Vec<uuid::Uuid>,
+    actions: std::collections::BTreeMap<String, crate::common::amqp::Collector>,
+    pg: Relay,
+    w: Worker,
+    /// The triggers published so far.
+    ids: Vec<String>,
+}
+
+impl Scene {
+    async fn warm(label: &str, tenants: usize) -> Scene {
+        let db = TestDb::new().await;
+        let b = TestBroker::new().await;
+        let tenants = import_tenants(&db, tenants).await;
+        let actions = b.collect_actions().await;
+        let pg = Relay::start(addr(PG)).await;
+        let links = Links {
+            pg: Some(&pg),
+            mq: None,
+        };
+        let w = Worker::spawn(label, &b, &db, links, &[]);
+        w.ready(30).await;
+        let ids = round(&b, &tenants[..2], 0).await;
+        eventually(30, "the first cycles", || async {
+            (db.count("SELECT count(*) FROM cycles").await >= 2).then_some(())
+        })
+        .await;
+        Scene {
+            db,
+            b,
+            tenants,
+            actions,
+            pg,
+            w,
+            ids,
+        }
+    }
+}
+
 /// Watches `/readyz` and `/healthz` through the fault: readiness must answer within 1 s
 /// every time, liveness must stay 200 (waiting out an outage is not being wedged).
 async fn watch_probes(w: &Worker, secs: u64) -> (usize, usize) {
@@ -46,27 +88,15 @@ async fn watch_probes(w: &Worker, secs: u64) -> (usize, usize) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_100_s_database_blackhole_gives_bounded_logged_failures_then_recovery() {
-    let db = TestDb::new().await;
-    let b = TestBroker::new().await;
-    let tenants = import_tenants(&db, 6).await;
-    let actions = b.collect_actions().await;
-    let pg = Relay::start(addr(PG)).await;
-    let w = Worker::spawn(
-        "blackhole",
-        &b,
-        &db,
-        Links {
-            pg: Some(&pg),
-            mq: None,
-        },
-        &[],
-    );
-    w.ready(30).await;
-    let mut ids = round(&b, &tenants[..2], 0).await;
-    eventually(30, "the first cycles", || async {
-        (db.count("SELECT count(*) FROM cycles").await >= 2).then_some(())
-    })
-    .await;
+    let Scene {
+        db,
+        b,
+        tenants,
+        actions,
+        pg,
+        w,
+        mut ids,
+    } = Scene::warm("blackhole", 6).await;
 
     let secs = fault_secs("BLACKHOLE", 100);
     pg.set(Mode::Blackhole);
@@ -113,29 +143,17 @@ async fn a_100_s_database_blackhole_gives_bounded_logged_failures_then_recovery(
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_5_minute_database_outage_dead_letters_nothing() {
-    let db = TestDb::new().await;
-    let b = TestBroker::new().await;
-    let tenants = import_tenants(&db, 8).await;
-    let actions = b.collect_actions().await;
-    let pg = Relay::start(addr(PG)).await;
     // The default delivery limit (10) and in-place retries: what used to dead-letter the
     // whole prefetch window in 45 s.
-    let w = Worker::spawn(
-        "outage",
-        &b,
-        &db,
-        Links {
-            pg: Some(&pg),
-            mq: None,
-        },
-        &[],
-    );
-    w.ready(30).await;
-    let mut ids = round(&b, &tenants[..2], 0).await;
-    eventually(30, "the first cycles", || async {
-        (db.count("SELECT count(*) FROM cycles").await >= 2).then_some(())
-    })
-    .await;
+    let Scene {
+        db,
+        b,
+        tenants,
+        actions,
+        pg,
+        w,
+        mut ids,
+    } = Scene::warm("outage", 8).await;
 
     let secs = fault_secs("OUTAGE", 300);
     pg.set(Mode::Down);

@@ -289,19 +289,7 @@ pub async fn settle(
 
 /// Messages waiting in a queue (passive declare: the queue must exist).
 pub async fn queue_depth(b: &TestBroker, queue: &str) -> usize {
-    use lapin::options::QueueDeclareOptions;
-    let q =
-        b.ch.queue_declare(
-            queue.into(),
-            QueueDeclareOptions {
-                passive: true,
-                ..Default::default()
-            },
-            lapin::types::FieldTable::default(),
-        )
-        .await
-        .expect("passive declare");
-    q.message_count() as usize
+    b.depth(queue).await as usize
 }
 
 /// The seconds a fault lasts: `CHAOS_<NAME>_SECS`, else the default the issue names.

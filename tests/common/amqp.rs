@@ -276,6 +276,23 @@ impl TestBroker {
         ids
     }
 
+    /// Messages waiting in `queue` (a passive declare: the queue must exist).
+    pub async fn depth(&self, queue: &str) -> u32 {
+        let q = self
+            .ch
+            .queue_declare(
+                queue.into(),
+                QueueDeclareOptions {
+                    passive: true,
+                    ..Default::default()
+                },
+                FieldTable::default(),
+            )
+            .await
+            .expect("passive declare");
+        q.message_count()
+    }
+
     /// Deletes every queue and exchange this test declared.
     pub async fn cleanup(self) {
         let queues: Vec<String> = self.queues.lock().unwrap().drain(..).collect();

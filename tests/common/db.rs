@@ -80,18 +80,14 @@ impl TestDb {
         ensure_roles().await;
         let name = format!("ros_test_{}", uuid::Uuid::new_v4().simple());
         admin_execute(&format!("CREATE DATABASE {name} OWNER {OWNER_ROLE}")).await;
+        // The defaults, on this test's database as its owner.
         let settings = DatabaseSettings {
             url: url_as(OWNER_ROLE, &name),
             pool_size,
-            connect_timeout_secs: 5,
-            keepalive_idle_secs: 30,
-            call_timeout_secs: 30,
-            keepalive_interval_secs: 10,
-            keepalive_retries: 3,
-            tcp_user_timeout_secs: 20,
-            statement_timeout_ms: 30_000,
-            idle_in_transaction_timeout_ms: 60_000,
             migrate_on_start: false,
+            ..revenue_os::config::Settings::load_from(&[])
+                .expect("default settings")
+                .database
         };
         let store = Store::connect(&settings)
             .await

@@ -61,18 +61,15 @@ async fn concurrent_migrations_apply_once() {
 
 #[tokio::test]
 async fn an_unreachable_server_is_a_retryable_error() {
+    // The defaults, pointed at a port where nothing listens.
     let settings = revenue_os::config::DatabaseSettings {
         url: "postgres://postgres@127.0.0.1:1/none".into(),
         pool_size: 1,
         connect_timeout_secs: 1,
-        keepalive_idle_secs: 30,
-        call_timeout_secs: 30,
-        keepalive_interval_secs: 10,
-        keepalive_retries: 3,
-        tcp_user_timeout_secs: 20,
-        statement_timeout_ms: 30_000,
-        idle_in_transaction_timeout_ms: 60_000,
         migrate_on_start: false,
+        ..revenue_os::config::Settings::load_from(&[])
+            .unwrap()
+            .database
     };
     let store = revenue_os::store::Store::connect(&settings).await.unwrap();
     let err = store.ping().await.unwrap_err();

@@ -360,18 +360,8 @@ async fn crash_between_commit_and_ack_replays_without_a_second_cycle() {
     assert!(crashed.load(Ordering::SeqCst), "the fault was injected");
     // The redelivery was acked (nothing left in the queue) and replayed the same cycle.
     eventually(20, "trigger acked", || async {
-        let q =
-            b.ch.queue_declare(
-                b.topology.triggers_queue.as_str().into(),
-                lapin::options::QueueDeclareOptions {
-                    passive: true,
-                    ..Default::default()
-                },
-                Default::default(),
-            )
-            .await
-            .unwrap();
-        (q.message_count() == 0).then_some(())
+        let depth = b.depth(&b.topology.triggers_queue).await;
+        (depth == 0).then_some(())
     })
     .await;
     tokio::time::sleep(Duration::from_secs(2)).await;
@@ -542,18 +532,8 @@ async fn an_unreachable_database_holds_the_delivery_and_pauses_consumption() {
     w.stop().await;
     // The held and the untaken triggers are back in the queue for the next worker.
     let depth = eventually(20, "both triggers back in the queue", || async {
-        let q =
-            b.ch.queue_declare(
-                b.topology.triggers_queue.as_str().into(),
-                lapin::options::QueueDeclareOptions {
-                    passive: true,
-                    ..Default::default()
-                },
-                lapin::types::FieldTable::default(),
-            )
-            .await
-            .unwrap();
-        (q.message_count() == 2).then_some(q.message_count())
+        let depth = b.depth(&b.topology.triggers_queue).await;
+        (depth == 2).then_some(depth)
     })
     .await;
     assert_eq!(depth, 2);
