@@ -3,11 +3,13 @@
 
 mod client;
 pub mod dlq;
+mod nodes;
 mod publisher;
 mod tap;
 mod topology;
 
 pub use client::{TriggerClient, TriggerReply, header};
+pub use nodes::{node_urls, watch_address};
 pub use publisher::{ConfirmedPublisher, Outgoing};
 pub use tap::{Tap, Tapped};
 pub use topology::Topology;
@@ -72,9 +74,52 @@ fn is_permanent(e: &lapin::Error) -> bool {
 }
 
 /// Opens a connection with heartbeats on and a recognisable connection name (operators and
-/// tests find this process's connections by it in `rabbitmqctl list_connections`).
+/// tests find this process's connections by it in `rabbitmqctl list_connections`). With
+/// several nodes (`amqp.url` comma-separated, `amqp.urls`), the first that answers wins,
+/// tried in the order `nodes.rs` gives, each within its share of `amqp.connect_timeout_secs`.
 pub async fn connect(settings: &AmqpSettings, name: &str) -> Result<Connection, BrokerError> {
-    let mut uri: AMQPUri = settings.url.parse().map_err(BrokerError::Url)?;
+    let urls = node_urls(settings)?;
+    let budget = nodes::per_node_budget(settings.connect_timeout_secs, urls.len());
+    let mut errors = vec![];
+    for i in nodes::ROTATION.order(urls.len()) {
+        let attempt = connect_one(settings, &urls[i], name);
+        let result = match budget {
+            None => attempt.await,
+            Some(b) => tokio::time::timeout(b, attempt)
+                .await
+                .unwrap_or(Err(BrokerError::Timeout("broker node connect"))),
+        };
+        match result {
+            Ok(conn) => {
+                nodes::ROTATION.connected(i, urls.len());
+                if urls.len() > 1 {
+                    let node = address(&urls[i]).map(|(h, p)| format!("{h}:{p}"));
+                    tracing::info!(
+                        node = node.as_deref().unwrap_or("?"),
+                        "connected to broker node"
+                    );
+                }
+                return Ok(conn);
+            }
+            Err(e) => {
+                if urls.len() > 1 {
+                    let node = address(&urls[i]).map(|(h, p)| format!("{h}:{p}"));
+                    tracing::warn!(node = node.as_deref().unwrap_or("?"), error = %e,
+                        "broker node did not answer; trying the next");
+                }
+                errors.push(e);
+            }
+        }
+    }
+    Err(nodes::worst(errors))
+}
+
+async fn connect_one(
+    settings: &AmqpSettings,
+    url: &str,
+    name: &str,
+) -> Result<Connection, BrokerError> {
+    let mut uri: AMQPUri = url.parse().map_err(BrokerError::Url)?;
     if uri.query.heartbeat.is_none() {
         uri.query.heartbeat = Some(settings.heartbeat_secs);
     }

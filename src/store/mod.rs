@@ -206,6 +206,8 @@ pub enum CycleOutcome {
 #[derive(Clone)]
 pub struct Store {
     pool: deadpool_postgres::Pool,
+    /// The server the last `ping` reached (`host:port`): with a multi-host DSN, the primary.
+    primary: std::sync::Arc<std::sync::Mutex<Option<String>>>,
 }
 
 /// Advisory-lock key of a tenant: cycles and imports of one tenant take turns.

@@ -125,11 +125,7 @@ fn reconnect_policy() -> ExponentialBuilder {
 impl Worker {
     /// A worker judging cycles by `rules` (see `app::rules` for the ones from settings).
     pub fn new(settings: Settings, store: Store, rules: Rules) -> Self {
-        let topology = Topology::new(
-            &settings.amqp.prefix,
-            &rules.catalog,
-            settings.amqp.delivery_limit,
-        );
+        let topology = Topology::from_settings(&settings.amqp, &rules.catalog);
         let sweep = Duration::from_secs(settings.worker.outbox_sweep_secs.max(1));
         let name = broker::connection_name(&settings.amqp.prefix, "worker");
         let status = Arc::new(WorkerStatus::default());
@@ -189,9 +185,7 @@ impl Worker {
     async fn open_unbounded(&self) -> Result<Session, BrokerError> {
         let settings = &self.ctx.settings.amqp;
         let conn = broker::connect(settings, &self.name).await?;
-        let setup = conn.create_channel().await?;
-        self.topology().declare(&setup).await?;
-        let _ = setup.close(200, "declared".into()).await;
+        self.topology().declare_on(&conn).await?;
         let publisher = Arc::new(ConfirmedPublisher::open(&conn).await?);
         // A body past the limit is dropped by lapin as it arrives (vendor/lapin/PATCH.md): a
         // prefetch window of oversized messages costs the limit each, not their size.
@@ -258,7 +252,7 @@ impl Worker {
         let mut session: Option<Session> = None;
         let mut fatal = None;
         let mut attempt = 0u32;
-        let broker_addr = broker::address(&self.ctx.settings.amqp.url);
+        let broker_addr = broker::watch_address(&self.ctx.settings.amqp);
         loop {
             if shutdown.is_cancelled() {
                 break;
@@ -571,15 +565,7 @@ async fn handle(
     if !processed.relay.is_empty() {
         relay.publish(processed.relay).await;
     }
-    if !processed.direct.is_empty()
-        && let Some(p) = relay.publisher.current().await
-    {
-        for m in &processed.direct {
-            if let Err(e) = p.publish(m).await {
-                tracing::warn!(message_id = %m.message_id, error = %e, "reply/event not sent");
-            }
-        }
-    }
+    relay.publish_direct(&processed.direct).await;
 }
 
 /// The loops above never leave with `Unavailable`; settle nothing if one ever did.
