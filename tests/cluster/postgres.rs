@@ -179,11 +179,12 @@ async fn a_primary_lost_mid_burst_and_its_standby_promoted_loses_and_doubles_not
     let hosts = format!("127.0.0.1:{},127.0.0.1:{}", primary.port, standby.port);
     let admin = format!("postgres://postgres@{hosts}/postgres?target_session_attrs=read-write");
     let sync = crate::common::db::connect(&admin).await;
-    sync.batch_execute(
-        "ALTER SYSTEM SET synchronous_standby_names = 'standby1'; SELECT pg_reload_conf()",
-    )
-    .await
-    .expect("synchronous standby");
+    for sql in [
+        "ALTER SYSTEM SET synchronous_standby_names = 'standby1'",
+        "SELECT pg_reload_conf()",
+    ] {
+        sync.batch_execute(sql).await.expect("synchronous standby");
+    }
     eventually(30, "the standby in sync", || async {
         let r = sync
             .query_opt(
