@@ -117,8 +117,23 @@ impl Node {
         String::from_utf8_lossy(&out.stdout).into_owned()
     }
 
+    /// Waits for the node to boot (`await_startup` fails at once while the VM has not
+    /// registered its name yet, so it is asked again).
     fn await_startup(&self) {
-        self.ctl_ok(&["await_startup", "--timeout", "90"]);
+        let until = Instant::now() + Duration::from_secs(90);
+        loop {
+            let out = self.ctl(&["await_startup", "--timeout", "90"]);
+            if out.status.success() {
+                return;
+            }
+            assert!(
+                Instant::now() < until,
+                "node {} did not start: {}",
+                self.name,
+                String::from_utf8_lossy(&out.stderr)
+            );
+            std::thread::sleep(Duration::from_millis(300));
+        }
     }
 
     fn kill9(&mut self) {
@@ -189,17 +204,28 @@ fn leader(nodes: &[Node], queue: &str) -> Option<String> {
         .and_then(|q| q["leader"].as_str().map(str::to_owned))
 }
 
-/// The index of the node the connection named `<prefix>/worker/…` is on (by its port).
+/// The index of the node the connection named `<prefix>/worker/…` is on (by the port it
+/// connected to).
 fn worker_node(nodes: &[Node], prefix: &str) -> Option<usize> {
     let asker = nodes.iter().find(|n| n.alive())?;
-    let list = asker.json(&["list_connections", "name", "port"]);
-    let port = list.as_array()?.iter().find(|c| {
-        c["name"]
-            .as_str()
-            .is_some_and(|n| n.starts_with(&format!("{prefix}/worker/")))
-    })?["port"]
-        .as_u64()?;
-    nodes.iter().position(|n| u64::from(n.port) == port)
+    let out = asker.ctl(&[
+        "-q",
+        "list_connections",
+        "--no-table-headers",
+        "port",
+        "client_properties",
+    ]);
+    let text = String::from_utf8_lossy(&out.stdout);
+    let needle = format!("{prefix}/worker/");
+    let port: u16 = text
+        .lines()
+        .find(|l| l.contains(&needle))?
+        .split('\t')
+        .next()?
+        .trim()
+        .parse()
+        .ok()?;
+    nodes.iter().position(|n| n.port == port)
 }
 
 /// Durable quorum queues bound with `#` to every action exchange: they outlive the node
@@ -334,18 +360,19 @@ async fn losing_the_workers_node_then_the_quorum_leader_loses_and_doubles_nothin
     );
     w.ready(60).await;
 
-    // The burst's first part, then the worker's node dies mid-way.
-    let mut publisher = Publisher::new(amqp.clone(), topology.clone());
-    let mut ids = publisher.rounds(&tenants, 0..5).await;
-    wait_cycles(&db, 20, 60, "cycles under way").await;
+    // The burst's first part, then the worker's node dies mid-way; the burst goes on.
     let a = eventually(10, "the worker's node", || async {
         worker_node(&nodes, &prefix)
     })
     .await;
     let first_leader = leader(&nodes, &topology.triggers_queue);
+    let mut publisher = Publisher::new(amqp.clone(), topology.clone());
+    let mut ids = publisher.rounds(&tenants, 0..5).await;
+    wait_cycles(&db, 20, 60, "cycles under way").await;
     let at_kill = cycles(&db).await;
     let killed = Instant::now();
     nodes[a].kill9();
+    ids.extend(publisher.rounds(&tenants, 5..7).await);
     let count = || async { Some(cycles(&db).await) };
     let resumed1 = resumed_after(count, at_kill, killed, 60).await;
     eventually(60, "worker ready after its node died", || async {
@@ -358,20 +385,20 @@ async fn losing_the_workers_node_then_the_quorum_leader_loses_and_doubles_nothin
     })
     .await;
     assert_ne!(a, b, "the worker moved to a live node");
-    ids.extend(publisher.rounds(&tenants, 5..7).await);
 
-    // The node comes back (same data: it rejoins), then the triggers queue's leader dies.
+    // The node comes back (same data: it rejoins), then the triggers queue's leader dies
+    // while the burst's last part is being worked on.
     nodes[a].start();
     let back = tokio::task::block_in_place(|| {
         nodes[a].await_startup();
         Instant::now()
     });
-    ids.extend(publisher.rounds(&tenants, 7..10).await);
     let l = leader(&nodes, &topology.triggers_queue).expect("a leader");
     let li = nodes
         .iter()
         .position(|n| n.name == l)
         .expect("the leader is one of ours");
+    ids.extend(publisher.rounds(&tenants, 7..10).await);
     let at_kill2 = cycles(&db).await;
     let killed2 = Instant::now();
     nodes[li].kill9();
