@@ -21,6 +21,7 @@ mod burst;
 mod postgres;
 mod rabbit;
 mod readonly;
+mod upgrade;
 
 use std::path::PathBuf;
 
