@@ -155,25 +155,28 @@ impl Node {
 }
 
 /// Starts three nodes side by side and joins the second and third to the first.
-async fn cluster(root: &Path) -> Vec<Node> {
+/// Also returns the seconds the boot and the joins took.
+async fn cluster(root: &Path) -> (Vec<Node>, f64, f64) {
     let id = root
         .file_name()
         .and_then(|n| n.to_str())
         .unwrap_or("x")
         .to_owned();
+    let start = Instant::now();
     let nodes: Vec<Node> = (1..=3).map(|k| Node::new(root, &id, k)).collect();
-    let nodes = tokio::task::spawn_blocking(move || {
+    let (nodes, booted) = tokio::task::spawn_blocking(move || {
         std::thread::scope(|s| {
             for n in &nodes {
                 s.spawn(|| n.await_startup());
             }
         });
+        let booted = start.elapsed().as_secs_f64();
         for n in &nodes[1..] {
             n.ctl_ok(&["stop_app"]);
             n.ctl_ok(&["join_cluster", &nodes[0].name]);
             n.ctl_ok(&["start_app"]);
         }
-        nodes
+        (nodes, booted)
     })
     .await
     .expect("cluster start");
@@ -183,7 +186,8 @@ async fn cluster(root: &Path) -> Vec<Node> {
         Some(3),
         "{running}"
     );
-    nodes
+    let joined = start.elapsed().as_secs_f64() - booted;
+    (nodes, booted, joined)
 }
 
 fn amqp_on(urls: &[String], prefix: &str) -> AmqpSettings {
@@ -315,7 +319,7 @@ async fn losing_the_workers_node_then_the_quorum_leader_loses_and_doubles_nothin
     let _serial = SERIAL.lock().await;
     let started = Instant::now();
     let dir = TestDir::new("rabbit");
-    let mut nodes = cluster(&dir.0).await;
+    let (mut nodes, booted, joined) = cluster(&dir.0).await;
     let formed = started.elapsed().as_secs_f64();
     let urls: Vec<String> = nodes.iter().map(Node::url).collect();
     let prefix = format!("t_{}", uuid::Uuid::new_v4().simple());
@@ -398,6 +402,7 @@ async fn losing_the_workers_node_then_the_quorum_leader_loses_and_doubles_nothin
         .iter()
         .position(|n| n.name == l)
         .expect("the leader is one of ours");
+    let worker_on_leader = worker_node(&nodes, &prefix) == Some(li);
     ids.extend(publisher.rounds(&tenants, 7..10).await);
     let at_kill2 = cycles(&db).await;
     let killed2 = Instant::now();
@@ -425,12 +430,17 @@ async fn losing_the_workers_node_then_the_quorum_leader_loses_and_doubles_nothin
     }
     let dead = depth(&amqp, &topology.dead_queue).await as usize;
     let t = tally(&db, &ids, &delivered, dead).await;
+    let leader_note = format!(
+        "{}, {} the worker's node",
+        l.split('@').next().unwrap_or(&l),
+        if worker_on_leader { "also" } else { "not" }
+    );
     let note = format!(
-        "cluster formed in {formed:.1} s; worker's node killed: cycles again after \
+        "cluster formed in {formed:.1} s (boot {booted:.1} s, joins {joined:.1} s); worker's node killed: cycles again after \
          {resumed1:.1} s, /readyz 200 after {ready1:.1} s; triggers' quorum leader ({}) killed: \
          cycles again after {resumed2:.1} s, new leader {new_leader}; {} publishes retried; \
          leader at the first kill {}; node back after {:.1} s",
-        l.split('@').next().unwrap_or(&l),
+        leader_note,
         publisher.retried,
         first_leader.as_deref().unwrap_or("?"),
         back.duration_since(killed).as_secs_f64()

@@ -14,7 +14,11 @@ async fn declare_as_before(conn: &lapin::Connection, t: &Topology) {
     let ch = conn.create_channel().await.expect("channel");
     for (queue, limit, dlx) in [
         (&t.dead_queue, 1_000_000, None),
-        (&t.triggers_queue, i64::from(t.delivery_limit), Some(&t.dead_letter_exchange)),
+        (
+            &t.triggers_queue,
+            i64::from(t.delivery_limit),
+            Some(&t.dead_letter_exchange),
+        ),
         (&t.results_dead_queue, 1_000_000, None),
         (
             &t.results_queue,
@@ -23,7 +27,10 @@ async fn declare_as_before(conn: &lapin::Connection, t: &Topology) {
         ),
     ] {
         let mut args = FieldTable::default();
-        args.insert("x-queue-type".into(), AMQPValue::LongString("quorum".into()));
+        args.insert(
+            "x-queue-type".into(),
+            AMQPValue::LongString("quorum".into()),
+        );
         args.insert("x-delivery-limit".into(), AMQPValue::LongLongInt(limit));
         if let Some(x) = dlx {
             args.insert(
@@ -63,11 +70,16 @@ async fn queues_declared_without_a_group_size_are_kept_and_other_changes_still_r
     // declare_on keeps each queue's own value, whatever the setting.
     for size in [3, 5] {
         let t = old.clone().with_quorum_group_size(size);
-        t.declare_on(&conn).await.expect("declared over the old queues");
+        t.declare_on(&conn)
+            .await
+            .expect("declared over the old queues");
     }
     // A changed delivery limit still needs an operator.
     let changed = Topology::new(&prefix, &catalog, 11);
-    let e = changed.declare_on(&conn).await.expect_err("a changed argument");
+    let e = changed
+        .declare_on(&conn)
+        .await
+        .expect_err("a changed argument");
     assert!(!e.is_retryable(), "{e}");
     assert!(e.to_string().contains("x-delivery-limit"), "{e}");
 
