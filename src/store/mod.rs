@@ -206,7 +206,8 @@ pub enum CycleOutcome {
 #[derive(Clone)]
 pub struct Store {
     pool: deadpool_postgres::Pool,
-    /// The server the last `ping` reached (`host:port`): with a multi-host DSN, the primary.
+    /// The server the newest connection or `ping` reached (`host:port`): the primary, with a
+    /// multi-host DSN and target_session_attrs=read-write.
     primary: std::sync::Arc<std::sync::Mutex<Option<String>>>,
 }
 
