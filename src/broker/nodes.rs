@@ -135,6 +135,27 @@ mod tests {
     }
 
     #[test]
+    fn defaults_and_a_password_in_a_files_node_list_is_refused() {
+        let s = Settings::load_from(&[]).unwrap().amqp;
+        assert!(s.urls.is_empty());
+        assert_eq!(s.quorum_initial_group_size, 3);
+        let dir = std::env::temp_dir().join(format!("ros-nodes-{}", uuid::Uuid::new_v4()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let file = dir.join("c.toml");
+        std::fs::write(
+            &file,
+            "[amqp]\nurl = \"amqp://a/%2f,amqp://u:secret@b/%2f\"\n",
+        )
+        .unwrap();
+        let env = [("REVENUE_OS_CONFIG".to_owned(), file.display().to_string())];
+        let e = Settings::load_from(&env).unwrap_err();
+        assert!(e.to_string().contains("AMQP_URL"), "{e}");
+        std::fs::write(&file, "[amqp]\nurls = [\"amqp://u:secret@c/%2f\"]\n").unwrap();
+        assert!(Settings::load_from(&env).is_err());
+        std::fs::remove_dir_all(dir).unwrap();
+    }
+
+    #[test]
     fn every_node_is_tried_once_and_the_next_connection_starts_after_the_last_one() {
         let r = Rotation::new();
         let first = r.order(3);
