@@ -690,7 +690,7 @@ fn dead_letter_copy(
         exchange: exchange.to_owned(),
         routing_key: d.routing_key.to_string(),
         message_id: p.message_id().as_ref().map_or_else(
-            || format!("dead-{}", uuid::Uuid::new_v4()),
+            || broker::derived_message_id(d.routing_key.as_str(), &body),
             |m| m.to_string(),
         ),
         headers,
