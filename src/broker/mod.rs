@@ -208,7 +208,12 @@ pub(crate) async fn private_inbox(
 /// unconfirmed first try carries the same id instead of a new one.
 pub fn derived_message_id(routing_key: &str, body: &[u8]) -> String {
     let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
-    for b in routing_key.as_bytes().iter().chain([0u8].iter()).chain(body) {
+    for b in routing_key
+        .as_bytes()
+        .iter()
+        .chain([0u8].iter())
+        .chain(body)
+    {
         hash ^= u64::from(*b);
         hash = hash.wrapping_mul(0x0100_0000_01b3);
     }
