@@ -130,7 +130,7 @@ pub fn console(
         })),
         dead_queue: Some(DeadQueue {
             amqp: settings.amqp.clone(),
-            topology: Topology::new(&settings.amqp.prefix, catalog, settings.amqp.delivery_limit),
+            topology: Topology::from_settings(&settings.amqp, catalog),
         }),
     }
 }
@@ -205,7 +205,7 @@ pub fn checked_document(bytes: &[u8], catalog: &Catalog) -> Result<KernelInput, 
 /// The watchdog for these settings (it publishes under `amqp.prefix`).
 pub fn watchdog(settings: &Settings, catalog: &Catalog) -> Watchdog {
     Watchdog {
-        topology: Topology::new(&settings.amqp.prefix, catalog, settings.amqp.delivery_limit),
+        topology: Topology::from_settings(&settings.amqp, catalog),
         clock: crate::clock::Clock::system(),
     }
 }
@@ -275,11 +275,7 @@ fn approval_rules<'a>(
 
 /// The planner that names exchanges under `amqp.prefix`.
 fn planner(settings: &Settings, catalog: &Catalog) -> Planner {
-    Planner::new(Topology::new(
-        &settings.amqp.prefix,
-        catalog,
-        settings.amqp.delivery_limit,
-    ))
+    Planner::new(Topology::from_settings(&settings.amqp, catalog))
 }
 
 /// A person's decision on a held action (`approve`, `reject`, the console). Approving writes

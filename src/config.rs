@@ -55,7 +55,13 @@ impl DatabaseSettings {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct AmqpSettings {
+    /// One node's URL, or several separated by commas (a cluster's nodes).
     pub url: String,
+    /// More node URLs, after those in `url` (comma-separated in `REVENUE_OS__AMQP__URLS`).
+    pub urls: Vec<String>,
+    /// `x-quorum-initial-group-size` of the queues this service declares: the replicas a new
+    /// quorum queue gets (RabbitMQ caps it at the cluster's size). Existing queues keep theirs.
+    pub quorum_initial_group_size: u32,
     /// Every exchange and queue name starts with this.
     pub prefix: String,
     /// Deliveries processed at once; also the consumer prefetch.
@@ -186,7 +192,7 @@ impl Settings {
                 env: "DATABASE_URL",
             });
         }
-        if has_password(&from_files.amqp.url) {
+        if amqp_urls(&from_files.amqp).iter().any(|u| has_password(u)) {
             return Err(ConfigError::SecretInFile {
                 key: "amqp.url",
                 env: "AMQP_URL",
@@ -204,6 +210,7 @@ impl Settings {
                 .try_parsing(true)
                 .list_separator(",")
                 .with_list_parse_key("amqp.reply_to_allow")
+                .with_list_parse_key("amqp.urls")
                 .source(Some(source)),
         );
         if let Some(url) = get("DATABASE_URL") {
@@ -219,13 +226,39 @@ impl Settings {
     pub fn redacted(&self) -> Self {
         let mut s = self.clone();
         s.database.url = redact_url(&s.database.url);
-        s.amqp.url = redact_url(&s.amqp.url);
+        s.amqp.url = redact_url_list(&s.amqp.url);
+        s.amqp.urls = s.amqp.urls.iter().map(|u| redact_url_list(u)).collect();
         s
     }
 
     pub fn shutdown_grace(&self) -> Duration {
         Duration::from_secs(self.worker.shutdown_grace_secs)
     }
+}
+
+/// Every broker node URL: `url`'s comma-separated entries, then `urls`, trimmed, empty ones
+/// and repeats left out, in the order written.
+pub fn amqp_urls(amqp: &AmqpSettings) -> Vec<String> {
+    let mut out: Vec<String> = vec![];
+    for u in amqp
+        .url
+        .split(',')
+        .chain(amqp.urls.iter().flat_map(|u| u.split(',')))
+    {
+        let u = u.trim();
+        if !u.is_empty() && !out.iter().any(|o| o == u) {
+            out.push(u.to_owned());
+        }
+    }
+    out
+}
+
+/// A comma-separated list of URLs, each redacted.
+fn redact_url_list(urls: &str) -> String {
+    urls.split(',')
+        .map(redact_url)
+        .collect::<Vec<_>>()
+        .join(",")
 }
 
 /// `(start, end)` of the password in `scheme://user:password@host`, if any.

@@ -236,7 +236,7 @@ struct Broker {
 
 impl Broker {
     async fn open(settings: &Settings, catalog: &Catalog) -> Result<Self, Error> {
-        let topology = Topology::new(&settings.amqp.prefix, catalog, settings.amqp.delivery_limit);
+        let topology = Topology::from_settings(&settings.amqp, catalog);
         let name = broker::connection_name(&topology.prefix, "bench");
         let conn = broker::connect(&settings.amqp, &name).await?;
         let channel = conn

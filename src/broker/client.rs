@@ -33,9 +33,8 @@ impl TriggerClient {
             &super::connection_name(&topology.prefix, "trigger"),
         )
         .await?;
-        let ch = conn.create_channel().await?;
-        topology.declare(&ch).await?;
-        let _ = ch.close(200, "declared".into()).await;
+        let topology = topology.with_quorum_group_size(settings.quorum_initial_group_size);
+        topology.declare_on(&conn).await?;
         let publisher = ConfirmedPublisher::open(&conn).await?;
         Ok(Self {
             conn,

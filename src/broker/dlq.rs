@@ -128,8 +128,8 @@ pub async fn list(
     topology: &Topology,
     limit: usize,
 ) -> Result<Vec<DeadLetter>, BrokerError> {
+    topology.declare_on(conn).await?;
     let ch = conn.create_channel().await?;
-    topology.declare(&ch).await?;
     let taken = take(&ch, topology, limit).await?;
     let listed = taken.iter().map(describe).collect();
     put_back(&ch, &taken).await?;
@@ -145,8 +145,8 @@ pub async fn replay(
     topology: &Topology,
     limit: usize,
 ) -> Result<ReplayReport, BrokerError> {
+    topology.declare_on(conn).await?;
     let ch = conn.create_channel().await?;
-    topology.declare(&ch).await?;
     let publisher = ConfirmedPublisher::open(conn).await?;
     let taken = take(&ch, topology, limit).await?;
     let mut report = ReplayReport::default();

@@ -4,12 +4,14 @@
 mod client;
 mod disposition;
 pub mod dlq;
+mod nodes;
 mod publisher;
 mod tap;
 mod topology;
 
 pub use client::{TriggerClient, TriggerReply, header};
 pub use disposition::Disposition;
+pub use nodes::{node_urls, watch_address};
 pub use publisher::{ConfirmedPublisher, Outgoing};
 pub use tap::{Tap, Tapped};
 pub use topology::Topology;
@@ -77,9 +79,52 @@ fn is_permanent(e: &lapin::Error) -> bool {
 }
 
 /// Opens a connection with heartbeats on and a recognisable connection name (operators and
-/// tests find this process's connections by it in `rabbitmqctl list_connections`).
+/// tests find this process's connections by it in `rabbitmqctl list_connections`). With
+/// several nodes (`amqp.url` comma-separated, `amqp.urls`), the first that answers wins,
+/// tried in the order `nodes.rs` gives, each within its share of `amqp.connect_timeout_secs`.
 pub async fn connect(settings: &AmqpSettings, name: &str) -> Result<Connection, BrokerError> {
-    let mut uri: AMQPUri = settings.url.parse().map_err(BrokerError::Url)?;
+    let urls = node_urls(settings)?;
+    let budget = nodes::per_node_budget(settings.connect_timeout_secs, urls.len());
+    let mut errors = vec![];
+    for i in nodes::ROTATION.order(urls.len()) {
+        let attempt = connect_one(settings, &urls[i], name);
+        let result = match budget {
+            None => attempt.await,
+            Some(b) => tokio::time::timeout(b, attempt)
+                .await
+                .unwrap_or(Err(BrokerError::Timeout("broker node connect"))),
+        };
+        match result {
+            Ok(conn) => {
+                nodes::ROTATION.connected(i, urls.len());
+                if urls.len() > 1 {
+                    let node = address(&urls[i]).map(|(h, p)| format!("{h}:{p}"));
+                    tracing::info!(
+                        node = node.as_deref().unwrap_or("?"),
+                        "connected to broker node"
+                    );
+                }
+                return Ok(conn);
+            }
+            Err(e) => {
+                if urls.len() > 1 {
+                    let node = address(&urls[i]).map(|(h, p)| format!("{h}:{p}"));
+                    tracing::warn!(node = node.as_deref().unwrap_or("?"), error = %e,
+                        "broker node did not answer; trying the next");
+                }
+                errors.push(e);
+            }
+        }
+    }
+    Err(nodes::worst(errors))
+}
+
+async fn connect_one(
+    settings: &AmqpSettings,
+    url: &str,
+    name: &str,
+) -> Result<Connection, BrokerError> {
+    let mut uri: AMQPUri = url.parse().map_err(BrokerError::Url)?;
     if uri.query.heartbeat.is_none() {
         uri.query.heartbeat = Some(settings.heartbeat_secs);
     }
@@ -163,6 +208,23 @@ pub(crate) async fn private_inbox(
     Ok((q.name().to_string(), consumer))
 }
 
+/// The message id of a dead-letter copy of a delivery that came without one: derived from
+/// its routing key and body (FNV-1a, stable across builds), so a copy sent again after an
+/// unconfirmed first try carries the same id instead of a new one.
+pub fn derived_message_id(routing_key: &str, body: &[u8]) -> String {
+    let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
+    for b in routing_key
+        .as_bytes()
+        .iter()
+        .chain([0u8].iter())
+        .chain(body)
+    {
+        hash ^= u64::from(*b);
+        hash = hash.wrapping_mul(0x0100_0000_01b3);
+    }
+    format!("dead-{hash:016x}-{}", body.len())
+}
+
 /// The connection name a process with this prefix uses: `<prefix>/<role>/<uuid>`.
 pub fn connection_name(prefix: &str, role: &str) -> String {
     format!("{prefix}/{role}/{}", uuid::Uuid::new_v4())
@@ -176,6 +238,17 @@ mod tests {
 
     fn protocol(kind: AMQPErrorKind) -> BrokerError {
         BrokerError::Amqp(ErrorKind::ProtocolError(AMQPError::new(kind, "test".into())).into())
+    }
+
+    #[test]
+    fn a_derived_message_id_is_the_same_for_the_same_delivery() {
+        let a = derived_message_id("manual.t1", b"{}");
+        assert_eq!(a, derived_message_id("manual.t1", b"{}"));
+        assert_ne!(a, derived_message_id("manual.t2", b"{}"));
+        assert_ne!(a, derived_message_id("manual.t1", b"{ }"));
+        assert!(a.starts_with("dead-"), "{a}");
+        // FNV-1a's published vector: the empty input hashes to the offset basis, then "\0".
+        assert_eq!(derived_message_id("", b""), "dead-af63bd4c8601b7df-0");
     }
 
     #[test]

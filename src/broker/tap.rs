@@ -27,8 +27,8 @@ impl Tap {
     /// Declares an exclusive, auto-deleted queue bound with `#` to the action exchanges and
     /// the cycles exchange; it disappears with the connection.
     pub async fn open(conn: &Connection, topology: &Topology) -> Result<Self, BrokerError> {
+        topology.declare_on(conn).await?;
         let ch = conn.create_channel().await?;
-        topology.declare(&ch).await?;
         let (inbox, consumer) = super::private_inbox(&ch).await?;
         let exchanges = topology
             .actions

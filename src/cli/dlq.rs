@@ -27,11 +27,7 @@ enum Action {
 pub fn run(args: Args) -> Result<Output, Error> {
     let (settings, catalog) = load()?;
     runtime(async move {
-        let topology = Topology::new(
-            &settings.amqp.prefix,
-            &catalog,
-            settings.amqp.delivery_limit,
-        );
+        let topology = Topology::from_settings(&settings.amqp, &catalog);
         let name = broker::connection_name(&topology.prefix, "dlq");
         let conn = broker::connect(&settings.amqp, &name).await?;
         let out = match args.action {

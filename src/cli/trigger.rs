@@ -41,11 +41,7 @@ pub fn run(args: Args) -> Result<Output, Error> {
         analysis_window: window.map(|w| w.to_window()),
     };
     runtime(async move {
-        let topology = Topology::new(
-            &settings.amqp.prefix,
-            &catalog,
-            settings.amqp.delivery_limit,
-        );
+        let topology = Topology::from_settings(&settings.amqp, &catalog);
         let client = TriggerClient::connect(&settings.amqp, topology).await?;
         let message_id = uuid::Uuid::new_v4().to_string();
         let out = if args.wait {

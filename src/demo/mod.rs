@@ -59,11 +59,7 @@ pub async fn run(
     store.set_approval_policy(tenant, &policy).await?;
     say("policy    every routing action waits for a person's approval");
 
-    let topology = Topology::new(
-        &settings.amqp.prefix,
-        &catalog,
-        settings.amqp.delivery_limit,
-    );
+    let topology = Topology::from_settings(&settings.amqp, &catalog);
     let watcher = broker::connect(
         &settings.amqp,
         &broker::connection_name(&topology.prefix, "demo"),

@@ -166,11 +166,7 @@ pub async fn run(
     template.tenant_id = tenant.to_string();
     store.import(&template, &catalog).await?;
     let world = World::new(&template);
-    let topology = Topology::new(
-        &settings.amqp.prefix,
-        &catalog,
-        settings.amqp.delivery_limit,
-    );
+    let topology = Topology::from_settings(&settings.amqp, &catalog);
     let wd = Watchdog {
         topology: topology.clone(),
         clock: clock.clone(),

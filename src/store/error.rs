@@ -57,12 +57,7 @@ impl StoreError {
         match self {
             StoreError::Pool(_) | StoreError::Deadline(_) => true,
             StoreError::Db(e) => match e.code() {
-                Some(state) => {
-                    state.code().starts_with("08")
-                        || *state == SqlState::ADMIN_SHUTDOWN
-                        || *state == SqlState::CRASH_SHUTDOWN
-                        || *state == SqlState::CANNOT_CONNECT_NOW
-                }
+                Some(state) => state_is_unreachable(state),
                 None => db_error_is_retryable(e),
             },
             StoreError::Config(_) | StoreError::Migrate(_) | StoreError::Corrupt(_) => false,
@@ -76,6 +71,18 @@ impl StoreError {
             _ => None,
         }
     }
+}
+
+/// Server errors that mean "not the primary we need, right now": the connection is gone or
+/// the server is going away, or (25006, read_only_sql_transaction) the server is a standby or
+/// a demoted primary: after a failover a connection may still point there. Waited out like an
+/// outage, while the pool replaces the connection with one to the new primary.
+fn state_is_unreachable(state: &SqlState) -> bool {
+    state.code().starts_with("08")
+        || *state == SqlState::ADMIN_SHUTDOWN
+        || *state == SqlState::CRASH_SHUTDOWN
+        || *state == SqlState::CANNOT_CONNECT_NOW
+        || *state == SqlState::READ_ONLY_SQL_TRANSACTION
 }
 
 /// The condition names of the SQLSTATEs a worker meets (PostgreSQL's appendix A); others are
@@ -93,6 +100,7 @@ const CONDITIONS: &[(&str, &str)] = &[
     ("23503", "foreign_key_violation"),
     ("23505", "unique_violation"),
     ("23514", "check_violation"),
+    ("25006", "read_only_sql_transaction"),
     ("25P02", "in_failed_sql_transaction"),
     ("25P03", "idle_in_transaction_session_timeout"),
     ("28000", "invalid_authorization_specification"),
@@ -155,6 +163,7 @@ fn db_error_is_retryable(e: &tokio_postgres::Error) -> bool {
     if let Some(state) = e.code() {
         let code = state.code();
         return code.starts_with("08") // connection exception
+            || *state == SqlState::READ_ONLY_SQL_TRANSACTION // a standby: the primary moved
             || *state == SqlState::T_R_SERIALIZATION_FAILURE
             || *state == SqlState::T_R_DEADLOCK_DETECTED
             || *state == SqlState::ADMIN_SHUTDOWN
@@ -196,6 +205,26 @@ mod tests {
         assert!(d.is_retryable() && d.is_unreachable());
         assert!(StoreError::Pool("timeout".into()).is_unreachable());
         assert!(!StoreError::Corrupt("x".into()).is_unreachable());
+    }
+
+    #[test]
+    fn a_read_only_server_is_unreachable_and_a_constraint_is_not() {
+        for state in [
+            SqlState::READ_ONLY_SQL_TRANSACTION,
+            SqlState::CONNECTION_FAILURE,
+            SqlState::ADMIN_SHUTDOWN,
+            SqlState::CANNOT_CONNECT_NOW,
+        ] {
+            assert!(state_is_unreachable(&state), "{}", state.code());
+        }
+        assert_eq!(SqlState::READ_ONLY_SQL_TRANSACTION.code(), "25006");
+        for state in [
+            SqlState::UNIQUE_VIOLATION,
+            SqlState::T_R_SERIALIZATION_FAILURE,
+            SqlState::INSUFFICIENT_PRIVILEGE,
+        ] {
+            assert!(!state_is_unreachable(&state), "{}", state.code());
+        }
     }
 
     #[test]

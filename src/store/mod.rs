@@ -215,6 +215,9 @@ pub enum CycleOutcome {
 #[derive(Clone)]
 pub struct Store {
     pool: deadpool_postgres::Pool,
+    /// The server the newest connection or `ping` reached (`host:port`): the primary, with a
+    /// multi-host DSN and target_session_attrs=read-write.
+    primary: std::sync::Arc<std::sync::Mutex<Option<String>>>,
 }
 
 /// Advisory-lock key of a tenant: cycles and imports of one tenant take turns.

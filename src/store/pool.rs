@@ -4,7 +4,8 @@
 use super::tls;
 use super::{Store, StoreError};
 use crate::config::DatabaseSettings;
-use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod, Runtime};
+use deadpool_postgres::{Hook, Manager, ManagerConfig, Pool, RecyclingMethod, Runtime};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tokio_postgres_rustls::MakeRustlsConnect;
 
@@ -78,23 +79,59 @@ fn session_options(settings: &DatabaseSettings, from_url: Option<&str>) -> Optio
     (!parts.is_empty()).then(|| parts.join(" "))
 }
 
+/// Fails with SQLSTATE 25006 (read_only_sql_transaction, which the store counts as
+/// unreachable) on a standby or a read-only server: the pool's check before reusing a
+/// connection (a failed check discards it) and the first half of `ping`.
+const WRITABLE_CHECK: &str = "DO $$BEGIN IF pg_is_in_recovery() OR \
+     current_setting('transaction_read_only')::bool THEN RAISE EXCEPTION \
+     'this server is read-only (a standby, or a demoted primary)' USING ERRCODE = '25006'; \
+     END IF; END$$";
+
+/// The server a connection reached, as `host:port`.
+const SERVER_QUERY: &str = "SELECT coalesce(host(inet_server_addr()), 'local socket') || ':' \
+     || coalesce(inet_server_port()::text, current_setting('port'))";
+
+fn first_value(rows: &[tokio_postgres::SimpleQueryMessage]) -> Option<String> {
+    rows.iter().find_map(|m| match m {
+        tokio_postgres::SimpleQueryMessage::Row(r) => r.get(0).map(str::to_owned),
+        _ => None,
+    })
+}
+
 impl Store {
-    /// Pool with `RecyclingMethod::Verified`, connect timeout, keepalives, TCP user timeout,
+    /// Pool with connections checked writable before reuse, connect timeout, keepalives, TCP user timeout,
     /// session timeouts and TLS per `sslmode`. Connects lazily: call `ping` to find out whether
     /// the database is reachable; a bad URL or an unreadable `sslrootcert` fails here.
     pub async fn connect(settings: &DatabaseSettings) -> Result<Self, StoreError> {
         let (pg, tls) = client_config(settings)?;
         let connect_timeout = Duration::from_secs(settings.connect_timeout_secs.max(1));
-        // Verified: the default (Fast) only looks at the socket and can hand out a connection
-        // the server already dropped; Verified runs a round trip first.
+        // Fast only looks at the socket and can hand out a connection the server already
+        // dropped; this runs a round trip first, and fails (so the pool discards the
+        // connection) on a server that is now read-only: after a failover, connections to the
+        // old primary are not reused, and new ones find the new primary by the DSN's
+        // target_session_attrs.
         let manager = Manager::from_config(
             pg,
             tls,
             ManagerConfig {
-                recycling_method: RecyclingMethod::Verified,
+                recycling_method: RecyclingMethod::Custom(WRITABLE_CHECK.into()),
             },
         );
+        let primary: Arc<Mutex<Option<String>>> = Default::default();
+        let seen = primary.clone();
+        // Each new connection (with target_session_attrs=read-write: to the primary) says
+        // which server it reached, so `/readyz` names the new primary right after a failover.
+        let record = Hook::async_fn(move |client: &mut deadpool_postgres::ClientWrapper, _| {
+            let seen = seen.clone();
+            Box::pin(async move {
+                if let Ok(rows) = client.simple_query(SERVER_QUERY).await {
+                    *seen.lock().unwrap_or_else(|p| p.into_inner()) = first_value(&rows);
+                }
+                Ok(())
+            })
+        });
         let pool = Pool::builder(manager)
+            .post_create(record)
             .max_size(settings.pool_size.max(1))
             .runtime(Runtime::Tokio1)
             .wait_timeout(Some(connect_timeout * 2))
@@ -102,18 +139,31 @@ impl Store {
             .recycle_timeout(Some(connect_timeout))
             .build()
             .map_err(|e| StoreError::Config(e.to_string()))?;
-        Ok(Store { pool })
+        Ok(Store { pool, primary })
     }
 
     pub fn pool(&self) -> &deadpool_postgres::Pool {
         &self.pool
     }
 
-    /// `SELECT 1` through the pool (readiness).
+    /// A round trip through the pool (readiness): the server must be writable (a standby
+    /// answers 25006, unreachable). Remembers which server answered.
     pub async fn ping(&self) -> Result<(), StoreError> {
         let client = self.pool.get().await?;
-        client.simple_query("SELECT 1").await?;
+        let rows = client
+            .simple_query(&format!("{WRITABLE_CHECK}; {SERVER_QUERY}"))
+            .await?;
+        *self.primary.lock().unwrap_or_else(|p| p.into_inner()) = first_value(&rows);
         Ok(())
+    }
+
+    /// The server (`host:port`) the last successful `ping` reached: the primary, since the
+    /// pool only keeps connections to a writable server.
+    pub fn primary(&self) -> Option<String> {
+        self.primary
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
     }
 }
 

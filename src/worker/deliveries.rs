@@ -120,15 +120,7 @@ async fn handle_trigger(s: Shared, mut d: Delivery) {
     if !processed.relay.is_empty() {
         s.relay.publish(processed.relay).await;
     }
-    if !processed.direct.is_empty()
-        && let Some(p) = s.relay.publisher.current().await
-    {
-        for m in &processed.direct {
-            if let Err(e) = p.publish(m).await {
-                tracing::warn!(message_id = %m.message_id, error = %e, "reply/event not sent");
-            }
-        }
-    }
+    s.relay.publish_direct(&processed.direct).await;
 }
 
 /// A report delivery as a task, after the reports on the same action before it.

@@ -212,6 +212,15 @@ impl WorkerStatus {
     }
 }
 
+/// `/readyz`'s line naming the database server the last probe reached: with a multi-host
+/// DSN and `target_session_attrs=read-write`, the primary.
+pub fn primary_line(server: Option<&str>) -> String {
+    format!(
+        "database primary: {}\n",
+        server.unwrap_or("unknown (no answer yet)")
+    )
+}
+
 fn fresh(age: Option<Duration>) -> bool {
     age.is_some_and(|a| a <= FRESH)
 }
@@ -287,6 +296,15 @@ mod tests {
             unit_done_age: None,
             uptime: Duration::from_secs(600),
         }
+    }
+
+    #[test]
+    fn readiness_names_the_primary() {
+        assert_eq!(
+            primary_line(Some("10.0.0.7:5432")),
+            "database primary: 10.0.0.7:5432\n"
+        );
+        assert!(primary_line(None).contains("unknown"));
     }
 
     #[test]

@@ -58,7 +58,8 @@ pub fn router(state: OpsState) -> Router {
 }
 
 async fn readyz(State(s): State<OpsState>) -> (StatusCode, String) {
-    let (ready, body) = s.status.snapshot().readiness();
+    let (ready, mut body) = s.status.snapshot().readiness();
+    body.push_str(&super::health::primary_line(s.store.primary().as_deref()));
     let code = if ready {
         StatusCode::OK
     } else {

@@ -29,6 +29,11 @@ impl PublisherSlot {
     }
 }
 
+/// Tries per best-effort message (a reply, a panic's event), and the pause between them: a
+/// nack during a quorum leader election lasts well under a second.
+const DIRECT_TRIES: u32 = 4;
+const DIRECT_PAUSE: Duration = Duration::from_millis(500);
+
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
 pub struct RelayReport {
     pub published: usize,
@@ -80,6 +85,38 @@ impl Relay {
     }
 
     /// Asks the sweeper to sweep every pending row now.
+    /// Publishes messages kept outside the outbox (the `reply_to` reply, a panic's event):
+    /// a nacked or unconfirmed one is sent again with the same message id, on the session's
+    /// current publisher (a new one after a reconnect), a few times; then it is logged lost.
+    pub async fn publish_direct(&self, msgs: &[crate::broker::Outgoing]) {
+        for m in msgs {
+            let mut last = None;
+            for attempt in 0..DIRECT_TRIES {
+                if attempt > 0 {
+                    tokio::time::sleep(DIRECT_PAUSE).await;
+                }
+                let Some(p) = self.publisher.current().await else {
+                    last = Some("no broker session".to_owned());
+                    continue;
+                };
+                match p.publish(m).await {
+                    Ok(()) => {
+                        last = None;
+                        break;
+                    }
+                    Err(e) if e.is_retryable() => last = Some(e.to_string()),
+                    Err(e) => {
+                        last = Some(e.to_string());
+                        break;
+                    }
+                }
+            }
+            if let Some(error) = last {
+                tracing::warn!(message_id = %m.message_id, %error, "reply/event not sent");
+            }
+        }
+    }
+
     pub fn kick(&self) {
         self.kick.notify_one();
     }

@@ -37,11 +37,7 @@ enum End {
 impl Worker {
     /// A worker judging cycles by `rules` (see `app::rules` for the ones from settings).
     pub fn new(settings: Settings, store: Store, rules: Rules) -> Self {
-        let topology = Topology::new(
-            &settings.amqp.prefix,
-            &rules.catalog,
-            settings.amqp.delivery_limit,
-        );
+        let topology = Topology::from_settings(&settings.amqp, &rules.catalog);
         let sweep = Duration::from_secs(settings.worker.outbox_sweep_secs.max(1));
         let name = broker::connection_name(&settings.amqp.prefix, "worker");
         let status = Arc::new(WorkerStatus::default());
@@ -137,7 +133,7 @@ impl Worker {
         let mut tasks: JoinSet<()> = JoinSet::new();
         let mut backoff = session::reconnect_policy().build();
         let (mut session, mut fatal, mut attempt) = (None, None, 0u32);
-        let broker_addr = broker::address(&self.ctx.settings.amqp.url);
+        let broker_addr = broker::watch_address(&self.ctx.settings.amqp);
         while !shutdown.is_cancelled() {
             attempt += 1;
             let opened = Session::open(&self.ctx.settings.amqp, self.topology(), &self.name).await;

@@ -53,9 +53,7 @@ impl Session {
         name: &str,
     ) -> Result<Self, BrokerError> {
         let conn = broker::connect(settings, name).await?;
-        let setup = conn.create_channel().await?;
-        topology.declare(&setup).await?;
-        let _ = setup.close(200, "declared".into()).await;
+        topology.declare_on(&conn).await?;
         let publisher = Arc::new(ConfirmedPublisher::open(&conn).await?);
         // A body past the limit is dropped by lapin as it arrives (vendor/lapin/PATCH.md): a
         // prefetch window of oversized messages costs the limit each, not their size.

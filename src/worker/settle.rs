@@ -126,8 +126,9 @@ fn dead_letter_copy(
     Outgoing {
         exchange: exchange.to_owned(),
         routing_key: d.routing_key.to_string(),
+        // A delivery without an id gets one derived from it, so a retried copy keeps it.
         message_id: p.message_id().as_ref().map_or_else(
-            || format!("dead-{}", uuid::Uuid::new_v4()),
+            || broker::derived_message_id(d.routing_key.as_str(), &body),
             |m| m.to_string(),
         ),
         headers,

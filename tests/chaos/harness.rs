@@ -40,8 +40,19 @@ impl Worker {
         links: Links<'_>,
         env: &[(&str, &str)],
     ) -> Worker {
+        Self::spawn_on(label, &b.prefix, db, links, env)
+    }
+
+    /// `spawn` on a prefix without a `TestBroker` (a test's own broker cluster).
+    pub fn spawn_on(
+        label: &str,
+        prefix: &str,
+        db: &TestDb,
+        links: Links<'_>,
+        env: &[(&str, &str)],
+    ) -> Worker {
         let port = free_port();
-        let mut c = worker_command(&b.prefix, db, port);
+        let mut c = worker_command(prefix, db, port);
         if let Some(r) = links.pg {
             c.env("DATABASE_URL", r.url_for(db.url()));
         }
@@ -97,6 +108,21 @@ impl Worker {
         .ok()
         .flatten()
         .map(|(code, _)| code)
+    }
+
+    /// The body of an ops endpoint's answer; `None` if it did not answer in 1 s.
+    #[allow(dead_code)] // the cluster tests' (`/readyz` naming the primary)
+    pub async fn probe_body(&self, path: &str) -> Option<String> {
+        let port = self.port;
+        let path = path.to_owned();
+        tokio::time::timeout(
+            Duration::from_secs(1),
+            async move { get(port, &path).await },
+        )
+        .await
+        .ok()
+        .flatten()
+        .map(|(_, body)| body)
     }
 
     pub fn lines(&self) -> Vec<String> {

@@ -34,7 +34,12 @@ pub fn url_for(database: &str) -> String {
 
 /// `url_for(database)` as `role` (no password: trust on 127.0.0.1).
 pub fn url_as(role: &str, database: &str) -> String {
-    let url = url_for(database);
+    url_as_on(&admin_url(), role, database)
+}
+
+/// `url_as` on the server of `admin` (a URL, possibly naming several hosts).
+pub fn url_as_on(admin: &str, role: &str, database: &str) -> String {
+    let url = url_with_database(admin, database);
     let Some((scheme, rest)) = url.split_once("://") else {
         return url;
     };
@@ -44,6 +49,8 @@ pub fn url_as(role: &str, database: &str) -> String {
 
 pub struct TestDb {
     pub name: String,
+    /// The server's superuser URL (`admin_url()` unless made `on` another server).
+    pub admin: String,
     /// What the application connects with: the worker's role once migrated, the owner's
     /// before (an unmigrated database is for tests that migrate it themselves).
     pub settings: DatabaseSettings,
@@ -60,14 +67,19 @@ impl TestDb {
     /// Migrated by the owner, the worker granted its privileges, then handed to the test as
     /// the worker.
     pub async fn with_pool_size(pool_size: usize) -> TestDb {
-        let mut db = Self::unmigrated(pool_size).await;
+        Self::on(&admin_url(), pool_size).await
+    }
+
+    /// `with_pool_size` on the server `admin` names (a test's own cluster).
+    pub async fn on(admin: &str, pool_size: usize) -> TestDb {
+        let mut db = Self::unmigrated_on(admin, pool_size).await;
         db.store.migrate().await.expect("migrate test database");
         db.store
             .grant_worker(WORKER_ROLE)
             .await
             .expect("grant the worker role");
         db.store.pool().close();
-        db.settings.url = url_as(WORKER_ROLE, &db.name);
+        db.settings.url = url_as_on(admin, WORKER_ROLE, &db.name);
         db.store = Store::connect(&db.settings)
             .await
             .expect("connect test database as the worker");
@@ -77,12 +89,16 @@ impl TestDb {
     /// A new empty database (no migrations applied), owned by the owner's role and
     /// connected as it.
     pub async fn unmigrated(pool_size: usize) -> TestDb {
-        ensure_roles().await;
+        Self::unmigrated_on(&admin_url(), pool_size).await
+    }
+
+    async fn unmigrated_on(admin: &str, pool_size: usize) -> TestDb {
+        ensure_roles_on(admin).await;
         let name = format!("ros_test_{}", uuid::Uuid::new_v4().simple());
-        admin_execute(&format!("CREATE DATABASE {name} OWNER {OWNER_ROLE}")).await;
+        admin_execute_on(admin, &format!("CREATE DATABASE {name} OWNER {OWNER_ROLE}")).await;
         // The defaults, on this test's database as its owner.
         let settings = DatabaseSettings {
-            url: url_as(OWNER_ROLE, &name),
+            url: url_as_on(admin, OWNER_ROLE, &name),
             pool_size,
             migrate_on_start: false,
             ..revenue_os::config::Settings::load_from(&[])
@@ -94,6 +110,7 @@ impl TestDb {
             .expect("connect test database");
         TestDb {
             name,
+            admin: admin.to_owned(),
             settings,
             store,
             dropped: false,
@@ -110,18 +127,18 @@ impl TestDb {
 
     /// The test database as the owner's role (what `revenue-os migrate` runs as).
     pub fn owner_url(&self) -> String {
-        url_as(OWNER_ROLE, &self.name)
+        url_as_on(&self.admin, OWNER_ROLE, &self.name)
     }
 
     /// The test database as the worker's role.
     pub fn worker_url(&self) -> String {
-        url_as(WORKER_ROLE, &self.name)
+        url_as_on(&self.admin, WORKER_ROLE, &self.name)
     }
 
     /// A plain client on the test database as the admin (a superuser), for assertions in
     /// SQL: it sees every tenant's rows.
     pub async fn client(&self) -> tokio_postgres::Client {
-        connect(&url_for(&self.name)).await
+        connect(&url_with_database(&self.admin, &self.name)).await
     }
 
     /// The single number a query returns, e.g. `SELECT count(*) FROM cycles`.
@@ -137,7 +154,7 @@ impl TestDb {
     /// Drops the database now (Drop does the same, from a helper thread).
     pub async fn cleanup(mut self) {
         self.store.pool().close();
-        admin_execute(&drop_sql(&self.name)).await;
+        admin_execute_on(&self.admin, &drop_sql(&self.name)).await;
         self.dropped = true;
     }
 }
@@ -149,13 +166,14 @@ impl Drop for TestDb {
         }
         self.store.pool().close();
         let sql = drop_sql(&self.name);
+        let admin = self.admin.clone();
         // Drop may run inside a runtime; do the async work on a thread with its own.
         let _ = std::thread::spawn(move || {
             if let Ok(rt) = tokio::runtime::Builder::new_current_thread()
                 .enable_all()
                 .build()
             {
-                rt.block_on(admin_execute(&sql));
+                rt.block_on(admin_execute_on(&admin, &sql));
             }
         })
         .join();
@@ -179,12 +197,20 @@ pub async fn connect(url: &str) -> tokio_postgres::Client {
 /// The owner's and the worker's roles, created once per server; every test runs this, at
 /// the same time as others, so it must be (and is) idempotent and race-safe.
 pub async fn ensure_roles() {
-    admin_execute(&owner_role_sql(OWNER_ROLE).unwrap()).await;
-    admin_execute(&worker_role_sql(WORKER_ROLE).unwrap()).await;
+    ensure_roles_on(&admin_url()).await;
+}
+
+async fn ensure_roles_on(admin: &str) {
+    admin_execute_on(admin, &owner_role_sql(OWNER_ROLE).unwrap()).await;
+    admin_execute_on(admin, &worker_role_sql(WORKER_ROLE).unwrap()).await;
 }
 
 pub async fn admin_execute(sql: &str) {
-    let client = connect(&admin_url()).await;
+    admin_execute_on(&admin_url(), sql).await;
+}
+
+pub async fn admin_execute_on(admin: &str, sql: &str) {
+    let client = connect(admin).await;
     client
         .batch_execute(sql)
         .await

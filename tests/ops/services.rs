@@ -60,7 +60,10 @@ async fn rabbitmq_down_is_said_with_its_address_and_start_command() {
     let port = free_port();
     let amqp = format!("amqp://127.0.0.1:{port}/%2f");
     let addr = format!("127.0.0.1:{port}");
-    let env = [("DATABASE_URL", db.url().to_owned()), ("AMQP_URL", amqp.clone())];
+    let env = [
+        ("DATABASE_URL", db.url().to_owned()),
+        ("AMQP_URL", amqp.clone()),
+    ];
     let out = revenue_os(&["demo"], &env);
     says_down(&out, "RabbitMQ", &addr, START_RABBITMQ);
 
