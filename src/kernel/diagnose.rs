@@ -4,7 +4,7 @@ use super::data::{Index, round_to};
 use super::health::{self, Finding};
 use super::text::{num, pct, pct_1, qty};
 use crate::contract::BindingConstraint;
-use crate::contract::catalog::{Bound, Catalog, Direction, Lens, Unit};
+use crate::contract::catalog::{Bound, Catalog, Direction, Lens, TargetLens, Unit};
 
 /// How one target compares with its metric.
 #[derive(Debug, Clone)]
@@ -12,6 +12,10 @@ pub struct TargetEval {
     pub field: &'static str,
     pub metric: String,
     pub bound: Bound,
+    /// The lens its shortfall scores in, from the catalog.
+    pub lens: Option<TargetLens>,
+    /// Whether a breach trips the finance gate, from the catalog.
+    pub finance_gate: bool,
     pub target: f64,
     pub current: f64,
     /// Positive = short of the target, as a fraction of the target.
@@ -192,6 +196,8 @@ pub fn diagnose(ix: &Index, catalog: &Catalog, findings: &[Finding]) -> Diagnosi
             field,
             metric: def.metric.clone(),
             bound: def.bound,
+            lens: catalog.target_lens(def),
+            finance_gate: def.finance_gate,
             target,
             current,
             gap,
@@ -241,10 +247,12 @@ pub fn diagnose(ix: &Index, catalog: &Catalog, findings: &[Finding]) -> Diagnosi
 
     let mut parts = Vec::new();
     for t in &targets {
-        let lens = match t.metric.as_str() {
-            "pipeline_total" => BindingConstraint::Demand,
-            "bookings_new" | "arr_total" => bookings_lens,
-            _ => BindingConstraint::Economics,
+        let lens = match t.lens {
+            Some(TargetLens::Demand) => BindingConstraint::Demand,
+            Some(TargetLens::Conversion) => BindingConstraint::Conversion,
+            Some(TargetLens::Economics) => BindingConstraint::Economics,
+            Some(TargetLens::Funnel) => bookings_lens,
+            None => continue,
         };
         let trend_word = if t.worsening > 0.0 {
             "moving away"
@@ -319,12 +327,7 @@ pub fn diagnose(ix: &Index, catalog: &Catalog, findings: &[Finding]) -> Diagnosi
 
     let gate_breach = targets
         .iter()
-        .filter(|t| {
-            matches!(
-                t.metric.as_str(),
-                "cac_blended" | "payback_months" | "gross_margin"
-            ) && t.gap > p.finance_tolerance
-        })
+        .filter(|t| t.finance_gate && t.gap > p.finance_tolerance)
         .max_by(|a, b| {
             a.severity
                 .total_cmp(&b.severity)
@@ -345,13 +348,7 @@ pub fn diagnose(ix: &Index, catalog: &Catalog, findings: &[Finding]) -> Diagnosi
         )
     });
 
-    // Highest score wins; ties go to the earlier lens (demand, conversion, economics).
-    let mut best = scores[0];
-    for s in &scores[1..] {
-        if s.1 > best.1 {
-            best = *s;
-        }
-    }
+    let best = highest(&scores);
     let healthy = best.1 <= 0.0 && gate.is_none();
     let constraint = if gate.is_some() {
         BindingConstraint::Economics
@@ -454,6 +451,17 @@ pub fn diagnose(ix: &Index, catalog: &Catalog, findings: &[Finding]) -> Diagnosi
         healthy,
         confidence_parts,
     }
+}
+
+/// Highest score wins; ties go to the earlier lens (demand, conversion, economics).
+pub fn highest(scores: &[(BindingConstraint, f64); 3]) -> (BindingConstraint, f64) {
+    let mut best = scores[0];
+    for s in &scores[1..] {
+        if s.1 > best.1 {
+            best = *s;
+        }
+    }
+    best
 }
 
 fn priority_for(

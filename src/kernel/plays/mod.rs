@@ -576,13 +576,7 @@ fn underlying(c: &Ctx) -> BindingConstraint {
     if c.diag.gate.is_some() {
         return BindingConstraint::Economics;
     }
-    let mut best = c.diag.scores[0];
-    for s in &c.diag.scores[1..] {
-        if s.1 > best.1 {
-            best = *s;
-        }
-    }
-    best.0
+    super::diagnose::highest(&c.diag.scores).0
 }
 
 #[cfg(test)]
