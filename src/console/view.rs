@@ -97,6 +97,17 @@ pub fn thresholds(actions: &[ActionView], metric: &str) -> Vec<Threshold> {
     out
 }
 
+/// Why a cycle did not complete, in the console's words: a cycle with nothing to do is no
+/// error ("nothing to do"); otherwise the error code, or "-".
+pub fn outcome(c: &CycleBrief) -> String {
+    match (c.skip_reason.as_deref(), c.error_code.as_deref()) {
+        (Some("no_executable_action"), _) => "nothing to do".into(),
+        (Some(r), _) => r.into(),
+        (None, Some(code)) => code.into(),
+        (None, None) => "-".into(),
+    }
+}
+
 /// The `targets` field and value that aims at `metric`, if the tenant set one.
 pub fn target_for(
     catalog: &Catalog,

@@ -13,4 +13,5 @@ mod publisher;
 mod recovery;
 mod reports;
 mod sigterm;
+mod skipped;
 mod watchdog;
