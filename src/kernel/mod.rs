@@ -499,7 +499,7 @@ fn fill_trace(
                     text::pct(*w)
                 ),
                 (None, Some((id, a, _))) if ix.opps.amount > 0.0 => format!(
-                    ", largest {id} {} of the amount (a whale above {})",
+                    ", largest {id} {} of the amount (whale threshold {})",
                     text::pct(a / ix.opps.amount),
                     text::pct(data::WHALE_SHARE)
                 ),
