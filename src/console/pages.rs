@@ -639,7 +639,7 @@ fn timeline(v: &TenantView) -> Vec<TimelineCell> {
                 ),
                 (s, _) => (
                     format!("c-{s}"),
-                    format!("{s}: {}", c.error_code.as_deref().unwrap_or("-")),
+                    format!("{s}: {}", super::view::outcome(c)),
                 ),
             };
             TimelineCell {
@@ -829,7 +829,10 @@ async fn cycle(State(inner): App, headers: HeaderMap, Path(id): Path<String>) ->
         id,
         tenant_id: b.tenant_id,
         status: b.status.clone(),
-        error_code: b.error_code.clone().unwrap_or_default(),
+        error_code: match b.skip_reason {
+            Some(_) => super::view::outcome(b),
+            None => b.error_code.clone().unwrap_or_default(),
+        },
         error_message: b.error_message.clone(),
         executed_at: time(b.executed_at),
         duration_ms: c.duration_ms,

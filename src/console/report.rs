@@ -66,8 +66,7 @@ pub fn render(v: &TenantView, now: DateTime<Utc>) -> String {
                 c.priority_metric.as_deref().unwrap_or("-"),
                 c.confidence.unwrap_or(0.0)
             ),
-            (None, Some(code)) => code.clone(),
-            (None, None) => "-".into(),
+            (None, _) => super::view::outcome(c),
         };
         let _ = writeln!(
             o,

@@ -97,6 +97,17 @@ pub fn thresholds(actions: &[ActionView], metric: &str) -> Vec<Threshold> {
     out
 }
 
+/// Why a cycle did not complete, in the console's words: a cycle with nothing to do is no
+/// error ("nothing to do"); otherwise the error code, or "-".
+pub fn outcome(c: &CycleBrief) -> String {
+    match (c.skip_reason.as_deref(), c.error_code.as_deref()) {
+        (Some("no_executable_action"), _) => "nothing to do".into(),
+        (Some(r), _) => r.into(),
+        (None, Some(code)) => code.into(),
+        (None, None) => "-".into(),
+    }
+}
+
 /// The `targets` field and value that aims at `metric`, if the tenant set one.
 pub fn target_for(
     catalog: &Catalog,
@@ -184,4 +195,37 @@ pub fn condition(c: &AbortCondition) -> String {
         c.threshold,
         c.consecutive_days
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn brief(status: &str, code: Option<&str>, skip: Option<&str>) -> CycleBrief {
+        CycleBrief {
+            cycle_id: Uuid::nil(),
+            tenant_id: Uuid::nil(),
+            executed_at: chrono::DateTime::<chrono::Utc>::UNIX_EPOCH,
+            status: status.into(),
+            binding_constraint: None,
+            priority_metric: None,
+            confidence: None,
+            diagnosis: None,
+            error_code: code.map(Into::into),
+            error_message: None,
+            skip_reason: skip.map(Into::into),
+        }
+    }
+
+    #[test]
+    fn a_cycle_with_nothing_to_do_says_so_and_is_no_error() {
+        let nothing = brief("skipped", None, Some("no_executable_action"));
+        assert_eq!(outcome(&nothing), "nothing to do");
+        let recent = brief("skipped", Some("CYCLE_TOO_RECENT"), None);
+        assert_eq!(outcome(&recent), "CYCLE_TOO_RECENT");
+        assert_eq!(
+            outcome(&brief("failed", Some("INVALID_INPUT"), None)),
+            "INVALID_INPUT"
+        );
+    }
 }

@@ -86,6 +86,17 @@ pub enum Bound {
     AtMost,
 }
 
+/// The lens a target's shortfall scores in.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum TargetLens {
+    Demand,
+    Conversion,
+    Economics,
+    /// Demand when pipeline covers too little of the bookings target, else conversion.
+    Funnel,
+}
+
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct TargetDef {
@@ -93,6 +104,12 @@ pub struct TargetDef {
     pub field: String,
     pub metric: String,
     pub bound: Bound,
+    /// Overrides the metric's own lens for scoring (see `Catalog::target_lens`).
+    #[serde(default)]
+    pub lens: Option<TargetLens>,
+    /// A breach beyond the finance tolerance makes economics bind.
+    #[serde(default)]
+    pub finance_gate: bool,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -354,6 +371,20 @@ impl Catalog {
         self.targets.iter().find(|t| t.field == field)
     }
 
+    /// The lens a target's shortfall scores in: its own `lens`, else its metric's lens
+    /// (a data-health metric scores nowhere).
+    pub fn target_lens(&self, t: &TargetDef) -> Option<TargetLens> {
+        if let Some(l) = t.lens {
+            return Some(l);
+        }
+        match self.metric(&t.metric)?.lens {
+            Lens::Demand => Some(TargetLens::Demand),
+            Lens::Conversion => Some(TargetLens::Conversion),
+            Lens::Economics => Some(TargetLens::Economics),
+            Lens::DataHealth => None,
+        }
+    }
+
     pub fn executor(&self, s: Subsystem) -> Option<&ExecutorDef> {
         self.executors.get(&s)
     }
@@ -390,6 +421,18 @@ mod tests {
             c.target("cac_max").map(|t| t.metric.as_str()),
             Some("cac_blended")
         );
+        let lens = |f: &str| c.target(f).and_then(|t| c.target_lens(t));
+        assert_eq!(lens("pipeline_total"), Some(TargetLens::Demand));
+        assert_eq!(lens("bookings_new"), Some(TargetLens::Funnel));
+        assert_eq!(lens("arr_target"), Some(TargetLens::Funnel));
+        assert_eq!(lens("cac_max"), Some(TargetLens::Economics));
+        let gated: Vec<&str> = c
+            .targets()
+            .iter()
+            .filter(|t| t.finance_gate)
+            .map(|t| t.field.as_str())
+            .collect();
+        assert_eq!(gated, ["cac_max", "payback_max_months", "gross_margin_min"]);
         assert!(!c.accepts(Subsystem::Routing, ActionType::Experiment));
         assert!(!c.accepts(Subsystem::Pricing, ActionType::Scale));
         assert!(!c.accepts(Subsystem::Pricing, ActionType::Pause));

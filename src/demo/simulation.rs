@@ -250,6 +250,12 @@ pub async fn run(
                     sum.proposed.extend(ids.into_iter().map(|id| (d, id)));
                 }
                 Err(status) if status == "skipped" => {}
+                Err(status) if status == "nothing to do" => {
+                    events.push(
+                        "cycle skipped: nothing to do (guardrails leave no executable action)"
+                            .into(),
+                    );
+                }
                 // The same refusal every day says nothing new.
                 Err(status) if last_refusal.as_deref() == Some(status.as_str()) => {}
                 Err(status) => {
@@ -363,6 +369,11 @@ async fn trigger(
             .map_err(|e| Error::Run(format!("unexpected reply: {e}")))?;
         Ok(Ok(out))
     } else if reply.status == "skipped" {
+        // Nothing to do is a decision, said once; a spacing skip says nothing new.
+        let reason = reply.body["details"]["reason"].as_str().unwrap_or("");
+        if reason == "no_executable_action" {
+            return Ok(Err("nothing to do".into()));
+        }
         Ok(Err(reply.status))
     } else {
         let why = reply.body["message"].as_str().unwrap_or("").to_owned();

@@ -84,8 +84,11 @@ pub struct CampaignStats<'a> {
     pub daily: f64,
     /// Daily estimate times the days the campaign ran inside the window.
     pub window_spend: f64,
-    /// Attributed revenue inside the window.
+    /// Attributed acquisition revenue inside the window, net of refunds and churn (negative
+    /// amounts), without expansion or renewal revenue (`is_acquisition`).
     pub revenue: f64,
+    /// Attributed revenue counting positive amounts of every type (what a gross view shows).
+    pub gross: f64,
     pub events: u32,
     /// Channel carrying most of its attributed revenue (ties: smallest name).
     pub channel: Option<&'a str>,
@@ -100,6 +103,26 @@ impl CampaignStats<'_> {
     pub fn budget_left(&self) -> f64 {
         self.total - self.spent
     }
+    /// Whether its net acquisition revenue differs from the gross (refunds, churn, expansion).
+    pub fn netted(&self) -> bool {
+        (self.gross - self.revenue).abs() > 0.005
+    }
+}
+
+/// Revenue from existing customers is not a campaign's acquisition return.
+pub const NOT_ACQUISITION: [&str; 5] = ["expansion", "renewal", "upsell", "cross_sell", "upgrade"];
+
+/// Whether an event of this `type` counts toward a campaign's acquisition return.
+pub fn is_acquisition(kind: &str) -> bool {
+    !NOT_ACQUISITION.contains(&kind.to_ascii_lowercase().as_str())
+}
+
+/// The CAC of one channel (`cac_blended` or `cac_by_channel` with a `channel` dimension): its
+/// newest value in the window.
+#[derive(Debug, Clone, Copy)]
+pub struct ChannelCac {
+    pub day: i32,
+    pub value: f64,
 }
 
 #[derive(Debug, Clone, Default)]
@@ -123,6 +146,50 @@ pub struct OppStats {
     pub late_closing_30d: usize,
     pub closing_30d: usize,
     pub mean_probability: f64,
+    /// Amount past its expected close date (before the window end).
+    pub overdue_amount: f64,
+    /// The largest not-yet-overdue opportunity: (id, amount, win probability).
+    pub largest: Option<(String, f64, f64)>,
+}
+
+/// One opportunity holding more than this share of the open amount is a whale (principle 5).
+pub const WHALE_SHARE: f64 = 0.5;
+
+impl OppStats {
+    /// The share of the open amount that counts as healthy coverage (principle 5): overdue
+    /// amount is left out, and a whale counts at its win probability relative to `rate` (the
+    /// tenant's win rate), at most fully. 1 without opportunities.
+    pub fn quality(&self, rate: f64) -> PipelineQuality {
+        let mut q = PipelineQuality {
+            share: 1.0,
+            overdue_share: 0.0,
+            whale: None,
+        };
+        if self.amount <= 0.0 {
+            return q;
+        }
+        q.overdue_share = (self.overdue_amount / self.amount).clamp(0.0, 1.0);
+        let mut counted = self.amount - self.overdue_amount;
+        if let Some((id, a, p)) = &self.largest
+            && *a / self.amount > WHALE_SHARE
+        {
+            let weight = if rate > 0.0 { (p / rate).min(1.0) } else { 1.0 };
+            counted -= a * (1.0 - weight);
+            q.whale = Some((id.clone(), a / self.amount, *p, weight));
+        }
+        q.share = (counted / self.amount).clamp(0.0, 1.0);
+        q
+    }
+}
+
+/// What `OppStats::quality` found.
+#[derive(Debug, Clone, PartialEq)]
+pub struct PipelineQuality {
+    /// Share of pipeline counted as coverage.
+    pub share: f64,
+    pub overdue_share: f64,
+    /// (id, share of the open amount, win probability, weight it counts at).
+    pub whale: Option<(String, f64, f64, f64)>,
 }
 
 pub const LATE_STAGE_MIN_PROBABILITY: f64 = 0.4;
@@ -164,6 +231,9 @@ pub struct Index<'a> {
     pub undimensioned_conflicts: Vec<(&'a str, i32, f64, f64)>,
     /// Newest points set aside as suspected sync glitches.
     pub glitches: Vec<Glitch<'a>>,
+    /// Newest points out of line with the series that their weekday, month-end position or
+    /// the tenant's own events explain (principle 1): kept, with why, for the trace.
+    pub rhythms: Vec<String>,
     /// Robust trend of each series over the window (3 points or more).
     pub trends: BTreeMap<&'a str, stats::Trend>,
     /// Every metric id that appears in the input, with or without a dimension.
@@ -171,6 +241,8 @@ pub struct Index<'a> {
     pub campaigns: Vec<CampaignStats<'a>>,
     pub campaign_by_id: FnvMap<&'a str, usize>,
     pub channels: BTreeMap<&'a str, ChannelStats>,
+    /// CAC per channel from dimensioned points, newest in the window (issue 24, principle 2).
+    pub channel_cac: BTreeMap<&'a str, ChannelCac>,
     pub revenue_total: f64,
     pub revenue_unattributed: f64,
     pub events_in_window: usize,
@@ -196,8 +268,24 @@ impl<'a> Index<'a> {
         // Inputs usually list a metric's points together: collect a run of one id, then file it.
         let mut run_id: Option<&str> = None;
         let mut run: Vec<(i32, f64)> = Vec::new();
+        let mut channel_cac: BTreeMap<&str, ChannelCac> = BTreeMap::new();
         for (m, date) in checked.metrics() {
             let id = m.metric_id.as_str();
+            if matches!(id, "cac_blended" | "cac_by_channel")
+                && let Some(ch) = m.dimension.as_ref().and_then(|d| d.get("channel"))
+            {
+                let d = day(date);
+                let newer = channel_cac.get(ch.as_str()).is_none_or(|c| d >= c.day);
+                if d >= start && d <= end && newer {
+                    channel_cac.insert(
+                        ch.as_str(),
+                        ChannelCac {
+                            day: d,
+                            value: m.value,
+                        },
+                    );
+                }
+            }
             if run_id != Some(id) {
                 reported.insert(id);
                 if let Some(r) = run_id.replace(id) {
@@ -236,12 +324,19 @@ impl<'a> Index<'a> {
         // A suspected sync glitch on the newest window point is set aside: the rules read the
         // series without it, and data health reports it.
         let mut glitches = Vec::new();
+        let mut rhythms = Vec::new();
         for (id, v) in series.iter_mut() {
             let hi = v.partition_point(|p| p.0 <= end);
             let lo = v.partition_point(|p| p.0 < start);
             if hi > lo
                 && let Some(typical) = stats::glitch(&v[lo..hi])
             {
+                // Principle 1: out of line with the series, but in line with its own weekday
+                // or month-end position, or the tenant's own bookings add up to it: a rhythm.
+                if let Some(r) = rhythm(id, &v[..hi], typical, checked) {
+                    rhythms.push(r);
+                    continue;
+                }
                 let (d, x) = v.remove(hi - 1);
                 glitches.push(Glitch {
                     metric: id,
@@ -280,6 +375,7 @@ impl<'a> Index<'a> {
                 daily,
                 window_spend: daily * f64::from(overlap),
                 revenue: 0.0,
+                gross: 0.0,
                 events: 0,
                 channel: None,
                 channels: Vec::new(),
@@ -298,6 +394,12 @@ impl<'a> Index<'a> {
             }
             events_in_window += 1;
             let amount = e.amount.max(0.0);
+            // A campaign's return: acquisition revenue, net of refunds and churn.
+            let net = if is_acquisition(&e.kind) {
+                e.amount
+            } else {
+                0.0
+            };
             revenue_total += amount;
             let camp = e
                 .attributed_campaign_id
@@ -324,13 +426,15 @@ impl<'a> Index<'a> {
                         i
                     }
                 };
-                channel_revenue[i] += amount;
+                channel_revenue[i] += net;
                 slot = Some(i);
             }
             if let Some(&i) = camp.and_then(|c| campaign_by_id.get(c)) {
                 let s = &mut campaigns[i];
-                s.revenue += amount;
+                s.revenue += net;
+                s.gross += amount;
                 s.events += 1;
+                // The campaign's channel is the one carrying most of its gross revenue.
                 if let Some(i) = slot {
                     match s.channels.iter_mut().find(|(n, _)| *n == i) {
                         Some(c) => c.1 += amount,
@@ -371,7 +475,17 @@ impl<'a> Index<'a> {
             opps.count += 1;
             opps.amount += o.amount;
             p_sum += o.win_probability;
-            let closing = (end + 1..=horizon).contains(&day(close));
+            let close = day(close);
+            if close < end {
+                opps.overdue_amount += o.amount;
+            } else if opps
+                .largest
+                .as_ref()
+                .is_none_or(|l| o.amount > l.1 || (o.amount == l.1 && o.id.as_str() < l.0.as_str()))
+            {
+                opps.largest = Some((o.id.clone(), o.amount, o.win_probability));
+            }
+            let closing = (end + 1..=horizon).contains(&close);
             if closing {
                 opps.closing_30d += 1;
             }
@@ -409,6 +523,7 @@ impl<'a> Index<'a> {
             levers,
             trends,
             glitches,
+            rhythms,
             params,
             start,
             end,
@@ -419,6 +534,7 @@ impl<'a> Index<'a> {
             campaigns,
             campaign_by_id,
             channels,
+            channel_cac,
             revenue_total,
             revenue_unattributed,
             events_in_window,
@@ -538,6 +654,19 @@ impl<'a> Index<'a> {
         out
     }
 
+    /// The channel's CAC when it is over `cac_max` (principle 2): no spend is added there.
+    pub fn channel_over_cac(&self, channel: &str) -> Option<(f64, f64)> {
+        let max = self.input.targets.cac_max?;
+        let c = self.channel_cac.get(channel)?;
+        (c.value > max).then_some((c.value, max))
+    }
+
+    /// A campaign's channel CAC over `cac_max`, if its channel has one.
+    pub fn campaign_over_cac(&self, s: &CampaignStats<'a>) -> Option<(&'a str, f64, f64)> {
+        let ch = s.channel?;
+        self.channel_over_cac(ch).map(|(v, m)| (ch, v, m))
+    }
+
     /// Current daily spend of a campaign or channel entity (running campaigns only).
     pub fn entity_daily(&self, id: &str) -> Option<f64> {
         if let Some(c) = self.campaign(id) {
@@ -545,6 +674,110 @@ impl<'a> Index<'a> {
         }
         self.channels.get(id).map(|c| c.daily)
     }
+}
+
+/// Points of the same position needed before a position explains a value (principle 1).
+pub const RHYTHM_MIN_PEERS: usize = 2;
+/// A value is in line with its position's peers within this share of their median (or of the
+/// series' typical level when the peers' median is 0).
+pub const RHYTHM_TOLERANCE: f64 = 0.25;
+/// The tenant's own `new_booking` events explain a `bookings_new` value within this share.
+pub const EVENTS_MATCH: f64 = 0.01;
+
+fn weekday_name(d: i32) -> &'static str {
+    // Day 1 of the common era (0001-01-01) is a Monday.
+    ["Sun", "Mon", "Tue", "Wed", "Thu", "Fri", "Sat"][(d.rem_euclid(7)) as usize]
+}
+
+/// Whether `d` is the last business day (Mon-Fri) of its month.
+fn last_business_day(d: i32) -> bool {
+    let Some(date) = NaiveDate::from_num_days_from_ce_opt(d) else {
+        return false;
+    };
+    if date.weekday().number_from_monday() > 5 {
+        return false;
+    }
+    (1..=3).all(|k| {
+        NaiveDate::from_num_days_from_ce_opt(d + k)
+            .is_none_or(|n| n.month() != date.month() || n.weekday().number_from_monday() > 5)
+    })
+}
+
+/// Why the newest point of `pts` (out of line with the series' `typical` level) is no glitch:
+/// in line with the same weekday's earlier points, with earlier month-end points when it is
+/// the last business day of its month, or equal to the day's `new_booking` events
+/// (`bookings_new`). None when nothing explains it.
+fn rhythm(metric: &str, pts: &[(i32, f64)], typical: f64, checked: &Checked) -> Option<String> {
+    let (last, hist) = pts.split_last()?;
+    let (d, x) = *last;
+    let in_line = |peers: &mut Vec<f64>| -> Option<f64> {
+        if peers.len() < RHYTHM_MIN_PEERS {
+            return None;
+        }
+        let m = stats::median(peers)?;
+        let scale = if m.abs() > 0.0 {
+            m.abs()
+        } else {
+            typical.abs()
+        };
+        ((x - m).abs() <= RHYTHM_TOLERANCE * scale).then_some(m)
+    };
+    let mut same_day: Vec<f64> = hist
+        .iter()
+        .filter(|p| (d - p.0) % 7 == 0)
+        .map(|p| p.1)
+        .collect();
+    let n = same_day.len();
+    if let Some(m) = in_line(&mut same_day) {
+        return Some(format!(
+            "{metric} {} on {} ({}) is {} against the series' typical {}, but in line with \
+             the median {} of the {n} earlier {}s: a weekly rhythm, not a glitch",
+            super::text::num(x),
+            date_string(d),
+            weekday_name(d),
+            super::text::num(x),
+            super::text::num(typical),
+            super::text::num(m),
+            weekday_name(d)
+        ));
+    }
+    if last_business_day(d) {
+        let mut ends: Vec<f64> = hist
+            .iter()
+            .filter(|p| last_business_day(p.0))
+            .map(|p| p.1)
+            .collect();
+        let n = ends.len();
+        if let Some(m) = in_line(&mut ends) {
+            return Some(format!(
+                "{metric} {} on {} (last business day of the month) is against the series' \
+                 typical {}, but in line with the median {} of the {n} earlier month ends: a \
+                 monthly rhythm, not a glitch",
+                super::text::num(x),
+                date_string(d),
+                super::text::num(typical),
+                super::text::num(m)
+            ));
+        }
+    }
+    if metric == "bookings_new" {
+        let booked: f64 = checked
+            .revenue_events()
+            .filter(|(e, date)| day(*date) == d && e.kind == "new_booking")
+            .map(|(e, _)| e.amount)
+            .sum();
+        if booked > 0.0 && (booked - x).abs() <= EVENTS_MATCH * x.abs() {
+            return Some(format!(
+                "bookings_new {} on {} is against the series' typical {}, but the tenant's own \
+                 new_booking events that day add up to {}: real bookings, not a glitch",
+                super::text::num(x),
+                date_string(d),
+                super::text::num(typical),
+                super::text::num(booked)
+            ));
+        }
+    }
+    None
 }
 
 /// Rounds down to cents, so a derived spend never exceeds the bound it was derived from.
@@ -560,4 +793,144 @@ pub fn ceil_cents(x: f64) -> f64 {
 pub fn round_to(x: f64, places: i32) -> f64 {
     let f = 10f64.powi(places);
     (x * f).round() / f
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::kernel::test_support::*;
+
+    fn glitched(t: Tenant) -> (Vec<String>, Vec<String>) {
+        let c = t.checked();
+        let ix = index(&c);
+        (
+            ix.glitches.iter().map(|g| g.metric.to_owned()).collect(),
+            ix.rhythms.clone(),
+        )
+    }
+
+    #[test]
+    fn p1_a_value_in_line_with_its_weekday_is_a_rhythm_not_a_glitch() {
+        // Nothing booked on the window end's weekday, every week.
+        let weekly = |i: usize| {
+            if (29 - i).is_multiple_of(7) {
+                0.0
+            } else {
+                10_000.0
+            }
+        };
+        let (g, r) = glitched(Tenant::new().series("bookings_new", weekly));
+        assert!(g.is_empty(), "{g:?}");
+        assert!(
+            r[0].contains("in line with the median 0 of the 4 earlier"),
+            "{r:?}"
+        );
+        // The same zero on the last day only: a glitch.
+        let once = |i: usize| if i == 29 { 0.0 } else { 10_000.0 };
+        let (g, r) = glitched(Tenant::new().series("bookings_new", once));
+        assert_eq!(g, ["bookings_new"]);
+        assert!(r.is_empty());
+    }
+
+    #[test]
+    fn p1_bookings_the_tenants_own_events_add_up_to_are_real() {
+        let spike = |i: usize| if i == 29 { 30_000.0 } else { 10_000.0 };
+        let mut t = Tenant::new().series("bookings_new", spike);
+        let (g, _) = glitched(Tenant::new().series("bookings_new", spike));
+        assert_eq!(g, ["bookings_new"]);
+        for _ in 0..3 {
+            t = t.revenue(10_000.0, None, Some("email"));
+        }
+        for e in &mut t.0.revenue_events {
+            e.kind = "new_booking".into();
+        }
+        let (g, r) = glitched(t);
+        assert!(
+            g.is_empty() && r[0].contains("add up to 30,000"),
+            "{g:?} {r:?}"
+        );
+    }
+
+    #[test]
+    fn p1_the_last_business_day_of_a_month() {
+        let d = |s: &str| super::day(crate::contract::parse_date(s).unwrap());
+        assert!(last_business_day(d("2026-10-30"))); // a Friday
+        assert!(!last_business_day(d("2026-10-31"))); // a Saturday
+        assert!(!last_business_day(d("2026-11-26")));
+        assert!(last_business_day(d("2026-11-30"))); // a Monday
+        assert_eq!(weekday_name(d("2026-11-25")), "Wed");
+    }
+
+    #[test]
+    fn p2_a_channels_own_cac_over_the_maximum_is_seen_through_the_blend() {
+        let mut t = Tenant::new()
+            .campaign("c1", "running", 30_000.0, 3_000.0)
+            .revenue(9_000.0, Some("c1"), Some("paid_social"));
+        for (i, v) in [(28, 6_000.0), (29, 7_000.0)] {
+            t.0.metrics.push(crate::contract::MetricPoint {
+                metric_id: "cac_by_channel".into(),
+                value: v,
+                date: day_of(i),
+                dimension: Some([("channel".to_owned(), "paid_social".to_owned())].into()),
+            });
+        }
+        let c = t.checked();
+        let ix = index(&c);
+        assert_eq!(ix.channel_over_cac("paid_social"), Some((7_000.0, 3_500.0)));
+        assert_eq!(ix.channel_over_cac("email"), None);
+        assert_eq!(
+            ix.campaign_over_cac(ix.campaign("c1").unwrap())
+                .map(|x| x.0),
+            Some("paid_social")
+        );
+    }
+
+    fn day_of(i: usize) -> String {
+        crate::kernel::test_support::day(i as i64)
+    }
+
+    #[test]
+    fn p3_campaign_revenue_is_net_new_business() {
+        let mut t = Tenant::new()
+            .campaign("c1", "running", 30_000.0, 3_000.0)
+            .revenue(10_000.0, Some("c1"), None)
+            .revenue(-4_000.0, Some("c1"), None)
+            .revenue(50_000.0, Some("c1"), None);
+        t.0.revenue_events[1].kind = "refund".into();
+        t.0.revenue_events[2].kind = "expansion".into();
+        let c = t.checked();
+        let ix = index(&c);
+        let s = ix.campaign("c1").unwrap();
+        assert_eq!((s.revenue, s.gross), (6_000.0, 60_000.0));
+        assert!(s.netted());
+        assert!(!is_acquisition("Renewal") && is_acquisition("new_booking"));
+    }
+
+    #[test]
+    fn p5_overdue_pipeline_is_left_out_and_a_whale_counts_at_its_odds() {
+        let mut t = Tenant::new();
+        for _ in 0..4 {
+            t = t.opportunity(0.3, 20);
+        }
+        t = t.opportunity(0.3, -10); // overdue: 20,000 of 100,000
+        let c = t.checked();
+        let q = index(&c).opps.quality(0.25);
+        assert!(
+            (q.share - 0.8).abs() < 1e-9 && (q.overdue_share - 0.2).abs() < 1e-9,
+            "{q:?}"
+        );
+        assert_eq!(q.whale, None);
+        // One opportunity of 70% at a 10% win probability against a 25% win rate: it counts at
+        // 40% of its amount.
+        let mut t = Tenant::new().opportunity(0.3, 20);
+        t.0.opportunities[0].amount = 30_000.0;
+        t = t.opportunity(0.1, 20);
+        t.0.opportunities[1].amount = 70_000.0;
+        let c = t.checked();
+        let q = index(&c).opps.quality(0.25);
+        let (id, share, _, w) = q.whale.clone().unwrap();
+        assert_eq!(id, "opp_1");
+        assert!((share - 0.7).abs() < 1e-9 && (w - 0.4).abs() < 1e-9);
+        assert!((q.share - (0.3 + 0.7 * 0.4)).abs() < 1e-9, "{q:?}");
+    }
 }

@@ -1,10 +1,10 @@
 //! Scores demand, conversion and economics and picks the binding constraint.
 
-use super::data::{Index, round_to};
+use super::data::{Index, PipelineQuality, round_to};
 use super::health::{self, Finding};
 use super::text::{num, pct, pct_1, qty};
 use crate::contract::BindingConstraint;
-use crate::contract::catalog::{Bound, Catalog, Direction, Lens, Unit};
+use crate::contract::catalog::{Bound, Catalog, Direction, Lens, TargetLens, Unit};
 
 /// How one target compares with its metric.
 #[derive(Debug, Clone)]
@@ -12,6 +12,10 @@ pub struct TargetEval {
     pub field: &'static str,
     pub metric: String,
     pub bound: Bound,
+    /// The lens its shortfall scores in, from the catalog.
+    pub lens: Option<TargetLens>,
+    /// Whether a breach trips the finance gate, from the catalog.
+    pub finance_gate: bool,
     pub target: f64,
     pub current: f64,
     /// Positive = short of the target, as a fraction of the target.
@@ -67,11 +71,51 @@ pub struct Part {
 
 #[derive(Debug, Clone)]
 pub struct Funnel {
+    /// Healthy pipeline (`pipeline_total` x `quality.share`) over the bookings target.
     pub coverage: f64,
     pub needed: f64,
     pub win_rate: Option<f64>,
     pub bookings_lens: BindingConstraint,
+    /// Overdue and whale-weighted share of the pipeline (principle 5).
+    pub quality: PipelineQuality,
+    /// `pipeline_total` as reported.
+    pub pipeline: f64,
 }
+
+impl Funnel {
+    /// The sentence naming what was left out of coverage, when anything was.
+    pub fn quality_words(&self) -> Option<String> {
+        let q = &self.quality;
+        let mut parts = Vec::new();
+        if let Some((id, share, p, w)) = &q.whale {
+            parts.push(format!(
+                "{id} is {} of open pipeline at a {} win probability and counts at {} of its \
+                 amount",
+                pct(*share),
+                pct(*p),
+                pct(*w)
+            ));
+        }
+        if q.overdue_share > 0.0 {
+            parts.push(format!(
+                "{} of open pipeline is past its expected close date and is left out",
+                pct(q.overdue_share)
+            ));
+        }
+        (q.share < 1.0 && !parts.is_empty()).then(|| {
+            format!(
+                "{}: coverage counts {} of {} pipeline",
+                parts.join("; "),
+                num(self.pipeline * q.share),
+                num(self.pipeline)
+            )
+        })
+    }
+}
+
+/// Revenue events and open opportunities at which the volume factor of confidence is 1
+/// (principle 4); below, the factor is the square root of the share.
+pub const FULL_VOLUME: f64 = 30.0;
 
 #[derive(Debug, Clone)]
 pub struct Diagnosis {
@@ -87,6 +131,8 @@ pub struct Diagnosis {
     pub gate: Option<String>,
     pub healthy: bool,
     pub confidence_parts: String,
+    /// The volume behind the binding constraint, 0-1 (principle 4); 1 under data_quality.
+    pub volume: f64,
 }
 
 impl Diagnosis {
@@ -192,6 +238,8 @@ pub fn diagnose(ix: &Index, catalog: &Catalog, findings: &[Finding]) -> Diagnosi
             field,
             metric: def.metric.clone(),
             bound: def.bound,
+            lens: catalog.target_lens(def),
+            finance_gate: def.finance_gate,
             target,
             current,
             gap,
@@ -213,7 +261,10 @@ pub fn diagnose(ix: &Index, catalog: &Catalog, findings: &[Finding]) -> Diagnosi
     let funnel = match (ix.input.targets.bookings_new, pipeline) {
         (Some(bt), Some(pl)) if bt > 0.0 => {
             let needed = win_rate.map_or(p.default_needed_coverage, |w| 1.0 / w);
-            let coverage = pl / bt;
+            let quality = ix
+                .opps
+                .quality(win_rate.unwrap_or(ix.opps.mean_probability));
+            let coverage = pl * quality.share / bt;
             Some(Funnel {
                 coverage,
                 needed,
@@ -223,6 +274,8 @@ pub fn diagnose(ix: &Index, catalog: &Catalog, findings: &[Finding]) -> Diagnosi
                 } else {
                     BindingConstraint::Conversion
                 },
+                quality,
+                pipeline: pl,
             })
         }
         _ => None,
@@ -241,10 +294,12 @@ pub fn diagnose(ix: &Index, catalog: &Catalog, findings: &[Finding]) -> Diagnosi
 
     let mut parts = Vec::new();
     for t in &targets {
-        let lens = match t.metric.as_str() {
-            "pipeline_total" => BindingConstraint::Demand,
-            "bookings_new" | "arr_total" => bookings_lens,
-            _ => BindingConstraint::Economics,
+        let lens = match t.lens {
+            Some(TargetLens::Demand) => BindingConstraint::Demand,
+            Some(TargetLens::Conversion) => BindingConstraint::Conversion,
+            Some(TargetLens::Economics) => BindingConstraint::Economics,
+            Some(TargetLens::Funnel) => bookings_lens,
+            None => continue,
         };
         let trend_word = if t.worsening > 0.0 {
             "moving away"
@@ -319,12 +374,7 @@ pub fn diagnose(ix: &Index, catalog: &Catalog, findings: &[Finding]) -> Diagnosi
 
     let gate_breach = targets
         .iter()
-        .filter(|t| {
-            matches!(
-                t.metric.as_str(),
-                "cac_blended" | "payback_months" | "gross_margin"
-            ) && t.gap > p.finance_tolerance
-        })
+        .filter(|t| t.finance_gate && t.gap > p.finance_tolerance)
         .max_by(|a, b| {
             a.severity
                 .total_cmp(&b.severity)
@@ -345,13 +395,7 @@ pub fn diagnose(ix: &Index, catalog: &Catalog, findings: &[Finding]) -> Diagnosi
         )
     });
 
-    // Highest score wins; ties go to the earlier lens (demand, conversion, economics).
-    let mut best = scores[0];
-    for s in &scores[1..] {
-        if s.1 > best.1 {
-            best = *s;
-        }
-    }
+    let best = highest(&scores);
     let healthy = best.1 <= 0.0 && gate.is_none();
     let constraint = if gate.is_some() {
         BindingConstraint::Economics
@@ -400,23 +444,39 @@ pub fn diagnose(ix: &Index, catalog: &Catalog, findings: &[Finding]) -> Diagnosi
         .fold(0.0, f64::max);
     let separation = (winner - runner_up).max(0.0);
     let sep_factor = 0.5 + 0.5 * (separation / p.clear_separation).min(1.0);
+    // Principle 4: the volume behind the constraint: revenue events for demand and economics,
+    // open opportunities for conversion (and both when a bookings gap routes through them).
+    let vol = |n: usize| (n as f64 / FULL_VOLUME).min(1.0).sqrt();
+    let (events, opps) = (ix.events_in_window, ix.opps.count);
+    let (volume, volume_words) = match constraint {
+        BindingConstraint::DataQuality => (1.0, String::new()),
+        BindingConstraint::Conversion => (vol(opps), format!("{opps} open opportunities")),
+        _ => (
+            vol(events).min(if funnel.is_some() { vol(opps) } else { 1.0 }),
+            if funnel.is_some() {
+                format!("{events} revenue events, {opps} open opportunities")
+            } else {
+                format!("{events} revenue events")
+            },
+        ),
+    };
+    let raw = completeness * days_factor * sep_factor * volume;
     let confidence = if constraint == BindingConstraint::DataQuality {
         p.data_quality_confidence
     } else if healthy {
         // Nothing binds: say so with a low confidence rather than a confident guess.
-        round_to(
-            (completeness * days_factor * sep_factor).clamp(0.05, ON_TRACK_CONFIDENCE),
-            2,
-        )
+        round_to(raw.clamp(0.05, ON_TRACK_CONFIDENCE), 2)
     } else {
-        round_to(
-            (completeness * days_factor * sep_factor).clamp(0.05, 0.95),
-            2,
-        )
+        round_to(raw.clamp(0.05, 0.95), 2)
+    };
+    let volume_part = if volume < 1.0 {
+        format!(" x volume_factor {volume:.3} (sqrt of {volume_words} / {FULL_VOLUME})")
+    } else {
+        String::new()
     };
     let confidence_parts = format!(
         "completeness {:.3} x days_factor {:.3} ({} days / {}) x separation_factor {:.3} \
-         (separation {:.3}) = {confidence}",
+         (separation {:.3}){volume_part} = {confidence}",
         completeness, days_factor, days, p.full_confidence_days, sep_factor, separation
     );
 
@@ -429,6 +489,13 @@ pub fn diagnose(ix: &Index, catalog: &Catalog, findings: &[Finding]) -> Diagnosi
         &parts,
         healthy,
     );
+    if volume < 1.0 {
+        text = format!(
+            "{text} Thin data: only {volume_words} stand behind this, so confidence is {} and \
+             steps are smaller.",
+            pct(confidence)
+        );
+    }
     let cuts = ix.cap_cuts();
     if let (Some(cap), false) = (ix.input.guardrails.max_daily_spend, cuts.is_empty()) {
         let named: Vec<&str> = cuts.iter().map(|k| k.campaign.id).collect();
@@ -453,7 +520,19 @@ pub fn diagnose(ix: &Index, catalog: &Catalog, findings: &[Finding]) -> Diagnosi
         gate,
         healthy,
         confidence_parts,
+        volume,
     }
+}
+
+/// Highest score wins; ties go to the earlier lens (demand, conversion, economics).
+pub fn highest(scores: &[(BindingConstraint, f64); 3]) -> (BindingConstraint, f64) {
+    let mut best = scores[0];
+    for s in &scores[1..] {
+        if s.1 > best.1 {
+            best = *s;
+        }
+    }
+    best
 }
 
 fn priority_for(
@@ -541,11 +620,14 @@ fn diagnosis_text(
     };
     let funnel_sentence = funnel.map(|f| {
         format!(
-            " Pipeline covers {}x the bookings target; {}x is needed{}.",
+            " Pipeline covers {}x the bookings target; {}x is needed{}.{}",
             num(f.coverage),
             num(f.needed),
             f.win_rate
                 .map(|w| format!(" at a {} win rate", pct(w)))
+                .unwrap_or_default(),
+            f.quality_words()
+                .map(|w| format!(" Pipeline quality: {w}."))
                 .unwrap_or_default()
         )
     });
@@ -721,11 +803,12 @@ mod tests {
 
     #[test]
     fn a_close_race_halves_confidence() {
-        let clear = diag(Tenant::short());
+        let clear = diag(Tenant::short().volume());
         assert_eq!(clear.confidence, 0.95);
         // Pipeline 10% short against win rate falling about 10%: separation near 0.
         let close = diag(
             Tenant::new()
+                .volume()
                 .flat("pipeline_total", 810_000.0)
                 .series("win_rate", |i| 0.3 - 0.03 * i as f64 / 29.0),
         );
@@ -733,6 +816,68 @@ mod tests {
             (0.5..0.55).contains(&close.confidence),
             "{}",
             close.confidence
+        );
+    }
+
+    #[test]
+    fn p4_confidence_reflects_the_volume_behind_the_constraint() {
+        let full = diag(Tenant::short().volume());
+        assert_eq!((full.volume, full.confidence), (1.0, 0.95));
+        // 6 revenue events and 5 open opportunities behind a demand constraint.
+        let mut t = Tenant::short();
+        for _ in 0..6 {
+            t = t.revenue(1_000.0, None, Some("email"));
+        }
+        for _ in 0..5 {
+            t = t.opportunity(0.3, 40);
+        }
+        let thin = diag(t);
+        assert!(
+            (thin.volume - (5.0f64 / 30.0).sqrt()).abs() < 1e-9,
+            "{}",
+            thin.volume
+        );
+        assert_eq!(thin.confidence, round_to((5.0f64 / 30.0).sqrt(), 2));
+        assert!(
+            thin.text
+                .contains("Thin data: only 6 revenue events, 5 open opportunities")
+        );
+        assert!(
+            thin.confidence_parts.contains("volume_factor 0.408"),
+            "{}",
+            thin.confidence_parts
+        );
+    }
+
+    #[test]
+    fn p5_coverage_counts_healthy_pipeline_and_names_what_it_left_out() {
+        // Pipeline 1,500,000 against a 300,000 bookings target at a 25% win rate: 5x covers 4x.
+        let t = || {
+            Tenant::new()
+                .flat("bookings_new", 8_000.0)
+                .flat("pipeline_total", 1_500_000.0)
+                .flat("win_rate", 0.25)
+                .volume()
+        };
+        let d = diag(t());
+        assert_eq!(
+            d.funnel.as_ref().unwrap().bookings_lens,
+            BindingConstraint::Conversion
+        );
+        // Half the opportunities' amount is past its expected close date: 2.5x < 4x.
+        let mut stale = t();
+        for o in stale.0.opportunities.iter_mut().take(15) {
+            o.expected_close_date = crate::kernel::test_support::day(10);
+        }
+        let d = diag(stale);
+        let f = d.funnel.as_ref().unwrap();
+        assert!((f.coverage - 2.5).abs() < 1e-9, "{}", f.coverage);
+        assert_eq!(f.bookings_lens, BindingConstraint::Demand);
+        assert!(
+            d.text
+                .contains("50% of open pipeline is past its expected close date"),
+            "{}",
+            d.text
         );
     }
 }

@@ -75,6 +75,18 @@ impl Default for KernelParams {
     }
 }
 
+/// `details.reason` of the error for a cycle whose guardrails leave no executable action: a
+/// cycle with nothing to do, which the worker records as `skipped`, not as a failure.
+pub const NO_EXECUTABLE_ACTION: &str = "no_executable_action";
+
+/// The skip reason a decision error carries: `NO_EXECUTABLE_ACTION`, or None for a failure.
+pub fn skip_reason(e: &KernelError) -> Option<&'static str> {
+    let reason = e.details.as_ref().and_then(|d| d.get("reason"));
+    (e.code == ErrorCode::InvalidInput
+        && reason.and_then(|r| r.as_str()) == Some(NO_EXECUTABLE_ACTION))
+    .then_some(NO_EXECUTABLE_ACTION)
+}
+
 /// Decides one cycle for a checked input (`contract::check_input`) and the known lever state
 /// (`Levers::default()` when nothing is known).
 pub fn decide(
@@ -170,6 +182,14 @@ pub fn decide_with(
     // On track: low-risk steps only, whatever the tenant's tolerance.
     if diag.healthy {
         ix.risk = data::Risk::of(RiskTolerance::Low);
+    }
+    // Thin data (principle 4): budget steps and treatment shares shrink with the volume
+    // factor, to half at most (not while over the spend cap: the cuts the diagnosis names
+    // are sized by the full step).
+    if diag.volume < 1.0 && ix.cap_cuts().is_empty() {
+        let f = diag.volume.max(0.5);
+        ix.risk.step = data::round_to(ix.risk.step * f, 3);
+        ix.risk.treatment_pct = (ix.risk.treatment_pct * f).round().max(1.0);
     }
     let ctx = plays::Ctx {
         ix: &ix,
@@ -286,6 +306,7 @@ fn no_action_error(
     .with("violations", json!(violations))
     .with("excluded", json!(excluded))
     .with("binding_constraint", json!(diag.constraint))
+    .with("reason", json!(NO_EXECUTABLE_ACTION))
 }
 
 #[allow(clippy::too_many_arguments)]
@@ -418,6 +439,9 @@ fn fill_trace(
             f.description
         ));
     }
+    for r in &ix.rhythms {
+        t.findings.push(format!("[no finding] rhythm: {r}"));
+    }
     for (lens, score) in diag.scores {
         t.scores
             .push(format!("{lens}: {score:.3} (max of its parts)"));
@@ -461,6 +485,51 @@ fn fill_trace(
                 .map(|w| format!(" (1 / win_rate {w})"))
                 .unwrap_or_else(|| " (default, win rate unknown)".into()),
             f.bookings_lens
+        ));
+        let q = &f.quality;
+        t.scores.push(format!(
+            "pipeline quality: {} open opportunities, {} past expected close (left out){}; \
+             coverage counts {:.3} of pipeline_total {}",
+            ix.opps.count,
+            text::pct(q.overdue_share),
+            match (&q.whale, &ix.opps.largest) {
+                (Some((id, share, p, w)), _) => format!(
+                    ", whale {id} {} of the amount at win probability {p} counts at {}",
+                    text::pct(*share),
+                    text::pct(*w)
+                ),
+                (None, Some((id, a, _))) if ix.opps.amount > 0.0 => format!(
+                    ", largest {id} {} of the amount (whale threshold {})",
+                    text::pct(a / ix.opps.amount),
+                    text::pct(data::WHALE_SHARE)
+                ),
+                _ => String::new(),
+            },
+            q.share,
+            text::num(f.pipeline)
+        ));
+    }
+    for (ch, c) in &ix.channel_cac {
+        let max = ix.input.targets.cac_max;
+        t.scores.push(format!(
+            "channel cac: {ch} {} on {} vs cac_max {}{}",
+            text::num(c.value),
+            data::date_string(c.day),
+            max.map_or("(none)".into(), text::num),
+            if ix.channel_over_cac(ch).is_some() {
+                ": over, no spend added there; its campaigns are cut candidates"
+            } else {
+                ""
+            }
+        ));
+    }
+    for c in ix.campaigns.iter().filter(|c| c.netted()) {
+        t.scores.push(format!(
+            "net revenue: {} net new-business {} vs gross {} (refunds and churn netted, \
+             expansion and renewal left out)",
+            c.id,
+            text::num(c.revenue),
+            text::num(c.gross)
         ));
     }
     t.scores.push(format!(

@@ -143,6 +143,18 @@ impl Tenant {
         self
     }
 
+    /// Enough volume behind any constraint for a full volume factor (principle 4): 30
+    /// channel-attributed revenue events and 30 open opportunities.
+    pub fn volume(mut self) -> Self {
+        for _ in 0..30 {
+            self = self.revenue(1_000.0, None, Some("email"));
+        }
+        for _ in 0..30 {
+            self = self.opportunity(0.3, 40);
+        }
+        self
+    }
+
     pub fn checked(self) -> Checked {
         check_input(self.0, &CATALOG, now()).unwrap_or_else(|e| panic!("invalid tenant: {e:?}"))
     }

@@ -98,8 +98,8 @@ impl Store {
                     .admit(last.as_ref(), now)
                     .map_err(|e| (CycleStatus::Skipped, e))
             });
-        let (status, result, trace) = match verdict {
-            Err((status, refusal)) => (status, Err(refusal), None),
+        let (status, result, trace, skip_reason) = match verdict {
+            Err((status, refusal)) => (status, Err(refusal), None, None),
             Ok(()) => {
                 let t = std::time::Instant::now();
                 let assembled = assemble_in(
@@ -123,8 +123,11 @@ impl Store {
                 let (decided, trace) = policy.decide_explained(input, &levers, now, req.cycle_id);
                 metrics::stage("decide", t.elapsed());
                 match decided {
-                    Ok(out) => (CycleStatus::Completed, Ok(out), trace),
-                    Err(e) => (CycleStatus::Failed, Err(e), trace),
+                    Ok(out) => (CycleStatus::Completed, Ok(out), trace, None),
+                    Err(e) => match policy.skip_reason(&e) {
+                        Some(r) => (CycleStatus::Skipped, Err(e), trace, Some(r)),
+                        None => (CycleStatus::Failed, Err(e), trace, None),
+                    },
                 }
             }
         };
@@ -134,6 +137,7 @@ impl Store {
             status,
             result: &result,
             trace: trace.as_deref(),
+            skip_reason,
             now,
             duration_ms,
         };
@@ -228,7 +232,7 @@ async fn reject(
     Ok(())
 }
 
-/// The tenant's latest completed cycle, if any.
+/// The tenant's latest decided cycle (completed, or skipped with a reason), if any.
 async fn last_completed(
     tx: &Transaction<'_>,
     tenant: Uuid,
@@ -236,7 +240,7 @@ async fn last_completed(
     let row = tx
         .query_opt(
             "SELECT cycle_id, executed_at FROM cycles
-             WHERE tenant_id = $1 AND status = 'completed'
+             WHERE tenant_id = $1 AND (status = 'completed' OR skip_reason IS NOT NULL)
              ORDER BY executed_at DESC LIMIT 1",
             &[&tenant],
         )
@@ -256,6 +260,8 @@ struct Recorded<'a> {
     result: &'a Result<KernelOutput, KernelError>,
     /// The kernel's reasoning trace, when the policy gave one.
     trace: Option<&'a str>,
+    /// Why a decided cycle was skipped (the policy's `skip_reason`).
+    skip_reason: Option<&'static str>,
     now: DateTime<Utc>,
     duration_ms: i32,
 }
@@ -267,15 +273,21 @@ async fn insert_cycle(
 ) -> Result<(), StoreError> {
     let (output, error, code, summary) = match rec.result {
         Ok(out) => (Some(json!(out)), None, None, Some(&out.cycle_summary)),
-        Err(e) => (None, Some(json!(e)), Some(e.code.as_str()), None),
+        // A skip with a reason is not the error's code: nothing was invalid.
+        Err(e) => (
+            None,
+            Some(json!(e)),
+            rec.skip_reason.is_none().then(|| e.code.as_str()),
+            None,
+        ),
     };
     tx.execute(
         "INSERT INTO cycles (cycle_id, tenant_id, message_id, trigger_type, trigger_source,
                              triggered_at, trigger, window_start, window_end, status, error_code,
                              error, binding_constraint, priority_metric, diagnosis, confidence,
-                             executed_at, duration_ms, output, trace)
+                             executed_at, duration_ms, output, trace, skip_reason)
          VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17,
-                 $18, $19, $20)",
+                 $18, $19, $20, $21)",
         &[
             &req.cycle_id,
             &req.tenant_id,
@@ -299,6 +311,7 @@ async fn insert_cycle(
             &rec.duration_ms,
             &output,
             &rec.trace,
+            &rec.skip_reason,
         ],
     )
     .await?;

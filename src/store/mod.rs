@@ -136,7 +136,8 @@ pub enum CycleStatus {
     Skipped,
 }
 
-/// The tenant's latest completed cycle: the fact `CyclePolicy::admit` judges.
+/// The tenant's latest decided cycle (completed, or skipped by the decision with a
+/// `skip_reason`): the fact `CyclePolicy::admit` judges.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct LastCycle {
     pub cycle_id: Uuid,
@@ -174,6 +175,12 @@ pub trait CyclePolicy: Sync {
         cycle_id: Uuid,
     ) -> (Result<KernelOutput, KernelError>, Option<String>) {
         (self.decide(input, levers, now, cycle_id), None)
+    }
+    /// A decision error that is no failure: the cycle is recorded `skipped` with this reason
+    /// (`cycles.skip_reason`, no error code) and counts as decided for `admit`. The default:
+    /// every decision error is a failure.
+    fn skip_reason(&self, _error: &KernelError) -> Option<&'static str> {
+        None
     }
     /// What the finished cycle publishes (stored verbatim in the outbox, in the same
     /// transaction) and which of its actions wait for a person instead.

@@ -24,6 +24,8 @@ pub struct CycleBrief {
     pub error_code: Option<String>,
     /// The error's message, for a failed or skipped cycle.
     pub error_message: Option<String>,
+    /// Why a decided cycle was skipped (`no_executable_action`: nothing to do).
+    pub skip_reason: Option<String>,
 }
 
 /// A tenant as the overview lists it.
@@ -115,7 +117,7 @@ pub struct CampaignView {
 
 const CYCLE_COLUMNS: &str = "c.cycle_id, c.tenant_id, c.executed_at, c.status, \
      c.binding_constraint, c.priority_metric, c.confidence, c.diagnosis, c.error_code, \
-     c.error->>'message'";
+     c.error->>'message', c.skip_reason";
 
 fn brief(r: &Row, at: usize) -> Result<CycleBrief, StoreError> {
     Ok(CycleBrief {
@@ -129,6 +131,7 @@ fn brief(r: &Row, at: usize) -> Result<CycleBrief, StoreError> {
         diagnosis: r.try_get(at + 7)?,
         error_code: r.try_get(at + 8)?,
         error_message: r.try_get(at + 9)?,
+        skip_reason: r.try_get(at + 10)?,
     })
 }
 
@@ -294,15 +297,15 @@ impl Store {
         };
         Ok(Some(CycleDetail {
             brief: brief(&r, 0)?,
-            message_id: r.try_get(10)?,
-            trigger_type: r.try_get(11)?,
-            trigger_source: r.try_get(12)?,
-            window_start: r.try_get(13)?,
-            window_end: r.try_get(14)?,
-            duration_ms: r.try_get(15)?,
-            output: r.try_get(16)?,
-            error: r.try_get(17)?,
-            trace: r.try_get(18)?,
+            message_id: r.try_get(11)?,
+            trigger_type: r.try_get(12)?,
+            trigger_source: r.try_get(13)?,
+            window_start: r.try_get(14)?,
+            window_end: r.try_get(15)?,
+            duration_ms: r.try_get(16)?,
+            output: r.try_get(17)?,
+            error: r.try_get(18)?,
+            trace: r.try_get(19)?,
         }))
     }
 

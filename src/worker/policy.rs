@@ -18,7 +18,8 @@ use uuid::Uuid;
 pub struct Rules {
     pub catalog: std::sync::Arc<Catalog>,
     pub params: KernelParams,
-    /// Spacing between completed cycles of a tenant (`CYCLE_TOO_RECENT` below it).
+    /// Spacing between decided cycles of a tenant, completed or skipped with nothing to do
+    /// (`CYCLE_TOO_RECENT` below it).
     pub min_cycle_interval_hours: u32,
     /// The longest analysis window a cycle may cover (`INVALID_INPUT` beyond).
     pub max_window_days: u32,
@@ -43,7 +44,7 @@ impl Rules {
         )]))
     }
 
-    /// CYCLE_TOO_RECENT inside the spacing after the tenant's last completed cycle.
+    /// CYCLE_TOO_RECENT inside the spacing after the tenant's last decided cycle.
     pub fn admit(&self, last: Option<&LastCycle>, now: DateTime<Utc>) -> Result<(), KernelError> {
         admit(last, now, self.min_cycle_interval_hours)
     }
@@ -143,6 +144,10 @@ impl CyclePolicy for TriggerPolicy<'_> {
         self.rules.decide_explained(input, levers, now, cycle_id)
     }
 
+    fn skip_reason(&self, error: &KernelError) -> Option<&'static str> {
+        kernel::skip_reason(error)
+    }
+
     fn plan(
         &self,
         cycle_id: Uuid,
@@ -164,7 +169,7 @@ impl CyclePolicy for TriggerPolicy<'_> {
     }
 }
 
-/// CYCLE_TOO_RECENT when the tenant's last completed cycle is younger than the interval.
+/// CYCLE_TOO_RECENT when the tenant's last decided cycle is younger than the interval.
 pub fn admit(
     last: Option<&LastCycle>,
     now: DateTime<Utc>,

@@ -246,7 +246,8 @@ pub async fn process(ctx: &Context, inc: &Incoming) -> Processed {
             } else {
                 let constraint = match &result {
                     Ok(o) => o.cycle_summary.binding_constraint.as_str(),
-                    Err(e) => e.code.as_str(),
+                    // A cycle with nothing to do is labelled by its reason, not as an error.
+                    Err(e) => crate::kernel::skip_reason(e).unwrap_or(e.code.as_str()),
                 };
                 metrics::cycle(status_s, constraint, started.elapsed());
                 tracing::info!(

@@ -394,3 +394,363 @@ fn words_follow_the_targets_direction_and_the_metrics_unit() {
         "{d}"
     );
 }
+
+// Issue 24: decisions an operator signs on real-shaped data. One scenario per principle.
+
+#[test]
+fn p1_a_weekly_rhythm_is_not_a_sync_glitch() {
+    // The team books its deals at the Wednesday review: every Wednesday (the window ends on
+    // one) bookings_new runs at three times the other days.
+    let wednesday = |i: usize| (29 - i).is_multiple_of(7);
+    let mut input = base();
+    series(&mut input, "bookings_new", |i| {
+        if wednesday(i) {
+            27_000.0
+        } else {
+            8_500.0 + (i % 3) as f64 * 100.0
+        }
+    });
+    let (out, trace) = run(input);
+    assert_ne!(
+        out.cycle_summary.binding_constraint,
+        BindingConstraint::DataQuality,
+        "{trace}"
+    );
+    let line = trace
+        .findings
+        .iter()
+        .find(|l| l.contains("rhythm: bookings_new"))
+        .unwrap_or_else(|| panic!("{trace}"));
+    assert!(
+        line.contains("(Wed)") && line.contains("earlier Weds"),
+        "{line}"
+    );
+
+    // The same jump on the last day alone is still a suspected glitch.
+    let mut input = base();
+    series(&mut input, "bookings_new", |i| {
+        if i == 29 {
+            27_000.0
+        } else {
+            8_500.0 + (i % 3) as f64 * 100.0
+        }
+    });
+    let (out, _) = run(input);
+    assert_eq!(
+        out.cycle_summary.binding_constraint,
+        BindingConstraint::DataQuality
+    );
+
+    // ... unless the tenant's own new_booking events that day add up to it.
+    let mut input = base();
+    series(&mut input, "bookings_new", |i| {
+        if i == 29 {
+            27_000.0
+        } else {
+            8_500.0 + (i % 3) as f64 * 100.0
+        }
+    });
+    input
+        .revenue_events
+        .retain(|e| e.effective_date != "2026-11-25");
+    for (n, amount) in [15_000.0, 12_000.0].into_iter().enumerate() {
+        input.revenue_events.push(RevenueEvent {
+            id: format!("evt_month_{n}"),
+            kind: "new_booking".into(),
+            amount,
+            effective_date: "2026-11-25".into(),
+            attributed_campaign_id: Some("cmp_001".into()),
+            attributed_channel: Some("paid_search".into()),
+        });
+    }
+    let (out, trace) = run(input);
+    assert_ne!(
+        out.cycle_summary.binding_constraint,
+        BindingConstraint::DataQuality
+    );
+    assert!(
+        trace
+            .findings
+            .iter()
+            .any(|l| l.contains("new_booking events that day add up to 27,000")),
+        "{trace}"
+    );
+}
+
+#[test]
+fn p2_spend_is_never_added_in_a_channel_over_cac_max() {
+    // Blended CAC 3,142 is under the 3,500 maximum, but paid_search runs at 7,000.
+    let mut input = base();
+    let dates: Vec<String> = input
+        .metrics
+        .iter()
+        .filter(|m| m.metric_id == "cac_blended")
+        .map(|m| m.date.clone())
+        .collect();
+    for (ch, v) in [("paid_search", 7_000.0), ("paid_social", 2_600.0)] {
+        for d in &dates {
+            input.metrics.push(MetricPoint {
+                metric_id: "cac_by_channel".into(),
+                value: v,
+                date: d.clone(),
+                dimension: Some([("channel".to_owned(), ch.to_owned())].into()),
+            });
+        }
+    }
+    let (out, trace) = run(input);
+    // cmp_002 and cmp_001 are paid_search: neither is scaled; cmp_002 had the best return.
+    for a in out.actions.iter().filter(|a| a.kind == ActionType::Scale) {
+        let id = &a.target_entity.as_ref().unwrap().id;
+        assert!(
+            id != "cmp_001" && id != "cmp_002" && id != "paid_search",
+            "{id}"
+        );
+    }
+    let why = dropped(&trace, "campaigns.scale.cmp_002.budget_daily").unwrap();
+    assert!(
+        why.contains("channel cac: cmp_002 is in paid_search, whose CAC 7,000"),
+        "{why}"
+    );
+    assert!(
+        trace
+            .scores
+            .iter()
+            .any(|l| l.starts_with("channel cac: paid_search 7,000") && l.contains("over")),
+        "{trace}"
+    );
+    // Its campaigns are candidates for cuts.
+    let cut = out
+        .actions
+        .iter()
+        .find(|a| {
+            a.action_id.starts_with("campaigns.config_change.cmp_00")
+                && a.notes_for_humans.contains("paid_search")
+        })
+        .unwrap_or_else(|| panic!("{trace}"));
+    assert!(
+        cut.notes_for_humans.contains("the blend hides it"),
+        "{}",
+        cut.notes_for_humans
+    );
+}
+
+#[test]
+fn p3_refunds_net_out_and_expansion_is_not_acquisition() {
+    let mut input = base();
+    let event = |id: &str, kind: &str, amount: f64, campaign: &str, channel: &str| RevenueEvent {
+        id: id.into(),
+        kind: kind.into(),
+        amount,
+        effective_date: "2026-11-20".into(),
+        attributed_campaign_id: Some(campaign.into()),
+        attributed_channel: Some(channel.into()),
+    };
+    // cmp_008 looks like 160x its spend gross, but it is an existing customer's expansion, and
+    // its new business was refunded.
+    input
+        .revenue_events
+        .push(event("x1", "expansion", 600_000.0, "cmp_008", "events"));
+    input
+        .revenue_events
+        .push(event("r1", "refund", -8_900.0, "cmp_008", "events"));
+    // cmp_002 had a chargeback: still the best, and its evidence says net.
+    input.revenue_events.push(event(
+        "r2",
+        "chargeback",
+        -1_000.0,
+        "cmp_002",
+        "paid_search",
+    ));
+    let (out, trace) = run(input);
+    assert!(
+        on(&out, "cmp_008")
+            .iter()
+            .all(|a| a.kind != ActionType::Scale),
+        "{:?}",
+        ids(&out)
+    );
+    let best = &out.actions[0];
+    assert_eq!(
+        best.action_id, "campaigns.scale.cmp_002.budget_daily",
+        "{trace}"
+    );
+    assert!(
+        best.notes_for_humans
+            .contains("104,882 net new-business revenue attributed (gross 105,882"),
+        "{}",
+        best.notes_for_humans
+    );
+    assert!(
+        trace
+            .scores
+            .iter()
+            .any(|l| l.starts_with("net revenue: cmp_008 net")),
+        "{trace}"
+    );
+}
+
+#[test]
+fn p4_thin_data_is_said_to_be_thin() {
+    // 6 revenue events and 5 open opportunities.
+    let mut input = base();
+    input.revenue_events.truncate(6);
+    input.opportunities.truncate(5);
+    let (thin, trace) = run(input);
+    let (full, _) = run(base());
+    assert_eq!(full.cycle_summary.confidence, 0.95);
+    assert!(
+        thin.cycle_summary.confidence <= 0.5,
+        "{}",
+        thin.cycle_summary.confidence
+    );
+    assert!(
+        thin.cycle_summary
+            .diagnosis
+            .contains("Thin data: only 6 revenue events, 5 open opportunities"),
+        "{}",
+        thin.cycle_summary.diagnosis
+    );
+    assert!(
+        trace.decision.iter().any(|l| l.contains("volume_factor")),
+        "{trace}"
+    );
+    // Budget steps shrink: every raise is smaller than the 20% medium step.
+    for a in thin.actions.iter().filter(|a| a.kind == ActionType::Scale) {
+        let c = &a.proposed_change;
+        let (cur, new) = (
+            c.current_value.as_f64().unwrap(),
+            c.new_value.as_f64().unwrap(),
+        );
+        assert!(new < cur * 1.15, "{} {cur} -> {new}", a.action_id);
+    }
+}
+
+#[test]
+fn p5_a_whale_or_stale_pipeline_is_not_healthy_coverage() {
+    // Conversion binds on ample pipeline; then most of it is past its expected close date.
+    let healthy = scenario("conversion_bound").into_input();
+    let (out, _) = run(healthy.clone());
+    assert_eq!(
+        out.cycle_summary.binding_constraint,
+        BindingConstraint::Conversion
+    );
+    let mut stale = healthy.clone();
+    let n = stale.opportunities.len();
+    for o in stale.opportunities.iter_mut().take(n * 4 / 5) {
+        o.expected_close_date = "2026-11-01".into();
+    }
+    let (out, trace) = run(stale);
+    assert_eq!(
+        out.cycle_summary.binding_constraint,
+        BindingConstraint::Demand,
+        "{trace}"
+    );
+    assert!(
+        out.cycle_summary
+            .diagnosis
+            .contains("past its expected close date and is left out"),
+        "{}",
+        out.cycle_summary.diagnosis
+    );
+    // One opportunity holding 70% of the amount at a 10% win probability.
+    let mut whale = healthy;
+    let rest: f64 = whale.opportunities.iter().map(|o| o.amount).sum();
+    whale.opportunities.push(Opportunity {
+        id: "opp_whale".into(),
+        stage: "discovery".into(),
+        amount: rest * 7.0 / 3.0,
+        expected_close_date: "2027-02-01".into(),
+        win_probability: 0.1,
+    });
+    let (out, trace) = run(whale);
+    assert!(
+        trace
+            .scores
+            .iter()
+            .any(|l| l.starts_with("pipeline quality:") && l.contains("whale opp_whale 70%")),
+        "{trace}"
+    );
+    assert!(
+        out.cycle_summary
+            .diagnosis
+            .contains("opp_whale is 70% of open pipeline at a 10% win probability"),
+        "{}",
+        out.cycle_summary.diagnosis
+    );
+}
+
+#[test]
+fn p6_every_experiment_promise_can_fire_and_low_risk_is_tighter() {
+    let with_risk = |r: RiskTolerance| {
+        let mut input = scenario("exposure_cap_10").into_input();
+        input
+            .config
+            .get_or_insert_with(Default::default)
+            .risk_tolerance = Some(r);
+        run(input).0
+    };
+    let out = with_risk(RiskTolerance::Medium);
+    let exps: Vec<&Action> = out
+        .actions
+        .iter()
+        .filter(|a| a.kind == ActionType::Experiment)
+        .collect();
+    assert!(!exps.is_empty());
+    for a in &exps {
+        let e = a.experiment.as_ref().unwrap();
+        let share = e.treatment_group_pct / 100.0;
+        let c = a
+            .guardrails
+            .abort_conditions
+            .iter()
+            .find(|c| c.metric_id == e.success_metric)
+            .unwrap_or_else(|| panic!("{a:?}"));
+        // Even a total collapse of the treatment arm moves the overall metric only to
+        // baseline x (1 - share): the threshold must lie strictly inside that reach.
+        let base = a
+            .notes_for_humans
+            .split(" detects ")
+            .nth(1)
+            .and_then(|s| s.split(" -> ").next())
+            .and_then(|s| s.replace(',', "").parse::<f64>().ok())
+            .unwrap();
+        match c.operator {
+            Operator::Lt => assert!(
+                c.threshold > base * (1.0 - share) && c.threshold < base,
+                "{c:?} {base}"
+            ),
+            _ => assert!(
+                c.threshold < base * (1.0 + share) && c.threshold > base,
+                "{c:?} {base}"
+            ),
+        }
+    }
+    // The same action at low risk promises tighter than at high.
+    let low = with_risk(RiskTolerance::Low);
+    let high = with_risk(RiskTolerance::High);
+    let gap = |out: &KernelOutput, id: &str, metric: &str| {
+        let a = out.actions.iter().find(|a| a.action_id == id)?;
+        let c = a
+            .guardrails
+            .abort_conditions
+            .iter()
+            .find(|c| c.metric_id == metric)?;
+        Some(c.threshold)
+    };
+    let mut compared = 0;
+    for a in &low.actions {
+        for c in &a.guardrails.abort_conditions {
+            if let Some(h) = gap(&high, &a.action_id, &c.metric_id) {
+                let l = c.threshold;
+                match c.operator {
+                    Operator::Lt | Operator::Le => {
+                        assert!(l >= h, "{} {}: low {l} high {h}", a.action_id, c.metric_id)
+                    }
+                    _ => assert!(l <= h, "{} {}: low {l} high {h}", a.action_id, c.metric_id),
+                }
+                compared += 1;
+            }
+        }
+    }
+    assert!(compared > 0);
+}

@@ -38,7 +38,7 @@ fn plan(
     out
 }
 
-/// The worker's rules (admission, the kernel) with the plan above.
+/// The worker's rules (admission, the kernel, the skip reason) with the plan above.
 struct Policy(Rules);
 
 impl CyclePolicy for Policy {
@@ -58,6 +58,10 @@ impl CyclePolicy for Policy {
         cycle_id: Uuid,
     ) -> Result<KernelOutput, KernelError> {
         self.0.decide(input, levers, now, cycle_id)
+    }
+
+    fn skip_reason(&self, error: &KernelError) -> Option<&'static str> {
+        revenue_os::kernel::skip_reason(error)
     }
 
     fn plan(

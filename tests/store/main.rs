@@ -11,4 +11,5 @@ mod isolation;
 mod migrate;
 mod rls;
 mod roundtrip;
+mod skipped;
 mod tls;

@@ -14,4 +14,5 @@ mod publisher;
 mod recovery;
 mod reports;
 mod sigterm;
+mod skipped;
 mod watchdog;

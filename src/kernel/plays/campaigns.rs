@@ -160,6 +160,27 @@ pub(super) fn scale(
     for s in &ranked {
         let current = floor_cents(s.daily);
         let room = spendable_daily(c, s.budget_left());
+        // Principle 2: never add spend in a channel whose own CAC is over cac_max.
+        if let Some((ch, cac, max)) = ix.campaign_over_cac(s) {
+            if eligible == nth {
+                drops.push((
+                    super::action_id(
+                        Subsystem::Campaigns,
+                        ActionType::Scale,
+                        Some(s.id),
+                        "budget_daily",
+                    ),
+                    format!(
+                        "channel cac: {} is in {ch}, whose CAC {} is over cac_max {}                          (blended {}); no spend is added there",
+                        s.id,
+                        num(cac),
+                        num(max),
+                        ix.latest_value("cac_blended").map_or("-".into(), num)
+                    ),
+                ));
+            }
+            continue;
+        }
         if current > 0.0 && room > current {
             if eligible == nth {
                 pick = Some((*s, current, room));
@@ -208,13 +229,14 @@ pub(super) fn scale(
         0.0
     };
     let notes = format!(
-        "{} returned {}x its estimated spend over {} ({} attributed on {}), the {} of {} \
+        "{} returned {}x its estimated spend over {} ({} {} on {}), the {} of {} \
          running campaigns with attributed revenue and budget left; raise its daily budget \
          from {current:.2} to {new:.2} (+{}, the {} risk step).{capped}",
         s.id,
         num(roas),
         c.window_words(),
         num(s.revenue),
+        net_words(s),
         num(s.window_spend),
         if nth == 0 { "best" } else { "second best" },
         ranked.len(),
@@ -235,6 +257,62 @@ pub(super) fn scale(
             .adds(new - current)
             .reads_attribution(),
     );
+}
+
+/// "attributed", or for a campaign with refunds, churn or expansion revenue the net figure
+/// with the gross beside it (principle 3: the evidence quotes net numbers and says so).
+fn net_words(s: &CampaignStats) -> String {
+    if s.netted() {
+        format!(
+            "net new-business revenue attributed (gross {} before refunds, churn and expansion)",
+            num(s.gross)
+        )
+    } else {
+        "attributed".into()
+    }
+}
+
+/// Principle 2: running campaigns in a channel whose own CAC is over `cac_max`, cut by the
+/// risk step, largest daily spend first (at most 2).
+pub(super) fn cut_over_cac(c: &Ctx, slot: Slot, out: &mut Vec<Candidate>) {
+    let ix = c.ix;
+    let mut over: Vec<(&CampaignStats, &str, f64, f64)> = ix
+        .campaigns
+        .iter()
+        .filter(|s| s.running && floor_cents(s.daily) > 0.0)
+        .filter_map(|s| ix.campaign_over_cac(s).map(|(ch, v, m)| (s, ch, v, m)))
+        .collect();
+    over.sort_by(|a, b| {
+        b.0.daily
+            .total_cmp(&a.0.daily)
+            .then_with(|| a.0.id.cmp(b.0.id))
+    });
+    let step = ix.risk.step;
+    for (s, ch, cac, max) in over.into_iter().take(2) {
+        let current = floor_cents(s.daily);
+        let new = ceil_cents(current * (1.0 - step));
+        let action = set_budget(
+            c,
+            (EntityType::Campaign, s.id),
+            current,
+            new,
+            daily_share(ix, s) * step * 100.0,
+            c.confidence(0.8),
+            format!(
+                "{} runs in {ch}, whose CAC is {} against cac_max {} ({} over) while blended \
+                 CAC is {}: the blend hides it. Cut its daily budget from {current:.2} to \
+                 {new:.2} (-{}, the {} risk step).",
+                s.id,
+                num(cac),
+                num(max),
+                pct(cac / max - 1.0),
+                ix.latest_value("cac_blended").map_or("-".into(), num),
+                pct(step),
+                ix.risk.level
+            ),
+        );
+        out.push(Candidate::new(action, slot, cac / max));
+    }
 }
 
 /// Running spend above `max_daily_spend`: the cuts of `Index::cap_cuts`, ranked first.
@@ -421,7 +499,7 @@ pub(super) fn cut(c: &Ctx, nth: usize, slot: Slot, out: &mut Vec<Candidate>) {
 /// Channel with the best attributed revenue per spend (by revenue when spend is unknown):
 /// (name, revenue per spend, share of attributed revenue).
 fn strongest_channel<'x>(ix: &'x Index) -> Option<(&'x str, f64, f64)> {
-    let rev_total: f64 = ix.channels.values().map(|c| c.revenue).sum();
+    let rev_total: f64 = ix.channels.values().map(|c| c.revenue.max(0.0)).sum();
     ix.channels
         .iter()
         .filter(|(_, s)| s.revenue > 0.0)
@@ -499,7 +577,8 @@ pub(super) fn channel_scale(c: &Ctx, slot: Slot, out: &mut Vec<Candidate>) {
     };
     let st = &ix.channels[ch];
     let current = floor_cents(st.daily);
-    if current <= 0.0 || eff <= 0.0 {
+    // Principle 2: no spend added to a channel whose own CAC is over cac_max.
+    if current <= 0.0 || eff <= 0.0 || ix.channel_over_cac(ch).is_some() {
         return;
     }
     let step = ix.risk.step;

@@ -52,6 +52,8 @@ pub enum Play {
     HoldLargest,
     /// Running spend above `max_daily_spend`: cut back under it, worst return first.
     CutToCap,
+    /// Campaigns in a channel whose own CAC is over `cac_max`: cut by the step (at most 2).
+    CutOverCac,
     /// Formed by `learning` from a failed result, never by a table.
     Revert,
 }
@@ -76,6 +78,7 @@ impl fmt::Display for Play {
             Play::PauseOverspent => "pause overspent campaign",
             Play::HoldLargest => "cap largest spender's lifetime budget",
             Play::CutToCap => "cut back under max_daily_spend",
+            Play::CutOverCac => "cut spend in a channel over cac_max",
             Play::Revert => "revert failed change",
         })
     }
@@ -96,6 +99,7 @@ pub const DEMAND: &[Slot] = &[
     (Play::ChannelExperiment, 22),
     (Play::ContentExperiment, 23),
     (Play::ChannelScale, 25),
+    (Play::CutOverCac, 26),
     (Play::FollowUpSla, 30),
     (Play::RoundRobin, 31),
     (Play::SequenceExperiment, 32),
@@ -108,6 +112,7 @@ pub const ON_TRACK: &[Slot] = &[
     (Play::PauseWasted, 21),
     (Play::ChannelExperiment, 22),
     (Play::ContentExperiment, 23),
+    (Play::CutOverCac, 26),
     (Play::SequenceExperiment, 32),
 ];
 
@@ -118,6 +123,7 @@ pub const CONVERSION: &[Slot] = &[
     (Play::RoundRobin, 22),
     (Play::DiscountExperiment, 23),
     (Play::PauseWasted, 30),
+    (Play::CutOverCac, 31),
 ];
 
 /// Spend cuts before price.
@@ -208,6 +214,44 @@ impl Candidate {
     }
 }
 
+/// Principle 6: how far an abort threshold sits from today's value, relative to medium risk.
+/// Lower risk tolerance means tighter promises.
+pub fn guard_factor(level: RiskTolerance) -> f64 {
+    match level {
+        RiskTolerance::Low => 0.5,
+        RiskTolerance::Medium => 1.0,
+        RiskTolerance::High => 1.5,
+    }
+}
+
+/// Principle 6: the share of the treatment arm's own rate an experiment may lose before it is
+/// stopped. Below 1, so the abort on the overall metric stays reachable: with a share `s` in
+/// treatment, the overall metric falls by at most `s` even when the arm collapses.
+pub fn arm_tolerance(level: RiskTolerance) -> f64 {
+    match level {
+        RiskTolerance::Low => 0.25,
+        RiskTolerance::Medium => 0.5,
+        RiskTolerance::High => 0.75,
+    }
+}
+
+/// The abort threshold on the overall metric for an experiment with `treatment_pct` in
+/// treatment and baseline `p`: the level the overall metric reaches when the treatment arm
+/// loses `arm_tolerance` of its rate (gains it, for a metric that should fall).
+pub fn reachable_experiment_threshold(
+    p: f64,
+    treatment_pct: f64,
+    level: RiskTolerance,
+    decreasing: bool,
+) -> f64 {
+    let moved = (treatment_pct / 100.0).clamp(0.0, 1.0) * arm_tolerance(level);
+    if decreasing {
+        p * (1.0 + moved)
+    } else {
+        p * (1.0 - moved)
+    }
+}
+
 /// Builds an action id: `<subsystem>.<type>[.<entity>].<field>`.
 pub fn action_id(s: Subsystem, t: ActionType, entity: Option<&str>, field: &str) -> String {
     match entity {
@@ -253,31 +297,35 @@ impl Ctx<'_, '_> {
         )
     }
 
-    /// Stop adding spend when CAC breaks its maximum (or rises 20% without a target).
+    /// Stop adding spend when CAC breaks its maximum (or rises 20% x the risk factor without
+    /// a target).
     pub fn cac_guard(&self) -> Option<AbortCondition> {
-        let t = self
-            .ix
-            .input
-            .targets
-            .cac_max
-            .or_else(|| self.ix.latest_value("cac_blended").map(|v| v * 1.2))?;
+        let k = guard_factor(self.ix.risk.level);
+        let t = self.ix.input.targets.cac_max.or_else(|| {
+            self.ix
+                .latest_value("cac_blended")
+                .map(|v| v * (1.0 + 0.2 * k))
+        })?;
         self.abort("cac_blended", Operator::Gt, t)
     }
 
-    /// Stop cutting when pipeline drops 10% below today's level.
+    /// Stop cutting when pipeline drops 10% x the risk factor below today's level.
     pub fn pipeline_guard(&self) -> Option<AbortCondition> {
         let v = self.ix.latest_value("pipeline_total")?;
-        self.abort("pipeline_total", Operator::Lt, v * 0.9)
+        let k = guard_factor(self.ix.risk.level);
+        self.abort("pipeline_total", Operator::Lt, v * (1.0 - 0.1 * k))
     }
 
     fn drop_guard(&self, metric: &str, share: f64) -> Option<AbortCondition> {
         let v = self.ix.latest_value(metric)?;
-        self.abort(metric, Operator::Lt, v * (1.0 - share))
+        let k = guard_factor(self.ix.risk.level);
+        self.abort(metric, Operator::Lt, v * (1.0 - share * k))
     }
 
     fn rise_guard(&self, metric: &str, share: f64) -> Option<AbortCondition> {
         let v = self.ix.latest_value(metric)?;
-        self.abort(metric, Operator::Gt, v * (1.0 + share))
+        let k = guard_factor(self.ix.risk.level);
+        self.abort(metric, Operator::Gt, v * (1.0 + share * k))
     }
 
     fn confidence(&self, factor: f64) -> f64 {
@@ -466,16 +514,28 @@ impl Trial<'_> {
             ),
             None => "reachable within the default window".into(),
         };
+        let decreasing = sizing.alternative < p;
+        let stop = reachable_experiment_threshold(p, treatment, ix.risk.level, decreasing);
         let notes = format!(
             "{} Test it on {treatment}% of traffic: {} per arm detects {} -> {} \
-             ({metric}, {} relative, alpha 0.05, power 0.8), {timing}.",
+             ({metric}, {} relative, alpha 0.05, power 0.8), {timing}. Stop if overall {metric} \
+             {} {} for {} days: where it lands if the treatment arm loses {} of its rate ({} \
+             risk), reachable with {treatment}% in treatment.",
             self.evidence,
             sizing.n,
             num(p),
             num(sizing.alternative),
-            pct(ix.risk.mde)
+            pct(ix.risk.mde),
+            if decreasing {
+                "rises above"
+            } else {
+                "falls below"
+            },
+            num(round_to(stop, 4)),
+            ix.params.abort_consecutive_days,
+            pct(arm_tolerance(ix.risk.level)),
+            ix.risk.level
         );
-        let decreasing = sizing.alternative < p;
         let mut a = Proposal {
             subsystem: self.subsystem,
             kind: ActionType::Experiment,
@@ -492,12 +552,18 @@ impl Trial<'_> {
             magnitude: ix.risk.mde * 100.0,
             confidence: c.confidence(0.6),
             window,
+            // Principle 6: a threshold this exposure can reach (a threshold at the MDE on the
+            // overall metric could never fire with a small treatment share).
             aborts: vec![
-                if decreasing {
-                    c.abort(metric, Operator::Gt, p * (1.0 + ix.risk.mde))
-                } else {
-                    c.abort(metric, Operator::Lt, p * (1.0 - ix.risk.mde))
-                },
+                c.abort(
+                    metric,
+                    if decreasing {
+                        Operator::Gt
+                    } else {
+                        Operator::Lt
+                    },
+                    reachable_experiment_threshold(p, treatment, ix.risk.level, decreasing),
+                ),
                 c.cac_guard(),
             ],
             notes,
@@ -566,6 +632,7 @@ fn form(
             Play::PromoOff => pricing::promo_off(c, slot, out),
             Play::PauseOverspent => data_quality::pause_overspent(c, findings, slot, out),
             Play::HoldLargest => data_quality::hold_largest(c, slot, out),
+            Play::CutOverCac => campaigns::cut_over_cac(c, slot, out),
             Play::Revert | Play::CutToCap => {}
         }
     }
@@ -576,13 +643,7 @@ fn underlying(c: &Ctx) -> BindingConstraint {
     if c.diag.gate.is_some() {
         return BindingConstraint::Economics;
     }
-    let mut best = c.diag.scores[0];
-    for s in &c.diag.scores[1..] {
-        if s.1 > best.1 {
-            best = *s;
-        }
-    }
-    best.0
+    super::diagnose::highest(&c.diag.scores).0
 }
 
 #[cfg(test)]
@@ -699,5 +760,32 @@ mod tests {
             "{}",
             drops[0].1
         );
+    }
+
+    #[test]
+    fn p6_an_experiment_abort_is_reachable_by_its_exposure_and_tighter_at_low_risk() {
+        for level in [
+            RiskTolerance::Low,
+            RiskTolerance::Medium,
+            RiskTolerance::High,
+        ] {
+            for share in [5.0, 10.0, 20.0, 50.0] {
+                let t = reachable_experiment_threshold(0.2, share, level, false);
+                // A total collapse of the arm takes the overall rate to 0.2 x (1 - share).
+                assert!(
+                    t > 0.2 * (1.0 - share / 100.0) && t < 0.2,
+                    "{level:?} {share} {t}"
+                );
+                let t = reachable_experiment_threshold(0.2, share, level, true);
+                assert!(t < 0.2 * (1.0 + share / 100.0) && t > 0.2);
+            }
+        }
+        // 10% in treatment at low risk: the old threshold, 30% below (the MDE), could never
+        // fire; the new one is 2.5% below.
+        let low = reachable_experiment_threshold(0.2, 10.0, RiskTolerance::Low, false);
+        assert!((low - 0.195).abs() < 1e-12, "{low}");
+        let high = reachable_experiment_threshold(0.2, 10.0, RiskTolerance::High, false);
+        assert!(low > high);
+        assert!(guard_factor(RiskTolerance::Low) < guard_factor(RiskTolerance::High));
     }
 }
