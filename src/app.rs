@@ -3,7 +3,7 @@
 
 use crate::broker::Topology;
 use crate::config::{CONSOLE_TOKEN_ENV, KernelSettings, Settings};
-use crate::console::{Console, DeadQueue};
+use crate::console::Console;
 use crate::contract::catalog::Catalog;
 use crate::contract::{
     DateRange, KernelError, KernelInput, Trigger, decode_input, validate_content,
@@ -128,10 +128,10 @@ pub fn console(
             settings: settings.clone(),
             catalog: catalog.clone(),
         })),
-        dead_queue: Some(DeadQueue {
-            amqp: settings.amqp.clone(),
-            topology: Topology::new(&settings.amqp.prefix, catalog, settings.amqp.delivery_limit),
-        }),
+        dead_queue: Some(Arc::new(crate::broker::DeadQueueReader::new(
+            settings.amqp.clone(),
+            Topology::new(&settings.amqp.prefix, catalog, settings.amqp.delivery_limit),
+        ))),
     }
 }
 

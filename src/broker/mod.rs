@@ -3,11 +3,13 @@
 
 mod client;
 pub mod dlq;
+mod peek;
 mod publisher;
 mod tap;
 mod topology;
 
 pub use client::{TriggerClient, TriggerReply, header};
+pub use peek::DeadQueueReader;
 pub use publisher::{ConfirmedPublisher, Outgoing};
 pub use tap::{Tap, Tapped};
 pub use topology::Topology;
