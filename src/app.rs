@@ -162,6 +162,21 @@ impl crate::console::Approver for ConsoleApprover {
             .map_err(|e| e.to_string())
         })
     }
+
+    fn release_preview(
+        &self,
+        tenant: uuid::Uuid,
+        cycle_id: uuid::Uuid,
+        action: &crate::contract::Action,
+    ) -> Option<(String, String, String, String)> {
+        let m = planner(&self.settings, &self.catalog).action_message(tenant, cycle_id, "", action);
+        Some((
+            m.exchange,
+            m.routing_key,
+            m.message_id,
+            String::from_utf8_lossy(&m.body).into_owned(),
+        ))
+    }
 }
 
 async fn start_console(
@@ -317,6 +332,7 @@ pub struct PolicyEdit {
     pub max_added_spend: Option<f64>,
     pub max_budget_step_pct: Option<f64>,
     pub first_days: Option<i32>,
+    pub two_approvers: Vec<String>,
     /// Start from the default (nothing held).
     pub clear: bool,
 }
@@ -332,7 +348,8 @@ pub async fn edit_policy(
         || !edit.require.is_empty()
         || edit.max_added_spend.is_some()
         || edit.max_budget_step_pct.is_some()
-        || edit.first_days.is_some();
+        || edit.first_days.is_some()
+        || !edit.two_approvers.is_empty();
     let mut p = if edit.clear { None } else { current }.unwrap_or_default();
     if !edit.require.is_empty() {
         p.require = edit.require;
@@ -340,6 +357,9 @@ pub async fn edit_policy(
     p.max_added_spend = edit.max_added_spend.or(p.max_added_spend);
     p.max_budget_step_pct = edit.max_budget_step_pct.or(p.max_budget_step_pct);
     p.first_days = edit.first_days.or(p.first_days);
+    if !edit.two_approvers.is_empty() {
+        p.two_approvers = edit.two_approvers;
+    }
     if changes && !store.set_approval_policy(tenant, &p).await? {
         return Err(Error::Kernel(KernelError::tenant_not_found(tenant)));
     }

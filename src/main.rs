@@ -2,6 +2,10 @@
 //! `report` prints it and takes the exit code from `Error::exit_code`, the one table.
 
 mod bench;
+// The lead's src/cli/ takes this file as `cli::operator` at the merge.
+mod cli {
+    pub mod operator;
+}
 
 use chrono::{DateTime, Utc};
 use clap::{Parser, Subcommand};
@@ -61,6 +65,10 @@ enum TenantAction {
         /// Hold everything during the tenant's first N days.
         #[arg(long)]
         first_days: Option<i32>,
+        /// Hold every action matching this pattern for two distinct approvers; repeat the
+        /// flag for more.
+        #[arg(long)]
+        two_approvers: Vec<String>,
         /// Back to the default: nothing is held.
         #[arg(long)]
         clear: bool,
@@ -80,6 +88,8 @@ enum TenantAction {
 
 #[derive(Subcommand)]
 enum Command {
+    /// Named console operators: add (prints a one-time token), list, revoke.
+    Operator(cli::operator::OperatorArgs),
     /// The walkthrough: create and migrate the database, import the example tenant, run a
     /// worker, publish a trigger, and print every action as the executors receive it.
     Demo {
@@ -208,25 +218,27 @@ enum Command {
     /// Approve a held action: its message goes out (exit 2 when refused: stale, expired,
     /// superseded, not waiting).
     Approve {
-        /// `<cycle_id>:<action_id>`
-        action: String,
+        /// `<cycle_id>:<action_id>`, one or more: each is decided alone.
+        #[arg(required = true)]
+        action: Vec<String>,
         #[arg(long)]
         by: String,
-        /// The hash of the action as you saw it (`approvals` prints it); default: the action
-        /// as printed now.
+        /// The hash of the action as you saw it (`approvals` prints it), one per action in
+        /// order; default: the action as printed now.
         #[arg(long)]
-        hash: Option<String>,
+        hash: Vec<String>,
     },
     /// Reject a held action, with the reason.
     Reject {
-        /// `<cycle_id>:<action_id>`
-        action: String,
+        /// `<cycle_id>:<action_id>`, one or more.
+        #[arg(required = true)]
+        action: Vec<String>,
         #[arg(long)]
         by: String,
         #[arg(long)]
         reason: String,
         #[arg(long)]
-        hash: Option<String>,
+        hash: Vec<String>,
     },
     /// Per-tenant settings.
     Tenant {
@@ -305,6 +317,7 @@ fn run(cli: Cli) -> Result<Output, Error> {
             json(&schema::schema(doc))
         }
         Command::Config => json(&Settings::load()?.redacted()),
+        Command::Operator(args) => runtime(async move { json(&cli::operator::run(args).await?) }),
         Command::Worker => runtime(worker()),
         Command::Console => runtime(console()),
         Command::Report { tenant } => {
@@ -431,17 +444,20 @@ fn run(cli: Cli) -> Result<Output, Error> {
             })
         }
         Command::Approve { action, by, hash } => {
-            decide_cli(&action, hash, |hash| ApprovalRequest::Approve { by, hash })
+            decide_many(&action, &hash, |hash| ApprovalRequest::Approve {
+                by: by.clone(),
+                hash,
+            })
         }
         Command::Reject {
             action,
             by,
             reason,
             hash,
-        } => decide_cli(&action, hash, |hash| ApprovalRequest::Reject {
-            by,
+        } => decide_many(&action, &hash, |hash| ApprovalRequest::Reject {
+            by: by.clone(),
             hash,
-            reason,
+            reason: reason.clone(),
         }),
         Command::Tenant {
             action:
@@ -451,6 +467,7 @@ fn run(cli: Cli) -> Result<Output, Error> {
                     max_added_spend,
                     max_budget_step_pct,
                     first_days,
+                    two_approvers,
                     clear,
                 },
         } => {
@@ -460,6 +477,7 @@ fn run(cli: Cli) -> Result<Output, Error> {
                 max_added_spend,
                 max_budget_step_pct,
                 first_days,
+                two_approvers,
                 clear,
             };
             runtime(async move {
@@ -583,11 +601,49 @@ fn demo(file: &str) -> Result<Output, Error> {
     })
 }
 
+/// `approve` / `reject` of one or more actions: one alone prints as before; several print a
+/// list with each item's result, and exit 2 if any was refused.
+fn decide_many(
+    targets: &[String],
+    hashes: &[String],
+    request: impl Fn(String) -> ApprovalRequest,
+) -> Result<Output, Error> {
+    if !hashes.is_empty() && hashes.len() != targets.len() {
+        return Err(Error::Usage(format!(
+            "{} --hash for {} actions: give one per action, or none",
+            hashes.len(),
+            targets.len()
+        )));
+    }
+    if let [one] = targets {
+        return decide_cli(one, hashes.first().cloned(), &request);
+    }
+    let mut items = Vec::new();
+    let mut refused = false;
+    for (i, target) in targets.iter().enumerate() {
+        let item = match decide_cli(target, hashes.get(i).cloned(), &request) {
+            Ok(Output::Json(j)) => serde_json::from_str(&j).unwrap_or(serde_json::Value::Null),
+            Ok(_) => serde_json::Value::Null,
+            Err(Error::Refused { body }) => {
+                refused = true;
+                body
+            }
+            Err(e) => return Err(e),
+        };
+        items.push(item);
+    }
+    let body = serde_json::json!({ "items": items });
+    if refused {
+        return Err(Error::Refused { body });
+    }
+    json(&body)
+}
+
 /// `approve` / `reject`: the decision, bound to the hash given or to the action as printed now.
 fn decide_cli(
     target: &str,
     hash: Option<String>,
-    request: impl FnOnce(String) -> ApprovalRequest,
+    request: &dyn Fn(String) -> ApprovalRequest,
 ) -> Result<Output, Error> {
     let (cycle, action_id) = target
         .split_once(':')
@@ -631,6 +687,12 @@ fn decide_cli(
                 "message_id": outbox.message.message_id,
             })),
             ApprovalOutcome::Rejected => json(&body("rejected")),
+            ApprovalOutcome::FirstApproval { needed } => json(&body(&format!(
+                "first approval recorded: it needs {needed} distinct approvers"
+            ))),
+            ApprovalOutcome::SameApprover => Err(Error::Refused {
+                body: body("refused: the second approval must be another person's"),
+            }),
             ApprovalOutcome::StaleHash { current } => {
                 let mut b = body("refused: the action changed since it was shown");
                 b["current_hash"] = serde_json::json!(current);

@@ -15,7 +15,7 @@ pub mod report;
 mod routes;
 pub mod view;
 
-pub use auth::ct_eq;
+pub use auth::{ct_eq, new_token, token_hash};
 
 use crate::broker::DeadQueueReader;
 use crate::contract::catalog::Catalog;
@@ -52,6 +52,16 @@ pub trait Approver: Send + Sync {
         action_id: String,
         request: ApprovalRequest,
     ) -> BoxFuture<'_, Result<ApprovalOutcome, String>>;
+
+    /// What approving would publish: (exchange, routing key, message id, body).
+    fn release_preview(
+        &self,
+        _tenant: Uuid,
+        _cycle_id: Uuid,
+        _action: &crate::contract::Action,
+    ) -> Option<(String, String, String, String)> {
+        None
+    }
 }
 
 /// Everything the console runs on.

@@ -17,9 +17,23 @@ pub struct Shared {
 }
 
 impl Shared {
-    /// Whether anyone can sign in (an operator token is configured).
-    pub fn writable(&self) -> bool {
-        self.console.token.as_deref().is_some_and(|t| !t.is_empty())
+    /// The bootstrap admin's token (`REVENUE_OS_CONSOLE_TOKEN`), if set.
+    pub fn bootstrap_token(&self) -> Option<&str> {
+        self.console.token.as_deref().filter(|t| !t.is_empty())
+    }
+
+    /// Whether anyone can sign in: a bootstrap token, or a live named operator.
+    pub async fn writable(&self) -> bool {
+        self.bootstrap_token().is_some()
+            || self
+                .console
+                .store
+                .has_operators()
+                .await
+                .unwrap_or_else(|e| {
+                    tracing::warn!(error = %e, "console: cannot read operators");
+                    false
+                })
     }
 }
 
@@ -37,6 +51,7 @@ pub fn router(console: Console) -> Router {
         .route("/approvals", get(approvals::get))
         .route("/approvals/approve", post(approvals::approve))
         .route("/approvals/reject", post(approvals::reject))
+        .route("/approvals/bulk", post(approvals::bulk))
         .route("/dead-letters", get(dead_letters::get))
         .route("/login", get(login::get).post(login::post))
         .route("/logout", post(login::logout))

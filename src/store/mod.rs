@@ -15,8 +15,10 @@ mod assemble;
 mod cycle;
 mod database;
 mod error;
+mod glance;
 mod import;
 mod migrate;
+mod operators;
 mod outbox;
 mod pool;
 mod reports;
@@ -28,11 +30,13 @@ mod watch;
 
 pub use approvals::{
     ApprovalFacts, ApprovalGate, ApprovalOutcome, ApprovalPolicy, ApprovalRequest, Gate, HeldFacts,
-    PendingApproval,
+    PendingApproval, PolicySetBy,
 };
 pub use assemble::{ACTION_RESULTS_LOOKBACK_DAYS, Assembled};
 pub use database::url_with_database;
 pub use error::StoreError;
+pub use glance::{CampaignSpend, GlanceFacts};
+pub use operators::{OperatorRole, OperatorRow};
 pub use reports::{
     ActionFacts, AppliedChange, Judgement, ReportOutcome, ReportPolicy, ReportResult, StoredReport,
 };

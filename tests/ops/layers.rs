@@ -37,7 +37,10 @@ const ALLOWED: &[(&str, &[&str])] = &[
     ),
     // The console reads the store and peeks at the broker; approvals arrive as an
     // `Approver` from `app`, so it never imports `app` (which starts it).
-    ("console", &["contract", "config", "store", "broker"]),
+    (
+        "console",
+        &["approvals", "contract", "config", "store", "broker"],
+    ),
     (
         "error",
         &["contract", "config", "store", "broker", "worker", "console"],
@@ -76,6 +79,11 @@ const ALLOWED: &[(&str, &[&str])] = &[
             "app",
             "watchdog",
         ],
+    ),
+    // The binary's subcommands (`src/cli/<command>.rs`): composition, like `app`.
+    (
+        "cli",
+        &["app", "config", "console", "contract", "error", "store"],
     ),
 ];
 

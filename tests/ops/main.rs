@@ -10,4 +10,5 @@ mod deploy;
 mod executors_doc;
 mod layers;
 mod observability;
+mod operators;
 mod worker_doc;

@@ -93,6 +93,10 @@ struct TenantPage {
     evaluations: Vec<EvalRow>,
     outcomes: Vec<OutcomeRow>,
     campaigns: Vec<CampaignRow>,
+    /// Which categories wait for a person, and which go out on their own.
+    policy: Vec<String>,
+    /// Who set the policy, and when.
+    policy_set: Option<String>,
 }
 
 fn timeline(v: &TenantView) -> Vec<TimelineCell> {
@@ -144,7 +148,10 @@ pub async fn get(State(shared): App, who: Visitor, Path(id): Path<String>) -> Pa
         v.target.as_ref().map(|(_, value)| ("target", *value)),
         &rules,
     );
+    let (policy, policy_set) = policy_lines(&shared, id).await?;
     let page = TenantPage {
+        policy,
+        policy_set,
         nav: who.nav.clone(),
         id,
         latest: v.latest.as_ref().map(|l| LatestBlock {
@@ -252,4 +259,50 @@ pub async fn get(State(shared): App, who: Visitor, Path(id): Path<String>) -> Pa
             .collect(),
     };
     ok(&page)
+}
+
+/// The tenant's approval policy as sentences, and who set it when.
+async fn policy_lines(
+    shared: &crate::console::routes::Shared,
+    id: Uuid,
+) -> Result<(Vec<String>, Option<String>), PageError> {
+    let store = &shared.console.store;
+    let Some(p) = store.approval_policy(id).await? else {
+        return Ok((
+            vec!["Every action goes out automatically: no approval policy is set.".into()],
+            None,
+        ));
+    };
+    let mut lines = Vec::new();
+    let list = |v: &[String]| v.join(", ");
+    if !p.require.is_empty() {
+        lines.push(format!("Held for one person: {}.", list(&p.require)));
+    }
+    if !p.two_approvers.is_empty() {
+        lines.push(format!(
+            "Held for two distinct approvers: {}.",
+            list(&p.two_approvers)
+        ));
+    }
+    if let Some(m) = p.max_added_spend {
+        lines.push(format!("Held when an action may add more than {m} spend."));
+    }
+    if let Some(m) = p.max_budget_step_pct {
+        lines.push(format!("Held when a budget moves by more than {m}%."));
+    }
+    if let Some(d) = p.first_days {
+        lines.push(format!(
+            "Everything held during the tenant's first {d} days."
+        ));
+    }
+    lines.push("Everything else goes out automatically.".into());
+    let set = store.approval_policy_set_by(id).await?.map(|s| {
+        format!(
+            "Set by {} at {}.",
+            s.by.as_deref()
+                .unwrap_or("the command line (revenue-os tenant policy)"),
+            time(s.at)
+        )
+    });
+    Ok((lines, set))
 }
