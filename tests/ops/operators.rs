@@ -13,7 +13,7 @@ use revenue_os::store::{ApprovalPolicy, PendingApproval};
 use std::process::Command;
 use uuid::Uuid;
 
-fn cli(db: &TestDb, args: &[&str]) -> (Option<i32>, serde_json::Value) {
+pub fn cli(db: &TestDb, args: &[&str]) -> (Option<i32>, serde_json::Value) {
     let out = Command::new(env!("CARGO_BIN_EXE_revenue-os"))
         .args(args)
         .env("DATABASE_URL", db.url())
@@ -23,7 +23,7 @@ fn cli(db: &TestDb, args: &[&str]) -> (Option<i32>, serde_json::Value) {
     (out.status.code(), body)
 }
 
-fn add(db: &TestDb, name: &str, role: &str) -> String {
+pub fn add(db: &TestDb, name: &str, role: &str) -> String {
     let (code, body) = cli(db, &["operator", "add", name, "--role", role]);
     assert_eq!(code, Some(0), "{body}");
     body["token"].as_str().unwrap().to_owned()
@@ -41,7 +41,7 @@ async fn sign_in(port: u16, token: &str) -> String {
         .to_owned()
 }
 
-fn find<'a>(held: &'a [PendingApproval], prefix: &str) -> &'a PendingApproval {
+pub fn find<'a>(held: &'a [PendingApproval], prefix: &str) -> &'a PendingApproval {
     held.iter()
         .find(|p| p.action_id.starts_with(prefix))
         .unwrap_or_else(|| panic!("no held {prefix}"))
@@ -51,10 +51,9 @@ fn item(p: &PendingApproval, hash: &str) -> String {
     format!("item={}%3A{}%3A{hash}", p.cycle_id, p.action_id)
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn named_operators_roles_bulk_decisions_and_two_approvers() {
-    let db = TestDb::new().await;
-    let b = TestBroker::new().await;
+/// The example tenant with campaigns and CRM actions held for one person and routing for
+/// two, its cycle run: the five held actions.
+pub async fn five_held(db: &TestDb, b: &TestBroker) -> (Uuid, Vec<PendingApproval>) {
     let tenant = Uuid::new_v4();
     let mut input: KernelInput = fixture(DEMAND_BOUND);
     input.tenant_id = tenant.to_string();
@@ -78,7 +77,14 @@ async fn named_operators_roles_bulk_decisions_and_two_approvers() {
     })
     .await;
     worker.stop().await;
+    (tenant, held)
+}
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn named_operators_roles_bulk_decisions_and_two_approvers() {
+    let db = TestDb::new().await;
+    let b = TestBroker::new().await;
+    let (tenant, held) = five_held(&db, &b).await;
     let ana = add(&db, "ana", "approver");
     let bo = add(&db, "bo", "approver");
     let vic = add(&db, "vic", "viewer");
