@@ -4,6 +4,7 @@
 mod bench;
 // The lead's src/cli/ takes this file as `cli::operator` at the merge.
 mod cli {
+    pub mod audit;
     pub mod operator;
 }
 
@@ -90,6 +91,9 @@ enum TenantAction {
 enum Command {
     /// Named console operators: add (prints a one-time token), list, revoke.
     Operator(cli::operator::OperatorArgs),
+    /// The audit trail (decisions, executor reports, reverts, evaluations, outcomes, cycles,
+    /// policy changes), streamed as CSV or JSON lines.
+    Audit(cli::audit::AuditArgs),
     /// The walkthrough: create and migrate the database, import the example tenant, run a
     /// worker, publish a trigger, and print every action as the executors receive it.
     Demo {
@@ -317,6 +321,10 @@ fn run(cli: Cli) -> Result<Output, Error> {
             json(&schema::schema(doc))
         }
         Command::Config => json(&Settings::load()?.redacted()),
+        Command::Audit(args) => runtime(async move {
+            cli::audit::run(args).await?;
+            Ok(Output::Nothing)
+        }),
         Command::Operator(args) => runtime(async move { json(&cli::operator::run(args).await?) }),
         Command::Worker => runtime(worker()),
         Command::Console => runtime(console()),

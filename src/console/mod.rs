@@ -7,6 +7,7 @@
 //! The console does not decide approvals: whoever starts it (`app`) passes an `Approver`.
 //! `revenue-os report` renders the same tenant view as text (`report.rs`).
 
+pub mod audit;
 mod auth;
 pub mod chart;
 mod operator;

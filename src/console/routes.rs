@@ -3,7 +3,7 @@
 
 use super::Console;
 use super::auth::Sessions;
-use super::pages::{approvals, cycle, dead_letters, error, login, overview, tenant};
+use super::pages::{approvals, audit, cycle, dead_letters, error, login, overview, tenant};
 use axum::Router;
 use axum::http::{HeaderValue, header};
 use axum::response::Response;
@@ -53,6 +53,7 @@ pub fn router(console: Console) -> Router {
         .route("/approvals/reject", post(approvals::reject))
         .route("/approvals/bulk", post(approvals::bulk))
         .route("/dead-letters", get(dead_letters::get))
+        .route("/audit.csv", get(audit::csv))
         .route("/login", get(login::get).post(login::post))
         .route("/logout", post(login::logout))
         .fallback(error::not_found)

@@ -12,6 +12,7 @@
 
 mod approvals;
 mod assemble;
+mod audit;
 mod cycle;
 mod database;
 mod error;
@@ -33,6 +34,7 @@ pub use approvals::{
     PendingApproval, PolicySetBy,
 };
 pub use assemble::{ACTION_RESULTS_LOOKBACK_DAYS, Assembled};
+pub use audit::AuditRow;
 pub use database::url_with_database;
 pub use error::StoreError;
 pub use glance::{CampaignSpend, GlanceFacts};

@@ -69,7 +69,7 @@ pub async fn five_held(db: &TestDb, b: &TestBroker) -> (Uuid, Vec<PendingApprova
             .await
             .unwrap()
     );
-    let worker = RunningWorker::start(settings(&b.prefix, &db), &db, Default::default());
+    let worker = RunningWorker::start(settings(&b.prefix, db), db, Default::default());
     b.trigger(tenant, Some(WINDOW), "m-operators").await;
     let held = eventually(60, "five held actions", || async {
         let p = db.store().pending_approvals(Some(tenant)).await.unwrap();

@@ -2,6 +2,7 @@
 //! here (a non-UUID is 400); who may write is the extractors' business (`operator.rs`).
 
 pub mod approvals;
+pub mod audit;
 pub mod cycle;
 pub mod dead_letters;
 pub mod error;
