@@ -86,6 +86,8 @@ impl Store {
         for t in tenants {
             let mut client = self.pool.get().await?;
             let tx = tenant_tx(&mut client, t).await?;
+            // An export runs as long as its reader reads: no statement timeout for it.
+            tx.batch_execute("SET LOCAL statement_timeout = 0").await?;
             let params: [&(dyn tokio_postgres::types::ToSql + Sync); 2] = [&t, &since];
             let rows = tx.query_raw(AUDIT_SQL, params).await?;
             pin_mut!(rows);
