@@ -3,7 +3,7 @@
 
 use crate::broker::Topology;
 use crate::config::{CONSOLE_TOKEN_ENV, KernelSettings, Settings};
-use crate::console::{Console, DeadQueue};
+use crate::console::Console;
 use crate::contract::catalog::Catalog;
 use crate::contract::{
     DateRange, KernelError, KernelInput, Trigger, decode_input, validate_content,
@@ -128,10 +128,10 @@ pub fn console(
             settings: settings.clone(),
             catalog: catalog.clone(),
         })),
-        dead_queue: Some(DeadQueue {
-            amqp: settings.amqp.clone(),
-            topology: Topology::from_settings(&settings.amqp, catalog),
-        }),
+        dead_queue: Some(Arc::new(crate::broker::DeadQueueReader::new(
+            settings.amqp.clone(),
+            Topology::from_settings(&settings.amqp, catalog),
+        ))),
     }
 }
 
@@ -161,6 +161,21 @@ impl crate::console::Approver for ConsoleApprover {
             .await
             .map_err(|e| e.to_string())
         })
+    }
+
+    fn release_preview(
+        &self,
+        tenant: uuid::Uuid,
+        cycle_id: uuid::Uuid,
+        action: &crate::contract::Action,
+    ) -> Option<(String, String, String, String)> {
+        let m = planner(&self.settings, &self.catalog).action_message(tenant, cycle_id, "", action);
+        Some((
+            m.exchange,
+            m.routing_key,
+            m.message_id,
+            String::from_utf8_lossy(&m.body).into_owned(),
+        ))
     }
 }
 
@@ -314,6 +329,7 @@ pub struct PolicyEdit {
     pub max_added_spend: Option<f64>,
     pub max_budget_step_pct: Option<f64>,
     pub first_days: Option<i32>,
+    pub two_approvers: Vec<String>,
     /// Start from the default (nothing held).
     pub clear: bool,
 }
@@ -329,7 +345,8 @@ pub async fn edit_policy(
         || !edit.require.is_empty()
         || edit.max_added_spend.is_some()
         || edit.max_budget_step_pct.is_some()
-        || edit.first_days.is_some();
+        || edit.first_days.is_some()
+        || !edit.two_approvers.is_empty();
     let mut p = if edit.clear { None } else { current }.unwrap_or_default();
     if !edit.require.is_empty() {
         p.require = edit.require;
@@ -337,6 +354,9 @@ pub async fn edit_policy(
     p.max_added_spend = edit.max_added_spend.or(p.max_added_spend);
     p.max_budget_step_pct = edit.max_budget_step_pct.or(p.max_budget_step_pct);
     p.first_days = edit.first_days.or(p.first_days);
+    if !edit.two_approvers.is_empty() {
+        p.two_approvers = edit.two_approvers;
+    }
     if changes && !store.set_approval_policy(tenant, &p).await? {
         return Err(Error::Kernel(KernelError::tenant_not_found(tenant)));
     }

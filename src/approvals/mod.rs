@@ -1,6 +1,10 @@
 //! People in the loop: which actions a tenant's policy holds for a person, and what a
 //! decision on a held action may do. The rules are pure; the store keeps the facts and the
 //! record, and `app::decide` (a person) or `sweep` (the worker) hands these rules to it.
+//! `roles.rs` says what each operator role may do in the console.
+
+pub mod glance;
+pub mod roles;
 
 use crate::contract::{Action, ActionStatus, ActionType, KernelOutput};
 use crate::store::{
@@ -9,6 +13,22 @@ use crate::store::{
 };
 use chrono::{DateTime, Duration, Utc};
 
+/// Whether `pattern` (`<subsystem>:<type>`, `*` for any; a bare subsystem means every type)
+/// names `action`.
+fn matches(pattern: &str, action: &Action) -> bool {
+    let (s, t) = pattern.split_once(':').unwrap_or((pattern, "*"));
+    (s == "*" || s == action.owner_subsystem.as_str()) && (t == "*" || t == action.kind.as_str())
+}
+
+/// How many distinct people must approve `action` under `policy`: two for a category the
+/// policy names in `two_approvers`, else one.
+pub fn approvers_needed(policy: Option<&ApprovalPolicy>, action: &Action) -> usize {
+    match policy {
+        Some(p) if p.two_approvers.iter().any(|pat| matches(pat, action)) => 2,
+        _ => 1,
+    }
+}
+
 /// Why `action` needs a person under `policy`, if it does.
 pub fn needs_approval(
     policy: &ApprovalPolicy,
@@ -16,12 +36,14 @@ pub fn needs_approval(
     tenant_since: DateTime<Utc>,
     now: DateTime<Utc>,
 ) -> Option<String> {
-    let subsystem = action.owner_subsystem.as_str();
-    let kind = action.kind.as_str();
     for pattern in &policy.require {
-        let (s, t) = pattern.split_once(':').unwrap_or((pattern.as_str(), "*"));
-        if (s == "*" || s == subsystem) && (t == "*" || t == kind) {
+        if matches(pattern, action) {
             return Some(format!("every {pattern} action needs approval"));
+        }
+    }
+    for pattern in &policy.two_approvers {
+        if matches(pattern, action) {
+            return Some(format!("every {pattern} action needs two approvers"));
         }
     }
     if let (Some(cap), Some(spend)) = (
@@ -106,7 +128,23 @@ impl ApprovalGate for Rules<'_> {
             {
                 Gate::StaleHash
             }
-            Some(ApprovalRequest::Approve { .. }) => Gate::Approve((self.message)(f)),
+            Some(ApprovalRequest::Approve { by, hash }) => {
+                let needed = approvers_needed(f.policy.as_ref(), &f.action);
+                // Only approvals of the action as it is now count.
+                let earlier: Vec<&str> = f
+                    .first_approvals
+                    .iter()
+                    .filter(|(_, h)| h.as_deref() == Some(hash.as_str()))
+                    .map(|(who, _)| who.as_str())
+                    .collect();
+                if earlier.contains(&by.as_str()) {
+                    Gate::SameApprover
+                } else if earlier.len() + 1 >= needed {
+                    Gate::Approve((self.message)(f))
+                } else {
+                    Gate::FirstApproval { needed }
+                }
+            }
             Some(ApprovalRequest::Reject { .. }) => Gate::Reject,
         }
     }
@@ -139,6 +177,8 @@ pub fn label(o: &ApprovalOutcome) -> &'static str {
         ApprovalOutcome::Approved { .. } => "approved",
         ApprovalOutcome::Rejected => "rejected",
         ApprovalOutcome::StaleHash { .. } => "refused_stale",
+        ApprovalOutcome::FirstApproval { .. } => "first_approval",
+        ApprovalOutcome::SameApprover => "same_approver",
         ApprovalOutcome::Expired => "expired",
         ApprovalOutcome::Superseded => "superseded",
         ApprovalOutcome::NotPending { .. } | ApprovalOutcome::NotFound => "not_pending",

@@ -5,6 +5,7 @@
 mod approvals;
 mod approve;
 mod assemble;
+mod audit;
 mod bench;
 mod config;
 mod console;
@@ -14,6 +15,7 @@ mod grants;
 mod import;
 mod kernel;
 mod migrate;
+mod operator;
 mod reject;
 mod report;
 mod schema;
@@ -33,6 +35,11 @@ use tokio_util::sync::CancellationToken;
 
 #[derive(Subcommand)]
 pub enum Command {
+    /// Named console operators: add (prints a one-time token), list, revoke.
+    Operator(operator::Args),
+    /// The audit trail (decisions, executor reports, reverts, evaluations, outcomes, cycles,
+    /// policy changes), streamed as CSV or JSON lines.
+    Audit(audit::Args),
     /// The walkthrough: create and migrate the database, import the example tenant, run a
     /// worker, publish a trigger, and print every action as the executors receive it.
     Demo(demo::Args),
@@ -96,6 +103,8 @@ pub fn run(command: Command) -> Result<Output, Error> {
 
 fn dispatch(command: Command) -> Result<Output, Error> {
     match command {
+        Command::Operator(a) => operator::run(a),
+        Command::Audit(a) => audit::run(a),
         Command::Demo(a) => demo::run(a),
         Command::Kernel(a) => kernel::run(a),
         Command::Schema(a) => schema::run(a),

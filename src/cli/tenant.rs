@@ -29,6 +29,10 @@ enum Action {
         /// Hold everything during the tenant's first N days.
         #[arg(long)]
         first_days: Option<i32>,
+        /// Hold every action matching this pattern for two distinct approvers; repeat the
+        /// flag for more.
+        #[arg(long)]
+        two_approvers: Vec<String>,
         /// Back to the default: nothing is held.
         #[arg(long)]
         clear: bool,
@@ -55,6 +59,7 @@ pub fn run(args: Args) -> Result<Output, Error> {
             max_added_spend,
             max_budget_step_pct,
             first_days,
+            two_approvers,
             clear,
         } => {
             let edit = crate::app::PolicyEdit {
@@ -62,6 +67,7 @@ pub fn run(args: Args) -> Result<Output, Error> {
                 max_added_spend,
                 max_budget_step_pct,
                 first_days,
+                two_approvers,
                 clear,
             };
             runtime(async move {

@@ -1,8 +1,10 @@
-//! Who may write: an operator who entered the token (`REVENUE_OS_CONSOLE_TOKEN`) at `/login`
-//! gets a random session id in a cookie (`HttpOnly; SameSite=Strict; Path=/`); the session,
-//! kept only in this process, holds the operator's name and a CSRF token that every form
-//! carries back. The token itself never leaves the server.
+//! Who may write: an operator who entered their token at `/login` (their own, from
+//! `revenue-os operator add`, or the bootstrap `REVENUE_OS_CONSOLE_TOKEN`) gets a random
+//! session id in a cookie (`HttpOnly; SameSite=Strict; Path=/`); the session, kept only in
+//! this process, holds the operator's name, role and a CSRF token that every form carries
+//! back. The token itself never leaves the server.
 
+use crate::store::OperatorRole;
 use axum::http::HeaderMap;
 use std::collections::HashMap;
 use std::sync::Mutex;
@@ -36,6 +38,9 @@ fn random_id() -> String {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Session {
     pub operator: String,
+    pub role: OperatorRole,
+    /// Signed in with a token of their own (`operator add`), not the bootstrap token.
+    pub named: bool,
     pub csrf: String,
     expires: Instant,
 }
@@ -47,10 +52,12 @@ pub struct Sessions {
 
 impl Sessions {
     /// A new session for `operator`: (session id for the cookie, the session).
-    pub fn create(&self, operator: &str) -> (String, Session) {
+    pub fn create(&self, operator: &str, role: OperatorRole, named: bool) -> (String, Session) {
         let id = random_id();
         let session = Session {
             operator: operator.to_owned(),
+            role,
+            named,
             csrf: random_id(),
             expires: Instant::now() + SESSION_TTL,
         };
@@ -111,6 +118,17 @@ fn cookie(headers: &HeaderMap, name: &str) -> Option<String> {
         .map(|(_, v)| v.to_owned())
 }
 
+/// A new operator token: `ros_` and 244 random bits as hex. Shown once; only its hash is kept.
+pub fn new_token() -> String {
+    format!("ros_{}", random_id())
+}
+
+/// The SHA-256 of a token, as hex: what the store keeps and looks up.
+pub fn token_hash(token: &str) -> String {
+    let d = ring::digest::digest(&ring::digest::SHA256, token.as_bytes());
+    d.as_ref().iter().map(|b| format!("{b:02x}")).collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -127,7 +145,7 @@ mod tests {
     #[test]
     fn a_session_is_found_by_its_cookie_only() {
         let s = Sessions::default();
-        let (id, session) = s.create("ana");
+        let (id, session) = s.create("ana", OperatorRole::Approver, true);
         assert_eq!(id.len(), 64);
         assert_ne!(id, session.csrf);
         let mut h = HeaderMap::new();

@@ -7,16 +7,18 @@
 //! The console does not decide approvals: whoever starts it (`app`) passes an `Approver`.
 //! `revenue-os report` renders the same tenant view as text (`report.rs`).
 
+pub mod audit;
 mod auth;
 pub mod chart;
+mod operator;
 mod pages;
 pub mod report;
+mod routes;
 pub mod view;
 
-pub use auth::ct_eq;
+pub use auth::{ct_eq, new_token, token_hash};
 
-use crate::broker::Topology;
-use crate::config::AmqpSettings;
+use crate::broker::DeadQueueReader;
 use crate::contract::catalog::Catalog;
 use crate::store::{ApprovalOutcome, ApprovalRequest, Store, StoreError};
 use futures_util::future::BoxFuture;
@@ -51,13 +53,16 @@ pub trait Approver: Send + Sync {
         action_id: String,
         request: ApprovalRequest,
     ) -> BoxFuture<'_, Result<ApprovalOutcome, String>>;
-}
 
-/// Where the dead-letter page may peek at the triggers' dead queue.
-#[derive(Clone)]
-pub struct DeadQueue {
-    pub amqp: AmqpSettings,
-    pub topology: Topology,
+    /// What approving would publish: (exchange, routing key, message id, body).
+    fn release_preview(
+        &self,
+        _tenant: Uuid,
+        _cycle_id: Uuid,
+        _action: &crate::contract::Action,
+    ) -> Option<(String, String, String, String)> {
+        None
+    }
 }
 
 /// Everything the console runs on.
@@ -68,7 +73,8 @@ pub struct Console {
     /// The operator token; `None` makes the console read-only.
     pub token: Option<String>,
     pub approver: Option<Arc<dyn Approver>>,
-    pub dead_queue: Option<DeadQueue>,
+    /// Where the dead-letter page peeks at the triggers' dead queue.
+    pub dead_queue: Option<Arc<DeadQueueReader>>,
 }
 
 /// The address to bind, refusing a non-loopback one without a token.
@@ -104,7 +110,7 @@ pub async fn serve(
         addr: listen.to_owned(),
         source: e,
     })?;
-    let app = pages::router(console);
+    let app = routes::router(console);
     let task = tokio::spawn(async move {
         let res = axum::serve(listener, app)
             .with_graceful_shutdown(async move { shutdown.cancelled().await })

@@ -21,6 +21,16 @@ pub struct ApprovalPolicy {
     pub max_budget_step_pct: Option<f64>,
     /// Hold everything during the tenant's first N days.
     pub first_days: Option<i32>,
+    /// Patterns (as `require`) whose held actions need two distinct approvers.
+    #[serde(default)]
+    pub two_approvers: Vec<String>,
+}
+
+/// Who last set a tenant's policy, and when (`None`: the command line, or before V11).
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct PolicySetBy {
+    pub by: Option<String>,
+    pub at: DateTime<Utc>,
 }
 
 /// What a cycle's plan needs to know to hold actions.
@@ -41,6 +51,8 @@ pub struct PendingApproval {
     pub hash: String,
     pub reason: Option<String>,
     pub created_at: DateTime<Utc>,
+    /// Who gave it a first approval (a two-approver policy), oldest first.
+    pub approved_by: Vec<String>,
 }
 
 /// A person's decision.
@@ -69,6 +81,10 @@ pub struct HeldFacts {
     pub created_at: DateTime<Utc>,
     /// A completed cycle of the tenant newer than this action's.
     pub superseded: bool,
+    /// The tenant's policy now (how many approvers this action needs).
+    pub policy: Option<ApprovalPolicy>,
+    /// Earlier first approvals of this action: (by, the hash they approved).
+    pub first_approvals: Vec<(String, Option<String>)>,
 }
 
 /// The gate's verdict; the store applies it.
@@ -79,6 +95,12 @@ pub enum Gate {
     Reject,
     /// Refused as asked (stale hash): recorded, nothing changes.
     StaleHash,
+    /// The first of the approvals it needs: recorded, the action still waits.
+    FirstApproval {
+        needed: usize,
+    },
+    /// This person already approved it: a second approval must be someone else's.
+    SameApprover,
     Expire,
     Supersede,
     /// Not held (any more): nothing to decide.
@@ -98,12 +120,24 @@ pub trait ApprovalGate: Sync {
 
 #[derive(Debug, Clone, PartialEq)]
 pub enum ApprovalOutcome {
-    Approved { outbox: OutboxRow },
+    Approved {
+        outbox: OutboxRow,
+    },
     Rejected,
-    StaleHash { current: String },
+    StaleHash {
+        current: String,
+    },
+    /// Recorded; it waits for `needed` approvers in all.
+    FirstApproval {
+        needed: usize,
+    },
+    /// Refused: the same person cannot be both approvers.
+    SameApprover,
     Expired,
     Superseded,
-    NotPending { status: ActionStatus },
+    NotPending {
+        status: ActionStatus,
+    },
     NotFound,
 }
 
@@ -125,23 +159,60 @@ impl Store {
         tenant: Uuid,
         p: &ApprovalPolicy,
     ) -> Result<bool, StoreError> {
+        self.set_approval_policy_by(tenant, p, None).await
+    }
+
+    /// Who last set the tenant's policy, and when; `None` without a policy.
+    pub async fn approval_policy_set_by(
+        &self,
+        tenant: Uuid,
+    ) -> Result<Option<PolicySetBy>, StoreError> {
+        let mut client = self.pool.get().await?;
+        let tx = tenant_tx(&mut client, tenant).await?;
+        let row = tx
+            .query_opt(
+                "SELECT updated_by, updated_at FROM approval_policy WHERE tenant_id = $1",
+                &[&tenant],
+            )
+            .await?;
+        tx.commit().await?;
+        row.map(|r| {
+            Ok(PolicySetBy {
+                by: r.try_get(0)?,
+                at: r.try_get(1)?,
+            })
+        })
+        .transpose()
+    }
+
+    /// Sets the tenant's policy, recording who (`None`: the command line).
+    pub async fn set_approval_policy_by(
+        &self,
+        tenant: Uuid,
+        p: &ApprovalPolicy,
+        by: Option<&str>,
+    ) -> Result<bool, StoreError> {
         let mut client = self.pool.get().await?;
         let tx = tenant_tx(&mut client, tenant).await?;
         let n = tx
             .execute(
                 "INSERT INTO approval_policy (tenant_id, require, max_added_spend,
-                                              max_budget_step_pct, first_days)
-                 SELECT $1, $2, $3, $4, $5 FROM tenants WHERE tenant_id = $1
+                                              max_budget_step_pct, first_days, two_approvers,
+                                              updated_by)
+                 SELECT $1, $2, $3, $4, $5, $6, $7 FROM tenants WHERE tenant_id = $1
                  ON CONFLICT (tenant_id) DO UPDATE SET require = EXCLUDED.require,
                     max_added_spend = EXCLUDED.max_added_spend,
                     max_budget_step_pct = EXCLUDED.max_budget_step_pct,
-                    first_days = EXCLUDED.first_days, updated_at = now()",
+                    first_days = EXCLUDED.first_days, two_approvers = EXCLUDED.two_approvers,
+                    updated_by = EXCLUDED.updated_by, updated_at = now()",
                 &[
                     &tenant,
                     &p.require,
                     &p.max_added_spend,
                     &p.max_budget_step_pct,
                     &p.first_days,
+                    &p.two_approvers,
+                    &by,
                 ],
             )
             .await?;
@@ -187,8 +258,11 @@ impl Store {
             set_tenant(&tx, t).await?;
             let rows = tx
                 .query(
-                    "SELECT tenant_id, cycle_id, action_id, action, approval_reason, created_at
-                     FROM actions WHERE status = 'pending_approval' AND tenant_id = $1
+                    "SELECT tenant_id, cycle_id, action_id, action, approval_reason, created_at,
+                            ARRAY(SELECT d.decided_by FROM approval_decisions d
+                                  WHERE d.cycle_id = a.cycle_id AND d.action_id = a.action_id
+                                    AND d.decision = 'first_approval' ORDER BY d.id)
+                     FROM actions a WHERE status = 'pending_approval' AND tenant_id = $1
                      ORDER BY created_at, cycle_id, action_id",
                     &[&t],
                 )
@@ -205,6 +279,7 @@ impl Store {
                     action,
                     reason: r.try_get(4)?,
                     created_at: r.try_get(5)?,
+                    approved_by: r.try_get(6)?,
                 });
             }
         }
@@ -315,6 +390,18 @@ async fn held(
     let status: String = r.try_get(1)?;
     let action: Action = serde_json::from_value(r.try_get(2)?)
         .map_err(|e| StoreError::Corrupt(format!("stored action {action_id}: {e}")))?;
+    let tenant: Uuid = r.try_get(0)?;
+    let policy = facts_in(tx, tenant).await?.policy;
+    let first_approvals = tx
+        .query(
+            "SELECT decided_by, hash FROM approval_decisions
+             WHERE cycle_id = $1 AND action_id = $2 AND decision = 'first_approval' ORDER BY id",
+            &[&cycle_id, &action_id],
+        )
+        .await?
+        .iter()
+        .map(|r| Ok((r.try_get(0)?, r.try_get(1)?)))
+        .collect::<Result<Vec<_>, StoreError>>()?;
     Ok(Some(HeldFacts {
         tenant_id: r.try_get(0)?,
         cycle_id,
@@ -325,6 +412,8 @@ async fn held(
         action,
         created_at: r.try_get(3)?,
         superseded: r.try_get(4)?,
+        policy,
+        first_approvals,
     }))
 }
 
@@ -352,6 +441,12 @@ async fn apply(
             Some(ActionStatus::Rejected),
             Some(ApprovalOutcome::Rejected),
         ),
+        Gate::FirstApproval { needed } => (
+            "first_approval",
+            None,
+            Some(ApprovalOutcome::FirstApproval { needed: *needed }),
+        ),
+        Gate::SameApprover => return Ok(ApprovalOutcome::SameApprover),
         Gate::StaleHash => (
             "refused_stale",
             None,
@@ -427,7 +522,7 @@ async fn read_policy(
     tenant: Uuid,
 ) -> Result<Option<ApprovalPolicy>, StoreError> {
     tx.query_opt(
-        "SELECT require, max_added_spend, max_budget_step_pct, first_days
+        "SELECT require, max_added_spend, max_budget_step_pct, first_days, two_approvers
          FROM approval_policy WHERE tenant_id = $1",
         &[&tenant],
     )
@@ -438,6 +533,7 @@ async fn read_policy(
             max_added_spend: r.try_get(1)?,
             max_budget_step_pct: r.try_get(2)?,
             first_days: r.try_get(3)?,
+            two_approvers: r.try_get(4)?,
         })
     })
     .transpose()

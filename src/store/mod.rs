@@ -12,12 +12,15 @@
 
 mod approvals;
 mod assemble;
+mod audit;
 mod bench;
 mod cycle;
 mod database;
 mod error;
+mod glance;
 mod import;
 mod migrate;
+mod operators;
 mod outbox;
 mod pool;
 mod reports;
@@ -29,7 +32,7 @@ mod watch;
 
 pub use approvals::{
     ApprovalFacts, ApprovalGate, ApprovalOutcome, ApprovalPolicy, ApprovalRequest, Gate, HeldFacts,
-    PendingApproval,
+    PendingApproval, PolicySetBy,
 };
 pub use assemble::{ACTION_RESULTS_LOOKBACK_DAYS, Assembled};
 pub use bench::BenchCycle;
@@ -38,7 +41,10 @@ pub use database::{target_address, url_with_database};
 /// The README's command that starts the local PostgreSQL, for the message when it is down.
 pub const START_COMMAND: &str =
     "pg_ctlcluster --skip-systemctl-redirect $(ls /etc/postgresql) main start";
+pub use audit::AuditRow;
 pub use error::StoreError;
+pub use glance::{CampaignSpend, GlanceFacts};
+pub use operators::{OperatorRole, OperatorRow};
 pub use reports::{
     ActionFacts, AppliedChange, Judgement, ReportOutcome, ReportPolicy, ReportResult, StoredReport,
 };

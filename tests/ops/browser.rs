@@ -290,3 +290,171 @@ async fn an_operator_approves_a_held_action_in_a_real_browser() {
     assert!(stopped.success(), "{stopped:?}");
     b.cleanup().await;
 }
+
+/// Signs in with `token` (and `name`, for the bootstrap token only) on a fresh login page.
+async fn sign_in_as(c: &Client, base: &str, token: &str) {
+    c.goto(&format!("{base}/login")).await.unwrap();
+    c.find(Locator::Css("input[name=token]"))
+        .await
+        .unwrap()
+        .send_keys(token)
+        .await
+        .unwrap();
+    click_then(c, "form[action='/login'] button", "header .who form").await;
+}
+
+async fn sign_out(c: &Client) {
+    click_then(c, "header .who form button", "header .who a[href='/login']").await;
+}
+
+fn row_css(action_id: &str) -> String {
+    format!("tr.pending[data-action='{action_id}']")
+}
+
+/// Named operators in the browser (issue 23): a viewer gets no decide forms; an approver
+/// signs in with their own token, sees the held budget raise before/after with the spend
+/// headroom, bulk-approves two actions while a third is refused as stale; a two-approver
+/// action is released only at the second person. Leaves `console-approvals.png` (and, with
+/// `UPDATE_CONSOLE_SCREENSHOT=1`, `docs/console-approvals.png`).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn named_operators_decide_in_a_real_browser() {
+    use super::operators::{add, find, five_held};
+    let (Some(driver), Some(chromium)) = (which("chromedriver"), which("chromium")) else {
+        println!("SKIPPED named_operators_decide_in_a_real_browser: no chromium/chromedriver");
+        return;
+    };
+    let db = TestDb::new().await;
+    let b = TestBroker::new().await;
+    let (tenant, held) = five_held(&db, &b).await;
+    let ana = add(&db, "ana", "approver");
+    let bo = add(&db, "bo", "approver");
+    let vic = add(&db, "vic", "viewer");
+    let (console_port, _console) = super::console::start_console(&db, None).await;
+    let base = format!("http://127.0.0.1:{console_port}");
+
+    let driver_port = free_port();
+    let chromedriver = Command::new(driver)
+        .arg(format!("--port={driver_port}"))
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let _chromedriver = KillOnDrop(Some(chromedriver));
+    let c = browser(driver_port, &chromium).await;
+
+    // A viewer reads the queue but gets no forms.
+    sign_in_as(&c, &base, &vic).await;
+    assert!(
+        text_of(&c, "header .who")
+            .await
+            .contains("signed in as vic (viewer)")
+    );
+    c.goto(&format!("{base}/approvals")).await.unwrap();
+    assert!(c.find(Locator::Css("form.approve")).await.is_err());
+    assert!(
+        text_of(&c, "tr.pending")
+            .await
+            .contains("your role cannot decide")
+    );
+    sign_out(&c).await;
+
+    // An approver, with their own token, sees the raise at a glance.
+    sign_in_as(&c, &base, &ana).await;
+    assert!(
+        text_of(&c, "header .who")
+            .await
+            .contains("signed in as ana (approver)")
+    );
+    c.goto(&format!("{base}/approvals")).await.unwrap();
+    let raise = find(&held, "campaigns.scale.cmp_002");
+    let glance = text_of(&c, &format!("{} td.glance", row_css(&raise.action_id))).await;
+    for needle in ["517.85", "621.41", "+20.0%", "spend headroom:", "before →"] {
+        assert!(glance.contains(needle), "{needle} in {glance}");
+    }
+    let png = screenshot(&c).await;
+    let artifact = target_dir().join("console-approvals.png");
+    std::fs::write(&artifact, &png).unwrap();
+    if std::env::var_os("UPDATE_CONSOLE_SCREENSHOT").is_some() {
+        let docs = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("docs/console-approvals.png");
+        std::fs::write(&docs, &png).unwrap();
+    }
+
+    // Bulk: select three; one changes before the click, so it is refused as stale.
+    let pause = find(&held, "campaigns.pause.cmp_007");
+    let other = find(&held, "campaigns.scale.cmp_006");
+    for p in [raise, pause, other] {
+        c.find(Locator::Css(&format!(
+            "{} input.pick",
+            row_css(&p.action_id)
+        )))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    }
+    db.client()
+        .await
+        .execute(
+            "UPDATE actions SET action = jsonb_set(action, '{notes_for_humans}',
+                 to_jsonb('edited after review'::text))
+             WHERE cycle_id = $1 AND action_id = $2",
+            &[&other.cycle_id, &other.action_id],
+        )
+        .await
+        .unwrap();
+    let said = click_then(&c, "button.bulk-approve", "#decision")
+        .await
+        .text()
+        .await
+        .unwrap();
+    assert_eq!(said, "2 of 3 approved; 1 refused.");
+    let results = text_of(&c, "#bulk-results").await;
+    assert!(results.contains("stale hash"), "{results}");
+    let released = |id: &str| {
+        format!(
+            "SELECT count(*) FROM outbox WHERE message_id = '{}:{id}'",
+            raise.cycle_id
+        )
+    };
+    assert_eq!(db.count(&released(&raise.action_id)).await, 1);
+    assert_eq!(db.count(&released(&pause.action_id)).await, 1);
+    assert_eq!(db.count(&released(&other.action_id)).await, 0);
+
+    // Two approvers: ana's approval holds it; bo's releases it.
+    let routing = find(&held, "routing.");
+    let approve_routing = format!("{} form.approve button", row_css(&routing.action_id));
+    let said = click_then(&c, &approve_routing, "#decision")
+        .await
+        .text()
+        .await
+        .unwrap();
+    assert!(said.contains("waits for another approver"), "{said}");
+    assert_eq!(db.count(&released(&routing.action_id)).await, 0);
+    sign_out(&c).await;
+    sign_in_as(&c, &base, &bo).await;
+    c.goto(&format!("{base}/approvals")).await.unwrap();
+    assert!(
+        text_of(&c, &row_css(&routing.action_id))
+            .await
+            .contains("1 of 2 approvals (ana)")
+    );
+    let said = click_then(&c, &approve_routing, "#decision")
+        .await
+        .text()
+        .await
+        .unwrap();
+    assert!(said.starts_with("Approved"), "{said}");
+    assert_eq!(db.count(&released(&routing.action_id)).await, 1);
+
+    // The tenant page says what waits for whom, and who set it.
+    c.goto(&format!("{base}/tenants/{tenant}")).await.unwrap();
+    let policy = text_of(&c, "#policy").await;
+    assert!(
+        policy.contains("two distinct approvers: routing:*"),
+        "{policy}"
+    );
+    assert!(policy.contains("Set by ada"), "{policy}");
+    c.close().await.unwrap();
+    b.cleanup().await;
+}

@@ -40,7 +40,7 @@ pub async fn pending_of(db: &TestDb, tenant: Uuid) -> PendingApproval {
 }
 
 /// Starts `revenue-os console` and waits until it answers.
-async fn start_console(db: &TestDb, token: Option<&str>) -> (u16, KillOnDrop) {
+pub async fn start_console(db: &TestDb, token: Option<&str>) -> (u16, KillOnDrop) {
     let port = free_port();
     let child = console_command(db, &format!("127.0.0.1:{port}"), token)
         .spawn()
@@ -53,18 +53,18 @@ async fn start_console(db: &TestDb, token: Option<&str>) -> (u16, KillOnDrop) {
     (port, guard)
 }
 
-async fn get(port: u16, path: &str, cookie: Option<&str>) -> Reply {
+pub async fn get(port: u16, path: &str, cookie: Option<&str>) -> Reply {
     let headers: Vec<(&str, &str)> = cookie.map(|c| ("Cookie", c)).into_iter().collect();
     http(port, "GET", path, &headers, "").await.unwrap()
 }
 
-async fn post(port: u16, path: &str, cookie: Option<&str>, form: &str) -> Reply {
+pub async fn post(port: u16, path: &str, cookie: Option<&str>, form: &str) -> Reply {
     let headers: Vec<(&str, &str)> = cookie.map(|c| ("Cookie", c)).into_iter().collect();
     http(port, "POST", path, &headers, form).await.unwrap()
 }
 
 /// `name="csrf" value="…"` from a page.
-fn csrf_of(page: &str) -> String {
+pub fn csrf_of(page: &str) -> String {
     let at = page
         .find("name=\"csrf\" value=\"")
         .expect("a form with a CSRF token")

@@ -41,7 +41,10 @@ const ALLOWED: &[(&str, &[&str])] = &[
     ),
     // The console reads the store and peeks at the broker; approvals arrive as an
     // `Approver` from `app`, so it never imports `app` (which starts it).
-    ("console", &["contract", "config", "store", "broker"]),
+    (
+        "console",
+        &["approvals", "contract", "config", "store", "broker"],
+    ),
     (
         "error",
         &["contract", "config", "store", "broker", "worker", "console"],

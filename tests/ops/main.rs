@@ -3,6 +3,7 @@
 #[path = "../common/mod.rs"]
 mod common;
 
+mod audit;
 mod browser;
 mod console;
 mod demo;
@@ -10,5 +11,6 @@ mod deploy;
 mod executors_doc;
 mod layers;
 mod observability;
+mod operators;
 mod services;
 mod worker_doc;

@@ -2,7 +2,8 @@
 //! once the tenant is imported, `dlq replay` sends it back and the cycle completes.
 
 use crate::common::amqp::{
-    RunningWorker, TestBroker, WINDOW, eventually, import_tenant_as, settings, trigger_body,
+    RunningWorker, TestBroker, WINDOW, close_connections, eventually, import_tenant_as, settings,
+    trigger_body,
 };
 use crate::common::db::TestDb;
 use revenue_os::broker::{self, dlq};
@@ -199,5 +200,46 @@ async fn listing_the_dead_queue_many_times_keeps_the_dead_letter() {
     assert!(args.contains("x-delivery-limit"), "{args}");
     assert!(args.contains("1000000"), "{args}");
 
+    b.cleanup().await;
+}
+
+/// The console's reader: one kept connection for many peeks, the letter left in place, and
+/// a fresh connection after the broker closed the old one.
+#[tokio::test]
+async fn the_dead_queue_reader_keeps_one_connection_and_reopens_a_closed_one() {
+    let db = TestDb::new().await;
+    let b = TestBroker::new().await;
+    let s = settings(&b.prefix, &db);
+    b.publisher
+        .publish(&broker::Outgoing {
+            exchange: b.topology.dead_letter_exchange.clone(),
+            routing_key: "manual.test".into(),
+            message_id: "m-peeked".into(),
+            body: b"{}".to_vec(),
+            mandatory: true,
+            persistent: true,
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    let reader = broker::DeadQueueReader::new(s.amqp.clone(), b.topology.clone());
+    let within = std::time::Duration::from_secs(5);
+    for _ in 0..5 {
+        let listed = reader.peek(10, within).await.unwrap();
+        assert_eq!(listed.len(), 1);
+        assert_eq!(listed[0].message_id.as_deref(), Some("m-peeked"));
+    }
+    let console_conns = format!("{}/console/", b.prefix);
+    assert_eq!(
+        close_connections(&console_conns).await,
+        1,
+        "one kept connection"
+    );
+    let listed = eventually(10, "a peek on a new connection", || async {
+        reader.peek(10, within).await.ok()
+    })
+    .await;
+    assert_eq!(listed.len(), 1);
+    reader.close().await;
     b.cleanup().await;
 }

@@ -1,0 +1,308 @@
+//! `/tenants/{id}`: a tenant's latest diagnosis, its constraint timeline, the priority
+//! metric's chart, what waits for a person, every action with its history, the watchdog's
+//! evaluations, measured outcomes and campaigns.
+
+use super::super::chart::{Chart, compact};
+use super::super::operator::{Nav, Visitor};
+use super::super::routes::App;
+use super::super::view::{self, TenantView};
+use super::approvals::{PendingRow, pending};
+use super::error::PageError;
+use super::{Page, ok, short, time, uuid};
+use askama::Template;
+use axum::extract::{Path, State};
+use uuid::Uuid;
+
+struct LatestBlock {
+    cycle_id: Uuid,
+    cycle_short: String,
+    executed_at: String,
+    constraint: String,
+    metric: String,
+    confidence: String,
+    diagnosis: String,
+}
+
+struct TimelineCell {
+    cycle_id: Uuid,
+    class: String,
+    title: String,
+    date: String,
+}
+
+/// One line of an action's history: a person's decision or an executor's report.
+struct ReportRow {
+    when: String,
+    kind: String,
+    rest: String,
+    /// A report that moved nothing (`late`, `invalid_transition`).
+    flag: Option<String>,
+}
+
+struct ActionRow {
+    priority: i16,
+    action_id: String,
+    status: String,
+    outcome: Option<String>,
+    change: String,
+    conditions: Vec<String>,
+    notes: String,
+    reports: Vec<ReportRow>,
+}
+
+struct EvalRow {
+    as_of: String,
+    verdict: String,
+    mode: String,
+    action_id: String,
+    sentence: String,
+}
+
+struct OutcomeRow {
+    when: String,
+    action_id: String,
+    metric: String,
+    baseline: String,
+    observed: String,
+    delta: String,
+    confidence: String,
+    outcome: String,
+    source: String,
+}
+
+struct CampaignRow {
+    id: String,
+    name: String,
+    status: String,
+    budget: String,
+    spent: String,
+}
+
+#[derive(Template)]
+#[template(path = "tenant.html")]
+struct TenantPage {
+    nav: Nav,
+    id: Uuid,
+    latest: Option<LatestBlock>,
+    timeline: Vec<TimelineCell>,
+    metric: String,
+    chart: Option<Chart>,
+    pending: Vec<PendingRow>,
+    csrf: Option<String>,
+    actions: Vec<ActionRow>,
+    evaluations: Vec<EvalRow>,
+    outcomes: Vec<OutcomeRow>,
+    campaigns: Vec<CampaignRow>,
+    /// Which categories wait for a person, and which go out on their own.
+    policy: Vec<String>,
+    /// Who set the policy, and when.
+    policy_set: Option<String>,
+}
+
+fn timeline(v: &TenantView) -> Vec<TimelineCell> {
+    v.cycles
+        .iter()
+        .rev()
+        .map(|c| {
+            let (class, what) = match (c.status.as_str(), &c.binding_constraint) {
+                ("completed", Some(b)) => (
+                    format!("c-{b}"),
+                    format!(
+                        "{b} on {} ({:.2})",
+                        c.priority_metric.as_deref().unwrap_or("-"),
+                        c.confidence.unwrap_or(0.0)
+                    ),
+                ),
+                (s, _) => (
+                    format!("c-{s}"),
+                    format!("{s}: {}", crate::console::view::outcome(c)),
+                ),
+            };
+            TimelineCell {
+                cycle_id: c.cycle_id,
+                title: format!("{} · {what}", time(c.executed_at)),
+                date: c.executed_at.format("%b %d %H:%M").to_string(),
+                class,
+            }
+        })
+        .collect()
+}
+
+pub async fn get(State(shared): App, who: Visitor, Path(id): Path<String>) -> Page {
+    let id = uuid(&id, "tenant")?;
+    let console = &shared.console;
+    let Some(v) = view::tenant(&console.store, &console.catalog, id).await? else {
+        return Err(PageError::not_found(
+            "No such tenant",
+            format!("There is no tenant {id}."),
+        ));
+    };
+    let metric = v.priority_metric.clone().unwrap_or_default();
+    let rules: Vec<(String, f64)> = v
+        .thresholds
+        .iter()
+        .map(|t| (t.label(), t.condition.threshold))
+        .collect();
+    let chart = Chart::daily(
+        &v.series,
+        v.target.as_ref().map(|(_, value)| ("target", *value)),
+        &rules,
+    );
+    let (policy, policy_set) = policy_lines(&shared, id).await?;
+    let page = TenantPage {
+        policy,
+        policy_set,
+        nav: who.nav.clone(),
+        id,
+        latest: v.latest.as_ref().map(|l| LatestBlock {
+            cycle_id: l.cycle_id,
+            cycle_short: short(&l.cycle_id),
+            executed_at: time(l.executed_at),
+            constraint: l.binding_constraint.clone().unwrap_or_default(),
+            metric: l.priority_metric.clone().unwrap_or_default(),
+            confidence: l.confidence.map(|c| format!("{c:.2}")).unwrap_or_default(),
+            diagnosis: l.diagnosis.clone().unwrap_or_default(),
+        }),
+        timeline: timeline(&v),
+        metric,
+        chart,
+        pending: pending(&shared, Some(id)).await?,
+        csrf: who.csrf(),
+        actions: v
+            .actions
+            .iter()
+            .map(|h| ActionRow {
+                priority: h.action.priority,
+                action_id: h.action.action_id.clone(),
+                status: h.action.status.clone(),
+                outcome: h.action.outcome.clone(),
+                change: view::change(&h.action.action),
+                conditions: h
+                    .action
+                    .action
+                    .guardrails
+                    .abort_conditions
+                    .iter()
+                    .map(view::condition)
+                    .collect(),
+                notes: match &h.action.approval_reason {
+                    Some(why) => format!(
+                        "Held for approval: {why}. {}",
+                        h.action.action.notes_for_humans
+                    ),
+                    None => h.action.action.notes_for_humans.clone(),
+                },
+                reports: h
+                    .decisions
+                    .iter()
+                    .map(|d| ReportRow {
+                        when: time(d.decided_at),
+                        kind: d.decision.clone(),
+                        rest: format!(
+                            "by {}{}",
+                            d.decided_by,
+                            d.reason
+                                .as_deref()
+                                .map(|r| format!(": {r}"))
+                                .unwrap_or_default()
+                        ),
+                        flag: None,
+                    })
+                    .chain(h.reports.iter().map(|r| ReportRow {
+                        when: time(r.received_at),
+                        kind: format!("{}{}", r.kind, if r.on_revert { " (revert)" } else { "" }),
+                        rest: format!(
+                            "from {}: {} → {}",
+                            r.source, r.status_before, r.status_after
+                        ),
+                        flag: (r.result != "applied").then(|| r.result.clone()),
+                    }))
+                    .collect(),
+            })
+            .collect(),
+        evaluations: v
+            .evaluations
+            .iter()
+            .map(|e| EvalRow {
+                as_of: e.as_of.to_string(),
+                verdict: e.verdict.clone(),
+                mode: e.mode.clone(),
+                action_id: e.action_id.clone(),
+                sentence: e.sentence.clone(),
+            })
+            .collect(),
+        outcomes: v
+            .outcomes
+            .iter()
+            .map(|o| OutcomeRow {
+                when: time(o.recorded_at),
+                action_id: o.action_id.clone(),
+                metric: o.target_metric.clone(),
+                baseline: compact(o.baseline_value),
+                observed: compact(o.observed_value),
+                delta: compact(o.delta),
+                confidence: format!("{:.2}", o.confidence),
+                outcome: o.outcome.clone(),
+                source: o.source.clone().unwrap_or_else(|| "import".into()),
+            })
+            .collect(),
+        campaigns: v
+            .campaigns
+            .iter()
+            .map(|c| CampaignRow {
+                id: c.id.clone(),
+                name: c.name.clone(),
+                status: c.status.clone(),
+                budget: compact(c.budget_total),
+                spent: compact(c.budget_spent),
+            })
+            .collect(),
+    };
+    ok(&page)
+}
+
+/// The tenant's approval policy as sentences, and who set it when.
+async fn policy_lines(
+    shared: &crate::console::routes::Shared,
+    id: Uuid,
+) -> Result<(Vec<String>, Option<String>), PageError> {
+    let store = &shared.console.store;
+    let Some(p) = store.approval_policy(id).await? else {
+        return Ok((
+            vec!["Every action goes out automatically: no approval policy is set.".into()],
+            None,
+        ));
+    };
+    let mut lines = Vec::new();
+    let list = |v: &[String]| v.join(", ");
+    if !p.require.is_empty() {
+        lines.push(format!("Held for one person: {}.", list(&p.require)));
+    }
+    if !p.two_approvers.is_empty() {
+        lines.push(format!(
+            "Held for two distinct approvers: {}.",
+            list(&p.two_approvers)
+        ));
+    }
+    if let Some(m) = p.max_added_spend {
+        lines.push(format!("Held when an action may add more than {m} spend."));
+    }
+    if let Some(m) = p.max_budget_step_pct {
+        lines.push(format!("Held when a budget moves by more than {m}%."));
+    }
+    if let Some(d) = p.first_days {
+        lines.push(format!(
+            "Everything held during the tenant's first {d} days."
+        ));
+    }
+    lines.push("Everything else goes out automatically.".into());
+    let set = store.approval_policy_set_by(id).await?.map(|s| {
+        format!(
+            "Set by {} at {}.",
+            s.by.as_deref()
+                .unwrap_or("the command line (revenue-os tenant policy)"),
+            time(s.at)
+        )
+    });
+    Ok((lines, set))
+}
