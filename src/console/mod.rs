@@ -11,9 +11,11 @@ pub mod audit;
 mod auth;
 pub mod chart;
 mod operator;
+mod page;
 mod pages;
 pub mod report;
 mod routes;
+mod state;
 pub mod view;
 
 pub use auth::{ct_eq, new_token, token_hash};

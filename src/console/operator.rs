@@ -5,8 +5,9 @@
 //! CSRF token it carries (else 403). What a role may do is `approvals::roles`.
 
 use super::auth::{self, Session};
-use super::pages::error::PageError;
-use super::routes::Shared;
+pub use super::page::Nav;
+use super::page::PageError;
+use super::state::Shared;
 use crate::approvals::roles;
 use crate::store::OperatorRole;
 use axum::extract::{Form, FromRequest, FromRequestParts, Request};
@@ -14,16 +15,6 @@ use axum::http::StatusCode;
 use axum::http::request::Parts;
 use serde::de::DeserializeOwned;
 use std::sync::Arc;
-
-/// What the header shows: who is signed in, and whether signing in is possible at all.
-#[derive(Debug, Clone, Default)]
-pub struct Nav {
-    pub operator: Option<String>,
-    pub role: Option<OperatorRole>,
-    pub writable: bool,
-    /// Admins see the operators and audit links.
-    pub admin: bool,
-}
 
 /// Whoever asks for a page: their session, if they are signed in.
 pub struct Visitor {

@@ -1,43 +1,16 @@
-//! The console's router: which page answers which path, the state every page shares, and
-//! the security headers on every answer.
+//! The console's router: which page answers which path, and the security headers on every
+//! answer.
 
 use super::Console;
 use super::auth::Sessions;
-use super::pages::{approvals, audit, cycle, dead_letters, error, login, overview, tenant};
+use super::page;
+use super::pages::{approvals, audit, cycle, dead_letters, login, overview, tenant};
+use super::state::Shared;
 use axum::Router;
 use axum::http::{HeaderValue, header};
 use axum::response::Response;
 use axum::routing::{get, post};
 use std::sync::Arc;
-
-/// What every handler reads: the console's parts and the live sessions.
-pub struct Shared {
-    pub console: Console,
-    pub sessions: Sessions,
-}
-
-impl Shared {
-    /// The bootstrap admin's token (`REVENUE_OS_CONSOLE_TOKEN`), if set.
-    pub fn bootstrap_token(&self) -> Option<&str> {
-        self.console.token.as_deref().filter(|t| !t.is_empty())
-    }
-
-    /// Whether anyone can sign in: a bootstrap token, or a live named operator.
-    pub async fn writable(&self) -> bool {
-        self.bootstrap_token().is_some()
-            || self
-                .console
-                .store
-                .has_operators()
-                .await
-                .unwrap_or_else(|e| {
-                    tracing::warn!(error = %e, "console: cannot read operators");
-                    false
-                })
-    }
-}
-
-pub type App = axum::extract::State<Arc<Shared>>;
 
 pub fn router(console: Console) -> Router {
     let shared = Arc::new(Shared {
@@ -56,7 +29,7 @@ pub fn router(console: Console) -> Router {
         .route("/audit.csv", get(audit::csv))
         .route("/login", get(login::get).post(login::post))
         .route("/logout", post(login::logout))
-        .fallback(error::not_found)
+        .fallback(page::not_found)
         .layer(axum::middleware::map_response(security_headers))
         .with_state(shared)
 }

@@ -2,9 +2,9 @@
 //! decision itself is the `Approver`'s (`app`); this page only reports its outcome.
 
 use super::super::operator::{CsrfForm, Nav, Signed, Visitor};
-use super::super::routes::{App, Shared};
+use super::super::state::{App, Shared};
 use super::super::view;
-use super::error::PageError;
+use super::PageError;
 use super::{Page, render, short, time, uuid};
 use crate::approvals::{approvers_needed, glance, roles};
 use crate::store::{ApprovalOutcome, ApprovalRequest, GlanceFacts};

@@ -2,7 +2,7 @@
 
 use super::super::audit::{CSV_HEADER, csv_line};
 use super::super::operator::Operator;
-use super::super::routes::App;
+use super::super::state::App;
 use super::Page;
 use crate::approvals::roles;
 use axum::body::Body;

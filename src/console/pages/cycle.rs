@@ -1,8 +1,8 @@
 //! `/cycles/{id}`: one cycle with its trigger, window, diagnosis, trace and output.
 
 use super::super::operator::{Nav, Visitor};
-use super::super::routes::App;
-use super::error::PageError;
+use super::super::state::App;
+use super::PageError;
 use super::{Page, ok, time, uuid};
 use askama::Template;
 use axum::extract::{Path, State};

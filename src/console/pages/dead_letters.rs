@@ -2,7 +2,7 @@
 //! queue, read through the broker module's `DeadQueueReader`.
 
 use super::super::operator::{Nav, Visitor};
-use super::super::routes::App;
+use super::super::state::App;
 use super::overview::{RejectedRow, rejected_rows};
 use super::{Page, ok};
 use askama::Template;

@@ -2,8 +2,8 @@
 
 use super::super::auth;
 use super::super::operator::{Nav, Visitor, nav};
-use super::super::routes::App;
-use super::error::PageError;
+use super::super::state::App;
+use super::PageError;
 use super::{Page, ok, render};
 use crate::store::OperatorRole;
 use askama::Template;

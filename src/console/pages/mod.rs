@@ -5,33 +5,14 @@ pub mod approvals;
 pub mod audit;
 pub mod cycle;
 pub mod dead_letters;
-pub mod error;
 pub mod login;
 pub mod overview;
 pub mod tenant;
 
-use askama::Template;
+pub use super::page::{Page, PageError, ok, render};
 use axum::http::StatusCode;
-use axum::response::{Html, IntoResponse, Response};
 use chrono::{DateTime, Utc};
-use error::PageError;
 use uuid::Uuid;
-
-pub type Page = Result<Response, PageError>;
-
-pub fn render(t: &impl Template) -> Response {
-    match t.render() {
-        Ok(html) => Html(html).into_response(),
-        Err(e) => {
-            tracing::error!(error = %e, "console: template failed");
-            (StatusCode::INTERNAL_SERVER_ERROR, "template error").into_response()
-        }
-    }
-}
-
-pub fn ok(t: &impl Template) -> Page {
-    Ok(render(t))
-}
 
 pub fn uuid(s: &str, what: &'static str) -> Result<Uuid, PageError> {
     Uuid::parse_str(s).map_err(|_| {

@@ -1,8 +1,8 @@
 //! `/`: every tenant with its latest binding constraint and what waits, failed or reverted.
 
 use super::super::operator::{Nav, Visitor};
-use super::super::routes::{App, Shared};
-use super::error::PageError;
+use super::super::state::{App, Shared};
+use super::PageError;
 use super::{Page, ok, time};
 use crate::store::CycleBrief;
 use askama::Template;

@@ -4,10 +4,10 @@
 
 use super::super::chart::{Chart, compact};
 use super::super::operator::{Nav, Visitor};
-use super::super::routes::App;
+use super::super::state::App;
 use super::super::view::{self, TenantView};
+use super::PageError;
 use super::approvals::{PendingRow, pending};
-use super::error::PageError;
 use super::{Page, ok, short, time, uuid};
 use askama::Template;
 use axum::extract::{Path, State};
@@ -263,7 +263,7 @@ pub async fn get(State(shared): App, who: Visitor, Path(id): Path<String>) -> Pa
 
 /// The tenant's approval policy as sentences, and who set it when.
 async fn policy_lines(
-    shared: &crate::console::routes::Shared,
+    shared: &crate::console::state::Shared,
     id: Uuid,
 ) -> Result<(Vec<String>, Option<String>), PageError> {
     let store = &shared.console.store;

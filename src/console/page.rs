@@ -1,11 +1,11 @@
-//! A failed request, shown as a page; and the 404 for paths no page answers.
+//! The console's page primitives, beneath both the pages and the extractors: a page's
+//! result, rendering a template, the header's navigation, and a failed request shown as a
+//! page (with the 404 for paths no page answers).
 
-use super::super::operator::Nav;
-use super::render;
-use crate::store::StoreError;
+use crate::store::{OperatorRole, StoreError};
 use askama::Template;
 use axum::http::StatusCode;
-use axum::response::{IntoResponse, Response};
+use axum::response::{Html, IntoResponse, Response};
 
 pub struct PageError {
     status: StatusCode,
@@ -61,4 +61,30 @@ impl IntoResponse for PageError {
 
 pub async fn not_found() -> PageError {
     PageError::not_found("Not found", "No such page.")
+}
+
+/// What the header shows: who is signed in, and whether signing in is possible at all.
+#[derive(Debug, Clone, Default)]
+pub struct Nav {
+    pub operator: Option<String>,
+    pub role: Option<OperatorRole>,
+    pub writable: bool,
+    /// Admins see the operators and audit links.
+    pub admin: bool,
+}
+
+pub type Page = Result<Response, PageError>;
+
+pub fn render(t: &impl Template) -> Response {
+    match t.render() {
+        Ok(html) => Html(html).into_response(),
+        Err(e) => {
+            tracing::error!(error = %e, "console: template failed");
+            (StatusCode::INTERNAL_SERVER_ERROR, "template error").into_response()
+        }
+    }
+}
+
+pub fn ok(t: &impl Template) -> Page {
+    Ok(render(t))
 }
