@@ -239,6 +239,36 @@ enum Command {
         /// Document file, or `-` for stdin.
         file: String,
     },
+    /// Bulk, idempotent load of one CSV or NDJSON file of many tenants' rows (docs/ingest.md).
+    /// Exit 2 with an INVALID_INPUT document when a row is invalid (nothing is written)
+    /// unless --quarantine.
+    Ingest {
+        #[arg(long, value_parser = clap::builder::PossibleValuesParser::new(
+            revenue_os::ingest::Kind::ALL.iter().map(|k| k.as_str())))]
+        kind: String,
+        /// The file, or `-` for stdin.
+        file: String,
+        /// Default: from the file's extension, else csv.
+        #[arg(long, value_parser = ["csv", "ndjson"])]
+        format: Option<String>,
+        /// The load's id (a replayed id changes nothing); default: SHA-256 of kind and bytes.
+        #[arg(long)]
+        load_id: Option<String>,
+        /// The file is the complete current set for each of its tenants (campaigns,
+        /// opportunities): rows missing from it are marked removed.
+        #[arg(long)]
+        snapshot: bool,
+        /// Load the valid rows; keep the invalid ones in ingest_rejects.
+        #[arg(long)]
+        quarantine: bool,
+    },
+    /// Recent loads, newest first.
+    Loads {
+        #[arg(long)]
+        tenant: Option<uuid::Uuid>,
+        #[arg(long, default_value_t = 20)]
+        limit: i64,
+    },
     /// Print the KernelInput a cycle would hand the kernel for one tenant.
     Assemble {
         #[arg(long)]
@@ -499,6 +529,18 @@ fn run(cli: Cli) -> Result<Output, Error> {
             let bytes = read_input(&file)?;
             let (settings, catalog) = load()?;
             runtime(async move { json(&app::import(&settings, &catalog, &bytes).await?) })
+        }
+        Command::Ingest {
+            kind,
+            file,
+            format,
+            load_id,
+            snapshot,
+            quarantine,
+        } => ingest(kind, file, format, load_id, snapshot, quarantine),
+        Command::Loads { tenant, limit } => {
+            let settings = Settings::load()?;
+            runtime(async move { json(&app::ingest::loads(&settings, tenant, limit).await?) })
         }
         Command::Assemble {
             tenant,
@@ -820,6 +862,41 @@ fn kernel(
         revenue_os::kernel::run(&bytes, &levers, &catalog, now, cycle_id)
     };
     json(&result?)
+}
+
+fn ingest(
+    kind: String,
+    file: String,
+    format: Option<String>,
+    load_id: Option<String>,
+    snapshot: bool,
+    quarantine: bool,
+) -> Result<Output, Error> {
+    use revenue_os::ingest::{Format, Kind, Limits};
+    let kind = Kind::parse(&kind).ok_or_else(|| Error::Usage(format!("unknown kind {kind}")))?;
+    let format = format
+        .as_deref()
+        .and_then(Format::parse)
+        .or_else(|| Format::from_path(&file))
+        .unwrap_or(Format::Csv);
+    let reader: Box<dyn std::io::BufRead + Send> = if file == "-" {
+        Box::new(std::io::BufReader::with_capacity(1 << 16, std::io::stdin()))
+    } else {
+        let f = std::fs::File::open(&file)
+            .map_err(|e| Error::Usage(format!("cannot read {file}: {e}")))?;
+        Box::new(std::io::BufReader::with_capacity(1 << 16, f))
+    };
+    let opts = app::ingest::IngestOptions {
+        kind,
+        format,
+        source: file,
+        load_id,
+        snapshot,
+        quarantine,
+        limits: Limits::default(),
+    };
+    let (settings, catalog) = load()?;
+    runtime(async move { json(&app::ingest::ingest(&settings, &catalog, reader, &opts).await?) })
 }
 
 /// A document from a file, or from stdin for `-`.

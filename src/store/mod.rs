@@ -16,6 +16,7 @@ mod cycle;
 mod database;
 mod error;
 mod import;
+mod ingest;
 mod migrate;
 mod outbox;
 mod pool;
@@ -33,6 +34,9 @@ pub use approvals::{
 pub use assemble::{ACTION_RESULTS_LOOKBACK_DAYS, Assembled};
 pub use database::url_with_database;
 pub use error::StoreError;
+pub use ingest::{
+    Feed, LoadFollowUp, LoadOutcome, LoadReport, LoadRequest, MAX_VIOLATIONS, RejectView,
+};
 pub use reports::{
     ActionFacts, AppliedChange, Judgement, ReportOutcome, ReportPolicy, ReportResult, StoredReport,
 };

@@ -42,6 +42,9 @@ const WORKER_TABLES: &[(&str, &str)] = &[
     ("watchdog_evaluations", "SELECT, INSERT"),
     ("approval_policy", "SELECT, INSERT, UPDATE"),
     ("approval_decisions", "SELECT, INSERT"),
+    // ingest records each load and a follow-up service claims it; rejects of --quarantine.
+    ("loads", "SELECT, INSERT, UPDATE"),
+    ("ingest_rejects", "SELECT, INSERT"),
     // migrate_on_start reads it to find the schema up to date (and then runs no DDL).
     ("refinery_schema_history", "SELECT"),
 ];

@@ -11,8 +11,9 @@ const ALLOWED: &[(&str, &[&str])] = &[
     ("config", &[]),
     ("clock", &[]),
     ("kernel", &["contract"]),
+    ("ingest", &["contract"]),
     ("telemetry", &["contract", "config"]),
-    ("store", &["contract", "config", "telemetry"]),
+    ("store", &["contract", "config", "ingest", "telemetry"]),
     ("broker", &["contract", "config", "telemetry"]),
     ("results", &["clock", "contract", "store", "telemetry"]),
     ("approvals", &["contract", "store", "telemetry"]),
@@ -58,6 +59,7 @@ const ALLOWED: &[(&str, &[&str])] = &[
             "error",
             "watchdog",
             "console",
+            "ingest",
         ],
     ),
     (
@@ -81,7 +83,7 @@ const ALLOWED: &[(&str, &[&str])] = &[
 
 /// I/O crates the pure modules must not name.
 const IO_CRATES: &[&str] = &["tokio", "lapin", "tokio_postgres", "deadpool", "postgres"];
-const PURE: &[&str] = &["kernel", "contract"];
+const PURE: &[&str] = &["kernel", "contract", "ingest"];
 
 fn src() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("src")
