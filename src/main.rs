@@ -262,6 +262,16 @@ enum Command {
         #[arg(long)]
         quarantine: bool,
     },
+    /// Throughput and peak memory of `ingest` on a generated metrics file of tenants ×
+    /// metrics × days rows, in a database of its own (revenue_os_ingest_bench).
+    IngestBench {
+        #[arg(long, default_value_t = 10_000)]
+        tenants: u64,
+        #[arg(long, default_value_t = 10)]
+        metrics: usize,
+        #[arg(long, default_value_t = 10)]
+        days: u64,
+    },
     /// Recent loads, newest first.
     Loads {
         #[arg(long)]
@@ -538,6 +548,19 @@ fn run(cli: Cli) -> Result<Output, Error> {
             snapshot,
             quarantine,
         } => ingest(kind, file, format, load_id, snapshot, quarantine),
+        Command::IngestBench {
+            tenants,
+            metrics,
+            days,
+        } => {
+            let (settings, catalog) = load()?;
+            let o = app::ingest::BenchOptions {
+                tenants,
+                metrics,
+                days,
+            };
+            runtime(async move { json(&app::ingest::bench(&settings, &catalog, &o).await?) })
+        }
         Command::Loads { tenant, limit } => {
             let settings = Settings::load()?;
             runtime(async move { json(&app::ingest::loads(&settings, tenant, limit).await?) })

@@ -207,3 +207,145 @@ pub async fn loads(
         .collect();
     Ok(json!(list))
 }
+
+/// `revenue-os ingest-bench`: a generated metrics file of `tenants × metrics × days` rows
+/// loaded into a fresh database of its own (`revenue_os_ingest_bench`), as the worker's role
+/// under row-level security; throughput and this process's peak RSS during the load.
+#[derive(Debug, Clone)]
+pub struct BenchOptions {
+    pub tenants: u64,
+    pub metrics: usize,
+    pub days: u64,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct BenchReport {
+    pub rows: i64,
+    pub bytes: u64,
+    pub tenants: usize,
+    pub seconds: f64,
+    pub rows_per_sec: f64,
+    pub mib_per_sec: f64,
+    /// VmHWM of this process over the load (reset just before it), KiB.
+    pub peak_rss_kib: Option<u64>,
+    pub role: String,
+}
+
+/// Counts the bytes read through it.
+struct Counting<R> {
+    inner: R,
+    n: std::sync::Arc<std::sync::atomic::AtomicU64>,
+}
+
+impl<R: std::io::Read> std::io::Read for Counting<R> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        self.n
+            .fetch_add(n as u64, std::sync::atomic::Ordering::Relaxed);
+        Ok(n)
+    }
+}
+
+fn vm_hwm_kib() -> Option<u64> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
+    line.split_whitespace().nth(1)?.parse().ok()
+}
+
+/// `url` with its user replaced by `role` (no password).
+fn url_as(url: &str, role: &str) -> String {
+    match url.split_once("://") {
+        Some((scheme, rest)) => {
+            let host = rest.rsplit_once('@').map_or(rest, |(_, h)| h);
+            format!("{scheme}://{role}@{host}")
+        }
+        None => format!("{url} user={role}"),
+    }
+}
+
+pub async fn bench(
+    settings: &Settings,
+    catalog: &Catalog,
+    o: &BenchOptions,
+) -> Result<BenchReport, Error> {
+    use crate::ingest::generate::{MetricsFile, bench_tenant};
+    use crate::store::{WORKER_ROLE, url_with_database};
+    const DB: &str = "revenue_os_ingest_bench";
+    let mut admin = settings.database.clone();
+    admin.url = url_with_database(&settings.database.url, "postgres");
+    let server = Store::connect(&admin).await?;
+    server
+        .pool()
+        .get()
+        .await
+        .map_err(crate::store::StoreError::from)?
+        .batch_execute(&format!("DROP DATABASE IF EXISTS {DB} WITH (FORCE)"))
+        .await
+        .map_err(crate::store::StoreError::from)?;
+    server.pool().close();
+    let mut owner = settings.database.clone();
+    owner.url = url_with_database(&settings.database.url, DB);
+    Store::create_database_if_missing(&owner).await?;
+    let owner_store = Store::connect(&owner).await?;
+    owner_store.migrate().await?;
+    owner_store.grant_worker(WORKER_ROLE).await?;
+    let ids: Vec<uuid::Uuid> = (0..o.tenants).map(bench_tenant).collect();
+    // Seeded by the migrating role, which a bench runs as a superuser (as `bench` does).
+    owner_store
+        .pool()
+        .get()
+        .await
+        .map_err(crate::store::StoreError::from)?
+        .execute(
+            "INSERT INTO tenants (tenant_id) SELECT unnest($1::uuid[])",
+            &[&ids],
+        )
+        .await
+        .map_err(crate::store::StoreError::from)?;
+    drop(ids);
+    owner_store.pool().close();
+    let mut worker = owner.clone();
+    worker.url = url_as(&owner.url, WORKER_ROLE);
+    let store = Store::connect(&worker).await?;
+
+    let metrics: Vec<String> = catalog
+        .metrics()
+        .take(o.metrics.max(1))
+        .map(|m| m.id.clone())
+        .collect();
+    let start = chrono::NaiveDate::from_ymd_opt(2026, 1, 1).unwrap_or_default();
+    let file = MetricsFile::new(o.tenants, metrics, o.days, start);
+    let bytes = std::sync::Arc::new(std::sync::atomic::AtomicU64::new(0));
+    let reader = std::io::BufReader::with_capacity(
+        1 << 16,
+        Counting {
+            inner: file,
+            n: bytes.clone(),
+        },
+    );
+    let opts = IngestOptions {
+        kind: Kind::Metrics,
+        format: Format::Csv,
+        source: "generated".into(),
+        load_id: None,
+        snapshot: false,
+        quarantine: false,
+        limits: Limits::default(),
+    };
+    // Peak RSS from here on: "5" resets VmHWM (Linux 4.0+).
+    let _ = std::fs::write("/proc/self/clear_refs", "5");
+    let started = Instant::now();
+    let (report, _) = load(&store, catalog, reader, &opts).await?;
+    let seconds = started.elapsed().as_secs_f64();
+    let bytes = bytes.load(std::sync::atomic::Ordering::Relaxed);
+    Ok(BenchReport {
+        rows: report.rows,
+        bytes,
+        tenants: report.tenants.len(),
+        seconds,
+        rows_per_sec: report.rows as f64 / seconds,
+        mib_per_sec: bytes as f64 / (1024.0 * 1024.0) / seconds,
+        peak_rss_kib: vm_hwm_kib(),
+        role: WORKER_ROLE.into(),
+    })
+}

@@ -7,6 +7,7 @@
 
 mod csv;
 mod fields;
+pub mod generate;
 mod ndjson;
 mod spec;
 

@@ -136,8 +136,8 @@ fn the_header_must_name_known_columns_once_and_all_required_ones() {
 #[test]
 fn short_rows_and_over_long_records_are_rejected_in_bounded_memory() {
     let limits = Limits {
-        max_line_bytes: 100,
-        max_field_bytes: 20,
+        max_line_bytes: 120,
+        max_field_bytes: 40,
         max_fields: 8,
     };
     let long = "x".repeat(10_000);
@@ -147,14 +147,14 @@ fn short_rows_and_over_long_records_are_rejected_in_bounded_memory() {
          {T},pipeline_total,2026-01-01,{long}\n\
          {T},{},2026-01-01,1\n\
          {T},pipeline_total,2026-01-01,1\n",
-        "y".repeat(30)
+        "y".repeat(50)
     );
     let rows = decode_with(Kind::Metrics, Format::Csv, text.as_bytes(), limits).unwrap();
     assert_eq!(rows.len(), 4);
     let p = problems(&rows);
     assert_eq!(p[0].1, "has 2 field(s), the header has 4");
-    assert_eq!(p[1], ("line 3".into(), "the record is longer than 100 bytes".into()));
-    assert_eq!(p[2], ("line 4: field 2".into(), "longer than 20 bytes".into()));
+    assert_eq!(p[1], ("line 3".into(), "the record is longer than 120 bytes".into()));
+    assert_eq!(p[2], ("line 4: field 2".into(), "longer than 40 bytes".into()));
     assert!(matches!(rows[3], Decoded::Row(_)));
 }
 
