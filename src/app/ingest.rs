@@ -17,6 +17,8 @@ use std::time::Instant;
 /// the decoder and the COPY.
 const BATCH: usize = 2048;
 const IN_FLIGHT: usize = 4;
+/// Tenants one file may name: the load's scope is held in memory and in its `loads` row.
+const MAX_TENANTS: usize = 100_000;
 
 #[derive(Debug, Clone)]
 pub struct IngestOptions {
@@ -57,7 +59,8 @@ pub fn invalid_file(violations: Vec<Violation>, total: i64) -> KernelError {
         Some(v) if total == 1 => format!("the file is invalid: {}: {}", v.path, v.problem),
         _ => format!("the file is invalid: {total} problems; nothing was loaded"),
     };
-    let mut e = KernelError::new(ErrorCode::InvalidInput, message).with("violations", json!(violations));
+    let mut e =
+        KernelError::new(ErrorCode::InvalidInput, message).with("violations", json!(violations));
     if total > shown {
         e = e.with("more_violations", json!(total - shown));
     }
@@ -91,9 +94,22 @@ pub async fn load(
             Err(e) => return fail(e),
         };
         let mut batch = Vec::with_capacity(BATCH);
+        // Bounded by the tenants that exist, not by the file.
+        let mut tenants = std::collections::HashSet::new();
         loop {
             match d.next_row() {
                 Ok(Some(row)) => {
+                    let t = match &row {
+                        crate::ingest::Decoded::Row(r) => Some(r.tenant),
+                        crate::ingest::Decoded::Reject(j) => j.tenant,
+                    };
+                    tenants.extend(t);
+                    if tenants.len() > MAX_TENANTS {
+                        return fail(DecodeError::Invalid(Violation::new(
+                            format!("line {}", row.line()),
+                            format!("the file names more than {MAX_TENANTS} tenants"),
+                        )));
+                    }
                     batch.push(row);
                     if batch.len() == BATCH {
                         let full = std::mem::replace(&mut batch, Vec::with_capacity(BATCH));
@@ -109,7 +125,12 @@ pub async fn load(
         if !batch.is_empty() && tx.blocking_send(Feed::Rows(batch)).is_err() {
             return Ok(());
         }
-        let _ = tx.blocking_send(Feed::Done { digest: d.digest() });
+        let mut tenants: Vec<_> = tenants.into_iter().collect();
+        tenants.sort();
+        let _ = tx.blocking_send(Feed::Done {
+            digest: d.digest(),
+            tenants,
+        });
         Ok(())
     });
     let req = LoadRequest {

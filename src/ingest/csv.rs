@@ -47,7 +47,8 @@ impl<R: BufRead> Records<R> {
             tenant_at: 0,
             width: 0,
         };
-        let header = |problem: String| DecodeError::Invalid(Violation::new("line 1: header", problem));
+        let header =
+            |problem: String| DecodeError::Invalid(Violation::new("line 1: header", problem));
         let Some(raw) = r.read(hash)? else {
             return Err(header("the file is empty: a header row is required".into()));
         };
@@ -118,11 +119,8 @@ impl<R: BufRead> Records<R> {
                 self.core
                     .read_record(input, &mut scratch, &mut scratch_ends)
             } else {
-                self.core.read_record(
-                    input,
-                    &mut self.out[nout_all..],
-                    &mut self.ends[nend_all..],
-                )
+                self.core
+                    .read_record(input, &mut self.out[nout_all..], &mut self.ends[nend_all..])
             };
             let last = input[..nin].last().copied();
             hash.update(&input[..nin]);

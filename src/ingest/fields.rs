@@ -149,9 +149,9 @@ fn cell(ty: Ty, f: &Field<'_>, known: &Known) -> Result<Cell, String> {
                     .trim()
                     .parse::<f64>()
                     .map_err(|_| format!("'{}' is not a number", cut(s, 80)))?,
-                Field::Json(Value::Number(n)) => n
-                    .as_f64()
-                    .ok_or_else(|| format!("{n} is not a number"))?,
+                Field::Json(Value::Number(n)) => {
+                    n.as_f64().ok_or_else(|| format!("{n} is not a number"))?
+                }
                 f => return Err(format!("expected a number, found {}", describe(f))),
             };
             if !x.is_finite() {
@@ -181,7 +181,9 @@ fn cell(ty: Ty, f: &Field<'_>, known: &Known) -> Result<Cell, String> {
             };
             let map = map.map_err(|e| format!("is not a JSON object of strings: {e}"))?;
             Ok(Cell::Json(Value::Object(
-                map.into_iter().map(|(k, v)| (k, Value::String(v))).collect(),
+                map.into_iter()
+                    .map(|(k, v)| (k, Value::String(v)))
+                    .collect(),
             )))
         }
     }

@@ -47,7 +47,10 @@ impl MetricsFile {
             let i = self.next;
             let (t, rest) = (i / per_tenant, i % per_tenant);
             let (m, d) = (rest / self.days, rest % self.days);
-            let date = self.start.checked_add_days(Days::new(d)).unwrap_or(self.start);
+            let date = self
+                .start
+                .checked_add_days(Days::new(d))
+                .unwrap_or(self.start);
             let value = (t % 997) as f64 * 10.0 + m as f64 + d as f64 / 8.0;
             let _ = writeln!(
                 self.pending,

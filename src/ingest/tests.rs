@@ -36,7 +36,11 @@ fn problems(rows: &[Decoded]) -> Vec<(String, String)> {
             Decoded::Reject(j) => Some(j),
             Decoded::Row(_) => None,
         })
-        .flat_map(|j| j.problems.iter().map(|p| (p.path.clone(), p.problem.clone())))
+        .flat_map(|j| {
+            j.problems
+                .iter()
+                .map(|p| (p.path.clone(), p.problem.clone()))
+        })
         .collect()
 }
 
@@ -81,7 +85,10 @@ fn line_numbers_count_quoted_newlines_and_both_line_ends() {
             problems(&rows),
             vec![
                 ("line 4: amount".into(), "-1 must be >= 0".into()),
-                ("line 5: win_probability".into(), "2 must be between 0 and 1".into()),
+                (
+                    "line 5: win_probability".into(),
+                    "2 must be between 0 and 1".into()
+                ),
             ]
         );
     }
@@ -114,8 +121,14 @@ fn every_problem_of_a_row_is_named() {
 #[test]
 fn the_header_must_name_known_columns_once_and_all_required_ones() {
     for (header, problem) in [
-        ("tenant_id,metric_id,date,value,colour", "unknown column 'colour'"),
-        ("tenant_id,metric_id,date,date,value", "column 'date' appears twice"),
+        (
+            "tenant_id,metric_id,date,value,colour",
+            "unknown column 'colour'",
+        ),
+        (
+            "tenant_id,metric_id,date,date,value",
+            "column 'date' appears twice",
+        ),
         ("tenant_id,metric_id,value", "missing column(s): date"),
         ("metric_id,date,value", "missing column(s): tenant_id"),
         ("", "the file is empty"),
@@ -153,8 +166,17 @@ fn short_rows_and_over_long_records_are_rejected_in_bounded_memory() {
     assert_eq!(rows.len(), 4);
     let p = problems(&rows);
     assert_eq!(p[0].1, "has 2 field(s), the header has 4");
-    assert_eq!(p[1], ("line 3".into(), "the record is longer than 120 bytes".into()));
-    assert_eq!(p[2], ("line 4: field 2".into(), "longer than 40 bytes".into()));
+    assert_eq!(
+        p[1],
+        (
+            "line 3".into(),
+            "the record is longer than 120 bytes".into()
+        )
+    );
+    assert_eq!(
+        p[2],
+        ("line 4: field 2".into(), "longer than 40 bytes".into())
+    );
     assert!(matches!(rows[3], Decoded::Row(_)));
 }
 
@@ -173,7 +195,13 @@ fn ndjson_rows_with_unknown_nulls_and_wrong_types() {
     assert_eq!(lines, vec![1, 3, 4, 5, 6]);
     let p = problems(&rows);
     assert_eq!(p[0].0, "line 3: extra");
-    assert_eq!(p[1], ("line 3: value".into(), "expected a number, found a string".into()));
+    assert_eq!(
+        p[1],
+        (
+            "line 3: value".into(),
+            "expected a number, found a string".into()
+        )
+    );
     assert_eq!(p[2].0, "line 4: dimension");
     assert!(p[3].1.starts_with("is not a JSON object"), "{p:?}");
     assert!(matches!(rows[4], Decoded::Row(_)));
@@ -202,8 +230,8 @@ fn a_campaign_may_not_end_before_it_starts() {
 fn the_digest_depends_on_kind_and_bytes() {
     let text = format!("tenant_id,metric_id,date,value\n{T},pipeline_total,2026-01-01,1\n");
     let digest = |kind, t: &str| {
-        let mut d = Decoder::new(kind, Format::Csv, t.as_bytes(), Limits::default(), known())
-            .unwrap();
+        let mut d =
+            Decoder::new(kind, Format::Csv, t.as_bytes(), Limits::default(), known()).unwrap();
         while d.next_row().unwrap().is_some() {}
         d.digest()
     };

@@ -41,8 +41,12 @@ pub struct LoadRequest {
 #[derive(Debug)]
 pub enum Feed {
     Rows(Vec<Decoded>),
-    /// The whole file was read; `digest` is the default load id.
-    Done { digest: String },
+    /// The whole file was read; `digest` is the default load id, `tenants` every tenant id
+    /// the file named (the load's scope).
+    Done {
+        digest: String,
+        tenants: Vec<Uuid>,
+    },
     /// Reading the file failed; nothing is written.
     Failed(String),
 }
@@ -188,7 +192,7 @@ impl Store {
         // A big file's statements outlast the service's per-statement bound; the work memory
         // is the server's (hash aggregates over the staging table), not this process's.
         tx.batch_execute(&format!(
-            "SET LOCAL statement_timeout = 0; SET LOCAL work_mem = '64MB'; {}",
+            "SET LOCAL statement_timeout = 0; SET LOCAL work_mem = '256MB'; {}",
             staging_ddl(spec)
         ))
         .await?;
@@ -206,7 +210,7 @@ impl Store {
             ))
             .await?;
         let mut writer = pin!(BinaryCopyInWriter::new(sink, &types));
-        let mut digest = None;
+        let mut done = None;
         while let Some(item) = feed.recv().await {
             match item {
                 Feed::Rows(rows) => {
@@ -214,21 +218,20 @@ impl Store {
                         write_row(writer.as_mut(), spec, d).await?;
                     }
                 }
-                Feed::Done { digest: d } => {
-                    digest = Some(d);
+                Feed::Done { digest, tenants } => {
+                    done = Some((digest, tenants));
                     break;
                 }
                 // Dropping the transaction rolls it back.
                 Feed::Failed(e) => return Ok(LoadOutcome::InputFailed(e)),
             }
         }
-        let Some(digest) = digest else {
+        let Some((digest, scope)) = done else {
             return Ok(LoadOutcome::InputFailed(
                 "the input ended before the decoder finished".into(),
             ));
         };
         let rows = writer.as_mut().finish().await? as i64;
-        tx.batch_execute(&format!("ANALYZE {STAGING}")).await?;
 
         let load_id = req.load_id.clone().unwrap_or(digest);
         // The scope: every tenant the file names. A load id committed meanwhile (or by a
@@ -237,10 +240,7 @@ impl Store {
             .execute(
                 &format!(
                     "INSERT INTO loads (load_id, kind, source, snapshot, rows, started_at, tenants)
-                     SELECT $1, $2, $3, $4, $5, $6,
-                            coalesce(array_agg(DISTINCT tenant_id)
-                                         FILTER (WHERE tenant_id IS NOT NULL), '{{}}')
-                     FROM {STAGING}
+                     VALUES ($1, $2, $3, $4, $5, $6, $7)
                      ON CONFLICT (load_id) DO NOTHING"
                 ),
                 &[
@@ -250,6 +250,7 @@ impl Store {
                     &req.snapshot,
                     &rows,
                     &started_at,
+                    &scope,
                 ],
             )
             .await?;
@@ -269,7 +270,7 @@ impl Store {
             sync_metric_dictionary(&tx, catalog).await?;
         }
         mark_unknown_tenants(&tx).await?;
-        mark_conflicting_duplicates(&tx, spec).await?;
+        let repeats = mark_conflicting_duplicates(&tx, spec).await?;
 
         let rejected: i64 = tx
             .query_one(
@@ -297,25 +298,31 @@ impl Store {
             )
             .await?;
         }
-        let (inserted, updated) = merge(&tx, spec).await?;
+        let (inserted, updated) = merge(&tx, spec, repeats).await?;
         let removed = if req.snapshot && spec.snapshot {
             remove_missing(&tx, spec, &load_id).await?
         } else {
             0
         };
         let unchanged = (rows - rejected - inserted - updated).max(0);
+        // The tenants loaded: the scope, less those with no valid row.
+        let loaded = if rejected == 0 {
+            "tenants"
+        } else {
+            "coalesce((SELECT array_agg(tenant_id) FROM (SELECT DISTINCT tenant_id
+                        FROM pg_temp.ingest_staging WHERE problems IS NULL) d), '{}')"
+        };
         let row = tx
             .query_one(
                 &format!(
                     "UPDATE loads SET inserted = $2, updated = $3, unchanged = $4, rejected = $5,
-                        removed = $6,
-                        tenants = coalesce((SELECT array_agg(DISTINCT tenant_id) FROM {STAGING}
-                                            WHERE problems IS NULL), '{{}}'),
-                        committed_at = clock_timestamp()
+                        removed = $6, tenants = {loaded}, committed_at = clock_timestamp()
                      WHERE load_id = $1
                      RETURNING {REPORT_COLUMNS}"
                 ),
-                &[&load_id, &inserted, &updated, &unchanged, &rejected, &removed],
+                &[
+                    &load_id, &inserted, &updated, &unchanged, &rejected, &removed,
+                ],
             )
             .await?;
         let report = report(&row)?;
@@ -493,7 +500,12 @@ async fn write_row(
         Decoded::Reject(j) => {
             values.extend(spec.columns.iter().map(|c| V::null(c.ty)));
             let problems = serde_json::to_value(&j.problems).unwrap_or(Value::Null);
-            (j.line as i64, j.tenant, Some(problems), Some(j.raw.as_str()))
+            (
+                j.line as i64,
+                j.tenant,
+                Some(problems),
+                Some(j.raw.as_str()),
+            )
         }
     };
     let mut row: Vec<&(dyn ToSql + Sync)> = Vec::with_capacity(4 + values.len());
@@ -524,15 +536,22 @@ async fn mark_unknown_tenants(tx: &Transaction<'_>) -> Result<(), StoreError> {
 }
 
 /// Rows whose key another row of the file has with different values: both are refused
-/// (which one is right cannot be told). Identical repeats are one row.
-async fn mark_conflicting_duplicates(tx: &Transaction<'_>, spec: &Spec) -> Result<(), StoreError> {
-    let all: Vec<String> = std::iter::once("tenant_id")
-        .chain(spec.columns.iter().map(|c| c.name))
-        .map(q)
-        .collect();
+/// (which one is right cannot be told). Identical repeats are one row; whether the file has
+/// any is returned (the merge then folds them).
+async fn mark_conflicting_duplicates(
+    tx: &Transaction<'_>,
+    spec: &Spec,
+) -> Result<bool, StoreError> {
     let key: Vec<String> = std::iter::once("tenant_id")
         .chain(spec.key.iter().copied())
         .map(q)
+        .collect();
+    let rest: Vec<String> = spec
+        .columns
+        .iter()
+        .map(|c| c.name)
+        .filter(|n| !spec.key.contains(n))
+        .map(|n| format!("s.{}", q(n)))
         .collect();
     let on = |a: &str, b: &str| {
         key.iter()
@@ -544,33 +563,40 @@ async fn mark_conflicting_duplicates(tx: &Transaction<'_>, spec: &Spec) -> Resul
     let names: Vec<&str> = std::iter::once("tenant_id")
         .chain(spec.key.iter().copied())
         .collect();
-    tx.execute(
-        &format!(
-            "WITH d AS (
-                 SELECT {key} FROM (SELECT DISTINCT {all} FROM {STAGING}
-                                    WHERE problems IS NULL) x
-                 GROUP BY {key} HAVING count(*) > 1),
-             g AS (
-                 SELECT {s_key}, array_agg(s.line ORDER BY s.line) AS lines
-                 FROM {STAGING} s JOIN d ON {on_sd}
-                 WHERE s.problems IS NULL GROUP BY {s_key})
-             UPDATE {STAGING} s SET problems = jsonb_build_array(jsonb_build_object(
-                 'path', 'line ' || s.line,
-                 'problem', 'the key ({names}) appears with different values on lines '
-                            || array_to_string(g.lines[1:10], ', ')
-                            || CASE WHEN cardinality(g.lines) > 10 THEN ', …' ELSE '' END))
-             FROM g WHERE s.problems IS NULL AND {on_sg}",
-            key = key.join(", "),
-            all = all.join(", "),
-            s_key = s_key.join(", "),
-            on_sd = on("s", "d"),
-            on_sg = on("s", "g"),
-            names = names.join(", "),
-        ),
-        &[],
-    )
-    .await?;
-    Ok(())
+    // One pass finds the repeated keys (few, usually none); only their rows are compared.
+    let row = tx
+        .query_one(
+            &format!(
+                "WITH d AS (
+                     SELECT {key} FROM {STAGING} WHERE problems IS NULL
+                     GROUP BY {key} HAVING count(*) > 1),
+                 g AS (
+                     SELECT {s_key}, array_agg(s.line ORDER BY s.line) AS lines
+                     FROM {STAGING} s JOIN d ON {on_sd}
+                     WHERE s.problems IS NULL GROUP BY {s_key}
+                     HAVING count(DISTINCT ROW({rest})) > 1),
+                 u AS (
+                     UPDATE {STAGING} s SET problems = jsonb_build_array(jsonb_build_object(
+                         'path', 'line ' || s.line,
+                         'problem', 'the key ({names}) appears with different values on lines '
+                                    || array_to_string(g.lines[1:10], ', ')
+                                    || CASE WHEN cardinality(g.lines) > 10 THEN ', …' ELSE '' END))
+                     FROM g WHERE s.problems IS NULL AND {on_sg}
+                     RETURNING 1)
+                 SELECT (SELECT count(*) FROM d), (SELECT count(*) FROM g),
+                        (SELECT count(*) FROM u)",
+                key = key.join(", "),
+                s_key = s_key.join(", "),
+                on_sd = on("s", "d"),
+                on_sg = on("s", "g"),
+                names = names.join(", "),
+                rest = rest.join(", "),
+            ),
+            &[],
+        )
+        .await?;
+    let (repeated, conflicting): (i64, i64) = (row.try_get(0)?, row.try_get(1)?);
+    Ok(repeated > conflicting)
 }
 
 /// The first problems in file order and how many there are.
@@ -611,7 +637,7 @@ async fn violations(tx: &Transaction<'_>) -> Result<(Vec<Violation>, i64), Store
 
 /// `INSERT … ON CONFLICT … DO UPDATE … WHERE … IS DISTINCT FROM …` from the staging table:
 /// (inserted, updated). A row removed by an earlier snapshot and back in the file returns.
-async fn merge(tx: &Transaction<'_>, spec: &Spec) -> Result<(i64, i64), StoreError> {
+async fn merge(tx: &Transaction<'_>, spec: &Spec, repeats: bool) -> Result<(i64, i64), StoreError> {
     let cols: Vec<String> = spec.columns.iter().map(|c| q(c.name)).collect();
     let key: Vec<String> = std::iter::once("tenant_id")
         .chain(spec.key.iter().copied())
@@ -640,13 +666,15 @@ async fn merge(tx: &Transaction<'_>, spec: &Spec) -> Result<(i64, i64), StoreErr
             &format!(
                 "WITH m AS (
                      INSERT INTO {table} AS t (tenant_id, {cols})
-                     SELECT DISTINCT tenant_id, {cols} FROM {STAGING} WHERE problems IS NULL
+                     SELECT {distinct} tenant_id, {cols} FROM {STAGING} WHERE problems IS NULL
                      ON CONFLICT ({key}) DO UPDATE SET {set}
                      WHERE ROW({old}) IS DISTINCT FROM ROW({new})
                      RETURNING (t.xmax = 0) AS inserted)
                  SELECT count(*) FILTER (WHERE inserted), count(*) FILTER (WHERE NOT inserted)
                  FROM m",
                 table = spec.table,
+                // Identical repeats in one statement would hit the same row twice.
+                distinct = if repeats { "DISTINCT" } else { "" },
                 cols = cols.join(", "),
                 key = key.join(", "),
                 set = set.join(", "),

@@ -95,7 +95,14 @@ async fn a_fifty_tenant_file_loads_assembles_and_replays_as_a_no_op() {
     let (r, replayed) = run_load(&db, &file, &opts(Kind::Metrics)).await.unwrap();
     assert!(!replayed);
     assert_eq!(
-        (r.rows, r.inserted, r.updated, r.unchanged, r.rejected, r.removed),
+        (
+            r.rows,
+            r.inserted,
+            r.updated,
+            r.unchanged,
+            r.rejected,
+            r.removed
+        ),
         (600, 600, 0, 0, 0, 0)
     );
     assert_eq!(r.tenants.len(), 50);
@@ -121,11 +128,23 @@ async fn a_fifty_tenant_file_loads_assembles_and_replays_as_a_no_op() {
 
     let stamp = "SELECT extract(epoch FROM max(updated_at))::float8::text || count(*)::text
                  FROM metric_snapshots";
-    let before: String = db.client().await.query_one(stamp, &[]).await.unwrap().get(0);
+    let before: String = db
+        .client()
+        .await
+        .query_one(stamp, &[])
+        .await
+        .unwrap()
+        .get(0);
     let (again, replayed) = run_load(&db, &file, &opts(Kind::Metrics)).await.unwrap();
     assert!(replayed, "the same bytes are the same load");
     assert_eq!(again, r, "a replay reports the recorded load");
-    let after: String = db.client().await.query_one(stamp, &[]).await.unwrap().get(0);
+    let after: String = db
+        .client()
+        .await
+        .query_one(stamp, &[])
+        .await
+        .unwrap()
+        .get(0);
     assert_eq!(before, after, "a replay changes nothing");
     assert_eq!(db.count("SELECT count(*) FROM loads").await, 1);
 
@@ -160,8 +179,7 @@ fn three_bad_rows() -> String {
 async fn three_bad_rows_name_their_lines_and_write_nothing() {
     let db = TestDb::new().await;
     tenants(&db, 50).await;
-    let Err(Error::Kernel(e)) = run_load(&db, &three_bad_rows(), &opts(Kind::Metrics)).await
-    else {
+    let Err(Error::Kernel(e)) = run_load(&db, &three_bad_rows(), &opts(Kind::Metrics)).await else {
         panic!("an invalid file must be refused")
     };
     assert_eq!(e.code, ErrorCode::InvalidInput);
@@ -172,9 +190,16 @@ async fn three_bad_rows_name_their_lines_and_write_nothing() {
         vec!["line 4: date", "line 9: metric_id", "line 12: tenant_id"]
     );
     assert!(v[2].problem.contains("does not exist"), "{v:?}");
-    assert_eq!(e.message, "the file is invalid: 3 problems; nothing was loaded");
+    assert_eq!(
+        e.message,
+        "the file is invalid: 3 problems; nothing was loaded"
+    );
     for t in ["metric_snapshots", "loads", "ingest_rejects"] {
-        assert_eq!(db.count(&format!("SELECT count(*) FROM {t}")).await, 0, "{t}");
+        assert_eq!(
+            db.count(&format!("SELECT count(*) FROM {t}")).await,
+            0,
+            "{t}"
+        );
     }
 
     // The same file, quarantined: the rest loads, the three are kept with line and problem.
@@ -197,7 +222,10 @@ async fn three_bad_rows_name_their_lines_and_write_nothing() {
         rejects.iter().map(|r| r.0).collect::<Vec<_>>(),
         vec![4, 9, 12]
     );
-    assert!(rejects[0].1.contains("is not a YYYY-MM-DD date"), "{rejects:?}");
+    assert!(
+        rejects[0].1.contains("is not a YYYY-MM-DD date"),
+        "{rejects:?}"
+    );
     assert_eq!(db.count("SELECT count(*) FROM metric_snapshots").await, 597);
     // The console's query: a tenant sees its own rejects.
     let (loads, mine) = db.store().tenant_loads(tenant(0), 10).await.unwrap();
@@ -308,8 +336,15 @@ async fn a_restated_day_updates_and_the_next_cycle_sees_it() {
     // the second restates it: one key, two values, so that file is refused ...
     assert!(run_load(&db, &file, &opts(Kind::Metrics)).await.is_err());
     // ... and the restatement alone updates the one day.
-    let restated: String = file.lines().enumerate().filter(|(i, _)| *i != 1).map(|(_, l)| format!("{l}\n")).collect();
-    let (r, _) = run_load(&db, &restated, &opts(Kind::Metrics)).await.unwrap();
+    let restated: String = file
+        .lines()
+        .enumerate()
+        .filter(|(i, _)| *i != 1)
+        .map(|(_, l)| format!("{l}\n"))
+        .collect();
+    let (r, _) = run_load(&db, &restated, &opts(Kind::Metrics))
+        .await
+        .unwrap();
     assert_eq!((r.inserted, r.updated, r.unchanged), (0, 1, 0));
     let after = cycle_diagnosis(&db, &input, "after").await;
     assert!(after.contains("pipeline_total is 612,345"), "{after}");
@@ -447,7 +482,10 @@ async fn a_load_killed_mid_transaction_leaves_no_rows_and_no_record() {
     admin.batch_execute("COMMIT").await.unwrap();
     for _ in 0..600 {
         let n: i64 = watch
-            .query_one("SELECT count(*) FROM pg_stat_activity WHERE pid = $1", &[&pid])
+            .query_one(
+                "SELECT count(*) FROM pg_stat_activity WHERE pid = $1",
+                &[&pid],
+            )
             .await
             .unwrap()
             .get(0);
@@ -513,7 +551,10 @@ async fn the_staging_path_shows_a_worker_no_other_tenants_rows() {
         }
     };
     // A forged query for every tenant's rows finds only A's: staging names no other.
-    assert_eq!(seen("SELECT tenant_id FROM metric_snapshots").await, vec![a]);
+    assert_eq!(
+        seen("SELECT tenant_id FROM metric_snapshots").await,
+        vec![a]
+    );
     assert_eq!(seen("SELECT tenant_id FROM tenants").await, vec![a]);
     // A merge through staging that names B is refused by the policy's check.
     let e = w
@@ -525,7 +566,10 @@ async fn the_staging_path_shows_a_worker_no_other_tenants_rows() {
         .await
         .unwrap_err();
     let e = e.as_db_error().unwrap();
-    assert_eq!(e.code(), &tokio_postgres::error::SqlState::INSUFFICIENT_PRIVILEGE);
+    assert_eq!(
+        e.code(),
+        &tokio_postgres::error::SqlState::INSUFFICIENT_PRIVILEGE
+    );
     assert!(e.message().contains("row-level security"), "{e}");
     w.batch_execute("ROLLBACK").await.unwrap();
 
@@ -549,21 +593,25 @@ async fn the_staging_path_shows_a_worker_no_other_tenants_rows() {
 
     // Another session's staging table cannot be read at all, even once its creation is
     // committed and the other session knows its schema.
-    w.batch_execute(
-        "CREATE TEMPORARY TABLE ingest_staging (line bigint, tenant_id uuid)",
-    )
-    .await
-    .unwrap();
+    w.batch_execute("CREATE TEMPORARY TABLE ingest_staging (line bigint, tenant_id uuid)")
+        .await
+        .unwrap();
     w.execute("INSERT INTO pg_temp.ingest_staging VALUES (2, $1)", &[&b])
         .await
         .unwrap();
     let schema: String = w
-        .query_one("SELECT nspname::text FROM pg_namespace WHERE oid = pg_my_temp_schema()", &[])
+        .query_one(
+            "SELECT nspname::text FROM pg_namespace WHERE oid = pg_my_temp_schema()",
+            &[],
+        )
         .await
         .unwrap()
         .get(0);
     let e = other
-        .query(&format!("SELECT tenant_id FROM {schema}.ingest_staging"), &[])
+        .query(
+            &format!("SELECT tenant_id FROM {schema}.ingest_staging"),
+            &[],
+        )
         .await
         .unwrap_err();
     let e = e.as_db_error().unwrap().message().to_owned();
