@@ -208,6 +208,7 @@ pub fn checked_document(bytes: &[u8], catalog: &Catalog) -> Result<KernelInput, 
 pub fn watchdog(settings: &Settings, catalog: &Catalog) -> Watchdog {
     Watchdog {
         topology: Topology::new(&settings.amqp.prefix, catalog, settings.amqp.delivery_limit),
+        clock: crate::clock::Clock::system(),
     }
 }
 

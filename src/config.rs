@@ -93,6 +93,9 @@ pub struct KernelSettings {
 pub struct ApprovalSettings {
     /// Hours a held action waits for a person before it expires.
     pub ttl_hours: u32,
+    /// How often the worker expires and supersedes held actions (its own clock, apart from
+    /// the watchdog's).
+    pub sweep_secs: u64,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

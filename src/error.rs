@@ -48,6 +48,15 @@ pub enum Error {
     },
     #[error("io: {0}")]
     Io(#[from] std::io::Error),
+    /// A service the command needs does not answer: which, where, and the README's command
+    /// that starts it, in one line.
+    #[error("{service} is not reachable at {addr} ({cause}); start it with: {start}")]
+    ServiceDown {
+        service: &'static str,
+        addr: String,
+        cause: String,
+        start: &'static str,
+    },
 }
 
 /// Exit codes: 0 success; 1 the operator's or the environment's problem (flags, files,
@@ -70,7 +79,29 @@ impl Error {
             | Error::Run(_)
             | Error::Task(_)
             | Error::Listen { .. }
-            | Error::Io(_) => EXIT_FAILURE,
+            | Error::Io(_)
+            | Error::ServiceDown { .. } => EXIT_FAILURE,
+        }
+    }
+
+    /// An unreachable database or broker, said as which service, where and how to start it;
+    /// any other error as it is.
+    pub fn with_service_hint(self, settings: &crate::config::Settings) -> Self {
+        match self {
+            Error::Store(e) if e.is_unreachable() => Error::ServiceDown {
+                service: "PostgreSQL",
+                addr: crate::store::target_address(&settings.database),
+                cause: e.to_string(),
+                start: crate::store::START_COMMAND,
+            },
+            Error::Broker(e) if e.is_refused() => Error::ServiceDown {
+                service: "RabbitMQ",
+                addr: crate::broker::address(&settings.amqp.url)
+                    .map_or_else(|| settings.amqp.url.clone(), |(h, p)| format!("{h}:{p}")),
+                cause: e.to_string(),
+                start: crate::broker::START_COMMAND,
+            },
+            other => other,
         }
     }
 

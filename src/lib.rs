@@ -20,7 +20,9 @@
 
 pub mod app;
 pub mod approvals;
+pub mod bench;
 pub mod broker;
+pub mod cli;
 pub mod clock;
 pub mod config;
 pub mod console;

@@ -2,12 +2,14 @@
 //! client. No SQL and no business rules live here.
 
 mod client;
+mod disposition;
 pub mod dlq;
 mod publisher;
 mod tap;
 mod topology;
 
 pub use client::{TriggerClient, TriggerReply, header};
+pub use disposition::Disposition;
 pub use publisher::{ConfirmedPublisher, Outgoing};
 pub use tap::{Tap, Tapped};
 pub use topology::Topology;
@@ -17,6 +19,9 @@ use lapin::tcp::OwnedTLSConfig;
 use lapin::uri::AMQPUri;
 use lapin::{Connection, ConnectionProperties};
 use std::time::Duration;
+
+/// The README's command that starts the local RabbitMQ, for the message when it is down.
+pub const START_COMMAND: &str = "rabbitmq-server -detached";
 
 #[derive(Debug, thiserror::Error)]
 pub enum BrokerError {

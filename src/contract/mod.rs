@@ -7,6 +7,7 @@ mod error;
 mod levers;
 mod messages;
 mod output_rules;
+mod parse;
 pub mod report;
 pub mod schema;
 mod status;
@@ -21,13 +22,13 @@ pub use error::{KernelError, True, Violation};
 pub use levers::{KnownLever, Levers};
 pub use messages::{ActionMessage, TriggerMessage, action_hash};
 pub use output_rules::validate_output;
+pub use parse::{
+    DEFAULT_WINDOW_DAYS, DateRange, MAX_SOURCE_BYTES, format_date, parse_date, parse_timestamp,
+};
 pub use report::{Report, ReportError, ReportKind, ReportPayload, Subject, decode_report};
 pub use status::ActionStatus;
-pub use trigger::{
-    DEFAULT_WINDOW_DAYS, DateRange, MAX_SOURCE_BYTES, ParsedTrigger, decode_trigger, format_date,
-};
+pub use trigger::{ParsedTrigger, decode_trigger};
 pub use types::*;
 pub use validate::{
-    MAX_TRIGGER_AGE, MAX_TRIGGER_SKEW, check_input, decode_input, parse_date, parse_input,
-    parse_timestamp, validate_content,
+    MAX_TRIGGER_AGE, MAX_TRIGGER_SKEW, check_input, decode_input, parse_input, validate_content,
 };

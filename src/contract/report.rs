@@ -3,9 +3,8 @@
 //! `docs/executors.md` is the executor team's guide, `revenue-os schema report` the schema.
 
 use super::envelope::is_json;
-use super::trigger::MAX_SOURCE_BYTES;
+use super::parse::{MAX_SOURCE_BYTES, parse_timestamp};
 use super::types::Outcome;
-use super::validate::parse_timestamp;
 use chrono::{DateTime, Utc};
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};

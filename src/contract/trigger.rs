@@ -2,72 +2,10 @@
 //! window dates. The worker decodes it at the edge; everything after reads the parsed value.
 
 use super::messages::TriggerMessage;
-use super::types::{AnalysisWindow, Trigger};
-use super::validate::{parse_date, parse_timestamp};
-use chrono::{DateTime, Datelike, Days, NaiveDate, Utc};
+use super::parse::{DateRange, MAX_SOURCE_BYTES, parse_timestamp};
+use super::types::Trigger;
+use chrono::{DateTime, Utc};
 use uuid::Uuid;
-
-/// Length of the window a trigger without `analysis_window` gets.
-pub const DEFAULT_WINDOW_DAYS: u64 = 30;
-
-/// The longest `trigger.source` (and report `source`) accepted, in bytes: a name such as
-/// `cron_daily`, never a payload. It is stored with every cycle.
-pub const MAX_SOURCE_BYTES: usize = 200;
-
-/// An inclusive pair of dates with `start <= end`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
-pub struct DateRange {
-    start: NaiveDate,
-    end: NaiveDate,
-}
-
-impl DateRange {
-    pub fn new(start: NaiveDate, end: NaiveDate) -> Option<Self> {
-        (start <= end).then_some(Self { start, end })
-    }
-
-    /// The 30 days ending yesterday (UTC) of `at`: the window of a trigger that names none,
-    /// relative to when it was raised rather than when a backlog gets to it.
-    pub fn default_for(at: DateTime<Utc>) -> Self {
-        let today = at.date_naive();
-        let end = today.checked_sub_days(Days::new(1)).unwrap_or(today);
-        let start = end
-            .checked_sub_days(Days::new(DEFAULT_WINDOW_DAYS - 1))
-            .unwrap_or(end);
-        Self { start, end }
-    }
-
-    /// Parses a wire window; `None` unless both dates are `YYYY-MM-DD` and ordered.
-    pub fn parse(w: &AnalysisWindow) -> Option<Self> {
-        Self::new(parse_date(&w.start_date)?, parse_date(&w.end_date)?)
-    }
-
-    pub fn start(&self) -> NaiveDate {
-        self.start
-    }
-
-    pub fn end(&self) -> NaiveDate {
-        self.end
-    }
-
-    /// Days in the range, both ends included.
-    pub fn days(&self) -> i64 {
-        (self.end - self.start).num_days() + 1
-    }
-
-    /// The wire form.
-    pub fn to_window(&self) -> AnalysisWindow {
-        AnalysisWindow {
-            start_date: format_date(self.start),
-            end_date: format_date(self.end),
-        }
-    }
-}
-
-/// `YYYY-MM-DD`; called per row on large tenants, so no strftime parsing.
-pub fn format_date(d: NaiveDate) -> String {
-    format!("{:04}-{:02}-{:02}", d.year(), d.month(), d.day())
-}
 
 /// A trigger message whose fields have been parsed.
 #[derive(Debug, Clone, PartialEq)]
@@ -135,6 +73,7 @@ pub fn decode_trigger(body: &[u8]) -> Result<ParsedTrigger, String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::contract::AnalysisWindow;
 
     #[test]
     fn decode_accepts_a_trigger_and_rejects_the_rest() {
@@ -171,13 +110,5 @@ mod tests {
         assert!(decode_trigger(&body(MAX_SOURCE_BYTES)).is_ok());
         let e = decode_trigger(&body(MAX_SOURCE_BYTES + 1)).unwrap_err();
         assert!(e.contains("trigger.source is 201 bytes"), "{e}");
-    }
-
-    #[test]
-    fn a_range_counts_both_ends() {
-        let d = |s| parse_date(s).unwrap();
-        let r = DateRange::new(d("2026-11-01"), d("2026-11-30")).unwrap();
-        assert_eq!(r.days(), 30);
-        assert!(DateRange::new(d("2026-11-02"), d("2026-11-01")).is_none());
     }
 }

@@ -3,6 +3,7 @@
 
 use super::checked::{Checked, Parsed};
 use super::error::{KernelError, Violation};
+use super::parse::{parse_date, parse_timestamp};
 use super::schema;
 use super::types::*;
 use crate::contract::catalog::Catalog;
@@ -15,28 +16,6 @@ use uuid::Uuid;
 pub const MAX_TRIGGER_AGE: Duration = Duration::hours(24);
 /// Clock skew tolerated for a trigger stamped in the future.
 pub const MAX_TRIGGER_SKEW: Duration = Duration::minutes(5);
-
-pub fn parse_date(s: &str) -> Option<NaiveDate> {
-    // Exactly YYYY-MM-DD (chrono's parser would also take "2024-1-5"), read digit by digit:
-    // this runs for every row of a tenant, so it avoids the general format parser.
-    let b = s.as_bytes();
-    if b.len() != 10 || b[4] != b'-' || b[7] != b'-' {
-        return None;
-    }
-    let num = |r: std::ops::Range<usize>| {
-        b[r].iter().try_fold(0u32, |acc, c| {
-            c.is_ascii_digit().then(|| acc * 10 + u32::from(c - b'0'))
-        })
-    };
-    let year = i32::try_from(num(0..4)?).ok()?;
-    NaiveDate::from_ymd_opt(year, num(5..7)?, num(8..10)?)
-}
-
-pub fn parse_timestamp(s: &str) -> Option<DateTime<Utc>> {
-    DateTime::parse_from_rfc3339(s)
-        .ok()
-        .map(|t| t.with_timezone(&Utc))
-}
 
 /// Decodes a KernelInput from bytes. Structural problems (syntax, unknown fields, wrong types,
 /// unknown enum values) come back as one `INVALID_INPUT` listing all of them.
@@ -475,29 +454,6 @@ mod tests {
             "{path} not in {:?}",
             paths(&e)
         );
-    }
-
-    #[test]
-    fn parse_date_takes_only_real_yyyy_mm_dd() {
-        assert_eq!(
-            parse_date("2024-02-29"),
-            NaiveDate::from_ymd_opt(2024, 2, 29)
-        );
-        for bad in [
-            "2023-02-29",
-            "2024-1-05",
-            "2024-01-5",
-            "24-01-05",
-            "2024/01/05",
-            "2024-13-01",
-            "2024-00-10",
-            "2024-01-00",
-            "2024-0a-01",
-            "+024-01-01",
-            "2024-01-01T",
-        ] {
-            assert_eq!(parse_date(bad), None, "{bad}");
-        }
     }
 
     #[test]

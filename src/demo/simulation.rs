@@ -24,7 +24,7 @@ use crate::contract::{
     TriggerType, decode_input, format_date, parse_timestamp,
 };
 use crate::error::Error;
-use crate::store::Store;
+use crate::store::{Store, WatchVerdict};
 use crate::watchdog::{self, Watchdog};
 use chrono::{DateTime, Days, NaiveDate, Utc};
 use std::collections::BTreeMap;
@@ -173,6 +173,7 @@ pub async fn run(
     );
     let wd = Watchdog {
         topology: topology.clone(),
+        clock: clock.clone(),
     };
     let shutdown = CancellationToken::new();
     let worker =
@@ -214,13 +215,13 @@ pub async fn run(
                 for w in watchdog::sweep(&store, &wd, Some(tenant)).await? {
                     let e = &w.decision.evaluation;
                     match e.verdict {
-                        "abort" => {
+                        WatchVerdict::Abort => {
                             sum.reverted
                                 .push((d, w.action_id.clone(), e.sentence.clone()));
                             events.push(format!("REVERT {}: {}", w.action_id, e.sentence));
                         }
-                        "measured" | "unmeasurable" => {
-                            let o = e.outcome.unwrap_or("unmeasurable").to_owned();
+                        WatchVerdict::Measured | WatchVerdict::Unmeasurable => {
+                            let o = e.outcome.map_or("unmeasurable", |o| o.as_str()).to_owned();
                             events.push(format!(
                                 "{} {}: {}",
                                 o.to_uppercase(),
@@ -229,7 +230,7 @@ pub async fn run(
                             ));
                             sum.measured.push((d, w.action_id.clone(), o));
                         }
-                        "escalate" => {
+                        WatchVerdict::Escalate => {
                             events.push(format!("ESCALATE {}: {}", w.action_id, e.sentence))
                         }
                         _ => {}

@@ -2,33 +2,17 @@
 //! database failures), and say what to do with the delivery. The caller settles it.
 
 use super::Lifecycle;
+use crate::broker::Disposition;
 use crate::contract::{EnvelopeError, Report, ReportError, check_envelope, decode_report};
 use crate::store::{ReportOutcome, Store, StoreError};
 use crate::telemetry::metrics;
 use backon::{ExponentialBuilder, Retryable};
 use std::time::Duration;
 
-/// What to do with a report delivery.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum ReportDisposition {
-    /// Recorded, or a duplicate: ack.
-    Ack,
-    /// Unusable: move it to the dead queue with this reason, then ack.
-    DeadLetter {
-        reason: &'static str,
-        detail: String,
-    },
-    /// The database failed this report and retries ran out: requeue; the delivery limit
-    /// ends the loop.
-    Requeue(String),
-    /// The database is unreachable: hold the delivery and try again once it answers.
-    Unavailable(String),
-}
-
-fn dead(reason: &'static str, detail: String, kind: &'static str) -> ReportDisposition {
+fn dead(reason: &'static str, detail: String, kind: &'static str) -> Disposition {
     tracing::warn!(reason, detail = %detail, "report dead-lettered");
     metrics::report(kind, "dead_lettered");
-    ReportDisposition::DeadLetter { reason, detail }
+    Disposition::DeadLetter { reason, detail }
 }
 
 /// A report delivery as the unit reads it.
@@ -58,7 +42,7 @@ pub async fn process(
     clock: &crate::clock::Clock,
     envelope: &Envelope<'_>,
     patience: Patience,
-) -> ReportDisposition {
+) -> Disposition {
     let Envelope {
         message_id,
         content_type,
@@ -96,10 +80,10 @@ pub async fn process(
         return dead(e.reason(), e.to_string(), kind);
     }
     match record(store, clock, &report, patience).await {
-        Err(e) if e.is_unreachable() => ReportDisposition::Unavailable(e.to_string()),
+        Err(e) if e.is_unreachable() => Disposition::Unavailable(e.to_string()),
         Err(e) if e.is_retryable() => {
             tracing::warn!(error = %e, "report not recorded; requeued");
-            ReportDisposition::Requeue(e.to_string())
+            Disposition::Requeue(e.to_string())
         }
         Err(e) => dead("store", e.to_string(), kind),
         Ok(ReportOutcome::UnknownAction) => dead(
@@ -115,7 +99,7 @@ pub async fn process(
         Ok(ReportOutcome::Duplicate) => {
             tracing::info!(kind, source = %report.source, id = %report.id, "duplicate report");
             metrics::report(kind, "duplicate");
-            ReportDisposition::Ack
+            Disposition::Ack
         }
         Ok(ReportOutcome::Recorded {
             before,
@@ -124,7 +108,7 @@ pub async fn process(
         }) => {
             tracing::info!(kind, %before, %after, result = result.as_str(), "report recorded");
             metrics::report(kind, result.as_str());
-            ReportDisposition::Ack
+            Disposition::Ack
         }
     }
 }

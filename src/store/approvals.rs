@@ -114,23 +114,9 @@ impl Store {
     ) -> Result<Option<ApprovalPolicy>, StoreError> {
         let mut client = self.pool.get().await?;
         let tx = tenant_tx(&mut client, tenant).await?;
-        let row = tx
-            .query_opt(
-                "SELECT require, max_added_spend, max_budget_step_pct, first_days
-                 FROM approval_policy WHERE tenant_id = $1",
-                &[&tenant],
-            )
-            .await?;
+        let policy = read_policy(&tx, tenant).await?;
         tx.commit().await?;
-        row.map(|r| {
-            Ok(ApprovalPolicy {
-                require: r.try_get(0)?,
-                max_added_spend: r.try_get(1)?,
-                max_budget_step_pct: r.try_get(2)?,
-                first_days: r.try_get(3)?,
-            })
-        })
-        .transpose()
+        Ok(policy)
     }
 
     /// Sets the tenant's policy; `false` when the tenant does not exist.
@@ -429,24 +415,30 @@ pub(super) async fn facts_in(
         )
         .await?
         .try_get(0)?;
-    let policy = tx
-        .query_opt(
-            "SELECT require, max_added_spend, max_budget_step_pct, first_days
-             FROM approval_policy WHERE tenant_id = $1",
-            &[&tenant],
-        )
-        .await?
-        .map(|r| {
-            Ok::<_, StoreError>(ApprovalPolicy {
-                require: r.try_get(0)?,
-                max_added_spend: r.try_get(1)?,
-                max_budget_step_pct: r.try_get(2)?,
-                first_days: r.try_get(3)?,
-            })
-        })
-        .transpose()?;
     Ok(ApprovalFacts {
-        policy,
+        policy: read_policy(tx, tenant).await?,
         tenant_since: since,
     })
+}
+
+/// The tenant's approval policy, if it has one: the one reader of `approval_policy`.
+async fn read_policy(
+    tx: &Transaction<'_>,
+    tenant: Uuid,
+) -> Result<Option<ApprovalPolicy>, StoreError> {
+    tx.query_opt(
+        "SELECT require, max_added_spend, max_budget_step_pct, first_days
+         FROM approval_policy WHERE tenant_id = $1",
+        &[&tenant],
+    )
+    .await?
+    .map(|r| {
+        Ok(ApprovalPolicy {
+            require: r.try_get(0)?,
+            max_added_spend: r.try_get(1)?,
+            max_budget_step_pct: r.try_get(2)?,
+            first_days: r.try_get(3)?,
+        })
+    })
+    .transpose()
 }

@@ -41,6 +41,48 @@ impl Store {
         let _ = conn.await;
         Ok(!exists)
     }
+
+    /// Drops the database named in `settings.url`, if any, closing its sessions first (the
+    /// benchmark's scratch database).
+    pub async fn drop_database(settings: &DatabaseSettings) -> Result<(), StoreError> {
+        let (target, tls) = super::pool::client_config(settings)?;
+        let Some(name) = target.get_dbname().map(str::to_owned) else {
+            return Ok(());
+        };
+        let mut admin = target.clone();
+        admin.dbname("postgres");
+        let (client, connection) = admin.connect(tls).await?;
+        let conn = tokio::spawn(connection);
+        let quoted = format!("\"{}\"", name.replace('"', "\"\""));
+        client
+            .batch_execute(&format!("DROP DATABASE IF EXISTS {quoted} WITH (FORCE)"))
+            .await?;
+        drop(client);
+        let _ = conn.await;
+        Ok(())
+    }
+}
+
+/// Where `settings.url` points, as `host:port` (several, comma-separated), for messages.
+pub fn target_address(settings: &DatabaseSettings) -> String {
+    let Ok((config, _)) = super::pool::client_config(settings) else {
+        return "the configured database.url".to_owned();
+    };
+    let ports = config.get_ports();
+    config
+        .get_hosts()
+        .iter()
+        .enumerate()
+        .map(|(i, h)| {
+            let host = match h {
+                tokio_postgres::config::Host::Tcp(h) => h.clone(),
+                tokio_postgres::config::Host::Unix(p) => p.display().to_string(),
+            };
+            let port = ports.get(i).or(ports.first()).copied().unwrap_or(5432);
+            format!("{host}:{port}")
+        })
+        .collect::<Vec<_>>()
+        .join(",")
 }
 
 /// `url` with its database name replaced (keeps user, host, port and query).

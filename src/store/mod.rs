@@ -12,6 +12,7 @@
 
 mod approvals;
 mod assemble;
+mod bench;
 mod cycle;
 mod database;
 mod error;
@@ -32,7 +33,12 @@ pub use approvals::{
     PendingApproval,
 };
 pub use assemble::{ACTION_RESULTS_LOOKBACK_DAYS, Assembled};
-pub use database::url_with_database;
+pub use bench::BenchCycle;
+pub use database::{target_address, url_with_database};
+
+/// The README's command that starts the local PostgreSQL, for the message when it is down.
+pub const START_COMMAND: &str =
+    "pg_ctlcluster --skip-systemctl-redirect $(ls /etc/postgresql) main start";
 pub use error::StoreError;
 pub use ingest::{
     Feed, LoadFollowUp, LoadOutcome, LoadReport, LoadRequest, MAX_VIOLATIONS, RejectView,
@@ -45,7 +51,10 @@ pub use views::{
     ActionView, CampaignView, CycleBrief, CycleDetail, DecisionView, OutcomeView, RejectedTrigger,
     TenantSummary,
 };
-pub use watch::{Evaluation, StoredEvaluation, WatchDecision, WatchFacts, WatchPolicy, Watched};
+pub use watch::{
+    Evaluation, StoredEvaluation, WatchDecision, WatchFacts, WatchNeeds, WatchPolicy, WatchVerdict,
+    Watched,
+};
 
 use crate::contract::{DateRange, KernelError, KernelInput, KernelOutput, Levers, Trigger};
 use chrono::{DateTime, Utc};

@@ -6,7 +6,7 @@
 use super::reports::upsert_result;
 use super::tenant::{set_tenant, tenant_tx};
 use super::{OutboxMessage, OutboxRow, Store, StoreError, outbox};
-use crate::contract::{Action, ActionResult, ActionStatus};
+use crate::contract::{Action, ActionResult, ActionStatus, Outcome};
 use chrono::{DateTime, NaiveDate, Utc};
 use serde_json::Value;
 use std::collections::BTreeMap;
@@ -32,15 +32,56 @@ pub struct WatchFacts {
     pub shadow: bool,
     /// The tenant's newest metric day.
     pub as_of: NaiveDate,
-    /// Daily tenant-level values of the action's condition and target metrics.
+    /// Daily tenant-level values of the metrics the policy asked for, over its horizon.
     pub metrics: BTreeMap<String, BTreeMap<NaiveDate, f64>>,
+    /// The sweep's clock reading.
+    pub now: DateTime<Utc>,
+}
+
+/// What an evaluation concluded, as stored in `watchdog_evaluations.verdict`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum WatchVerdict {
+    Watching,
+    Abort,
+    /// An abort that shadow mode recorded instead of publishing.
+    WouldRevert,
+    Escalate,
+    Measured,
+    Unmeasurable,
+}
+
+impl WatchVerdict {
+    pub const ALL: [WatchVerdict; 6] = [
+        WatchVerdict::Watching,
+        WatchVerdict::Abort,
+        WatchVerdict::WouldRevert,
+        WatchVerdict::Escalate,
+        WatchVerdict::Measured,
+        WatchVerdict::Unmeasurable,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            WatchVerdict::Watching => "watching",
+            WatchVerdict::Abort => "abort",
+            WatchVerdict::WouldRevert => "would_revert",
+            WatchVerdict::Escalate => "escalate",
+            WatchVerdict::Measured => "measured",
+            WatchVerdict::Unmeasurable => "unmeasurable",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|j| j.as_str() == s)
+    }
 }
 
 /// One evaluation as stored and shown.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Evaluation {
-    pub verdict: &'static str,
-    pub outcome: Option<&'static str>,
+    pub verdict: WatchVerdict,
+    pub outcome: Option<Outcome>,
     pub sentence: String,
     pub numbers: Value,
 }
@@ -55,7 +96,19 @@ pub struct WatchDecision {
     pub result: Option<ActionResult>,
 }
 
+/// What the watchdog needs to read for one action: these metrics, from this day on.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct WatchNeeds {
+    pub metrics: Vec<String>,
+    pub from: NaiveDate,
+}
+
+/// The watchdog's rules, as the store asks for them.
 pub trait WatchPolicy: Sync {
+    /// Action types that are never watched: the claim passes over them.
+    fn unwatched_types(&self) -> Vec<&'static str>;
+    /// The metrics and the history an evaluation of `action`, in effect since `since`, reads.
+    fn needs(&self, action: &Action, since: DateTime<Utc>) -> WatchNeeds;
     fn decide(&self, facts: &WatchFacts) -> WatchDecision;
 }
 
@@ -111,7 +164,7 @@ impl Store {
         let mut claimed = None;
         for t in candidates {
             set_tenant(&tx, t).await?;
-            if let Some(f) = claim(&tx, t).await? {
+            if let Some(f) = claim(&tx, t, policy, now).await? {
                 claimed = Some(f);
                 break;
             }
@@ -214,7 +267,13 @@ impl Store {
 
 /// The tenant's next due action, its row locked (`FOR UPDATE SKIP LOCKED`: an action another
 /// worker holds is left to it).
-async fn claim(tx: &Transaction<'_>, tenant: Uuid) -> Result<Option<WatchFacts>, StoreError> {
+async fn claim(
+    tx: &Transaction<'_>,
+    tenant: Uuid,
+    policy: &dyn WatchPolicy,
+    now: DateTime<Utc>,
+) -> Result<Option<WatchFacts>, StoreError> {
+    let unwatched = policy.unwatched_types();
     let Some(r) = tx
         .query_opt(
             "SELECT a.tenant_id, a.cycle_id, a.action_id, a.status, a.action,
@@ -228,7 +287,7 @@ async fn claim(tx: &Transaction<'_>, tenant: Uuid) -> Result<Option<WatchFacts>,
                     (SELECT max(date) FROM metric_snapshots s WHERE s.tenant_id = a.tenant_id)
              FROM actions a
              WHERE a.tenant_id = $1
-               AND a.type <> 'experiment'
+               AND a.type <> ALL($2)
                AND (a.status = 'applied'
                     OR (a.status IN ('published', 'acknowledged')
                         AND EXISTS (SELECT 1 FROM tenant_settings ts
@@ -238,7 +297,7 @@ async fn claim(tx: &Transaction<'_>, tenant: Uuid) -> Result<Option<WatchFacts>,
              ORDER BY a.cycle_id, a.action_id
              LIMIT 1
              FOR UPDATE OF a SKIP LOCKED",
-            &[&tenant],
+            &[&tenant, &unwatched],
         )
         .await?
     else {
@@ -251,19 +310,16 @@ async fn claim(tx: &Transaction<'_>, tenant: Uuid) -> Result<Option<WatchFacts>,
     let since: Option<DateTime<Utc>> = r.try_get(5)?;
     let tenant_id: Uuid = r.try_get(0)?;
     let as_of: NaiveDate = r.try_get(11)?;
-    let mut wanted: Vec<String> = action
-        .guardrails
-        .abort_conditions
-        .iter()
-        .map(|c| c.metric_id.clone())
-        .collect();
-    wanted.push(action.expected_impact.metric_id.clone());
+    // A published row always has a confirm time; only a hand-edited one would not.
+    let since = since
+        .ok_or_else(|| StoreError::Corrupt(format!("{action_id}: no applied or published time")))?;
+    let needs = policy.needs(&action, since);
     let rows = tx
         .query(
             "SELECT metric_id, date, value FROM metric_snapshots
              WHERE tenant_id = $1 AND metric_id = ANY($2) AND dimension = '{}'::jsonb
-               AND date >= ($3::timestamptz)::date - 120 AND date <= $4",
-            &[&tenant_id, &wanted, &since, &as_of],
+               AND date >= $3 AND date <= $4",
+            &[&tenant_id, &needs.metrics, &needs.from, &as_of],
         )
         .await?;
     let mut metrics: BTreeMap<String, BTreeMap<NaiveDate, f64>> = BTreeMap::new();
@@ -279,10 +335,7 @@ async fn claim(tx: &Transaction<'_>, tenant: Uuid) -> Result<Option<WatchFacts>,
         status: ActionStatus::parse(&status)
             .ok_or_else(|| StoreError::Corrupt(format!("action status '{status}'")))?,
         action,
-        // A published row always has a confirm time; only a hand-edited one would not.
-        since: since.ok_or_else(|| {
-            StoreError::Corrupt(format!("{action_id}: no applied or published time"))
-        })?,
+        since,
         action_id,
         applied_before: r.try_get(6)?,
         applied_after: r.try_get(7)?,
@@ -291,6 +344,7 @@ async fn claim(tx: &Transaction<'_>, tenant: Uuid) -> Result<Option<WatchFacts>,
         shadow: r.try_get(10)?,
         as_of,
         metrics,
+        now,
     }))
 }
 
@@ -313,8 +367,8 @@ async fn apply(
             &f.as_of,
             &now,
             &if f.shadow { "shadow" } else { "enforce" },
-            &e.verdict,
-            &e.outcome,
+            &e.verdict.as_str(),
+            &e.outcome.map(Outcome::as_str),
             &e.sentence,
             &e.numbers,
         ],
@@ -331,7 +385,7 @@ async fn apply(
             &f.action_id,
             &f.as_of,
             &d.status.map(ActionStatus::as_str),
-            &e.outcome,
+            &e.outcome.map(Outcome::as_str),
             &d.escalate,
             &now,
         ],

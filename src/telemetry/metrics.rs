@@ -26,6 +26,7 @@ pub const WOULD_REVERT: &str = "revenue_os_watchdog_would_revert_total";
 pub const WATCHDOG_OVERDUE: &str = "revenue_os_watchdog_oldest_overdue_seconds";
 pub const APPROVALS: &str = "revenue_os_approvals_total";
 pub const APPROVALS_PENDING: &str = "revenue_os_approvals_pending";
+pub const PERIODIC_RUNS: &str = "revenue_os_periodic_runs_total";
 
 /// The stages of a cycle, in order.
 pub const STAGES: [&str; 4] = ["assemble", "decide", "persist", "publish"];
@@ -134,6 +135,11 @@ pub fn publish_failure(reason: &'static str) {
 
 pub fn redelivery() {
     counter!(REDELIVERIES).increment(1);
+}
+
+/// One run of a periodic service, by result (ok, unreachable, failed).
+pub fn periodic_run(service: &'static str, result: &'static str) {
+    counter!(PERIODIC_RUNS, "service" => service, "result" => result).increment(1);
 }
 
 pub fn reconnect() {
@@ -319,6 +325,12 @@ pub const ALL: &[Metric] = &[
         Kind::Gauge,
         &[],
         "Time since the oldest action due for evaluation last changed (0 when none is due)",
+    ),
+    m(
+        PERIODIC_RUNS,
+        Kind::Counter,
+        &["service", "result"],
+        "Runs of each periodic service (outbox_sweep, watchdog_sweep, approval_expiry, ...) by result",
     ),
 ];
 

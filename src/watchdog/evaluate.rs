@@ -250,10 +250,45 @@ pub fn judge(facts: &Facts) -> Verdict {
         .first_day
         .checked_add_days(Days::new(window - 1))
         .unwrap_or(NaiveDate::MAX);
-    if facts.as_of < window_end || facts.action.kind == ActionType::Experiment {
+    if facts.as_of < window_end {
         return Verdict::Watching { checks };
     }
     measure(facts, checks, window)
+}
+
+/// Whether the watchdog watches actions of this kind at all. Experiments are judged by
+/// their own analysis plan at its end, not reverted day by day: the one place that says so.
+pub fn watched(kind: ActionType) -> bool {
+    kind != ActionType::Experiment
+}
+
+/// The metrics a judgement of `action` reads: its abort conditions' and its target.
+pub fn needed_metrics(action: &Action) -> Vec<String> {
+    let mut wanted: Vec<String> = action
+        .guardrails
+        .abort_conditions
+        .iter()
+        .map(|c| c.metric_id.clone())
+        .collect();
+    wanted.push(action.expected_impact.metric_id.clone());
+    wanted.sort();
+    wanted.dedup();
+    wanted
+}
+
+/// The days an outcome compares after the change with: as many whole-week days as the
+/// observation window measures, ending two days before `first_day` (the change day itself
+/// is neither before nor after).
+fn before_window(first_day: NaiveDate, window_days: u32) -> Option<(NaiveDate, NaiveDate)> {
+    let n = sample_days(u64::from(window_days.max(1)));
+    let end = first_day.pred_opt()?.pred_opt()?;
+    Some((end.checked_sub_days(Days::new(n - 1))?, end))
+}
+
+/// The first day of history a judgement of `action` reads (its before-window's start), so a
+/// long observation window is never measured against a truncated baseline.
+pub fn history_from(action: &Action, first_day: NaiveDate) -> NaiveDate {
+    before_window(first_day, action.observation_window_days).map_or(first_day, |(start, _)| start)
 }
 
 /// Whole weeks of the window when it has at least one, which cancels day-of-week effects.
@@ -267,9 +302,7 @@ fn measure(facts: &Facts, checks: Vec<ConditionCheck>, window: u64) -> Verdict {
     let n = sample_days(window);
     let empty = Series::new();
     let series = facts.metrics.get(&impact.metric_id).unwrap_or(&empty);
-    let last_before = facts.first_day.pred_opt().and_then(|d| d.pred_opt());
-    let before: Vec<f64> = last_before
-        .and_then(|end| end.checked_sub_days(Days::new(n - 1)).map(|s| (s, end)))
+    let before: Vec<f64> = before_window(facts.first_day, facts.action.observation_window_days)
         .map(|(s, e)| days(s, e).filter_map(|d| series.get(&d).copied()).collect())
         .unwrap_or_default();
     let after_end = facts

@@ -10,16 +10,18 @@ pub mod evaluate;
 pub mod stats;
 
 use crate::broker::Topology;
+use crate::clock::Clock;
 use crate::contract::{
     AbortCondition, Action, ActionGuardrails, ActionMessage, ActionResult, ActionStatus,
     ActionType, ExpectedImpact, ImpactDirection, Operator, Outcome, ProposedChange, Version,
     report::revert_message_id,
 };
 use crate::store::{
-    Evaluation, OutboxMessage, Store, StoreError, WatchDecision, WatchFacts, WatchPolicy, Watched,
+    Evaluation, OutboxMessage, Store, StoreError, WatchDecision, WatchFacts, WatchNeeds,
+    WatchPolicy, WatchVerdict, Watched,
 };
 use crate::telemetry::metrics;
-use chrono::{DateTime, Days, SecondsFormat, Utc};
+use chrono::{DateTime, Days, NaiveDate, SecondsFormat, Utc};
 use evaluate::{Facts, Verdict};
 use serde_json::{Value, json};
 use uuid::Uuid;
@@ -30,19 +32,38 @@ pub const ABORT_CONFIDENCE: f64 = 0.95;
 /// A sweep evaluates at most this many actions; the next sweep takes the rest.
 pub const MAX_PER_SWEEP: usize = 10_000;
 
-/// The watchdog's rules, with the names it publishes under.
+/// The watchdog's rules, with the names it publishes under and the clock it reads.
 #[derive(Debug, Clone)]
 pub struct Watchdog {
     pub topology: Topology,
+    pub clock: Clock,
+}
+
+/// The first day fully after a change that took effect at `since`.
+fn first_day(since: DateTime<Utc>) -> NaiveDate {
+    let day = since.date_naive();
+    day.checked_add_days(Days::new(1)).unwrap_or(day)
 }
 
 impl WatchPolicy for Watchdog {
+    fn unwatched_types(&self) -> Vec<&'static str> {
+        ActionType::ALL
+            .iter()
+            .copied()
+            .filter(|k| !evaluate::watched(*k))
+            .map(ActionType::as_str)
+            .collect()
+    }
+
+    fn needs(&self, action: &Action, since: DateTime<Utc>) -> WatchNeeds {
+        WatchNeeds {
+            metrics: evaluate::needed_metrics(action),
+            from: evaluate::history_from(action, first_day(since)),
+        }
+    }
+
     fn decide(&self, f: &WatchFacts) -> WatchDecision {
-        let first_day = f
-            .since
-            .date_naive()
-            .checked_add_days(Days::new(1))
-            .unwrap_or(f.as_of);
+        let first_day = first_day(f.since);
         let restore = f
             .applied_inverse
             .as_ref()
@@ -60,9 +81,9 @@ impl WatchPolicy for Watchdog {
         let verdict = evaluate::judge(&facts);
         let sentence = evaluate::sentence(&f.action, &verdict);
         let numbers = serde_json::to_value(&verdict).unwrap_or(Value::Null);
-        let evaluation = |v: &'static str, outcome: Option<Outcome>| Evaluation {
+        let evaluation = |v: WatchVerdict, outcome: Option<Outcome>| Evaluation {
             verdict: v,
-            outcome: outcome.map(Outcome::as_str),
+            outcome,
             sentence: sentence.clone(),
             numbers: numbers.clone(),
         };
@@ -74,8 +95,8 @@ impl WatchPolicy for Watchdog {
             result: None,
         };
         match &verdict {
-            Verdict::Watching { .. } => keep(evaluation("watching", None)),
-            Verdict::Abort { .. } if f.shadow => keep(evaluation("would_revert", None)),
+            Verdict::Watching { .. } => keep(evaluation(WatchVerdict::Watching, None)),
+            Verdict::Abort { .. } if f.shadow => keep(evaluation(WatchVerdict::WouldRevert, None)),
             Verdict::Abort {
                 checks,
                 tripped,
@@ -86,7 +107,7 @@ impl WatchPolicy for Watchdog {
                 let failing: Vec<f64> = c.tripping_days().iter().filter_map(|d| d.value).collect();
                 let observed = evaluate_mean(&failing).unwrap_or(c.condition.threshold);
                 WatchDecision {
-                    evaluation: evaluation("abort", None),
+                    evaluation: evaluation(WatchVerdict::Abort, None),
                     status: Some(ActionStatus::Reverting),
                     escalate: false,
                     outbox: vec![self.revert(
@@ -110,7 +131,7 @@ impl WatchPolicy for Watchdog {
                 }
             }
             Verdict::Escalate { metric, .. } => WatchDecision {
-                evaluation: evaluation("escalate", None),
+                evaluation: evaluation(WatchVerdict::Escalate, None),
                 status: None,
                 escalate: true,
                 outbox: if f.shadow {
@@ -121,7 +142,7 @@ impl WatchPolicy for Watchdog {
                 result: None,
             },
             Verdict::Measured { measured: m, .. } => WatchDecision {
-                evaluation: evaluation("measured", Some(m.outcome)),
+                evaluation: evaluation(WatchVerdict::Measured, Some(m.outcome)),
                 status: Some(ActionStatus::Concluded),
                 escalate: false,
                 outbox: vec![],
@@ -136,7 +157,7 @@ impl WatchPolicy for Watchdog {
                 }),
             },
             Verdict::Unmeasurable { .. } => WatchDecision {
-                evaluation: evaluation("unmeasurable", None),
+                evaluation: evaluation(WatchVerdict::Unmeasurable, None),
                 status: Some(ActionStatus::Concluded),
                 escalate: false,
                 outbox: vec![],
@@ -222,7 +243,7 @@ impl Watchdog {
             version: Version::V1,
             tenant_id: tenant.clone(),
             cycle_id: cycle.clone(),
-            executed_at: Utc::now().to_rfc3339_opts(SecondsFormat::Secs, true),
+            executed_at: f.now.to_rfc3339_opts(SecondsFormat::Secs, true),
             action,
         };
         OutboxMessage {
@@ -272,7 +293,8 @@ pub async fn sweep(
 ) -> Result<Vec<Watched>, StoreError> {
     let mut out = Vec::new();
     while out.len() < MAX_PER_SWEEP {
-        let Some(w) = store.watch_next(tenant, watchdog, now()).await? else {
+        let now = watchdog.clock.now();
+        let Some(w) = store.watch_next(tenant, watchdog, now).await? else {
             break;
         };
         count(&w);
@@ -281,16 +303,12 @@ pub async fn sweep(
     Ok(out)
 }
 
-fn now() -> DateTime<Utc> {
-    Utc::now()
-}
-
 fn count(w: &Watched) {
     let e = &w.decision.evaluation;
-    metrics::watchdog_evaluation(e.verdict);
+    metrics::watchdog_evaluation(e.verdict.as_str());
     match e.verdict {
-        "would_revert" => metrics::would_revert(),
-        "abort" => {
+        WatchVerdict::WouldRevert => metrics::would_revert(),
+        WatchVerdict::Abort => {
             for m in &w.outbox {
                 if let Some(s) = m.message.exchange.rsplit('.').next() {
                     metrics::revert(s.to_owned());
@@ -300,11 +318,11 @@ fn count(w: &Watched) {
         _ => {}
     }
     if let Some(o) = e.outcome {
-        metrics::outcome(o);
+        metrics::outcome(o.as_str());
     }
     tracing::info!(
         tenant_id = %w.tenant_id, cycle_id = %w.cycle_id, action_id = %w.action_id,
-        as_of = %w.as_of, verdict = e.verdict, "{}", e.sentence
+        as_of = %w.as_of, verdict = e.verdict.as_str(), "{}", e.sentence
     );
 }
 

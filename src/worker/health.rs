@@ -29,7 +29,15 @@ impl Stamp {
     }
 }
 
-/// Shared by the loop, the units, the relay, the probes and the ops endpoints.
+/// A periodic service's heartbeat.
+#[derive(Debug)]
+struct Beat {
+    name: &'static str,
+    every: Duration,
+    tick: Stamp,
+}
+
+/// Shared by the loop, the units, the relay, the periodic services and the ops endpoints.
 #[derive(Debug)]
 pub struct WorkerStatus {
     start: Instant,
@@ -43,8 +51,8 @@ pub struct WorkerStatus {
     db_down_since: Stamp,
     /// The consume loop went round (it ticks every second while a session is up).
     loop_tick: Stamp,
-    /// The outbox sweeper went round.
-    sweep_tick: Stamp,
+    /// Each periodic service's last tick, with its interval.
+    services: std::sync::Mutex<Vec<Beat>>,
     /// Units working right now (not waiting at the gate).
     running: AtomicUsize,
     /// A unit finished (its delivery settled or handed back).
@@ -61,7 +69,7 @@ impl Default for WorkerStatus {
             db_down: watch::Sender::new(false),
             db_down_since: Stamp::default(),
             loop_tick: Stamp::default(),
-            sweep_tick: Stamp::default(),
+            services: std::sync::Mutex::new(Vec::new()),
             running: AtomicUsize::new(0),
             unit_done: Stamp::default(),
         }
@@ -76,7 +84,9 @@ pub struct Snapshot {
     pub db_ok_age: Option<Duration>,
     pub db_down_for: Option<Duration>,
     pub loop_tick_age: Option<Duration>,
-    pub sweep_tick_age: Option<Duration>,
+    /// The periodic service most overdue for a tick: its name and how long past its own
+    /// interval it is (since start, if it never ticked).
+    pub stalest_service: Option<(&'static str, Duration)>,
     pub running: usize,
     pub unit_done_age: Option<Duration>,
     pub uptime: Duration,
@@ -108,8 +118,35 @@ impl WorkerStatus {
         self.loop_tick.set(self.start);
     }
 
-    pub fn sweep_ticked(&self) {
-        self.sweep_tick.set(self.start);
+    /// A periodic service joined; it counts for liveness from now on.
+    pub fn service_registered(&self, name: &'static str, every: Duration) {
+        let mut beats = self.services.lock().unwrap_or_else(|e| e.into_inner());
+        beats.retain(|b| b.name != name);
+        beats.push(Beat {
+            name,
+            every,
+            tick: Stamp::default(),
+        });
+    }
+
+    /// A periodic service went round (ran, or skipped a run while the database is down).
+    pub fn service_ticked(&self, name: &'static str) {
+        let beats = self.services.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(b) = beats.iter().find(|b| b.name == name) {
+            b.tick.set(self.start);
+        }
+    }
+
+    /// The service most overdue for a tick, measured past its own interval.
+    fn stalest_service(&self) -> Option<(&'static str, Duration)> {
+        let beats = self.services.lock().unwrap_or_else(|e| e.into_inner());
+        beats
+            .iter()
+            .map(|b| {
+                let age = b.tick.age(self.start).unwrap_or(self.start.elapsed());
+                (b.name, age.saturating_sub(b.every))
+            })
+            .max_by_key(|(_, late)| *late)
     }
 
     pub fn unit_started(&self) -> Running<'_> {
@@ -167,7 +204,7 @@ impl WorkerStatus {
             db_ok_age: self.db_ok.age(self.start),
             db_down_for: down.then(|| self.db_down_since.age(self.start)).flatten(),
             loop_tick_age: self.loop_tick.age(self.start),
-            sweep_tick_age: self.sweep_tick.age(self.start),
+            stalest_service: self.stalest_service(),
             running: self.running.load(Ordering::Relaxed),
             unit_done_age: self.unit_done.age(self.start),
             uptime: self.start.elapsed(),
@@ -211,10 +248,12 @@ impl Snapshot {
                 secs(self.loop_tick_age)
             ));
         }
-        if self.uptime > wedged_after && self.sweep_tick_age.is_none_or(|a| a > wedged_after) {
+        if let Some((name, late)) = self.stalest_service
+            && late > wedged_after
+        {
             return Err(format!(
-                "outbox relay has not swept since {}",
-                secs(self.sweep_tick_age)
+                "periodic service {name} is {:.0}s past its interval",
+                late.as_secs_f64()
             ));
         }
         if self.running > 0 && self.db_down_for.is_none() {
@@ -243,7 +282,7 @@ mod tests {
             db_ok_age: s,
             db_down_for: None,
             loop_tick_age: s,
-            sweep_tick_age: s,
+            stalest_service: Some(("outbox_sweep", Duration::ZERO)),
             running: 0,
             unit_done_age: None,
             uptime: Duration::from_secs(600),
@@ -299,12 +338,12 @@ mod tests {
         .unwrap_err();
         assert!(e.contains("consumer loop"), "{e}");
         let e = Snapshot {
-            sweep_tick_age: long,
+            stalest_service: long.map(|l| ("outbox_sweep", l)),
             ..ok()
         }
         .liveness(w)
         .unwrap_err();
-        assert!(e.contains("relay"), "{e}");
+        assert!(e.contains("outbox_sweep"), "{e}");
         let stuck = Snapshot {
             running: 3,
             unit_done_age: long,

@@ -1,19 +1,26 @@
 //! One unit of work (`unit`: decode → cycle in the store → ack → relay), kept apart from the
-//! loop that drives it (`run`), the outbox relay (`relay`) and the message plan (`plan`).
+//! loop that drives it (`run`). Around them: a delivery's task (`deliveries`), settling it
+//! (`settle`), the broker session (`session`), the outbox relay (`relay`), periodic services
+//! (`periodic`), the message plan (`plan`) and what the worker knows of itself (`health`).
 
+pub mod deliveries;
 pub mod health;
 pub mod ops;
+pub mod periodic;
 pub mod plan;
 pub mod policy;
 pub mod relay;
 pub mod run;
+pub mod session;
+pub mod settle;
 pub mod unit;
 
+pub use deliveries::{HookAction, Hooks};
 pub use health::WorkerStatus;
 pub use plan::{PlanContext, Planner};
 pub use policy::{Rules, TriggerPolicy};
 pub use relay::Relay;
-pub use run::{HookAction, Hooks, Worker};
+pub use run::Worker;
 pub use unit::{Context, Disposition, Incoming, Processed};
 
 use crate::broker::BrokerError;

@@ -1,6 +1,7 @@
 //! The outbox relay: publishes stored outbox rows on the current confirm-mode channel, marks
 //! them published on the broker's ack, and leaves them pending (with a backoff) on a nack, a
-//! return or a lost connection. The sweeper re-publishes whatever stays pending.
+//! return or a lost connection. The outbox sweep (`periodic::OutboxSweep`) re-publishes
+//! whatever stays pending.
 
 use super::health::WorkerStatus;
 use super::plan::to_outgoing;
@@ -81,6 +82,11 @@ impl Relay {
     /// Asks the sweeper to sweep every pending row now.
     pub fn kick(&self) {
         self.kick.notify_one();
+    }
+
+    /// Resolves at the next kick (or at once, if one came since the last wait).
+    pub async fn kicked(&self) {
+        self.kick.notified().await;
     }
 
     /// A store call under the deadline; an unreachable database shuts the worker's gate.
@@ -224,32 +230,6 @@ impl Relay {
             );
         }
         Ok(Some(report))
-    }
-
-    /// Sweeps every interval until `stop`. The first sweep takes every row (those a crash left
-    /// pending); it is retried every 200 ms until the broker session is up and it really ran.
-    /// A kick (a new session) makes the next sweep a full one, at once. While the database is
-    /// unreachable the sweeper waits for it instead of failing every interval.
-    pub async fn run_sweeper(self: Arc<Self>, stop: tokio_util::sync::CancellationToken) {
-        let mut first = true;
-        loop {
-            self.status.sweep_ticked();
-            let mut wait = self.sweep_every;
-            if !self.status.db_down() {
-                match self.sweep(first).await {
-                    Ok(Some(_)) => first = false,
-                    Ok(None) if first => wait = wait.min(Duration::from_millis(200)),
-                    Ok(None) => {}
-                    Err(e) if e.is_unreachable() => first = true,
-                    Err(e) => tracing::warn!(error = %e, "outbox sweep failed"),
-                }
-            }
-            tokio::select! {
-                _ = stop.cancelled() => return,
-                _ = tokio::time::sleep(wait) => {}
-                _ = self.kick.notified() => first = true,
-            }
-        }
     }
 }
 

@@ -5,6 +5,7 @@
 use super::Failure;
 use super::plan::{PlanContext, Planner, result_body};
 use super::policy::{Rules, TriggerPolicy};
+pub use crate::broker::Disposition;
 use crate::broker::Outgoing;
 use crate::config::Settings;
 use crate::contract::{
@@ -37,23 +38,6 @@ pub struct Incoming {
     pub reply_to: Option<String>,
     pub correlation_id: Option<String>,
     pub redelivered: bool,
-}
-
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Disposition {
-    /// Committed (or replayed): ack.
-    Ack,
-    /// Permanent: copy it to the dead-letter exchange with this reason
-    /// (`x-revenue-os-reason`) and detail, then ack.
-    DeadLetter {
-        reason: &'static str,
-        detail: String,
-    },
-    /// Transient and out of retries: nack with requeue; the delivery limit ends the loop.
-    Requeue(String),
-    /// The database is unreachable: keep the delivery unsettled and run it again once the
-    /// database answers, so an outage does not count against the delivery limit.
-    Unavailable(String),
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -89,6 +73,12 @@ impl Processed {
             relay: vec![],
             direct,
         }
+    }
+}
+
+impl AsRef<crate::broker::Disposition> for Processed {
+    fn as_ref(&self) -> &crate::broker::Disposition {
+        &self.disposition
     }
 }
 

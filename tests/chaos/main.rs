@@ -3,11 +3,12 @@
 //! workers fed every trigger twice. A checker counts lost, doubled, unpublished and
 //! never-delivered work; each must be 0.
 //!
-//! Its own binary: the faults are long (a 5-minute outage), and nothing here stops a shared
-//! service — every fault is on a relay a test owns, or on its own database's backends and its
-//! own child processes — so the scenarios run side by side without touching other tests.
-//! Each writes its row of the summary table to `$CARGO_TARGET_TMPDIR/chaos/`; `summary.rs`
-//! prints the table (quoted in the README).
+//! Its own binary: the faults are long (a 90 s outage, 300 s with `CHAOS_OUTAGE_SECS=300`),
+//! and nothing here stops a shared service — every fault is on a relay a test owns, or on its
+//! own database's backends and its own child processes — so the scenarios run side by side
+//! without touching other tests. Each writes its row of the summary table to
+//! `$CARGO_TARGET_TMPDIR/chaos/` (`cat target/tmp/chaos/*.md` prints the table quoted in the
+//! README).
 
 #[path = "../common/mod.rs"]
 mod common;

@@ -10,4 +10,5 @@ mod deploy;
 mod executors_doc;
 mod layers;
 mod observability;
+mod services;
 mod worker_doc;

@@ -9,6 +9,7 @@ mod fatal;
 mod flow;
 mod levers;
 mod limits;
+mod periodic;
 mod publisher;
 mod recovery;
 mod reports;

@@ -9,7 +9,7 @@ use crate::common::process::{KillOnDrop, free_port, get, sigterm_and_wait, worke
 use crate::reports::{cycle_with_actions, event, publish_report};
 use chrono::{NaiveDate, Utc};
 use revenue_os::contract::{AbortCondition, Action, ActionMessage, Operator};
-use revenue_os::store::{WatchDecision, WatchFacts, WatchPolicy};
+use revenue_os::store::{WatchDecision, WatchFacts, WatchNeeds, WatchPolicy, WatchVerdict};
 use revenue_os::watchdog::{self, Watchdog};
 use revenue_os::worker::Hooks;
 use serde_json::{Value, json};
@@ -141,6 +141,7 @@ async fn days_pass(db: &TestDb, tenant: Uuid, condition_metric: &str, n: usize) 
 fn watchdog_for(b: &TestBroker) -> Watchdog {
     Watchdog {
         topology: b.topology.clone(),
+        clock: revenue_os::clock::Clock::system(),
     }
 }
 
@@ -153,6 +154,17 @@ fn quiet(db: &TestDb, b: &TestBroker) -> revenue_os::config::Settings {
 struct Crash;
 
 impl WatchPolicy for Crash {
+    fn unwatched_types(&self) -> Vec<&'static str> {
+        vec!["experiment"]
+    }
+
+    fn needs(&self, action: &Action, _: chrono::DateTime<Utc>) -> WatchNeeds {
+        WatchNeeds {
+            metrics: vec![action.expected_impact.metric_id.clone()],
+            from: NaiveDate::from_ymd_opt(2000, 1, 1).unwrap(),
+        }
+    }
+
     fn decide(&self, _: &WatchFacts) -> WatchDecision {
         panic!("worker killed mid-sweep")
     }
@@ -318,7 +330,7 @@ async fn failed_failed_passed_failed_failed_reverts_nothing() {
         .await
         .unwrap();
     assert_eq!(done.len(), 1);
-    assert_eq!(done[0].decision.evaluation.verdict, "watching");
+    assert_eq!(done[0].decision.evaluation.verdict, WatchVerdict::Watching);
     assert_eq!(
         db.count("SELECT count(*) FROM outbox WHERE message_id LIKE '%:revert:%'")
             .await,
@@ -344,7 +356,11 @@ async fn missing_days_escalate_and_revert_nothing() {
     let done = watchdog::sweep(db.store(), &watchdog_for(&b), Some(a.tenant))
         .await
         .unwrap();
-    assert_eq!(done[0].decision.evaluation.verdict, "escalate", "{done:?}");
+    assert_eq!(
+        done[0].decision.evaluation.verdict,
+        WatchVerdict::Escalate,
+        "{done:?}"
+    );
     assert!(
         done[0]
             .decision
@@ -427,6 +443,59 @@ async fn shadow_mode_publishes_nothing_and_counts() {
     );
     let child = worker.0.take().expect("worker running");
     assert!(sigterm_and_wait(child).await.success());
+    b.cleanup().await;
+    db.cleanup().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_180_day_window_is_measured_against_180_days_before_the_change() {
+    let db = TestDb::new().await;
+    let b = TestBroker::new().await;
+    let w = RunningWorker::start(quiet(&db, &b), &db, Hooks::default());
+    let a = applied_action(&b, &db, "wd-long-window").await;
+    // Only the outcome matters here: a 180-day window and no abort condition to keep.
+    let c = db.client().await;
+    c.execute(
+        "UPDATE actions SET action = jsonb_set(jsonb_set(action, '{observation_window_days}',
+                '180'), '{guardrails,abort_conditions}', '[]')
+         WHERE cycle_id = $1 AND action_id = $2",
+        &[&a.cycle_id, &a.action_id],
+    )
+    .await
+    .unwrap();
+    let target: String = c
+        .query_one(
+            "SELECT action->'expected_impact'->>'metric_id' FROM actions
+             WHERE cycle_id = $1 AND action_id = $2",
+            &[&a.cycle_id, &a.action_id],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    // Applied on 11-25: 240 days of history before, 180 days after.
+    let change = NaiveDate::from_ymd_opt(2026, 11, 25).unwrap();
+    for i in -240i64..=180 {
+        let date = change + chrono::Duration::days(i);
+        let value = if i <= 0 { 100.0 } else { 130.0 } + (i.rem_euclid(7)) as f64;
+        c.execute(
+            "INSERT INTO metric_snapshots (tenant_id, metric_id, date, value) VALUES ($1, $2, $3, $4)
+             ON CONFLICT (tenant_id, metric_id, date, dimension) DO UPDATE SET value = EXCLUDED.value",
+            &[&a.tenant, &target, &date, &value],
+        )
+        .await
+        .unwrap();
+    }
+    let done = watchdog::sweep(db.store(), &watchdog_for(&b), Some(a.tenant))
+        .await
+        .unwrap();
+    assert_eq!(done.len(), 1, "{done:?}");
+    let e = &done[0].decision.evaluation;
+    assert_eq!(e.verdict, WatchVerdict::Measured, "{}", e.sentence);
+    // Whole weeks of the window: 175 days before the change, not the 120 fetched before.
+    let before = e.numbers["measured"]["before"].as_array().unwrap().len();
+    assert_eq!(before as u64, watchdog::evaluate::sample_days(180));
+    assert_eq!(before, 175);
+    w.stop().await;
     b.cleanup().await;
     db.cleanup().await;
 }

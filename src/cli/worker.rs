@@ -1,0 +1,8 @@
+//! `worker`: consume triggers and reports until SIGTERM or SIGINT.
+
+use super::{Output, runtime, until_signal};
+use crate::error::Error;
+
+pub fn run() -> Result<Output, Error> {
+    runtime(until_signal(crate::app::serve))
+}

@@ -1,0 +1,245 @@
+//! From a delivery to its unit of work and back: a trigger runs `unit::process`, a report
+//! `results::process`; both are held while the database is down and settled by `settle`.
+//! Reports on one action are taken in the order they arrived.
+
+use super::health::WorkerStatus;
+use super::relay::Relay;
+use super::settle::{self, DeadLetters};
+use super::unit::{self, Context, Incoming, Processed};
+use crate::broker::ConfirmedPublisher;
+use crate::telemetry::metrics;
+use lapin::Connection;
+use lapin::message::Delivery;
+use std::collections::HashMap;
+use std::sync::Arc;
+use tokio::sync::oneshot;
+use tracing::Instrument;
+
+/// Fault injection for tests: what to do right after a cycle committed, before the ack.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum HookAction {
+    Continue,
+    /// Close the broker connection without acking (a crash between commit and ack).
+    DropConnection,
+}
+
+pub type AfterCommit = Arc<dyn Fn(&Processed) -> HookAction + Send + Sync>;
+/// Runs inside the unit's task before the cycle; a panic here is a panic in the unit.
+pub type BeforeCycle = Arc<dyn Fn(&Incoming) + Send + Sync>;
+
+#[derive(Clone, Default)]
+pub struct Hooks {
+    pub before_cycle: Option<BeforeCycle>,
+    pub after_commit: Option<AfterCommit>,
+}
+
+/// What every delivery of one session shares.
+#[derive(Clone)]
+pub struct Shared {
+    pub ctx: Arc<Context>,
+    pub relay: Arc<Relay>,
+    pub status: Arc<WorkerStatus>,
+    pub hooks: Hooks,
+    pub conn: Arc<Connection>,
+    pub publisher: Arc<ConfirmedPublisher>,
+}
+
+fn message_id(d: &Delivery) -> &str {
+    d.properties
+        .message_id()
+        .as_ref()
+        .map_or("", |m| m.as_str())
+}
+
+/// The unit's view of a delivery. The body is moved out, not copied: a trigger of
+/// `amqp.max_message_bytes` costs its size once.
+fn incoming(d: &mut Delivery) -> Incoming {
+    let p = &d.properties;
+    Incoming {
+        message_id: p.message_id().as_ref().map(|s| s.to_string()),
+        content_type: p.content_type().as_ref().map(|s| s.to_string()),
+        reply_to: p.reply_to().as_ref().map(|s| s.to_string()),
+        correlation_id: p.correlation_id().as_ref().map(|s| s.to_string()),
+        redelivered: d.redelivered,
+        body: std::mem::take(&mut d.data),
+    }
+}
+
+/// A trigger delivery as a task: every log line of it, the store's and the relay's included,
+/// carries its message id; the unit fills in tenant and cycle.
+pub fn trigger(shared: Shared, d: Delivery) -> impl Future<Output = ()> + Send {
+    let span = tracing::info_span!(
+        "cycle",
+        message_id = %message_id(&d),
+        tenant_id = tracing::field::Empty,
+        cycle_id = tracing::field::Empty,
+    );
+    handle_trigger(shared, d).instrument(span)
+}
+
+/// One trigger, end to end. The ack happens only after `process` returned, i.e. after the
+/// store committed (or decided the delivery is dead).
+async fn handle_trigger(s: Shared, mut d: Delivery) {
+    let inc = Arc::new(incoming(&mut d));
+    if inc.redelivered {
+        metrics::redelivery();
+    }
+    let processed: Processed = settle::hold(&s.status, || {
+        let (ctx, i2, before) = (s.ctx.clone(), inc.clone(), s.hooks.before_cycle.clone());
+        let work = async move {
+            if let Some(h) = before {
+                h(&i2);
+            }
+            unit::process(&ctx, &i2).await
+        }
+        .in_current_span();
+        let (ctx, inc) = (s.ctx.clone(), inc.clone());
+        async move {
+            match unit::guarded(work).await {
+                Ok(p) => p,
+                Err(what) => unit::panicked(&ctx, &inc, what),
+            }
+        }
+    })
+    .await;
+    if processed.committed
+        && let Some(hook) = &s.hooks.after_commit
+        && hook(&processed) == HookAction::DropConnection
+    {
+        tracing::warn!(message_id = ?inc.message_id, "fault injection: dropping the connection before ack");
+        let _ = s.conn.close(320, "fault injection".into()).await;
+        return;
+    }
+    // The unit's task is over, so the body is ours alone again: moved, not copied.
+    let body = Arc::try_unwrap(inc).map_or_else(|shared| shared.body.clone(), |i| i.body);
+    let dead = DeadLetters {
+        publisher: &s.publisher,
+        exchange: &s.ctx.planner.topology().dead_letter_exchange,
+    };
+    settle::settle(&d, &processed.disposition, dead, body).await;
+    if !processed.relay.is_empty() {
+        s.relay.publish(processed.relay).await;
+    }
+    if !processed.direct.is_empty()
+        && let Some(p) = s.relay.publisher.current().await
+    {
+        for m in &processed.direct {
+            if let Err(e) = p.publish(m).await {
+                tracing::warn!(message_id = %m.message_id, error = %e, "reply/event not sent");
+            }
+        }
+    }
+}
+
+/// A report delivery as a task, after the reports on the same action before it.
+pub fn report(
+    shared: Shared,
+    order: &mut SubjectOrder,
+    d: Delivery,
+) -> impl Future<Output = ()> + Send + use<> {
+    let span = tracing::info_span!(
+        "report",
+        message_id = %message_id(&d),
+        tenant_id = tracing::field::Empty,
+        cycle_id = tracing::field::Empty,
+        action_id = tracing::field::Empty,
+    );
+    let max = shared.ctx.settings.amqp.max_message_bytes;
+    let after = order.next(subject_of(&d.data, max));
+    async move {
+        let done = after.wait().await;
+        handle_report(shared, d).await;
+        done.finish();
+    }
+    .instrument(span)
+}
+
+/// One report: record it, then ack; an unusable one is dead-lettered with its reason.
+async fn handle_report(s: Shared, mut d: Delivery) {
+    let p = &d.properties;
+    let message_id = p.message_id().as_ref().map(|m| m.to_string());
+    let content_type = p.content_type().as_ref().map(|t| t.to_string());
+    let ctx = &s.ctx;
+    let patience = crate::results::Patience {
+        retries: ctx.settings.worker.retry_max_attempts,
+        deadline: ctx.settings.database.call_timeout(),
+    };
+    let body = std::mem::take(&mut d.data);
+    let disposition = settle::hold(&s.status, || {
+        let envelope = crate::results::Envelope {
+            message_id: message_id.as_deref(),
+            content_type: content_type.as_deref(),
+            body: &body,
+            max_bytes: ctx.settings.amqp.max_message_bytes,
+        };
+        async move { crate::results::process(&ctx.store, &ctx.clock, &envelope, patience).await }
+    })
+    .await;
+    let dead = DeadLetters {
+        publisher: &s.publisher,
+        exchange: &ctx.planner.topology().results_dead_letter_exchange,
+    };
+    settle::settle(&d, &disposition, dead, body).await;
+}
+
+/// The `subject` of a report body, if it has one (the full decode happens in the task). A
+/// body over the limit is not read: the task dead-letters it.
+fn subject_of(body: &[u8], max_bytes: usize) -> Option<String> {
+    #[derive(serde::Deserialize)]
+    struct Subject {
+        subject: String,
+    }
+    if body.len() > max_bytes {
+        return None;
+    }
+    serde_json::from_slice::<Subject>(body)
+        .ok()
+        .map(|s| s.subject)
+}
+
+/// Reports on one action are handled in the order they were delivered: each waits for the
+/// one before it on the same subject. An executor's `acknowledged` then `applied` are judged
+/// in that order by this worker (across workers the lifecycle still copes with any order).
+#[derive(Default)]
+pub struct SubjectOrder {
+    last: HashMap<String, oneshot::Receiver<()>>,
+}
+
+struct Turn {
+    previous: Option<oneshot::Receiver<()>>,
+    done: oneshot::Sender<()>,
+}
+
+struct Done(oneshot::Sender<()>);
+
+impl SubjectOrder {
+    fn next(&mut self, subject: Option<String>) -> Turn {
+        let (done, rx) = oneshot::channel();
+        let previous = match subject {
+            Some(s) => self.last.insert(s, rx),
+            None => None,
+        };
+        if self.last.len() > 4096 {
+            // Forget subjects whose last report is finished.
+            self.last
+                .retain(|_, rx| matches!(rx.try_recv(), Err(oneshot::error::TryRecvError::Empty)));
+        }
+        Turn { previous, done }
+    }
+}
+
+impl Turn {
+    /// Waits for the previous report on the subject (finished, or its task gone).
+    async fn wait(self) -> Done {
+        if let Some(p) = self.previous {
+            let _ = p.await;
+        }
+        Done(self.done)
+    }
+}
+
+impl Done {
+    fn finish(self) {
+        let _ = self.0.send(());
+    }
+}

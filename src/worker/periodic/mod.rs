@@ -1,0 +1,139 @@
+//! Periodic services: work the worker does on a clock rather than on a delivery (the outbox
+//! sweep, the watchdog, approval expiry, the overdue gauge, the database probe). Each is one
+//! file implementing `Periodic`; one `Supervisor` starts, ticks, stops and reports them all,
+//! so a new one plugs in without touching the consume loop (river's `maintenance/` shape).
+
+mod approval_expiry;
+mod database_probe;
+mod load_follow_up;
+mod outbox_sweep;
+mod overdue_gauge;
+mod watchdog_sweep;
+
+pub use approval_expiry::ApprovalExpiry;
+pub use database_probe::DatabaseProbe;
+pub use load_follow_up::{LoadFollowUp, LoadListener};
+pub use outbox_sweep::OutboxSweep;
+pub use overdue_gauge::OverdueGauge;
+pub use watchdog_sweep::WatchdogSweep;
+
+use super::health::WorkerStatus;
+use crate::store::StoreError;
+use futures_util::future::BoxFuture;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::task::JoinSet;
+use tokio_util::sync::CancellationToken;
+
+/// When a service wants its next run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Next {
+    /// After its interval.
+    Interval,
+    /// Sooner or later than that (a probe backing off, a first sweep waiting for a session).
+    After(Duration),
+}
+
+/// One kind of periodic work. `run_once` bounds its own store calls (they carry the
+/// database deadline), so a tick never hangs the supervisor's task for long.
+pub trait Periodic: Send + Sync + 'static {
+    /// A short snake_case name, used in logs, metrics and `/healthz`.
+    fn name(&self) -> &'static str;
+    fn interval(&self) -> Duration;
+    /// Skip runs while the database gate is shut (the probe is the one that must not).
+    fn gated(&self) -> bool {
+        true
+    }
+    fn run_once(&self) -> BoxFuture<'_, Result<Next, StoreError>>;
+    /// Resolves when the service should run before its interval is up (a kick).
+    fn woken(&self) -> BoxFuture<'_, ()> {
+        Box::pin(std::future::pending())
+    }
+}
+
+/// Starts every registered service on its own task and stops them together.
+pub struct Supervisor {
+    status: Arc<WorkerStatus>,
+    services: Vec<Arc<dyn Periodic>>,
+}
+
+/// The running services; `stop` cancels and waits for them.
+pub struct Running {
+    stop: CancellationToken,
+    tasks: JoinSet<()>,
+}
+
+impl Supervisor {
+    pub fn new(status: Arc<WorkerStatus>) -> Self {
+        Self {
+            status,
+            services: Vec::new(),
+        }
+    }
+
+    pub fn with(mut self, service: Arc<dyn Periodic>) -> Self {
+        self.services.push(service);
+        self
+    }
+
+    pub fn names(&self) -> Vec<&'static str> {
+        self.services.iter().map(|s| s.name()).collect()
+    }
+
+    pub fn start(self) -> Running {
+        let stop = CancellationToken::new();
+        let mut tasks = JoinSet::new();
+        for service in self.services {
+            self.status
+                .service_registered(service.name(), service.interval());
+            tasks.spawn(drive(service, self.status.clone(), stop.clone()));
+        }
+        Running { stop, tasks }
+    }
+}
+
+impl Running {
+    pub async fn stop(mut self) {
+        self.stop.cancel();
+        while self.tasks.join_next().await.is_some() {}
+    }
+}
+
+/// One service's loop: run at once, then after each interval (or sooner when woken), until
+/// stopped. An unreachable database shuts the gate; any other failure is logged and the next
+/// tick retries.
+async fn drive(service: Arc<dyn Periodic>, status: Arc<WorkerStatus>, stop: CancellationToken) {
+    let name = service.name();
+    loop {
+        status.service_ticked(name);
+        let next = if service.gated() && status.db_down() {
+            Next::Interval
+        } else {
+            match service.run_once().await {
+                Ok(next) => {
+                    crate::telemetry::metrics::periodic_run(name, "ok");
+                    next
+                }
+                Err(e) if e.is_unreachable() => {
+                    crate::telemetry::metrics::periodic_run(name, "unreachable");
+                    status.report_unreachable(&e);
+                    Next::Interval
+                }
+                Err(e) => {
+                    crate::telemetry::metrics::periodic_run(name, "failed");
+                    tracing::warn!(service = name, error = %e, "periodic service failed; the next tick retries");
+                    Next::Interval
+                }
+            }
+        };
+        let wait = match next {
+            Next::Interval => service.interval(),
+            Next::After(d) => d,
+        };
+        tokio::select! {
+            _ = stop.cancelled() => return,
+            _ = tokio::time::sleep(wait) => {}
+            _ = service.woken() => {}
+        }
+    }
+}
