@@ -138,7 +138,8 @@ pub struct Decoder<R> {
 }
 
 enum Inner<R> {
-    Csv(csv::Records<R>),
+    // Boxed: csv_core's parser is a few hundred bytes.
+    Csv(Box<csv::Records<R>>),
     Ndjson(ndjson::Lines<R>),
 }
 
@@ -156,7 +157,9 @@ impl<R: BufRead> Decoder<R> {
         let mut hash = ring::digest::Context::new(&ring::digest::SHA256);
         hash.update(kind.as_str().as_bytes());
         let inner = match format {
-            Format::Csv => Inner::Csv(csv::Records::new(reader, spec, limits, &mut hash)?),
+            Format::Csv => Inner::Csv(Box::new(csv::Records::new(
+                reader, spec, limits, &mut hash,
+            )?)),
             Format::Ndjson => Inner::Ndjson(ndjson::Lines::new(reader, limits)),
         };
         Ok(Decoder {

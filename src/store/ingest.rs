@@ -238,11 +238,9 @@ impl Store {
         // concurrent load of the same file, which this waits for) is a replay.
         let claimed = tx
             .execute(
-                &format!(
-                    "INSERT INTO loads (load_id, kind, source, snapshot, rows, started_at, tenants)
-                     VALUES ($1, $2, $3, $4, $5, $6, $7)
-                     ON CONFLICT (load_id) DO NOTHING"
-                ),
+                "INSERT INTO loads (load_id, kind, source, snapshot, rows, started_at, tenants)
+                 VALUES ($1, $2, $3, $4, $5, $6, $7)
+                 ON CONFLICT (load_id) DO NOTHING",
                 &[
                     &load_id,
                     &spec.name,
