@@ -1,6 +1,8 @@
 //! Composition: the one place that turns settings into running parts (rules, stores, the worker
 //! service) and that each subcommand calls. Modules below it never read `Settings` to decide.
 
+pub mod ingest;
+
 use crate::broker::Topology;
 use crate::config::{CONSOLE_TOKEN_ENV, KernelSettings, Settings};
 use crate::console::Console;

@@ -29,6 +29,7 @@ pub mod console;
 pub mod contract;
 pub mod demo;
 pub mod error;
+pub mod ingest;
 pub mod kernel;
 pub mod results;
 pub mod store;

@@ -13,7 +13,10 @@ mod demo;
 mod dlq;
 mod grants;
 mod import;
+mod ingest;
+mod ingest_bench;
 mod kernel;
+mod loads;
 mod migrate;
 mod operator;
 mod reject;
@@ -90,6 +93,15 @@ pub enum Command {
     Import(import::Args),
     /// Print the KernelInput a cycle would hand the kernel for one tenant.
     Assemble(assemble::Args),
+    /// Bulk, idempotent load of one CSV or NDJSON file of many tenants' rows (docs/ingest.md).
+    /// Exit 2 with an INVALID_INPUT document when a row is invalid (nothing is written)
+    /// unless --quarantine.
+    Ingest(ingest::Args),
+    /// Recent loads, newest first.
+    Loads(loads::Args),
+    /// Throughput and peak memory of `ingest` on a generated metrics file of tenants ×
+    /// metrics × days rows, in a database of its own (revenue_os_ingest_bench).
+    IngestBench(ingest_bench::Args),
 }
 
 /// Runs one subcommand. A database or broker that does not answer is said as which, where,
@@ -124,6 +136,9 @@ fn dispatch(command: Command) -> Result<Output, Error> {
         Command::Tenant(a) => tenant::run(a),
         Command::Import(a) => import::run(a),
         Command::Assemble(a) => assemble::run(a),
+        Command::Ingest(a) => ingest::run(a),
+        Command::Loads(a) => loads::run(a),
+        Command::IngestBench(a) => ingest_bench::run(a),
     }
 }
 

@@ -2,7 +2,8 @@
 //!
 //! Rules (docs/store.md): metrics dated within the window; revenue events with effective_date
 //! within the window; campaigns running or overlapping the window; open opportunities (stage
-//! not closed_won / closed_lost); action results recorded in the 90 days before the trigger.
+//! not closed_won / closed_lost); campaigns and opportunities a snapshot load marked removed
+//! never (`removed_by_load`); action results recorded in the 90 days before the trigger.
 //! Every list is ordered deterministically (date, then id).
 
 use super::{Store, StoreError};
@@ -98,7 +99,7 @@ pub(super) async fn assemble_in(
             "SELECT id, name, status, objective, budget_total, budget_spent, start_date,
                         end_date
                  FROM campaigns
-                 WHERE tenant_id = $1
+                 WHERE tenant_id = $1 AND removed_by_load IS NULL
                    AND (status = 'running'
                         OR (start_date <= $3 AND (end_date IS NULL OR end_date >= $2)))
                  ORDER BY start_date, id",
@@ -108,6 +109,7 @@ pub(super) async fn assemble_in(
             "SELECT id, stage, amount, expected_close_date, win_probability
                  FROM opportunities
                  WHERE tenant_id = $1 AND stage NOT IN ('closed_won', 'closed_lost')
+                   AND removed_by_load IS NULL
                  ORDER BY expected_close_date, id",
             &by_tenant,
         ),

@@ -19,6 +19,7 @@ mod database;
 mod error;
 mod glance;
 mod import;
+mod ingest;
 mod migrate;
 mod operators;
 mod outbox;
@@ -44,6 +45,9 @@ pub const START_COMMAND: &str =
 pub use audit::AuditRow;
 pub use error::StoreError;
 pub use glance::{CampaignSpend, GlanceFacts};
+pub use ingest::{
+    Feed, LoadFollowUp, LoadOutcome, LoadReport, LoadRequest, MAX_VIOLATIONS, RejectView,
+};
 pub use operators::{OperatorRole, OperatorRow};
 pub use reports::{
     ActionFacts, AppliedChange, Judgement, ReportOutcome, ReportPolicy, ReportResult, StoredReport,

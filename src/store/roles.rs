@@ -44,6 +44,9 @@ const WORKER_TABLES: &[(&str, &str)] = &[
     ("approval_decisions", "SELECT, INSERT"),
     // the console signs operators in; `operator add/revoke` writes them.
     ("operators", "SELECT, INSERT, UPDATE"),
+    // ingest records each load and a follow-up service claims it; rejects of --quarantine.
+    ("loads", "SELECT, INSERT, UPDATE"),
+    ("ingest_rejects", "SELECT, INSERT"),
     // migrate_on_start reads it to find the schema up to date (and then runs no DDL).
     ("refinery_schema_history", "SELECT"),
 ];

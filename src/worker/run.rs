@@ -121,6 +121,17 @@ impl Worker {
                 every: Duration::from_secs(s.watchdog.interval_secs),
                 deadline,
             }));
+            sup = sup.with(Arc::new(periodic::LoadFollowUp {
+                store: ctx.store.clone(),
+                watchdog: crate::watchdog::Watchdog {
+                    topology: self.topology().clone(),
+                    clock: ctx.clock.clone(),
+                },
+                relay: self.relay.clone(),
+                listeners: Vec::new(),
+                every: Duration::from_secs(s.watchdog.interval_secs),
+                deadline,
+            }));
         }
         sup
     }

@@ -11,8 +11,9 @@ const ALLOWED: &[(&str, &[&str])] = &[
     ("config", &[]),
     ("clock", &[]),
     ("kernel", &["contract"]),
+    ("ingest", &["contract"]),
     ("telemetry", &["contract", "config"]),
-    ("store", &["contract", "config", "telemetry"]),
+    ("store", &["contract", "config", "ingest", "telemetry"]),
     ("broker", &["contract", "config", "telemetry"]),
     // `broker` for `Disposition`, the one way a delivery is settled.
     (
@@ -65,6 +66,7 @@ const ALLOWED: &[(&str, &[&str])] = &[
             "error",
             "watchdog",
             "console",
+            "ingest",
         ],
     ),
     (
@@ -96,6 +98,7 @@ const ALLOWED: &[(&str, &[&str])] = &[
             "contract",
             "demo",
             "error",
+            "ingest",
             "kernel",
             "store",
             "telemetry",
@@ -106,7 +109,7 @@ const ALLOWED: &[(&str, &[&str])] = &[
 
 /// I/O crates the pure modules must not name.
 const IO_CRATES: &[&str] = &["tokio", "lapin", "tokio_postgres", "deadpool", "postgres"];
-const PURE: &[&str] = &["kernel", "contract"];
+const PURE: &[&str] = &["kernel", "contract", "ingest"];
 
 fn src() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("src")

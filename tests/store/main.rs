@@ -7,6 +7,7 @@ mod approvals;
 mod cycle;
 mod errors;
 mod import;
+mod ingest;
 mod isolation;
 mod migrate;
 mod rls;

@@ -107,7 +107,12 @@ async fn two_tenants() -> (TestDb, Uuid, Uuid) {
                                                issue_type, affected_metric, description,
                                                recommended_fix)
              SELECT cycle_id, 'dq', tenant_id, 1, 'stale_data', 'pipeline_total', 'd', 'f'
-             FROM cycles WHERE status = 'completed';",
+             FROM cycles WHERE status = 'completed';
+             INSERT INTO loads (load_id, kind, source, started_at, committed_at)
+             VALUES ('rls', 'metrics', 'test', now(), now());
+             INSERT INTO ingest_rejects (load_id, line, tenant_id, problem, raw)
+             SELECT 'rls', row_number() OVER (ORDER BY tenant_id), tenant_id, 'p', 'r'
+             FROM tenants;",
         )
         .await
         .unwrap();
@@ -144,7 +149,7 @@ async fn every_tenant_table_has_forced_row_level_security() {
     let db = TestDb::new().await;
     let admin = db.client().await;
     let tables = tenant_tables(&admin).await;
-    assert_eq!(tables.len(), 20, "{tables:?}");
+    assert_eq!(tables.len(), 21, "{tables:?}");
     for t in &tables {
         let r = admin
             .query_one(

@@ -5,12 +5,14 @@
 
 mod approval_expiry;
 mod database_probe;
+mod load_follow_up;
 mod outbox_sweep;
 mod overdue_gauge;
 mod watchdog_sweep;
 
 pub use approval_expiry::ApprovalExpiry;
 pub use database_probe::DatabaseProbe;
+pub use load_follow_up::{LoadFollowUp, LoadListener};
 pub use outbox_sweep::OutboxSweep;
 pub use overdue_gauge::OverdueGauge;
 pub use watchdog_sweep::WatchdogSweep;

@@ -1,0 +1,715 @@
+//! Bulk loads (`revenue-os ingest`), the database half: decoded rows stream through binary
+//! COPY into a session-private staging table, the database finds what one row cannot show
+//! (unknown tenants, one key with two different values), and the valid rows merge into the
+//! real table on its natural key, the `loads` row written in the same transaction.
+//!
+//! Row-level security: the transaction names no tenant; it sets `revenue_os.load_id`, and the
+//! `ingest_load` policies (migrations/V9) admit exactly the tenants its own, still
+//! uncommitted, `loads` row lists: the tenants the file names. Committed, that row admits
+//! nothing. The staging table is a temporary table: no other session can read it.
+
+use super::migrate::sync_metric_dictionary;
+use super::{Store, StoreError};
+use crate::contract::Violation;
+use crate::contract::catalog::Catalog;
+use crate::ingest::{Cell, Decoded, Kind, Spec, Ty};
+use chrono::{DateTime, NaiveDate, Utc};
+use serde::Serialize;
+use serde_json::Value;
+use std::pin::pin;
+use std::time::Duration;
+use tokio_postgres::binary_copy::BinaryCopyInWriter;
+use tokio_postgres::types::{ToSql, Type};
+use tokio_postgres::{GenericClient, Row, Transaction};
+use uuid::Uuid;
+
+/// What to load and how.
+#[derive(Debug, Clone, PartialEq)]
+pub struct LoadRequest {
+    pub kind: Kind,
+    /// The file's name (`-` for stdin), recorded with the load.
+    pub source: String,
+    /// The caller's id for the load; default: SHA-256 of the kind and the file's bytes.
+    pub load_id: Option<String>,
+    /// The file is the complete current set for each tenant in it (campaigns, opportunities).
+    pub snapshot: bool,
+    /// Load the valid rows and keep the invalid ones in `ingest_rejects`.
+    pub quarantine: bool,
+}
+
+/// What the decoder hands the loader, in file order.
+#[derive(Debug)]
+pub enum Feed {
+    Rows(Vec<Decoded>),
+    /// The whole file was read; `digest` is the default load id, `tenants` every tenant id
+    /// the file named (the load's scope).
+    Done {
+        digest: String,
+        tenants: Vec<Uuid>,
+    },
+    /// Reading the file failed; nothing is written.
+    Failed(String),
+}
+
+/// A load as recorded in `loads`.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct LoadReport {
+    pub load_id: String,
+    pub kind: String,
+    pub source: String,
+    pub snapshot: bool,
+    pub rows: i64,
+    pub inserted: i64,
+    pub updated: i64,
+    pub unchanged: i64,
+    pub rejected: i64,
+    pub removed: i64,
+    pub tenants: Vec<Uuid>,
+    pub started_at: DateTime<Utc>,
+    pub committed_at: Option<DateTime<Utc>>,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum LoadOutcome {
+    Loaded(LoadReport),
+    /// The load id was loaded before: nothing changed; its record.
+    Replayed(LoadReport),
+    /// Some rows are invalid and the load was not `--quarantine`: nothing was written. The
+    /// first `MAX_VIOLATIONS` problems in file order, and how many there are in all.
+    Invalid {
+        violations: Vec<Violation>,
+        total: i64,
+    },
+    /// The input could not be read to its end; nothing was written.
+    InputFailed(String),
+}
+
+/// Problems listed in an `Invalid` outcome; the rest are counted.
+pub const MAX_VIOLATIONS: i64 = 100;
+
+/// A rejected row of a quarantined load.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct RejectView {
+    pub load_id: String,
+    pub line: i64,
+    pub problem: String,
+    pub raw: String,
+}
+
+/// A load a follow-up service claimed.
+#[derive(Debug, Clone, PartialEq)]
+pub struct LoadFollowUp {
+    pub load_id: String,
+    pub kind: String,
+    pub tenants: Vec<Uuid>,
+    pub committed_at: DateTime<Utc>,
+}
+
+const STAGING: &str = "pg_temp.ingest_staging";
+
+fn q(name: &str) -> String {
+    format!("\"{name}\"")
+}
+
+fn sql_type(ty: Ty) -> Type {
+    match ty.sql() {
+        "float8" => Type::FLOAT8,
+        "date" => Type::DATE,
+        "jsonb" => Type::JSONB,
+        _ => Type::TEXT,
+    }
+}
+
+/// One staging value, typed as its column.
+enum V<'a> {
+    T(Option<&'a str>),
+    F(Option<f64>),
+    D(Option<NaiveDate>),
+    J(Option<&'a Value>),
+}
+
+impl V<'_> {
+    fn null(ty: Ty) -> V<'static> {
+        match ty.sql() {
+            "float8" => V::F(None),
+            "date" => V::D(None),
+            "jsonb" => V::J(None),
+            _ => V::T(None),
+        }
+    }
+
+    fn sql(&self) -> &(dyn ToSql + Sync) {
+        match self {
+            V::T(x) => x,
+            V::F(x) => x,
+            V::D(x) => x,
+            V::J(x) => x,
+        }
+    }
+}
+
+fn value<'a>(ty: Ty, cell: &'a Cell) -> V<'a> {
+    match cell {
+        Cell::Text(s) => V::T(Some(s)),
+        Cell::Float(x) => V::F(Some(*x)),
+        Cell::Date(d) => V::D(Some(*d)),
+        Cell::Json(j) => V::J(Some(j)),
+        Cell::Null => V::null(ty),
+    }
+}
+
+fn staging_ddl(spec: &Spec) -> String {
+    let cols: Vec<String> = spec
+        .columns
+        .iter()
+        .map(|c| format!("{} {}", q(c.name), c.ty.sql()))
+        .collect();
+    format!(
+        "CREATE TEMPORARY TABLE ingest_staging (
+             line bigint NOT NULL, tenant_id uuid, problems jsonb, raw text, {}
+         ) ON COMMIT DROP",
+        cols.join(", ")
+    )
+}
+
+impl Store {
+    /// Loads one file's decoded rows (`feed`) in one transaction. Nothing is written unless
+    /// the whole load commits, with its `loads` row.
+    pub async fn ingest(
+        &self,
+        req: &LoadRequest,
+        catalog: &Catalog,
+        mut feed: tokio::sync::mpsc::Receiver<Feed>,
+    ) -> Result<LoadOutcome, StoreError> {
+        let spec = req.kind.spec();
+        let mut client = self.pool.get().await?;
+        if let Some(id) = &req.load_id
+            && let Some(done) = committed_load(&**client, id).await?
+        {
+            return Ok(LoadOutcome::Replayed(done));
+        }
+        let tx = client.transaction().await?;
+        // A big file's statements outlast the service's per-statement bound; the work memory
+        // is the server's (hash aggregates over the staging table), not this process's.
+        tx.batch_execute(&format!(
+            "SET LOCAL statement_timeout = 0; SET LOCAL work_mem = '256MB'; {}",
+            staging_ddl(spec)
+        ))
+        .await?;
+        let started_at = Utc::now();
+
+        let mut names = vec!["line", "tenant_id", "problems", "raw"];
+        names.extend(spec.columns.iter().map(|c| c.name));
+        let mut types = vec![Type::INT8, Type::UUID, Type::JSONB, Type::TEXT];
+        types.extend(spec.columns.iter().map(|c| sql_type(c.ty)));
+        let quoted: Vec<String> = names.iter().map(|n| q(n)).collect();
+        let sink = tx
+            .copy_in(&format!(
+                "COPY {STAGING} ({}) FROM STDIN BINARY",
+                quoted.join(", ")
+            ))
+            .await?;
+        let mut writer = pin!(BinaryCopyInWriter::new(sink, &types));
+        let mut done = None;
+        while let Some(item) = feed.recv().await {
+            match item {
+                Feed::Rows(rows) => {
+                    for d in &rows {
+                        write_row(writer.as_mut(), spec, d).await?;
+                    }
+                }
+                Feed::Done { digest, tenants } => {
+                    done = Some((digest, tenants));
+                    break;
+                }
+                // Dropping the transaction rolls it back.
+                Feed::Failed(e) => return Ok(LoadOutcome::InputFailed(e)),
+            }
+        }
+        let Some((digest, scope)) = done else {
+            return Ok(LoadOutcome::InputFailed(
+                "the input ended before the decoder finished".into(),
+            ));
+        };
+        let rows = writer.as_mut().finish().await? as i64;
+
+        let load_id = req.load_id.clone().unwrap_or(digest);
+        // The scope: every tenant the file names. A load id committed meanwhile (or by a
+        // concurrent load of the same file, which this waits for) is a replay.
+        let claimed = tx
+            .execute(
+                "INSERT INTO loads (load_id, kind, source, snapshot, rows, started_at, tenants)
+                 VALUES ($1, $2, $3, $4, $5, $6, $7)
+                 ON CONFLICT (load_id) DO NOTHING",
+                &[
+                    &load_id,
+                    &spec.name,
+                    &req.source,
+                    &req.snapshot,
+                    &rows,
+                    &started_at,
+                    &scope,
+                ],
+            )
+            .await?;
+        if claimed == 0 {
+            tx.rollback().await?;
+            let done = committed_load(&**client, &load_id).await?.ok_or_else(|| {
+                StoreError::Corrupt(format!("load {load_id} conflicted but is not recorded"))
+            })?;
+            return Ok(LoadOutcome::Replayed(done));
+        }
+        tx.execute(
+            "SELECT set_config('revenue_os.load_id', $1, true)",
+            &[&load_id],
+        )
+        .await?;
+        if req.kind == Kind::Metrics {
+            sync_metric_dictionary(&tx, catalog).await?;
+        }
+        mark_unknown_tenants(&tx).await?;
+        let repeats = mark_conflicting_duplicates(&tx, spec).await?;
+
+        let rejected: i64 = tx
+            .query_one(
+                &format!("SELECT count(*) FROM {STAGING} WHERE problems IS NOT NULL"),
+                &[],
+            )
+            .await?
+            .try_get(0)?;
+        if rejected > 0 && !req.quarantine {
+            let (violations, total) = violations(&tx).await?;
+            tx.rollback().await?;
+            return Ok(LoadOutcome::Invalid { violations, total });
+        }
+        if rejected > 0 {
+            tx.execute(
+                &format!(
+                    "INSERT INTO ingest_rejects (load_id, line, tenant_id, problem, raw)
+                     SELECT $1, s.line, s.tenant_id,
+                            (SELECT string_agg(p->>'path' || ': ' || (p->>'problem'), '; ')
+                             FROM jsonb_array_elements(s.problems) p),
+                            coalesce(s.raw, '')
+                     FROM {STAGING} s WHERE s.problems IS NOT NULL"
+                ),
+                &[&load_id],
+            )
+            .await?;
+        }
+        let (inserted, updated) = merge(&tx, spec, repeats).await?;
+        let removed = if req.snapshot && spec.snapshot {
+            remove_missing(&tx, spec, &load_id).await?
+        } else {
+            0
+        };
+        let unchanged = (rows - rejected - inserted - updated).max(0);
+        // The tenants loaded: the scope, less those with no valid row.
+        let loaded = if rejected == 0 {
+            "tenants"
+        } else {
+            "coalesce((SELECT array_agg(tenant_id) FROM (SELECT DISTINCT tenant_id
+                        FROM pg_temp.ingest_staging WHERE problems IS NULL) d), '{}')"
+        };
+        let row = tx
+            .query_one(
+                &format!(
+                    "UPDATE loads SET inserted = $2, updated = $3, unchanged = $4, rejected = $5,
+                        removed = $6, tenants = {loaded}, committed_at = clock_timestamp()
+                     WHERE load_id = $1
+                     RETURNING {REPORT_COLUMNS}"
+                ),
+                &[
+                    &load_id, &inserted, &updated, &unchanged, &rejected, &removed,
+                ],
+            )
+            .await?;
+        let report = report(&row)?;
+        tx.commit().await?;
+        Ok(LoadOutcome::Loaded(report))
+    }
+
+    /// The most recent committed loads, newest first; with a tenant, those that loaded rows
+    /// of it.
+    pub async fn loads(
+        &self,
+        tenant: Option<Uuid>,
+        limit: i64,
+    ) -> Result<Vec<LoadReport>, StoreError> {
+        let client = self.pool.get().await?;
+        let rows = client
+            .query(
+                &format!(
+                    "SELECT {REPORT_COLUMNS} FROM loads
+                     WHERE committed_at IS NOT NULL
+                       AND ($1::uuid IS NULL OR tenants @> ARRAY[$1::uuid])
+                     ORDER BY committed_at DESC, load_id LIMIT $2"
+                ),
+                &[&tenant, &limit.max(0)],
+            )
+            .await?;
+        rows.iter().map(report).collect()
+    }
+
+    /// The console's tenant page: the tenant's last loads, and the rows of its that
+    /// quarantined loads refused (newest loads first).
+    pub async fn tenant_loads(
+        &self,
+        tenant: Uuid,
+        limit: i64,
+    ) -> Result<(Vec<LoadReport>, Vec<RejectView>), StoreError> {
+        let loads = self.loads(Some(tenant), limit).await?;
+        let mut client = self.pool.get().await?;
+        let tx = super::tenant::tenant_tx(&mut client, tenant).await?;
+        let rows = tx
+            .query(
+                "SELECT r.load_id, r.line, r.problem, r.raw FROM ingest_rejects r
+                 JOIN loads l USING (load_id)
+                 WHERE r.tenant_id = $1
+                 ORDER BY l.committed_at DESC, r.load_id, r.line LIMIT $2",
+                &[&tenant, &limit.max(0)],
+            )
+            .await?;
+        tx.commit().await?;
+        let rejects = rows
+            .iter()
+            .map(|r| {
+                Ok(RejectView {
+                    load_id: r.try_get(0)?,
+                    line: r.try_get(1)?,
+                    problem: r.try_get(2)?,
+                    raw: r.try_get(3)?,
+                })
+            })
+            .collect::<Result<_, StoreError>>()?;
+        Ok((loads, rejects))
+    }
+
+    /// Claims up to `limit` committed loads nobody has followed up yet (oldest first), for
+    /// `lease`: a follow-up that dies leaves them to the next claim. Concurrent claimers skip
+    /// each other's rows. Mark each done with `load_followed_up`.
+    pub async fn claim_load_follow_ups(
+        &self,
+        limit: i64,
+        lease: Duration,
+    ) -> Result<Vec<LoadFollowUp>, StoreError> {
+        let client = self.pool.get().await?;
+        let secs = lease.as_secs_f64();
+        let rows = client
+            .query(
+                "UPDATE loads l SET follow_up_claimed_until = now() + make_interval(secs => $2)
+                 FROM (SELECT load_id FROM loads
+                       WHERE followed_up_at IS NULL AND committed_at IS NOT NULL
+                         AND (follow_up_claimed_until IS NULL OR follow_up_claimed_until <= now())
+                       ORDER BY committed_at, load_id LIMIT $1
+                       FOR UPDATE SKIP LOCKED) c
+                 WHERE l.load_id = c.load_id
+                 RETURNING l.load_id, l.kind, l.tenants, l.committed_at",
+                &[&limit.max(0), &secs],
+            )
+            .await?;
+        let mut out = rows
+            .iter()
+            .map(|r| {
+                Ok(LoadFollowUp {
+                    load_id: r.try_get(0)?,
+                    kind: r.try_get(1)?,
+                    tenants: r.try_get(2)?,
+                    committed_at: r.try_get(3)?,
+                })
+            })
+            .collect::<Result<Vec<_>, StoreError>>()?;
+        out.sort_by(|a, b| (a.committed_at, &a.load_id).cmp(&(b.committed_at, &b.load_id)));
+        Ok(out)
+    }
+
+    /// Records that a load's follow-up is done; false if it already was.
+    pub async fn load_followed_up(&self, load_id: &str) -> Result<bool, StoreError> {
+        let client = self.pool.get().await?;
+        let n = client
+            .execute(
+                "UPDATE loads SET followed_up_at = now(), follow_up_claimed_until = NULL
+                 WHERE load_id = $1 AND followed_up_at IS NULL",
+                &[&load_id],
+            )
+            .await?;
+        Ok(n == 1)
+    }
+
+    /// Tenants with an action the watchdog may be due to evaluate (a superset).
+    pub async fn watch_due_tenants(&self) -> Result<Vec<Uuid>, StoreError> {
+        let client = self.pool.get().await?;
+        let rows = client
+            .query("SELECT revenue_os.watch_due_tenants()", &[])
+            .await?;
+        rows.iter().map(|r| Ok(r.try_get(0)?)).collect()
+    }
+}
+
+const REPORT_COLUMNS: &str = "load_id, kind, source, snapshot, rows, inserted, updated, \
+     unchanged, rejected, removed, tenants, started_at, committed_at";
+
+fn report(r: &Row) -> Result<LoadReport, StoreError> {
+    Ok(LoadReport {
+        load_id: r.try_get(0)?,
+        kind: r.try_get(1)?,
+        source: r.try_get(2)?,
+        snapshot: r.try_get(3)?,
+        rows: r.try_get(4)?,
+        inserted: r.try_get(5)?,
+        updated: r.try_get(6)?,
+        unchanged: r.try_get(7)?,
+        rejected: r.try_get(8)?,
+        removed: r.try_get(9)?,
+        tenants: r.try_get(10)?,
+        started_at: r.try_get(11)?,
+        committed_at: r.try_get(12)?,
+    })
+}
+
+async fn committed_load(
+    client: &impl GenericClient,
+    load_id: &str,
+) -> Result<Option<LoadReport>, StoreError> {
+    let row = client
+        .query_opt(
+            &format!(
+                "SELECT {REPORT_COLUMNS} FROM loads
+                 WHERE load_id = $1 AND committed_at IS NOT NULL"
+            ),
+            &[&load_id],
+        )
+        .await?;
+    row.as_ref().map(report).transpose()
+}
+
+async fn write_row(
+    writer: std::pin::Pin<&mut BinaryCopyInWriter>,
+    spec: &Spec,
+    d: &Decoded,
+) -> Result<(), StoreError> {
+    let mut values: Vec<V<'_>> = Vec::with_capacity(spec.columns.len());
+    let (line, tenant, problems, raw) = match d {
+        Decoded::Row(r) => {
+            for (c, cell) in spec.columns.iter().zip(&r.cells) {
+                values.push(value(c.ty, cell));
+            }
+            (r.line as i64, Some(r.tenant), None, None)
+        }
+        Decoded::Reject(j) => {
+            values.extend(spec.columns.iter().map(|c| V::null(c.ty)));
+            let problems = serde_json::to_value(&j.problems).unwrap_or(Value::Null);
+            (
+                j.line as i64,
+                j.tenant,
+                Some(problems),
+                Some(j.raw.as_str()),
+            )
+        }
+    };
+    let mut row: Vec<&(dyn ToSql + Sync)> = Vec::with_capacity(4 + values.len());
+    row.push(&line);
+    row.push(&tenant);
+    row.push(&problems);
+    row.push(&raw);
+    row.extend(values.iter().map(V::sql));
+    writer.write(&row).await?;
+    Ok(())
+}
+
+/// Rows naming a tenant that does not exist. The scope admits every tenant the file names,
+/// so the lookup sees each one that exists.
+async fn mark_unknown_tenants(tx: &Transaction<'_>) -> Result<(), StoreError> {
+    tx.execute(
+        &format!(
+            "UPDATE {STAGING} s SET problems = jsonb_build_array(jsonb_build_object(
+                 'path', 'line ' || s.line || ': tenant_id',
+                 'problem', 'tenant ' || s.tenant_id || ' does not exist'))
+             WHERE s.problems IS NULL
+               AND NOT EXISTS (SELECT 1 FROM tenants t WHERE t.tenant_id = s.tenant_id)"
+        ),
+        &[],
+    )
+    .await?;
+    Ok(())
+}
+
+/// Rows whose key another row of the file has with different values: both are refused
+/// (which one is right cannot be told). Identical repeats are one row; whether the file has
+/// any is returned (the merge then folds them).
+async fn mark_conflicting_duplicates(
+    tx: &Transaction<'_>,
+    spec: &Spec,
+) -> Result<bool, StoreError> {
+    let key: Vec<String> = std::iter::once("tenant_id")
+        .chain(spec.key.iter().copied())
+        .map(q)
+        .collect();
+    let rest: Vec<String> = spec
+        .columns
+        .iter()
+        .map(|c| c.name)
+        .filter(|n| !spec.key.contains(n))
+        .map(|n| format!("s.{}", q(n)))
+        .collect();
+    let on = |a: &str, b: &str| {
+        key.iter()
+            .map(|k| format!("{a}.{k} = {b}.{k}"))
+            .collect::<Vec<_>>()
+            .join(" AND ")
+    };
+    let s_key: Vec<String> = key.iter().map(|k| format!("s.{k}")).collect();
+    let names: Vec<&str> = std::iter::once("tenant_id")
+        .chain(spec.key.iter().copied())
+        .collect();
+    // One pass finds the repeated keys (few, usually none); only their rows are compared.
+    let row = tx
+        .query_one(
+            &format!(
+                "WITH d AS (
+                     SELECT {key} FROM {STAGING} WHERE problems IS NULL
+                     GROUP BY {key} HAVING count(*) > 1),
+                 g AS (
+                     SELECT {s_key}, array_agg(s.line ORDER BY s.line) AS lines
+                     FROM {STAGING} s JOIN d ON {on_sd}
+                     WHERE s.problems IS NULL GROUP BY {s_key}
+                     HAVING count(DISTINCT ROW({rest})) > 1),
+                 u AS (
+                     UPDATE {STAGING} s SET problems = jsonb_build_array(jsonb_build_object(
+                         'path', 'line ' || s.line,
+                         'problem', 'the key ({names}) appears with different values on lines '
+                                    || array_to_string(g.lines[1:10], ', ')
+                                    || CASE WHEN cardinality(g.lines) > 10 THEN ', …' ELSE '' END))
+                     FROM g WHERE s.problems IS NULL AND {on_sg}
+                     RETURNING 1)
+                 SELECT (SELECT count(*) FROM d), (SELECT count(*) FROM g),
+                        (SELECT count(*) FROM u)",
+                key = key.join(", "),
+                s_key = s_key.join(", "),
+                on_sd = on("s", "d"),
+                on_sg = on("s", "g"),
+                names = names.join(", "),
+                rest = rest.join(", "),
+            ),
+            &[],
+        )
+        .await?;
+    let (repeated, conflicting): (i64, i64) = (row.try_get(0)?, row.try_get(1)?);
+    Ok(repeated > conflicting)
+}
+
+/// The first problems in file order and how many there are.
+async fn violations(tx: &Transaction<'_>) -> Result<(Vec<Violation>, i64), StoreError> {
+    let total: i64 = tx
+        .query_one(
+            &format!(
+                "SELECT coalesce(sum(jsonb_array_length(problems)), 0)::bigint FROM {STAGING}
+                 WHERE problems IS NOT NULL"
+            ),
+            &[],
+        )
+        .await?
+        .try_get(0)?;
+    let rows = tx
+        .query(
+            &format!(
+                "SELECT p.v->>'path', p.v->>'problem'
+                 FROM (SELECT line, problems FROM {STAGING} WHERE problems IS NOT NULL
+                       ORDER BY line LIMIT $1) s,
+                      jsonb_array_elements(s.problems) WITH ORDINALITY AS p(v, n)
+                 ORDER BY s.line, p.n LIMIT $1"
+            ),
+            &[&MAX_VIOLATIONS],
+        )
+        .await?;
+    let list = rows
+        .iter()
+        .map(|r| {
+            Ok(Violation::new(
+                r.try_get::<_, String>(0)?,
+                r.try_get::<_, String>(1)?,
+            ))
+        })
+        .collect::<Result<_, StoreError>>()?;
+    Ok((list, total))
+}
+
+/// `INSERT … ON CONFLICT … DO UPDATE … WHERE … IS DISTINCT FROM …` from the staging table:
+/// (inserted, updated). A row removed by an earlier snapshot and back in the file returns.
+async fn merge(tx: &Transaction<'_>, spec: &Spec, repeats: bool) -> Result<(i64, i64), StoreError> {
+    let cols: Vec<String> = spec.columns.iter().map(|c| q(c.name)).collect();
+    let key: Vec<String> = std::iter::once("tenant_id")
+        .chain(spec.key.iter().copied())
+        .map(q)
+        .collect();
+    let rest: Vec<&str> = spec
+        .columns
+        .iter()
+        .map(|c| c.name)
+        .filter(|n| !spec.key.contains(n))
+        .collect();
+    let mut set: Vec<String> = rest
+        .iter()
+        .map(|n| format!("{0} = EXCLUDED.{0}", q(n)))
+        .collect();
+    set.push(format!("{} = now()", q(spec.stamp)));
+    let mut old: Vec<String> = rest.iter().map(|n| format!("t.{}", q(n))).collect();
+    let mut new: Vec<String> = rest.iter().map(|n| format!("EXCLUDED.{}", q(n))).collect();
+    if spec.snapshot {
+        set.push("removed_by_load = NULL".into());
+        old.push("t.removed_by_load".into());
+        new.push("NULL::text".into());
+    }
+    let row = tx
+        .query_one(
+            &format!(
+                "WITH m AS (
+                     INSERT INTO {table} AS t (tenant_id, {cols})
+                     SELECT {distinct} tenant_id, {cols} FROM {STAGING} WHERE problems IS NULL
+                     ON CONFLICT ({key}) DO UPDATE SET {set}
+                     WHERE ROW({old}) IS DISTINCT FROM ROW({new})
+                     RETURNING (t.xmax = 0) AS inserted)
+                 SELECT count(*) FILTER (WHERE inserted), count(*) FILTER (WHERE NOT inserted)
+                 FROM m",
+                table = spec.table,
+                // Identical repeats in one statement would hit the same row twice.
+                distinct = if repeats { "DISTINCT" } else { "" },
+                cols = cols.join(", "),
+                key = key.join(", "),
+                set = set.join(", "),
+                old = old.join(", "),
+                new = new.join(", "),
+            ),
+            &[],
+        )
+        .await?;
+    Ok((row.try_get(0)?, row.try_get(1)?))
+}
+
+/// `--snapshot`: rows of the file's tenants that the file no longer lists are marked removed
+/// by this load. A tenant with a refused row keeps its rows: its snapshot is incomplete.
+async fn remove_missing(
+    tx: &Transaction<'_>,
+    spec: &Spec,
+    load_id: &str,
+) -> Result<i64, StoreError> {
+    let n = tx
+        .execute(
+            &format!(
+                "WITH complete AS (
+                     SELECT tenant_id FROM {STAGING} WHERE problems IS NULL
+                     EXCEPT
+                     SELECT tenant_id FROM {STAGING}
+                     WHERE problems IS NOT NULL AND tenant_id IS NOT NULL)
+                 UPDATE {table} t SET removed_by_load = $1, updated_at = now()
+                 WHERE t.tenant_id IN (SELECT tenant_id FROM complete)
+                   AND t.removed_by_load IS NULL
+                   AND NOT EXISTS (SELECT 1 FROM {STAGING} s
+                                   WHERE s.problems IS NULL AND s.tenant_id = t.tenant_id
+                                     AND s.id = t.id)",
+                table = spec.table,
+            ),
+            &[&load_id],
+        )
+        .await?;
+    Ok(n as i64)
+}
