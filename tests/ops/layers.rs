@@ -11,6 +11,8 @@ const ALLOWED: &[(&str, &[&str])] = &[
     ("config", &[]),
     ("clock", &[]),
     ("kernel", &["contract"]),
+    // Deviation detection is pure like the kernel: series in, assessments out.
+    ("deviation", &["contract"]),
     ("telemetry", &["contract", "config"]),
     ("store", &["contract", "config", "telemetry"]),
     ("broker", &["contract", "config", "telemetry"]),
@@ -81,7 +83,7 @@ const ALLOWED: &[(&str, &[&str])] = &[
 
 /// I/O crates the pure modules must not name.
 const IO_CRATES: &[&str] = &["tokio", "lapin", "tokio_postgres", "deadpool", "postgres"];
-const PURE: &[&str] = &["kernel", "contract"];
+const PURE: &[&str] = &["kernel", "contract", "deviation"];
 
 fn src() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("src")
