@@ -191,6 +191,25 @@ enum Command {
         #[arg(long)]
         create_role: bool,
     },
+    /// Detected metric deviations (docs/deviations.md), newest day first; `--detect` first
+    /// runs detection as of each tenant's newest metric day, `--disable`/`--enable` opt a
+    /// tenant out or back in.
+    Deviations {
+        #[arg(long)]
+        tenant: Option<uuid::Uuid>,
+        /// Only days from this one on (YYYY-MM-DD).
+        #[arg(long, value_parser = date)]
+        since: Option<chrono::NaiveDate>,
+        /// Print the detections as JSON (every number that decided each).
+        #[arg(long)]
+        json: bool,
+        #[arg(long)]
+        detect: bool,
+        #[arg(long, requires = "tenant", conflicts_with = "enable")]
+        disable: bool,
+        #[arg(long, requires = "tenant")]
+        enable: bool,
+    },
     /// Run the watchdog now: evaluate every due action (abort conditions, outcomes), as of
     /// each tenant's newest metric day. Reverts go to the outbox for a worker to publish.
     Watch {
@@ -385,6 +404,75 @@ fn run(cli: Cli) -> Result<Output, Error> {
             }
             sql.push_str(&revenue_os::store::worker_grants_sql(&role)?);
             Ok(Output::Line(sql.trim_end().to_owned()))
+        }
+        Command::Deviations {
+            tenant,
+            since,
+            json: as_json,
+            detect,
+            disable,
+            enable,
+        } => {
+            let (settings, catalog) = load()?;
+            runtime(async move {
+                let store = app::store(&settings, false).await?;
+                if let (Some(t), true) = (tenant, disable || enable) {
+                    store.set_deviation_enabled(t, enable).await?;
+                }
+                if detect {
+                    let topology = revenue_os::broker::Topology::new(
+                        &settings.amqp.prefix,
+                        &catalog,
+                        settings.amqp.delivery_limit,
+                    );
+                    let tenants = match tenant {
+                        Some(t) => vec![t],
+                        None => store.tenant_ids().await?,
+                    };
+                    let pass = revenue_os::worker::deviation::detect_for(
+                        &store,
+                        &catalog,
+                        &settings.deviation,
+                        &topology,
+                        &tenants,
+                        Utc::now(),
+                    )
+                    .await?;
+                    eprintln!(
+                        "detected: {} tenants, {} series assessed, {} deviations recorded, {} triggers queued",
+                        pass.tenants, pass.assessed, pass.recorded, pass.triggers
+                    );
+                }
+                let found = store.deviations(tenant, since).await?;
+                if as_json {
+                    return json(&found);
+                }
+                let lines: Vec<String> = found
+                    .iter()
+                    .map(|d| {
+                        let r = &d.row;
+                        format!(
+                            "{} {} {} {}: observed {} expected {} band [{}, {}] k {} {} over {} days{}",
+                            r.day,
+                            d.tenant_id,
+                            r.metric_id,
+                            if r.harmful { "HARMFUL" } else { "helpful" },
+                            r.observed,
+                            r.expected,
+                            r.band_lower,
+                            r.band_upper,
+                            r.k,
+                            r.method,
+                            r.days_used,
+                            d.trigger_message_id
+                                .as_deref()
+                                .map(|m| format!(", trigger {m}"))
+                                .unwrap_or_default()
+                        )
+                    })
+                    .collect();
+                Ok(Output::Line(lines.join("\n")))
+            })
         }
         Command::Watch { tenant, explain } => {
             let (settings, catalog) = load()?;

@@ -14,6 +14,7 @@ mod approvals;
 mod assemble;
 mod cycle;
 mod database;
+mod deviations;
 mod error;
 mod import;
 mod migrate;
@@ -32,6 +33,7 @@ pub use approvals::{
 };
 pub use assemble::{ACTION_RESULTS_LOOKBACK_DAYS, Assembled};
 pub use database::url_with_database;
+pub use deviations::{DailySeries, DeviationRow, StoredDeviation};
 pub use error::StoreError;
 pub use reports::{
     ActionFacts, AppliedChange, Judgement, ReportOutcome, ReportPolicy, ReportResult, StoredReport,
@@ -79,7 +81,8 @@ pub struct OutboxMessage {
 #[derive(Debug, Clone, PartialEq)]
 pub struct OutboxRow {
     pub id: i64,
-    pub cycle_id: Uuid,
+    /// None for a message of no cycle (a deviation's trigger).
+    pub cycle_id: Option<Uuid>,
     pub tenant_id: Uuid,
     pub attempts: i32,
     pub message: OutboxMessage,

@@ -42,6 +42,8 @@ const WORKER_TABLES: &[(&str, &str)] = &[
     ("watchdog_evaluations", "SELECT, INSERT"),
     ("approval_policy", "SELECT, INSERT, UPDATE"),
     ("approval_decisions", "SELECT, INSERT"),
+    // Detections are re-recorded when a day's load runs again.
+    ("deviations", "SELECT, INSERT, UPDATE"),
     // migrate_on_start reads it to find the schema up to date (and then runs no DDL).
     ("refinery_schema_history", "SELECT"),
 ];

@@ -1,6 +1,7 @@
 //! One unit of work (`unit`: decode → cycle in the store → ack → relay), kept apart from the
 //! loop that drives it (`run`), the outbox relay (`relay`) and the message plan (`plan`).
 
+pub mod deviation;
 pub mod health;
 pub mod ops;
 pub mod plan;

@@ -26,6 +26,7 @@ const ALLOWED: &[(&str, &[&str])] = &[
         "worker",
         &[
             "approvals",
+            "deviation",
             "clock",
             "contract",
             "config",

@@ -144,7 +144,7 @@ async fn every_tenant_table_has_forced_row_level_security() {
     let db = TestDb::new().await;
     let admin = db.client().await;
     let tables = tenant_tables(&admin).await;
-    assert_eq!(tables.len(), 20, "{tables:?}");
+    assert_eq!(tables.len(), 21, "{tables:?}");
     for t in &tables {
         let r = admin
             .query_one(
