@@ -186,7 +186,6 @@ impl Store {
                 .map(|r| r.try_get(0))
                 .collect::<Result<_, _>>()?,
         };
-        let since = since.unwrap_or(NaiveDate::MIN);
         let mut out = Vec::new();
         for t in tenants {
             set_tenant(&tx, t).await?;
@@ -195,7 +194,7 @@ impl Store {
                     "SELECT metric_id, day, observed, expected, band_lower, band_upper, k,
                             method, days_used, log_scale, severity, harmful,
                             trigger_message_id, detected_at
-                     FROM deviations WHERE tenant_id = $1 AND day >= $2
+                     FROM deviations WHERE tenant_id = $1 AND ($2::date IS NULL OR day >= $2)
                      ORDER BY day DESC, severity DESC, metric_id",
                     &[&t, &since],
                 )
