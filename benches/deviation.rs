@@ -9,6 +9,7 @@ use std::hint::black_box;
 use std::time::Duration;
 
 #[path = "../tests/deviation/synth.rs"]
+#[allow(dead_code)]
 mod synth;
 use synth::{Rng, Tenant, tenant};
 

@@ -1,5 +1,5 @@
-//! Deviation detection on the real services: tenants of 60 synthetic days (the calibration's
-//! generator), some with a 40% drop in pipeline_total on the newest day. One detection pass
+//! Deviation detection on the real services: 200 tenants of 60 synthetic days (the calibration's
+//! generator), 20 with a 40% drop in pipeline_total on the newest day. One detection pass
 //! queues one metric_deviation trigger for each of those (and at most a handful for the
 //! others); a second pass of the same day queues nothing; the worker runs each trigger as a
 //! deviation cycle whose diagnosis names the metric and the deviation's size; `revenue-os
@@ -17,8 +17,8 @@ use uuid::Uuid;
 #[allow(dead_code)]
 mod synth;
 
-const TENANTS: usize = 40;
-const DROPPED: usize = 6;
+const TENANTS: usize = 200;
+const DROPPED: usize = 20;
 /// pipeline_total in the generator's profiles.
 const PIPELINE: usize = 1;
 
