@@ -97,7 +97,7 @@ async fn a_harmful_drop_raises_one_deviation_cycle_naming_the_metric() {
         TENANTS - DROPPED
     );
     assert!(
-        others <= 2,
+        others <= 5,
         "{others} triggers for clean tenants: {queued:?}"
     );
     assert_eq!(pass.triggers, queued.len());
