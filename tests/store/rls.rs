@@ -71,8 +71,8 @@ async fn two_tenants() -> (TestDb, Uuid, Uuid) {
             }
         ));
     }
-    // The tables only executors' reports, the watchdog, people and data-quality cycles
-    // write: one row per tenant, on its own cycle's first action.
+    // The tables only executors' reports, the watchdog, people, data-quality cycles and
+    // deviation detection write: one row per tenant, on its own cycle's first action.
     db.client()
         .await
         .batch_execute(
@@ -107,7 +107,13 @@ async fn two_tenants() -> (TestDb, Uuid, Uuid) {
                                                issue_type, affected_metric, description,
                                                recommended_fix)
              SELECT cycle_id, 'dq', tenant_id, 1, 'stale_data', 'pipeline_total', 'd', 'f'
-             FROM cycles WHERE status = 'completed';",
+             FROM cycles WHERE status = 'completed';
+             INSERT INTO deviations (tenant_id, metric_id, day, observed, expected, band_lower,
+                                     band_upper, k, method, days_used, log_scale, severity,
+                                     harmful)
+             SELECT tenant_id, 'leads_created', current_date, 1, 2, 1.5, 2.5, 3.5, 'mstl_ets',
+                    30, true, 2, true
+             FROM tenants;",
         )
         .await
         .unwrap();
