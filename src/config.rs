@@ -15,6 +15,8 @@ pub struct Settings {
     pub kernel: KernelSettings,
     pub worker: WorkerSettings,
     pub watchdog: WatchdogSettings,
+    #[serde(default)]
+    pub deviation: DeviationSettings,
     pub approval: ApprovalSettings,
     pub http: HttpSettings,
     pub console: ConsoleSettings,
@@ -109,6 +111,25 @@ pub struct ApprovalSettings {
 pub struct WatchdogSettings {
     /// Seconds between the worker's watchdog sweeps; 0 turns the in-worker sweep off.
     pub interval_secs: u64,
+}
+
+/// Deviation detection after each load (docs/deviations.md).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct DeviationSettings {
+    /// Off: nothing is detected, recorded or triggered (tenants may also opt out one by one).
+    pub enabled: bool,
+    /// Band half-width in robust standard deviations of the one-step forecast error.
+    pub k: f64,
+}
+
+impl Default for DeviationSettings {
+    fn default() -> Self {
+        Self {
+            enabled: true,
+            k: 3.5,
+        }
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

@@ -28,6 +28,7 @@ pub mod config;
 pub mod console;
 pub mod contract;
 pub mod demo;
+pub mod deviation;
 pub mod error;
 pub mod ingest;
 pub mod kernel;

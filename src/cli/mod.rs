@@ -10,6 +10,7 @@ mod bench;
 mod config;
 mod console;
 mod demo;
+mod deviations;
 mod dlq;
 mod grants;
 mod import;
@@ -93,6 +94,10 @@ pub enum Command {
     Import(import::Args),
     /// Print the KernelInput a cycle would hand the kernel for one tenant.
     Assemble(assemble::Args),
+    /// Detected metric deviations (docs/deviations.md), newest day first; `--detect` first
+    /// runs detection as of each tenant's newest metric day, `--disable`/`--enable` opt a
+    /// tenant out or back in.
+    Deviations(deviations::Args),
     /// Bulk, idempotent load of one CSV or NDJSON file of many tenants' rows (docs/ingest.md).
     /// Exit 2 with an INVALID_INPUT document when a row is invalid (nothing is written)
     /// unless --quarantine.
@@ -136,6 +141,7 @@ fn dispatch(command: Command) -> Result<Output, Error> {
         Command::Tenant(a) => tenant::run(a),
         Command::Import(a) => import::run(a),
         Command::Assemble(a) => assemble::run(a),
+        Command::Deviations(a) => deviations::run(a),
         Command::Ingest(a) => ingest::run(a),
         Command::Loads(a) => loads::run(a),
         Command::IngestBench(a) => ingest_bench::run(a),

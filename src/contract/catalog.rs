@@ -77,6 +77,20 @@ pub struct MetricDef {
     pub meaning: String,
     #[serde(default)]
     pub dimension: Option<String>,
+    /// The smallest change worth a deviation; absent here, the unit's default from
+    /// `[min_change]` is filled in when the catalog loads.
+    #[serde(default)]
+    pub min_change: Option<MinChange>,
+}
+
+/// A change smaller than this is not practical news, however unusual.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case", deny_unknown_fields)]
+pub enum MinChange {
+    /// A share of the expected value (0.10 = 10%).
+    Relative(f64),
+    /// In the metric's own unit (0.05 = 5 points of a fraction).
+    Absolute(f64),
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -118,6 +132,9 @@ struct MetricsFile {
     required_metrics: Vec<String>,
     metric: Vec<MetricDef>,
     target: Vec<TargetDef>,
+    /// Default minimum practical change by unit (`count`, `fraction`, ...).
+    #[serde(default)]
+    min_change: BTreeMap<String, MinChange>,
 }
 
 /// What an executor validates for one `proposed_change.field`.
@@ -323,7 +340,10 @@ impl Catalog {
             source,
         })?;
         let mut by_id = BTreeMap::new();
-        for def in m.metric {
+        for mut def in m.metric {
+            if def.min_change.is_none() {
+                def.min_change = m.min_change.get(def.unit.as_str()).copied();
+            }
             if by_id.insert(def.id.clone(), def).is_some() {
                 return Err(CatalogError::Inconsistent("duplicate metric id".into()));
             }

@@ -7,6 +7,7 @@
 //! `validate_output` + `guard::check`.
 
 pub mod data;
+mod deviation_note;
 pub mod diagnose;
 pub mod experiment;
 pub mod explain;
@@ -178,7 +179,8 @@ pub fn decide_with(
     let input = checked.input();
     let mut ix = data::Index::build(checked, levers, params);
     let findings = health::findings(&ix, catalog);
-    let diag = diagnose::diagnose(&ix, catalog, &findings);
+    let mut diag = diagnose::diagnose(&ix, catalog, &findings);
+    deviation_note::annotate(&mut diag, checked, catalog);
     // On track: low-risk steps only, whatever the tenant's tolerance.
     if diag.healthy {
         ix.risk = data::Risk::of(RiskTolerance::Low);

@@ -16,6 +16,7 @@ mod audit;
 mod bench;
 mod cycle;
 mod database;
+mod deviations;
 mod error;
 mod glance;
 mod import;
@@ -43,6 +44,7 @@ pub use database::{target_address, url_with_database};
 pub const START_COMMAND: &str =
     "pg_ctlcluster --skip-systemctl-redirect $(ls /etc/postgresql) main start";
 pub use audit::AuditRow;
+pub use deviations::{DailySeries, DeviationRow, StoredDeviation};
 pub use error::StoreError;
 pub use glance::{CampaignSpend, GlanceFacts};
 pub use ingest::{
@@ -98,7 +100,8 @@ pub struct OutboxMessage {
 #[derive(Debug, Clone, PartialEq)]
 pub struct OutboxRow {
     pub id: i64,
-    pub cycle_id: Uuid,
+    /// None for a message of no cycle (a deviation's trigger).
+    pub cycle_id: Option<Uuid>,
     pub tenant_id: Uuid,
     pub attempts: i32,
     pub message: OutboxMessage,

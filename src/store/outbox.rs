@@ -74,13 +74,23 @@ pub(super) async fn insert_once(
     .await
 }
 
+/// `insert_once` for a message of no cycle (a deviation's trigger).
+pub(super) async fn insert_once_uncycled(
+    tx: &tokio_postgres::Transaction<'_>,
+    tenant: Uuid,
+    m: &OutboxMessage,
+) -> Result<Option<OutboxRow>, StoreError> {
+    insert_row(tx, tenant, None, m, "ON CONFLICT (message_id) DO NOTHING").await
+}
+
 async fn insert_row(
     tx: &tokio_postgres::Transaction<'_>,
     tenant: Uuid,
-    cycle_id: Uuid,
+    cycle_id: impl Into<Option<Uuid>>,
     m: &OutboxMessage,
     on_conflict: &str,
 ) -> Result<Option<OutboxRow>, StoreError> {
+    let cycle_id: Option<Uuid> = cycle_id.into();
     let row = tx
         .query_opt(
             &format!(

@@ -47,6 +47,8 @@ const WORKER_TABLES: &[(&str, &str)] = &[
     // ingest records each load and a follow-up service claims it; rejects of --quarantine.
     ("loads", "SELECT, INSERT, UPDATE"),
     ("ingest_rejects", "SELECT, INSERT"),
+    // Detections are re-recorded when a day's load runs again.
+    ("deviations", "SELECT, INSERT, UPDATE"),
     // migrate_on_start reads it to find the schema up to date (and then runs no DDL).
     ("refinery_schema_history", "SELECT"),
 ];

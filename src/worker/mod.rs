@@ -4,6 +4,7 @@
 //! (`periodic`), the message plan (`plan`) and what the worker knows of itself (`health`).
 
 pub mod deliveries;
+pub mod deviation;
 pub mod health;
 pub mod ops;
 pub mod periodic;

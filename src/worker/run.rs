@@ -5,7 +5,7 @@
 
 use super::deliveries::{self, Hooks, Shared, SubjectOrder};
 use super::health::WorkerStatus;
-use super::periodic::{self, Supervisor};
+use super::periodic;
 use super::relay::Relay;
 use super::session::{self, BrokerProbe, Pause, Session};
 use super::unit::Context;
@@ -85,62 +85,11 @@ impl Worker {
         self.ctx.planner.topology()
     }
 
-    /// The periodic services this worker runs, from its settings.
-    fn periodic(&self) -> Supervisor {
-        let (ctx, s) = (&self.ctx, &self.ctx.settings);
-        let deadline = s.database.call_timeout();
-        let mut sup = Supervisor::new(self.status.clone())
-            .with(Arc::new(periodic::OutboxSweep::new(
-                self.relay.clone(),
-                Duration::from_secs(s.worker.outbox_sweep_secs.max(1)),
-            )))
-            .with(Arc::new(periodic::DatabaseProbe::new(
-                ctx.store.clone(),
-                self.status.clone(),
-            )))
-            .with(Arc::new(periodic::ApprovalExpiry {
-                store: ctx.store.clone(),
-                clock: ctx.clock.clone(),
-                ttl_hours: s.approval.ttl_hours,
-                every: Duration::from_secs(s.approval.sweep_secs.max(1)),
-                deadline,
-            }))
-            .with(Arc::new(periodic::OverdueGauge {
-                store: ctx.store.clone(),
-                every: Duration::from_secs(30),
-                deadline,
-            }));
-        if s.watchdog.interval_secs > 0 {
-            sup = sup.with(Arc::new(periodic::WatchdogSweep {
-                store: ctx.store.clone(),
-                watchdog: crate::watchdog::Watchdog {
-                    topology: self.topology().clone(),
-                    clock: ctx.clock.clone(),
-                },
-                relay: self.relay.clone(),
-                every: Duration::from_secs(s.watchdog.interval_secs),
-                deadline,
-            }));
-            sup = sup.with(Arc::new(periodic::LoadFollowUp {
-                store: ctx.store.clone(),
-                watchdog: crate::watchdog::Watchdog {
-                    topology: self.topology().clone(),
-                    clock: ctx.clock.clone(),
-                },
-                relay: self.relay.clone(),
-                listeners: Vec::new(),
-                every: Duration::from_secs(s.watchdog.interval_secs),
-                deadline,
-            }));
-        }
-        sup
-    }
-
     /// Runs until `shutdown` is cancelled, then drains and returns. Broker and database
     /// outages are waited out; only a permanent broker error (`!is_retryable`: bad URL,
     /// refused access, a declare clashing with existing queues) is returned.
     pub async fn run(self, shutdown: CancellationToken) -> Result<(), Failure> {
-        let services = self.periodic().start();
+        let services = periodic::for_worker(&self.ctx, &self.relay, &self.status).start();
         let mut tasks: JoinSet<()> = JoinSet::new();
         let mut backoff = session::reconnect_policy().build();
         let (mut session, mut fatal, mut attempt) = (None, None, 0u32);

@@ -71,8 +71,8 @@ async fn two_tenants() -> (TestDb, Uuid, Uuid) {
             }
         ));
     }
-    // The tables only executors' reports, the watchdog, people and data-quality cycles
-    // write: one row per tenant, on its own cycle's first action.
+    // The tables only executors' reports, the watchdog, people, data-quality cycles and
+    // deviation detection write: one row per tenant, on its own cycle's first action.
     db.client()
         .await
         .batch_execute(
@@ -112,6 +112,12 @@ async fn two_tenants() -> (TestDb, Uuid, Uuid) {
              VALUES ('rls', 'metrics', 'test', now(), now());
              INSERT INTO ingest_rejects (load_id, line, tenant_id, problem, raw)
              SELECT 'rls', row_number() OVER (ORDER BY tenant_id), tenant_id, 'p', 'r'
+             FROM tenants;
+             INSERT INTO deviations (tenant_id, metric_id, day, observed, expected, band_lower,
+                                     band_upper, k, method, days_used, log_scale, severity,
+                                     harmful)
+             SELECT tenant_id, 'leads_created', current_date, 1, 2, 1.5, 2.5, 3.5, 'mstl_ets',
+                    30, true, 2, true
              FROM tenants;",
         )
         .await
@@ -149,7 +155,7 @@ async fn every_tenant_table_has_forced_row_level_security() {
     let db = TestDb::new().await;
     let admin = db.client().await;
     let tables = tenant_tables(&admin).await;
-    assert_eq!(tables.len(), 21, "{tables:?}");
+    assert_eq!(tables.len(), 22, "{tables:?}");
     for t in &tables {
         let r = admin
             .query_one(

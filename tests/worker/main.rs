@@ -4,6 +4,7 @@
 mod common;
 
 mod amqps;
+mod deviations;
 mod dlq;
 mod fatal;
 mod flow;

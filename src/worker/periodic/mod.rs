@@ -5,6 +5,7 @@
 
 mod approval_expiry;
 mod database_probe;
+mod detect_on_load;
 mod load_follow_up;
 mod outbox_sweep;
 mod overdue_gauge;
@@ -12,12 +13,15 @@ mod watchdog_sweep;
 
 pub use approval_expiry::ApprovalExpiry;
 pub use database_probe::DatabaseProbe;
+pub use detect_on_load::DetectOnLoad;
 pub use load_follow_up::{LoadFollowUp, LoadListener};
 pub use outbox_sweep::OutboxSweep;
 pub use overdue_gauge::OverdueGauge;
 pub use watchdog_sweep::WatchdogSweep;
 
 use super::health::WorkerStatus;
+use super::relay::Relay;
+use super::unit::Context;
 use crate::store::StoreError;
 use futures_util::future::BoxFuture;
 use std::sync::Arc;
@@ -136,4 +140,65 @@ async fn drive(service: Arc<dyn Periodic>, status: Arc<WorkerStatus>, stop: Canc
             _ = service.woken() => {}
         }
     }
+}
+
+/// The periodic services of a worker, from its settings.
+pub fn for_worker(ctx: &Context, relay: &Arc<Relay>, status: &Arc<WorkerStatus>) -> Supervisor {
+    let s = &ctx.settings;
+    let topology = ctx.planner.topology();
+    let deadline = s.database.call_timeout();
+    let mut sup = Supervisor::new(status.clone())
+        .with(Arc::new(OutboxSweep::new(
+            relay.clone(),
+            Duration::from_secs(s.worker.outbox_sweep_secs.max(1)),
+        )))
+        .with(Arc::new(DatabaseProbe::new(
+            ctx.store.clone(),
+            status.clone(),
+        )))
+        .with(Arc::new(ApprovalExpiry {
+            store: ctx.store.clone(),
+            clock: ctx.clock.clone(),
+            ttl_hours: s.approval.ttl_hours,
+            every: Duration::from_secs(s.approval.sweep_secs.max(1)),
+            deadline,
+        }))
+        .with(Arc::new(OverdueGauge {
+            store: ctx.store.clone(),
+            every: Duration::from_secs(30),
+            deadline,
+        }));
+    if s.watchdog.interval_secs > 0 {
+        sup = sup.with(Arc::new(WatchdogSweep {
+            store: ctx.store.clone(),
+            watchdog: crate::watchdog::Watchdog {
+                topology: topology.clone(),
+                clock: ctx.clock.clone(),
+            },
+            relay: relay.clone(),
+            every: Duration::from_secs(s.watchdog.interval_secs),
+            deadline,
+        }));
+    }
+    // After each bulk load, whatever the watchdog's own interval: the watchdog over the
+    // loaded tenants, then deviation detection.
+    let on_load = DetectOnLoad {
+        store: ctx.store.clone(),
+        catalog: (*ctx.rules.catalog).clone(),
+        settings: s.deviation.clone(),
+        topology: topology.clone(),
+        clock: ctx.clock.clone(),
+        relay: relay.clone(),
+    };
+    sup.with(Arc::new(LoadFollowUp {
+        store: ctx.store.clone(),
+        watchdog: crate::watchdog::Watchdog {
+            topology: topology.clone(),
+            clock: ctx.clock.clone(),
+        },
+        relay: relay.clone(),
+        listeners: vec![Arc::new(on_load)],
+        every: Duration::from_secs(s.worker.outbox_sweep_secs.max(1)),
+        deadline,
+    }))
 }
