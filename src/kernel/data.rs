@@ -114,7 +114,8 @@ pub const NOT_ACQUISITION: [&str; 5] = ["expansion", "renewal", "upsell", "cross
 
 /// Whether an event of this `type` counts toward a campaign's acquisition return.
 pub fn is_acquisition(kind: &str) -> bool {
-    !NOT_ACQUISITION.contains(&kind.to_ascii_lowercase().as_str())
+    // No allocation: this runs once per revenue event.
+    !NOT_ACQUISITION.iter().any(|t| t.eq_ignore_ascii_case(kind))
 }
 
 /// The CAC of one channel (`cac_blended` or `cac_by_channel` with a `channel` dimension): its
