@@ -3,9 +3,11 @@
 //! a BTreeMap or a sorted Vec so no hash order can reach the output.
 
 use super::KernelParams;
+pub use super::days::date_string;
+use super::days::day;
+use super::rhythm::rhythm;
 use super::stats;
 use crate::contract::{Checked, KernelInput, KnownLever, Levers, RiskTolerance, Subsystem};
-use chrono::{Datelike, NaiveDate};
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 /// FNV-1a: ids are short, trusted-after-validation strings and the map is only ever looked
@@ -32,17 +34,6 @@ impl std::hash::Hasher for Fnv {
 }
 
 pub type FnvMap<K, V> = HashMap<K, V, std::hash::BuildHasherDefault<Fnv>>;
-
-/// Days since the common era: dates become integers the rules can subtract and regress on.
-fn day(d: NaiveDate) -> i32 {
-    d.num_days_from_ce()
-}
-
-pub fn date_string(d: i32) -> String {
-    NaiveDate::from_num_days_from_ce_opt(d)
-        .map(|d| d.format("%Y-%m-%d").to_string())
-        .unwrap_or_default()
-}
 
 /// Budget step, relative minimum detectable effect and default treatment share per risk level.
 #[derive(Debug, Clone, Copy)]
@@ -677,110 +668,6 @@ impl<'a> Index<'a> {
     }
 }
 
-/// Points of the same position needed before a position explains a value (principle 1).
-pub const RHYTHM_MIN_PEERS: usize = 2;
-/// A value is in line with its position's peers within this share of their median (or of the
-/// series' typical level when the peers' median is 0).
-pub const RHYTHM_TOLERANCE: f64 = 0.25;
-/// The tenant's own `new_booking` events explain a `bookings_new` value within this share.
-pub const EVENTS_MATCH: f64 = 0.01;
-
-fn weekday_name(d: i32) -> &'static str {
-    // Day 1 of the common era (0001-01-01) is a Monday.
-    ["Sun", "Mon", "Tue", "Wed", "Thu", "Fri", "Sat"][(d.rem_euclid(7)) as usize]
-}
-
-/// Whether `d` is the last business day (Mon-Fri) of its month.
-fn last_business_day(d: i32) -> bool {
-    let Some(date) = NaiveDate::from_num_days_from_ce_opt(d) else {
-        return false;
-    };
-    if date.weekday().number_from_monday() > 5 {
-        return false;
-    }
-    (1..=3).all(|k| {
-        NaiveDate::from_num_days_from_ce_opt(d + k)
-            .is_none_or(|n| n.month() != date.month() || n.weekday().number_from_monday() > 5)
-    })
-}
-
-/// Why the newest point of `pts` (out of line with the series' `typical` level) is no glitch:
-/// in line with the same weekday's earlier points, with earlier month-end points when it is
-/// the last business day of its month, or equal to the day's `new_booking` events
-/// (`bookings_new`). None when nothing explains it.
-fn rhythm(metric: &str, pts: &[(i32, f64)], typical: f64, checked: &Checked) -> Option<String> {
-    let (last, hist) = pts.split_last()?;
-    let (d, x) = *last;
-    let in_line = |peers: &mut Vec<f64>| -> Option<f64> {
-        if peers.len() < RHYTHM_MIN_PEERS {
-            return None;
-        }
-        let m = stats::median(peers)?;
-        let scale = if m.abs() > 0.0 {
-            m.abs()
-        } else {
-            typical.abs()
-        };
-        ((x - m).abs() <= RHYTHM_TOLERANCE * scale).then_some(m)
-    };
-    let mut same_day: Vec<f64> = hist
-        .iter()
-        .filter(|p| (d - p.0) % 7 == 0)
-        .map(|p| p.1)
-        .collect();
-    let n = same_day.len();
-    if let Some(m) = in_line(&mut same_day) {
-        return Some(format!(
-            "{metric} {} on {} ({}) is {} against the series' typical {}, but in line with \
-             the median {} of the {n} earlier {}s: a weekly rhythm, not a glitch",
-            super::text::num(x),
-            date_string(d),
-            weekday_name(d),
-            super::text::num(x),
-            super::text::num(typical),
-            super::text::num(m),
-            weekday_name(d)
-        ));
-    }
-    if last_business_day(d) {
-        let mut ends: Vec<f64> = hist
-            .iter()
-            .filter(|p| last_business_day(p.0))
-            .map(|p| p.1)
-            .collect();
-        let n = ends.len();
-        if let Some(m) = in_line(&mut ends) {
-            return Some(format!(
-                "{metric} {} on {} (last business day of the month) is against the series' \
-                 typical {}, but in line with the median {} of the {n} earlier month ends: a \
-                 monthly rhythm, not a glitch",
-                super::text::num(x),
-                date_string(d),
-                super::text::num(typical),
-                super::text::num(m)
-            ));
-        }
-    }
-    if metric == "bookings_new" {
-        let booked: f64 = checked
-            .revenue_events()
-            .filter(|(e, date)| day(*date) == d && e.kind == "new_booking")
-            .map(|(e, _)| e.amount)
-            .sum();
-        if booked > 0.0 && (booked - x).abs() <= EVENTS_MATCH * x.abs() {
-            return Some(format!(
-                "bookings_new {} on {} is against the series' typical {}, but the tenant's own \
-                 new_booking events that day add up to {}: real bookings, not a glitch",
-                super::text::num(x),
-                date_string(d),
-                super::text::num(typical),
-                super::text::num(booked)
-            ));
-        }
-    }
-    None
-}
-
 /// Rounds down to cents, so a derived spend never exceeds the bound it was derived from.
 pub fn floor_cents(x: f64) -> f64 {
     (x * 100.0).floor() / 100.0
@@ -850,16 +737,6 @@ mod tests {
             g.is_empty() && r[0].contains("add up to 30,000"),
             "{g:?} {r:?}"
         );
-    }
-
-    #[test]
-    fn p1_the_last_business_day_of_a_month() {
-        let d = |s: &str| super::day(crate::contract::parse_date(s).unwrap());
-        assert!(last_business_day(d("2026-10-30"))); // a Friday
-        assert!(!last_business_day(d("2026-10-31"))); // a Saturday
-        assert!(!last_business_day(d("2026-11-26")));
-        assert!(last_business_day(d("2026-11-30"))); // a Monday
-        assert_eq!(weekday_name(d("2026-11-25")), "Wed");
     }
 
     #[test]

@@ -7,6 +7,7 @@
 //! `validate_output` + `guard::check`.
 
 pub mod data;
+mod days;
 mod deviation_note;
 pub mod diagnose;
 pub mod experiment;
@@ -16,6 +17,7 @@ pub mod health;
 pub mod known;
 pub mod learning;
 pub mod plays;
+mod rhythm;
 pub mod stats;
 #[cfg(test)]
 pub(crate) mod test_support;

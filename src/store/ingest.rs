@@ -8,19 +8,18 @@
 //! uncommitted, `loads` row lists: the tenants the file names. Committed, that row admits
 //! nothing. The staging table is a temporary table: no other session can read it.
 
+use super::loads::{LoadReport, REPORT_COLUMNS, committed_load, report};
 use super::migrate::sync_metric_dictionary;
 use super::{Store, StoreError};
 use crate::contract::Violation;
 use crate::contract::catalog::Catalog;
 use crate::ingest::{Cell, Decoded, Kind, Spec, Ty};
-use chrono::{DateTime, NaiveDate, Utc};
-use serde::Serialize;
+use chrono::{NaiveDate, Utc};
 use serde_json::Value;
 use std::pin::pin;
-use std::time::Duration;
 use tokio_postgres::binary_copy::BinaryCopyInWriter;
 use tokio_postgres::types::{ToSql, Type};
-use tokio_postgres::{GenericClient, Row, Transaction};
+use tokio_postgres::Transaction;
 use uuid::Uuid;
 
 /// What to load and how.
@@ -51,24 +50,6 @@ pub enum Feed {
     Failed(String),
 }
 
-/// A load as recorded in `loads`.
-#[derive(Debug, Clone, PartialEq, Serialize)]
-pub struct LoadReport {
-    pub load_id: String,
-    pub kind: String,
-    pub source: String,
-    pub snapshot: bool,
-    pub rows: i64,
-    pub inserted: i64,
-    pub updated: i64,
-    pub unchanged: i64,
-    pub rejected: i64,
-    pub removed: i64,
-    pub tenants: Vec<Uuid>,
-    pub started_at: DateTime<Utc>,
-    pub committed_at: Option<DateTime<Utc>>,
-}
-
 #[derive(Debug, Clone, PartialEq)]
 pub enum LoadOutcome {
     Loaded(LoadReport),
@@ -86,24 +67,6 @@ pub enum LoadOutcome {
 
 /// Problems listed in an `Invalid` outcome; the rest are counted.
 pub const MAX_VIOLATIONS: i64 = 100;
-
-/// A rejected row of a quarantined load.
-#[derive(Debug, Clone, PartialEq, Serialize)]
-pub struct RejectView {
-    pub load_id: String,
-    pub line: i64,
-    pub problem: String,
-    pub raw: String,
-}
-
-/// A load a follow-up service claimed.
-#[derive(Debug, Clone, PartialEq)]
-pub struct LoadFollowUp {
-    pub load_id: String,
-    pub kind: String,
-    pub tenants: Vec<Uuid>,
-    pub committed_at: DateTime<Utc>,
-}
 
 const STAGING: &str = "pg_temp.ingest_staging";
 
@@ -327,159 +290,6 @@ impl Store {
         tx.commit().await?;
         Ok(LoadOutcome::Loaded(report))
     }
-
-    /// The most recent committed loads, newest first; with a tenant, those that loaded rows
-    /// of it.
-    pub async fn loads(
-        &self,
-        tenant: Option<Uuid>,
-        limit: i64,
-    ) -> Result<Vec<LoadReport>, StoreError> {
-        let client = self.pool.get().await?;
-        let rows = client
-            .query(
-                &format!(
-                    "SELECT {REPORT_COLUMNS} FROM loads
-                     WHERE committed_at IS NOT NULL
-                       AND ($1::uuid IS NULL OR tenants @> ARRAY[$1::uuid])
-                     ORDER BY committed_at DESC, load_id LIMIT $2"
-                ),
-                &[&tenant, &limit.max(0)],
-            )
-            .await?;
-        rows.iter().map(report).collect()
-    }
-
-    /// The console's tenant page: the tenant's last loads, and the rows of its that
-    /// quarantined loads refused (newest loads first).
-    pub async fn tenant_loads(
-        &self,
-        tenant: Uuid,
-        limit: i64,
-    ) -> Result<(Vec<LoadReport>, Vec<RejectView>), StoreError> {
-        let loads = self.loads(Some(tenant), limit).await?;
-        let mut client = self.pool.get().await?;
-        let tx = super::tenant::tenant_tx(&mut client, tenant).await?;
-        let rows = tx
-            .query(
-                "SELECT r.load_id, r.line, r.problem, r.raw FROM ingest_rejects r
-                 JOIN loads l USING (load_id)
-                 WHERE r.tenant_id = $1
-                 ORDER BY l.committed_at DESC, r.load_id, r.line LIMIT $2",
-                &[&tenant, &limit.max(0)],
-            )
-            .await?;
-        tx.commit().await?;
-        let rejects = rows
-            .iter()
-            .map(|r| {
-                Ok(RejectView {
-                    load_id: r.try_get(0)?,
-                    line: r.try_get(1)?,
-                    problem: r.try_get(2)?,
-                    raw: r.try_get(3)?,
-                })
-            })
-            .collect::<Result<_, StoreError>>()?;
-        Ok((loads, rejects))
-    }
-
-    /// Claims up to `limit` committed loads nobody has followed up yet (oldest first), for
-    /// `lease`: a follow-up that dies leaves them to the next claim. Concurrent claimers skip
-    /// each other's rows. Mark each done with `load_followed_up`.
-    pub async fn claim_load_follow_ups(
-        &self,
-        limit: i64,
-        lease: Duration,
-    ) -> Result<Vec<LoadFollowUp>, StoreError> {
-        let client = self.pool.get().await?;
-        let secs = lease.as_secs_f64();
-        let rows = client
-            .query(
-                "UPDATE loads l SET follow_up_claimed_until = now() + make_interval(secs => $2)
-                 FROM (SELECT load_id FROM loads
-                       WHERE followed_up_at IS NULL AND committed_at IS NOT NULL
-                         AND (follow_up_claimed_until IS NULL OR follow_up_claimed_until <= now())
-                       ORDER BY committed_at, load_id LIMIT $1
-                       FOR UPDATE SKIP LOCKED) c
-                 WHERE l.load_id = c.load_id
-                 RETURNING l.load_id, l.kind, l.tenants, l.committed_at",
-                &[&limit.max(0), &secs],
-            )
-            .await?;
-        let mut out = rows
-            .iter()
-            .map(|r| {
-                Ok(LoadFollowUp {
-                    load_id: r.try_get(0)?,
-                    kind: r.try_get(1)?,
-                    tenants: r.try_get(2)?,
-                    committed_at: r.try_get(3)?,
-                })
-            })
-            .collect::<Result<Vec<_>, StoreError>>()?;
-        out.sort_by(|a, b| (a.committed_at, &a.load_id).cmp(&(b.committed_at, &b.load_id)));
-        Ok(out)
-    }
-
-    /// Records that a load's follow-up is done; false if it already was.
-    pub async fn load_followed_up(&self, load_id: &str) -> Result<bool, StoreError> {
-        let client = self.pool.get().await?;
-        let n = client
-            .execute(
-                "UPDATE loads SET followed_up_at = now(), follow_up_claimed_until = NULL
-                 WHERE load_id = $1 AND followed_up_at IS NULL",
-                &[&load_id],
-            )
-            .await?;
-        Ok(n == 1)
-    }
-
-    /// Tenants with an action the watchdog may be due to evaluate (a superset).
-    pub async fn watch_due_tenants(&self) -> Result<Vec<Uuid>, StoreError> {
-        let client = self.pool.get().await?;
-        let rows = client
-            .query("SELECT revenue_os.watch_due_tenants()", &[])
-            .await?;
-        rows.iter().map(|r| Ok(r.try_get(0)?)).collect()
-    }
-}
-
-const REPORT_COLUMNS: &str = "load_id, kind, source, snapshot, rows, inserted, updated, \
-     unchanged, rejected, removed, tenants, started_at, committed_at";
-
-fn report(r: &Row) -> Result<LoadReport, StoreError> {
-    Ok(LoadReport {
-        load_id: r.try_get(0)?,
-        kind: r.try_get(1)?,
-        source: r.try_get(2)?,
-        snapshot: r.try_get(3)?,
-        rows: r.try_get(4)?,
-        inserted: r.try_get(5)?,
-        updated: r.try_get(6)?,
-        unchanged: r.try_get(7)?,
-        rejected: r.try_get(8)?,
-        removed: r.try_get(9)?,
-        tenants: r.try_get(10)?,
-        started_at: r.try_get(11)?,
-        committed_at: r.try_get(12)?,
-    })
-}
-
-async fn committed_load(
-    client: &impl GenericClient,
-    load_id: &str,
-) -> Result<Option<LoadReport>, StoreError> {
-    let row = client
-        .query_opt(
-            &format!(
-                "SELECT {REPORT_COLUMNS} FROM loads
-                 WHERE load_id = $1 AND committed_at IS NOT NULL"
-            ),
-            &[&load_id],
-        )
-        .await?;
-    row.as_ref().map(report).transpose()
 }
 
 async fn write_row(

@@ -21,6 +21,7 @@ mod error;
 mod glance;
 mod import;
 mod ingest;
+mod loads;
 mod migrate;
 mod operators;
 mod outbox;
@@ -47,9 +48,8 @@ pub use audit::AuditRow;
 pub use deviations::{DailySeries, DeviationRow, StoredDeviation};
 pub use error::StoreError;
 pub use glance::{CampaignSpend, GlanceFacts};
-pub use ingest::{
-    Feed, LoadFollowUp, LoadOutcome, LoadReport, LoadRequest, MAX_VIOLATIONS, RejectView,
-};
+pub use ingest::{Feed, LoadOutcome, LoadRequest, MAX_VIOLATIONS};
+pub use loads::{LoadFollowUp, LoadReport, RejectView};
 pub use operators::{OperatorRole, OperatorRow};
 pub use reports::{
     ActionFacts, AppliedChange, Judgement, ReportOutcome, ReportPolicy, ReportResult, StoredReport,
