@@ -17,9 +17,9 @@ use crate::ingest::{Cell, Decoded, Kind, Spec, Ty};
 use chrono::{NaiveDate, Utc};
 use serde_json::Value;
 use std::pin::pin;
+use tokio_postgres::Transaction;
 use tokio_postgres::binary_copy::BinaryCopyInWriter;
 use tokio_postgres::types::{ToSql, Type};
-use tokio_postgres::Transaction;
 use uuid::Uuid;
 
 /// What to load and how.

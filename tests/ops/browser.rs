@@ -70,14 +70,20 @@ async fn text_of(c: &Client, css: &str) -> String {
         .unwrap()
 }
 
-/// Clicks `click`, then waits for `then` on the page it leads to.
+/// Clicks `click`, then waits for `then` on the page it leads to: first for the page it was
+/// on to go (its `then` may be there too), so nothing is read from a page being replaced.
 async fn click_then(c: &Client, click: &str, then: &str) -> fantoccini::elements::Element {
+    let old = c.find(Locator::Css("html")).await.unwrap();
     c.find(Locator::Css(click))
         .await
         .unwrap()
         .click()
         .await
         .unwrap();
+    let gone = std::time::Instant::now() + WAIT;
+    while old.tag_name().await.is_ok() && std::time::Instant::now() < gone {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
     c.wait()
         .at_most(WAIT)
         .for_element(Locator::Css(then))
