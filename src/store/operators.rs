@@ -111,27 +111,28 @@ impl Store {
         &self,
         token_hash: &str,
     ) -> Result<Option<OperatorRow>, StoreError> {
-        let client = self.pool.get().await?;
-        client
-            .query_opt(
-                "SELECT name, role, created_at, revoked_at FROM operators
-                 WHERE token_hash = $1 AND revoked_at IS NULL",
-                &[&token_hash],
-            )
-            .await?
-            .as_ref()
-            .map(row)
-            .transpose()
+        self.live_operator_by("token_hash", token_hash).await
     }
 
     /// The live operator named `name`.
     pub async fn live_operator(&self, name: &str) -> Result<Option<OperatorRow>, StoreError> {
+        self.live_operator_by("name", name).await
+    }
+
+    /// The live operator whose `column` (one of ours, never outside text) equals `value`.
+    async fn live_operator_by(
+        &self,
+        column: &'static str,
+        value: &str,
+    ) -> Result<Option<OperatorRow>, StoreError> {
         let client = self.pool.get().await?;
         client
             .query_opt(
-                "SELECT name, role, created_at, revoked_at FROM operators
-                 WHERE name = $1 AND revoked_at IS NULL",
-                &[&name],
+                &format!(
+                    "SELECT name, role, created_at, revoked_at FROM operators
+                     WHERE {column} = $1 AND revoked_at IS NULL"
+                ),
+                &[&value],
             )
             .await?
             .as_ref()

@@ -299,19 +299,9 @@ async fn drain(amqp: &AmqpSettings, queues: &[String]) -> Vec<String> {
 async fn depth(amqp: &AmqpSettings, queue: &str) -> u32 {
     let conn = broker::connect(amqp, "ha-depth").await.expect("connect");
     let ch = conn.create_channel().await.expect("channel");
-    let q = ch
-        .queue_declare(
-            queue.into(),
-            QueueDeclareOptions {
-                passive: true,
-                ..Default::default()
-            },
-            FieldTable::default(),
-        )
-        .await
-        .expect("passive declare");
+    let n = crate::common::amqp::queue_depth(&ch, queue).await;
     let _ = conn.close(200, "done".into()).await;
-    q.message_count()
+    n
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

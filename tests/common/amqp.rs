@@ -278,19 +278,7 @@ impl TestBroker {
 
     /// Messages waiting in `queue` (a passive declare: the queue must exist).
     pub async fn depth(&self, queue: &str) -> u32 {
-        let q = self
-            .ch
-            .queue_declare(
-                queue.into(),
-                QueueDeclareOptions {
-                    passive: true,
-                    ..Default::default()
-                },
-                FieldTable::default(),
-            )
-            .await
-            .expect("passive declare");
-        q.message_count()
+        queue_depth(&self.ch, queue).await
     }
 
     /// Deletes every queue and exchange this test declared.
@@ -533,4 +521,19 @@ where
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
+}
+
+/// Messages waiting in `queue` on `ch`'s broker (a passive declare: the queue must exist).
+pub async fn queue_depth(ch: &lapin::Channel, queue: &str) -> u32 {
+    ch.queue_declare(
+        queue.into(),
+        QueueDeclareOptions {
+            passive: true,
+            ..Default::default()
+        },
+        FieldTable::default(),
+    )
+    .await
+    .expect("passive declare")
+    .message_count()
 }

@@ -14,7 +14,7 @@ use std::sync::Arc;
 /// the triggers it queues go out with the next outbox sweep, kicked at once.
 pub struct DetectOnLoad {
     pub store: Store,
-    pub catalog: Catalog,
+    pub catalog: Arc<Catalog>,
     pub settings: DeviationSettings,
     pub topology: Topology,
     pub clock: crate::clock::Clock,

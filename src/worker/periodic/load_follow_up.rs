@@ -46,9 +46,13 @@ impl Periodic for LoadFollowUp {
                 self.store.claim_load_follow_ups(CLAIM, lease),
             )
             .await?;
+            // Which tenants have actions due, read once for the whole claim.
+            let due = match loads.is_empty() {
+                true => Vec::new(),
+                false => bounded(self.deadline, self.store.watch_due_tenants()).await?,
+            };
             for load in &loads {
-                let due = bounded(self.deadline, self.store.watch_due_tenants()).await?;
-                for t in due.into_iter().filter(|t| load.tenants.contains(t)) {
+                for t in due.iter().copied().filter(|t| load.tenants.contains(t)) {
                     let swept = crate::watchdog::sweep(&self.store, &self.watchdog, Some(t));
                     let done = bounded(self.deadline * 4, swept).await?;
                     let rows: Vec<_> = done.into_iter().flat_map(|w| w.outbox).collect();

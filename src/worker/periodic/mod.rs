@@ -184,7 +184,7 @@ pub fn for_worker(ctx: &Context, relay: &Arc<Relay>, status: &Arc<WorkerStatus>)
     // loaded tenants, then deviation detection.
     let on_load = DetectOnLoad {
         store: ctx.store.clone(),
-        catalog: (*ctx.rules.catalog).clone(),
+        catalog: ctx.rules.catalog.clone(),
         settings: s.deviation.clone(),
         topology: topology.clone(),
         clock: ctx.clock.clone(),
