@@ -29,6 +29,8 @@ pub struct IngestOptions {
     pub load_id: Option<String>,
     pub snapshot: bool,
     pub quarantine: bool,
+    /// Queue a scheduled trigger per loaded tenant after the follow-up (`--trigger`).
+    pub trigger: bool,
     pub limits: Limits,
 }
 
@@ -139,6 +141,7 @@ pub async fn load(
         load_id: opts.load_id.clone(),
         snapshot: opts.snapshot,
         quarantine: opts.quarantine,
+        trigger: opts.trigger,
     };
     let outcome = store.ingest(&req, catalog, rx).await;
     // The decoder ends once the loader has returned (its channel is closed).
@@ -351,6 +354,7 @@ pub async fn bench(
         load_id: None,
         snapshot: false,
         quarantine: false,
+        trigger: false,
         limits: Limits::default(),
     };
     // Peak RSS from here on: "5" resets VmHWM (Linux 4.0+).

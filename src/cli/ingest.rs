@@ -26,6 +26,10 @@ pub struct Args {
     /// Load the valid rows; keep the invalid ones in ingest_rejects.
     #[arg(long)]
     quarantine: bool,
+    /// Then decide: one scheduled trigger per loaded tenant, queued by the worker's load
+    /// follow-up after deviation detection (a tenant with a deviation gets that cycle).
+    #[arg(long)]
+    trigger: bool,
 }
 
 pub fn run(a: Args) -> Result<Output, Error> {
@@ -51,6 +55,7 @@ pub fn run(a: Args) -> Result<Output, Error> {
         load_id: a.load_id,
         snapshot: a.snapshot,
         quarantine: a.quarantine,
+        trigger: a.trigger,
         limits: Limits::default(),
     };
     let (settings, catalog) = load()?;

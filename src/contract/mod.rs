@@ -31,4 +31,5 @@ pub use trigger::{ParsedTrigger, decode_trigger};
 pub use types::*;
 pub use validate::{
     MAX_TRIGGER_AGE, MAX_TRIGGER_SKEW, check_input, decode_input, parse_input, validate_content,
+    validate_tenant_settings,
 };

@@ -119,6 +119,20 @@ pub fn validate_content(input: &KernelInput, catalog: &Catalog) -> Result<(), Ke
     }
 }
 
+/// The contract's rules for a tenant's settings alone (`ingest --kind tenants`), paths as in
+/// a document (`targets.cac_max`).
+pub fn validate_tenant_settings(
+    targets: &Targets,
+    guardrails: &Guardrails,
+    config: Option<&TenantConfig>,
+) -> Vec<Violation> {
+    let mut v = Checker::default();
+    v.settings(targets, guardrails, config);
+    v.out.sort();
+    v.out.dedup();
+    v.out
+}
+
 /// A violation's path, built only when there is a violation: valid documents with 100k rows
 /// must not pay for a string per field.
 trait Loc {
@@ -276,41 +290,7 @@ impl Checker {
         }
         (seen.window_start, seen.window_end) = (start, end);
 
-        let targets = input.targets.defined();
-        if targets.is_empty() {
-            self.push("targets", "at least one target must be defined");
-        }
-        for (field, value) in targets {
-            let path = format!("targets.{field}");
-            if !self.finite(path.clone(), value) {
-                continue;
-            }
-            if value <= 0.0 {
-                self.push(path, format!("{value} must be > 0"));
-            } else if field == "gross_margin_min" && value > 1.0 {
-                self.push(path, format!("{value} is a fraction and must be at most 1"));
-            }
-        }
-
-        let g = &input.guardrails;
-        if g.allowed_levers.is_empty() {
-            self.push("guardrails.allowed_levers", "must not be empty");
-        }
-        if let Some(x) = g.max_daily_spend {
-            self.non_negative("guardrails.max_daily_spend", x);
-        }
-        if let Some(x) = g.max_experiment_exposure_pct {
-            self.range("guardrails.max_experiment_exposure_pct", x, 0.0, 100.0);
-        }
-        for (i, b) in g.blocked_actions.iter().flatten().enumerate() {
-            if ActionType::parse(b).is_none() {
-                let known: Vec<&str> = ActionType::ALL.iter().map(|t| t.as_str()).collect();
-                self.push(
-                    || format!("guardrails.blocked_actions[{i}]"),
-                    format!("'{b}' is not an action type ({})", known.join(", ")),
-                );
-            }
-        }
+        self.settings(&input.targets, &input.guardrails, input.config.as_ref());
 
         for (i, m) in input.metrics.iter().enumerate() {
             if !catalog.is_metric(&m.metric_id) {
@@ -398,7 +378,54 @@ impl Checker {
             self.range(p("confidence"), r.confidence, 0.0, 1.0);
         }
 
-        if let Some(c) = &input.config {
+        seen
+    }
+
+    /// Targets, guardrails and config: the tenant's settings, also loaded alone by
+    /// `ingest --kind tenants`.
+    fn settings(
+        &mut self,
+        targets: &Targets,
+        guardrails: &Guardrails,
+        config: Option<&TenantConfig>,
+    ) {
+        let defined = targets.defined();
+        if defined.is_empty() {
+            self.push("targets", "at least one target must be defined");
+        }
+        for (field, value) in defined {
+            let path = format!("targets.{field}");
+            if !self.finite(path.clone(), value) {
+                continue;
+            }
+            if value <= 0.0 {
+                self.push(path, format!("{value} must be > 0"));
+            } else if field == "gross_margin_min" && value > 1.0 {
+                self.push(path, format!("{value} is a fraction and must be at most 1"));
+            }
+        }
+
+        let g = guardrails;
+        if g.allowed_levers.is_empty() {
+            self.push("guardrails.allowed_levers", "must not be empty");
+        }
+        if let Some(x) = g.max_daily_spend {
+            self.non_negative("guardrails.max_daily_spend", x);
+        }
+        if let Some(x) = g.max_experiment_exposure_pct {
+            self.range("guardrails.max_experiment_exposure_pct", x, 0.0, 100.0);
+        }
+        for (i, b) in g.blocked_actions.iter().flatten().enumerate() {
+            if ActionType::parse(b).is_none() {
+                let known: Vec<&str> = ActionType::ALL.iter().map(|t| t.as_str()).collect();
+                self.push(
+                    || format!("guardrails.blocked_actions[{i}]"),
+                    format!("'{b}' is not an action type ({})", known.join(", ")),
+                );
+            }
+        }
+
+        if let Some(c) = config {
             if let Some(n) = c.min_sample_size {
                 self.whole("config.min_sample_size", n, 1.0, 10_000_000.0);
             }
@@ -406,7 +433,6 @@ impl Checker {
                 self.whole("config.default_observation_window_days", n, 1.0, 365.0);
             }
         }
-        seen
     }
 
     fn whole(&mut self, path: &str, x: f64, lo: f64, hi: f64) {

@@ -2,7 +2,9 @@
 
 use super::spec::{Spec, Ty};
 use super::{Checked, Decoded, Known, RAW_KEEP, Rejected, cut};
-use crate::contract::{Outcome, Violation, parse_date};
+use crate::contract::{
+    Guardrails, Outcome, Targets, TenantConfig, Violation, parse_date, validate_tenant_settings,
+};
 use chrono::NaiveDate;
 use serde_json::Value;
 use std::collections::BTreeMap;
@@ -85,6 +87,9 @@ pub(super) fn check_row<'a>(
 
 /// Checks across fields of one row (the contract's): a campaign ends on or after it starts.
 fn cross_checks(spec: &Spec, cells: &[Cell], line: u64, problems: &mut Vec<Violation>) {
+    if spec.columns.iter().any(|c| c.ty == Ty::Object) {
+        tenant_settings(cells, line, problems);
+    }
     if let (Some(s), Some(e)) = (spec.position("start_date"), spec.position("end_date"))
         && let (Cell::Date(s), Cell::Date(e)) = (&cells[s], &cells[e])
         && e < s
@@ -186,5 +191,45 @@ fn cell(ty: Ty, f: &Field<'_>, known: &Known) -> Result<Cell, String> {
                     .collect(),
             )))
         }
+        Ty::Object => match f {
+            Field::Json(v @ Value::Object(_)) => Ok(Cell::Json((*v).clone())),
+            f => Err(format!("expected an object, found {}", describe(f))),
+        },
+    }
+}
+
+/// A tenants row: its targets, guardrails and config as the contract types, under the
+/// contract's rules; each problem's path is the document's (`targets.cac_max`).
+fn tenant_settings(cells: &[Cell], line: u64, problems: &mut Vec<Violation>) {
+    fn part<T: serde::de::DeserializeOwned>(
+        cell: Option<&Cell>,
+        name: &str,
+        line: u64,
+        problems: &mut Vec<Violation>,
+    ) -> Option<T> {
+        let Some(Cell::Json(v)) = cell else {
+            return None;
+        };
+        serde_json::from_value(v.clone())
+            .map_err(|e| {
+                problems.push(Violation::new(
+                    format!("line {line}: {name}"),
+                    e.to_string(),
+                ))
+            })
+            .ok()
+    }
+    let targets = part::<Targets>(cells.first(), "targets", line, problems);
+    let guardrails = part::<Guardrails>(cells.get(1), "guardrails", line, problems);
+    let config = match cells.get(2) {
+        Some(Cell::Null) | None => Some(None),
+        c => part::<TenantConfig>(c, "config", line, problems).map(Some),
+    };
+    if let (Some(t), Some(g), Some(c)) = (targets, guardrails, config) {
+        problems.extend(
+            validate_tenant_settings(&t, &g, c.as_ref())
+                .into_iter()
+                .map(|v| Violation::new(format!("line {line}: {}", v.path), v.problem)),
+        );
     }
 }

@@ -154,6 +154,12 @@ impl<R: BufRead> Decoder<R> {
         known: Known,
     ) -> Result<Decoder<R>, DecodeError> {
         let spec = kind.spec();
+        if format == Format::Csv && !spec.csv {
+            return Err(DecodeError::Invalid(Violation::new(
+                "--format",
+                format!("a {kind} load is NDJSON only: its rows hold nested objects"),
+            )));
+        }
         let mut hash = ring::digest::Context::new(&ring::digest::SHA256);
         hash.update(kind.as_str().as_bytes());
         let inner = match format {

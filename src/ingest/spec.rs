@@ -9,6 +9,8 @@ pub enum Kind {
     Campaigns,
     Opportunities,
     ActionResults,
+    /// Each tenant's targets, guardrails and config (NDJSON only: they are nested objects).
+    Tenants,
 }
 
 impl Kind {
@@ -18,6 +20,7 @@ impl Kind {
         Kind::Campaigns,
         Kind::Opportunities,
         Kind::ActionResults,
+        Kind::Tenants,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -35,6 +38,7 @@ impl Kind {
             Kind::Campaigns => &CAMPAIGNS,
             Kind::Opportunities => &OPPORTUNITIES,
             Kind::ActionResults => &ACTION_RESULTS,
+            Kind::Tenants => &TENANTS,
         }
     }
 }
@@ -66,6 +70,8 @@ pub enum Ty {
     MetricId,
     /// `successful`, `failed` or `inconclusive`.
     Outcome,
+    /// A JSON object (NDJSON), checked as a whole row by the contract's rules.
+    Object,
 }
 
 impl Ty {
@@ -75,7 +81,7 @@ impl Ty {
             Ty::Id | Ty::Text | Ty::MetricId | Ty::Outcome => "text",
             Ty::Float | Ty::NonNegative | Ty::Fraction => "float8",
             Ty::Date => "date",
-            Ty::Dimension => "jsonb",
+            Ty::Dimension | Ty::Object => "jsonb",
         }
     }
 }
@@ -116,6 +122,8 @@ pub struct Spec {
     pub stamp: &'static str,
     /// Whether `--snapshot` applies (rows missing from the file are marked removed).
     pub snapshot: bool,
+    /// Whether a CSV file can carry it (not nested objects).
+    pub csv: bool,
 }
 
 impl Spec {
@@ -136,6 +144,7 @@ static METRICS: Spec = Spec {
     key: &["metric_id", "date", "dimension"],
     stamp: "updated_at",
     snapshot: false,
+    csv: true,
 };
 
 static REVENUE_EVENTS: Spec = Spec {
@@ -152,6 +161,7 @@ static REVENUE_EVENTS: Spec = Spec {
     key: &["id"],
     stamp: "updated_at",
     snapshot: false,
+    csv: true,
 };
 
 static CAMPAIGNS: Spec = Spec {
@@ -170,6 +180,7 @@ static CAMPAIGNS: Spec = Spec {
     key: &["id"],
     stamp: "updated_at",
     snapshot: true,
+    csv: true,
 };
 
 static OPPORTUNITIES: Spec = Spec {
@@ -185,6 +196,7 @@ static OPPORTUNITIES: Spec = Spec {
     key: &["id"],
     stamp: "updated_at",
     snapshot: true,
+    csv: true,
 };
 
 static ACTION_RESULTS: Spec = Spec {
@@ -202,4 +214,21 @@ static ACTION_RESULTS: Spec = Spec {
     key: &["action_id"],
     stamp: "recorded_at",
     snapshot: false,
+    csv: true,
+};
+
+/// Merged by `store::ingest` into tenants, targets, guardrails and tenant_config (not the
+/// generic one-table merge); a tenant need not exist before.
+static TENANTS: Spec = Spec {
+    name: "tenants",
+    table: "tenants",
+    columns: &[
+        req("targets", Ty::Object),
+        req("guardrails", Ty::Object),
+        opt("config", Ty::Object),
+    ],
+    key: &[],
+    stamp: "updated_at",
+    snapshot: false,
+    csv: false,
 };

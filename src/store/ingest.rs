@@ -34,6 +34,8 @@ pub struct LoadRequest {
     pub snapshot: bool,
     /// Load the valid rows and keep the invalid ones in `ingest_rejects`.
     pub quarantine: bool,
+    /// Ask the follow-up for a scheduled trigger per loaded tenant (`--trigger`).
+    pub trigger: bool,
 }
 
 /// What the decoder hands the loader, in file order.
@@ -201,8 +203,9 @@ impl Store {
         // concurrent load of the same file, which this waits for) is a replay.
         let claimed = tx
             .execute(
-                "INSERT INTO loads (load_id, kind, source, snapshot, rows, started_at, tenants)
-                 VALUES ($1, $2, $3, $4, $5, $6, $7)
+                "INSERT INTO loads (load_id, kind, source, snapshot, rows, started_at, tenants,
+                                    trigger)
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8)
                  ON CONFLICT (load_id) DO NOTHING",
                 &[
                     &load_id,
@@ -212,6 +215,7 @@ impl Store {
                     &rows,
                     &started_at,
                     &scope,
+                    &req.trigger,
                 ],
             )
             .await?;
@@ -230,7 +234,10 @@ impl Store {
         if req.kind == Kind::Metrics {
             sync_metric_dictionary(&tx, catalog).await?;
         }
-        mark_unknown_tenants(&tx).await?;
+        // A tenants load creates its tenants; every other kind needs them to exist.
+        if req.kind != Kind::Tenants {
+            mark_unknown_tenants(&tx).await?;
+        }
         let repeats = mark_conflicting_duplicates(&tx, spec).await?;
 
         let rejected: i64 = tx
@@ -259,7 +266,10 @@ impl Store {
             )
             .await?;
         }
-        let (inserted, updated) = merge(&tx, spec, repeats).await?;
+        let (inserted, updated) = match req.kind {
+            Kind::Tenants => merge_tenants(&tx).await?,
+            _ => merge(&tx, spec, repeats).await?,
+        };
         let removed = if req.snapshot && spec.snapshot {
             remove_missing(&tx, spec, &load_id).await?
         } else {
@@ -522,4 +532,131 @@ async fn remove_missing(
         )
         .await?;
     Ok(n as i64)
+}
+
+/// A tenants load: each valid row sets its tenant's targets, guardrails and config, as
+/// `import` does (a row without `config` clears it). (inserted, updated): new tenants, and
+/// existing ones whose settings changed.
+async fn merge_tenants(tx: &Transaction<'_>) -> Result<(i64, i64), StoreError> {
+    let valid = format!(
+        "SELECT DISTINCT ON (tenant_id) tenant_id, targets, guardrails, config
+         FROM {STAGING} WHERE problems IS NULL ORDER BY tenant_id"
+    );
+    let ids = |rows: Vec<tokio_postgres::Row>| -> Result<Vec<Uuid>, StoreError> {
+        rows.iter().map(|r| Ok(r.try_get(0)?)).collect()
+    };
+    let new: std::collections::HashSet<Uuid> = ids(tx
+        .query(
+            &format!(
+                "INSERT INTO tenants (tenant_id) SELECT tenant_id FROM ({valid}) s
+                 ON CONFLICT (tenant_id) DO NOTHING RETURNING tenant_id"
+            ),
+            &[],
+        )
+        .await?)?
+    .into_iter()
+    .collect();
+    let f = |obj: &str, name: &str| format!("(s.{obj}->>'{name}')::float8");
+    let list = |obj: &str, name: &str| {
+        format!(
+            "CASE WHEN s.{obj} ? '{name}' THEN ARRAY(SELECT jsonb_array_elements_text(s.{obj}->'{name}')) END"
+        )
+    };
+    // (table, columns, the staging expression of each)
+    let parts: [(&str, Vec<&str>, Vec<String>, &str); 3] = [
+        (
+            "targets",
+            vec![
+                "pipeline_total",
+                "bookings_new",
+                "arr_target",
+                "cac_max",
+                "payback_max_months",
+                "gross_margin_min",
+            ],
+            [
+                "pipeline_total",
+                "bookings_new",
+                "arr_target",
+                "cac_max",
+                "payback_max_months",
+                "gross_margin_min",
+            ]
+            .iter()
+            .map(|n| f("targets", n))
+            .collect(),
+            "",
+        ),
+        (
+            "guardrails",
+            vec![
+                "max_daily_spend",
+                "max_experiment_exposure_pct",
+                "allowed_levers",
+                "blocked_actions",
+            ],
+            vec![
+                f("guardrails", "max_daily_spend"),
+                f("guardrails", "max_experiment_exposure_pct"),
+                list("guardrails", "allowed_levers"),
+                list("guardrails", "blocked_actions"),
+            ],
+            "",
+        ),
+        (
+            "tenant_config",
+            vec![
+                "min_sample_size",
+                "default_observation_window_days",
+                "risk_tolerance",
+            ],
+            vec![
+                f("config", "min_sample_size"),
+                f("config", "default_observation_window_days"),
+                "s.config->>'risk_tolerance'".into(),
+            ],
+            "WHERE s.config IS NOT NULL",
+        ),
+    ];
+    let mut changed: std::collections::HashSet<Uuid> = std::collections::HashSet::new();
+    for (table, cols, exprs, filter) in parts {
+        let set: Vec<String> = cols.iter().map(|c| format!("{c} = EXCLUDED.{c}")).collect();
+        let old: Vec<String> = cols.iter().map(|c| format!("t.{c}")).collect();
+        let new_cols: Vec<String> = cols.iter().map(|c| format!("EXCLUDED.{c}")).collect();
+        let rows = tx
+            .query(
+                &format!(
+                    "INSERT INTO {table} AS t (tenant_id, {cols})
+                     SELECT s.tenant_id, {exprs} FROM ({valid}) s {filter}
+                     ON CONFLICT (tenant_id) DO UPDATE SET {set}, updated_at = now()
+                     WHERE ROW({old}) IS DISTINCT FROM ROW({new_cols})
+                     RETURNING t.tenant_id",
+                    cols = cols.join(", "),
+                    exprs = exprs.join(", "),
+                    set = set.join(", "),
+                    old = old.join(", "),
+                    new_cols = new_cols.join(", "),
+                ),
+                &[],
+            )
+            .await?;
+        changed.extend(ids(rows)?);
+    }
+    let cleared = tx
+        .query(
+            &format!(
+                "DELETE FROM tenant_config c USING ({valid}) s
+                 WHERE c.tenant_id = s.tenant_id AND s.config IS NULL RETURNING c.tenant_id"
+            ),
+            &[],
+        )
+        .await?;
+    changed.extend(ids(cleared)?);
+    let updated: Vec<Uuid> = changed.difference(&new).copied().collect();
+    tx.execute(
+        "UPDATE tenants SET updated_at = now() WHERE tenant_id = ANY($1)",
+        &[&updated],
+    )
+    .await?;
+    Ok((new.len() as i64, updated.len() as i64))
 }

@@ -42,6 +42,8 @@ pub struct LoadFollowUp {
     pub kind: String,
     pub tenants: Vec<Uuid>,
     pub committed_at: DateTime<Utc>,
+    /// `ingest --trigger`: queue a scheduled trigger per loaded tenant.
+    pub trigger: bool,
 }
 
 impl Store {
@@ -120,7 +122,7 @@ impl Store {
                        ORDER BY committed_at, load_id LIMIT $1
                        FOR UPDATE SKIP LOCKED) c
                  WHERE l.load_id = c.load_id
-                 RETURNING l.load_id, l.kind, l.tenants, l.committed_at",
+                 RETURNING l.load_id, l.kind, l.tenants, l.committed_at, l.trigger",
                 &[&limit.max(0), &secs],
             )
             .await?;
@@ -132,6 +134,7 @@ impl Store {
                     kind: r.try_get(1)?,
                     tenants: r.try_get(2)?,
                     committed_at: r.try_get(3)?,
+                    trigger: r.try_get(4)?,
                 })
             })
             .collect::<Result<Vec<_>, StoreError>>()?;

@@ -115,6 +115,26 @@ async fn insert_row(
 }
 
 impl Store {
+    /// Queues messages of no cycle, each under its own tenant's scope, a message id already
+    /// in the outbox skipped: how many were new. One transaction per `CHUNK` messages.
+    pub async fn queue_uncycled(
+        &self,
+        messages: &[(Uuid, OutboxMessage)],
+    ) -> Result<usize, StoreError> {
+        const CHUNK: usize = 500;
+        let mut client = self.pool.get().await?;
+        let mut queued = 0;
+        for chunk in messages.chunks(CHUNK) {
+            let tx = client.transaction().await?;
+            for (tenant, m) in chunk {
+                set_tenant(&tx, *tenant).await?;
+                queued += usize::from(insert_once_uncycled(&tx, *tenant, m).await?.is_some());
+            }
+            tx.commit().await?;
+        }
+        Ok(queued)
+    }
+
     /// Up to `limit` unpublished, unclaimed outbox rows for the sweeper: the least-tried first,
     /// so rows that keep failing (an exchange nobody bound yet) never starve the others.
     /// The keys come from `revenue_os.pending_outbox`; each tenant's rows are then read under

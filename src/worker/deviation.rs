@@ -21,6 +21,8 @@ pub struct DeviationPass {
     pub recorded: usize,
     /// Triggers newly queued (a re-run of the same day queues none).
     pub triggers: usize,
+    /// The tenants whose newest day has a deviation trigger, new or queued before.
+    pub triggered: Vec<Uuid>,
 }
 
 /// The AMQP message_id of a tenant's deviation trigger for `day`: one per tenant per day.
@@ -75,6 +77,9 @@ pub async fn detect_for(
             continue;
         }
         pass.recorded += rows.len();
+        if trigger.is_some() {
+            pass.triggered.push(tenant);
+        }
         let queued = store
             .record_deviations(tenant, &rows, trigger.as_ref().map(|(id, m)| (*id, m)))
             .await?;

@@ -21,6 +21,7 @@ fn opts(kind: Kind) -> IngestOptions {
         load_id: None,
         snapshot: false,
         quarantine: false,
+        trigger: false,
         limits: Limits::default(),
     }
 }
@@ -689,4 +690,118 @@ async fn a_follow_up_service_claims_each_load_once() {
             .is_empty()
     );
     db.cleanup().await;
+}
+
+fn tenants_line(t: Uuid, cac_max: f64, config: bool) -> String {
+    let config = match config {
+        true => r#","config":{"risk_tolerance":"low","min_sample_size":200}"#,
+        false => "",
+    };
+    format!(
+        r#"{{"tenant_id":"{t}","targets":{{"pipeline_total":500000,"cac_max":{cac_max}}},"guardrails":{{"allowed_levers":["campaigns","channels"],"max_daily_spend":2000}}{config}}}"#
+    )
+}
+
+fn ndjson(kind: Kind) -> IngestOptions {
+    IngestOptions {
+        format: Format::Ndjson,
+        source: "tenants.ndjson".into(),
+        ..opts(kind)
+    }
+}
+
+#[tokio::test]
+async fn a_tenants_load_creates_and_restates_settings_and_refuses_bad_ones() {
+    let db = TestDb::new().await;
+    let file = [
+        tenants_line(tenant(0), 1200.0, true),
+        tenants_line(tenant(1), 900.0, false),
+        tenants_line(tenant(2), 1500.0, true),
+    ]
+    .join("\n");
+    let (r, replayed) = run_load(&db, &file, &ndjson(Kind::Tenants)).await.unwrap();
+    assert!(!replayed);
+    assert_eq!(
+        (r.rows, r.inserted, r.updated, r.unchanged, r.tenants.len()),
+        (3, 3, 0, 0, 3)
+    );
+
+    // The tenants exist for a metrics load, and a cycle's assembly reads their settings.
+    let (r, _) = run_load(&db, &fifty_tenant_file_of(3), &opts(Kind::Metrics))
+        .await
+        .unwrap();
+    assert_eq!((r.inserted, r.rejected), (36, 0));
+    let (trigger, at, window) = window_trigger();
+    let a = db
+        .store()
+        .assemble(tenant(0), &trigger, at, window)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(a.input.targets.cac_max, Some(1200.0));
+    assert_eq!(a.input.guardrails.max_daily_spend, Some(2000.0));
+    let config = a.input.config.expect("config loaded");
+    assert_eq!(config.min_sample_size, Some(200.0));
+
+    // Restated: tenant 0's CAC ceiling moves, tenant 2's config goes, tenant 1 is as it was.
+    let file = [
+        tenants_line(tenant(0), 1100.0, true),
+        tenants_line(tenant(1), 900.0, false),
+        tenants_line(tenant(2), 1500.0, false),
+    ]
+    .join("\n");
+    let (r, _) = run_load(&db, &file, &ndjson(Kind::Tenants)).await.unwrap();
+    assert_eq!((r.inserted, r.updated, r.unchanged), (0, 2, 1));
+    let a = db
+        .store()
+        .assemble(tenant(2), &trigger, at, window)
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(a.input.config.is_none());
+
+    // The contract's rules, per line, and nothing written.
+    let bad = [
+        tenants_line(tenant(3), 1000.0, false),
+        tenants_line(tenant(4), -5.0, false),
+        format!(
+            r#"{{"tenant_id":"{}","targets":{{"cac_max":10}},"guardrails":{{"allowed_levers":["coupons"]}}}}"#,
+            tenant(5)
+        ),
+    ]
+    .join("\n");
+    let Err(Error::Kernel(e)) = run_load(&db, &bad, &ndjson(Kind::Tenants)).await else {
+        panic!("invalid settings loaded");
+    };
+    let text = serde_json::to_string(&e).unwrap();
+    assert!(text.contains("line 2: targets.cac_max"), "{text}");
+    assert!(text.contains("line 3: guardrails"), "{text}");
+    assert_eq!(
+        db.count(&format!(
+            "SELECT count(*) FROM tenants WHERE tenant_id = '{}'",
+            tenant(3)
+        ))
+        .await,
+        0
+    );
+
+    // Nested objects have no CSV form.
+    let Err(Error::Kernel(e)) = run_load(&db, "tenant_id,targets\n", &opts(Kind::Tenants)).await
+    else {
+        panic!("a CSV tenants file was read");
+    };
+    assert!(serde_json::to_string(&e).unwrap().contains("NDJSON only"));
+    db.cleanup().await;
+}
+
+/// The fifty-tenant file's rows for its first `n` tenants.
+fn fifty_tenant_file_of(n: usize) -> String {
+    let file = fifty_tenant_file();
+    let mut lines = file.lines();
+    let mut s = format!("{}\n", lines.next().unwrap_or_default());
+    for l in lines.take(n * METRICS.len() * 4) {
+        s.push_str(l);
+        s.push('\n');
+    }
+    s
 }

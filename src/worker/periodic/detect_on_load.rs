@@ -25,10 +25,10 @@ impl LoadListener for DetectOnLoad {
     fn loaded<'a>(
         &'a self,
         load: &'a crate::store::LoadFollowUp,
-    ) -> futures_util::future::BoxFuture<'a, Result<(), StoreError>> {
+    ) -> futures_util::future::BoxFuture<'a, Result<Vec<uuid::Uuid>, StoreError>> {
         Box::pin(async move {
             if load.kind != "metrics" {
-                return Ok(());
+                return Ok(Vec::new());
             }
             let pass = detect_for(
                 &self.store,
@@ -44,7 +44,7 @@ impl LoadListener for DetectOnLoad {
             if pass.triggers > 0 {
                 self.relay.kick();
             }
-            Ok(())
+            Ok(pass.triggered)
         })
     }
 }

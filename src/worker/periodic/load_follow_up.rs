@@ -5,16 +5,54 @@
 //! workers share them.
 
 use super::{Next, Periodic};
+use crate::broker::Topology;
+use crate::clock::Clock;
+use crate::contract::{Trigger, TriggerMessage, TriggerType};
+use crate::store::OutboxMessage;
 use crate::store::{LoadFollowUp as Load, Store, StoreError, bounded};
 use crate::watchdog::Watchdog;
 use crate::worker::relay::Relay;
+use chrono::{DateTime, SecondsFormat, Utc};
 use futures_util::future::BoxFuture;
 use std::sync::Arc;
 use std::time::Duration;
+use uuid::Uuid;
 
-/// Told about each load's tenants once the watchdog has run for them.
+/// The message id of a load's scheduled trigger for a tenant: one per load and tenant.
+pub fn load_trigger_message_id(load_id: &str, tenant: Uuid) -> String {
+    format!("load:{load_id}:{tenant}")
+}
+
+/// The scheduled trigger `ingest --trigger` asks for, as the trigger client would publish it.
+fn scheduled_after(
+    topology: &Topology,
+    load_id: &str,
+    tenant: Uuid,
+    now: DateTime<Utc>,
+) -> OutboxMessage {
+    let msg = TriggerMessage {
+        tenant_id: tenant.to_string(),
+        trigger: Trigger {
+            kind: TriggerType::Scheduled,
+            source: "ingest".into(),
+            triggered_at: now.to_rfc3339_opts(SecondsFormat::Secs, true),
+        },
+        analysis_window: None,
+    };
+    OutboxMessage {
+        exchange: topology.triggers_exchange.clone(),
+        routing_key: format!("{}.{tenant}", TriggerType::Scheduled),
+        message_id: load_trigger_message_id(load_id, tenant),
+        headers: serde_json::json!({ "tenant_id": tenant.to_string() }),
+        body: serde_json::to_vec(&msg).unwrap_or_default(),
+        action_id: None,
+    }
+}
+
+/// Told about each load's tenants once the watchdog has run for them; answers the tenants
+/// it queued a trigger for (they get no `--trigger` one).
 pub trait LoadListener: Send + Sync {
-    fn loaded<'a>(&'a self, load: &'a Load) -> BoxFuture<'a, Result<(), StoreError>>;
+    fn loaded<'a>(&'a self, load: &'a Load) -> BoxFuture<'a, Result<Vec<Uuid>, StoreError>>;
 }
 
 pub struct LoadFollowUp {
@@ -22,6 +60,8 @@ pub struct LoadFollowUp {
     pub watchdog: Watchdog,
     pub relay: Arc<Relay>,
     pub listeners: Vec<Arc<dyn LoadListener>>,
+    pub topology: Topology,
+    pub clock: Clock,
     pub every: Duration,
     pub deadline: Duration,
 }
@@ -60,8 +100,34 @@ impl Periodic for LoadFollowUp {
                         self.relay.publish(rows).await;
                     }
                 }
+                let mut triggered = std::collections::HashSet::new();
                 for l in &self.listeners {
-                    l.loaded(load).await?;
+                    triggered.extend(l.loaded(load).await?);
+                }
+                if load.trigger {
+                    let messages: Vec<_> = load
+                        .tenants
+                        .iter()
+                        .filter(|t| !triggered.contains(*t))
+                        .map(|t| {
+                            (
+                                *t,
+                                scheduled_after(
+                                    &self.topology,
+                                    &load.load_id,
+                                    *t,
+                                    self.clock.now(),
+                                ),
+                            )
+                        })
+                        .collect();
+                    let n =
+                        bounded(self.deadline * 4, self.store.queue_uncycled(&messages)).await?;
+                    tracing::info!(load_id = %load.load_id, queued = n,
+                        deviation_cycles = triggered.len(), "load --trigger: scheduled triggers queued");
+                    if n > 0 {
+                        self.relay.kick();
+                    }
                 }
                 bounded(self.deadline, self.store.load_followed_up(&load.load_id)).await?;
             }

@@ -198,6 +198,8 @@ pub fn for_worker(ctx: &Context, relay: &Arc<Relay>, status: &Arc<WorkerStatus>)
         },
         relay: relay.clone(),
         listeners: vec![Arc::new(on_load)],
+        topology: topology.clone(),
+        clock: ctx.clock.clone(),
         every: Duration::from_secs(s.worker.outbox_sweep_secs.max(1)),
         deadline,
     }))
