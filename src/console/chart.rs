@@ -27,6 +27,36 @@ pub struct Tick {
     pub label: String,
 }
 
+/// A detected deviation on the series: a ring at the day's value, its numbers as a tooltip.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Mark {
+    pub x: String,
+    pub y: String,
+    pub title: String,
+    /// `harmful` or `helpful` (a CSS class).
+    pub kind: &'static str,
+}
+
+/// The plot's scale, kept to place marks after the fact.
+#[derive(Debug, Clone, Copy, PartialEq)]
+struct Scale {
+    first: NaiveDate,
+    days: f64,
+    lo: f64,
+    hi: f64,
+}
+
+impl Scale {
+    fn x(&self, d: NaiveDate) -> f64 {
+        LEFT + (WIDTH - RIGHT - LEFT) * ((d - self.first).num_days() as f64 / self.days)
+    }
+
+    fn y(&self, v: f64) -> f64 {
+        let (y0, y1) = (TOP, HEIGHT - BOTTOM);
+        y1 - (y1 - y0) * ((v.clamp(self.lo, self.hi) - self.lo) / (self.hi - self.lo))
+    }
+}
+
 /// What the template draws.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Chart {
@@ -45,6 +75,8 @@ pub struct Chart {
     pub x_ticks: Vec<Tick>,
     /// The label x of the rules (right of the plot).
     pub label_x: String,
+    pub marks: Vec<Mark>,
+    scale: Scale,
 }
 
 fn c(v: f64) -> String {
@@ -122,8 +154,14 @@ impl Chart {
         let (x0, x1) = (LEFT, WIDTH - RIGHT);
         let (y0, y1) = (TOP, HEIGHT - BOTTOM);
         let days = (last.0 - first.0).num_days().max(1) as f64;
-        let x = |d: NaiveDate| x0 + (x1 - x0) * ((d - first.0).num_days() as f64 / days);
-        let y = |v: f64| y1 - (y1 - y0) * ((v - lo) / (hi - lo));
+        let scale = Scale {
+            first: first.0,
+            days,
+            lo,
+            hi,
+        };
+        let x = |d: NaiveDate| scale.x(d);
+        let y = |v: f64| scale.y(v);
 
         let points = series
             .iter()
@@ -184,7 +222,26 @@ impl Chart {
             y_ticks,
             x_ticks,
             label_x: c(x1 + 8.0),
+            marks: Vec::new(),
+            scale,
         })
+    }
+
+    /// Marks the days in `marks` (day, observed value, tooltip, harmful) that fall on the
+    /// plot; the others are left out.
+    pub fn with_marks(mut self, marks: &[(NaiveDate, f64, String, bool)]) -> Chart {
+        let last = self.scale.first + chrono::Days::new(self.scale.days as u64);
+        self.marks = marks
+            .iter()
+            .filter(|(d, v, _, _)| *d >= self.scale.first && *d <= last && v.is_finite())
+            .map(|(d, v, title, harmful)| Mark {
+                x: c(self.scale.x(*d)),
+                y: c(self.scale.y(*v)),
+                title: title.clone(),
+                kind: if *harmful { "harmful" } else { "helpful" },
+            })
+            .collect();
+        self
     }
 }
 
@@ -224,6 +281,15 @@ mod tests {
     #[test]
     fn no_data_no_chart_and_a_flat_series_still_has_a_scale() {
         assert!(Chart::daily(&[], None, &[]).is_none());
+        let marked = Chart::daily(&[(day(1), 5.0), (day(3), 2.0)], None, &[])
+            .unwrap()
+            .with_marks(&[
+                (day(3), 2.0, "pipeline_total -60%".into(), true),
+                (day(9), 1.0, "after the plot".into(), true),
+            ]);
+        assert_eq!(marked.marks.len(), 1);
+        assert_eq!(marked.marks[0].kind, "harmful");
+        assert_eq!(marked.marks[0].x, marked.plot_right);
         let ch = Chart::daily(&[(day(1), 5.0)], None, &[]).unwrap();
         assert!(ch.y_ticks.len() >= 2);
         assert_eq!(compact(430_892.0), "430.9k");

@@ -213,8 +213,47 @@ async fn writes_need_a_session_and_its_csrf_token_and_pages_escape_and_parse_ids
     let unknown = format!("/tenants/{}", Uuid::new_v4());
     assert_eq!(get(port, &unknown, None).await.status, 404);
 
+    // A deviation of the priority metric on its newest day, and a quarantined load's reject.
+    let client = db.client().await;
+    client
+        .batch_execute(&format!(
+            "INSERT INTO deviations (tenant_id, metric_id, day, observed, expected, band_lower,
+                 band_upper, k, method, days_used, log_scale, severity, harmful,
+                 trigger_message_id)
+             SELECT s.tenant_id, s.metric_id, s.date, s.value, s.value * 1.6, s.value * 1.3,
+                    s.value * 1.9, 3.5, 'mstl_ets', 28, false, 4.2, true, 'deviation:x'
+             FROM metric_snapshots s JOIN cycles c USING (tenant_id)
+             WHERE s.tenant_id = '{tenant}' AND s.metric_id = c.priority_metric
+               AND s.dimension = '{{}}'
+             ORDER BY s.date DESC LIMIT 1;
+             INSERT INTO loads (load_id, kind, source, rows, inserted, rejected, tenants,
+                                started_at, committed_at)
+             VALUES ('load-q-1', 'campaigns', 'crm/campaigns.csv', 3, 2, 1,
+                     ARRAY['{tenant}'::uuid], now(), now());
+             INSERT INTO ingest_rejects (load_id, line, tenant_id, problem, raw)
+             VALUES ('load-q-1', 3, '{tenant}', 'line 3: budget_total: -5 must be >= 0',
+                     '{tenant},c9,x,running,pipeline,-5,0,2026-11-01,');"
+        ))
+        .await
+        .unwrap();
+
     // Outside text is escaped by the template engine.
     let page = get(port, &format!("/tenants/{tenant}"), None).await;
+    assert!(
+        page.body.contains(r#"class="mark harmful""#),
+        "a deviation mark on the chart"
+    );
+    assert!(page.body.contains("-38%"), "the deviation's size");
+    assert!(page.body.contains("triggered a cycle"));
+    assert!(
+        page.body.contains("crm/campaigns.csv"),
+        "the tenant's last loads"
+    );
+    assert!(
+        page.body.contains("budget_total: -5 must be &gt;= 0")
+            || page.body.contains("budget_total: -5 must be &#62;= 0"),
+        "its rejects"
+    );
     assert_eq!(page.status, 200);
     assert!(
         page.body

@@ -72,8 +72,14 @@ async fn a_load_with_harmful_drops_raises_deviation_cycles_naming_the_metric() {
     // Their campaigns, open opportunities and revenue events, one file per kind.
     for (kind, rows) in [
         ("campaigns", serde_json::to_value(&doc.campaigns).unwrap()),
-        ("opportunities", serde_json::to_value(&doc.opportunities).unwrap()),
-        ("revenue_events", serde_json::to_value(&doc.revenue_events).unwrap()),
+        (
+            "opportunities",
+            serde_json::to_value(&doc.opportunities).unwrap(),
+        ),
+        (
+            "revenue_events",
+            serde_json::to_value(&doc.revenue_events).unwrap(),
+        ),
     ] {
         let mut ndjson = String::new();
         for t in &tenants {

@@ -78,6 +78,40 @@ struct CampaignRow {
     spent: String,
 }
 
+/// A detection of the last `DEVIATION_DAYS`.
+struct DeviationLine {
+    day: String,
+    metric: String,
+    observed: String,
+    expected: String,
+    band: String,
+    change: String,
+    how: String,
+    /// `harmful` or `helpful`.
+    kind: &'static str,
+    triggered: bool,
+}
+
+/// A recent load that carried rows of this tenant.
+struct LoadLine {
+    when: String,
+    kind: String,
+    source: String,
+    load_id: String,
+    counts: String,
+    rejected: i64,
+}
+
+struct RejectLine {
+    load_id: String,
+    line: i64,
+    problem: String,
+    raw: String,
+}
+
+const DEVIATION_DAYS: i64 = 90;
+const LOADS_SHOWN: i64 = 10;
+
 #[derive(Template)]
 #[template(path = "tenant.html")]
 struct TenantPage {
@@ -97,6 +131,9 @@ struct TenantPage {
     policy: Vec<String>,
     /// Who set the policy, and when.
     policy_set: Option<String>,
+    deviations: Vec<DeviationLine>,
+    loads: Vec<LoadLine>,
+    rejects: Vec<RejectLine>,
 }
 
 fn timeline(v: &TenantView) -> Vec<TimelineCell> {
@@ -143,13 +180,65 @@ pub async fn get(State(shared): App, who: Visitor, Path(id): Path<String>) -> Pa
         .iter()
         .map(|t| (t.label(), t.condition.threshold))
         .collect();
+    let since = chrono::Utc::now().date_naive() - chrono::Duration::days(DEVIATION_DAYS);
+    let found = console.store.deviations(Some(id), Some(since)).await?;
+    let marks: Vec<_> = found
+        .iter()
+        .filter(|d| d.row.metric_id == metric)
+        .map(|d| {
+            let r = &d.row;
+            (r.day, r.observed, deviation_title(r), r.harmful)
+        })
+        .collect();
     let chart = Chart::daily(
         &v.series,
         v.target.as_ref().map(|(_, value)| ("target", *value)),
         &rules,
-    );
+    )
+    .map(|c| c.with_marks(&marks));
+    let (loads, rejects) = console.store.tenant_loads(id, LOADS_SHOWN).await?;
     let (policy, policy_set) = policy_lines(&shared, id).await?;
     let page = TenantPage {
+        deviations: found
+            .iter()
+            .map(|d| {
+                let r = &d.row;
+                DeviationLine {
+                    day: r.day.to_string(),
+                    metric: r.metric_id.clone(),
+                    observed: compact(r.observed),
+                    expected: compact(r.expected),
+                    band: format!("{} to {}", compact(r.band_lower), compact(r.band_upper)),
+                    change: change_pct(r.observed, r.expected),
+                    how: format!("{} over {} days, k {}", r.method, r.days_used, r.k),
+                    kind: if r.harmful { "harmful" } else { "helpful" },
+                    triggered: d.trigger_message_id.is_some(),
+                }
+            })
+            .collect(),
+        loads: loads
+            .iter()
+            .map(|l| LoadLine {
+                when: l.committed_at.map(time).unwrap_or_default(),
+                kind: format!("{}{}", l.kind, if l.snapshot { " (snapshot)" } else { "" }),
+                source: l.source.clone(),
+                load_id: l.load_id.chars().take(12).collect(),
+                counts: format!(
+                    "{} rows: {} inserted, {} updated, {} unchanged, {} removed",
+                    l.rows, l.inserted, l.updated, l.unchanged, l.removed
+                ),
+                rejected: l.rejected,
+            })
+            .collect(),
+        rejects: rejects
+            .into_iter()
+            .map(|r| RejectLine {
+                load_id: r.load_id.chars().take(12).collect(),
+                line: r.line,
+                problem: r.problem,
+                raw: r.raw,
+            })
+            .collect(),
         policy,
         policy_set,
         nav: who.nav.clone(),
@@ -259,6 +348,30 @@ pub async fn get(State(shared): App, who: Visitor, Path(id): Path<String>) -> Pa
             .collect(),
     };
     ok(&page)
+}
+
+fn change_pct(observed: f64, expected: f64) -> String {
+    match expected.abs() > f64::EPSILON {
+        true => format!("{:+.0}%", (observed / expected - 1.0) * 100.0),
+        false => String::new(),
+    }
+}
+
+/// A chart mark's tooltip: the numbers that decided the detection.
+fn deviation_title(r: &crate::store::DeviationRow) -> String {
+    format!(
+        "{} on {}: {} against {} expected ({}), band {} to {} ({} over {} days, k {})",
+        r.metric_id,
+        r.day,
+        compact(r.observed),
+        compact(r.expected),
+        change_pct(r.observed, r.expected),
+        compact(r.band_lower),
+        compact(r.band_upper),
+        r.method,
+        r.days_used,
+        r.k
+    )
 }
 
 /// The tenant's approval policy as sentences, and who set it when.
