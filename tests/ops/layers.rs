@@ -39,6 +39,7 @@ const ALLOWED: &[(&str, &[&str])] = &[
             "contract",
             "config",
             "kernel",
+            "notify",
             "store",
             "broker",
             "results",
