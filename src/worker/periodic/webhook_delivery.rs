@@ -4,7 +4,7 @@
 //! workers share them) and POST each, signed, with its idempotency key. A 2xx delivers it;
 //! anything else waits by the backoff schedule, and after `notify.max_attempts` (or
 //! `notify.max_age_secs`) the delivery is dead: kept, and listed by `revenue-os webhook
-//! deliveries --dead` and on the console's dead-letters page. At least once: a worker that
+//! deliveries --dead`. At least once: a worker that
 //! dies mid-attempt leaves the delivery due again when its claim runs out.
 
 use super::{Next, Periodic};
