@@ -20,6 +20,8 @@ pub struct Settings {
     pub approval: ApprovalSettings,
     pub http: HttpSettings,
     pub console: ConsoleSettings,
+    #[serde(default)]
+    pub notify: NotifySettings,
     pub log: LogSettings,
 }
 
@@ -156,6 +158,60 @@ pub struct HttpSettings {
 pub struct ConsoleSettings {
     /// Address of the console; empty turns it off in `worker`.
     pub listen: String,
+}
+
+/// Webhook notifications (docs/notifications.md): the global webhooks, where their links
+/// point, and how deliveries are retried.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct NotifySettings {
+    /// Webhooks that receive every tenant's subscribed events (tenants add their own with
+    /// `revenue-os webhook add`).
+    pub webhooks: Vec<WebhookSettings>,
+    /// The console's address as people reach it; the base of every link in a message.
+    pub console_url: String,
+    /// How often the delivery service looks for work (milliseconds).
+    pub interval_ms: u64,
+    /// The wait after a first failed attempt, doubled after each further one…
+    pub backoff_initial_secs: u64,
+    /// …up to this.
+    pub backoff_max_secs: u64,
+    /// Attempts in all; then the delivery is dead (listed by `webhook deliveries --dead`).
+    pub max_attempts: u32,
+    /// A delivery older than this is dead whatever its attempts.
+    pub max_age_secs: u64,
+    /// Bound on one attempt: connect, TLS, request and response.
+    pub timeout_secs: u64,
+}
+
+impl Default for NotifySettings {
+    fn default() -> Self {
+        Self {
+            webhooks: Vec::new(),
+            console_url: "http://127.0.0.1:9465".into(),
+            interval_ms: 1000,
+            backoff_initial_secs: 30,
+            backoff_max_secs: 3600,
+            max_attempts: 12,
+            max_age_secs: 3 * 86_400,
+            timeout_secs: 10,
+        }
+    }
+}
+
+/// One global webhook. Its secret is never in a file: `secret_env` names the environment
+/// variable that holds it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct WebhookSettings {
+    /// Names it in deliveries (`global:<name>`) and logs; lower-case letters, digits, `_.-`.
+    pub name: String,
+    /// `http://` or `https://`.
+    pub url: String,
+    /// Event names (docs/notifications.md), or `*` for all.
+    pub events: Vec<String>,
+    /// The environment variable holding the signing secret (16 characters at least).
+    pub secret_env: String,
 }
 
 /// The environment variable holding the console's operator token.

@@ -26,6 +26,7 @@ mod schema;
 mod tenant;
 mod trigger;
 mod watch;
+mod webhook;
 mod worker;
 
 use crate::config::Settings;
@@ -41,6 +42,8 @@ use tokio_util::sync::CancellationToken;
 pub enum Command {
     /// Named console operators: add (prints a one-time token), list, revoke.
     Operator(operator::Args),
+    /// A tenant's webhooks (add, list, remove) and deliveries still tried or dead.
+    Webhook(webhook::Args),
     /// The audit trail (decisions, executor reports, reverts, evaluations, outcomes, cycles,
     /// policy changes), streamed as CSV or JSON lines.
     Audit(audit::Args),
@@ -121,6 +124,7 @@ pub fn run(command: Command) -> Result<Output, Error> {
 fn dispatch(command: Command) -> Result<Output, Error> {
     match command {
         Command::Operator(a) => operator::run(a),
+        Command::Webhook(a) => webhook::run(a),
         Command::Audit(a) => audit::run(a),
         Command::Demo(a) => demo::run(a),
         Command::Kernel(a) => kernel::run(a),

@@ -144,6 +144,12 @@ impl FromRequestParts<Arc<Shared>> for Operator {
 /// A form that carries its session's CSRF token.
 pub trait CsrfForm {
     fn csrf(&self) -> &str;
+    /// Who may post it, and what it does: checked before the CSRF token, since a role that
+    /// is shown no such form has no token to send (its post is refused for its role, 403,
+    /// not as an expired form).
+    fn role() -> (fn(OperatorRole) -> bool, &'static str) {
+        (|_| true, "post this form")
+    }
 }
 
 /// A form posted by a signed-in operator, its CSRF token checked.
@@ -161,6 +167,8 @@ where
     async fn from_request(req: Request, shared: &Arc<Shared>) -> Result<Self, Self::Rejection> {
         let (mut parts, body) = req.into_parts();
         let operator = Operator::from_request_parts(&mut parts, shared).await?;
+        let (may, what) = F::role();
+        operator.allowed(may, what)?;
         let req = Request::from_parts(parts, body);
         let Form(form) = Form::<F>::from_request(req, shared)
             .await

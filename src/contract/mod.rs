@@ -6,6 +6,7 @@ mod envelope;
 mod error;
 mod levers;
 mod messages;
+pub mod notify;
 mod output_rules;
 mod parse;
 pub mod report;
@@ -21,6 +22,7 @@ pub use envelope::{EnvelopeError, check_envelope, is_json};
 pub use error::{KernelError, True, Violation};
 pub use levers::{KnownLever, Levers};
 pub use messages::{ActionMessage, TriggerMessage, action_hash};
+pub use notify::{Notification, NotifyEvent};
 pub use output_rules::validate_output;
 pub use parse::{
     DEFAULT_WINDOW_DAYS, DateRange, MAX_SOURCE_BYTES, format_date, parse_date, parse_timestamp,

@@ -3,8 +3,9 @@
 //! a decision may do is the caller's `ApprovalGate`; the store keeps the facts and the record.
 
 use super::tenant::{cycle_tenant, cycle_tx, set_tenant, tenant_tx, tenants_in_order};
+use super::webhooks;
 use super::{OutboxMessage, OutboxRow, Store, StoreError, outbox, tenant_lock_key};
-use crate::contract::{Action, ActionStatus, action_hash};
+use crate::contract::{Action, ActionStatus, Notification, NotifyEvent, action_hash};
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use tokio_postgres::Transaction;
@@ -481,6 +482,29 @@ async fn apply(
         ],
     )
     .await?;
+    let subject = format!("{}:{}", f.cycle_id, f.action_id);
+    let notice = match decision {
+        "expired" => Some((NotifyEvent::ApprovalExpired, subject)),
+        "superseded" => Some((NotifyEvent::ApprovalSuperseded, subject)),
+        "refused_stale" => None,
+        d => Some((NotifyEvent::ApprovalDecided, format!("{subject}:{d}"))),
+    };
+    if let Some((event, subject)) = notice {
+        let waited = (now - f.created_at).num_minutes() as f64 / 60.0;
+        let n = Notification::new(event, subject, Some(f.tenant_id), now)
+            .on_action(f.cycle_id, &f.action_id)
+            .with_details(webhooks::action_details(
+                &f.action,
+                serde_json::json!({
+                    "decision": decision,
+                    "by": request.map(|_| by),
+                    "reason": reason,
+                    "hash": f.hash,
+                    "waited_hours": (waited * 10.0).round() / 10.0,
+                }),
+            ));
+        webhooks::record(tx, &n).await?;
+    }
     if let Some(s) = status {
         tx.execute(
             "UPDATE actions SET status = $3, updated_at = now() WHERE cycle_id = $1 AND action_id = $2",

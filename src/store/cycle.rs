@@ -3,11 +3,12 @@
 
 use super::assemble::assemble_in;
 use super::tenant::tenant_tx;
+use super::webhooks;
 use super::{
     CycleOutcome, CyclePolicy, CycleRequest, CycleStatus, LastCycle, OutboxRow, Store, StoreError,
     outbox, tenant_lock_key,
 };
-use crate::contract::{KernelError, KernelOutput};
+use crate::contract::{KernelError, KernelOutput, Notification, NotifyEvent};
 use crate::telemetry::metrics;
 use chrono::{DateTime, Utc};
 use serde_json::json;
@@ -146,6 +147,20 @@ impl Store {
         let plan = policy.plan(req.cycle_id, &result, status, &approvals);
         if let Ok(out) = &result {
             insert_actions(&tx, req, out, &plan.held).await?;
+            for (action_id, why) in &plan.held {
+                let Some(a) = out.actions.iter().find(|a| &a.action_id == action_id) else {
+                    continue;
+                };
+                let n = Notification::new(
+                    NotifyEvent::ActionHeld,
+                    format!("{}:{action_id}", req.cycle_id),
+                    Some(req.tenant_id),
+                    now,
+                )
+                .on_action(req.cycle_id, action_id)
+                .with_details(webhooks::action_details(a, json!({ "reason": why })));
+                webhooks::record(&tx, &n).await?;
+            }
         }
         let mut pending = Vec::new();
         for m in &plan.messages {

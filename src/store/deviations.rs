@@ -3,7 +3,9 @@
 //! which points count and what deviates is decided by the caller (src/deviation).
 
 use super::tenant::{set_tenant, tenant_tx};
+use super::webhooks;
 use super::{OutboxMessage, OutboxRow, Store, StoreError, outbox};
+use crate::contract::{Notification, NotifyEvent};
 use chrono::{DateTime, NaiveDate, Utc};
 use std::collections::BTreeMap;
 use uuid::Uuid;
@@ -120,6 +122,25 @@ impl Store {
                 ],
             )
             .await?;
+            if d.harmful {
+                let n = Notification::new(
+                    NotifyEvent::DeviationDetected,
+                    format!("{tenant}:{}:{}", d.metric_id, d.day),
+                    Some(tenant),
+                    Utc::now(),
+                )
+                .with_details(serde_json::json!({
+                    "metric_id": d.metric_id,
+                    "day": d.day,
+                    "observed": d.observed,
+                    "expected": d.expected,
+                    "band_lower": d.band_lower,
+                    "band_upper": d.band_upper,
+                    "severity": (d.severity * 100.0).round() / 100.0,
+                    "method": d.method,
+                }));
+                webhooks::record(&tx, &n).await?;
+            }
         }
         let mut queued = None;
         if let Some((metric_id, m)) = trigger {

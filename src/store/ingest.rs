@@ -10,9 +10,9 @@
 
 use super::loads::{LoadReport, REPORT_COLUMNS, committed_load, report};
 use super::migrate::sync_metric_dictionary;
-use super::{Store, StoreError};
-use crate::contract::Violation;
+use super::{Store, StoreError, webhooks};
 use crate::contract::catalog::Catalog;
+use crate::contract::{Notification, NotifyEvent, Violation};
 use crate::ingest::{Cell, Decoded, Kind, Spec, Ty};
 use chrono::{NaiveDate, Utc};
 use serde_json::Value;
@@ -265,6 +265,7 @@ impl Store {
                 &[&load_id],
             )
             .await?;
+            notify_rejected(&tx, req, spec.name, &load_id, rows, rejected).await?;
         }
         let (inserted, updated) = match req.kind {
             Kind::Tenants => merge_tenants(&tx).await?,
@@ -300,6 +301,51 @@ impl Store {
         tx.commit().await?;
         Ok(LoadOutcome::Loaded(report))
     }
+}
+
+/// One `load_rejected` notification per tenant whose rows the load refused (a tenant that
+/// exists), and one of no tenant for the refused rows of no known tenant, in the load's own
+/// transaction.
+async fn notify_rejected(
+    tx: &Transaction<'_>,
+    req: &LoadRequest,
+    kind: &str,
+    load_id: &str,
+    rows: i64,
+    rejected: i64,
+) -> Result<(), StoreError> {
+    let per_tenant = tx
+        .query(
+            &format!(
+                "SELECT t.tenant_id, count(*) FROM {STAGING} s
+                 LEFT JOIN tenants t ON t.tenant_id = s.tenant_id
+                 WHERE s.problems IS NOT NULL GROUP BY t.tenant_id"
+            ),
+            &[],
+        )
+        .await?;
+    let now = Utc::now();
+    for r in &per_tenant {
+        let tenant: Option<Uuid> = r.try_get(0)?;
+        let mine: i64 = r.try_get(1)?;
+        let who = tenant.map_or_else(|| "none".to_owned(), |t| t.to_string());
+        let n = Notification::new(
+            NotifyEvent::LoadRejected,
+            format!("{load_id}:{who}"),
+            tenant,
+            now,
+        )
+        .with_details(serde_json::json!({
+            "load_id": load_id,
+            "kind": kind,
+            "source": req.source,
+            "rows": rows,
+            "rejected": mine,
+            "rejected_in_load": rejected,
+        }));
+        webhooks::record(tx, &n).await?;
+    }
+    Ok(())
 }
 
 async fn write_row(

@@ -32,6 +32,7 @@ mod tenant;
 mod tls;
 mod views;
 mod watch;
+mod webhooks;
 
 pub use approvals::{
     ApprovalFacts, ApprovalGate, ApprovalOutcome, ApprovalPolicy, ApprovalRequest, Gate, HeldFacts,
@@ -63,6 +64,7 @@ pub use watch::{
     Evaluation, StoredEvaluation, WatchDecision, WatchFacts, WatchNeeds, WatchPolicy, WatchVerdict,
     Watched,
 };
+pub use webhooks::{AttemptEnd, ClaimedDelivery, DeliveryView, NewDelivery, Router, TenantWebhook};
 
 use crate::contract::{DateRange, KernelError, KernelInput, KernelOutput, Levers, Trigger};
 use chrono::{DateTime, Utc};

@@ -151,4 +151,22 @@ impl Store {
             .await?
             .try_get(0)?)
     }
+
+    /// Records a console sign-in (`operator_sign_ins`, V13), for the audit trail; `named`
+    /// false: the bootstrap token under a typed name.
+    pub async fn record_sign_in(
+        &self,
+        name: &str,
+        role: OperatorRole,
+        named: bool,
+    ) -> Result<(), StoreError> {
+        let client = self.pool.get().await?;
+        client
+            .execute(
+                "INSERT INTO operator_sign_ins (operator, role, named) VALUES ($1, $2, $3)",
+                &[&name, &role.as_str(), &named],
+            )
+            .await?;
+        Ok(())
+    }
 }

@@ -49,6 +49,12 @@ const WORKER_TABLES: &[(&str, &str)] = &[
     ("ingest_rejects", "SELECT, INSERT"),
     // Detections are re-recorded when a day's load runs again.
     ("deviations", "SELECT, INSERT, UPDATE"),
+    // Webhook notifications: a tenant's webhooks (`webhook add/remove`), the notifications
+    // state changes record, their deliveries; console sign-ins for the audit trail.
+    ("webhooks", "SELECT, INSERT, UPDATE, DELETE"),
+    ("notifications", "SELECT, INSERT, UPDATE"),
+    ("webhook_deliveries", "SELECT, INSERT, UPDATE"),
+    ("operator_sign_ins", "SELECT, INSERT"),
     // migrate_on_start reads it to find the schema up to date (and then runs no DDL).
     ("refinery_schema_history", "SELECT"),
 ];

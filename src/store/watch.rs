@@ -5,8 +5,9 @@
 
 use super::reports::upsert_result;
 use super::tenant::{set_tenant, tenant_tx};
+use super::webhooks;
 use super::{OutboxMessage, OutboxRow, Store, StoreError, outbox};
-use crate::contract::{Action, ActionResult, ActionStatus, Outcome};
+use crate::contract::{Action, ActionResult, ActionStatus, Notification, NotifyEvent, Outcome};
 use chrono::{DateTime, NaiveDate, Utc};
 use serde_json::Value;
 use std::collections::BTreeMap;
@@ -400,6 +401,40 @@ async fn apply(
     }
     if let Some(r) = &d.result {
         upsert_result(tx, f.tenant_id, r, "watchdog").await?;
+    }
+    // One message per revert or escalation, however many sweeps decide it (the subject is
+    // the action: a second record is no new notification).
+    let event = match e.verdict {
+        WatchVerdict::Abort if !d.outbox.is_empty() => Some(NotifyEvent::RevertPublished),
+        WatchVerdict::Escalate => Some(NotifyEvent::WatchdogEscalation),
+        _ => None,
+    };
+    if let Some(event) = event {
+        let change = &f.action.proposed_change;
+        let n = Notification::new(
+            event,
+            format!("{}:{}", f.cycle_id, f.action_id),
+            Some(f.tenant_id),
+            now,
+        )
+        .on_action(f.cycle_id, &f.action_id)
+        .with_details(webhooks::action_details(
+            &f.action,
+            serde_json::json!({
+                "sentence": e.sentence,
+                "as_of": f.as_of,
+                "mode": if f.shadow { "shadow" } else { "enforce" },
+                "numbers": e.numbers,
+                // A revert puts back what the action changed.
+                "current_value": f.applied_after.clone().unwrap_or_else(|| change.new_value.clone()),
+                "new_value": if event == NotifyEvent::RevertPublished {
+                    f.applied_before.clone().unwrap_or_else(|| change.current_value.clone())
+                } else {
+                    change.new_value.clone()
+                },
+            }),
+        ));
+        webhooks::record(tx, &n).await?;
     }
     Ok(rows)
 }

@@ -6,7 +6,9 @@ use super::health::WorkerStatus;
 use super::relay::Relay;
 use super::settle::{self, DeadLetters};
 use super::unit::{self, Context, Incoming, Processed};
-use crate::broker::ConfirmedPublisher;
+use crate::broker::{ConfirmedPublisher, Disposition};
+use crate::contract::{Notification, NotifyEvent};
+use crate::store::bounded;
 use crate::telemetry::metrics;
 use lapin::Connection;
 use lapin::message::Delivery;
@@ -110,6 +112,16 @@ async fn handle_trigger(s: Shared, mut d: Delivery) {
         let _ = s.conn.close(320, "fault injection".into()).await;
         return;
     }
+    let notice = match &processed.disposition {
+        Disposition::DeadLetter { reason, detail } => Some(dead_letter_notice(
+            &inc,
+            d.routing_key.as_str(),
+            reason,
+            detail,
+            s.ctx.clock.now(),
+        )),
+        _ => None,
+    };
     // The unit's task is over, so the body is ours alone again: moved, not copied.
     let body = Arc::try_unwrap(inc).map_or_else(|shared| shared.body.clone(), |i| i.body);
     let dead = DeadLetters {
@@ -117,10 +129,53 @@ async fn handle_trigger(s: Shared, mut d: Delivery) {
         exchange: &s.ctx.planner.topology().dead_letter_exchange,
     };
     settle::settle(&d, &processed.disposition, dead, body).await;
+    if let Some(n) = notice {
+        let deadline = s.ctx.settings.database.call_timeout();
+        if let Err(e) = bounded(deadline, s.ctx.store.record_notification(&n)).await {
+            tracing::warn!(error = %e, "the dead-lettered trigger's notification was not recorded");
+        }
+    }
     if !processed.relay.is_empty() {
         s.relay.publish(processed.relay).await;
     }
     s.relay.publish_direct(&processed.direct).await;
+}
+
+/// The `trigger_dead_lettered` notification of a trigger moved to the dead-letter exchange:
+/// its tenant if the body names a readable one, its message id (or the one derived from it,
+/// as the copy carries), why.
+fn dead_letter_notice(
+    inc: &Incoming,
+    routing_key: &str,
+    reason: &str,
+    detail: &str,
+    now: chrono::DateTime<chrono::Utc>,
+) -> Notification {
+    #[derive(serde::Deserialize)]
+    struct Named {
+        tenant_id: Option<String>,
+    }
+    let tenant = serde_json::from_slice::<Named>(&inc.body)
+        .ok()
+        .and_then(|n| n.tenant_id)
+        .and_then(|t| uuid::Uuid::parse_str(&t).ok());
+    let message_id = inc
+        .message_id
+        .clone()
+        .unwrap_or_else(|| crate::broker::derived_message_id(routing_key, &inc.body));
+    let who = tenant.map_or_else(|| "none".to_owned(), |t| t.to_string());
+    Notification::new(
+        NotifyEvent::TriggerDeadLettered,
+        format!("{who}:{message_id}"),
+        tenant,
+        now,
+    )
+    .with_details(serde_json::json!({
+        "message_id": message_id,
+        "reason": reason,
+        "detail": detail.chars().take(500).collect::<String>(),
+        "routing_key": routing_key,
+    }))
 }
 
 /// A report delivery as a task, after the reports on the same action before it.

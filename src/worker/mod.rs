@@ -1,7 +1,7 @@
 //! One unit of work (`unit`: decode → cycle in the store → ack → relay), kept apart from the
 //! loop that drives it (`run`). Around them: a delivery's task (`deliveries`), settling it
 //! (`settle`), the broker session (`session`), the outbox relay (`relay`), periodic services
-//! (`periodic`), the message plan (`plan`) and what the worker knows of itself (`health`).
+//! (`periodic`, webhook delivery among them, over `webhook_http`), the message plan (`plan`) and what the worker knows of itself (`health`).
 
 pub mod deliveries;
 pub mod deviation;
@@ -15,6 +15,7 @@ pub mod run;
 pub mod session;
 pub mod settle;
 pub mod unit;
+pub mod webhook_http;
 
 pub use deliveries::{HookAction, Hooks};
 pub use health::WorkerStatus;

@@ -15,6 +15,8 @@ const ALLOWED: &[(&str, &[&str])] = &[
     // Deviation detection is pure like the kernel: series in, assessments out.
     ("deviation", &["contract"]),
     ("ingest", &["contract"]),
+    // Webhook bodies, signatures, verification, the retry schedule: pure.
+    ("notify", &["contract"]),
     ("telemetry", &["contract", "config"]),
     ("store", &["contract", "config", "ingest", "telemetry"]),
     ("broker", &["contract", "config", "telemetry"]),
@@ -37,6 +39,7 @@ const ALLOWED: &[(&str, &[&str])] = &[
             "contract",
             "config",
             "kernel",
+            "notify",
             "store",
             "broker",
             "results",
@@ -114,7 +117,7 @@ const ALLOWED: &[(&str, &[&str])] = &[
 
 /// I/O crates the pure modules must not name.
 const IO_CRATES: &[&str] = &["tokio", "lapin", "tokio_postgres", "deadpool", "postgres"];
-const PURE: &[&str] = &["kernel", "contract", "deviation", "ingest"];
+const PURE: &[&str] = &["kernel", "contract", "deviation", "ingest", "notify"];
 
 fn src() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("src")

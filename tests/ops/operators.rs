@@ -120,7 +120,37 @@ async fn named_operators_roles_bulk_decisions_and_two_approvers() {
         ),
     )
     .await;
+    // Refused by the role check (a viewer is shown no form, so has no CSRF token to send),
+    // not as an expired form; nothing recorded.
     assert_eq!(r.status, 403, "{}", r.body);
+    assert!(
+        r.body
+            .contains("vic is signed in as a viewer, who may not approve or reject actions."),
+        "{}",
+        r.body
+    );
+    assert!(!r.body.contains("CSRF"), "{}", r.body);
+    let r = post(
+        port,
+        "/approvals/bulk",
+        Some(&vic_cookie),
+        &format!(
+            "decision=approve&reason=x&item={}:{}:{}&csrf=x",
+            raise.cycle_id, raise.action_id, raise.hash
+        ),
+    )
+    .await;
+    assert_eq!(r.status, 403, "{}", r.body);
+    assert!(
+        r.body.contains("who may not approve or reject actions"),
+        "{}",
+        r.body
+    );
+    assert_eq!(
+        db.count("SELECT count(*) FROM approval_decisions WHERE decided_by = 'vic'")
+            .await,
+        0
+    );
 
     // An approver sees the budget raise at a glance.
     let ana_cookie = sign_in(port, &ana).await;

@@ -118,7 +118,15 @@ async fn two_tenants() -> (TestDb, Uuid, Uuid) {
                                      harmful)
              SELECT tenant_id, 'leads_created', current_date, 1, 2, 1.5, 2.5, 3.5, 'mstl_ets',
                     30, true, 2, true
-             FROM tenants;",
+             FROM tenants;
+             INSERT INTO webhooks (tenant_id, name, url, events, secret)
+             SELECT tenant_id, 'ops', 'https://hooks.example/x', '{*}', 'a-secret-of-16-chars'
+             FROM tenants;
+             INSERT INTO notifications (event, subject, tenant_id, occurred_at)
+             SELECT 'load_rejected', 'rls:' || tenant_id, tenant_id, now() FROM tenants;
+             INSERT INTO webhook_deliveries (notification_id, tenant_id, webhook, url, event, body)
+             SELECT id, tenant_id, 'tenant:ops', 'https://hooks.example/x', event, '\\x7b7d'
+             FROM notifications;",
         )
         .await
         .unwrap();
@@ -155,7 +163,7 @@ async fn every_tenant_table_has_forced_row_level_security() {
     let db = TestDb::new().await;
     let admin = db.client().await;
     let tables = tenant_tables(&admin).await;
-    assert_eq!(tables.len(), 22, "{tables:?}");
+    assert_eq!(tables.len(), 25, "{tables:?}");
     for t in &tables {
         let r = admin
             .query_one(

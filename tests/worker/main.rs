@@ -17,3 +17,4 @@ mod reports;
 mod sigterm;
 mod skipped;
 mod watchdog;
+mod webhooks;

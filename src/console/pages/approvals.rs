@@ -7,7 +7,7 @@ use super::super::view;
 use super::PageError;
 use super::{Page, render, short, time, uuid};
 use crate::approvals::{approvers_needed, glance, roles};
-use crate::store::{ApprovalOutcome, ApprovalRequest, GlanceFacts};
+use crate::store::{ApprovalOutcome, ApprovalRequest, GlanceFacts, OperatorRole};
 use askama::Template;
 use axum::extract::State;
 use axum::http::StatusCode;
@@ -229,6 +229,10 @@ impl CsrfForm for DecisionForm {
     fn csrf(&self) -> &str {
         &self.csrf
     }
+
+    fn role() -> (fn(OperatorRole) -> bool, &'static str) {
+        (roles::may_decide, "approve or reject actions")
+    }
 }
 
 pub async fn approve(State(shared): App, signed: Signed<DecisionForm>) -> Page {
@@ -379,6 +383,10 @@ impl BulkForm {
 impl CsrfForm for BulkForm {
     fn csrf(&self) -> &str {
         self.get("csrf").unwrap_or_default()
+    }
+
+    fn role() -> (fn(OperatorRole) -> bool, &'static str) {
+        (roles::may_decide, "approve or reject actions")
     }
 }
 

@@ -72,6 +72,12 @@ pub async fn post(State(shared): App, Form(f): Form<LoginForm>) -> Page {
             None => return refuse("Wrong operator token."),
         },
     };
+    // Recorded before the session exists: a sign-in the trail cannot keep does not happen.
+    shared
+        .console
+        .store
+        .record_sign_in(&name, role, named)
+        .await?;
     let (id, _) = shared.sessions.create(&name, role, named);
     tracing::info!(operator = %name, %role, "console: signed in");
     let mut r = Redirect::to("/approvals").into_response();

@@ -10,6 +10,7 @@ mod load_follow_up;
 mod outbox_sweep;
 mod overdue_gauge;
 mod watchdog_sweep;
+mod webhook_delivery;
 
 pub use approval_expiry::ApprovalExpiry;
 pub use database_probe::DatabaseProbe;
@@ -18,6 +19,7 @@ pub use load_follow_up::{LoadFollowUp, LoadListener};
 pub use outbox_sweep::OutboxSweep;
 pub use overdue_gauge::OverdueGauge;
 pub use watchdog_sweep::WatchdogSweep;
+pub use webhook_delivery::{GlobalHook, WebhookDelivery};
 
 use super::health::WorkerStatus;
 use super::relay::Relay;
@@ -190,6 +192,20 @@ pub fn for_worker(ctx: &Context, relay: &Arc<Relay>, status: &Arc<WorkerStatus>)
         clock: ctx.clock.clone(),
         relay: relay.clone(),
     };
+    match crate::worker::webhook_http::WebhookHttp::new(Duration::from_secs(
+        s.notify.timeout_secs.max(1),
+    )) {
+        Ok(http) => {
+            sup = sup.with(Arc::new(WebhookDelivery {
+                store: ctx.store.clone(),
+                globals: GlobalHook::from_settings(&s.notify.webhooks, |k| std::env::var(k).ok()),
+                settings: s.notify.clone(),
+                http,
+                deadline,
+            }));
+        }
+        Err(e) => tracing::error!(error = %e, "webhook delivery is off: no TLS client"),
+    }
     sup.with(Arc::new(LoadFollowUp {
         store: ctx.store.clone(),
         watchdog: crate::watchdog::Watchdog {
