@@ -197,6 +197,9 @@ impl Store {
             ));
         };
         let rows = writer.as_mut().finish().await? as i64;
+        // The planner's row counts for the staging table: its joins below are hash joins
+        // over a million rows, not a million index probes.
+        tx.batch_execute(&format!("ANALYZE {STAGING}")).await?;
 
         let load_id = req.load_id.clone().unwrap_or(digest);
         // The scope: every tenant the file names. A load id committed meanwhile (or by a
@@ -499,8 +502,16 @@ async fn violations(tx: &Transaction<'_>) -> Result<(Vec<Violation>, i64), Store
     Ok((list, total))
 }
 
-/// `INSERT … ON CONFLICT … DO UPDATE … WHERE … IS DISTINCT FROM …` from the staging table:
-/// (inserted, updated). A row removed by an earlier snapshot and back in the file returns.
+/// The valid staging rows into the real table on its natural key: (inserted, updated).
+/// Changed rows are updated (`… IS DISTINCT FROM …`, so an identical row is not touched and
+/// its stamp does not move), then keys not stored yet are inserted. A row removed by an
+/// earlier snapshot and back in the file returns.
+///
+/// Not `INSERT … ON CONFLICT`: that locks every conflicting row even when nothing changed, and
+/// pays a speculative insertion per new row (1,000,000 new metric rows: 12.7 s against 6.6 s;
+/// the same file again: 18 s against 4 s). Instead the table is locked against other writers
+/// (loads and imports of it take turns; readers and cycles are not blocked), so the keys the
+/// two statements see cannot change before the commit.
 async fn merge(tx: &Transaction<'_>, spec: &Spec, repeats: bool) -> Result<(i64, i64), StoreError> {
     let cols: Vec<String> = spec.columns.iter().map(|c| q(c.name)).collect();
     let key: Vec<String> = std::iter::once("tenant_id")
@@ -513,34 +524,37 @@ async fn merge(tx: &Transaction<'_>, spec: &Spec, repeats: bool) -> Result<(i64,
         .map(|c| c.name)
         .filter(|n| !spec.key.contains(n))
         .collect();
-    let mut set: Vec<String> = rest
-        .iter()
-        .map(|n| format!("{0} = EXCLUDED.{0}", q(n)))
-        .collect();
+    let mut set: Vec<String> = rest.iter().map(|n| format!("{0} = s.{0}", q(n))).collect();
     set.push(format!("{} = now()", q(spec.stamp)));
     let mut old: Vec<String> = rest.iter().map(|n| format!("t.{}", q(n))).collect();
-    let mut new: Vec<String> = rest.iter().map(|n| format!("EXCLUDED.{}", q(n))).collect();
+    let mut new: Vec<String> = rest.iter().map(|n| format!("s.{}", q(n))).collect();
     if spec.snapshot {
         set.push("removed_by_load = NULL".into());
         old.push("t.removed_by_load".into());
         new.push("NULL::text".into());
     }
-    let row = tx
-        .query_one(
+    let same_key = key
+        .iter()
+        .map(|k| format!("t.{k} = s.{k}"))
+        .collect::<Vec<_>>()
+        .join(" AND ");
+    // Identical repeats (the only repeats left) are one row.
+    let valid = format!(
+        "SELECT {distinct} tenant_id, {cols} FROM {STAGING} WHERE problems IS NULL",
+        distinct = if repeats { "DISTINCT" } else { "" },
+        cols = cols.join(", "),
+    );
+    tx.batch_execute(&format!(
+        "LOCK TABLE {} IN SHARE ROW EXCLUSIVE MODE",
+        spec.table
+    ))
+    .await?;
+    let updated = tx
+        .execute(
             &format!(
-                "WITH m AS (
-                     INSERT INTO {table} AS t (tenant_id, {cols})
-                     SELECT {distinct} tenant_id, {cols} FROM {STAGING} WHERE problems IS NULL
-                     ON CONFLICT ({key}) DO UPDATE SET {set}
-                     WHERE ROW({old}) IS DISTINCT FROM ROW({new})
-                     RETURNING (t.xmax = 0) AS inserted)
-                 SELECT count(*) FILTER (WHERE inserted), count(*) FILTER (WHERE NOT inserted)
-                 FROM m",
+                "UPDATE {table} t SET {set} FROM ({valid}) s
+                 WHERE {same_key} AND ROW({old}) IS DISTINCT FROM ROW({new})",
                 table = spec.table,
-                // Identical repeats in one statement would hit the same row twice.
-                distinct = if repeats { "DISTINCT" } else { "" },
-                cols = cols.join(", "),
-                key = key.join(", "),
                 set = set.join(", "),
                 old = old.join(", "),
                 new = new.join(", "),
@@ -548,7 +562,24 @@ async fn merge(tx: &Transaction<'_>, spec: &Spec, repeats: bool) -> Result<(i64,
             &[],
         )
         .await?;
-    Ok((row.try_get(0)?, row.try_get(1)?))
+    let inserted = tx
+        .execute(
+            &format!(
+                "INSERT INTO {table} (tenant_id, {cols})
+                 SELECT s.tenant_id, {s_cols} FROM ({valid}) s
+                 WHERE NOT EXISTS (SELECT 1 FROM {table} t WHERE {same_key})",
+                table = spec.table,
+                cols = cols.join(", "),
+                s_cols = cols
+                    .iter()
+                    .map(|c| format!("s.{c}"))
+                    .collect::<Vec<_>>()
+                    .join(", "),
+            ),
+            &[],
+        )
+        .await?;
+    Ok((inserted as i64, updated as i64))
 }
 
 /// `--snapshot`: rows of the file's tenants that the file no longer lists are marked removed

@@ -449,7 +449,7 @@ async fn a_load_killed_mid_transaction_leaves_no_rows_and_no_record() {
     let watch = db.client().await;
     let waiting = "SELECT pid FROM pg_stat_activity
                    WHERE datname = current_database() AND wait_event_type = 'Lock'
-                     AND query LIKE '%INSERT INTO metric_snapshots%'";
+                     AND query LIKE '%metric_snapshots%'";
     let mut seen = None;
     for _ in 0..600 {
         if let Some(r) = watch.query_opt(waiting, &[]).await.unwrap() {
