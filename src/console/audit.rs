@@ -4,6 +4,8 @@
 use crate::store::AuditRow;
 use chrono::SecondsFormat;
 
+/// The CSV header, stable (documented in docs/console.md): `tenant_id` is empty on an event
+/// of no tenant (a console sign-in).
 pub const CSV_HEADER: &str = "time,actor_kind,actor,tenant_id,cycle_id,action_id,event,detail\r\n";
 
 fn field(out: &mut String, v: &str) {
@@ -23,7 +25,7 @@ pub fn csv_line(r: &AuditRow) -> String {
         r.time.to_rfc3339_opts(SecondsFormat::Millis, true),
         r.actor_kind.clone(),
         r.actor.clone(),
-        r.tenant_id.to_string(),
+        r.tenant_id.map(|t| t.to_string()).unwrap_or_default(),
         cycle,
         r.action_id.clone().unwrap_or_default(),
         r.event.clone(),
@@ -57,7 +59,7 @@ mod tests {
             time: chrono::DateTime::from_timestamp(0, 0).unwrap(),
             actor_kind: "person".into(),
             actor: "ana".into(),
-            tenant_id: uuid::Uuid::nil(),
+            tenant_id: Some(uuid::Uuid::nil()),
             cycle_id: None,
             action_id: Some("a.b".into()),
             event: "approval_rejected".into(),
@@ -68,5 +70,26 @@ mod tests {
             "1970-01-01T00:00:00.000Z,person,ana,00000000-0000-0000-0000-000000000000,,a.b,\
              approval_rejected,\"too \"\"early\"\", sorry\nreally\"\r\n"
         );
+    }
+
+    #[test]
+    fn an_event_of_no_tenant_has_an_empty_tenant_field_and_a_null_in_json() {
+        let r = AuditRow {
+            time: chrono::DateTime::from_timestamp(0, 0).unwrap(),
+            actor_kind: "person".into(),
+            actor: "ada".into(),
+            tenant_id: None,
+            cycle_id: None,
+            action_id: None,
+            event: "sign_in".into(),
+            detail: "role admin".into(),
+        };
+        assert_eq!(
+            csv_line(&r),
+            "1970-01-01T00:00:00.000Z,person,ada,,,,sign_in,role admin\r\n"
+        );
+        let j: serde_json::Value = serde_json::from_str(&json_line(&r)).unwrap();
+        assert_eq!(j["tenant_id"], serde_json::Value::Null);
+        assert_eq!(j["event"], "sign_in");
     }
 }

@@ -1,6 +1,7 @@
 //! The audit trail: one row per recorded event (cycles, decisions, executor reports, watchdog
-//! evaluations and reverts, outcomes, policy changes), streamed tenant by tenant into a
-//! bounded channel so an export of millions of rows holds only the channel's worth.
+//! evaluations and reverts, outcomes, policy changes, loads, console sign-ins), streamed
+//! tenant by tenant into a bounded channel so an export of millions of rows holds only the
+//! channel's worth. Sign-ins belong to no tenant: they close the export of every tenant.
 
 use super::tenant::tenant_tx;
 use super::{Store, StoreError};
@@ -14,10 +15,12 @@ use uuid::Uuid;
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct AuditRow {
     pub time: DateTime<Utc>,
-    /// `person`, `executor`, `watchdog`, `kernel` or `import` (a loaded document).
+    /// `person`, `executor`, `watchdog`, `kernel`, `import` (a loaded document) or `load`
+    /// (a bulk load, `revenue-os ingest`).
     pub actor_kind: String,
     pub actor: String,
-    pub tenant_id: Uuid,
+    /// None for an event of no tenant (a console sign-in).
+    pub tenant_id: Option<Uuid>,
     pub cycle_id: Option<Uuid>,
     pub action_id: Option<String>,
     pub event: String,
@@ -56,14 +59,32 @@ SELECT at, actor_kind, actor, cycle_id, action_id, event, detail FROM (
          'require ' || array_to_string(require, ',') || '; two approvers '
            || array_to_string(two_approvers, ',')
     FROM approval_policy WHERE tenant_id = $1
+  UNION ALL
+  SELECT committed_at, 'load', source, NULL, NULL, 'load_' || kind,
+         'load ' || load_id || CASE WHEN snapshot THEN ' (snapshot)' ELSE '' END
+           || ' of ' || cardinality(tenants) || ' tenant(s): ' || rows || ' rows, '
+           || inserted || ' inserted, ' || updated || ' updated, ' || unchanged
+           || ' unchanged, ' || rejected || ' rejected, ' || removed || ' removed'
+    FROM loads WHERE committed_at IS NOT NULL AND tenants @> ARRAY[$1::uuid]
 ) e
 WHERE $2::timestamptz IS NULL OR at >= $2
 ORDER BY at, event, action_id";
 
+/// Console sign-ins (`operator_sign_ins`, V13): not tenant data (no row-level security; an
+/// operator is every tenant's), so they are read once, after the tenants, in an export of
+/// every tenant.
+const SIGN_INS_SQL: &str = "
+SELECT signed_in_at, operator,
+       'role ' || role || CASE WHEN named THEN '' ELSE ', bootstrap token' END
+FROM operator_sign_ins
+WHERE $1::timestamptz IS NULL OR signed_in_at >= $1
+ORDER BY signed_in_at, id";
+
 impl Store {
-    /// Sends every audited event of `tenant` (or of every tenant, one after another), each
-    /// tenant's in time order, from `since` on; returns how many. Stops early, without an
-    /// error, when the receiver is gone.
+    /// Sends every audited event of `tenant` (or of every tenant, one after another, then the
+    /// console sign-ins, of no tenant), each tenant's in time order, from `since` on; returns
+    /// how many. Stops early, without an error, when the receiver is gone. A load appears
+    /// once in each tenant it loaded.
     pub async fn audit(
         &self,
         tenant: Option<Uuid>,
@@ -96,11 +117,36 @@ impl Store {
                     time: r.try_get(0)?,
                     actor_kind: r.try_get(1)?,
                     actor: r.try_get(2)?,
-                    tenant_id: t,
+                    tenant_id: Some(t),
                     cycle_id: r.try_get(3)?,
                     action_id: r.try_get(4)?,
                     event: r.try_get(5)?,
                     detail: r.try_get(6)?,
+                };
+                if out.send(row).await.is_err() {
+                    return Ok(n);
+                }
+                n += 1;
+            }
+            tx.commit().await?;
+        }
+        if tenant.is_none() {
+            let mut client = self.pool.get().await?;
+            let tx = client.transaction().await?;
+            tx.batch_execute("SET LOCAL statement_timeout = 0").await?;
+            let params: [&(dyn tokio_postgres::types::ToSql + Sync); 1] = [&since];
+            let rows = tx.query_raw(SIGN_INS_SQL, params).await?;
+            pin_mut!(rows);
+            while let Some(r) = rows.try_next().await? {
+                let row = AuditRow {
+                    time: r.try_get(0)?,
+                    actor_kind: "person".into(),
+                    actor: r.try_get(1)?,
+                    tenant_id: None,
+                    cycle_id: None,
+                    action_id: None,
+                    event: "sign_in".into(),
+                    detail: r.try_get(2)?,
                 };
                 if out.send(row).await.is_err() {
                     return Ok(n);
