@@ -6,6 +6,7 @@ mod common;
 mod audit;
 mod browser;
 mod console;
+mod dead_webhooks;
 mod demo;
 mod deploy;
 mod executors_doc;
