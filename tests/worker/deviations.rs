@@ -18,7 +18,7 @@ use uuid::Uuid;
 
 #[path = "../deviation/synth.rs"]
 #[allow(dead_code)]
-mod synth;
+pub mod synth;
 
 const TENANTS: usize = 200;
 const DROPPED: usize = 20;

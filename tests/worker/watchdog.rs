@@ -16,16 +16,16 @@ use serde_json::{Value, json};
 use uuid::Uuid;
 
 /// An action the executor reported applied on 11-25, with its first abort condition.
-struct Applied {
-    tenant: Uuid,
-    cycle_id: Uuid,
-    action_id: String,
-    condition: AbortCondition,
-    before: Value,
-    after: Value,
+pub struct Applied {
+    pub tenant: Uuid,
+    pub cycle_id: Uuid,
+    pub action_id: String,
+    pub condition: AbortCondition,
+    pub before: Value,
+    pub after: Value,
 }
 
-async fn applied_action(b: &TestBroker, db: &TestDb, message_id: &str) -> Applied {
+pub async fn applied_action(b: &TestBroker, db: &TestDb, message_id: &str) -> Applied {
     let (tenant, _) = cycle_with_actions(b, db, message_id).await;
     let rows = db
         .client()
@@ -83,7 +83,7 @@ async fn applied_action(b: &TestBroker, db: &TestDb, message_id: &str) -> Applie
 }
 
 /// A value that makes the condition hold, or not.
-fn value(c: &AbortCondition, failing: bool) -> f64 {
+pub fn value(c: &AbortCondition, failing: bool) -> f64 {
     let above = matches!(c.operator, Operator::Gt | Operator::Ge);
     let t = c.threshold;
     let step = t.abs().max(1.0) * 0.2;
@@ -91,7 +91,7 @@ fn value(c: &AbortCondition, failing: bool) -> f64 {
 }
 
 /// Daily values of `metric` from 11-26 on (`None`: no row that day).
-async fn metric_days(db: &TestDb, tenant: Uuid, metric: &str, values: &[Option<f64>]) {
+pub async fn metric_days(db: &TestDb, tenant: Uuid, metric: &str, values: &[Option<f64>]) {
     let c = db.client().await;
     let first = NaiveDate::from_ymd_opt(2026, 11, 26).unwrap();
     for (i, v) in values.iter().enumerate() {
@@ -129,7 +129,7 @@ async fn others_pass(db: &TestDb, a: &Applied, n: usize) {
 }
 
 /// Another metric on every day, so the tenant's newest metric day moves on.
-async fn days_pass(db: &TestDb, tenant: Uuid, condition_metric: &str, n: usize) {
+pub async fn days_pass(db: &TestDb, tenant: Uuid, condition_metric: &str, n: usize) {
     let other = if condition_metric == "leads_created" {
         "spend_total"
     } else {
@@ -138,14 +138,14 @@ async fn days_pass(db: &TestDb, tenant: Uuid, condition_metric: &str, n: usize) 
     metric_days(db, tenant, other, &vec![Some(1.0); n]).await;
 }
 
-fn watchdog_for(b: &TestBroker) -> Watchdog {
+pub fn watchdog_for(b: &TestBroker) -> Watchdog {
     Watchdog {
         topology: b.topology.clone(),
         clock: revenue_os::clock::Clock::system(),
     }
 }
 
-fn quiet(db: &TestDb, b: &TestBroker) -> revenue_os::config::Settings {
+pub fn quiet(db: &TestDb, b: &TestBroker) -> revenue_os::config::Settings {
     let mut s = settings(&b.prefix, db);
     s.watchdog.interval_secs = 0; // the test sweeps
     s

@@ -1,6 +1,8 @@
 //! Webhook notifications on the real services: state changes driven through the store and
 //! the worker (held, decided, expired, superseded, a dead-lettered trigger, a harmful
-//! deviation) each arrive once at a local HTTP receiver, signed, and a changed body fails
+//! deviation recorded twice; then a watchdog revert and escalation, a quarantined load's
+//! refused row and a deviation found by detection after that load, each sweep, detection and
+//! load run twice) each arrive once at a local HTTP receiver, signed, and a changed body fails
 //! verification as `signature_mismatch`; a receiver that is down for 30 s gets them after.
 
 use crate::common::amqp::{RunningWorker, TestBroker, eventually, settings};
@@ -383,6 +385,227 @@ async fn a_receiver_down_for_30_seconds_gets_the_messages_afterwards() {
         .await;
     assert!(attempts >= 3, "{attempts}");
     sender.abort();
+    w.stop().await;
+    b.cleanup().await;
+    db.cleanup().await;
+}
+
+/// The tenant's own webhook for every event, to this test's receiver.
+async fn hook_every_event(db: &TestDb, tenant: Uuid, url: &str) {
+    assert!(
+        db.store()
+            .add_webhook(&TenantWebhook {
+                tenant_id: tenant,
+                name: "ops".into(),
+                url: url.to_owned(),
+                events: vec!["*".into()],
+                secret: SECRET.into(),
+                created_at: Utc::now(),
+            })
+            .await
+            .unwrap()
+    );
+}
+
+/// Per (event, subject) of what the receiver got, every one verified; and per event.
+fn tally(all: &[Got]) -> (BTreeMap<(String, String), usize>, BTreeMap<String, usize>) {
+    let mut by_change: BTreeMap<(String, String), usize> = BTreeMap::new();
+    for g in all {
+        assert_eq!(g.verify(&g.body), Ok(()), "{}", g.json());
+        assert_eq!(g.id, g.idempotency);
+        let j = g.json();
+        let text = j["text"].as_str().unwrap();
+        assert!(
+            !text.contains('\n') && text.contains("<https://console.example/"),
+            "{text}"
+        );
+        *by_change
+            .entry((
+                j["event"].as_str().unwrap().to_owned(),
+                j["subject"].as_str().unwrap().to_owned(),
+            ))
+            .or_default() += 1;
+    }
+    let events = by_change.keys().fold(BTreeMap::new(), |mut m, k| {
+        *m.entry(k.0.clone()).or_default() += 1;
+        m
+    });
+    (by_change, events)
+}
+
+/// The rest of the events, each from its real path: the watchdog sweep reverts an action
+/// (three failed days) and escalates another (missing days), a quarantined load refuses a
+/// row, and detection after that load finds a harmful drop. The sweeps, the detection and the
+/// load each run twice; each event arrives once, signed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_revert_an_escalation_a_refused_load_and_a_detected_deviation_arrive_once() {
+    use crate::watchdog::{applied_action, days_pass, metric_days, value, watchdog_for};
+    use revenue_os::watchdog;
+    let db = TestDb::new().await;
+    let b = TestBroker::new().await;
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}/hooks/revenue-os", listener.local_addr().unwrap());
+    let inbox = receiver(listener);
+    let mut s = settings(&b.prefix, &db);
+    quick(&mut s);
+    let w = RunningWorker::start(s.clone(), &db, Hooks::default());
+    let wd = watchdog_for(&b);
+
+    // A revert: the condition failed on its consecutive days. Swept twice.
+    let reverted = applied_action(&b, &db, "wh-revert").await;
+    hook_every_event(&db, reverted.tenant, &url).await;
+    let n = reverted.condition.consecutive_days.max(1) as usize;
+    let failing = value(&reverted.condition, true);
+    metric_days(
+        &db,
+        reverted.tenant,
+        &reverted.condition.metric_id,
+        &vec![Some(failing); n],
+    )
+    .await;
+    let first = watchdog::sweep(db.store(), &wd, Some(reverted.tenant))
+        .await
+        .unwrap();
+    assert_eq!(
+        first[0].decision.evaluation.verdict,
+        WatchVerdict::Abort,
+        "{first:?}"
+    );
+    watchdog::sweep(db.store(), &wd, Some(reverted.tenant))
+        .await
+        .unwrap();
+
+    // An escalation: the condition's metric is missing on days the tenant has. Swept twice.
+    let escalated = applied_action(&b, &db, "wh-escalate").await;
+    hook_every_event(&db, escalated.tenant, &url).await;
+    let f = Some(value(&escalated.condition, true));
+    metric_days(&db, escalated.tenant, &escalated.condition.metric_id, &[f]).await;
+    days_pass(&db, escalated.tenant, &escalated.condition.metric_id, 3).await;
+    for _ in 0..2 {
+        let done = watchdog::sweep(db.store(), &wd, Some(escalated.tenant))
+            .await
+            .unwrap();
+        assert!(
+            done.iter()
+                .all(|d| d.decision.evaluation.verdict == WatchVerdict::Escalate),
+            "{done:?}"
+        );
+    }
+
+    // A quarantined load of 60 days of pipeline_total ending yesterday, the newest day down
+    // 40% (the calibration's generator), and one row it refuses. Loaded twice (the second
+    // a replay); detection after it, twice (the worker's load follow-up detects too).
+    let tenant = crate::common::amqp::import_tenant(&db).await;
+    hook_every_event(&db, tenant, &url).await;
+    use crate::deviations::synth;
+    let yesterday = Utc::now().date_naive() - Days::days(1);
+    let mut t = synth::tenant(&mut synth::Rng::new(0x2026_1204), 60);
+    let pipeline = t
+        .series
+        .iter()
+        .position(|(id, _)| *id == "pipeline_total")
+        .unwrap();
+    t.inject(pipeline);
+    let shift = yesterday - t.newest;
+    let mut csv = String::from("tenant_id,metric_id,date,value\n");
+    for (d, v) in &t.series[pipeline].1 {
+        csv.push_str(&format!("{tenant},pipeline_total,{},{v}\n", *d + shift));
+    }
+    csv.push_str(&format!("{tenant},pipeline_total,2026-02-30,5\n"));
+    let rows = csv.lines().count() as i64 - 1;
+    let opts = revenue_os::app::ingest::IngestOptions {
+        kind: revenue_os::ingest::Kind::Metrics,
+        format: revenue_os::ingest::Format::Csv,
+        source: "nightly/metrics.csv".into(),
+        load_id: None,
+        snapshot: false,
+        quarantine: true,
+        trigger: false,
+        limits: revenue_os::ingest::Limits::default(),
+    };
+    let mut load_ids = Vec::new();
+    for _ in 0..2 {
+        let (report, replayed) = revenue_os::app::ingest::load(
+            db.store(),
+            &catalog(),
+            std::io::Cursor::new(csv.clone().into_bytes()),
+            &opts,
+        )
+        .await
+        .unwrap();
+        assert_eq!((report.rows, report.rejected), (rows, 1));
+        load_ids.push((report.load_id, replayed));
+    }
+    assert!(!load_ids[0].1 && load_ids[1].1, "{load_ids:?}");
+    assert_eq!(load_ids[0].0, load_ids[1].0);
+    for _ in 0..2 {
+        let pass = revenue_os::worker::deviation::detect_for(
+            db.store(),
+            &catalog(),
+            &s.deviation,
+            &b.topology,
+            &[tenant],
+            Utc::now(),
+        )
+        .await
+        .unwrap();
+        assert_eq!(pass.triggered, vec![tenant], "{pass:?}");
+    }
+
+    let got = wait_for(&inbox, 4, 60).await;
+    // Long enough for a second delivery of anything to show.
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let all = inbox.lock().unwrap().clone();
+    let (by_change, events) = tally(&all);
+    assert!(by_change.values().all(|n| *n == 1), "{by_change:?}");
+    assert_eq!(
+        events,
+        BTreeMap::from([
+            ("deviation_detected".to_owned(), 1),
+            ("load_rejected".to_owned(), 1),
+            ("revert_published".to_owned(), 1),
+            ("watchdog_escalation".to_owned(), 1),
+        ]),
+        "{by_change:?}"
+    );
+    let of = |event: &str| {
+        got.values()
+            .map(Got::json)
+            .find(|j| j["event"] == event)
+            .unwrap()
+    };
+    let revert = of("revert_published");
+    assert_eq!(revert["tenant_id"], reverted.tenant.to_string());
+    assert_eq!(revert["action_id"], reverted.action_id);
+    assert_eq!(
+        revert["subject"],
+        format!("{}:{}", reverted.cycle_id, reverted.action_id)
+    );
+    assert_eq!(revert["details"]["new_value"], reverted.before);
+    assert!(
+        revert["text"]
+            .as_str()
+            .unwrap()
+            .contains(&format!("/cycles/{}", reverted.cycle_id)),
+        "{revert}"
+    );
+    let escalation = of("watchdog_escalation");
+    assert_eq!(escalation["tenant_id"], escalated.tenant.to_string());
+    assert_eq!(escalation["action_id"], escalated.action_id);
+    let rejected = of("load_rejected");
+    assert_eq!(rejected["tenant_id"], tenant.to_string());
+    assert_eq!(rejected["details"]["load_id"], load_ids[0].0);
+    assert_eq!(rejected["details"]["rejected"], 1);
+    assert_eq!(rejected["details"]["source"], "nightly/metrics.csv");
+    let deviation = of("deviation_detected");
+    assert_eq!(deviation["tenant_id"], tenant.to_string());
+    assert_eq!(deviation["details"]["metric_id"], "pipeline_total");
+    assert_eq!(deviation["details"]["day"], yesterday.to_string());
+    assert_eq!(
+        db.count("SELECT count(*) FROM webhook_deliveries WHERE delivered_at IS NULL")
+            .await,
+        0
+    );
     w.stop().await;
     b.cleanup().await;
     db.cleanup().await;
