@@ -226,8 +226,10 @@ pub struct Index<'a> {
     /// Newest points out of line with the series that their weekday, month-end position or
     /// the tenant's own events explain (principle 1): kept, with why, for the trace.
     pub rhythms: Vec<String>,
-    /// Robust trend of each series over the window (3 points or more).
-    pub trends: BTreeMap<&'a str, stats::Trend>,
+    /// Robust trend of each series over the window (3 points or more), computed the first
+    /// time a rule asks for it: most cycles read a handful of a tenant's series' trends, and a
+    /// trend is the costliest thing in the index (a third of `decide` when all were built).
+    trends: BTreeMap<&'a str, std::cell::OnceCell<Option<stats::Trend>>>,
     /// Every metric id that appears in the input, with or without a dimension.
     pub reported: BTreeSet<&'a str>,
     pub campaigns: Vec<CampaignStats<'a>>,
@@ -263,8 +265,9 @@ impl<'a> Index<'a> {
         let mut channel_cac: BTreeMap<&str, ChannelCac> = BTreeMap::new();
         for (m, date) in checked.metrics() {
             let id = m.metric_id.as_str();
-            if matches!(id, "cac_blended" | "cac_by_channel")
-                && let Some(ch) = m.dimension.as_ref().and_then(|d| d.get("channel"))
+            // The dimension first: most points have none, and then no id is compared.
+            if let Some(ch) = m.dimension.as_ref().and_then(|d| d.get("channel"))
+                && matches!(id, "cac_blended" | "cac_by_channel")
             {
                 let d = day(date);
                 let newer = channel_cac.get(ch.as_str()).is_none_or(|c| d >= c.day);
@@ -502,14 +505,10 @@ impl<'a> Index<'a> {
             .guardrails
             .max_daily_spend
             .map(|cap| (cap - daily_total).max(0.0));
-        let mut trends = BTreeMap::new();
-        for (id, v) in &series {
-            let lo = v.partition_point(|p| p.0 < start);
-            let hi = v.partition_point(|p| p.0 <= end);
-            if let Some(t) = stats::trend(&v[lo..hi]) {
-                trends.insert(*id, t);
-            }
-        }
+        let trends = series
+            .keys()
+            .map(|id| (*id, std::cell::OnceCell::new()))
+            .collect();
         Index {
             input,
             levers,
@@ -576,7 +575,10 @@ impl<'a> Index<'a> {
 
     /// The robust trend of the window's points, computed once per metric.
     pub fn trend_stats(&self, metric: &str) -> Option<&stats::Trend> {
-        self.trends.get(metric)
+        self.trends
+            .get(metric)?
+            .get_or_init(|| stats::trend(self.window_points(metric)))
+            .as_ref()
     }
 
     /// The known value of a lever, as its executor last reported it.

@@ -34,6 +34,9 @@ pub fn median(v: &mut [f64]) -> Option<f64> {
     if n == 0 {
         return None;
     }
+    if n <= SMALL {
+        return Some(small_median(v));
+    }
     let (_, m, _) = v.select_nth_unstable_by(n / 2, f64::total_cmp);
     let hi = *m;
     if n % 2 == 1 {
@@ -43,56 +46,108 @@ pub fn median(v: &mut [f64]) -> Option<f64> {
     Some((lo + hi) / 2.0)
 }
 
+/// Up to this many values (a window of daily points) a median sorts integer keys on the
+/// stack: several times cheaper than selecting in place, and run for every series of every
+/// cycle.
+const SMALL: usize = 64;
+
+/// `f64::total_cmp`'s order as an integer: sorting the keys orders the values exactly as
+/// selecting with `total_cmp` does, so the median is the same to the bit.
+fn total_key(x: f64) -> i64 {
+    let k = x.to_bits() as i64;
+    k ^ ((((k >> 63) as u64) >> 1) as i64)
+}
+
+fn from_key(k: i64) -> f64 {
+    f64::from_bits((k ^ ((((k >> 63) as u64) >> 1) as i64)) as u64)
+}
+
+/// The median of 1..=SMALL values, `v` left as it was.
+fn small_median(v: &[f64]) -> f64 {
+    let n = v.len();
+    let mut buf = [0i64; SMALL];
+    let keys = &mut buf[..n];
+    for (k, x) in keys.iter_mut().zip(v) {
+        *k = total_key(*x);
+    }
+    keys.sort_unstable();
+    let hi = from_key(keys[n / 2]);
+    if n % 2 == 1 {
+        return hi;
+    }
+    (from_key(keys[n / 2 - 1]) + hi) / 2.0
+}
+
 /// 1.4826 × the median absolute deviation from `center`.
 pub fn robust_sd(values: impl Iterator<Item = f64>, center: f64) -> f64 {
     let mut d: Vec<f64> = values.map(|x| (x - center).abs()).collect();
     median(&mut d).map_or(0.0, |m| m * MAD_SCALE)
 }
 
+/// The median of a slice already in ascending order.
+fn sorted_median(v: &[f64]) -> f64 {
+    let n = v.len();
+    match (n, n % 2) {
+        (0, _) => 0.0,
+        (_, 1) => v[n / 2],
+        _ => (v[n / 2 - 1] + v[n / 2]) / 2.0,
+    }
+}
+
+/// The median of `values`, selected in `scratch` (cleared first): one buffer for every median
+/// of a trend instead of an allocation each.
+fn median_in(scratch: &mut Vec<f64>, values: impl Iterator<Item = f64>) -> f64 {
+    scratch.clear();
+    scratch.extend(values);
+    median(scratch).unwrap_or(0.0)
+}
+
 /// Tukey's resistant line: the slope between the medians of the first and last thirds, the
-/// intercept the median of what remains.
-fn resistant_line(p: &[(f64, f64)]) -> (f64, f64) {
+/// intercept the median of what remains. `p` is in ascending x (days), so the x medians need
+/// no selection.
+fn resistant_line(p: &[(f64, f64)], xs: &[f64], scratch: &mut Vec<f64>) -> (f64, f64) {
     let n = p.len();
     let third = n.div_ceil(3);
-    let med = |it: &mut dyn Iterator<Item = f64>| {
-        let mut v: Vec<f64> = it.collect();
-        median(&mut v).unwrap_or(0.0)
-    };
     let (xl, yl) = (
-        med(&mut p[..third].iter().map(|q| q.0)),
-        med(&mut p[..third].iter().map(|q| q.1)),
+        sorted_median(&xs[..third]),
+        median_in(scratch, p[..third].iter().map(|q| q.1)),
     );
     let (xr, yr) = (
-        med(&mut p[n - third..].iter().map(|q| q.0)),
-        med(&mut p[n - third..].iter().map(|q| q.1)),
+        sorted_median(&xs[n - third..]),
+        median_in(scratch, p[n - third..].iter().map(|q| q.1)),
     );
     let b = if xr > xl { (yr - yl) / (xr - xl) } else { 0.0 };
-    let a = med(&mut p.iter().map(|q| q.1 - b * q.0));
+    let a = median_in(scratch, p.iter().map(|q| q.1 - b * q.0));
     (a, b)
 }
 
 /// The robust trend of points `(day, value)` sorted by day; None with fewer than 3 points.
+/// It runs for every series of every cycle: three buffers of the series' length, no more.
 pub fn trend(points: &[(i32, f64)]) -> Option<Trend> {
     if points.len() < 3 {
         return None;
     }
-    let p: Vec<(f64, f64)> = points.iter().map(|&(d, y)| (f64::from(d), y)).collect();
-    let (a, b) = resistant_line(&p);
+    let mut p: Vec<(f64, f64)> = Vec::with_capacity(points.len());
+    p.extend(points.iter().map(|&(d, y)| (f64::from(d), y)));
+    let mut scratch: Vec<f64> = Vec::with_capacity(points.len());
+    scratch.extend(p.iter().map(|q| q.0));
+    let xs = std::mem::replace(&mut scratch, Vec::with_capacity(points.len()));
+    let (a, b) = resistant_line(&p, &xs, &mut scratch);
     let resid = |q: &(f64, f64)| q.1 - (a + b * q.0);
-    let sd = robust_sd(p.iter().map(resid), 0.0);
+    let sd = median_in(&mut scratch, p.iter().map(|q| resid(q).abs())) * MAD_SCALE;
     let scale = p.iter().map(|q| q.1.abs()).fold(0.0, f64::max).max(1e-12);
     let cut = OUTLIER_K * sd.max(1e-9 * scale);
-    let kept: Vec<(f64, f64)> = p
-        .iter()
-        .copied()
-        .filter(|q| resid(q).abs() <= cut)
-        .collect();
-    let kept = if kept.len() >= 3 { kept } else { p.clone() };
+    let all = p.len();
+    // The outliers leave `p` in place (order kept); with fewer than 3 left, all stay.
+    if p.iter().filter(|q| resid(q).abs() <= cut).count() >= 3 {
+        p.retain(|q| resid(q).abs() <= cut);
+    }
+    let kept = &p;
     let n = kept.len() as f64;
     let mx = kept.iter().map(|q| q.0).sum::<f64>() / n;
     let my = kept.iter().map(|q| q.1).sum::<f64>() / n;
     let (mut sxy, mut sxx) = (0.0, 0.0);
-    for q in &kept {
+    for q in kept {
         sxy += (q.0 - mx) * (q.1 - my);
         sxx += (q.0 - mx) * (q.0 - mx);
     }
@@ -100,7 +155,10 @@ pub fn trend(points: &[(i32, f64)]) -> Option<Trend> {
         return None;
     }
     let slope = sxy / sxx;
-    let noise = robust_sd(kept.iter().map(|q| q.1 - (my + slope * (q.0 - mx))), 0.0);
+    let noise = median_in(
+        &mut scratch,
+        kept.iter().map(|q| (q.1 - (my + slope * (q.0 - mx))).abs()),
+    ) * MAD_SCALE;
     let se = noise / sxx.sqrt();
     let t = if se > 1e-12 * scale {
         slope.abs() / se
@@ -109,15 +167,14 @@ pub fn trend(points: &[(i32, f64)]) -> Option<Trend> {
     } else {
         0.0
     };
-    let mut ys: Vec<f64> = kept.iter().map(|q| q.1).collect();
-    let mid = median(&mut ys).unwrap_or(0.0);
-    let span = p[p.len() - 1].0 - p[0].0;
+    let mid = median_in(&mut scratch, kept.iter().map(|q| q.1));
+    let span = points[points.len() - 1].0 - points[0].0;
     let rel = if mid != 0.0 {
-        slope * span / mid.abs()
+        slope * f64::from(span) / mid.abs()
     } else {
         0.0
     };
-    let last = p[p.len() - 1].0;
+    let last = f64::from(points[points.len() - 1].0);
     let out = Trend {
         slope,
         level: my + slope * (last - mx),
@@ -126,7 +183,7 @@ pub fn trend(points: &[(i32, f64)]) -> Option<Trend> {
         t,
         significant: t >= SIGNIFICANT_T,
         used: kept.len(),
-        outliers: p.len() - kept.len(),
+        outliers: all - kept.len(),
     };
     (out.slope.is_finite() && out.level.is_finite() && out.rel.is_finite()).then_some(out)
 }
@@ -150,12 +207,20 @@ pub fn glitch(points: &[(i32, f64)]) -> Option<f64> {
         return None;
     }
     let recent = &hist[hist.len().saturating_sub(GLITCH_HISTORY)..];
-    let mut ys: Vec<f64> = recent.iter().map(|p| p.1).collect();
-    let med = median(&mut ys)?;
+    // At most GLITCH_HISTORY values: on the stack, for every series of every cycle.
+    let mut buf = [0.0; GLITCH_HISTORY];
+    let ys = &mut buf[..recent.len()];
+    for (y, p) in ys.iter_mut().zip(recent) {
+        *y = p.1;
+    }
+    let med = median(ys)?;
     if med <= 0.0 {
         return None;
     }
-    let sd = robust_sd(recent.iter().map(|p| p.1), med);
+    for (y, p) in ys.iter_mut().zip(recent) {
+        *y = (p.1 - med).abs();
+    }
+    let sd = median(ys).map_or(0.0, |m| m * MAD_SCALE);
     if sd > STABLE_MAX_CV * med {
         return None;
     }
@@ -170,6 +235,38 @@ mod tests {
 
     fn pts(f: impl Fn(i32) -> f64) -> Vec<(i32, f64)> {
         (0..30).map(|d| (d, f(d))).collect()
+    }
+
+    #[test]
+    fn the_small_median_is_the_selected_one_to_the_bit() {
+        let mut r = 0x2026_1204_u64;
+        for n in 1..=SMALL + 3 {
+            for _ in 0..50 {
+                let v: Vec<f64> = (0..n)
+                    .map(|_| {
+                        r = r
+                            .wrapping_mul(6364136223846793005)
+                            .wrapping_add(1442695040888963407);
+                        match r >> 61 {
+                            0 => 0.0,
+                            1 => -0.0,
+                            2 => (r >> 40) as f64,
+                            _ => ((r >> 11) as f64 / (1u64 << 53) as f64 - 0.5) * 1e6,
+                        }
+                    })
+                    .collect();
+                let mut a = v.clone();
+                let (_, m, _) = a.select_nth_unstable_by(n / 2, f64::total_cmp);
+                let hi = *m;
+                let want = if n % 2 == 1 {
+                    hi
+                } else {
+                    (a[..n / 2].iter().copied().fold(f64::NEG_INFINITY, f64::max) + hi) / 2.0
+                };
+                let got = median(&mut v.clone()).unwrap();
+                assert_eq!(got.to_bits(), want.to_bits(), "{v:?}");
+            }
+        }
     }
 
     #[test]
