@@ -611,6 +611,16 @@ async fn remove_missing(
     Ok(n as i64)
 }
 
+/// The targets table's columns, each a number of the contract's `targets` object.
+const TARGETS: [&str; 6] = [
+    "pipeline_total",
+    "bookings_new",
+    "arr_target",
+    "cac_max",
+    "payback_max_months",
+    "gross_margin_min",
+];
+
 /// A tenants load: each valid row sets its tenant's targets, guardrails and config, as
 /// `import` does (a row without `config` clears it). (inserted, updated): new tenants, and
 /// existing ones whose settings changed.
@@ -643,25 +653,8 @@ async fn merge_tenants(tx: &Transaction<'_>) -> Result<(i64, i64), StoreError> {
     let parts: [(&str, Vec<&str>, Vec<String>, &str); 3] = [
         (
             "targets",
-            vec![
-                "pipeline_total",
-                "bookings_new",
-                "arr_target",
-                "cac_max",
-                "payback_max_months",
-                "gross_margin_min",
-            ],
-            [
-                "pipeline_total",
-                "bookings_new",
-                "arr_target",
-                "cac_max",
-                "payback_max_months",
-                "gross_margin_min",
-            ]
-            .iter()
-            .map(|n| f("targets", n))
-            .collect(),
+            TARGETS.to_vec(),
+            TARGETS.iter().map(|n| f("targets", n)).collect(),
             "",
         ),
         (
