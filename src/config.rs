@@ -22,7 +22,31 @@ pub struct Settings {
     pub console: ConsoleSettings,
     #[serde(default)]
     pub notify: NotifySettings,
+    #[serde(default)]
+    pub retention: RetentionSettings,
     pub log: LogSettings,
+}
+
+/// What the worker's `retention` service deletes, and how often.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RetentionSettings {
+    /// Published outbox rows older than this many days are deleted; 0 keeps them all.
+    pub outbox_days: u32,
+    /// Seconds between passes.
+    pub sweep_secs: u64,
+    /// Rows per delete: each batch is its own short transaction.
+    pub batch: u32,
+}
+
+impl Default for RetentionSettings {
+    fn default() -> Self {
+        RetentionSettings {
+            outbox_days: 7,
+            sweep_secs: 600,
+            batch: 1000,
+        }
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

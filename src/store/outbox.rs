@@ -2,6 +2,7 @@
 
 use super::tenant::{set_tenant, tenant_tx, tenants_in_order};
 use super::{OutboxKey, OutboxMessage, OutboxRow, Store, StoreError};
+use chrono::{DateTime, Utc};
 use tokio_postgres::Row;
 use uuid::Uuid;
 
@@ -115,6 +116,17 @@ async fn insert_row(
 }
 
 impl Store {
+    /// Deletes at most `limit` outbox rows published before `before` (oldest first), under
+    /// `revenue_os.prune_outbox`: how many went.
+    pub async fn prune_outbox(&self, before: DateTime<Utc>, limit: i32) -> Result<u64, StoreError> {
+        let client = self.pool.get().await?;
+        let n: i64 = client
+            .query_one("SELECT revenue_os.prune_outbox($1, $2)", &[&before, &limit])
+            .await?
+            .try_get(0)?;
+        Ok(n.max(0) as u64)
+    }
+
     /// Queues messages of no cycle, each under its own tenant's scope, a message id already
     /// in the outbox skipped: how many were new. One transaction per `CHUNK` messages.
     pub async fn queue_uncycled(

@@ -33,3 +33,66 @@ async fn a_held_action_past_its_ttl_expires_with_the_watchdog_off() {
     b.cleanup().await;
     db.cleanup().await;
 }
+
+/// The retention service deletes published outbox rows past `retention.outbox_days`, in
+/// batches, and never an unpublished row however old.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn retention_deletes_old_published_outbox_rows_and_keeps_the_rest() {
+    use revenue_os::worker::periodic::{Periodic, Retention};
+    let db = TestDb::new().await;
+    let b = TestBroker::new().await;
+    let tenant = import_tenant(&db).await;
+    let w = RunningWorker::start(settings(&b.prefix, &db), &db, Default::default());
+    b.trigger(tenant, Some(WINDOW), "m-retention").await;
+    let published = eventually(60, "the cycle's outbox rows", || async {
+        let n = db.count("SELECT count(*) FROM outbox").await;
+        (n >= 3).then_some(n)
+    })
+    .await;
+    w.stop().await;
+    // All but the newest row published ten days ago, the newest today, and the oldest never
+    // published at all.
+    db.client()
+        .await
+        .batch_execute(
+            "UPDATE outbox SET published_at = now() - interval '10 days'
+              WHERE id < (SELECT max(id) FROM outbox);
+             UPDATE outbox SET published_at = now() WHERE id = (SELECT max(id) FROM outbox);
+             UPDATE outbox SET published_at = NULL, created_at = now() - interval '30 days'
+              WHERE id = (SELECT min(id) FROM outbox);",
+        )
+        .await
+        .unwrap();
+    let service = Retention {
+        store: db.store().clone(),
+        clock: revenue_os::clock::Clock::system(),
+        outbox_days: 7,
+        batch: 2,
+        every: std::time::Duration::from_secs(600),
+        deadline: std::time::Duration::from_secs(30),
+    };
+    service.run_once().await.unwrap();
+    let left: Vec<(bool, bool)> = db
+        .client()
+        .await
+        .query(
+            "SELECT published_at IS NULL, published_at > now() - interval '1 day' FROM outbox
+             ORDER BY id",
+            &[],
+        )
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| (r.get(0), r.get::<_, Option<bool>>(1).unwrap_or(false)))
+        .collect();
+    assert_eq!(
+        left,
+        vec![(true, false), (false, true)],
+        "of {published} rows"
+    );
+    // Nothing more to delete: a second pass changes nothing.
+    service.run_once().await.unwrap();
+    assert_eq!(db.count("SELECT count(*) FROM outbox").await, 2);
+    b.cleanup().await;
+    db.cleanup().await;
+}

@@ -9,6 +9,7 @@ mod detect_on_load;
 mod load_follow_up;
 mod outbox_sweep;
 mod overdue_gauge;
+mod retention;
 mod watchdog_sweep;
 mod webhook_delivery;
 
@@ -18,6 +19,7 @@ pub use detect_on_load::DetectOnLoad;
 pub use load_follow_up::{LoadFollowUp, LoadListener};
 pub use outbox_sweep::OutboxSweep;
 pub use overdue_gauge::OverdueGauge;
+pub use retention::Retention;
 pub use watchdog_sweep::WatchdogSweep;
 pub use webhook_delivery::{GlobalHook, WebhookDelivery};
 
@@ -163,6 +165,14 @@ pub fn for_worker(ctx: &Context, relay: &Arc<Relay>, status: &Arc<WorkerStatus>)
             clock: ctx.clock.clone(),
             ttl_hours: s.approval.ttl_hours,
             every: Duration::from_secs(s.approval.sweep_secs.max(1)),
+            deadline,
+        }))
+        .with(Arc::new(Retention {
+            store: ctx.store.clone(),
+            clock: ctx.clock.clone(),
+            outbox_days: s.retention.outbox_days,
+            batch: s.retention.batch,
+            every: Duration::from_secs(s.retention.sweep_secs.max(1)),
             deadline,
         }))
         .with(Arc::new(OverdueGauge {
