@@ -178,8 +178,11 @@ async fn a_database_outage_twice_the_old_dead_letter_time_dead_letters_nothing()
     );
     assert_eq!(dead_during, 0, "dead letters during the outage");
     assert!(t.clean(), "{t:?}");
+    // Bounded, not counted exactly: about one line per pooled connection as the outage
+    // begins (each periodic service may hold one), the gate shutting, and one probe line per
+    // minute; none per delivery or per tick.
     assert!(
-        lines_during <= 15,
+        lines_during <= 20,
         "{lines_during} log lines during the outage:\n{}",
         w.lines()[before..].join("\n")
     );

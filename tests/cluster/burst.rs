@@ -29,7 +29,8 @@ impl Publisher {
         }
     }
 
-    /// Publishes until the broker confirms it (60 s at most).
+    /// Publishes until the broker confirms it (120 s at most: a quorum queue whose leader died
+    /// with its node elects another first, which a machine busy with other tests slows).
     pub async fn send(&mut self, tenant: Uuid, message_id: &str) {
         let msg = Outgoing {
             exchange: self.topology.triggers_exchange.clone(),
@@ -40,7 +41,7 @@ impl Publisher {
             persistent: true,
             ..Default::default()
         };
-        let until = Instant::now() + Duration::from_secs(60);
+        let until = Instant::now() + Duration::from_secs(120);
         loop {
             if self.session.is_none() {
                 let name = broker::connection_name(&self.topology.prefix, "test-publisher");
@@ -59,7 +60,7 @@ impl Publisher {
             }
             assert!(
                 Instant::now() < until,
-                "trigger {message_id} not confirmed in 60 s"
+                "trigger {message_id} not confirmed in 120 s"
             );
             self.retried += 1;
             tokio::time::sleep(Duration::from_millis(200)).await;
