@@ -109,8 +109,8 @@ fn row(a: &Assessment) -> DeviationRow {
     }
 }
 
-/// The trigger as the trigger client would publish it: on the triggers exchange, routing key
-/// `metric_deviation.<tenant>`, source `deviation:<metric_id>`, the 30 days ending on the day.
+/// The deviation's trigger: routing key `metric_deviation.<tenant>`, source
+/// `deviation:<metric_id>`, the 30 days ending on the day.
 fn trigger_message(
     topology: &Topology,
     tenant: Uuid,
@@ -121,19 +121,39 @@ fn trigger_message(
         .day
         .checked_sub_days(Days::new(29))
         .and_then(|start| DateRange::new(start, a.day));
+    let trigger = Trigger {
+        kind: TriggerType::MetricDeviation,
+        source: format!("deviation:{}", a.metric_id),
+        triggered_at: now.to_rfc3339_opts(SecondsFormat::Secs, true),
+    };
+    queued_trigger(
+        topology,
+        tenant,
+        trigger,
+        window,
+        trigger_message_id(tenant, a.day),
+    )
+}
+
+/// A trigger the product raises itself, as the trigger client would publish it, for the
+/// outbox: on the triggers exchange, routing key `<type>.<tenant>`, under `message_id`.
+pub fn queued_trigger(
+    topology: &Topology,
+    tenant: Uuid,
+    trigger: Trigger,
+    window: Option<DateRange>,
+    message_id: String,
+) -> OutboxMessage {
+    let routing_key = format!("{}.{tenant}", trigger.kind);
     let msg = TriggerMessage {
         tenant_id: tenant.to_string(),
-        trigger: Trigger {
-            kind: TriggerType::MetricDeviation,
-            source: format!("deviation:{}", a.metric_id),
-            triggered_at: now.to_rfc3339_opts(SecondsFormat::Secs, true),
-        },
+        trigger,
         analysis_window: window.map(|w| w.to_window()),
     };
     OutboxMessage {
         exchange: topology.triggers_exchange.clone(),
-        routing_key: format!("{}.{tenant}", TriggerType::MetricDeviation),
-        message_id: trigger_message_id(tenant, a.day),
+        routing_key,
+        message_id,
         headers: serde_json::json!({ "tenant_id": tenant.to_string() }),
         body: serde_json::to_vec(&msg).unwrap_or_default(),
         action_id: None,

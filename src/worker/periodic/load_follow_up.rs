@@ -7,7 +7,7 @@
 use super::{Next, Periodic};
 use crate::broker::Topology;
 use crate::clock::Clock;
-use crate::contract::{Trigger, TriggerMessage, TriggerType};
+use crate::contract::{Trigger, TriggerType};
 use crate::store::OutboxMessage;
 use crate::store::{LoadFollowUp as Load, Store, StoreError, bounded};
 use crate::watchdog::Watchdog;
@@ -23,30 +23,20 @@ pub fn load_trigger_message_id(load_id: &str, tenant: Uuid) -> String {
     format!("load:{load_id}:{tenant}")
 }
 
-/// The scheduled trigger `ingest --trigger` asks for, as the trigger client would publish it.
+/// The scheduled trigger `ingest --trigger` asks for.
 fn scheduled_after(
     topology: &Topology,
     load_id: &str,
     tenant: Uuid,
     now: DateTime<Utc>,
 ) -> OutboxMessage {
-    let msg = TriggerMessage {
-        tenant_id: tenant.to_string(),
-        trigger: Trigger {
-            kind: TriggerType::Scheduled,
-            source: "ingest".into(),
-            triggered_at: now.to_rfc3339_opts(SecondsFormat::Secs, true),
-        },
-        analysis_window: None,
+    let trigger = Trigger {
+        kind: TriggerType::Scheduled,
+        source: "ingest".into(),
+        triggered_at: now.to_rfc3339_opts(SecondsFormat::Secs, true),
     };
-    OutboxMessage {
-        exchange: topology.triggers_exchange.clone(),
-        routing_key: format!("{}.{tenant}", TriggerType::Scheduled),
-        message_id: load_trigger_message_id(load_id, tenant),
-        headers: serde_json::json!({ "tenant_id": tenant.to_string() }),
-        body: serde_json::to_vec(&msg).unwrap_or_default(),
-        action_id: None,
-    }
+    let id = load_trigger_message_id(load_id, tenant);
+    crate::worker::deviation::queued_trigger(topology, tenant, trigger, None, id)
 }
 
 /// Told about each load's tenants once the watchdog has run for them; answers the tenants
