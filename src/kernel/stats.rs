@@ -129,18 +129,18 @@ pub fn trend(points: &[(i32, f64)]) -> Option<Trend> {
     }
     let mut p: Vec<(f64, f64)> = Vec::with_capacity(points.len());
     p.extend(points.iter().map(|&(d, y)| (f64::from(d), y)));
+    let xs: Vec<f64> = p.iter().map(|q| q.0).collect();
     let mut scratch: Vec<f64> = Vec::with_capacity(points.len());
-    scratch.extend(p.iter().map(|q| q.0));
-    let xs = std::mem::replace(&mut scratch, Vec::with_capacity(points.len()));
     let (a, b) = resistant_line(&p, &xs, &mut scratch);
     let resid = |q: &(f64, f64)| q.1 - (a + b * q.0);
     let sd = median_in(&mut scratch, p.iter().map(|q| resid(q).abs())) * MAD_SCALE;
     let scale = p.iter().map(|q| q.1.abs()).fold(0.0, f64::max).max(1e-12);
     let cut = OUTLIER_K * sd.max(1e-9 * scale);
     let all = p.len();
-    // The outliers leave `p` in place (order kept); with fewer than 3 left, all stay.
-    if p.iter().filter(|q| resid(q).abs() <= cut).count() >= 3 {
-        p.retain(|q| resid(q).abs() <= cut);
+    // The outliers leave (order kept); with fewer than 3 left, all stay.
+    let inside = |q: &(f64, f64)| resid(q).abs() <= cut;
+    if p.iter().filter(|q| inside(q)).count() >= 3 {
+        p.retain(inside);
     }
     let kept = &p;
     let n = kept.len() as f64;
