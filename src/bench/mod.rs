@@ -4,12 +4,15 @@
 //! and the outbox left over; then it measures the database ceiling for the same work with
 //! pgbench (deploy/bench/cycle.sql) and reports the worker's fraction of it.
 
+mod dataset;
+pub mod morning;
 mod workers;
 
 use crate::broker::{self, Tap, Topology, TriggerClient};
 use crate::config::Settings;
 use crate::contract::catalog::Catalog;
 use crate::contract::{AnalysisWindow, Trigger, TriggerMessage, TriggerType, decode_input};
+use crate::demo::standin::StandIn;
 use crate::error::Error;
 use crate::store::{Store, url_with_database};
 use chrono::{DateTime, SecondsFormat, Utc};
@@ -21,6 +24,8 @@ use workers::Workers;
 
 const TENANT_TEMPLATE: &str = include_str!("../../tests/fixtures/valid/demand_bound.json");
 const PGBENCH_SCRIPT: &str = include_str!("../../deploy/bench/cycle.sql");
+/// The example tenant's analysis window, which the classic bench's triggers name.
+const TEMPLATE_WINDOW: (&str, &str) = ("2026-10-27", "2026-11-25");
 
 #[derive(Debug, Clone)]
 pub struct BenchOptions {
@@ -115,7 +120,8 @@ async fn seed(store: &Store, catalog: &Catalog, n: usize) -> Result<(), Error> {
     Ok(())
 }
 
-fn trigger(i: usize, tenants: usize, window: &AnalysisWindow) -> TriggerMessage {
+/// A scheduled trigger for the `i`th tenant (mod `tenants`); no window: the default one.
+fn trigger(i: usize, tenants: usize, window: Option<&AnalysisWindow>) -> TriggerMessage {
     TriggerMessage {
         tenant_id: tenant_id(i % tenants + 1),
         trigger: Trigger {
@@ -123,7 +129,7 @@ fn trigger(i: usize, tenants: usize, window: &AnalysisWindow) -> TriggerMessage 
             source: "bench".into(),
             triggered_at: Utc::now().to_rfc3339_opts(SecondsFormat::Millis, true),
         },
-        analysis_window: Some(window.clone()),
+        analysis_window: window.cloned(),
     }
 }
 
@@ -169,7 +175,17 @@ async fn measure(
 }
 
 /// Runs pgbench with the bench script against the bench database: completed cycles/s.
-fn pgbench(db_url: &str, tenants: usize, clients: u32, seconds: u32) -> Result<f64, Error> {
+/// `window` is the analysis window its reads cover (`ws`, `we`), the template's by default.
+fn pgbench_with(
+    db_url: &str,
+    tenants: usize,
+    clients: u32,
+    seconds: u32,
+    window: Option<&(String, String)>,
+) -> Result<f64, Error> {
+    let (ws, we) = window
+        .cloned()
+        .unwrap_or_else(|| (TEMPLATE_WINDOW.0.to_owned(), TEMPLATE_WINDOW.1.to_owned()));
     let script =
         std::env::temp_dir().join(format!("revenue-os-cycle-{}.sql", uuid::Uuid::new_v4()));
     std::fs::write(&script, PGBENCH_SCRIPT).map_err(|e| Error::Run(e.to_string()))?;
@@ -177,6 +193,7 @@ fn pgbench(db_url: &str, tenants: usize, clients: u32, seconds: u32) -> Result<f
         .args(["-n", "-M", "extended", "-f"])
         .arg(&script)
         .args(["-D", &format!("tenants={tenants}")])
+        .args(["-D", &format!("ws={ws}"), "-D", &format!("we={we}")])
         .args([
             "-c",
             &clients.to_string(),
@@ -231,11 +248,14 @@ struct Broker {
     channel: lapin::Channel,
     topology: Topology,
     client: TriggerClient,
-    drain: tokio::task::JoinHandle<()>,
+    drain: Option<tokio::task::JoinHandle<()>>,
+    standin: Option<StandIn>,
 }
 
 impl Broker {
-    async fn open(settings: &Settings, catalog: &Catalog) -> Result<Self, Error> {
+    /// `report`: a stand-in executor that reports `applied` for every action (so the
+    /// worker's results consumer has work) instead of a silent drain.
+    async fn open(settings: &Settings, catalog: &Catalog, report: bool) -> Result<Self, Error> {
         let topology = Topology::from_settings(&settings.amqp, catalog);
         let name = broker::connection_name(&topology.prefix, "bench");
         let conn = broker::connect(&settings.amqp, &name).await?;
@@ -254,10 +274,17 @@ impl Broker {
                 .map_err(broker::BrokerError::from)?;
         }
         // The executors' stand-in: every action is routable and consumed.
-        let mut tap = Tap::open(&conn, &topology).await?;
-        let drain = tokio::spawn(async move {
-            while let Ok(Some(_)) = tap.next(Duration::from_secs(3600)).await {}
-        });
+        let (drain, standin) = if report {
+            let clock = crate::clock::Clock::system();
+            let s = StandIn::start(&settings.amqp, &topology, clock).await?;
+            (None, Some(s))
+        } else {
+            let mut tap = Tap::open(&conn, &topology).await?;
+            let drain = tokio::spawn(async move {
+                while let Ok(Some(_)) = tap.next(Duration::from_secs(3600)).await {}
+            });
+            (Some(drain), None)
+        };
         let client = TriggerClient::connect(&settings.amqp, topology.clone()).await?;
         Ok(Self {
             conn,
@@ -265,12 +292,18 @@ impl Broker {
             topology,
             client,
             drain,
+            standin,
         })
     }
 
     async fn close(self) {
         self.client.close().await;
-        self.drain.abort();
+        if let Some(d) = self.drain {
+            d.abort();
+        }
+        if let Some(s) = self.standin {
+            let _ = s.stop().await;
+        }
         let _ = self.topology.delete(&self.channel).await;
         let _ = self.conn.close(200, "bench done".into()).await;
     }
@@ -290,7 +323,7 @@ async fn saturate(
             .iter()
             .map(|i| {
                 (
-                    trigger(*i, opts.tenants, window),
+                    trigger(*i, opts.tenants, Some(window)),
                     format!("bench-s-{i}-{}", uuid::Uuid::new_v4()),
                 )
             })
@@ -308,19 +341,21 @@ async fn saturate(
 async fn pace(
     store: &Store,
     client: &TriggerClient,
-    opts: &BenchOptions,
-    window: &AnalysisWindow,
+    rate: u32,
+    seconds: u32,
+    tenants: usize,
+    window: Option<&AnalysisWindow>,
 ) -> Result<Phase, Error> {
-    let total = (opts.paced_rate * opts.paced_seconds) as usize;
+    let total = (rate * seconds) as usize;
     let mut sent = HashMap::with_capacity(total);
-    let period = Duration::from_secs_f64(1.0 / f64::from(opts.paced_rate.max(1)));
+    let period = Duration::from_secs_f64(1.0 / f64::from(rate.max(1)));
     let mut tick = tokio::time::interval(period);
     let started = Utc::now();
     for i in 0..total {
         tick.tick().await;
         let id = format!("bench-p-{i}-{}", uuid::Uuid::new_v4());
         let at = Utc::now();
-        client.send(&trigger(i, opts.tenants, window), &id).await?;
+        client.send(&trigger(i, tenants, window), &id).await?;
         sent.insert(id, at);
     }
     measure(store, &sent, started).await
@@ -334,9 +369,10 @@ async fn ceiling(db_url: &str, opts: &BenchOptions, say: &mut impl FnMut(&str)) 
     ));
     let (tenants, clients, seconds) = (opts.tenants, opts.pgbench_clients, opts.pgbench_seconds);
     let url = db_url.to_owned();
-    let measured = tokio::task::spawn_blocking(move || pgbench(&url, tenants, clients, seconds))
-        .await
-        .unwrap_or_else(|e| Err(Error::Run(e.to_string())));
+    let measured =
+        tokio::task::spawn_blocking(move || pgbench_with(&url, tenants, clients, seconds, None))
+            .await
+            .unwrap_or_else(|e| Err(Error::Run(e.to_string())));
     match measured {
         Ok(tps) => Some(tps),
         Err(e) => {
@@ -357,7 +393,7 @@ pub async fn run(
         "seeded {} tenants in {seed_seconds:.1} s",
         opts.tenants
     ));
-    let broker = Broker::open(&settings, &catalog).await?;
+    let broker = Broker::open(&settings, &catalog, false).await?;
     let workers = Workers::spawn(&settings, &settings.database.url, opts.workers)?;
     workers.wait_ready().await?;
     say(&format!(
@@ -376,7 +412,15 @@ pub async fn run(
         saturated.latency.p50_ms,
         saturated.latency.p99_ms
     ));
-    let paced = pace(&store, &broker.client, opts, &window).await?;
+    let paced = pace(
+        &store,
+        &broker.client,
+        opts.paced_rate,
+        opts.paced_seconds,
+        opts.tenants,
+        Some(&window),
+    )
+    .await?;
     say(&format!(
         "paced at {}/s: {} triggers, latency p50 {:.1} ms p95 {:.1} ms p99 {:.1} ms",
         opts.paced_rate,

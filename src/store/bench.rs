@@ -51,3 +51,236 @@ impl Store {
             .collect()
     }
 }
+
+/// One action the morning benchmark seeds as applied (a real kernel output's action).
+#[derive(Debug, Clone)]
+pub struct SeedAction {
+    pub action_id: String,
+    pub priority: i16,
+    pub owner: String,
+    pub kind: String,
+    pub target_metric: String,
+    pub body: serde_json::Value,
+}
+
+/// What one morning left behind, read back by the benchmark.
+#[derive(Debug, Clone, Default)]
+pub struct MorningFacts {
+    /// Cycles of the morning's triggers (`message_id` under the load's prefix, or a deviation's).
+    pub cycles: i64,
+    pub cycles_completed: i64,
+    /// Tenants with more than one cycle this morning.
+    pub tenants_doubled: i64,
+    /// Actions of those cycles, and how many still wait for their publish confirm.
+    pub actions: i64,
+    pub actions_unpublished: i64,
+    pub outbox_pending: i64,
+    pub evaluations: i64,
+    pub deviations: i64,
+    /// The load follow-up's end, and the watchdog's last evaluation of the new day.
+    pub followed_up_at: Option<DateTime<Utc>>,
+    pub last_evaluation: Option<DateTime<Utc>>,
+    pub first_trigger_queued: Option<DateTime<Utc>>,
+    pub last_confirmed: Option<DateTime<Utc>>,
+}
+
+impl Store {
+    /// Seeds, for each tenant, one completed cycle (`executed_at`) whose `actions` were
+    /// applied at `applied_at` and are watched from `watched_as_of`. Bench data only: it
+    /// writes what a cycle and its executor reports would have, without running them.
+    #[allow(clippy::too_many_arguments)]
+    pub async fn bench_seed_applied(
+        &self,
+        tenants: &[uuid::Uuid],
+        actions: &[SeedAction],
+        output: &serde_json::Value,
+        window: (chrono::NaiveDate, chrono::NaiveDate),
+        executed_at: DateTime<Utc>,
+        applied_at: DateTime<Utc>,
+        watched_as_of: chrono::NaiveDate,
+    ) -> Result<u64, StoreError> {
+        let ids: Vec<&str> = actions.iter().map(|a| a.action_id.as_str()).collect();
+        let prio: Vec<i16> = actions.iter().map(|a| a.priority).collect();
+        let owner: Vec<&str> = actions.iter().map(|a| a.owner.as_str()).collect();
+        let kind: Vec<&str> = actions.iter().map(|a| a.kind.as_str()).collect();
+        let metric: Vec<&str> = actions.iter().map(|a| a.target_metric.as_str()).collect();
+        let body: Vec<&serde_json::Value> = actions.iter().map(|a| &a.body).collect();
+        let client = self.pool.get().await?;
+        let n = client
+            .execute(
+                "WITH c AS (
+                   INSERT INTO cycles (cycle_id, tenant_id, message_id, trigger_type,
+                                       trigger_source, triggered_at, trigger, window_start,
+                                       window_end, status, binding_constraint, priority_metric,
+                                       diagnosis, confidence, executed_at, duration_ms, output)
+                   SELECT gen_random_uuid(), t, 'bench-seed:' || t, 'scheduled', 'bench', $1,
+                          '{\"type\":\"scheduled\",\"source\":\"bench\"}', $2, $3, 'completed',
+                          $4::jsonb->'cycle_summary'->>'binding_constraint',
+                          $4::jsonb->'cycle_summary'->>'priority_metric',
+                          $4::jsonb->'cycle_summary'->>'diagnosis',
+                          ($4::jsonb->'cycle_summary'->>'confidence')::float8, $1, 1, $4
+                     FROM unnest($5::uuid[]) AS t
+                   RETURNING cycle_id, tenant_id)
+                 INSERT INTO actions (cycle_id, tenant_id, action_id, priority, owner_subsystem,
+                                      type, target_metric, action, status, applied_at,
+                                      watched_as_of)
+                 SELECT c.cycle_id, c.tenant_id, a.id, a.prio, a.owner, a.kind, a.metric, a.body,
+                        'applied', $6, $7
+                   FROM c CROSS JOIN unnest($8::text[], $9::int2[], $10::text[], $11::text[],
+                                            $12::text[], $13::jsonb[])
+                        AS a(id, prio, owner, kind, metric, body)",
+                &[
+                    &executed_at,
+                    &window.0,
+                    &window.1,
+                    output,
+                    &tenants,
+                    &applied_at,
+                    &watched_as_of,
+                    &ids,
+                    &prio,
+                    &owner,
+                    &kind,
+                    &metric,
+                    &body,
+                ],
+            )
+            .await?;
+        Ok(n)
+    }
+
+    /// The morning of the load `load_id` (its follow-up's triggers are `load:<id>:<tenant>`),
+    /// metric day `as_of`, for triggers after `since`.
+    pub async fn bench_morning(
+        &self,
+        load_id: &str,
+        as_of: chrono::NaiveDate,
+        since: DateTime<Utc>,
+    ) -> Result<MorningFacts, StoreError> {
+        let client = self.pool.get().await?;
+        let prefix = format!("load:{load_id}:%");
+        let r = client
+            .query_one(
+                "WITH m AS (
+                   SELECT cycle_id, tenant_id, status FROM cycles
+                    WHERE executed_at >= $3
+                      AND (message_id LIKE $1 OR trigger_type = 'metric_deviation')),
+                 a AS (SELECT x.status FROM actions x JOIN m USING (cycle_id))
+                 SELECT (SELECT count(*) FROM m),
+                        (SELECT count(*) FROM m WHERE status = 'completed'),
+                        (SELECT count(*) FROM (SELECT tenant_id FROM m GROUP BY tenant_id
+                                                HAVING count(*) > 1) d),
+                        (SELECT count(*) FROM a),
+                        (SELECT count(*) FROM a WHERE status = 'pending'),
+                        (SELECT count(*) FROM outbox WHERE published_at IS NULL),
+                        (SELECT count(*) FROM watchdog_evaluations WHERE as_of = $2),
+                        (SELECT count(*) FROM deviations WHERE day = $2),
+                        (SELECT followed_up_at FROM loads WHERE load_id = $4),
+                        (SELECT max(evaluated_at) FROM watchdog_evaluations WHERE as_of = $2),
+                        (SELECT min(created_at) FROM outbox
+                          WHERE created_at >= $3 AND action_id IS NULL
+                            AND (message_id LIKE $1 OR message_id LIKE 'deviation:%')),
+                        (SELECT max(o.published_at) FROM outbox o JOIN m USING (cycle_id)
+                          WHERE o.action_id IS NOT NULL)",
+                &[&prefix, &as_of, &since, &load_id],
+            )
+            .await?;
+        Ok(MorningFacts {
+            cycles: r.try_get(0)?,
+            cycles_completed: r.try_get(1)?,
+            tenants_doubled: r.try_get(2)?,
+            actions: r.try_get(3)?,
+            actions_unpublished: r.try_get(4)?,
+            outbox_pending: r.try_get(5)?,
+            evaluations: r.try_get(6)?,
+            deviations: r.try_get(7)?,
+            followed_up_at: r.try_get(8)?,
+            last_evaluation: r.try_get(9)?,
+            first_trigger_queued: r.try_get(10)?,
+            last_confirmed: r.try_get(11)?,
+        })
+    }
+
+    /// Each of the product's largest tables with its total size (heap, indexes, TOAST), bytes.
+    pub async fn bench_table_sizes(&self) -> Result<Vec<(String, i64)>, StoreError> {
+        let client = self.pool.get().await?;
+        let rows = client
+            .query(
+                "SELECT c.relname::text,
+                        CASE WHEN c.relkind = 'p'
+                             THEN (SELECT coalesce(sum(pg_total_relation_size(i.inhrelid)), 0)
+                                     FROM pg_inherits i WHERE i.inhparent = c.oid)::int8
+                             ELSE pg_total_relation_size(c.oid) END
+                   FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+                  WHERE n.nspname = 'public' AND c.relkind IN ('r', 'p')
+                    AND NOT c.relispartition
+                  ORDER BY 2 DESC, 1 LIMIT 12",
+                &[],
+            )
+            .await?;
+        rows.iter()
+            .map(|r| Ok((r.try_get(0)?, r.try_get(1)?)))
+            .collect()
+    }
+}
+
+impl Store {
+    /// The database's raw binary COPY rate for metric rows: `rows` generated rows into a
+    /// temporary table shaped like the loader's staging table, in one transaction (rolled
+    /// back). Returns the seconds the COPY took.
+    pub async fn bench_copy(&self, rows: u64) -> Result<f64, StoreError> {
+        use tokio_postgres::binary_copy::BinaryCopyInWriter;
+        use tokio_postgres::types::{ToSql, Type};
+        let mut client = self.pool.get().await?;
+        let tx = client.transaction().await?;
+        tx.batch_execute(
+            "CREATE TEMP TABLE bench_copy (tenant_id uuid, metric_id text, date date,
+                                           value float8, dimension jsonb) ON COMMIT DROP",
+        )
+        .await?;
+        let started = std::time::Instant::now();
+        let sink = tx.copy_in("COPY bench_copy FROM STDIN BINARY").await?;
+        let types = [
+            Type::UUID,
+            Type::TEXT,
+            Type::DATE,
+            Type::FLOAT8,
+            Type::JSONB,
+        ];
+        let mut w = std::pin::pin!(BinaryCopyInWriter::new(sink, &types));
+        let day = chrono::NaiveDate::from_ymd_opt(2026, 1, 1).unwrap_or_default();
+        let dim = serde_json::json!({});
+        for i in 0..rows {
+            let tenant = uuid::Uuid::from_u128(u128::from(i / 10));
+            let value = i as f64;
+            let row: [&(dyn ToSql + Sync); 5] = [&tenant, &"pipeline_total", &day, &value, &dim];
+            w.as_mut().write(&row).await?;
+        }
+        w.finish().await?;
+        let seconds = started.elapsed().as_secs_f64();
+        tx.rollback().await?;
+        Ok(seconds)
+    }
+}
+
+impl Store {
+    /// Marks every committed load as followed up: the benchmark's seeded history is not news
+    /// for a worker to act on.
+    pub async fn bench_settle_loads(&self) -> Result<u64, StoreError> {
+        let client = self.pool.get().await?;
+        Ok(client
+            .execute(
+                "UPDATE loads SET followed_up_at = now()
+                  WHERE committed_at IS NOT NULL AND followed_up_at IS NULL",
+                &[],
+            )
+            .await?)
+    }
+
+    /// Fresh statistics after seeding, as autovacuum would give them in time.
+    pub async fn bench_analyze(&self) -> Result<(), StoreError> {
+        let client = self.pool.get().await?;
+        client.batch_execute("ANALYZE").await?;
+        Ok(())
+    }
+}

@@ -99,6 +99,12 @@ pub fn url_with_database(url: &str, database: &str) -> String {
     format!("{root}/{database}{query}")
 }
 
+/// The database a URL names, if it names one.
+pub fn database_name(url: &str) -> Option<String> {
+    let c: tokio_postgres::Config = url.parse().ok()?;
+    c.get_dbname().map(str::to_owned)
+}
+
 #[cfg(test)]
 mod tests {
     #[test]
@@ -110,5 +116,11 @@ mod tests {
             "postgres://u@h/b?sslmode=off"
         );
         assert_eq!(f("postgres://u@h", "b"), "postgres://u@h/b");
+        let name = super::database_name;
+        assert_eq!(
+            name("postgres://u@h:5432/app?sslmode=off").as_deref(),
+            Some("app")
+        );
+        assert_eq!(name("postgres://u@h").as_deref(), None);
     }
 }

@@ -93,7 +93,13 @@ const ALLOWED: &[(&str, &[&str])] = &[
             "watchdog",
         ],
     ),
-    ("bench", &["broker", "config", "contract", "error", "store"]),
+    (
+        "bench",
+        &[
+            "app", "broker", "clock", "config", "contract", "demo", "error", "ingest", "kernel",
+            "store",
+        ],
+    ),
     (
         "cli",
         &[

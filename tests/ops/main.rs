@@ -4,6 +4,7 @@
 mod common;
 
 mod audit;
+mod bench;
 mod browser;
 mod console;
 mod dead_webhooks;

@@ -1,0 +1,511 @@
+//! `revenue-os bench --morning`: one morning of N tenants, end to end, the way a user runs
+//! it. Untimed, it seeds N tenants' history through the loader and one applied, watched
+//! cycle per tenant. Then it times the morning through the worker's real path:
+//!
+//! 1. **load**: yesterday's revenue events, today's campaign and opportunity snapshots, and
+//!    yesterday's metrics with `--trigger`, through `ingest` (as the worker's role);
+//! 2. **watch**: the load follow-up's watchdog over every watched action;
+//! 3. **detect**: deviation detection over the loaded tenants;
+//! 4. **decide**: one cycle per tenant (a deviation's or the load's scheduled trigger), to the
+//!    broker's confirm of its last action.
+//!
+//! The phases are read back from what the worker recorded (evaluation times, the follow-up's
+//! end, outbox and confirm times), so they are the product's own timings, and they may
+//! overlap: deviation cycles start while detection goes on. Then a paced phase at a steady
+//! rate with a stand-in executor reporting back (the results consumer busy) and the watchdog
+//! on; then the ceilings: pgbench running one cycle's statements (deploy/bench/cycle.sql) as
+//! the worker's role, and the database's raw COPY rate.
+
+use super::workers::Workers;
+use super::{Broker, Phase, TENANT_TEMPLATE, pace, pgbench_with, tenant_id};
+use crate::config::Settings;
+use crate::contract::catalog::Catalog;
+use crate::contract::{Levers, check_input, decode_input};
+use crate::error::Error;
+use crate::ingest::{Format, Kind, Limits};
+use crate::store::{
+    MorningFacts, SeedAction, Store, WORKER_ROLE, database_name, url_with_database,
+};
+use chrono::{DateTime, Duration as Days, NaiveDate, Utc};
+use serde::Serialize;
+use std::collections::BTreeMap;
+use std::time::{Duration, Instant};
+
+use super::dataset::{Dataset, Part};
+
+#[derive(Debug, Clone)]
+pub struct MorningOptions {
+    pub tenants: usize,
+    pub days: u32,
+    pub actions_per_tenant: usize,
+    pub workers: usize,
+    pub paced_rate: u32,
+    pub paced_seconds: u32,
+    pub pgbench_clients: u32,
+    pub pgbench_seconds: u32,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Load {
+    pub kind: String,
+    pub rows: i64,
+    pub seconds: f64,
+    pub rows_per_second: f64,
+}
+
+/// One phase of the morning: when it started and ended, in seconds from the first load's
+/// start, and how much it did.
+#[derive(Debug, Clone, Serialize)]
+pub struct Span {
+    pub from_s: f64,
+    pub to_s: f64,
+    pub seconds: f64,
+    pub count: i64,
+    pub per_second: f64,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Phases {
+    pub load: Span,
+    pub load_files: Vec<Load>,
+    /// `count`: watchdog evaluations of the new day.
+    pub watch: Span,
+    /// `count`: deviations found on the new day.
+    pub detect: Span,
+    /// `count`: cycles completed.
+    pub decide: Span,
+}
+
+/// What must hold after the morning: every number here is 0 when nothing was lost.
+#[derive(Debug, Clone, Serialize)]
+pub struct Lost {
+    pub tenants_without_cycle: i64,
+    pub tenants_with_two_cycles: i64,
+    pub actions_unconfirmed: i64,
+    pub outbox_pending: i64,
+    pub watched_actions_unevaluated: i64,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Ceiling {
+    /// pgbench running one cycle's statements per transaction, as the worker's role.
+    pub pgbench_cycles_per_second: Option<f64>,
+    /// The decide phase's cycles/s over pgbench's.
+    pub decide_ratio: Option<f64>,
+    /// Binary COPY of metric rows into a temporary table: the loader's floor.
+    pub copy_rows_per_second: f64,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct MorningReport {
+    pub tenants: usize,
+    pub days: u32,
+    pub actions_per_tenant: usize,
+    pub workers: usize,
+    pub concurrency: u16,
+    pub seed_seconds: f64,
+    pub seed_rows: i64,
+    pub phases: Phases,
+    /// From the first load's start to the last action's confirm.
+    pub end_to_end_seconds: f64,
+    pub cycles: i64,
+    pub actions_published: i64,
+    pub lost: Lost,
+    pub ceiling: Ceiling,
+    /// After the morning: a steady rate with the watchdog and the results consumer running.
+    pub paced: Phase,
+    pub worker_peak_rss_mib: Vec<f64>,
+    pub table_bytes_before: BTreeMap<String, i64>,
+    pub table_bytes_after: BTreeMap<String, i64>,
+}
+
+/// `url` with its user replaced by `role` (no password).
+fn url_as(url: &str, role: &str) -> String {
+    match url.split_once("://") {
+        Some((scheme, rest)) => {
+            let host = rest.rsplit_once('@').map_or(rest, |(_, h)| h);
+            format!("{scheme}://{role}@{host}")
+        }
+        None => format!("{url} user={role}"),
+    }
+}
+
+/// Loads one generated file through `ingest`'s own path; its rows and seconds.
+async fn ingest(
+    store: &Store,
+    catalog: &Catalog,
+    data: &Dataset,
+    kind: Kind,
+    part: Part,
+    load_id: &str,
+    trigger: bool,
+) -> Result<Load, Error> {
+    let format = match kind {
+        Kind::Metrics => Format::Csv,
+        _ => Format::Ndjson,
+    };
+    let opts = crate::app::ingest::IngestOptions {
+        kind,
+        format,
+        source: "bench".into(),
+        load_id: Some(load_id.to_owned()),
+        snapshot: part == Part::Morning && kind.spec().snapshot,
+        quarantine: false,
+        trigger,
+        limits: Limits::default(),
+    };
+    let reader = std::io::BufReader::with_capacity(1 << 16, data.file(kind, part));
+    let started = Instant::now();
+    let (report, _) = crate::app::ingest::load(store, catalog, reader, &opts).await?;
+    let seconds = started.elapsed().as_secs_f64();
+    Ok(Load {
+        kind: kind.as_str().to_owned(),
+        rows: report.rows,
+        seconds,
+        rows_per_second: report.rows as f64 / seconds.max(1e-9),
+    })
+}
+
+/// A real cycle's actions for the template tenant, repeated (with numbered ids) up to `n`.
+fn seed_actions(
+    catalog: &Catalog,
+    n: usize,
+) -> Result<(Vec<SeedAction>, serde_json::Value), Error> {
+    let input = decode_input(TENANT_TEMPLATE.as_bytes())
+        .map_err(|e| Error::Run(format!("tenant template: {e}")))?;
+    let end = NaiveDate::parse_from_str(&input.analysis_window.end_date, "%Y-%m-%d")
+        .map_err(|e| Error::Run(format!("tenant template window: {e}")))?;
+    let now = end
+        .succ_opt()
+        .and_then(|d| d.and_hms_opt(6, 0, 0))
+        .map(|t| t.and_utc())
+        .ok_or_else(|| Error::Run("tenant template window".into()))?;
+    let checked = check_input(input, catalog, now)
+        .map_err(|e| Error::Run(format!("tenant template: {}", e.message)))?;
+    let out = crate::kernel::decide(
+        &checked,
+        &Levers::default(),
+        catalog,
+        now,
+        uuid::Uuid::nil(),
+    )
+    .map_err(|e| Error::Run(format!("tenant template decides nothing: {}", e.message)))?;
+    if out.actions.is_empty() {
+        return Err(Error::Run("tenant template decides no action".into()));
+    }
+    let mut actions = Vec::with_capacity(n);
+    for i in 0..n {
+        let a = &out.actions[i % out.actions.len()];
+        let round = i / out.actions.len();
+        let mut a = a.clone();
+        if round > 0 {
+            a.action_id = format!("{}.{round}", a.action_id);
+        }
+        actions.push(SeedAction {
+            action_id: a.action_id.clone(),
+            priority: i16::from(a.priority),
+            owner: a.owner_subsystem.as_str().to_owned(),
+            kind: a.kind.as_str().to_owned(),
+            target_metric: a.target_metric.clone(),
+            body: serde_json::json!(a),
+        });
+    }
+    Ok((actions, serde_json::json!(out)))
+}
+
+fn secs(a: DateTime<Utc>, b: DateTime<Utc>) -> f64 {
+    (b - a).num_milliseconds() as f64 / 1000.0
+}
+
+fn span(t0: DateTime<Utc>, from: DateTime<Utc>, to: DateTime<Utc>, count: i64) -> Span {
+    let to = to.max(from);
+    let seconds = secs(from, to);
+    Span {
+        from_s: secs(t0, from),
+        to_s: secs(t0, to),
+        seconds,
+        count,
+        per_second: if seconds > 0.0 {
+            count as f64 / seconds
+        } else {
+            0.0
+        },
+    }
+}
+
+/// The bench's own database (the configured one's name + `_morning`: it never touches a real
+/// tenant), migrated, with the worker's role granted; the owner's store (a superuser's: it
+/// seeds what only the worker writes) and the worker role's.
+async fn prepare(settings: &Settings) -> Result<(Store, Store, String), Error> {
+    let base = database_name(&settings.database.url).unwrap_or_else(|| "revenue_os".into());
+    let mut owner = settings.database.clone();
+    owner.url = url_with_database(&settings.database.url, &format!("{base}_morning"));
+    Store::drop_database(&owner).await?;
+    Store::create_database_if_missing(&owner).await?;
+    let owner_store = Store::connect(&owner).await?;
+    owner_store.migrate().await?;
+    owner_store.grant_worker(WORKER_ROLE).await?;
+    let mut worker = owner.clone();
+    worker.url = url_as(&owner.url, WORKER_ROLE);
+    worker.pool_size = worker.pool_size.max(8);
+    let store = Store::connect(&worker).await?;
+    Ok((owner_store, store, worker.url))
+}
+
+/// Seeds the history through the loader and one applied cycle per tenant; rows loaded.
+async fn seed(
+    owner: &Store,
+    store: &Store,
+    catalog: &Catalog,
+    data: &Dataset,
+    opts: &MorningOptions,
+    say: &mut impl FnMut(&str),
+) -> Result<i64, Error> {
+    let mut rows = 0;
+    for kind in [
+        Kind::Tenants,
+        Kind::Campaigns,
+        Kind::Opportunities,
+        Kind::RevenueEvents,
+        Kind::Metrics,
+    ] {
+        let l = ingest(
+            store,
+            catalog,
+            data,
+            kind,
+            Part::History,
+            &format!("seed-{kind}"),
+            false,
+        )
+        .await?;
+        say(&format!(
+            "seeded {}: {} rows in {:.1} s ({:.0} rows/s)",
+            l.kind, l.rows, l.seconds, l.rows_per_second
+        ));
+        rows += l.rows;
+    }
+    // The history is not the morning: no worker follows these loads up.
+    owner.bench_settle_loads().await?;
+    let (actions, output) = seed_actions(catalog, opts.actions_per_tenant)?;
+    let now = Utc::now();
+    let window = (
+        data.yesterday - Days::days(i64::from(data.days)),
+        data.yesterday - Days::days(1),
+    );
+    let ids: Vec<uuid::Uuid> = (1..=opts.tenants)
+        .filter_map(|i| tenant_id(i).parse().ok())
+        .collect();
+    for chunk in ids.chunks(2000) {
+        owner
+            .bench_seed_applied(
+                chunk,
+                &actions,
+                &output,
+                window,
+                now - Days::hours(36),
+                now - Days::hours(30),
+                window.1,
+            )
+            .await?;
+    }
+    say(&format!(
+        "seeded {} applied actions per tenant, watched up to {}",
+        actions.len(),
+        window.1
+    ));
+    owner.bench_analyze().await?;
+    Ok(rows)
+}
+
+/// Waits for the morning to finish: every tenant decided, every action confirmed.
+async fn settle(
+    owner: &Store,
+    load_id: &str,
+    as_of: NaiveDate,
+    since: DateTime<Utc>,
+    tenants: usize,
+    say: &mut impl FnMut(&str),
+) -> Result<MorningFacts, Error> {
+    let limit = Duration::from_secs(1800 + tenants as u64 / 20);
+    let deadline = Instant::now() + limit;
+    let mut said = Instant::now();
+    loop {
+        let f = owner.bench_morning(load_id, as_of, since).await?;
+        let done = f.followed_up_at.is_some()
+            && f.cycles >= tenants as i64
+            && f.actions_unpublished == 0
+            && f.outbox_pending == 0;
+        if done {
+            return Ok(f);
+        }
+        if Instant::now() > deadline {
+            return Err(Error::Run(format!(
+                "the morning did not finish in {} s: {} of {tenants} cycles, {} actions \
+                 unconfirmed, {} outbox rows pending",
+                limit.as_secs(),
+                f.cycles,
+                f.actions_unpublished,
+                f.outbox_pending
+            )));
+        }
+        if said.elapsed() > Duration::from_secs(10) {
+            say(&format!(
+                "  {} evaluations, {} of {tenants} cycles, {} outbox rows pending",
+                f.evaluations, f.cycles, f.outbox_pending
+            ));
+            said = Instant::now();
+        }
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+}
+
+pub async fn run(
+    mut settings: Settings,
+    catalog: Catalog,
+    opts: &MorningOptions,
+    mut say: impl FnMut(&str),
+) -> Result<MorningReport, Error> {
+    let (owner, store, worker_url) = prepare(&settings).await?;
+    settings.database.url = worker_url.clone();
+    settings.amqp.prefix = format!("{}_morning", settings.amqp.prefix);
+    settings.database.pool_size = settings
+        .database
+        .pool_size
+        .max(usize::from(settings.amqp.concurrency) + 4);
+    let template = decode_input(TENANT_TEMPLATE.as_bytes())
+        .map_err(|e| Error::Run(format!("tenant template: {e}")))?;
+    let today = Utc::now().date_naive();
+    let yesterday = today - Days::days(1);
+    let data = Dataset::new(template, opts.tenants, opts.days, yesterday)
+        .ok_or_else(|| Error::Run("tenant template: unreadable window".into()))?;
+
+    let seed_started = Instant::now();
+    let seed_rows = seed(&owner, &store, &catalog, &data, opts, &mut say).await?;
+    let seed_seconds = seed_started.elapsed().as_secs_f64();
+    let table_bytes_before: BTreeMap<_, _> = owner.bench_table_sizes().await?.into_iter().collect();
+
+    let broker = Broker::open(&settings, &catalog, true).await?;
+    let workers = Workers::spawn(&settings, &worker_url, opts.workers)?;
+    workers.wait_ready().await?;
+    say(&format!(
+        "{} worker(s) ready, concurrency {} each; the morning starts",
+        opts.workers, settings.amqp.concurrency
+    ));
+
+    let t0 = Utc::now();
+    let mut load_files = Vec::new();
+    let stamp = today.format("%Y%m%d");
+    let metrics_load = format!("morning-{stamp}-metrics");
+    for (kind, trigger) in [
+        (Kind::RevenueEvents, false),
+        (Kind::Campaigns, false),
+        (Kind::Opportunities, false),
+        (Kind::Metrics, true),
+    ] {
+        let id = match kind {
+            Kind::Metrics => metrics_load.clone(),
+            k => format!("morning-{stamp}-{k}"),
+        };
+        let l = ingest(&store, &catalog, &data, kind, Part::Morning, &id, trigger).await?;
+        say(&format!(
+            "load {}: {} rows in {:.2} s",
+            l.kind, l.rows, l.seconds
+        ));
+        load_files.push(l);
+    }
+    let loaded = Utc::now();
+    let facts = settle(&owner, &metrics_load, yesterday, t0, opts.tenants, &mut say).await?;
+    let last = facts.last_confirmed.unwrap_or(loaded).max(loaded);
+    let watch_end = facts.last_evaluation.unwrap_or(loaded).max(loaded);
+    let detect_end = facts.followed_up_at.unwrap_or(watch_end).max(watch_end);
+    let decide_start = facts.first_trigger_queued.unwrap_or(detect_end);
+    let load_rows = load_files.iter().map(|l| l.rows).sum();
+    let phases = Phases {
+        load: span(t0, t0, loaded, load_rows),
+        load_files,
+        watch: span(t0, loaded, watch_end, facts.evaluations),
+        detect: span(t0, watch_end, detect_end, facts.deviations),
+        decide: span(t0, decide_start, last, facts.cycles_completed),
+    };
+    say(&format!(
+        "morning: {:.1} s end to end; decide {:.1} cycles/s",
+        secs(t0, last),
+        phases.decide.per_second
+    ));
+
+    let paced = pace(
+        &owner,
+        &broker.client,
+        opts.paced_rate,
+        opts.paced_seconds,
+        opts.tenants,
+        None,
+    )
+    .await?;
+    say(&format!(
+        "paced at {}/s: latency p50 {:.1} ms p95 {:.1} ms p99 {:.1} ms",
+        opts.paced_rate, paced.latency.p50_ms, paced.latency.p95_ms, paced.latency.p99_ms
+    ));
+    let worker_peak_rss_mib = workers.peak_rss_mib();
+    let _ = tokio::task::spawn_blocking(move || workers.stop()).await;
+    broker.close().await;
+    let table_bytes_after: BTreeMap<_, _> = owner.bench_table_sizes().await?.into_iter().collect();
+
+    let watched = (opts.tenants * opts.actions_per_tenant) as i64;
+    let lost = Lost {
+        tenants_without_cycle: (opts.tenants as i64 - (facts.cycles - facts.tenants_doubled))
+            .max(0),
+        tenants_with_two_cycles: facts.tenants_doubled,
+        actions_unconfirmed: facts.actions_unpublished,
+        outbox_pending: facts.outbox_pending,
+        watched_actions_unevaluated: (watched - facts.evaluations).max(0),
+    };
+
+    say("ceilings: pgbench (one cycle's statements) and raw COPY");
+    let window = (
+        (yesterday - Days::days(29)).to_string(),
+        yesterday.to_string(),
+    );
+    let (url, tenants) = (worker_url.clone(), opts.tenants);
+    let (clients, seconds) = (opts.pgbench_clients, opts.pgbench_seconds);
+    let pgbench = tokio::task::spawn_blocking(move || {
+        pgbench_with(&url, tenants, clients, seconds, Some(&window))
+    })
+    .await
+    .unwrap_or_else(|e| Err(Error::Run(e.to_string())));
+    let pgbench_cycles_per_second = match pgbench {
+        Ok(tps) => Some(tps),
+        Err(e) => {
+            say(&format!("pgbench unavailable: {e}"));
+            None
+        }
+    };
+    let copy_rows = (opts.tenants as u64 * 100).clamp(200_000, 2_000_000);
+    let copy_seconds = store.bench_copy(copy_rows).await?;
+    Ok(MorningReport {
+        tenants: opts.tenants,
+        days: data.days,
+        actions_per_tenant: opts.actions_per_tenant,
+        workers: opts.workers,
+        concurrency: settings.amqp.concurrency,
+        seed_seconds,
+        seed_rows,
+        end_to_end_seconds: secs(t0, last),
+        cycles: facts.cycles,
+        actions_published: facts.actions - facts.actions_unpublished,
+        lost,
+        ceiling: Ceiling {
+            decide_ratio: pgbench_cycles_per_second
+                .filter(|c| *c > 0.0)
+                .map(|c| phases.decide.per_second / c),
+            pgbench_cycles_per_second,
+            copy_rows_per_second: copy_rows as f64 / copy_seconds.max(1e-9),
+        },
+        phases,
+        paced,
+        worker_peak_rss_mib,
+        table_bytes_before,
+        table_bytes_after,
+    })
+}
