@@ -1,7 +1,7 @@
 //! `ingest` and `loads`: a file decoded on a blocking thread (`crate::ingest`), streamed to
 //! the store's loader through a bounded channel, then the follow-up of the load.
 
-use super::{store, watch};
+use super::{store, watchdog};
 use crate::config::Settings;
 use crate::contract::catalog::Catalog;
 use crate::contract::{ErrorCode, KernelError, Violation};
@@ -176,12 +176,20 @@ pub async fn ingest(
     let watchdog_evaluations = if replayed {
         None
     } else {
-        let due = store.watch_due_tenants().await?;
-        let mut n = 0;
-        for t in due.into_iter().filter(|t| report.tenants.contains(t)) {
-            n += watch(&store, settings, catalog, Some(t)).await?.len();
-        }
-        Some(n)
+        let loaded: std::collections::HashSet<_> = report.tenants.iter().copied().collect();
+        let due: Vec<_> = store
+            .watch_due_tenants()
+            .await?
+            .into_iter()
+            .filter(|t| loaded.contains(t))
+            .collect();
+        let wd = watchdog(settings, catalog);
+        let deadline = settings.database.call_timeout();
+        Some(
+            crate::watchdog::sweep_tenants(&store, &wd, &due, deadline)
+                .await?
+                .evaluated,
+        )
     };
     Ok(summary(&report, replayed, seconds, watchdog_evaluations))
 }

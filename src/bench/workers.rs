@@ -16,6 +16,14 @@ impl Workers {
         let exe = std::env::current_exe().map_err(|e| Error::Run(e.to_string()))?;
         let mut children = Vec::new();
         let mut ports = Vec::new();
+        // `REVENUE_OS_BENCH_LOG=<file>`: the workers' logs, at info, appended there.
+        let log = std::env::var_os("REVENUE_OS_BENCH_LOG").and_then(|p| {
+            std::fs::OpenOptions::new()
+                .create(true)
+                .append(true)
+                .open(p)
+                .ok()
+        });
         for _ in 0..n {
             let port = std::net::TcpListener::bind("127.0.0.1:0")
                 .and_then(|l| l.local_addr())
@@ -39,9 +47,15 @@ impl Workers {
                 .env("REVENUE_OS__KERNEL__MIN_CYCLE_INTERVAL_HOURS", "0")
                 .env("REVENUE_OS__HTTP__LISTEN", format!("127.0.0.1:{port}"))
                 .env("REVENUE_OS__CONSOLE__LISTEN", "127.0.0.1:0")
-                .env("RUST_LOG", "error")
+                .env("RUST_LOG", if log.is_some() { "info" } else { "error" })
                 .stdout(Stdio::null())
-                .stderr(Stdio::null())
+                .stderr(match &log {
+                    Some(f) => f
+                        .try_clone()
+                        .map(Stdio::from)
+                        .unwrap_or_else(|_| Stdio::null()),
+                    None => Stdio::null(),
+                })
                 .spawn()
                 .map_err(|e| Error::Run(format!("cannot start a worker: {e}")))?;
             children.push(child);

@@ -2,7 +2,7 @@
 //! one trigger a tenant's day may raise through the outbox, and the listing. No rules here:
 //! which points count and what deviates is decided by the caller (src/deviation).
 
-use super::tenant::{set_tenant, tenant_tx};
+use super::tenant::{set_tenant, set_tenants, tenant_tx};
 use super::webhooks;
 use super::{OutboxMessage, OutboxRow, Store, StoreError, outbox};
 use crate::contract::{Notification, NotifyEvent};
@@ -42,44 +42,60 @@ pub struct StoredDeviation {
 pub type DailySeries = BTreeMap<String, Vec<(NaiveDate, f64)>>;
 
 impl Store {
-    /// Whether the tenant has not opted out of detection, and its undimensioned daily series
-    /// from `since` on. Missing days are simply absent.
-    pub async fn deviation_series(
+    /// For each tenant of `tenants`, in order: whether it has not opted out of detection,
+    /// and its undimensioned daily series from `since` on (missing days are simply absent).
+    /// One transaction, scoped to all of them.
+    pub async fn deviation_series_batch(
         &self,
-        tenant: Uuid,
+        tenants: &[Uuid],
         since: NaiveDate,
-    ) -> Result<(bool, DailySeries), StoreError> {
+    ) -> Result<Vec<(Uuid, bool, DailySeries)>, StoreError> {
         let mut client = self.pool.get().await?;
-        let tx = tenant_tx(&mut client, tenant).await?;
-        let enabled: bool = tx
-            .query_opt(
-                "SELECT deviation_enabled FROM tenant_settings WHERE tenant_id = $1",
-                &[&tenant],
-            )
-            .await?
-            .map(|r| r.try_get(0))
-            .transpose()?
-            .unwrap_or(true);
-        let mut series = DailySeries::new();
-        if enabled {
-            let rows = tx
-                .query(
-                    "SELECT metric_id, date, value FROM metric_snapshots
-                     WHERE tenant_id = $1 AND dimension = '{}'::jsonb AND date >= $2
-                     ORDER BY metric_id, date",
-                    &[&tenant, &since],
-                )
-                .await?;
-            for r in &rows {
-                let id: String = r.try_get(0)?;
-                series
-                    .entry(id)
-                    .or_default()
-                    .push((r.try_get(1)?, r.try_get(2)?));
+        let tx = client.transaction().await?;
+        set_tenants(&tx, tenants).await?;
+        let p1: [&(dyn tokio_postgres::types::ToSql + Sync); 1] = [&tenants];
+        let p2: [&(dyn tokio_postgres::types::ToSql + Sync); 2] = [&tenants, &since];
+        let (off, rows) = futures_util::try_join!(
+            tx.query(
+                "SELECT tenant_id FROM tenant_settings
+                  WHERE tenant_id = ANY($1) AND NOT deviation_enabled",
+                &p1,
+            ),
+            tx.query(
+                "SELECT tenant_id, metric_id, date, value FROM metric_snapshots
+                  WHERE tenant_id = ANY($1) AND dimension = '{}'::jsonb AND date >= $2",
+                &p2,
+            ),
+        )?;
+        tx.commit().await?;
+        let off: std::collections::HashSet<Uuid> =
+            off.iter().map(|r| r.try_get(0)).collect::<Result<_, _>>()?;
+        let mut by_tenant: BTreeMap<Uuid, DailySeries> = BTreeMap::new();
+        for r in &rows {
+            let tenant: Uuid = r.try_get(0)?;
+            if off.contains(&tenant) {
+                continue;
+            }
+            by_tenant
+                .entry(tenant)
+                .or_default()
+                .entry(r.try_get(1)?)
+                .or_default()
+                .push((r.try_get(2)?, r.try_get(3)?));
+        }
+        // Sorted here, not by the database: a sort of every row of the batch would spill.
+        for series in by_tenant.values_mut() {
+            for days in series.values_mut() {
+                days.sort_unstable_by_key(|d| d.0);
             }
         }
-        tx.commit().await?;
-        Ok((enabled, series))
+        Ok(tenants
+            .iter()
+            .map(|t| {
+                let enabled = !off.contains(t);
+                (*t, enabled, by_tenant.remove(t).unwrap_or_default())
+            })
+            .collect())
     }
 
     /// Records a tenant's detections of one day (a re-run updates their numbers) and, given a

@@ -82,3 +82,24 @@ mod tests {
         assert_eq!(tenants_in_order([b, a, b, a]), vec![b, a]);
     }
 }
+
+/// Scopes the rest of `tx` to every tenant of `tenants` at once (`SET LOCAL
+/// revenue_os.tenant_ids`, V18's `tenant_batch` policy): what a batch that works on many
+/// tenants in one transaction uses, naming exactly the tenants it works on.
+pub(super) async fn set_tenants(tx: &Transaction<'_>, tenants: &[Uuid]) -> Result<(), StoreError> {
+    let mut list = String::with_capacity(2 + tenants.len() * 37);
+    list.push('{');
+    for (i, t) in tenants.iter().enumerate() {
+        if i > 0 {
+            list.push(',');
+        }
+        list.push_str(&t.to_string());
+    }
+    list.push('}');
+    tx.execute(
+        "SELECT set_config('revenue_os.tenant_ids', $1, true)",
+        &[&list],
+    )
+    .await?;
+    Ok(())
+}

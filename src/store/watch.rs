@@ -4,7 +4,7 @@
 //! the revert or escalation in the outbox, the outcome row.
 
 use super::reports::upsert_result;
-use super::tenant::{set_tenant, tenant_tx};
+use super::tenant::{set_tenant, set_tenants, tenant_tx};
 use super::webhooks;
 use super::{OutboxMessage, OutboxRow, Store, StoreError, outbox};
 use crate::contract::{Action, ActionResult, ActionStatus, Notification, NotifyEvent, Outcome};
@@ -187,6 +187,56 @@ impl Store {
         }))
     }
 
+    /// Every due action of `tenants` in one transaction: one claim (`FOR UPDATE SKIP
+    /// LOCKED`: actions another worker holds are left to it), one read of the metrics they
+    /// need, the policy's decisions, then one write of the evaluations and one of the
+    /// actions' new state, plus whatever reverts, escalations and outcomes were decided.
+    /// The same decisions as `watch_next` one action at a time, at a few round trips per
+    /// batch instead of per action.
+    pub async fn watch_batch(
+        &self,
+        tenants: &[Uuid],
+        policy: &dyn WatchPolicy,
+        now: DateTime<Utc>,
+    ) -> Result<Vec<Watched>, StoreError> {
+        if tenants.is_empty() {
+            return Ok(vec![]);
+        }
+        let mut client = self.pool.get().await?;
+        let tx = client.transaction().await?;
+        set_tenants(&tx, tenants).await?;
+        let claimed = claim_batch(&tx, tenants, policy, now).await?;
+        if claimed.is_empty() {
+            tx.commit().await?;
+            return Ok(vec![]);
+        }
+        let decided: Vec<(WatchFacts, WatchDecision)> = claimed
+            .into_iter()
+            .map(|f| {
+                let d = policy.decide(&f);
+                (f, d)
+            })
+            .collect();
+        let pairs: Vec<(&WatchFacts, &WatchDecision)> =
+            decided.iter().map(|(f, d)| (f, d)).collect();
+        record_batch(&tx, &pairs, now).await?;
+        let mut out = Vec::with_capacity(decided.len());
+        for (f, d) in decided {
+            // Rare (a revert, an escalation, an outcome): one at a time, as `apply` does.
+            let outbox = side_effects(&tx, &f, &d, now).await?;
+            out.push(Watched {
+                tenant_id: f.tenant_id,
+                cycle_id: f.cycle_id,
+                action_id: f.action_id,
+                as_of: f.as_of,
+                decision: d,
+                outbox,
+            });
+        }
+        tx.commit().await?;
+        Ok(out)
+    }
+
     /// A tenant's evaluations, newest first.
     pub async fn evaluations(
         &self,
@@ -266,72 +316,39 @@ impl Store {
     }
 }
 
-/// The tenant's next due action, its row locked (`FOR UPDATE SKIP LOCKED`: an action another
-/// worker holds is left to it).
-async fn claim(
-    tx: &Transaction<'_>,
-    tenant: Uuid,
-    policy: &dyn WatchPolicy,
-    now: DateTime<Utc>,
-) -> Result<Option<WatchFacts>, StoreError> {
-    let unwatched = policy.unwatched_types();
-    let Some(r) = tx
-        .query_opt(
-            "SELECT a.tenant_id, a.cycle_id, a.action_id, a.status, a.action,
-                    COALESCE(a.applied_at,
-                             (SELECT min(o.published_at) FROM outbox o
-                              WHERE o.cycle_id = a.cycle_id AND o.action_id = a.action_id)),
-                    a.applied_before, a.applied_after, a.applied_inverse,
-                    a.escalated_at IS NOT NULL,
-                    COALESCE((SELECT ts.watchdog_mode = 'shadow' FROM tenant_settings ts
-                              WHERE ts.tenant_id = a.tenant_id), false),
-                    (SELECT max(date) FROM metric_snapshots s WHERE s.tenant_id = a.tenant_id)
-             FROM actions a
-             WHERE a.tenant_id = $1
-               AND a.type <> ALL($2)
-               AND (a.status = 'applied'
-                    OR (a.status IN ('published', 'acknowledged')
-                        AND EXISTS (SELECT 1 FROM tenant_settings ts
-                                    WHERE ts.tenant_id = a.tenant_id AND ts.watch_published)))
-               AND COALESCE(a.watched_as_of, '-infinity'::date) <
-                   (SELECT max(date) FROM metric_snapshots s WHERE s.tenant_id = a.tenant_id)
-             ORDER BY a.cycle_id, a.action_id
-             LIMIT 1
-             FOR UPDATE OF a SKIP LOCKED",
-            &[&tenant, &unwatched],
-        )
-        .await?
-    else {
-        return Ok(None);
-    };
+/// An action under watch as the claim reads it: `CLAIM_COLUMNS` of `actions a`.
+const CLAIM_COLUMNS: &str = "a.tenant_id, a.cycle_id, a.action_id, a.status, a.action,
+        COALESCE(a.applied_at,
+                 (SELECT min(o.published_at) FROM outbox o
+                  WHERE o.cycle_id = a.cycle_id AND o.action_id = a.action_id)),
+        a.applied_before, a.applied_after, a.applied_inverse,
+        a.escalated_at IS NOT NULL,
+        COALESCE((SELECT ts.watchdog_mode = 'shadow' FROM tenant_settings ts
+                  WHERE ts.tenant_id = a.tenant_id), false),
+        (SELECT max(date) FROM metric_snapshots s WHERE s.tenant_id = a.tenant_id)";
+
+/// Which actions are due: watched types, applied (or published, for tenants that watch from
+/// there), and behind their tenant's newest metric day.
+const DUE: &str = "a.type <> ALL($2)
+       AND (a.status = 'applied'
+            OR (a.status IN ('published', 'acknowledged')
+                AND EXISTS (SELECT 1 FROM tenant_settings ts
+                            WHERE ts.tenant_id = a.tenant_id AND ts.watch_published)))
+       AND COALESCE(a.watched_as_of, '-infinity'::date) <
+           (SELECT max(date) FROM metric_snapshots s WHERE s.tenant_id = a.tenant_id)";
+
+/// A claimed row's facts, before its metrics are read.
+fn claimed(r: &tokio_postgres::Row, now: DateTime<Utc>) -> Result<WatchFacts, StoreError> {
     let action_id: String = r.try_get(2)?;
     let status: String = r.try_get(3)?;
     let action: Action = serde_json::from_value(r.try_get(4)?)
         .map_err(|e| StoreError::Corrupt(format!("stored action {action_id}: {e}")))?;
     let since: Option<DateTime<Utc>> = r.try_get(5)?;
-    let tenant_id: Uuid = r.try_get(0)?;
-    let as_of: NaiveDate = r.try_get(11)?;
     // A published row always has a confirm time; only a hand-edited one would not.
     let since = since
         .ok_or_else(|| StoreError::Corrupt(format!("{action_id}: no applied or published time")))?;
-    let needs = policy.needs(&action, since);
-    let rows = tx
-        .query(
-            "SELECT metric_id, date, value FROM metric_snapshots
-             WHERE tenant_id = $1 AND metric_id = ANY($2) AND dimension = '{}'::jsonb
-               AND date >= $3 AND date <= $4",
-            &[&tenant_id, &needs.metrics, &needs.from, &as_of],
-        )
-        .await?;
-    let mut metrics: BTreeMap<String, BTreeMap<NaiveDate, f64>> = BTreeMap::new();
-    for m in &rows {
-        metrics
-            .entry(m.try_get(0)?)
-            .or_default()
-            .insert(m.try_get(1)?, m.try_get(2)?);
-    }
-    Ok(Some(WatchFacts {
-        tenant_id,
+    Ok(WatchFacts {
+        tenant_id: r.try_get(0)?,
         cycle_id: r.try_get(1)?,
         status: ActionStatus::parse(&status)
             .ok_or_else(|| StoreError::Corrupt(format!("action status '{status}'")))?,
@@ -343,10 +360,126 @@ async fn claim(
         applied_inverse: r.try_get(8)?,
         escalated: r.try_get(9)?,
         shadow: r.try_get(10)?,
-        as_of,
-        metrics,
+        as_of: r.try_get(11)?,
+        metrics: BTreeMap::new(),
         now,
-    }))
+    })
+}
+
+/// The tenant's next due action, its row locked (`FOR UPDATE SKIP LOCKED`: an action another
+/// worker holds is left to it).
+async fn claim(
+    tx: &Transaction<'_>,
+    tenant: Uuid,
+    policy: &dyn WatchPolicy,
+    now: DateTime<Utc>,
+) -> Result<Option<WatchFacts>, StoreError> {
+    let unwatched = policy.unwatched_types();
+    let Some(r) = tx
+        .query_opt(
+            &format!(
+                "SELECT {CLAIM_COLUMNS} FROM actions a
+                 WHERE a.tenant_id = $1 AND {DUE}
+                 ORDER BY a.cycle_id, a.action_id
+                 LIMIT 1
+                 FOR UPDATE OF a SKIP LOCKED"
+            ),
+            &[&tenant, &unwatched],
+        )
+        .await?
+    else {
+        return Ok(None);
+    };
+    let mut f = claimed(&r, now)?;
+    let needs = policy.needs(&f.action, f.since);
+    let rows = tx
+        .query(
+            "SELECT metric_id, date, value FROM metric_snapshots
+             WHERE tenant_id = $1 AND metric_id = ANY($2) AND dimension = '{}'::jsonb
+               AND date >= $3 AND date <= $4",
+            &[&f.tenant_id, &needs.metrics, &needs.from, &f.as_of],
+        )
+        .await?;
+    for m in &rows {
+        f.metrics
+            .entry(m.try_get(0)?)
+            .or_default()
+            .insert(m.try_get(1)?, m.try_get(2)?);
+    }
+    Ok(Some(f))
+}
+
+/// Every due action of `tenants`, locked (`SKIP LOCKED`), with the metrics each needs: one
+/// claim and one read of the union of what they need, then each action given its own part.
+async fn claim_batch(
+    tx: &Transaction<'_>,
+    tenants: &[Uuid],
+    policy: &dyn WatchPolicy,
+    now: DateTime<Utc>,
+) -> Result<Vec<WatchFacts>, StoreError> {
+    let unwatched = policy.unwatched_types();
+    let rows = tx
+        .query(
+            &format!(
+                "SELECT {CLAIM_COLUMNS} FROM actions a
+                 WHERE a.tenant_id = ANY($1) AND {DUE}
+                 ORDER BY a.tenant_id, a.cycle_id, a.action_id
+                 FOR UPDATE OF a SKIP LOCKED"
+            ),
+            &[&tenants, &unwatched],
+        )
+        .await?;
+    let mut facts = Vec::with_capacity(rows.len());
+    let mut needs = Vec::with_capacity(rows.len());
+    for r in &rows {
+        let f = claimed(r, now)?;
+        needs.push(policy.needs(&f.action, f.since));
+        facts.push(f);
+    }
+    let (Some(from), Some(to)) = (
+        needs.iter().map(|n| n.from).min(),
+        facts.iter().map(|f| f.as_of).max(),
+    ) else {
+        return Ok(facts);
+    };
+    let mut with: Vec<Uuid> = facts.iter().map(|f| f.tenant_id).collect();
+    with.dedup();
+    let mut metrics: Vec<&str> = needs
+        .iter()
+        .flat_map(|n| n.metrics.iter().map(String::as_str))
+        .collect();
+    metrics.sort_unstable();
+    metrics.dedup();
+    let rows = tx
+        .query(
+            "SELECT tenant_id, metric_id, date, value FROM metric_snapshots
+             WHERE tenant_id = ANY($1) AND metric_id = ANY($2) AND dimension = '{}'::jsonb
+               AND date >= $3 AND date <= $4",
+            &[&with, &metrics, &from, &to],
+        )
+        .await?;
+    // tenant -> metric -> day -> value, then each action takes what it asked for.
+    let mut all: BTreeMap<(Uuid, String), BTreeMap<NaiveDate, f64>> = BTreeMap::new();
+    for m in &rows {
+        all.entry((m.try_get(0)?, m.try_get(1)?))
+            .or_default()
+            .insert(m.try_get(2)?, m.try_get(3)?);
+    }
+    for (f, n) in facts.iter_mut().zip(&needs) {
+        for metric in &n.metrics {
+            let Some(days) = all.get(&(f.tenant_id, metric.clone())) else {
+                continue;
+            };
+            let part: BTreeMap<NaiveDate, f64> = days
+                .range(n.from..=f.as_of)
+                .map(|(d, v)| (*d, *v))
+                .collect();
+            if !part.is_empty() {
+                f.metrics.insert(metric.clone(), part);
+            }
+        }
+    }
+    Ok(facts)
 }
 
 async fn apply(
@@ -355,43 +488,84 @@ async fn apply(
     d: &WatchDecision,
     now: DateTime<Utc>,
 ) -> Result<Vec<OutboxRow>, StoreError> {
-    let e = &d.evaluation;
-    tx.execute(
+    record_batch(tx, &[(f, d)], now).await?;
+    side_effects(tx, f, d, now).await
+}
+
+/// The evaluations and the actions' new state (`watched_as_of`, status, outcome, escalation)
+/// of a batch, in two statements sent together.
+async fn record_batch(
+    tx: &Transaction<'_>,
+    decided: &[(&WatchFacts, &WatchDecision)],
+    now: DateTime<Utc>,
+) -> Result<(), StoreError> {
+    let n = decided.len();
+    let (mut tenant, mut cycle, mut action, mut as_of) = (
+        Vec::with_capacity(n),
+        Vec::with_capacity(n),
+        Vec::with_capacity(n),
+        Vec::with_capacity(n),
+    );
+    let (mut mode, mut verdict, mut outcome, mut sentence, mut numbers) = (
+        Vec::with_capacity(n),
+        Vec::with_capacity(n),
+        Vec::with_capacity(n),
+        Vec::with_capacity(n),
+        Vec::with_capacity(n),
+    );
+    let (mut status, mut escalate) = (Vec::with_capacity(n), Vec::with_capacity(n));
+    for (f, d) in decided {
+        let e = &d.evaluation;
+        tenant.push(f.tenant_id);
+        cycle.push(f.cycle_id);
+        action.push(f.action_id.as_str());
+        as_of.push(f.as_of);
+        mode.push(if f.shadow { "shadow" } else { "enforce" });
+        verdict.push(e.verdict.as_str());
+        outcome.push(e.outcome.map(Outcome::as_str));
+        sentence.push(e.sentence.as_str());
+        numbers.push(&e.numbers);
+        status.push(d.status.map(ActionStatus::as_str));
+        escalate.push(d.escalate);
+    }
+    let ev: [&(dyn tokio_postgres::types::ToSql + Sync); 10] = [
+        &now, &tenant, &cycle, &action, &as_of, &mode, &verdict, &outcome, &sentence, &numbers,
+    ];
+    let up: [&(dyn tokio_postgres::types::ToSql + Sync); 7] =
+        [&now, &cycle, &action, &as_of, &status, &outcome, &escalate];
+    let evaluations = tx.execute(
         "INSERT INTO watchdog_evaluations (tenant_id, cycle_id, action_id, as_of, evaluated_at,
                                            mode, verdict, outcome, sentence, numbers)
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)
+         SELECT t, c, a, d, $1, m, v, o, s, n
+           FROM UNNEST($2::uuid[], $3::uuid[], $4::text[], $5::date[], $6::text[], $7::text[],
+                       $8::text[], $9::text[], $10::jsonb[]) AS u(t, c, a, d, m, v, o, s, n)
          ON CONFLICT (cycle_id, action_id, as_of) DO NOTHING",
-        &[
-            &f.tenant_id,
-            &f.cycle_id,
-            &f.action_id,
-            &f.as_of,
-            &now,
-            &if f.shadow { "shadow" } else { "enforce" },
-            &e.verdict.as_str(),
-            &e.outcome.map(Outcome::as_str),
-            &e.sentence,
-            &e.numbers,
-        ],
-    )
-    .await?;
-    tx.execute(
-        "UPDATE actions SET watched_as_of = $3, status = COALESCE($4, status),
-                            outcome = COALESCE($5, outcome),
-                            escalated_at = CASE WHEN $6 THEN COALESCE(escalated_at, $7) ELSE escalated_at END,
-                            updated_at = now()
-         WHERE cycle_id = $1 AND action_id = $2",
-        &[
-            &f.cycle_id,
-            &f.action_id,
-            &f.as_of,
-            &d.status.map(ActionStatus::as_str),
-            &e.outcome.map(Outcome::as_str),
-            &d.escalate,
-            &now,
-        ],
-    )
-    .await?;
+        &ev,
+    );
+    let actions = tx.execute(
+        "UPDATE actions x SET watched_as_of = u.d, status = COALESCE(u.st, x.status),
+                              outcome = COALESCE(u.o, x.outcome),
+                              escalated_at = CASE WHEN u.e THEN COALESCE(x.escalated_at, $1)
+                                                  ELSE x.escalated_at END,
+                              updated_at = now()
+           FROM UNNEST($2::uuid[], $3::text[], $4::date[], $5::text[], $6::text[], $7::bool[])
+                AS u(c, a, d, st, o, e)
+          WHERE x.cycle_id = u.c AND x.action_id = u.a",
+        &up,
+    );
+    futures_util::try_join!(evaluations, actions)?;
+    Ok(())
+}
+
+/// What an evaluation may add beyond its record: the revert or escalation message, the
+/// outcome row, the notification. Nothing (and no round trip) for a plain `watching`.
+async fn side_effects(
+    tx: &Transaction<'_>,
+    f: &WatchFacts,
+    d: &WatchDecision,
+    now: DateTime<Utc>,
+) -> Result<Vec<OutboxRow>, StoreError> {
+    let e = &d.evaluation;
     let mut rows = Vec::new();
     for m in &d.outbox {
         // One revert and one escalation per action, however many sweeps decide it.

@@ -285,22 +285,62 @@ impl Watchdog {
     }
 }
 
-/// Evaluates every due action (of `tenant`, or of all tenants); returns what was done.
+/// Tenants per watchdog transaction: their due actions are claimed, read, judged and
+/// recorded together (`Store::watch_batch`).
+pub const TENANTS_PER_BATCH: usize = 250;
+
+/// Evaluates the due actions of `tenant` (or of every tenant with due actions), batch by
+/// batch, up to `MAX_PER_SWEEP` evaluations; what each did, for a caller that shows them.
 pub async fn sweep(
     store: &Store,
     watchdog: &Watchdog,
     tenant: Option<Uuid>,
 ) -> Result<Vec<Watched>, StoreError> {
+    let tenants = match tenant {
+        Some(t) => vec![t],
+        None => store.watch_due_tenants().await?,
+    };
     let mut out = Vec::new();
-    while out.len() < MAX_PER_SWEEP {
-        let now = watchdog.clock.now();
-        let Some(w) = store.watch_next(tenant, watchdog, now).await? else {
+    for chunk in tenants.chunks(TENANTS_PER_BATCH) {
+        if out.len() >= MAX_PER_SWEEP {
             break;
-        };
-        count(&w);
-        out.push(w);
+        }
+        let done = store
+            .watch_batch(chunk, watchdog, watchdog.clock.now())
+            .await?;
+        done.iter().for_each(count);
+        out.extend(done);
     }
     Ok(out)
+}
+
+/// What a sweep over many tenants did, without holding each evaluation: the count, and the
+/// outbox rows (reverts, escalations) to relay.
+#[derive(Debug, Default)]
+pub struct SweepReport {
+    pub evaluated: usize,
+    pub outbox: Vec<crate::store::OutboxRow>,
+}
+
+/// Evaluates the due actions of `tenants`, `TENANTS_PER_BATCH` per transaction, each batch
+/// within `deadline`. Memory stays one batch's worth however many tenants there are.
+pub async fn sweep_tenants(
+    store: &Store,
+    watchdog: &Watchdog,
+    tenants: &[Uuid],
+    deadline: std::time::Duration,
+) -> Result<SweepReport, StoreError> {
+    let mut report = SweepReport::default();
+    for chunk in tenants.chunks(TENANTS_PER_BATCH) {
+        let batch = store.watch_batch(chunk, watchdog, watchdog.clock.now());
+        let done = crate::store::bounded(deadline, batch).await?;
+        report.evaluated += done.len();
+        for w in done {
+            count(&w);
+            report.outbox.extend(w.outbox);
+        }
+    }
+    Ok(report)
 }
 
 fn count(w: &Watched) {

@@ -30,6 +30,9 @@ pub fn trigger_message_id(tenant: Uuid, day: NaiveDate) -> String {
     format!("deviation:{tenant}:{day}")
 }
 
+/// Tenants whose series one read fetches (one transaction, scoped to all of them).
+const TENANTS_PER_READ: usize = 250;
+
 /// Detect for each of `tenants` as of its newest metric day.
 pub async fn detect_for(
     store: &Store,
@@ -48,48 +51,69 @@ pub async fn detect_for(
         .date_naive()
         .checked_sub_days(Days::new(MAX_HISTORY_DAYS.unsigned_abs() + 1))
         .unwrap_or(NaiveDate::MIN);
-    for &tenant in tenants {
-        let (enabled, series) = store.deviation_series(tenant, since).await?;
-        pass.tenants += 1;
-        if !enabled {
-            continue;
-        }
-        // The tenant's day: the newest any metric reached. Metrics behind it are stale, not
-        // assessed on an old day again.
-        let Some(day) = series.values().filter_map(|s| s.last().map(|p| p.0)).max() else {
-            continue;
-        };
-        let refs = series.iter().map(|(id, s)| (id.as_str(), s.as_slice()));
-        let all = deviation::assess_tenant(catalog, day, refs, params);
-        pass.assessed += all.len();
-        let rows: Vec<DeviationRow> = all
-            .iter()
-            .filter(|a| a.surprise.is_some())
-            .map(row)
-            .collect();
-        let trigger = deviation::pick_trigger(&all).map(|a| {
-            (
-                a.metric_id.as_str(),
-                trigger_message(topology, tenant, a, now),
-            )
-        });
-        if rows.is_empty() {
-            continue;
-        }
-        pass.recorded += rows.len();
-        if trigger.is_some() {
-            pass.triggered.push(tenant);
-        }
-        let queued = store
-            .record_deviations(tenant, &rows, trigger.as_ref().map(|(id, m)| (*id, m)))
-            .await?;
-        if queued.is_some() {
-            pass.triggers += 1;
-            tracing::info!(%tenant, %day, metric = trigger.as_ref().map(|t| t.0),
-                "deviation: metric_deviation trigger queued");
+    for chunk in tenants.chunks(TENANTS_PER_READ) {
+        let read = store.deviation_series_batch(chunk, since).await?;
+        for (tenant, enabled, series) in read {
+            pass.tenants += 1;
+            if enabled {
+                assess(
+                    store, catalog, topology, tenant, &series, params, now, &mut pass,
+                )
+                .await?;
+            }
         }
     }
     Ok(pass)
+}
+
+/// One tenant's detection on its newest day: recorded, and its trigger queued, when a
+/// metric deviates.
+#[allow(clippy::too_many_arguments)]
+async fn assess(
+    store: &Store,
+    catalog: &Catalog,
+    topology: &Topology,
+    tenant: Uuid,
+    series: &crate::store::DailySeries,
+    params: Params,
+    now: DateTime<Utc>,
+    pass: &mut DeviationPass,
+) -> Result<(), StoreError> {
+    // The tenant's day: the newest any metric reached. Metrics behind it are stale, not
+    // assessed on an old day again.
+    let Some(day) = series.values().filter_map(|s| s.last().map(|p| p.0)).max() else {
+        return Ok(());
+    };
+    let refs = series.iter().map(|(id, s)| (id.as_str(), s.as_slice()));
+    let all = deviation::assess_tenant(catalog, day, refs, params);
+    pass.assessed += all.len();
+    let rows: Vec<DeviationRow> = all
+        .iter()
+        .filter(|a| a.surprise.is_some())
+        .map(row)
+        .collect();
+    if rows.is_empty() {
+        return Ok(());
+    }
+    let trigger = deviation::pick_trigger(&all).map(|a| {
+        (
+            a.metric_id.as_str(),
+            trigger_message(topology, tenant, a, now),
+        )
+    });
+    pass.recorded += rows.len();
+    if trigger.is_some() {
+        pass.triggered.push(tenant);
+    }
+    let queued = store
+        .record_deviations(tenant, &rows, trigger.as_ref().map(|(id, m)| (*id, m)))
+        .await?;
+    if queued.is_some() {
+        pass.triggers += 1;
+        tracing::info!(%tenant, %day, metric = trigger.as_ref().map(|t| t.0),
+            "deviation: metric_deviation trigger queued");
+    }
+    Ok(())
 }
 
 fn row(a: &Assessment) -> DeviationRow {

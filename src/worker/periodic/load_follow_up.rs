@@ -82,13 +82,18 @@ impl Periodic for LoadFollowUp {
                 false => bounded(self.deadline, self.store.watch_due_tenants()).await?,
             };
             for load in &loads {
-                for t in due.iter().copied().filter(|t| load.tenants.contains(t)) {
-                    let swept = crate::watchdog::sweep(&self.store, &self.watchdog, Some(t));
-                    let done = bounded(self.deadline * 4, swept).await?;
-                    let rows: Vec<_> = done.into_iter().flat_map(|w| w.outbox).collect();
-                    if !rows.is_empty() {
-                        self.relay.publish(rows).await;
-                    }
+                let loaded: std::collections::HashSet<Uuid> =
+                    load.tenants.iter().copied().collect();
+                let mine: Vec<Uuid> = due.iter().copied().filter(|t| loaded.contains(t)).collect();
+                let swept = crate::watchdog::sweep_tenants(
+                    &self.store,
+                    &self.watchdog,
+                    &mine,
+                    self.deadline,
+                );
+                let done = swept.await?;
+                if !done.outbox.is_empty() {
+                    self.relay.publish(done.outbox).await;
                 }
                 let mut triggered = std::collections::HashSet::new();
                 for l in &self.listeners {

@@ -30,11 +30,12 @@ impl Periodic for WatchdogSweep {
 
     fn run_once(&self) -> BoxFuture<'_, Result<Next, StoreError>> {
         Box::pin(async move {
-            let swept = crate::watchdog::sweep(&self.store, &self.watchdog, None);
-            let done = bounded(self.deadline * 4, swept).await?;
-            let rows: Vec<_> = done.into_iter().flat_map(|w| w.outbox).collect();
-            if !rows.is_empty() {
-                self.relay.publish(rows).await;
+            let due = bounded(self.deadline, self.store.watch_due_tenants()).await?;
+            let swept =
+                crate::watchdog::sweep_tenants(&self.store, &self.watchdog, &due, self.deadline);
+            let done = swept.await?;
+            if !done.outbox.is_empty() {
+                self.relay.publish(done.outbox).await;
             }
             Ok(Next::Interval)
         })
