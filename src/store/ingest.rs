@@ -10,11 +10,12 @@
 
 use super::loads::{LoadReport, REPORT_COLUMNS, committed_load, report};
 use super::migrate::sync_metric_dictionary;
+use super::retention::Partitioned;
 use super::{Store, StoreError, webhooks};
 use crate::contract::catalog::Catalog;
 use crate::contract::{Notification, NotifyEvent, Violation};
 use crate::ingest::{Cell, Decoded, Kind, Spec, Ty};
-use chrono::{NaiveDate, Utc};
+use chrono::{Months, NaiveDate, Utc};
 use serde_json::Value;
 use std::pin::pin;
 use tokio_postgres::Transaction;
@@ -544,6 +545,19 @@ async fn merge(tx: &Transaction<'_>, spec: &Spec, repeats: bool) -> Result<(i64,
         distinct = if repeats { "DISTINCT" } else { "" },
         cols = cols.join(", "),
     );
+    // A partitioned table: its months first (before the lock, migrations/V17 says why), and
+    // when the key holds the date, the statements below read only the file's months.
+    let mut months = String::new();
+    let mut bounds: Vec<NaiveDate> = Vec::new();
+    if let Some(p) = Partitioned::of_table(spec.table)
+        && let Some((first, last)) = ensure_staged_months(tx, p).await?
+        && spec.key.contains(&p.date_column())
+        && let Some(end) = last.checked_add_months(Months::new(1))
+    {
+        months = format!(" AND t.{0} >= $1 AND t.{0} < $2", q(p.date_column()));
+        bounds = vec![first, end];
+    }
+    let range: Vec<&(dyn ToSql + Sync)> = bounds.iter().map(|d| d as _).collect();
     tx.batch_execute(&format!(
         "LOCK TABLE {} IN SHARE ROW EXCLUSIVE MODE",
         spec.table
@@ -553,13 +567,13 @@ async fn merge(tx: &Transaction<'_>, spec: &Spec, repeats: bool) -> Result<(i64,
         .execute(
             &format!(
                 "UPDATE {table} t SET {set} FROM ({valid}) s
-                 WHERE {same_key} AND ROW({old}) IS DISTINCT FROM ROW({new})",
+                 WHERE {same_key}{months} AND ROW({old}) IS DISTINCT FROM ROW({new})",
                 table = spec.table,
                 set = set.join(", "),
                 old = old.join(", "),
                 new = new.join(", "),
             ),
-            &[],
+            &range,
         )
         .await?;
     let inserted = tx
@@ -567,7 +581,7 @@ async fn merge(tx: &Transaction<'_>, spec: &Spec, repeats: bool) -> Result<(i64,
             &format!(
                 "INSERT INTO {table} (tenant_id, {cols})
                  SELECT s.tenant_id, {s_cols} FROM ({valid}) s
-                 WHERE NOT EXISTS (SELECT 1 FROM {table} t WHERE {same_key})",
+                 WHERE NOT EXISTS (SELECT 1 FROM {table} t WHERE {same_key}{months})",
                 table = spec.table,
                 cols = cols.join(", "),
                 s_cols = cols
@@ -576,10 +590,33 @@ async fn merge(tx: &Transaction<'_>, spec: &Spec, repeats: bool) -> Result<(i64,
                     .collect::<Vec<_>>()
                     .join(", "),
             ),
-            &[],
+            &range,
         )
         .await?;
     Ok((inserted as i64, updated as i64))
+}
+
+/// Creates the months the valid staging rows fall in: the first and the last of them, `None`
+/// when there is no valid row.
+async fn ensure_staged_months(
+    tx: &Transaction<'_>,
+    table: Partitioned,
+) -> Result<Option<(NaiveDate, NaiveDate)>, StoreError> {
+    let row = tx
+        .query_one(
+            &format!(
+                "WITH m AS (SELECT date_trunc('month', {col}::timestamp)::date AS m
+                            FROM {STAGING} WHERE problems IS NULL GROUP BY 1)
+                 SELECT revenue_os.ensure_month_partitions($1, coalesce(array_agg(m), '{{}}')),
+                        min(m), max(m)
+                 FROM m",
+                col = q(table.date_column()),
+            ),
+            &[&table.table()],
+        )
+        .await?;
+    let (first, last): (Option<NaiveDate>, Option<NaiveDate>) = (row.try_get(1)?, row.try_get(2)?);
+    Ok(first.zip(last))
 }
 
 /// `--snapshot`: rows of the file's tenants that the file no longer lists are marked removed
