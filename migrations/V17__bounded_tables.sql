@@ -12,8 +12,8 @@
 -- How partitions come to exist. No DEFAULT partition: attaching a month while a default
 -- exists scans the default under ACCESS EXCLUSIVE and fails as soon as it holds a row of that
 -- month, so a catch-all would need draining, row by row, under RLS. Instead every writer asks
--- for the months it writes before it writes them (ensure_month_partitions: `ingest` its
--- staging table's months, `import` its document's), and the retention service creates the
+-- for the months it writes before it writes them (ensure_month_partitions: `ingest` the
+-- months its rows span, `import` its document's), and the retention service creates the
 -- current and the next two months ahead, so a routine load finds its months and only a
 -- backfill creates one. A writer that skipped the call would fail loudly ("no partition of
 -- relation … found for row"), never write elsewhere.
