@@ -107,7 +107,8 @@ CREATE FUNCTION revenue_os.drop_month_partition(tbl text, before date)
          WHERE p.upper_bound <= before
          ORDER BY p.upper_bound LIMIT 1;
         IF part IS NOT NULL THEN
-            EXECUTE format('DROP TABLE public.%I', part);
+            -- IF EXISTS: another worker's pass may have dropped it while this one waited.
+            EXECUTE format('DROP TABLE IF EXISTS public.%I', part);
         END IF;
         RETURN part;
     END $$;
