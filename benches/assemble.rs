@@ -28,6 +28,8 @@ INSERT INTO tenants (tenant_id) SELECT id FROM seed_ids;
 INSERT INTO targets (tenant_id, pipeline_total, bookings_new) SELECT id, 900000, 300000 FROM seed_ids;
 INSERT INTO guardrails (tenant_id, max_daily_spend, allowed_levers, blocked_actions)
     SELECT id, 4000, ARRAY['campaigns','channels','sequences','pricing'], '{{}}' FROM seed_ids;
+SELECT revenue_os.ensure_month_partitions(t, ARRAY[DATE '{WINDOW_START}', DATE '{WINDOW_END}'])
+    FROM unnest(ARRAY['metric_snapshots', 'revenue_events']) t;
 INSERT INTO metric_snapshots (tenant_id, metric_id, date, value)
     SELECT s.id, m.metric_id, d::date, 1000 + random() * 100
     FROM seed_ids s, (SELECT metric_id FROM metric_dictionary ORDER BY metric_id LIMIT 9) m,

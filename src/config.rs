@@ -33,9 +33,17 @@ pub struct Settings {
 pub struct RetentionSettings {
     /// Published outbox rows older than this many days are deleted; 0 keeps them all.
     pub outbox_days: u32,
+    /// Cycles (with their actions and everything recorded about them), loads,
+    /// notifications, deviations, rejected triggers and sign-ins older than this many days
+    /// are deleted; 0 keeps them all. A cycle with a live action is kept however old.
+    pub history_days: u32,
+    /// A month of metric_snapshots and revenue_events is dropped once all its days are older
+    /// than this many days; 0 keeps them all.
+    pub data_days: u32,
     /// Seconds between passes.
     pub sweep_secs: u64,
-    /// Rows per delete: each batch is its own short transaction.
+    /// Rows per delete: each batch is its own short transaction (cycles a tenth of it: each
+    /// takes its actions, reports, evaluations and outbox rows along).
     pub batch: u32,
 }
 
@@ -43,6 +51,8 @@ impl Default for RetentionSettings {
     fn default() -> Self {
         RetentionSettings {
             outbox_days: 7,
+            history_days: 400,
+            data_days: 400,
             sweep_secs: 600,
             batch: 1000,
         }

@@ -28,6 +28,9 @@ pub async fn run(
 ) -> Result<(), Error> {
     // A demo is re-run; the 12-hour spacing would turn the second run into a skipped cycle.
     settings.kernel.min_cycle_interval_hours = 0;
+    // The example tenant's days are its document's, not today's: the worker's retention must
+    // not drop them once they are older than retention.data_days.
+    settings.retention.data_days = 0;
     // An invalid document is a contract outcome (exit 2) before anything is touched.
     let input = crate::app::checked_document(document, &catalog)?;
     let tenant: uuid::Uuid = input

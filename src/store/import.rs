@@ -1,6 +1,7 @@
 //! `import`: a KernelInput-shaped tenant document into the tables, in one transaction.
 
 use super::migrate::sync_metric_dictionary;
+use super::retention::{Partitioned, ensure_months, months};
 use super::tenant::tenant_tx;
 use super::{Store, StoreError, tenant_lock_key};
 use crate::contract::catalog::Catalog;
@@ -25,6 +26,10 @@ impl Store {
             &[&tenant_lock_key(tenant)],
         )
         .await?;
+        // The document's months exist before anything is written (migrations/V17).
+        let (metric_months, event_months) = document_months(input)?;
+        ensure_months(&tx, Partitioned::MetricSnapshots, &metric_months).await?;
+        ensure_months(&tx, Partitioned::RevenueEvents, &event_months).await?;
         sync_metric_dictionary(&tx, catalog).await?;
         upsert_tenant(&tx, tenant, input).await?;
         upsert_metrics(&tx, tenant, input).await?;
@@ -35,6 +40,28 @@ impl Store {
         tx.commit().await?;
         Ok(())
     }
+}
+
+/// The months the document's metrics and revenue events fall in.
+fn document_months(input: &KernelInput) -> Result<(Vec<NaiveDate>, Vec<NaiveDate>), StoreError> {
+    let metrics = input
+        .metrics
+        .iter()
+        .enumerate()
+        .map(|(i, m)| date(format!("metrics[{i}].date"), &m.date))
+        .collect::<Result<Vec<_>, _>>()?;
+    let events = input
+        .revenue_events
+        .iter()
+        .enumerate()
+        .map(|(i, e)| {
+            date(
+                format!("revenue_events[{i}].effective_date"),
+                &e.effective_date,
+            )
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    Ok((months(metrics), months(events)))
 }
 
 fn parse_uuid(s: &str) -> Result<Uuid, StoreError> {
@@ -196,24 +223,41 @@ async fn upsert_events(
         .map(|e| e.attributed_campaign_id.as_deref())
         .collect();
     let channels: Vec<Option<&str>> = ev.iter().map(|e| e.attributed_channel.as_deref()).collect();
+    // By id: a restated date moves the row to its month. The partitioned key holds the date,
+    // so (tenant_id, id) is kept unique here (migrations/V17): the update finds the ids stored,
+    // the insert adds the rest, with other importers of the tenant held off by its advisory
+    // lock and loads by this statement's ROW EXCLUSIVE lock (their SHARE ROW EXCLUSIVE waits).
+    let doc = "UNNEST($2::text[], $3::text[], $4::float8[], $5::date[], $6::text[], $7::text[])
+               AS d(id, type, amount, effective_date, attributed_campaign_id, attributed_channel)";
+    let params: [&(dyn tokio_postgres::types::ToSql + Sync); 7] = [
+        &tenant, &ids, &kinds, &amounts, &dates, &campaigns, &channels,
+    ];
     tx.execute(
-        "INSERT INTO revenue_events (tenant_id, id, type, amount, effective_date,
-                                     attributed_campaign_id, attributed_channel)
-         SELECT $1, * FROM UNNEST($2::text[], $3::text[], $4::float8[], $5::date[], $6::text[],
-                                  $7::text[])
-         ON CONFLICT (tenant_id, id) DO UPDATE SET
-            type = EXCLUDED.type, amount = EXCLUDED.amount,
-            effective_date = EXCLUDED.effective_date,
-            attributed_campaign_id = EXCLUDED.attributed_campaign_id,
-            attributed_channel = EXCLUDED.attributed_channel, updated_at = now()
-         WHERE (revenue_events.type, revenue_events.amount, revenue_events.effective_date,
-                revenue_events.attributed_campaign_id, revenue_events.attributed_channel)
-               IS DISTINCT FROM
-               (EXCLUDED.type, EXCLUDED.amount, EXCLUDED.effective_date,
-                EXCLUDED.attributed_campaign_id, EXCLUDED.attributed_channel)",
-        &[
-            &tenant, &ids, &kinds, &amounts, &dates, &campaigns, &channels,
-        ],
+        &format!(
+            "UPDATE revenue_events t SET
+                type = d.type, amount = d.amount, effective_date = d.effective_date,
+                attributed_campaign_id = d.attributed_campaign_id,
+                attributed_channel = d.attributed_channel, updated_at = now()
+             FROM {doc}
+             WHERE t.tenant_id = $1 AND t.id = d.id
+               AND (t.type, t.amount, t.effective_date, t.attributed_campaign_id,
+                    t.attributed_channel)
+                   IS DISTINCT FROM
+                   (d.type, d.amount, d.effective_date, d.attributed_campaign_id,
+                    d.attributed_channel)"
+        ),
+        &params,
+    )
+    .await?;
+    tx.execute(
+        &format!(
+            "INSERT INTO revenue_events (tenant_id, id, type, amount, effective_date,
+                                         attributed_campaign_id, attributed_channel)
+             SELECT $1, d.* FROM {doc}
+             WHERE NOT EXISTS (SELECT 1 FROM revenue_events t
+                               WHERE t.tenant_id = $1 AND t.id = d.id)"
+        ),
+        &params,
     )
     .await?;
     Ok(())

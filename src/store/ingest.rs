@@ -10,11 +10,12 @@
 
 use super::loads::{LoadReport, REPORT_COLUMNS, committed_load, report};
 use super::migrate::sync_metric_dictionary;
+use super::retention::{Partitioned, ensure_months, month_of};
 use super::{Store, StoreError, webhooks};
 use crate::contract::catalog::Catalog;
 use crate::contract::{Notification, NotifyEvent, Violation};
 use crate::ingest::{Cell, Decoded, Kind, Spec, Ty};
-use chrono::{NaiveDate, Utc};
+use chrono::{Months, NaiveDate, Utc};
 use serde_json::Value;
 use std::pin::pin;
 use tokio_postgres::Transaction;
@@ -176,10 +177,20 @@ impl Store {
             .await?;
         let mut writer = pin!(BinaryCopyInWriter::new(sink, &types));
         let mut done = None;
+        // The dates the rows span, seen as they pass: a partitioned table's months without
+        // another scan of the staging table.
+        let date_at =
+            Partitioned::of_table(spec.table).and_then(|p| spec.position(p.date_column()));
+        let mut span: Option<(NaiveDate, NaiveDate)> = None;
         while let Some(item) = feed.recv().await {
             match item {
                 Feed::Rows(rows) => {
                     for d in &rows {
+                        if let (Some(i), Decoded::Row(r)) = (date_at, d)
+                            && let Some(Cell::Date(x)) = r.cells.get(i)
+                        {
+                            span = Some(span.map_or((*x, *x), |(lo, hi)| (lo.min(*x), hi.max(*x))));
+                        }
                         write_row(writer.as_mut(), spec, d).await?;
                     }
                 }
@@ -272,7 +283,7 @@ impl Store {
         }
         let (inserted, updated) = match req.kind {
             Kind::Tenants => merge_tenants(&tx).await?,
-            _ => merge(&tx, spec, repeats).await?,
+            _ => merge(&tx, spec, repeats, span).await?,
         };
         let removed = if req.snapshot && spec.snapshot {
             remove_missing(&tx, spec, &load_id).await?
@@ -512,7 +523,12 @@ async fn violations(tx: &Transaction<'_>) -> Result<(Vec<Violation>, i64), Store
 /// the same file again: 18 s against 4 s). Instead the table is locked against other writers
 /// (loads and imports of it take turns; readers and cycles are not blocked), so the keys the
 /// two statements see cannot change before the commit.
-async fn merge(tx: &Transaction<'_>, spec: &Spec, repeats: bool) -> Result<(i64, i64), StoreError> {
+async fn merge(
+    tx: &Transaction<'_>,
+    spec: &Spec,
+    repeats: bool,
+    span: Option<(NaiveDate, NaiveDate)>,
+) -> Result<(i64, i64), StoreError> {
     let cols: Vec<String> = spec.columns.iter().map(|c| q(c.name)).collect();
     let key: Vec<String> = std::iter::once("tenant_id")
         .chain(spec.key.iter().copied())
@@ -544,6 +560,24 @@ async fn merge(tx: &Transaction<'_>, spec: &Spec, repeats: bool) -> Result<(i64,
         distinct = if repeats { "DISTINCT" } else { "" },
         cols = cols.join(", "),
     );
+    // A partitioned table: its months first (before the lock, migrations/V17 says why), and
+    // when the key holds the date, the statements below read only the file's dates.
+    let mut dates = String::new();
+    let mut bounds: Vec<NaiveDate> = Vec::new();
+    if let Some(p) = Partitioned::of_table(spec.table)
+        && let Some((first, last)) = span
+    {
+        match month_span(first, last) {
+            Some(months) => ensure_months(tx, p, &months).await?,
+            // Dates years apart: only the months rows fall in.
+            None => ensure_staged_months(tx, p).await?,
+        };
+        if spec.key.contains(&p.date_column()) {
+            dates = format!(" AND t.{0} >= $1 AND t.{0} <= $2", q(p.date_column()));
+            bounds = vec![first, last];
+        }
+    }
+    let range: Vec<&(dyn ToSql + Sync)> = bounds.iter().map(|d| d as _).collect();
     tx.batch_execute(&format!(
         "LOCK TABLE {} IN SHARE ROW EXCLUSIVE MODE",
         spec.table
@@ -553,13 +587,13 @@ async fn merge(tx: &Transaction<'_>, spec: &Spec, repeats: bool) -> Result<(i64,
         .execute(
             &format!(
                 "UPDATE {table} t SET {set} FROM ({valid}) s
-                 WHERE {same_key} AND ROW({old}) IS DISTINCT FROM ROW({new})",
+                 WHERE {same_key}{dates} AND ROW({old}) IS DISTINCT FROM ROW({new})",
                 table = spec.table,
                 set = set.join(", "),
                 old = old.join(", "),
                 new = new.join(", "),
             ),
-            &[],
+            &range,
         )
         .await?;
     let inserted = tx
@@ -567,7 +601,7 @@ async fn merge(tx: &Transaction<'_>, spec: &Spec, repeats: bool) -> Result<(i64,
             &format!(
                 "INSERT INTO {table} (tenant_id, {cols})
                  SELECT s.tenant_id, {s_cols} FROM ({valid}) s
-                 WHERE NOT EXISTS (SELECT 1 FROM {table} t WHERE {same_key})",
+                 WHERE NOT EXISTS (SELECT 1 FROM {table} t WHERE {same_key}{dates})",
                 table = spec.table,
                 cols = cols.join(", "),
                 s_cols = cols
@@ -576,10 +610,46 @@ async fn merge(tx: &Transaction<'_>, spec: &Spec, repeats: bool) -> Result<(i64,
                     .collect::<Vec<_>>()
                     .join(", "),
             ),
-            &[],
+            &range,
         )
         .await?;
     Ok((inserted as i64, updated as i64))
+}
+
+/// Months from `first`'s to `last`'s, when there are at most `MAX_MONTH_SPAN` of them (a
+/// file of a few days or a backfill; a month between with no row is made empty).
+fn month_span(first: NaiveDate, last: NaiveDate) -> Option<Vec<NaiveDate>> {
+    let mut months = vec![month_of(first)];
+    while let Some(next) = months
+        .last()
+        .and_then(|m| m.checked_add_months(Months::new(1)))
+        && next <= last
+    {
+        if months.len() == MAX_MONTH_SPAN {
+            return None;
+        }
+        months.push(next);
+    }
+    Some(months)
+}
+
+const MAX_MONTH_SPAN: usize = 36;
+
+/// Creates the months the valid staging rows fall in (one pass over the staging table): how
+/// many it created.
+async fn ensure_staged_months(tx: &Transaction<'_>, table: Partitioned) -> Result<i32, StoreError> {
+    Ok(tx
+        .query_one(
+            &format!(
+                "SELECT revenue_os.ensure_month_partitions($1, coalesce(array_agg(m), '{{}}'))
+                 FROM (SELECT date_trunc('month', {col}::timestamp)::date AS m
+                       FROM {STAGING} WHERE problems IS NULL GROUP BY 1) months",
+                col = q(table.date_column()),
+            ),
+            &[&table.table()],
+        )
+        .await?
+        .try_get(0)?)
 }
 
 /// `--snapshot`: rows of the file's tenants that the file no longer lists are marked removed
@@ -729,4 +799,30 @@ async fn merge_tenants(tx: &Transaction<'_>) -> Result<(i64, i64), StoreError> {
     )
     .await?;
     Ok((new.len() as i64, updated.len() as i64))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn d(s: &str) -> NaiveDate {
+        NaiveDate::parse_from_str(s, "%Y-%m-%d").unwrap()
+    }
+
+    #[test]
+    fn a_span_of_dates_is_every_month_between_up_to_a_bound() {
+        assert_eq!(
+            month_span(d("2026-01-05"), d("2026-01-20")),
+            Some(vec![d("2026-01-01")])
+        );
+        assert_eq!(
+            month_span(d("2025-12-31"), d("2026-02-01")),
+            Some(vec![d("2025-12-01"), d("2026-01-01"), d("2026-02-01")])
+        );
+        assert_eq!(
+            month_span(d("2024-01-01"), d("2026-12-31")).map(|m| m.len()),
+            Some(MAX_MONTH_SPAN)
+        );
+        assert_eq!(month_span(d("1990-01-01"), d("2026-12-31")), None);
+    }
 }

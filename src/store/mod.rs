@@ -27,6 +27,7 @@ mod operators;
 mod outbox;
 mod pool;
 mod reports;
+mod retention;
 mod roles;
 mod tenant;
 mod tls;
@@ -55,6 +56,7 @@ pub use operators::{OperatorRole, OperatorRow};
 pub use reports::{
     ActionFacts, AppliedChange, Judgement, ReportOutcome, ReportPolicy, ReportResult, StoredReport,
 };
+pub use retention::{History, Partitioned, month_of};
 pub use roles::{OWNER_ROLE, WORKER_ROLE, owner_role_sql, worker_grants_sql, worker_role_sql};
 pub use views::{
     ActionView, CampaignView, CycleBrief, CycleDetail, DecisionView, OutcomeView, RejectedTrigger,

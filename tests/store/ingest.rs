@@ -13,7 +13,7 @@ use std::fmt::Write as _;
 use std::io::Cursor;
 use uuid::Uuid;
 
-fn opts(kind: Kind) -> IngestOptions {
+pub(crate) fn opts(kind: Kind) -> IngestOptions {
     IngestOptions {
         kind,
         format: Format::Csv,
@@ -26,7 +26,7 @@ fn opts(kind: Kind) -> IngestOptions {
     }
 }
 
-async fn run_load(
+pub(crate) async fn run_load(
     db: &TestDb,
     text: &str,
     opts: &IngestOptions,
@@ -431,7 +431,7 @@ async fn a_load_killed_mid_transaction_leaves_no_rows_and_no_record() {
     let path = std::env::temp_dir().join(format!("ingest-kill-{}.csv", Uuid::new_v4()));
     std::fs::write(&path, fifty_tenant_file()).unwrap();
     // The admin holds the table the merge writes, so the load stops inside its transaction,
-    // after staging and after writing its `loads` row.
+    // after staging and after writing its `loads` row (at its months, or at the merge).
     let admin = db.client().await;
     admin
         .batch_execute("BEGIN; LOCK TABLE metric_snapshots IN ACCESS EXCLUSIVE MODE")
@@ -449,7 +449,8 @@ async fn a_load_killed_mid_transaction_leaves_no_rows_and_no_record() {
     let watch = db.client().await;
     let waiting = "SELECT pid FROM pg_stat_activity
                    WHERE datname = current_database() AND wait_event_type = 'Lock'
-                     AND query LIKE '%metric_snapshots%'";
+                     AND (query LIKE '%metric_snapshots%'
+                          OR query LIKE '%ensure_month_partitions%')";
     let mut seen = None;
     for _ in 0..600 {
         if let Some(r) = watch.query_opt(waiting, &[]).await.unwrap() {

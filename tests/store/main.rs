@@ -10,6 +10,7 @@ mod import;
 mod ingest;
 mod isolation;
 mod migrate;
+mod partitions;
 mod rls;
 mod roundtrip;
 mod skipped;

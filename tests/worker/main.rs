@@ -14,6 +14,7 @@ mod periodic;
 mod publisher;
 mod recovery;
 mod reports;
+mod retention;
 mod sigterm;
 mod skipped;
 mod watchdog;

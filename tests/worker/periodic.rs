@@ -67,6 +67,8 @@ async fn retention_deletes_old_published_outbox_rows_and_keeps_the_rest() {
         store: db.store().clone(),
         clock: revenue_os::clock::Clock::system(),
         outbox_days: 7,
+        history_days: 0,
+        data_days: 0,
         batch: 2,
         every: std::time::Duration::from_secs(600),
         deadline: std::time::Duration::from_secs(30),

@@ -90,10 +90,24 @@ pub fn value(c: &AbortCondition, failing: bool) -> f64 {
     if above == failing { t + step } else { t - step }
 }
 
+/// The months of `days` in metric_snapshots, as every writer asks for them (migrations/V17).
+pub async fn ensure_months(c: &tokio_postgres::Client, days: &[NaiveDate]) {
+    c.execute(
+        "SELECT revenue_os.ensure_month_partitions('metric_snapshots', $1)",
+        &[&days],
+    )
+    .await
+    .unwrap();
+}
+
 /// Daily values of `metric` from 11-26 on (`None`: no row that day).
 pub async fn metric_days(db: &TestDb, tenant: Uuid, metric: &str, values: &[Option<f64>]) {
     let c = db.client().await;
     let first = NaiveDate::from_ymd_opt(2026, 11, 26).unwrap();
+    let days: Vec<NaiveDate> = (0..values.len() as i64)
+        .map(|i| first + chrono::Duration::days(i))
+        .collect();
+    ensure_months(&c, &days).await;
     for (i, v) in values.iter().enumerate() {
         let date = first + chrono::Duration::days(i as i64);
         let Some(v) = v else { continue };
@@ -474,6 +488,10 @@ async fn a_180_day_window_is_measured_against_180_days_before_the_change() {
         .get(0);
     // Applied on 11-25: 240 days of history before, 180 days after.
     let change = NaiveDate::from_ymd_opt(2026, 11, 25).unwrap();
+    let days: Vec<NaiveDate> = (-240i64..=180)
+        .map(|i| change + chrono::Duration::days(i))
+        .collect();
+    ensure_months(&c, &days).await;
     for i in -240i64..=180 {
         let date = change + chrono::Duration::days(i);
         let value = if i <= 0 { 100.0 } else { 130.0 } + (i.rem_euclid(7)) as f64;

@@ -19,7 +19,7 @@ pub use detect_on_load::DetectOnLoad;
 pub use load_follow_up::{LoadFollowUp, LoadListener};
 pub use outbox_sweep::OutboxSweep;
 pub use overdue_gauge::OverdueGauge;
-pub use retention::Retention;
+pub use retention::{MONTHS_AHEAD, Retention};
 pub use watchdog_sweep::WatchdogSweep;
 pub use webhook_delivery::{GlobalHook, WebhookDelivery};
 
@@ -167,14 +167,12 @@ pub fn for_worker(ctx: &Context, relay: &Arc<Relay>, status: &Arc<WorkerStatus>)
             every: Duration::from_secs(s.approval.sweep_secs.max(1)),
             deadline,
         }))
-        .with(Arc::new(Retention {
-            store: ctx.store.clone(),
-            clock: ctx.clock.clone(),
-            outbox_days: s.retention.outbox_days,
-            batch: s.retention.batch,
-            every: Duration::from_secs(s.retention.sweep_secs.max(1)),
+        .with(Arc::new(Retention::new(
+            ctx.store.clone(),
+            ctx.clock.clone(),
+            &s.retention,
             deadline,
-        }))
+        )))
         .with(Arc::new(OverdueGauge {
             store: ctx.store.clone(),
             every: Duration::from_secs(30),
