@@ -90,7 +90,11 @@ impl Store {
             return Ok(CycleOutcome::UnknownTenant);
         }
 
-        let last = last_completed(&tx, req.tenant_id).await?;
+        // Independent reads, sent together (tokio-postgres pipelines them on the connection).
+        let (last, approvals) = futures_util::try_join!(
+            last_completed(&tx, req.tenant_id),
+            super::approvals::facts_in(&tx, req.tenant_id),
+        )?;
         let verdict = policy
             .check(req)
             .map_err(|e| (CycleStatus::Failed, e))
@@ -103,14 +107,16 @@ impl Store {
             Err((status, refusal)) => (status, Err(refusal), None, None),
             Ok(()) => {
                 let t = std::time::Instant::now();
-                let assembled = assemble_in(
-                    &tx,
-                    req.tenant_id,
-                    &req.trigger,
-                    req.triggered_at,
-                    req.window,
-                )
-                .await?;
+                let (assembled, levers) = futures_util::try_join!(
+                    assemble_in(
+                        &tx,
+                        req.tenant_id,
+                        &req.trigger,
+                        req.triggered_at,
+                        req.window,
+                    ),
+                    super::reports::levers_in(&tx, req.tenant_id),
+                )?;
                 metrics::stage("assemble", t.elapsed());
                 // The tenant row was read under the lock above; it cannot vanish here.
                 let Some(input) = assembled else {
@@ -119,7 +125,6 @@ impl Store {
                         req.tenant_id
                     )));
                 };
-                let levers = super::reports::levers_in(&tx, req.tenant_id).await?;
                 let t = std::time::Instant::now();
                 let (decided, trace) = policy.decide_explained(input, &levers, now, req.cycle_id);
                 metrics::stage("decide", t.elapsed());
@@ -142,11 +147,21 @@ impl Store {
             now,
             duration_ms,
         };
-        insert_cycle(&tx, req, &recorded).await?;
-        let approvals = super::approvals::facts_in(&tx, req.tenant_id).await?;
         let plan = policy.plan(req.cycle_id, &result, status, &approvals);
+        // The writes, sent together and executed in order (actions and outbox rows refer to
+        // the cycle row): one round trip instead of one per statement.
+        let actions = async {
+            match &result {
+                Ok(out) => insert_actions(&tx, req, out, &plan.held).await,
+                Err(_) => Ok(()),
+            }
+        };
+        let (_, _, pending) = futures_util::try_join!(
+            insert_cycle(&tx, req, &recorded),
+            actions,
+            outbox::insert_all(&tx, req.tenant_id, req.cycle_id, &plan.messages),
+        )?;
         if let Ok(out) = &result {
-            insert_actions(&tx, req, out, &plan.held).await?;
             for (action_id, why) in &plan.held {
                 let Some(a) = out.actions.iter().find(|a| &a.action_id == action_id) else {
                     continue;
@@ -161,10 +176,6 @@ impl Store {
                 .with_details(webhooks::action_details(a, json!({ "reason": why })));
                 webhooks::record(&tx, &n).await?;
             }
-        }
-        let mut pending = Vec::new();
-        for m in &plan.messages {
-            pending.push(outbox::insert(&tx, req.tenant_id, req.cycle_id, m).await?);
         }
         tx.commit().await?;
         metrics::stage("persist", persist_started.elapsed());

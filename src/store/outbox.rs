@@ -57,6 +57,53 @@ pub(super) async fn insert(
         })
 }
 
+/// Inserts a cycle's messages in one statement and returns their stored rows, in order (the
+/// ids are drawn in the messages' order, which is the order the relay publishes them in).
+pub(super) async fn insert_all(
+    tx: &tokio_postgres::Transaction<'_>,
+    tenant: Uuid,
+    cycle_id: Uuid,
+    messages: &[OutboxMessage],
+) -> Result<Vec<OutboxRow>, StoreError> {
+    match messages {
+        [] => return Ok(vec![]),
+        [one] => return Ok(vec![insert(tx, tenant, cycle_id, one).await?]),
+        _ => {}
+    }
+    let exchange: Vec<&str> = messages.iter().map(|m| m.exchange.as_str()).collect();
+    let key: Vec<&str> = messages.iter().map(|m| m.routing_key.as_str()).collect();
+    let id: Vec<&str> = messages.iter().map(|m| m.message_id.as_str()).collect();
+    let headers: Vec<&serde_json::Value> = messages.iter().map(|m| &m.headers).collect();
+    let body: Vec<&[u8]> = messages.iter().map(|m| m.body.as_slice()).collect();
+    let action: Vec<Option<&str>> = messages.iter().map(|m| m.action_id.as_deref()).collect();
+    let rows = tx
+        .query(
+            &format!(
+                "INSERT INTO outbox (cycle_id, tenant_id, exchange, routing_key, message_id,
+                                     headers, body, action_id)
+                 SELECT $1, $2, e, k, m, h, b, a
+                   FROM UNNEST($3::text[], $4::text[], $5::text[], $6::jsonb[], $7::bytea[],
+                               $8::text[]) WITH ORDINALITY AS u(e, k, m, h, b, a, n)
+                  ORDER BY n
+                 RETURNING {OUTBOX_COLUMNS}"
+            ),
+            &[
+                &cycle_id, &tenant, &exchange, &key, &id, &headers, &body, &action,
+            ],
+        )
+        .await?;
+    let mut out = rows.iter().map(outbox_row).collect::<Result<Vec<_>, _>>()?;
+    out.sort_by_key(|r| r.id);
+    if out.len() != messages.len() {
+        return Err(StoreError::Corrupt(format!(
+            "outbox insert of {} messages returned {} rows",
+            messages.len(),
+            out.len()
+        )));
+    }
+    Ok(out)
+}
+
 /// Like `insert`, but a message whose message_id is already in the outbox is skipped
 /// (`None`): the one-per-action messages of the watchdog.
 pub(super) async fn insert_once(
