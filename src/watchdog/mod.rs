@@ -360,10 +360,20 @@ fn count(w: &Watched) {
     if let Some(o) = e.outcome {
         metrics::outcome(o.as_str());
     }
-    tracing::info!(
-        tenant_id = %w.tenant_id, cycle_id = %w.cycle_id, action_id = %w.action_id,
-        as_of = %w.as_of, verdict = e.verdict.as_str(), "{}", e.sentence
-    );
+    // A plain "still watching" is the common case (every watched action, every morning): at
+    // debug, so that 100,000 tenants' mornings do not log half a million lines; the
+    // evaluation itself is stored either way.
+    if e.verdict == WatchVerdict::Watching {
+        tracing::debug!(
+            tenant_id = %w.tenant_id, cycle_id = %w.cycle_id, action_id = %w.action_id,
+            as_of = %w.as_of, verdict = e.verdict.as_str(), "{}", e.sentence
+        );
+    } else {
+        tracing::info!(
+            tenant_id = %w.tenant_id, cycle_id = %w.cycle_id, action_id = %w.action_id,
+            as_of = %w.as_of, verdict = e.verdict.as_str(), "{}", e.sentence
+        );
+    }
 }
 
 /// An evaluation for a terminal: its sentence, then each condition's days and the outcome's
