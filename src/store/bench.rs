@@ -75,6 +75,7 @@ pub struct MorningFacts {
     pub actions: i64,
     pub actions_unpublished: i64,
     pub outbox_pending: i64,
+    /// Evaluations of the seeded watched actions on the new day.
     pub evaluations: i64,
     pub deviations: i64,
     /// The load follow-up's end, and the watchdog's last evaluation of the new day.
@@ -165,7 +166,10 @@ impl Store {
                    SELECT cycle_id, tenant_id, status FROM cycles
                     WHERE executed_at >= $3
                       AND (message_id LIKE $1 OR trigger_type = 'metric_deviation')),
-                 a AS (SELECT x.status FROM actions x JOIN m USING (cycle_id))
+                 a AS (SELECT x.status FROM actions x JOIN m USING (cycle_id)),
+                 -- The watched actions the bench seeded (the morning's own cycles' actions,
+                 -- once applied, are watched too, but they are not the morning's watch).
+                 seeded AS (SELECT cycle_id FROM cycles WHERE message_id LIKE 'bench-seed:%')
                  SELECT (SELECT count(*) FROM m),
                         (SELECT count(*) FROM m WHERE status = 'completed'),
                         (SELECT count(*) FROM (SELECT tenant_id FROM m GROUP BY tenant_id
@@ -173,10 +177,12 @@ impl Store {
                         (SELECT count(*) FROM a),
                         (SELECT count(*) FROM a WHERE status = 'pending'),
                         (SELECT count(*) FROM outbox WHERE published_at IS NULL),
-                        (SELECT count(*) FROM watchdog_evaluations WHERE as_of = $2),
+                        (SELECT count(*) FROM watchdog_evaluations e JOIN seeded USING (cycle_id)
+                          WHERE e.as_of = $2),
                         (SELECT count(*) FROM deviations WHERE day = $2),
                         (SELECT followed_up_at FROM loads WHERE load_id = $4),
-                        (SELECT max(evaluated_at) FROM watchdog_evaluations WHERE as_of = $2),
+                        (SELECT max(e.evaluated_at) FROM watchdog_evaluations e
+                           JOIN seeded USING (cycle_id) WHERE e.as_of = $2),
                         (SELECT min(created_at) FROM outbox
                           WHERE created_at >= $3 AND action_id IS NULL
                             AND (message_id LIKE $1 OR message_id LIKE 'deviation:%')),

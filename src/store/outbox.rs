@@ -175,19 +175,19 @@ impl Store {
     }
 
     /// Queues messages of no cycle, each under its own tenant's scope, a message id already
-    /// in the outbox skipped: how many were new. One transaction per `CHUNK` messages.
+    /// in the outbox skipped: the rows that are new, to relay. One transaction per `CHUNK` messages.
     pub async fn queue_uncycled(
         &self,
         messages: &[(Uuid, OutboxMessage)],
-    ) -> Result<usize, StoreError> {
+    ) -> Result<Vec<OutboxRow>, StoreError> {
         const CHUNK: usize = 500;
         let mut client = self.pool.get().await?;
-        let mut queued = 0;
+        let mut queued = Vec::new();
         for chunk in messages.chunks(CHUNK) {
             let tx = client.transaction().await?;
             for (tenant, m) in chunk {
                 set_tenant(&tx, *tenant).await?;
-                queued += usize::from(insert_once_uncycled(&tx, *tenant, m).await?.is_some());
+                queued.extend(insert_once_uncycled(&tx, *tenant, m).await?);
             }
             tx.commit().await?;
         }

@@ -58,6 +58,8 @@ pub struct LoadFollowUp {
 
 /// Loads claimed per tick.
 const CLAIM: i64 = 16;
+/// Scheduled triggers written (one transaction) and published per step.
+const QUEUE_CHUNK: usize = 500;
 
 impl Periodic for LoadFollowUp {
     fn name(&self) -> &'static str {
@@ -100,29 +102,34 @@ impl Periodic for LoadFollowUp {
                     triggered.extend(l.loaded(load).await?);
                 }
                 if load.trigger {
-                    let messages: Vec<_> = load
+                    let wanted: Vec<Uuid> = load
                         .tenants
                         .iter()
-                        .filter(|t| !triggered.contains(*t))
-                        .map(|t| {
-                            (
-                                *t,
-                                scheduled_after(
-                                    &self.topology,
-                                    &load.load_id,
-                                    *t,
-                                    self.clock.now(),
-                                ),
-                            )
-                        })
+                        .copied()
+                        .filter(|t| !triggered.contains(t))
                         .collect();
-                    let n =
-                        bounded(self.deadline * 4, self.store.queue_uncycled(&messages)).await?;
-                    tracing::info!(load_id = %load.load_id, queued = n,
-                        deviation_cycles = triggered.len(), "load --trigger: scheduled triggers queued");
-                    if n > 0 {
-                        self.relay.kick();
+                    // Queued and published a chunk at a time: memory stays one chunk's, and
+                    // the triggers go out as they are written, not at the outbox sweep's pace
+                    // (500 rows per sweep interval).
+                    let mut queued = 0;
+                    for chunk in wanted.chunks(QUEUE_CHUNK) {
+                        let now = self.clock.now();
+                        let messages: Vec<_> = chunk
+                            .iter()
+                            .map(|t| {
+                                let m = scheduled_after(&self.topology, &load.load_id, *t, now);
+                                (*t, m)
+                            })
+                            .collect();
+                        let rows =
+                            bounded(self.deadline, self.store.queue_uncycled(&messages)).await?;
+                        queued += rows.len();
+                        if !rows.is_empty() {
+                            self.relay.publish(rows).await;
+                        }
                     }
+                    tracing::info!(load_id = %load.load_id, queued,
+                        deviation_cycles = triggered.len(), "load --trigger: scheduled triggers queued");
                 }
                 bounded(self.deadline, self.store.load_followed_up(&load.load_id)).await?;
             }
