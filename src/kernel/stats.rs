@@ -46,12 +46,12 @@ pub fn median(v: &mut [f64]) -> Option<f64> {
     Some((lo + hi) / 2.0)
 }
 
-/// Up to this many values (a window of daily points) a median sorts integer keys on the
-/// stack: several times cheaper than selecting in place, and run for every series of every
-/// cycle.
+/// Up to this many values (a window of daily points) a median selects integer keys on the
+/// stack: several times cheaper than selecting the values in place with `total_cmp`, and run
+/// for every series of every cycle.
 const SMALL: usize = 64;
 
-/// `f64::total_cmp`'s order as an integer: sorting the keys orders the values exactly as
+/// `f64::total_cmp`'s order as an integer: ordering the keys orders the values exactly as
 /// selecting with `total_cmp` does, so the median is the same to the bit.
 fn total_key(x: f64) -> i64 {
     let k = x.to_bits() as i64;
@@ -64,18 +64,27 @@ fn from_key(k: i64) -> f64 {
 
 /// The median of 1..=SMALL values, `v` left as it was.
 fn small_median(v: &[f64]) -> f64 {
-    let n = v.len();
     let mut buf = [0i64; SMALL];
-    let keys = &mut buf[..n];
+    let keys = &mut buf[..v.len()];
     for (k, x) in keys.iter_mut().zip(v) {
         *k = total_key(*x);
     }
-    keys.sort_unstable();
-    let hi = from_key(keys[n / 2]);
+    key_median(keys)
+}
+
+/// The median of a non-empty slice of keys (reordered): the middle key, or the mean of the
+/// two middle ones. Selecting (not sorting) picks the same keys as a sort would: integers
+/// have one order.
+fn key_median(keys: &mut [i64]) -> f64 {
+    let n = keys.len();
+    let (lower, m, _) = keys.select_nth_unstable(n / 2);
+    let hi = from_key(*m);
     if n % 2 == 1 {
         return hi;
     }
-    (from_key(keys[n / 2 - 1]) + hi) / 2.0
+    // Every key below the middle one is in `lower`: its largest is the next key down.
+    let lo = lower.iter().copied().max().unwrap_or(*m);
+    (from_key(lo) + hi) / 2.0
 }
 
 /// 1.4826 × the median absolute deviation from `center`.
@@ -84,62 +93,81 @@ pub fn robust_sd(values: impl Iterator<Item = f64>, center: f64) -> f64 {
     median(&mut d).map_or(0.0, |m| m * MAD_SCALE)
 }
 
-/// The median of a slice already in ascending order.
-fn sorted_median(v: &[f64]) -> f64 {
-    let n = v.len();
+/// The median of the x (days) of points already in ascending x.
+fn sorted_median(p: &[(f64, f64)]) -> f64 {
+    let n = p.len();
     match (n, n % 2) {
         (0, _) => 0.0,
-        (_, 1) => v[n / 2],
-        _ => (v[n / 2 - 1] + v[n / 2]) / 2.0,
+        (_, 1) => p[n / 2].0,
+        _ => (p[n / 2 - 1].0 + p[n / 2].0) / 2.0,
     }
 }
 
-/// The median of `values`, selected in `scratch` (cleared first): one buffer for every median
-/// of a trend instead of an allocation each.
-fn median_in(scratch: &mut Vec<f64>, values: impl Iterator<Item = f64>) -> f64 {
-    scratch.clear();
-    scratch.extend(values);
-    median(scratch).unwrap_or(0.0)
+/// Scratch for the medians of one trend: one buffer of keys for every median instead of an
+/// allocation each (and the values themselves past `SMALL`).
+#[derive(Default)]
+struct Medians {
+    keys: Vec<i64>,
+    wide: Vec<f64>,
+}
+
+impl Medians {
+    fn with_capacity(n: usize) -> Self {
+        Self {
+            keys: Vec::with_capacity(n.min(SMALL)),
+            wide: Vec::new(),
+        }
+    }
+
+    /// The median of `values` (0 when there are none), as `median` computes it.
+    fn of(&mut self, values: impl ExactSizeIterator<Item = f64>) -> f64 {
+        if values.len() > SMALL {
+            self.wide.clear();
+            self.wide.extend(values);
+            return median(&mut self.wide).unwrap_or(0.0);
+        }
+        self.keys.clear();
+        self.keys.extend(values.map(total_key));
+        if self.keys.is_empty() {
+            return 0.0;
+        }
+        key_median(&mut self.keys)
+    }
 }
 
 /// Tukey's resistant line: the slope between the medians of the first and last thirds, the
 /// intercept the median of what remains. `p` is in ascending x (days), so the x medians need
 /// no selection.
-fn resistant_line(p: &[(f64, f64)], xs: &[f64], scratch: &mut Vec<f64>) -> (f64, f64) {
+fn resistant_line(p: &[(f64, f64)], m: &mut Medians) -> (f64, f64) {
     let n = p.len();
     let third = n.div_ceil(3);
-    let (xl, yl) = (
-        sorted_median(&xs[..third]),
-        median_in(scratch, p[..third].iter().map(|q| q.1)),
-    );
-    let (xr, yr) = (
-        sorted_median(&xs[n - third..]),
-        median_in(scratch, p[n - third..].iter().map(|q| q.1)),
-    );
+    let (first, last) = (&p[..third], &p[n - third..]);
+    let (xl, yl) = (sorted_median(first), m.of(first.iter().map(|q| q.1)));
+    let (xr, yr) = (sorted_median(last), m.of(last.iter().map(|q| q.1)));
     let b = if xr > xl { (yr - yl) / (xr - xl) } else { 0.0 };
-    let a = median_in(scratch, p.iter().map(|q| q.1 - b * q.0));
+    let a = m.of(p.iter().map(|q| q.1 - b * q.0));
     (a, b)
 }
 
 /// The robust trend of points `(day, value)` sorted by day; None with fewer than 3 points.
-/// It runs for every series of every cycle: three buffers of the series' length, no more.
+/// It runs for every series of every cycle: two buffers of the series' length, no more.
 pub fn trend(points: &[(i32, f64)]) -> Option<Trend> {
     if points.len() < 3 {
         return None;
     }
     let mut p: Vec<(f64, f64)> = Vec::with_capacity(points.len());
     p.extend(points.iter().map(|&(d, y)| (f64::from(d), y)));
-    let xs: Vec<f64> = p.iter().map(|q| q.0).collect();
-    let mut scratch: Vec<f64> = Vec::with_capacity(points.len());
-    let (a, b) = resistant_line(&p, &xs, &mut scratch);
+    let mut m = Medians::with_capacity(points.len());
+    let (a, b) = resistant_line(&p, &mut m);
     let resid = |q: &(f64, f64)| q.1 - (a + b * q.0);
-    let sd = median_in(&mut scratch, p.iter().map(|q| resid(q).abs())) * MAD_SCALE;
     let scale = p.iter().map(|q| q.1.abs()).fold(0.0, f64::max).max(1e-12);
-    let cut = OUTLIER_K * sd.max(1e-9 * scale);
     let all = p.len();
+    let sd = m.of(p.iter().map(|q| resid(q).abs())) * MAD_SCALE;
+    let cut = OUTLIER_K * sd.max(1e-9 * scale);
     // The outliers leave (order kept); with fewer than 3 left, all stay.
     let inside = |q: &(f64, f64)| resid(q).abs() <= cut;
-    if p.iter().filter(|q| inside(q)).count() >= 3 {
+    let n_inside = p.iter().filter(|q| inside(q)).count();
+    if n_inside >= 3 && n_inside < all {
         p.retain(inside);
     }
     let kept = &p;
@@ -155,10 +183,7 @@ pub fn trend(points: &[(i32, f64)]) -> Option<Trend> {
         return None;
     }
     let slope = sxy / sxx;
-    let noise = median_in(
-        &mut scratch,
-        kept.iter().map(|q| (q.1 - (my + slope * (q.0 - mx))).abs()),
-    ) * MAD_SCALE;
+    let noise = m.of(kept.iter().map(|q| (q.1 - (my + slope * (q.0 - mx))).abs())) * MAD_SCALE;
     let se = noise / sxx.sqrt();
     let t = if se > 1e-12 * scale {
         slope.abs() / se
@@ -167,7 +192,7 @@ pub fn trend(points: &[(i32, f64)]) -> Option<Trend> {
     } else {
         0.0
     };
-    let mid = median_in(&mut scratch, kept.iter().map(|q| q.1));
+    let mid = m.of(kept.iter().map(|q| q.1));
     let span = points[points.len() - 1].0 - points[0].0;
     let rel = if mid != 0.0 {
         slope * f64::from(span) / mid.abs()
@@ -207,24 +232,29 @@ pub fn glitch(points: &[(i32, f64)]) -> Option<f64> {
         return None;
     }
     let recent = &hist[hist.len().saturating_sub(GLITCH_HISTORY)..];
-    // At most GLITCH_HISTORY values: on the stack, for every series of every cycle.
-    let mut buf = [0.0; GLITCH_HISTORY];
-    let ys = &mut buf[..recent.len()];
-    for (y, p) in ys.iter_mut().zip(recent) {
-        *y = p.1;
+    // At most GLITCH_HISTORY values: keys on the stack, for every series of every cycle.
+    let mut buf = [0i64; GLITCH_HISTORY];
+    let keys = &mut buf[..recent.len()];
+    for (k, p) in keys.iter_mut().zip(recent) {
+        *k = total_key(p.1);
     }
-    let med = median(ys)?;
+    let med = key_median(keys);
     if med <= 0.0 {
         return None;
     }
-    for (y, p) in ys.iter_mut().zip(recent) {
-        *y = (p.1 - med).abs();
+    let zero = last.1 == 0.0 && recent.iter().all(|p| p.1 > 0.0);
+    // The jump's bar is at least GLITCH_K x GLITCH_MIN_SD_SHARE of the median, whatever the
+    // spread: a newest point within it is no glitch, and the spread need not be computed.
+    if !zero && (last.1 - med).abs() <= GLITCH_K * (GLITCH_MIN_SD_SHARE * med) {
+        return None;
     }
-    let sd = median(ys).map_or(0.0, |m| m * MAD_SCALE);
+    for (k, p) in keys.iter_mut().zip(recent) {
+        *k = total_key((p.1 - med).abs());
+    }
+    let sd = key_median(keys) * MAD_SCALE;
     if sd > STABLE_MAX_CV * med {
         return None;
     }
-    let zero = last.1 == 0.0 && recent.iter().all(|p| p.1 > 0.0);
     let jump = (last.1 - med).abs() > GLITCH_K * sd.max(GLITCH_MIN_SD_SHARE * med);
     (zero || jump).then_some(med)
 }
