@@ -149,6 +149,28 @@ fn resistant_line(p: &[(f64, f64)], m: &mut Medians) -> (f64, f64) {
     (a, b)
 }
 
+/// Whether none of these absolute residuals can be an outlier, whatever their median: the
+/// largest is within the cut of a floor `t` of that median (fewer than half of them lie below
+/// `t`, so both middle values are at least `t`). The cut grows with the median, so the cut
+/// `trend` would compute is at least the one checked here, rounding included; None of this
+/// holds with a value that is not finite, and then the median decides.
+fn within_any_cut(r: impl Iterator<Item = f64> + Clone) -> bool {
+    let (mut n, mut max) = (0usize, 0.0f64);
+    for x in r.clone() {
+        if !x.is_finite() {
+            return false;
+        }
+        n += 1;
+        max = max.max(x);
+    }
+    let t = max / (OUTLIER_K * MAD_SCALE) * (1.0 + 1e-9);
+    if OUTLIER_K * (t * MAD_SCALE) < max {
+        return false;
+    }
+    let below = r.filter(|x| *x < t).count();
+    n > 0 && below <= (n - 1) / 2
+}
+
 /// The robust trend of points `(day, value)` sorted by day; None with fewer than 3 points.
 /// It runs for every series of every cycle: two buffers of the series' length, no more.
 pub fn trend(points: &[(i32, f64)]) -> Option<Trend> {
@@ -162,13 +184,17 @@ pub fn trend(points: &[(i32, f64)]) -> Option<Trend> {
     let resid = |q: &(f64, f64)| q.1 - (a + b * q.0);
     let scale = p.iter().map(|q| q.1.abs()).fold(0.0, f64::max).max(1e-12);
     let all = p.len();
-    let sd = m.of(p.iter().map(|q| resid(q).abs())) * MAD_SCALE;
-    let cut = OUTLIER_K * sd.max(1e-9 * scale);
-    // The outliers leave (order kept); with fewer than 3 left, all stay.
-    let inside = |q: &(f64, f64)| resid(q).abs() <= cut;
-    let n_inside = p.iter().filter(|q| inside(q)).count();
-    if n_inside >= 3 && n_inside < all {
-        p.retain(inside);
+    // The residuals' spread only decides which points are outliers: when none can be, it is
+    // not computed (the usual series).
+    if !within_any_cut(p.iter().map(|q| resid(q).abs())) {
+        let sd = m.of(p.iter().map(|q| resid(q).abs())) * MAD_SCALE;
+        let cut = OUTLIER_K * sd.max(1e-9 * scale);
+        // The outliers leave (order kept); with fewer than 3 left, all stay.
+        let inside = |q: &(f64, f64)| resid(q).abs() <= cut;
+        let n_inside = p.iter().filter(|q| inside(q)).count();
+        if n_inside >= 3 && n_inside < all {
+            p.retain(inside);
+        }
     }
     let kept = &p;
     let n = kept.len() as f64;
@@ -297,6 +323,165 @@ mod tests {
                 assert_eq!(got.to_bits(), want.to_bits(), "{v:?}");
             }
         }
+    }
+
+    /// `trend` as it was before the medians selected keys and the spread was skipped: every
+    /// median by a full sort in `total_cmp` order.
+    fn reference_trend(points: &[(i32, f64)]) -> Option<Trend> {
+        fn med(mut v: Vec<f64>) -> f64 {
+            let n = v.len();
+            if n == 0 {
+                return 0.0;
+            }
+            v.sort_by(f64::total_cmp);
+            if n % 2 == 1 {
+                v[n / 2]
+            } else {
+                (v[n / 2 - 1] + v[n / 2]) / 2.0
+            }
+        }
+        if points.len() < 3 {
+            return None;
+        }
+        let mut p: Vec<(f64, f64)> = points.iter().map(|&(d, y)| (f64::from(d), y)).collect();
+        let n = p.len();
+        let third = n.div_ceil(3);
+        let xmed = |q: &[(f64, f64)]| med(q.iter().map(|q| q.0).collect());
+        let (xl, yl) = (
+            xmed(&p[..third]),
+            med(p[..third].iter().map(|q| q.1).collect()),
+        );
+        let (xr, yr) = (
+            xmed(&p[n - third..]),
+            med(p[n - third..].iter().map(|q| q.1).collect()),
+        );
+        let b = if xr > xl { (yr - yl) / (xr - xl) } else { 0.0 };
+        let a = med(p.iter().map(|q| q.1 - b * q.0).collect());
+        let resid = |q: &(f64, f64)| q.1 - (a + b * q.0);
+        let sd = med(p.iter().map(|q| resid(q).abs()).collect()) * MAD_SCALE;
+        let scale = p.iter().map(|q| q.1.abs()).fold(0.0, f64::max).max(1e-12);
+        let cut = OUTLIER_K * sd.max(1e-9 * scale);
+        let all = p.len();
+        let inside = |q: &(f64, f64)| resid(q).abs() <= cut;
+        if p.iter().filter(|q| inside(q)).count() >= 3 {
+            p.retain(inside);
+        }
+        let k = p.len() as f64;
+        let mx = p.iter().map(|q| q.0).sum::<f64>() / k;
+        let my = p.iter().map(|q| q.1).sum::<f64>() / k;
+        let (mut sxy, mut sxx) = (0.0, 0.0);
+        for q in &p {
+            sxy += (q.0 - mx) * (q.1 - my);
+            sxx += (q.0 - mx) * (q.0 - mx);
+        }
+        if sxx == 0.0 {
+            return None;
+        }
+        let slope = sxy / sxx;
+        let noise = med(p
+            .iter()
+            .map(|q| (q.1 - (my + slope * (q.0 - mx))).abs())
+            .collect())
+            * MAD_SCALE;
+        let se = noise / sxx.sqrt();
+        let t = if se > 1e-12 * scale {
+            slope.abs() / se
+        } else if slope.abs() > 1e-12 * scale {
+            f64::INFINITY
+        } else {
+            0.0
+        };
+        let mid = med(p.iter().map(|q| q.1).collect());
+        let span = points[n - 1].0 - points[0].0;
+        let rel = if mid != 0.0 {
+            slope * f64::from(span) / mid.abs()
+        } else {
+            0.0
+        };
+        let last = f64::from(points[n - 1].0);
+        let out = Trend {
+            slope,
+            level: my + slope * (last - mx),
+            rel,
+            noise,
+            t,
+            significant: t >= SIGNIFICANT_T,
+            used: p.len(),
+            outliers: all - p.len(),
+        };
+        (out.slope.is_finite() && out.level.is_finite() && out.rel.is_finite()).then_some(out)
+    }
+
+    fn same_bits(a: Option<Trend>, b: Option<Trend>) -> bool {
+        match (a, b) {
+            (None, None) => true,
+            (Some(a), Some(b)) => {
+                let bits = |t: Trend| [t.slope, t.level, t.rel, t.noise, t.t].map(f64::to_bits);
+                bits(a) == bits(b)
+                    && (a.significant, a.used, a.outliers) == (b.significant, b.used, b.outliers)
+            }
+            _ => false,
+        }
+    }
+
+    #[test]
+    fn the_trend_is_the_reference_trend_to_the_bit() {
+        let mut r = 0x5eed_2026_u64;
+        let mut next = move || {
+            r = r
+                .wrapping_mul(6364136223846793005)
+                .wrapping_add(1442695040888963407);
+            (r >> 11) as f64 / (1u64 << 53) as f64
+        };
+        for case in 0..4000 {
+            let n = 3 + (next() * 100.0) as usize;
+            let level: f64 = [1.0, 1e-3, 1e6, 0.0][case % 4];
+            let slope = (next() - 0.5) * 0.1 * level.max(1.0);
+            let noise = [0.0, 0.001, 0.01, 0.2][(case / 4) % 4] * level.max(1.0);
+            let mut pts: Vec<(i32, f64)> = (0..n)
+                .map(|i| {
+                    let x = i as f64;
+                    // Uniform, then heavier-tailed noise; a few spikes; repeated values.
+                    let e = match case % 3 {
+                        0 => next() - 0.5,
+                        1 => (next() - 0.5).powi(3) * 8.0,
+                        _ => ((next() * 4.0).floor() - 1.5) / 3.0,
+                    };
+                    (738_000 + i as i32, level + slope * x + noise * e)
+                })
+                .collect();
+            if case % 5 == 0 {
+                let k = (next() * n as f64) as usize % n;
+                pts[k].1 += level.max(1.0) * 50.0 * (next() - 0.3);
+            }
+            if case % 7 == 0 {
+                // Gaps between days (still in ascending order, as `trend` takes them).
+                for (i, p) in pts.iter_mut().enumerate() {
+                    p.0 += (i / 3 * 2 + i * i / 7) as i32;
+                }
+            }
+            let got = trend(&pts);
+            let want = reference_trend(&pts);
+            assert!(same_bits(got, want), "case {case}: {got:?} vs {want:?}");
+        }
+    }
+
+    #[test]
+    fn no_outlier_is_possible_only_when_the_largest_residual_is_within_any_cut() {
+        let within = |v: &[f64]| within_any_cut(v.iter().copied());
+        // Evenly spread: the largest is twice the median, far inside 3.5 robust SDs.
+        let even: Vec<f64> = (0..30).map(|i| f64::from(i) / 29.0).collect();
+        assert!(within(&even));
+        assert!(within(&[0.0, 0.0, 0.0]));
+        // One far point: it may be an outlier, so the median decides.
+        let mut spike = even.clone();
+        spike[7] = 100.0;
+        assert!(!within(&spike));
+        // Half the residuals at 0: the median may be 0, and then every other one is out.
+        let half: Vec<f64> = (0..30).map(|i| f64::from(i % 2)).collect();
+        assert!(!within(&half));
+        assert!(!within(&[1.0, f64::NAN, 1.0]));
+        assert!(!within(&[1.0, f64::INFINITY, 1.0]));
     }
 
     #[test]
