@@ -5,6 +5,7 @@ use super::health::{self, Finding};
 use super::text::{num, pct, pct_1, qty};
 use crate::contract::BindingConstraint;
 use crate::contract::catalog::{Bound, Catalog, Direction, Lens, TargetLens, Unit};
+use std::fmt;
 
 /// How one target compares with its metric.
 #[derive(Debug, Clone)]
@@ -66,7 +67,58 @@ pub struct Part {
     pub lens: BindingConstraint,
     pub metric: String,
     pub value: f64,
-    pub why: String,
+    /// What its sentence says (`Diagnosis::why`): written only when a text or the trace shows
+    /// it, since most parts are scored and never shown.
+    reason: Reason,
+}
+
+#[derive(Debug, Clone, Copy)]
+enum Reason {
+    /// The target at this index of `Diagnosis::targets`.
+    Target(usize),
+    /// An untargeted metric's worsening trend, to its newest value.
+    Trend {
+        trend: f64,
+        worsening: f64,
+        latest: f64,
+        unit: Unit,
+    },
+}
+
+/// The sentence of a part: a target's gap and trend, or an untargeted metric's move.
+fn why(p: &Part, targets: &[TargetEval]) -> String {
+    match p.reason {
+        Reason::Target(i) => {
+            let t = &targets[i];
+            let trend_word = if t.worsening > 0.0 {
+                "moving away"
+            } else {
+                "recovering"
+            };
+            format!(
+                "{} {} vs target {} ({}, {} {}{})",
+                t.metric,
+                qty(t.current, t.unit),
+                qty(t.target, t.unit),
+                t.state(),
+                trend_word,
+                pct(t.worsening.abs()),
+                t.forecast().map(|f| format!("; {f}")).unwrap_or_default()
+            )
+        }
+        Reason::Trend {
+            trend,
+            worsening,
+            latest,
+            unit,
+        } => format!(
+            "{} {} {} over the window to {}",
+            p.metric,
+            if trend < 0.0 { "fell" } else { "rose" },
+            pct(worsening),
+            qty(latest, Some(unit))
+        ),
+    }
 }
 
 #[derive(Debug, Clone)]
@@ -130,7 +182,8 @@ pub struct Diagnosis {
     pub funnel: Option<Funnel>,
     pub gate: Option<String>,
     pub healthy: bool,
-    pub confidence_parts: String,
+    /// How the confidence was computed, for the trace (written when shown).
+    pub confidence_parts: ConfidenceParts,
     /// The volume behind the binding constraint, 0-1 (principle 4); 1 under data_quality.
     pub volume: f64,
 }
@@ -138,6 +191,72 @@ pub struct Diagnosis {
 impl Diagnosis {
     pub fn target(&self, metric: &str) -> Option<&TargetEval> {
         self.targets.iter().find(|t| t.metric == metric)
+    }
+
+    /// The sentence of one of its parts.
+    pub fn why(&self, p: &Part) -> String {
+        why(p, &self.targets)
+    }
+}
+
+/// What stands behind a constraint (principle 4), in words.
+#[derive(Debug, Clone, Copy)]
+enum Volume {
+    None,
+    Opportunities(usize),
+    Events(usize),
+    EventsAndOpportunities(usize, usize),
+}
+
+impl fmt::Display for Volume {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match *self {
+            Volume::None => Ok(()),
+            Volume::Opportunities(o) => write!(f, "{o} open opportunities"),
+            Volume::Events(e) => write!(f, "{e} revenue events"),
+            Volume::EventsAndOpportunities(e, o) => {
+                write!(f, "{e} revenue events, {o} open opportunities")
+            }
+        }
+    }
+}
+
+/// The factors of the confidence; its `Display` is the trace's line.
+#[derive(Debug, Clone)]
+pub struct ConfidenceParts {
+    completeness: f64,
+    days_factor: f64,
+    days: f64,
+    full_days: f64,
+    sep_factor: f64,
+    separation: f64,
+    volume: f64,
+    volume_words: Volume,
+    confidence: f64,
+}
+
+impl fmt::Display for ConfidenceParts {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let volume_part = if self.volume < 1.0 {
+            format!(
+                " x volume_factor {:.3} (sqrt of {} / {FULL_VOLUME})",
+                self.volume, self.volume_words
+            )
+        } else {
+            String::new()
+        };
+        write!(
+            f,
+            "completeness {:.3} x days_factor {:.3} ({} days / {}) x separation_factor {:.3} \
+             (separation {:.3}){volume_part} = {}",
+            self.completeness,
+            self.days_factor,
+            self.days,
+            self.full_days,
+            self.sep_factor,
+            self.separation,
+            self.confidence
+        )
     }
 }
 
@@ -293,7 +412,7 @@ pub fn diagnose(ix: &Index, catalog: &Catalog, findings: &[Finding]) -> Diagnosi
     );
 
     let mut parts = Vec::new();
-    for t in &targets {
+    for (i, t) in targets.iter().enumerate() {
         let lens = match t.lens {
             Some(TargetLens::Demand) => BindingConstraint::Demand,
             Some(TargetLens::Conversion) => BindingConstraint::Conversion,
@@ -301,25 +420,11 @@ pub fn diagnose(ix: &Index, catalog: &Catalog, findings: &[Finding]) -> Diagnosi
             Some(TargetLens::Funnel) => bookings_lens,
             None => continue,
         };
-        let trend_word = if t.worsening > 0.0 {
-            "moving away"
-        } else {
-            "recovering"
-        };
         parts.push(Part {
             lens,
             metric: t.metric.clone(),
             value: t.severity,
-            why: format!(
-                "{} {} vs target {} ({}, {} {}{})",
-                t.metric,
-                qty(t.current, t.unit),
-                qty(t.target, t.unit),
-                t.state(),
-                trend_word,
-                pct(t.worsening.abs()),
-                t.forecast().map(|f| format!("; {f}")).unwrap_or_default()
-            ),
+            reason: Reason::Target(i),
         });
     }
     // Untargeted demand and conversion metrics count through their trend alone.
@@ -350,12 +455,12 @@ pub fn diagnose(ix: &Index, catalog: &Catalog, findings: &[Finding]) -> Diagnosi
             lens,
             metric: (*m).to_owned(),
             value: worsening * trend_weight(m),
-            why: format!(
-                "{m} {} {} over the window to {}",
-                if trend < 0.0 { "fell" } else { "rose" },
-                pct(worsening),
-                qty(ix.latest_value(m).unwrap_or(0.0), Some(def.unit))
-            ),
+            reason: Reason::Trend {
+                trend,
+                worsening,
+                latest: ix.latest_value(m).unwrap_or(0.0),
+                unit: def.unit,
+            },
         });
     }
     parts.sort_by(|a, b| {
@@ -449,14 +554,14 @@ pub fn diagnose(ix: &Index, catalog: &Catalog, findings: &[Finding]) -> Diagnosi
     let vol = |n: usize| (n as f64 / FULL_VOLUME).min(1.0).sqrt();
     let (events, opps) = (ix.events_in_window, ix.opps.count);
     let (volume, volume_words) = match constraint {
-        BindingConstraint::DataQuality => (1.0, String::new()),
-        BindingConstraint::Conversion => (vol(opps), format!("{opps} open opportunities")),
+        BindingConstraint::DataQuality => (1.0, Volume::None),
+        BindingConstraint::Conversion => (vol(opps), Volume::Opportunities(opps)),
         _ => (
             vol(events).min(if funnel.is_some() { vol(opps) } else { 1.0 }),
             if funnel.is_some() {
-                format!("{events} revenue events, {opps} open opportunities")
+                Volume::EventsAndOpportunities(events, opps)
             } else {
-                format!("{events} revenue events")
+                Volume::Events(events)
             },
         ),
     };
@@ -469,16 +574,17 @@ pub fn diagnose(ix: &Index, catalog: &Catalog, findings: &[Finding]) -> Diagnosi
     } else {
         round_to(raw.clamp(0.05, 0.95), 2)
     };
-    let volume_part = if volume < 1.0 {
-        format!(" x volume_factor {volume:.3} (sqrt of {volume_words} / {FULL_VOLUME})")
-    } else {
-        String::new()
+    let confidence_parts = ConfidenceParts {
+        completeness,
+        days_factor,
+        days,
+        full_days: p.full_confidence_days,
+        sep_factor,
+        separation,
+        volume,
+        volume_words,
+        confidence,
     };
-    let confidence_parts = format!(
-        "completeness {:.3} x days_factor {:.3} ({} days / {}) x separation_factor {:.3} \
-         (separation {:.3}){volume_part} = {confidence}",
-        completeness, days_factor, days, p.full_confidence_days, sep_factor, separation
-    );
 
     let mut text = diagnosis_text(
         constraint,
@@ -656,7 +762,7 @@ fn diagnosis_text(
             .iter()
             .find(|p| p.metric == priority)
             .map_or(format!("{priority} is the weakest metric."), |p| {
-                format!("{}.", p.why)
+                format!("{}.", why(p, targets))
             }),
     };
     let extra = match constraint {
@@ -680,7 +786,7 @@ fn diagnosis_text(
             qty(b.current, b.unit),
             qty(b.target, b.unit),
             b.state(),
-            p.why
+            why(p, targets)
         );
     }
     format!("{lead}{main}{extra}")
@@ -843,7 +949,9 @@ mod tests {
                 .contains("Thin data: only 6 revenue events, 5 open opportunities")
         );
         assert!(
-            thin.confidence_parts.contains("volume_factor 0.408"),
+            thin.confidence_parts
+                .to_string()
+                .contains("volume_factor 0.408"),
             "{}",
             thin.confidence_parts
         );

@@ -450,7 +450,7 @@ fn fill_trace(
         t.scores
             .push(format!("{lens}: {score:.3} (max of its parts)"));
         for p in diag.parts.iter().filter(|p| p.lens == lens) {
-            t.scores.push(format!("  {:.3}  {}", p.value, p.why));
+            t.scores.push(format!("  {:.3}  {}", p.value, diag.why(p)));
         }
     }
     for te in &diag.targets {
