@@ -10,7 +10,7 @@ use crate::contract::catalog::{Catalog, FieldContext};
 use crate::contract::*;
 use chrono::{DateTime, Utc};
 use serde_json::json;
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeSet;
 
 /// Tolerance for comparing money and percentages that were rounded to cents.
 const EPS: f64 = 1e-6;
@@ -102,10 +102,8 @@ pub fn select(
         .iter()
         .any(|f| f.material && f.kind == Kind::Attribution);
     let mut headroom = ix.headroom;
-    let mut kept: Vec<Action> = Vec::new();
+    let mut kept: Vec<Action> = Vec::with_capacity(MAX_ACTIONS);
     let mut plays = Vec::new();
-    let mut ids = BTreeSet::new();
-    let mut touched: BTreeMap<(Subsystem, Option<String>, String), String> = BTreeMap::new();
     let mut dropped = Vec::new();
     let cap_exposure = g.max_experiment_exposure_pct;
     for mut k in cands {
@@ -217,11 +215,16 @@ pub fn select(
                     a.proposed_change.field, a.proposed_change.current_value
                 ));
             }
-            if ids.contains(&id) {
+            // At most MAX_ACTIONS kept: looked through, not indexed.
+            if kept.iter().any(|k| k.action_id == id) {
                 return Some("duplicate of an earlier candidate".into());
             }
             let (s, e, f) = changes(a);
-            if let Some(first) = touched.get(&(s, e.map(Into::into), f.into())) {
+            if let Some(first) = kept
+                .iter()
+                .find(|k| changes(k) == (s, e, f))
+                .map(|k| &k.action_id)
+            {
                 return Some(format!(
                     "one action per entity and field: {first} already changes {}{}",
                     e.map(|e| format!("{e} ")).unwrap_or_default(),
@@ -245,9 +248,6 @@ pub fn select(
                 {
                     *h -= k.adds_spend;
                 }
-                let (s, e, f) = changes(&k.action);
-                touched.insert((s, e.map(Into::into), f.into()), id.clone());
-                ids.insert(id);
                 plays.push(k.play);
                 kept.push(k.action);
             }

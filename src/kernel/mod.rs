@@ -208,7 +208,7 @@ pub fn decide_with(
     let considered = cands.len() + formed_drops.len();
     let cands = learning::apply(&ix, &results, cands, &mut formed_drops);
     let cands = known::apply(&ix, cands, &mut formed_drops);
-    let sel = guard::select(cands, &ix, catalog, diag.constraint, &findings, now);
+    let mut sel = guard::select(cands, &ix, catalog, diag.constraint, &findings, now);
 
     let result = if sel.kept.is_empty() {
         Err(no_action_error(
@@ -227,7 +227,8 @@ pub fn decide_with(
             &ix,
             &diag,
             &findings,
-            sel.kept.clone(),
+            // The trace reads the selection's plays and drops, not its actions.
+            std::mem::take(&mut sel.kept),
         );
         verified(out, &ix, catalog, now)
     };
