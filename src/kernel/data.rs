@@ -4,7 +4,7 @@
 
 use super::KernelParams;
 pub use super::days::date_string;
-use super::days::day;
+use super::days::{Days, day};
 use super::rhythm::rhythm;
 use super::stats;
 use crate::contract::{Checked, KernelInput, KnownLever, Levers, RiskTolerance, Subsystem};
@@ -206,6 +206,17 @@ pub struct CapCut<'x, 'a> {
     pub new: Option<f64>,
 }
 
+/// One metric's undimensioned points, and their trend once a rule asks for it.
+#[derive(Debug, Default)]
+pub struct Series {
+    /// Sorted by day, one per day (the last in input order).
+    pub points: Vec<(i32, f64)>,
+    /// Robust trend of the points inside the window (3 points or more), computed the first
+    /// time a rule asks for it: most cycles read a handful of a tenant's series' trends, and a
+    /// trend is the costliest thing in the index (a third of `decide` when all were built).
+    trend: std::cell::OnceCell<Option<stats::Trend>>,
+}
+
 /// No known lever state (for the checks that read the input alone).
 pub static NO_LEVERS: Levers = Levers { levers: Vec::new() };
 
@@ -217,8 +228,9 @@ pub struct Index<'a> {
     pub start: i32,
     pub end: i32,
     pub window_days: i32,
-    /// Undimensioned points per metric, sorted by day, one per day (the last in input order).
-    pub series: BTreeMap<&'a str, Vec<(i32, f64)>>,
+    /// Undimensioned points per metric: an entry for every metric id of the input, empty when
+    /// all its points have a dimension.
+    pub series: BTreeMap<&'a str, Series>,
     /// Same metric and day given twice undimensioned with different values: (metric, day, a, b).
     pub undimensioned_conflicts: Vec<(&'a str, i32, f64, f64)>,
     /// Newest points set aside as suspected sync glitches.
@@ -226,12 +238,11 @@ pub struct Index<'a> {
     /// Newest points out of line with the series that their weekday, month-end position or
     /// the tenant's own events explain (principle 1): kept, with why, for the trace.
     pub rhythms: Vec<String>,
-    /// Robust trend of each series over the window (3 points or more), computed the first
-    /// time a rule asks for it: most cycles read a handful of a tenant's series' trends, and a
-    /// trend is the costliest thing in the index (a third of `decide` when all were built).
-    trends: BTreeMap<&'a str, std::cell::OnceCell<Option<stats::Trend>>>,
     /// Every metric id that appears in the input, with or without a dimension.
     pub reported: BTreeSet<&'a str>,
+    /// The input's metric points as runs of one id (indices into `input.metrics`), in input
+    /// order: the checks that read every point look each id up once per run.
+    pub metric_runs: Vec<(&'a str, std::ops::Range<usize>)>,
     pub campaigns: Vec<CampaignStats<'a>>,
     pub campaign_by_id: FnvMap<&'a str, usize>,
     pub channels: BTreeMap<&'a str, ChannelStats>,
@@ -257,19 +268,19 @@ impl<'a> Index<'a> {
         let end = day(checked.window_end());
         let window_days = end - start + 1;
 
-        let mut series: BTreeMap<&str, Vec<(i32, f64)>> = BTreeMap::new();
-        let mut reported = BTreeSet::new();
-        // Inputs usually list a metric's points together: collect a run of one id, then file it.
-        let mut run_id: Option<&str> = None;
-        let mut run: Vec<(i32, f64)> = Vec::new();
+        // Inputs usually list a metric's points together, by date: each run of one id collects
+        // into its own vector (sized like the run before it), filed by id once all are read.
+        let mut runs: Vec<(&str, Vec<(i32, f64)>)> = Vec::with_capacity(32);
+        let mut metric_runs: Vec<(&str, std::ops::Range<usize>)> = Vec::with_capacity(32);
+        let mut days = Days::default();
         let mut channel_cac: BTreeMap<&str, ChannelCac> = BTreeMap::new();
-        for (m, date) in checked.metrics() {
+        for (i, (m, date)) in checked.metrics().enumerate() {
             let id = m.metric_id.as_str();
             // The dimension first: most points have none, and then no id is compared.
             if let Some(ch) = m.dimension.as_ref().and_then(|d| d.get("channel"))
                 && matches!(id, "cac_blended" | "cac_by_channel")
             {
-                let d = day(date);
+                let d = days.of(date);
                 let newer = channel_cac.get(ch.as_str()).is_none_or(|c| d >= c.day);
                 if d >= start && d <= end && newer {
                     channel_cac.insert(
@@ -281,25 +292,46 @@ impl<'a> Index<'a> {
                     );
                 }
             }
-            if run_id != Some(id) {
-                reported.insert(id);
-                if let Some(r) = run_id.replace(id) {
-                    series
-                        .entry(r)
-                        .or_default()
-                        .extend(std::mem::take(&mut run));
+            match metric_runs.last_mut() {
+                Some((run_id, r)) if *run_id == id => r.end = i + 1,
+                _ => {
+                    metric_runs.push((id, i..i + 1));
+                    let size = runs.last().map_or(0, |r| r.1.len());
+                    runs.push((id, Vec::with_capacity(size)));
                 }
             }
             if m.dimension.as_ref().is_some_and(|d| !d.is_empty()) {
                 continue;
             }
-            run.push((day(date), m.value));
+            if let Some(run) = runs.last_mut() {
+                run.1.push((days.of(date), m.value));
+            }
         }
-        if let Some(r) = run_id {
-            series.entry(r).or_default().extend(run);
+        // Every run files an entry, even one of dimensioned points only.
+        let mut series: BTreeMap<&str, Series> = BTreeMap::new();
+        for (id, run) in runs {
+            match series.entry(id) {
+                std::collections::btree_map::Entry::Vacant(e) => {
+                    e.insert(Series {
+                        points: run,
+                        trend: Default::default(),
+                    });
+                }
+                std::collections::btree_map::Entry::Occupied(mut e) => {
+                    e.get_mut().points.extend(run)
+                }
+            }
         }
+        // The ids of the runs, already sorted and unique as the series' keys.
+        let reported: BTreeSet<&str> = series.keys().copied().collect();
         let mut undimensioned_conflicts = Vec::new();
-        for (id, v) in series.iter_mut() {
+        for (id, s) in series.iter_mut() {
+            let v = &mut s.points;
+            // Already one point per day in date order (the usual input): nothing to sort or
+            // merge.
+            if v.windows(2).all(|w| w[0].0 < w[1].0) {
+                continue;
+            }
             // Stable sort keeps input order within a day, so "last wins" is well defined.
             v.sort_by_key(|p| p.0);
             let mut out: Vec<(i32, f64)> = Vec::with_capacity(v.len());
@@ -320,7 +352,8 @@ impl<'a> Index<'a> {
         // series without it, and data health reports it.
         let mut glitches = Vec::new();
         let mut rhythms = Vec::new();
-        for (id, v) in series.iter_mut() {
+        for (id, s) in series.iter_mut() {
+            let v = &mut s.points;
             let hi = v.partition_point(|p| p.0 <= end);
             let lo = v.partition_point(|p| p.0 < start);
             if hi > lo
@@ -383,7 +416,7 @@ impl<'a> Index<'a> {
         let mut channel_names: Vec<&str> = Vec::new();
         let mut channel_revenue: Vec<f64> = Vec::new();
         for (e, date) in checked.revenue_events() {
-            let d = day(date);
+            let d = days.of(date);
             if d < start || d > end {
                 continue;
             }
@@ -470,7 +503,7 @@ impl<'a> Index<'a> {
             opps.count += 1;
             opps.amount += o.amount;
             p_sum += o.win_probability;
-            let close = day(close);
+            let close = days.of(close);
             if close < end {
                 opps.overdue_amount += o.amount;
             } else if opps
@@ -505,14 +538,9 @@ impl<'a> Index<'a> {
             .guardrails
             .max_daily_spend
             .map(|cap| (cap - daily_total).max(0.0));
-        let trends = series
-            .keys()
-            .map(|id| (*id, std::cell::OnceCell::new()))
-            .collect();
         Index {
             input,
             levers,
-            trends,
             glitches,
             rhythms,
             params,
@@ -522,6 +550,7 @@ impl<'a> Index<'a> {
             series,
             undimensioned_conflicts,
             reported,
+            metric_runs,
             campaigns,
             campaign_by_id,
             channels,
@@ -543,7 +572,9 @@ impl<'a> Index<'a> {
     }
 
     pub fn latest(&self, metric: &str) -> Option<(i32, f64)> {
-        self.series.get(metric).and_then(|v| v.last().copied())
+        self.series
+            .get(metric)
+            .and_then(|s| s.points.last().copied())
     }
 
     pub fn latest_value(&self, metric: &str) -> Option<f64> {
@@ -552,9 +583,12 @@ impl<'a> Index<'a> {
 
     /// Points inside the analysis window.
     pub fn window_points(&self, metric: &str) -> &[(i32, f64)] {
-        let Some(v) = self.series.get(metric) else {
-            return &[];
-        };
+        self.series
+            .get(metric)
+            .map_or(&[], |s| self.in_window(&s.points))
+    }
+
+    fn in_window<'s>(&self, v: &'s [(i32, f64)]) -> &'s [(i32, f64)] {
         let lo = v.partition_point(|p| p.0 < self.start);
         let hi = v.partition_point(|p| p.0 <= self.end);
         &v[lo..hi]
@@ -575,9 +609,9 @@ impl<'a> Index<'a> {
 
     /// The robust trend of the window's points, computed once per metric.
     pub fn trend_stats(&self, metric: &str) -> Option<&stats::Trend> {
-        self.trends
-            .get(metric)?
-            .get_or_init(|| stats::trend(self.window_points(metric)))
+        let s = self.series.get(metric)?;
+        s.trend
+            .get_or_init(|| stats::trend(self.in_window(&s.points)))
             .as_ref()
     }
 

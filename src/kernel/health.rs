@@ -4,7 +4,6 @@ use super::data::{Index, date_string};
 use super::text::{num, pct};
 use crate::contract::catalog::{Catalog, Unit};
 use crate::contract::{DataIssueType, MetricPoint};
-use std::collections::BTreeSet;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 pub enum Kind {
@@ -60,18 +59,21 @@ impl Finding {
     }
 }
 
-/// The metrics whose series must be fresh and complete: required ones and target ones.
-pub fn watched_metrics<'c>(ix: &Index, catalog: &'c Catalog) -> BTreeSet<&'c str> {
-    let mut set: BTreeSet<&str> = catalog
+/// The metrics whose series must be fresh and complete: required ones and target ones,
+/// sorted and each once.
+pub fn watched_metrics<'c>(ix: &Index, catalog: &'c Catalog) -> Vec<&'c str> {
+    let mut set: Vec<&str> = catalog
         .required_metrics
         .iter()
         .map(String::as_str)
         .collect();
     for (field, _) in ix.input.targets.defined() {
         if let Some(t) = catalog.target(field) {
-            set.insert(t.metric.as_str());
+            set.push(t.metric.as_str());
         }
     }
+    set.sort_unstable();
+    set.dedup();
     set
 }
 
@@ -82,7 +84,8 @@ pub fn findings(ix: &Index, catalog: &Catalog) -> Vec<Finding> {
     let end = ix.end;
     let end_s = &ix.input.analysis_window.end_date;
 
-    for m in watched_metrics(ix, catalog) {
+    let watched = watched_metrics(ix, catalog);
+    for &m in &watched {
         let pts = ix.window_points(m);
         let Some((last_day, _)) = ix.latest(m) else {
             out.push(Finding {
@@ -160,33 +163,32 @@ pub fn findings(ix: &Index, catalog: &Catalog) -> Vec<Finding> {
     // Impossible values, any metric, dimensioned or not.
     let mut bad: Vec<(&str, usize, &MetricPoint, &'static str)> = Vec::new();
     // Points usually come grouped by metric: look the definition up once per run of an id.
-    let mut cached: Option<(&str, Option<&crate::contract::catalog::MetricDef>)> = None;
-    for mp in &ix.input.metrics {
-        let def = match cached {
-            Some((id, def)) if id == mp.metric_id => def,
-            _ => {
-                let def = catalog.metric(&mp.metric_id);
-                cached = Some((&mp.metric_id, def));
-                def
-            }
-        };
-        let Some(def) = def else {
+    for (id, run) in &ix.metric_runs {
+        let Some(def) = catalog.metric(id) else {
             continue;
         };
-        let v = mp.value;
-        let problem = match def.unit {
-            Unit::Fraction if v < 0.0 || (v > 1.0 && def.id != "net_revenue_retention") => {
-                Some("a fraction must lie in 0-1")
-            }
-            Unit::Percent if !(0.0..=100.0).contains(&v) => Some("a percentage must lie in 0-100"),
-            Unit::Fraction | Unit::Percent => None,
-            _ if v < 0.0 && def.id != "pipeline_velocity" => Some("cannot be negative"),
-            _ => None,
-        };
-        if let Some(why) = problem {
-            match bad.iter_mut().find(|b| b.0 == mp.metric_id) {
-                Some(b) => b.1 += 1,
-                None => bad.push((&mp.metric_id, 1, mp, why)),
+        let (fraction_max, negative_ok) = (
+            def.id != "net_revenue_retention",
+            def.id == "pipeline_velocity",
+        );
+        for mp in &ix.input.metrics[run.clone()] {
+            let v = mp.value;
+            let problem = match def.unit {
+                Unit::Fraction if v < 0.0 || (v > 1.0 && fraction_max) => {
+                    Some("a fraction must lie in 0-1")
+                }
+                Unit::Percent if !(0.0..=100.0).contains(&v) => {
+                    Some("a percentage must lie in 0-100")
+                }
+                Unit::Fraction | Unit::Percent => None,
+                _ if v < 0.0 && !negative_ok => Some("cannot be negative"),
+                _ => None,
+            };
+            if let Some(why) = problem {
+                match bad.iter_mut().find(|b| b.0 == mp.metric_id) {
+                    Some(b) => b.1 += 1,
+                    None => bad.push((&mp.metric_id, 1, mp, why)),
+                }
             }
         }
     }
@@ -317,7 +319,6 @@ pub fn findings(ix: &Index, catalog: &Catalog) -> Vec<Finding> {
     }
 
     // Suspected sync glitches: material on a watched metric (it would drive the decision).
-    let watched = watched_metrics(ix, catalog);
     for g in &ix.glitches {
         let opps = if g.metric == "pipeline_total" && ix.opps.count > 0 {
             format!(" ({} open opportunities in the input)", ix.opps.count)
@@ -327,7 +328,7 @@ pub fn findings(ix: &Index, catalog: &Catalog) -> Vec<Finding> {
         let date = date_string(g.day);
         out.push(Finding {
             kind: Kind::Glitch,
-            material: watched.contains(g.metric),
+            material: watched.binary_search(&g.metric).is_ok(),
             metric: g.metric.into(),
             description: format!(
                 "{} reads {} on {date} after {} days near {}{opps}: suspected sync glitch; the \
