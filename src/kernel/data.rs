@@ -10,30 +10,48 @@ use super::stats;
 use crate::contract::{Checked, KernelInput, KnownLever, Levers, RiskTolerance, Subsystem};
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 
-/// FNV-1a: ids are short, trusted-after-validation strings and the map is only ever looked
-/// up, never iterated, so a fast non-keyed hash is safe here and twice as quick as SipHash.
+/// A word-at-a-time multiplicative hash (rustc's Fx hash): ids are short,
+/// trusted-after-validation strings and the map is only ever looked up, never iterated, so a
+/// fast non-keyed hash is safe here; eight bytes a step, several times quicker than SipHash.
 #[derive(Default, Clone, Copy)]
-pub struct Fnv(u64);
+pub struct IdHasher(u64);
 
-impl std::hash::Hasher for Fnv {
-    fn finish(&self) -> u64 {
-        self.0
-    }
-    fn write(&mut self, bytes: &[u8]) {
-        let mut h = if self.0 == 0 {
-            0xcbf2_9ce4_8422_2325
-        } else {
-            self.0
-        };
-        for b in bytes {
-            h ^= u64::from(*b);
-            h = h.wrapping_mul(0x0100_0000_01b3);
-        }
-        self.0 = h;
+impl IdHasher {
+    const K: u64 = 0xf135_7aea_2e62_a9c5;
+
+    fn add(&mut self, word: u64) {
+        self.0 = (self.0.rotate_left(5) ^ word).wrapping_mul(Self::K);
     }
 }
 
-pub type FnvMap<K, V> = HashMap<K, V, std::hash::BuildHasherDefault<Fnv>>;
+impl std::hash::Hasher for IdHasher {
+    fn finish(&self) -> u64 {
+        // The product's best-mixed bits are its high ones; the table indexes by the low ones.
+        self.0.rotate_left(26)
+    }
+    fn write(&mut self, bytes: &[u8]) {
+        let mut words = bytes.chunks_exact(8);
+        for w in &mut words {
+            let mut b = [0u8; 8];
+            b.copy_from_slice(w);
+            self.add(u64::from_le_bytes(b));
+        }
+        let rest = words.remainder();
+        if !rest.is_empty() {
+            let mut b = [0u8; 8];
+            b[..rest.len()].copy_from_slice(rest);
+            self.add(u64::from_le_bytes(b));
+        }
+    }
+    fn write_u8(&mut self, i: u8) {
+        self.add(u64::from(i));
+    }
+    fn write_usize(&mut self, i: usize) {
+        self.add(i as u64);
+    }
+}
+
+pub type IdMap<K, V> = HashMap<K, V, std::hash::BuildHasherDefault<IdHasher>>;
 
 /// Budget step, relative minimum detectable effect and default treatment share per risk level.
 #[derive(Debug, Clone, Copy)]
@@ -244,7 +262,7 @@ pub struct Index<'a> {
     /// order: the checks that read every point look each id up once per run.
     pub metric_runs: Vec<(&'a str, std::ops::Range<usize>)>,
     pub campaigns: Vec<CampaignStats<'a>>,
-    pub campaign_by_id: FnvMap<&'a str, usize>,
+    pub campaign_by_id: IdMap<&'a str, usize>,
     pub channels: BTreeMap<&'a str, ChannelStats>,
     /// CAC per channel from dimensioned points, newest in the window (issue 24, principle 2).
     pub channel_cac: BTreeMap<&'a str, ChannelCac>,
@@ -378,7 +396,7 @@ impl<'a> Index<'a> {
 
         let mut campaigns: Vec<CampaignStats> = Vec::with_capacity(input.campaigns.len());
         let mut campaign_by_id =
-            FnvMap::with_capacity_and_hasher(input.campaigns.len(), Default::default());
+            IdMap::with_capacity_and_hasher(input.campaigns.len(), Default::default());
         for (c, cstart, cend) in checked.campaigns() {
             let cstart = day(cstart);
             let ended = cend.map(day).filter(|&e| e < end);
