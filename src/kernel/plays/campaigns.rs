@@ -532,17 +532,25 @@ pub(super) fn channel_experiment(
         return;
     };
     let st = &ix.channels[ch];
-    let evidence = format!(
-        "{ch} is the strongest channel: {} attributed over {} ({} of attributed revenue{}).",
-        num(st.revenue),
-        c.window_words(),
-        pct(share),
-        if eff > 0.0 {
-            format!(", {}x its estimated spend", num(eff))
-        } else {
-            String::new()
-        }
-    );
+    let text = || {
+        (
+            format!(
+                "Extending {ch} to a lookalike audience of closed-won accounts raises {} without lowering efficiency.",
+                base.0
+            ),
+            format!(
+                "{ch} is the strongest channel: {} attributed over {} ({} of attributed revenue{}).",
+                num(st.revenue),
+                c.window_words(),
+                pct(share),
+                if eff > 0.0 {
+                    format!(", {}x its estimated spend", num(eff))
+                } else {
+                    String::new()
+                }
+            ),
+        )
+    };
     let trial = Trial {
         subsystem: Subsystem::Campaigns,
         entity: Some((EntityType::Channel, ch)),
@@ -550,11 +558,7 @@ pub(super) fn channel_experiment(
         new: json!({"channel": ch, "audience": "lookalike_of_closed_won"}),
         baseline: base,
         volume_share: share,
-        hypothesis: format!(
-            "Extending {ch} to a lookalike audience of closed-won accounts raises {} without lowering efficiency.",
-            base.0
-        ),
-        evidence,
+        text: &text,
     };
     if let Some((a, s)) = trial.form(c, drops) {
         out.push(Candidate::new(a, slot, eff).reads_attribution().sized(s));

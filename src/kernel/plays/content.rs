@@ -43,13 +43,18 @@ pub(super) fn experiment(
         ));
         return;
     }
-    let evidence = format!(
-        "{} brings the most attributed revenue per spend ({}x over {}), so a better message \
-         there pays back fastest.",
-        best.id,
-        num(best.roas().unwrap_or(0.0)),
-        c.window_words()
-    );
+    let text = || {
+        (
+            format!("A challenger message on {} lifts {}.", best.id, base.0),
+            format!(
+                "{} brings the most attributed revenue per spend ({}x over {}), so a better \
+                 message there pays back fastest.",
+                best.id,
+                num(best.roas().unwrap_or(0.0)),
+                c.window_words()
+            ),
+        )
+    };
     let trial = Trial {
         subsystem: Subsystem::Content,
         entity: Some((EntityType::Campaign, best.id)),
@@ -57,8 +62,7 @@ pub(super) fn experiment(
         new: json!({"control": 100.0 - t, "challenger": t}),
         baseline: base,
         volume_share: share,
-        hypothesis: format!("A challenger message on {} lifts {}.", best.id, base.0),
-        evidence,
+        text: &text,
     };
     if let Some((a, s)) = trial.form(c, drops) {
         out.push(Candidate::new(a, slot, share).reads_attribution().sized(s));

@@ -60,21 +60,29 @@ pub(super) fn sequence_experiment(
         return;
     };
     let trend = ix.trend(base.0).unwrap_or(0.0);
-    let evidence = format!(
-        "{} is {} ({} {} over {}){}.",
-        base.0,
-        num(base.1),
-        if trend < 0.0 { "down" } else { "up" },
-        pct(trend.abs()),
-        c.window_words(),
-        base.2
-            .map(|v| format!(
-                ", with about {} {} a day entering the sequence",
-                num(v),
-                super::sample_unit(base.0)
-            ))
-            .unwrap_or_default()
-    );
+    let text = || {
+        (
+            format!(
+                "Shortening the delay between sequence touches to 1 day lifts {}.",
+                base.0
+            ),
+            format!(
+                "{} is {} ({} {} over {}){}.",
+                base.0,
+                num(base.1),
+                if trend < 0.0 { "down" } else { "up" },
+                pct(trend.abs()),
+                c.window_words(),
+                base.2
+                    .map(|v| format!(
+                        ", with about {} {} a day entering the sequence",
+                        num(v),
+                        super::sample_unit(base.0)
+                    ))
+                    .unwrap_or_default()
+            ),
+        )
+    };
     let trial = Trial {
         subsystem: Subsystem::Crm,
         entity: None,
@@ -82,11 +90,7 @@ pub(super) fn sequence_experiment(
         new: json!(1),
         baseline: base,
         volume_share: 1.0,
-        hypothesis: format!(
-            "Shortening the delay between sequence touches to 1 day lifts {}.",
-            base.0
-        ),
-        evidence,
+        text: &text,
     };
     if let Some((a, s)) = trial.form(c, drops) {
         out.push(Candidate::new(a, slot, base.1).sized(s));

@@ -254,10 +254,20 @@ pub fn reachable_experiment_threshold(
 
 /// Builds an action id: `<subsystem>.<type>[.<entity>].<field>`.
 pub fn action_id(s: Subsystem, t: ActionType, entity: Option<&str>, field: &str) -> String {
-    match entity {
-        Some(e) => format!("{s}.{t}.{e}.{field}"),
-        None => format!("{s}.{t}.{field}"),
+    // Pieces pushed into one allocation: every candidate builds its id.
+    let (s, t) = (s.as_str(), t.as_str());
+    let e = entity.map_or(0, |e| e.len() + 1);
+    let mut id = String::with_capacity(s.len() + t.len() + e + field.len() + 2);
+    id.push_str(s);
+    id.push('.');
+    id.push_str(t);
+    id.push('.');
+    if let Some(e) = entity {
+        id.push_str(e);
+        id.push('.');
     }
+    id.push_str(field);
+    id
 }
 
 pub struct Ctx<'a, 'b> {
@@ -451,8 +461,8 @@ struct Trial<'a> {
     baseline: Baseline,
     /// Share of the baseline's daily volume the experiment reaches.
     volume_share: f64,
-    hypothesis: String,
-    evidence: String,
+    /// Its hypothesis and evidence, written once it is sized (most trials are dropped before).
+    text: &'a dyn Fn() -> (String, String),
 }
 
 impl Trial<'_> {
@@ -516,12 +526,13 @@ impl Trial<'_> {
         };
         let decreasing = sizing.alternative < p;
         let stop = reachable_experiment_threshold(p, treatment, ix.risk.level, decreasing);
+        let (hypothesis, evidence) = (self.text)();
         let notes = format!(
             "{} Test it on {treatment}% of traffic: {} per arm detects {} -> {} \
              ({metric}, {} relative, alpha 0.05, power 0.8), {timing}. Stop if overall {metric} \
              {} {} for {} days: where it lands if the treatment arm loses {} of its rate ({} \
              risk), reachable with {treatment}% in treatment.",
-            self.evidence,
+            evidence,
             sizing.n,
             num(p),
             num(sizing.alternative),
@@ -571,7 +582,7 @@ impl Trial<'_> {
         .into_action();
         a.guardrails.max_exposure_percent = Some(treatment);
         a.experiment = Some(Experiment {
-            hypothesis: self.hypothesis,
+            hypothesis,
             control_group_pct: treatment,
             treatment_group_pct: treatment,
             min_sample_size: sizing.n,

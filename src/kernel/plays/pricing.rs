@@ -22,19 +22,22 @@ pub(super) fn discount_experiment(
     let p = o.late_mean_probability;
     let volume = o.late_closing_30d as f64 / 30.0;
     let cap = (ix.risk.step * 50.0).round();
-    let evidence = format!(
-        "{} late-stage opportunities (win probability >= 0.4) average a {} win probability; {} \
-         close within 30 days.",
-        o.late_count,
-        pct(p),
-        o.late_closing_30d
-    );
-    let hypothesis = if economics {
-        format!(
-            "Capping late-stage discounts at {cap}% protects margin without lowering the close rate."
-        )
-    } else {
-        format!("Allowing up to {cap}% discount on late-stage deals raises their close rate.")
+    let text = || {
+        let hypothesis = if economics {
+            format!(
+                "Capping late-stage discounts at {cap}% protects margin without lowering the close rate."
+            )
+        } else {
+            format!("Allowing up to {cap}% discount on late-stage deals raises their close rate.")
+        };
+        let evidence = format!(
+            "{} late-stage opportunities (win probability >= 0.4) average a {} win probability; \
+             {} close within 30 days.",
+            o.late_count,
+            pct(p),
+            o.late_closing_30d
+        );
+        (hypothesis, evidence)
     };
     let trial = Trial {
         subsystem: Subsystem::Pricing,
@@ -43,8 +46,7 @@ pub(super) fn discount_experiment(
         new: json!(cap),
         baseline: ("win_rate", p, Some(volume)),
         volume_share: 1.0,
-        hypothesis,
-        evidence,
+        text: &text,
     };
     if let Some((mut a, s)) = trial.form(c, drops) {
         if let Some(g) = ix.input.targets.gross_margin_min
