@@ -314,7 +314,7 @@ impl<'a> Index<'a> {
                 Some((run_id, r)) if *run_id == id => r.end = i + 1,
                 _ => {
                     metric_runs.push((id, i..i + 1));
-                    let size = runs.last().map_or(0, |r| r.1.len());
+                    let size = runs.last().map_or(32, |r| r.1.len());
                     runs.push((id, Vec::with_capacity(size)));
                 }
             }
