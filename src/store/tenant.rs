@@ -71,18 +71,6 @@ pub(super) fn tenants_in_order(keys: impl IntoIterator<Item = Uuid>) -> Vec<Uuid
     out
 }
 
-#[cfg(test)]
-mod tests {
-    use super::tenants_in_order;
-    use uuid::Uuid;
-
-    #[test]
-    fn tenants_keep_their_first_position() {
-        let (a, b) = (Uuid::from_u128(1), Uuid::from_u128(2));
-        assert_eq!(tenants_in_order([b, a, b, a]), vec![b, a]);
-    }
-}
-
 /// Scopes the rest of `tx` to every tenant of `tenants` at once (`SET LOCAL
 /// revenue_os.tenant_ids`, V18's `tenant_batch` policy): what a batch that works on many
 /// tenants in one transaction uses, naming exactly the tenants it works on.
@@ -102,4 +90,16 @@ pub(super) async fn set_tenants(tx: &Transaction<'_>, tenants: &[Uuid]) -> Resul
     )
     .await?;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::tenants_in_order;
+    use uuid::Uuid;
+
+    #[test]
+    fn tenants_keep_their_first_position() {
+        let (a, b) = (Uuid::from_u128(1), Uuid::from_u128(2));
+        assert_eq!(tenants_in_order([b, a, b, a]), vec![b, a]);
+    }
 }
