@@ -91,10 +91,8 @@ impl Store {
         }
 
         // Independent reads, sent together (tokio-postgres pipelines them on the connection).
-        let (last, approvals) = futures_util::try_join!(
-            last_completed(&tx, req.tenant_id),
-            super::approvals::facts_in(&tx, req.tenant_id),
-        )?;
+        let last = last_completed(&tx, req.tenant_id).await?;
+        let approvals = super::approvals::facts_in(&tx, req.tenant_id).await?;
         let verdict = policy
             .check(req)
             .map_err(|e| (CycleStatus::Failed, e))
@@ -107,16 +105,15 @@ impl Store {
             Err((status, refusal)) => (status, Err(refusal), None, None),
             Ok(()) => {
                 let t = std::time::Instant::now();
-                let (assembled, levers) = futures_util::try_join!(
-                    assemble_in(
-                        &tx,
-                        req.tenant_id,
-                        &req.trigger,
-                        req.triggered_at,
-                        req.window,
-                    ),
-                    super::reports::levers_in(&tx, req.tenant_id),
-                )?;
+                let assembled = assemble_in(
+                    &tx,
+                    req.tenant_id,
+                    &req.trigger,
+                    req.triggered_at,
+                    req.window,
+                )
+                .await?;
+                let levers = super::reports::levers_in(&tx, req.tenant_id).await?;
                 metrics::stage("assemble", t.elapsed());
                 // The tenant row was read under the lock above; it cannot vanish here.
                 let Some(input) = assembled else {
@@ -148,19 +145,11 @@ impl Store {
             duration_ms,
         };
         let plan = policy.plan(req.cycle_id, &result, status, &approvals);
-        // The writes, sent together and executed in order (actions and outbox rows refer to
-        // the cycle row): one round trip instead of one per statement.
-        let actions = async {
-            match &result {
-                Ok(out) => insert_actions(&tx, req, out, &plan.held).await,
-                Err(_) => Ok(()),
-            }
-        };
-        let (_, _, pending) = futures_util::try_join!(
-            insert_cycle(&tx, req, &recorded),
-            actions,
-            outbox::insert_all(&tx, req.tenant_id, req.cycle_id, &plan.messages),
-        )?;
+        insert_cycle(&tx, req, &recorded).await?;
+        if let Ok(out) = &result {
+            insert_actions(&tx, req, out, &plan.held).await?;
+        }
+        let pending = outbox::insert_all(&tx, req.tenant_id, req.cycle_id, &plan.messages).await?;
         if let Ok(out) = &result {
             for (action_id, why) in &plan.held {
                 let Some(a) = out.actions.iter().find(|a| &a.action_id == action_id) else {

@@ -99,10 +99,14 @@ pub fn url_with_database(url: &str, database: &str) -> String {
     format!("{root}/{database}{query}")
 }
 
-/// The database a URL names, if it names one.
+/// The database a URL names, if it names one (read as `url_with_database` writes it: libpq
+/// options such as `sslmode=verify-full` need not parse).
 pub fn database_name(url: &str) -> Option<String> {
-    let c: tokio_postgres::Config = url.parse().ok()?;
-    c.get_dbname().map(str::to_owned)
+    let base = url.split_once('?').map_or(url, |(b, _)| b);
+    let authority_start = base.find("://").map_or(0, |i| i + 3);
+    let i = base[authority_start..].find('/')?;
+    let name = &base[authority_start + i + 1..];
+    (!name.is_empty()).then(|| name.to_owned())
 }
 
 #[cfg(test)]

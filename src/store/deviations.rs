@@ -55,7 +55,8 @@ impl Store {
         set_tenants(&tx, tenants).await?;
         let p1: [&(dyn tokio_postgres::types::ToSql + Sync); 1] = [&tenants];
         let p2: [&(dyn tokio_postgres::types::ToSql + Sync); 2] = [&tenants, &since];
-        let (off, rows) = futures_util::try_join!(
+        // In statement order: the second fails as 25P02 when the first did.
+        let (off, rows) = futures_util::join!(
             tx.query(
                 "SELECT tenant_id FROM tenant_settings
                   WHERE tenant_id = ANY($1) AND NOT deviation_enabled",
@@ -66,7 +67,8 @@ impl Store {
                   WHERE tenant_id = ANY($1) AND dimension = '{}'::jsonb AND date >= $2",
                 &p2,
             ),
-        )?;
+        );
+        let (off, rows) = (off?, rows?);
         tx.commit().await?;
         let off: std::collections::HashSet<Uuid> =
             off.iter().map(|r| r.try_get(0)).collect::<Result<_, _>>()?;

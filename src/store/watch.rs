@@ -553,7 +553,10 @@ async fn record_batch(
           WHERE x.cycle_id = u.c AND x.action_id = u.a",
         &up,
     );
-    futures_util::try_join!(evaluations, actions)?;
+    // In statement order: the second fails as 25P02 when the first did.
+    let (evaluations, actions) = futures_util::join!(evaluations, actions);
+    evaluations?;
+    actions?;
     Ok(())
 }
 
