@@ -284,24 +284,13 @@ fn vm_hwm_kib() -> Option<u64> {
     line.split_whitespace().nth(1)?.parse().ok()
 }
 
-/// `url` with its user replaced by `role` (no password).
-fn url_as(url: &str, role: &str) -> String {
-    match url.split_once("://") {
-        Some((scheme, rest)) => {
-            let host = rest.rsplit_once('@').map_or(rest, |(_, h)| h);
-            format!("{scheme}://{role}@{host}")
-        }
-        None => format!("{url} user={role}"),
-    }
-}
-
 pub async fn bench(
     settings: &Settings,
     catalog: &Catalog,
     o: &BenchOptions,
 ) -> Result<BenchReport, Error> {
     use crate::ingest::generate::{MetricsFile, bench_tenant};
-    use crate::store::{WORKER_ROLE, url_with_database};
+    use crate::store::{WORKER_ROLE, url_as, url_with_database};
     const DB: &str = "revenue_os_ingest_bench";
     let mut admin = settings.database.clone();
     admin.url = url_with_database(&settings.database.url, "postgres");

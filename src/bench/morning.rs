@@ -24,7 +24,7 @@ use crate::contract::{Levers, check_input, decode_input};
 use crate::error::Error;
 use crate::ingest::{Format, Kind, Limits};
 use crate::store::{
-    MorningFacts, SeedAction, Store, WORKER_ROLE, database_name, url_with_database,
+    MorningFacts, SeedAction, Store, WORKER_ROLE, database_name, url_as, url_with_database,
 };
 use chrono::{DateTime, Duration as Days, NaiveDate, Utc};
 use serde::Serialize;
@@ -117,17 +117,6 @@ pub struct MorningReport {
     pub worker_peak_rss_mib: Vec<f64>,
     pub table_bytes_before: BTreeMap<String, i64>,
     pub table_bytes_after: BTreeMap<String, i64>,
-}
-
-/// `url` with its user replaced by `role` (no password).
-fn url_as(url: &str, role: &str) -> String {
-    match url.split_once("://") {
-        Some((scheme, rest)) => {
-            let host = rest.rsplit_once('@').map_or(rest, |(_, h)| h);
-            format!("{scheme}://{role}@{host}")
-        }
-        None => format!("{url} user={role}"),
-    }
 }
 
 /// Loads one generated file through `ingest`'s own path; its rows and seconds.

@@ -99,6 +99,17 @@ pub fn url_with_database(url: &str, database: &str) -> String {
     format!("{root}/{database}{query}")
 }
 
+/// `url` with its user replaced by `role` (no password: for trust or a `.pgpass`).
+pub fn url_as(url: &str, role: &str) -> String {
+    match url.split_once("://") {
+        Some((scheme, rest)) => {
+            let host = rest.rsplit_once('@').map_or(rest, |(_, h)| h);
+            format!("{scheme}://{role}@{host}")
+        }
+        None => format!("{url} user={role}"),
+    }
+}
+
 /// The database a URL names, if it names one (read as `url_with_database` writes it: libpq
 /// options such as `sslmode=verify-full` need not parse).
 pub fn database_name(url: &str) -> Option<String> {

@@ -41,7 +41,7 @@ pub use approvals::{
 };
 pub use assemble::{ACTION_RESULTS_LOOKBACK_DAYS, Assembled};
 pub use bench::{BenchCycle, MorningFacts, SeedAction};
-pub use database::{database_name, target_address, url_with_database};
+pub use database::{database_name, target_address, url_as, url_with_database};
 
 /// The README's command that starts the local PostgreSQL, for the message when it is down.
 pub const START_COMMAND: &str =

@@ -65,10 +65,8 @@ pub(super) async fn insert_all(
     cycle_id: Uuid,
     messages: &[OutboxMessage],
 ) -> Result<Vec<OutboxRow>, StoreError> {
-    match messages {
-        [] => return Ok(vec![]),
-        [one] => return Ok(vec![insert(tx, tenant, cycle_id, one).await?]),
-        _ => {}
+    if messages.is_empty() {
+        return Ok(vec![]);
     }
     let exchange: Vec<&str> = messages.iter().map(|m| m.exchange.as_str()).collect();
     let key: Vec<&str> = messages.iter().map(|m| m.routing_key.as_str()).collect();
