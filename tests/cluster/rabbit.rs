@@ -94,8 +94,16 @@ impl Node {
         format!("amqp://127.0.0.1:{}/%2f", self.port)
     }
 
+    /// rabbitmqctl, killed after 100 s: a query that waits on a dead node must fail the
+    /// step it belongs to, not hang the test until nextest kills it without saying where.
     fn ctl(&self, args: &[&str]) -> std::process::Output {
-        Command::new(format!("{SBIN}/rabbitmqctl"))
+        self.ctl_within(100, args)
+    }
+
+    fn ctl_within(&self, secs: u32, args: &[&str]) -> std::process::Output {
+        Command::new("timeout")
+            .args(["-k", "5", &secs.to_string()])
+            .arg(format!("{SBIN}/rabbitmqctl"))
             .env("HOME", self.dir.join("home"))
             .env("LC_ALL", "C.UTF-8")
             .arg("-n")
@@ -201,7 +209,20 @@ fn amqp_on(urls: &[String], prefix: &str) -> AmqpSettings {
 /// The node a queue's leader runs on, asked of a live node.
 fn leader(nodes: &[Node], queue: &str) -> Option<String> {
     let asker = nodes.iter().find(|n| n.alive())?;
-    let list = asker.json(&["list_queues", "name", "leader", "members"]);
+    // Asked again by the caller while a queue whose leader just died answers slowly or not.
+    let out = asker.ctl_within(
+        20,
+        &[
+            "list_queues",
+            "name",
+            "leader",
+            "members",
+            "--formatter",
+            "json",
+            "-q",
+        ],
+    );
+    let list: serde_json::Value = serde_json::from_slice(&out.stdout).ok()?;
     list.as_array()?
         .iter()
         .find(|q| q["name"] == queue)
@@ -212,13 +233,16 @@ fn leader(nodes: &[Node], queue: &str) -> Option<String> {
 /// connected to).
 fn worker_node(nodes: &[Node], prefix: &str) -> Option<usize> {
     let asker = nodes.iter().find(|n| n.alive())?;
-    let out = asker.ctl(&[
-        "-q",
-        "list_connections",
-        "--no-table-headers",
-        "port",
-        "client_properties",
-    ]);
+    let out = asker.ctl_within(
+        20,
+        &[
+            "-q",
+            "list_connections",
+            "--no-table-headers",
+            "port",
+            "client_properties",
+        ],
+    );
     let text = String::from_utf8_lossy(&out.stdout);
     let needle = format!("{prefix}/worker/");
     let port: u16 = text
@@ -273,15 +297,23 @@ async fn collector_queues(amqp: &AmqpSettings, topology: &Topology) -> Vec<Strin
 }
 
 /// Every message id in the collector queues (taken with basic.get until they are empty).
+/// Says on stderr how far the test got: nextest shows it when it kills a hung test.
+fn step(started: Instant, what: &str) {
+    eprintln!("[{:6.1} s] {what}", started.elapsed().as_secs_f64());
+}
+
 async fn drain(amqp: &AmqpSettings, queues: &[String]) -> Vec<String> {
     let conn = broker::connect(amqp, "ha-drain").await.expect("connect");
     let ch = conn.create_channel().await.expect("channel");
     let mut ids = vec![];
     for q in queues {
-        while let Some(m) = ch
-            .basic_get(q.as_str().into(), BasicGetOptions { no_ack: true })
-            .await
-            .expect("basic.get")
+        // A get that waits on a queue electing its leader is asked again by the caller's loop.
+        while let Ok(got) = tokio::time::timeout(
+            Duration::from_secs(10),
+            ch.basic_get(q.as_str().into(), BasicGetOptions { no_ack: true }),
+        )
+        .await
+            && let Some(m) = got.expect("basic.get")
         {
             ids.extend(
                 m.delivery
@@ -299,7 +331,12 @@ async fn drain(amqp: &AmqpSettings, queues: &[String]) -> Vec<String> {
 async fn depth(amqp: &AmqpSettings, queue: &str) -> u32 {
     let conn = broker::connect(amqp, "ha-depth").await.expect("connect");
     let ch = conn.create_channel().await.expect("channel");
-    let n = crate::common::amqp::queue_depth(&ch, queue).await;
+    let n = tokio::time::timeout(
+        Duration::from_secs(30),
+        crate::common::amqp::queue_depth(&ch, queue),
+    )
+    .await
+    .expect("queue depth within 30 s");
     let _ = conn.close(200, "done".into()).await;
     n
 }
@@ -310,6 +347,7 @@ async fn losing_the_workers_node_then_the_quorum_leader_loses_and_doubles_nothin
     let started = Instant::now();
     let dir = TestDir::new("rabbit");
     let (mut nodes, booted, joined) = cluster(&dir.0).await;
+    step(started, "cluster formed");
     let formed = started.elapsed().as_secs_f64();
     let urls: Vec<String> = nodes.iter().map(Node::url).collect();
     let prefix = format!("t_{}", uuid::Uuid::new_v4().simple());
@@ -353,6 +391,7 @@ async fn losing_the_workers_node_then_the_quorum_leader_loses_and_doubles_nothin
         ],
     );
     w.ready(60).await;
+    step(started, "worker ready");
 
     // The burst's first part, then the worker's node dies mid-way; the burst goes on.
     let a = eventually(10, "the worker's node", || async {
@@ -363,12 +402,14 @@ async fn losing_the_workers_node_then_the_quorum_leader_loses_and_doubles_nothin
     let mut publisher = Publisher::new(amqp.clone(), topology.clone());
     let mut ids = publisher.rounds(&tenants, 0..5).await;
     wait_cycles(&db, 20, 60, "cycles under way").await;
+    step(started, "cycles under way");
     let at_kill = cycles(&db).await;
     let killed = Instant::now();
     nodes[a].kill9();
     ids.extend(publisher.rounds(&tenants, 5..7).await);
     let count = || async { Some(cycles(&db).await) };
     let resumed1 = resumed_after(count, at_kill, killed, 60).await;
+    step(started, "cycles resumed after the first kill");
     eventually(60, "worker ready after its node died", || async {
         (w.probe("/readyz").await == Some(200)).then_some(())
     })
@@ -379,6 +420,7 @@ async fn losing_the_workers_node_then_the_quorum_leader_loses_and_doubles_nothin
     })
     .await;
     assert_ne!(a, b, "the worker moved to a live node");
+    step(started, "worker moved to a live node");
 
     // The node comes back (same data: it rejoins), then the triggers queue's leader dies
     // while the burst's last part is being worked on.
@@ -387,18 +429,23 @@ async fn losing_the_workers_node_then_the_quorum_leader_loses_and_doubles_nothin
         nodes[a].await_startup();
         Instant::now()
     });
-    let l = leader(&nodes, &topology.triggers_queue).expect("a leader");
+    let l = eventually(30, "the triggers queue's leader", || async {
+        leader(&nodes, &topology.triggers_queue)
+    })
+    .await;
     let li = nodes
         .iter()
         .position(|n| n.name == l)
         .expect("the leader is one of ours");
     let worker_on_leader = worker_node(&nodes, &prefix) == Some(li);
+    step(started, "node back; leader found");
     ids.extend(publisher.rounds(&tenants, 7..10).await);
     let at_kill2 = cycles(&db).await;
     let killed2 = Instant::now();
     nodes[li].kill9();
     let count = || async { Some(cycles(&db).await) };
     let resumed2 = resumed_after(count, at_kill2, killed2, 60).await;
+    step(started, "cycles resumed after the leader's kill");
     let new_leader = eventually(30, "a new leader", || async {
         leader(&nodes, &topology.triggers_queue).filter(|n| *n != l)
     })
@@ -406,7 +453,9 @@ async fn losing_the_workers_node_then_the_quorum_leader_loses_and_doubles_nothin
 
     // Settle: every trigger has its cycle, the outbox is empty, the collectors hold the rest.
     wait_cycles(&db, ids.len() as i64, 120, "a cycle per trigger").await;
+    step(started, "a cycle per trigger");
     crate::common::amqp::wait_outbox_drained(&db, 120).await;
+    step(started, "outbox drained");
     let expected = db.count("SELECT count(*) FROM actions").await as usize;
     let mut delivered = vec![];
     let until = Instant::now() + Duration::from_secs(60);
@@ -419,6 +468,7 @@ async fn losing_the_workers_node_then_the_quorum_leader_loses_and_doubles_nothin
         tokio::time::sleep(Duration::from_millis(500)).await;
     }
     let dead = depth(&amqp, &topology.dead_queue).await as usize;
+    step(started, "collectors drained");
     let t = tally(&db, &ids, &delivered, dead).await;
     let leader_note = format!(
         "{}, {} the worker's node",
