@@ -55,6 +55,8 @@ async fn a_wedged_broker_gives_logged_retries() {
     .await;
     let n = db.count("SELECT count(*) FROM actions").await as usize;
     wait_for_total(&actions, n, 30, "every action delivered").await;
+    // A confirmed row is marked published just after its copy arrives: wait for the mark.
+    crate::common::amqp::wait_outbox_drained(&db, 30).await;
     let dead = queue_depth(&b, &b.topology.dead_queue).await;
     let t = tally(&db, &[id], &delivered_ids(&actions), dead).await;
     record(
@@ -112,6 +114,7 @@ async fn after_a_broker_restart_the_worker_recovers_within_5_s() {
     let n = db.count("SELECT count(*) FROM actions").await as usize;
     wait_for_total(&actions, n, 30, "every action delivered").await;
     let recovered = back.elapsed();
+    crate::common::amqp::wait_outbox_drained(&db, 30).await;
     let dead = queue_depth(&b, &b.topology.dead_queue).await;
     let t = tally(&db, &ids, &delivered_ids(&actions), dead).await;
     record(
