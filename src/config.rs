@@ -174,6 +174,9 @@ pub struct WorkerSettings {
     pub shutdown_grace_secs: u64,
     pub outbox_sweep_secs: u64,
     pub retry_max_attempts: usize,
+    /// The most triggers whose cycles share one transaction: deliveries already waiting when
+    /// one is taken go with it (none is waited for). 1 runs every cycle alone.
+    pub cycle_batch: usize,
     /// `/healthz` fails when the consume loop, the relay, or running triggers have made no
     /// progress for this long (waiting out a database outage does not count).
     pub wedged_after_secs: u64,

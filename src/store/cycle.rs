@@ -2,7 +2,7 @@
 //! what to decide, what to publish) come from the caller's `CyclePolicy`.
 
 use super::assemble::assemble_in;
-use super::tenant::tenant_tx;
+use super::tenant::{set_tenant, tenant_tx};
 use super::webhooks;
 use super::{
     CycleOutcome, CyclePolicy, CycleRequest, CycleStatus, LastCycle, OutboxRow, Store, StoreError,
@@ -51,7 +51,6 @@ impl Store {
         now: DateTime<Utc>,
         policy: &dyn CyclePolicy,
     ) -> Result<CycleOutcome, StoreError> {
-        let started = std::time::Instant::now();
         let mut client = self.pool.get().await?;
         // Scoped to the trigger's tenant, also when it does not exist: its rejection is a row
         // of that tenant id.
@@ -59,123 +58,179 @@ impl Store {
         // A holder that never finishes must not park every later trigger: give up (55P03,
         // retryable) instead.
         tx.batch_execute(LOCK_TIMEOUT_SQL).await?;
-        // Tenant first, then message: every caller takes them in this order, so no deadlock.
-        tx.execute(
-            "SELECT pg_advisory_xact_lock($1)",
-            &[&tenant_lock_key(req.tenant_id)],
-        )
-        .await?;
-        // The message lock is the tenant's own: message ids are scoped per tenant.
-        tx.execute(
-            "SELECT pg_advisory_xact_lock(hashtextextended($1, $2))",
-            &[&req.message_id, &tenant_lock_key(req.tenant_id)],
-        )
-        .await?;
+        lock(&tx, &[req]).await?;
+        let outcome = cycle_in(&tx, req, now, policy).await?;
+        tx.commit().await?;
+        metrics::cycle_batch(1);
+        Ok(outcome)
+    }
 
-        if let Some(outcome) = replay(&tx, req.tenant_id, &req.message_id).await? {
-            tx.commit().await?;
-            return Ok(outcome);
-        }
-
-        let exists = tx
-            .query_opt(
-                "SELECT 1 FROM tenants WHERE tenant_id = $1",
-                &[&req.tenant_id],
-            )
-            .await?
-            .is_some();
-        if !exists {
-            reject(&tx, req, now).await?;
-            tx.commit().await?;
-            return Ok(CycleOutcome::UnknownTenant);
-        }
-
-        // Independent reads, sent together (tokio-postgres pipelines them on the connection).
-        let last = last_completed(&tx, req.tenant_id).await?;
-        let approvals = super::approvals::facts_in(&tx, req.tenant_id).await?;
-        let verdict = policy
-            .check(req)
-            .map_err(|e| (CycleStatus::Failed, e))
-            .and_then(|()| {
-                policy
-                    .admit(last.as_ref(), now)
-                    .map_err(|e| (CycleStatus::Skipped, e))
-            });
-        let (status, result, trace, skip_reason) = match verdict {
-            Err((status, refusal)) => (status, Err(refusal), None, None),
-            Ok(()) => {
-                let t = std::time::Instant::now();
-                let assembled = assemble_in(
-                    &tx,
-                    req.tenant_id,
-                    &req.trigger,
-                    req.triggered_at,
-                    req.window,
-                )
-                .await?;
-                let levers = super::reports::levers_in(&tx, req.tenant_id).await?;
-                metrics::stage("assemble", t.elapsed());
-                // The tenant row was read under the lock above; it cannot vanish here.
-                let Some(input) = assembled else {
-                    return Err(StoreError::Corrupt(format!(
-                        "tenant {} disappeared inside its own lock",
-                        req.tenant_id
-                    )));
-                };
-                let t = std::time::Instant::now();
-                let (decided, trace) = policy.decide_explained(input, &levers, now, req.cycle_id);
-                metrics::stage("decide", t.elapsed());
-                match decided {
-                    Ok(out) => (CycleStatus::Completed, Ok(out), trace, None),
-                    Err(e) => match policy.skip_reason(&e) {
-                        Some(r) => (CycleStatus::Skipped, Err(e), trace, Some(r)),
-                        None => (CycleStatus::Failed, Err(e), trace, None),
-                    },
-                }
-            }
-        };
-        let persist_started = std::time::Instant::now();
-        let duration_ms = i32::try_from(started.elapsed().as_millis()).unwrap_or(i32::MAX);
-        let recorded = Recorded {
-            status,
-            result: &result,
-            trace: trace.as_deref(),
-            skip_reason,
-            now,
-            duration_ms,
-        };
-        let plan = policy.plan(req.cycle_id, &result, status, &approvals);
-        insert_cycle(&tx, req, &recorded).await?;
-        if let Ok(out) = &result {
-            insert_actions(&tx, req, out, &plan.held).await?;
-        }
-        let pending = outbox::insert_all(&tx, req.tenant_id, req.cycle_id, &plan.messages).await?;
-        if let Ok(out) = &result {
-            for (action_id, why) in &plan.held {
-                let Some(a) = out.actions.iter().find(|a| &a.action_id == action_id) else {
-                    continue;
-                };
-                let n = Notification::new(
-                    NotifyEvent::ActionHeld,
-                    format!("{}:{action_id}", req.cycle_id),
-                    Some(req.tenant_id),
-                    now,
-                )
-                .on_action(req.cycle_id, action_id)
-                .with_details(webhooks::action_details(a, json!({ "reason": why })));
-                webhooks::record(&tx, &n).await?;
-            }
+    /// Several triggers' cycles in one transaction and one commit, each exactly as
+    /// `run_cycle` would run it, in the order given and each under its own tenant's scope.
+    /// Every tenant lock is taken up front in ascending key order, so two batches (or a batch
+    /// and a single cycle, which holds one tenant) cannot deadlock. A later cycle of the batch
+    /// sees what an earlier one wrote: the same message twice is one cycle and a replay, and
+    /// the same tenant twice is spaced by `admit` as it would be one commit apart.
+    ///
+    /// Any error rolls the whole batch back and nothing of it is recorded: the caller runs
+    /// the triggers one by one instead.
+    pub async fn run_cycles(
+        &self,
+        batch: &[(&CycleRequest, &dyn CyclePolicy)],
+        now: DateTime<Utc>,
+    ) -> Result<Vec<CycleOutcome>, StoreError> {
+        let mut client = self.pool.get().await?;
+        let tx = client.transaction().await?;
+        tx.batch_execute(LOCK_TIMEOUT_SQL).await?;
+        let reqs: Vec<&CycleRequest> = batch.iter().map(|(r, _)| *r).collect();
+        lock(&tx, &reqs).await?;
+        let mut out = Vec::with_capacity(batch.len());
+        for (req, policy) in batch {
+            set_tenant(&tx, req.tenant_id).await?;
+            out.push(cycle_in(&tx, req, now, *policy).await?);
         }
         tx.commit().await?;
-        metrics::stage("persist", persist_started.elapsed());
-        Ok(CycleOutcome::Recorded {
-            cycle_id: req.cycle_id,
-            status,
-            result: result.map(Box::new),
-            pending,
-            replayed: false,
-        })
+        metrics::cycle_batch(batch.len());
+        Ok(out)
     }
+}
+
+/// The advisory locks of `reqs`' cycles: every tenant's, in ascending key order, then every
+/// message's (the tenant's own key space: message ids are scoped per tenant). Tenant before
+/// message everywhere, and a message lock is only ever wanted under its tenant's, so no two
+/// holders wait on each other.
+async fn lock(tx: &Transaction<'_>, reqs: &[&CycleRequest]) -> Result<(), StoreError> {
+    let mut tenants: Vec<i64> = reqs.iter().map(|r| tenant_lock_key(r.tenant_id)).collect();
+    tenants.sort_unstable();
+    tenants.dedup();
+    // A function scan yields the array in order, so the locks are taken in that order.
+    tx.execute(
+        "SELECT pg_advisory_xact_lock(k) FROM unnest($1::int8[]) AS k",
+        &[&tenants],
+    )
+    .await?;
+    let messages: Vec<&str> = reqs.iter().map(|r| r.message_id.as_str()).collect();
+    let keys: Vec<i64> = reqs.iter().map(|r| tenant_lock_key(r.tenant_id)).collect();
+    tx.execute(
+        "SELECT pg_advisory_xact_lock(hashtextextended(m, k))
+         FROM unnest($1::text[], $2::int8[]) AS u(m, k)",
+        &[&messages, &keys],
+    )
+    .await?;
+    Ok(())
+}
+
+/// One cycle inside a transaction that holds its locks and is scoped to its tenant:
+/// idempotency, tenant check, the policy's admission, assembly, the policy's decision, then
+/// cycle + actions + outbox rows. The caller commits.
+async fn cycle_in(
+    tx: &deadpool_postgres::Transaction<'_>,
+    req: &CycleRequest,
+    now: DateTime<Utc>,
+    policy: &dyn CyclePolicy,
+) -> Result<CycleOutcome, StoreError> {
+    let started = std::time::Instant::now();
+    if let Some(outcome) = replay(tx, req.tenant_id, &req.message_id).await? {
+        return Ok(outcome);
+    }
+
+    let exists = tx
+        .query_opt(
+            "SELECT 1 FROM tenants WHERE tenant_id = $1",
+            &[&req.tenant_id],
+        )
+        .await?
+        .is_some();
+    if !exists {
+        reject(tx, req, now).await?;
+        return Ok(CycleOutcome::UnknownTenant);
+    }
+
+    // Independent reads, sent together (tokio-postgres pipelines them on the connection).
+    let last = last_completed(tx, req.tenant_id).await?;
+    let approvals = super::approvals::facts_in(tx, req.tenant_id).await?;
+    let verdict = policy
+        .check(req)
+        .map_err(|e| (CycleStatus::Failed, e))
+        .and_then(|()| {
+            policy
+                .admit(last.as_ref(), now)
+                .map_err(|e| (CycleStatus::Skipped, e))
+        });
+    let (status, result, trace, skip_reason) = match verdict {
+        Err((status, refusal)) => (status, Err(refusal), None, None),
+        Ok(()) => {
+            let t = std::time::Instant::now();
+            let assembled = assemble_in(
+                tx,
+                req.tenant_id,
+                &req.trigger,
+                req.triggered_at,
+                req.window,
+            )
+            .await?;
+            let levers = super::reports::levers_in(tx, req.tenant_id).await?;
+            metrics::stage("assemble", t.elapsed());
+            // The tenant row was read under the lock above; it cannot vanish here.
+            let Some(input) = assembled else {
+                return Err(StoreError::Corrupt(format!(
+                    "tenant {} disappeared inside its own lock",
+                    req.tenant_id
+                )));
+            };
+            let t = std::time::Instant::now();
+            let (decided, trace) = policy.decide_explained(input, &levers, now, req.cycle_id);
+            metrics::stage("decide", t.elapsed());
+            match decided {
+                Ok(out) => (CycleStatus::Completed, Ok(out), trace, None),
+                Err(e) => match policy.skip_reason(&e) {
+                    Some(r) => (CycleStatus::Skipped, Err(e), trace, Some(r)),
+                    None => (CycleStatus::Failed, Err(e), trace, None),
+                },
+            }
+        }
+    };
+    let persist_started = std::time::Instant::now();
+    let duration_ms = i32::try_from(started.elapsed().as_millis()).unwrap_or(i32::MAX);
+    let recorded = Recorded {
+        status,
+        result: &result,
+        trace: trace.as_deref(),
+        skip_reason,
+        now,
+        duration_ms,
+    };
+    let plan = policy.plan(req.cycle_id, &result, status, &approvals);
+    insert_cycle(tx, req, &recorded).await?;
+    if let Ok(out) = &result {
+        insert_actions(tx, req, out, &plan.held).await?;
+    }
+    let pending = outbox::insert_all(tx, req.tenant_id, req.cycle_id, &plan.messages).await?;
+    if let Ok(out) = &result {
+        for (action_id, why) in &plan.held {
+            let Some(a) = out.actions.iter().find(|a| &a.action_id == action_id) else {
+                continue;
+            };
+            let n = Notification::new(
+                NotifyEvent::ActionHeld,
+                format!("{}:{action_id}", req.cycle_id),
+                Some(req.tenant_id),
+                now,
+            )
+            .on_action(req.cycle_id, action_id)
+            .with_details(webhooks::action_details(a, json!({ "reason": why })));
+            webhooks::record(tx, &n).await?;
+        }
+    }
+    // The commit is the caller's, shared by a batch: not part of this stage.
+    metrics::stage("persist", persist_started.elapsed());
+    Ok(CycleOutcome::Recorded {
+        cycle_id: req.cycle_id,
+        status,
+        result: result.map(Box::new),
+        pending,
+        replayed: false,
+    })
 }
 
 /// The stored outcome of this tenant's message_id seen before, if any. Message ids are the

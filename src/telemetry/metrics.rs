@@ -11,6 +11,7 @@ pub const REDELIVERIES: &str = "revenue_os_redeliveries_total";
 pub const REJECTED: &str = "revenue_os_triggers_rejected_total";
 pub const RECONNECTS: &str = "revenue_os_broker_reconnects_total";
 pub const STAGE_DURATION: &str = "revenue_os_cycle_stage_duration_seconds";
+pub const CYCLE_BATCH: &str = "revenue_os_cycle_batch_size";
 pub const OUTBOX_OLDEST_AGE: &str = "revenue_os_outbox_oldest_pending_age_seconds";
 pub const OUTBOX_LAG: &str = "revenue_os_outbox_lag_seconds";
 pub const DEAD_LETTERED: &str = "revenue_os_triggers_dead_lettered_total";
@@ -51,6 +52,11 @@ pub fn outbox_backlog(pending: i64, oldest_age_secs: f64) {
 /// Time from a row's commit to the broker's confirm.
 pub fn outbox_lag(secs: f64) {
     histogram!(OUTBOX_LAG).record(secs);
+}
+
+/// How many triggers' cycles one transaction committed together.
+pub fn cycle_batch(size: usize) {
+    histogram!(CYCLE_BATCH).record(size as f64);
 }
 
 pub fn stage(stage: &'static str, took: Duration) {
@@ -234,6 +240,12 @@ pub const ALL: &[Metric] = &[
         Kind::Counter,
         &[],
         "Broker sessions rebuilt after a failure",
+    ),
+    m(
+        CYCLE_BATCH,
+        Kind::Histogram,
+        &[],
+        "Triggers whose cycles one transaction committed together",
     ),
     secs(
         STAGE_DURATION,

@@ -56,6 +56,9 @@ fn message_id(d: &Delivery) -> &str {
 /// The unit's view of a delivery. The body is moved out, not copied: a trigger of
 /// `amqp.max_message_bytes` costs its size once.
 fn incoming(d: &mut Delivery) -> Incoming {
+    if d.redelivered {
+        metrics::redelivery();
+    }
     let p = &d.properties;
     Incoming {
         message_id: p.message_id().as_ref().map(|s| s.to_string()),
@@ -79,13 +82,84 @@ pub fn trigger(shared: Shared, d: Delivery) -> impl Future<Output = ()> + Send {
     handle_trigger(shared, d).instrument(span)
 }
 
+/// Trigger deliveries that were waiting together, as one task: their cycles share one
+/// transaction and commit (`unit::process_batch`), then each is acked and relayed as one
+/// arriving alone would be. A batch that fails, panics or meets an unreachable database is
+/// handled delivery by delivery instead, so one poison trigger costs only itself.
+pub async fn triggers(shared: Shared, mut ds: Vec<Delivery>) {
+    if ds.len() < 2 {
+        if let Some(d) = ds.pop() {
+            trigger(shared, d).await;
+        }
+        return;
+    }
+    let incs: Vec<Arc<Incoming>> = ds.iter_mut().map(|d| Arc::new(incoming(d))).collect();
+    let (ctx, before, batch) = (
+        shared.ctx.clone(),
+        shared.hooks.before_cycle.clone(),
+        incs.clone(),
+    );
+    let work = async move {
+        if let Some(h) = before {
+            batch.iter().for_each(|i| h(i));
+        }
+        let prepared: Vec<Result<unit::Prepared, Processed>> =
+            batch.iter().map(|i| unit::prepare(i, &ctx)).collect();
+        let ready: Vec<(&Incoming, &unit::Prepared)> = batch
+            .iter()
+            .zip(&prepared)
+            .filter_map(|(i, p)| p.as_ref().ok().map(|p| (i.as_ref(), p)))
+            .collect();
+        let mut done = match ready.len() {
+            0 => vec![],
+            _ => unit::process_batch(&ctx, &ready).await?,
+        }
+        .into_iter();
+        // Back in delivery order: a refusal where it was, each cycle's outcome in turn.
+        prepared
+            .into_iter()
+            .map(|p| match p {
+                Err(refusal) => Some(refusal),
+                Ok(_) => done.next(),
+            })
+            .collect::<Option<Vec<Processed>>>()
+    };
+    let span = tracing::info_span!("cycles", size = ds.len());
+    match unit::guarded(work.instrument(span)).await {
+        Ok(Some(processed)) => {
+            let finishing = ds
+                .into_iter()
+                .zip(incs)
+                .zip(processed)
+                .map(|((d, inc), p)| {
+                    let span = tracing::info_span!("cycle", message_id = %message_id(&d));
+                    finish(&shared, d, inc, p).instrument(span)
+                });
+            futures_util::future::join_all(finishing).await;
+        }
+        Ok(None) | Err(_) => {
+            let alone = ds.into_iter().zip(incs).map(|(d, inc)| {
+                let span = tracing::info_span!(
+                    "cycle",
+                    message_id = %message_id(&d),
+                    tenant_id = tracing::field::Empty,
+                    cycle_id = tracing::field::Empty,
+                );
+                run_alone(shared.clone(), d, inc).instrument(span)
+            });
+            futures_util::future::join_all(alone).await;
+        }
+    }
+}
+
 /// One trigger, end to end. The ack happens only after `process` returned, i.e. after the
 /// store committed (or decided the delivery is dead).
 async fn handle_trigger(s: Shared, mut d: Delivery) {
     let inc = Arc::new(incoming(&mut d));
-    if inc.redelivered {
-        metrics::redelivery();
-    }
+    run_alone(s, d, inc).await;
+}
+
+async fn run_alone(s: Shared, d: Delivery, inc: Arc<Incoming>) {
     let processed: Processed = settle::hold(&s.status, || {
         let (ctx, i2, before) = (s.ctx.clone(), inc.clone(), s.hooks.before_cycle.clone());
         let work = async move {
@@ -104,6 +178,12 @@ async fn handle_trigger(s: Shared, mut d: Delivery) {
         }
     })
     .await;
+    finish(&s, d, inc, processed).await;
+}
+
+/// After the unit: the crash-after-commit hook, then the ack (or dead letter), the
+/// dead-letter notice, and the relay of the cycle's outbox rows.
+async fn finish(s: &Shared, d: Delivery, inc: Arc<Incoming>, processed: Processed) {
     if processed.committed
         && let Some(hook) = &s.hooks.after_commit
         && hook(&processed) == HookAction::DropConnection

@@ -15,7 +15,7 @@ use crate::config::Settings;
 use crate::store::Store;
 use crate::telemetry::metrics;
 use backon::BackoffBuilder;
-use futures_util::StreamExt;
+use futures_util::{FutureExt, StreamExt};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tokio::task::JoinSet;
@@ -163,6 +163,7 @@ impl Worker {
         let mut in_order = SubjectOrder::default();
         let status = self.status.clone();
         let mut probe = BrokerProbe::new(self.ctx.settings.amqp.concurrency.max(1));
+        let batch_size = self.ctx.settings.worker.cycle_batch.max(1);
         let shared = Shared {
             ctx: self.ctx.clone(),
             relay: self.relay.clone(),
@@ -188,7 +189,28 @@ impl Worker {
                 next = s.consumer.next(), if open => match next {
                     Some(Ok(d)) => {
                         status.broker_answered();
-                        tasks.spawn(deliveries::trigger(shared.clone(), d));
+                        // Whatever else is already waiting goes with it, up to the batch size;
+                        // nothing is waited for, so a lone trigger runs at once.
+                        let mut batch = vec![d];
+                        let mut ended = None;
+                        while batch.len() < batch_size {
+                            match s.consumer.next().now_or_never() {
+                                Some(Some(Ok(d))) => batch.push(d),
+                                Some(Some(Err(e))) => {
+                                    ended = Some(End::Broken(format!("consumer error: {e}")));
+                                    break;
+                                }
+                                Some(None) => {
+                                    ended = Some(End::Broken("consumer stream ended".into()));
+                                    break;
+                                }
+                                None => break,
+                            }
+                        }
+                        tasks.spawn(deliveries::triggers(shared.clone(), batch));
+                        if let Some(end) = ended {
+                            return end;
+                        }
                     }
                     Some(Err(e)) => return End::Broken(format!("consumer error: {e}")),
                     // lapin can end the stream without an error; without a shutdown request

@@ -11,9 +11,10 @@ use crate::config::Settings;
 use crate::contract::{
     ErrorCode, KernelError, KernelOutput, ParsedTrigger, check_envelope, decode_trigger,
 };
-use crate::store::{CycleOutcome, CycleRequest, OutboxRow, Store};
+use crate::store::{CycleOutcome, CyclePolicy, CycleRequest, OutboxRow, Store};
 use crate::telemetry::metrics;
 use backon::{ExponentialBuilder, Retryable};
+use chrono::{DateTime, Utc};
 use std::time::{Duration, Instant};
 use uuid::Uuid;
 
@@ -159,48 +160,70 @@ fn reply(
     }]
 }
 
-/// Runs one delivery to a decision about it.
-pub async fn process(ctx: &Context, inc: &Incoming) -> Processed {
-    let started = Instant::now();
-    if let Err(f) = screen(inc, ctx.settings.amqp.max_message_bytes) {
-        return refused(&f);
+/// A trigger read and checked: what its cycle needs.
+pub struct Prepared {
+    pctx: PlanContext,
+    req: CycleRequest,
+}
+
+impl Prepared {
+    pub fn message_id(&self) -> &str {
+        &self.pctx.message_id
     }
+}
+
+/// Screens and decodes a delivery; a refusal is its final answer.
+pub fn prepare(inc: &Incoming, ctx: &Context) -> Result<Prepared, Processed> {
+    screen(inc, ctx.settings.amqp.max_message_bytes).map_err(|f| refused(&f))?;
     let Some(message_id) = inc.message_id.clone().filter(|m| !m.trim().is_empty()) else {
-        return refused(&Failure::MissingMessageId);
+        return Err(refused(&Failure::MissingMessageId));
     };
-    let parsed = match decode(&inc.body) {
-        Ok(x) => x,
-        Err(f) => return refused(&f),
-    };
+    let parsed = decode(&inc.body).map_err(|f| refused(&f))?;
     let tenant_id = parsed.tenant_id;
-    let pctx = PlanContext {
-        tenant_id,
-        message_id: message_id.clone(),
-        trigger: parsed.trigger.clone(),
-    };
     let req = CycleRequest {
         message_id: message_id.clone(),
         tenant_id,
         window: parsed.window_or_default(),
         triggered_at: parsed.triggered_at,
-        trigger: parsed.trigger,
+        trigger: parsed.trigger.clone(),
         cycle_id: Uuid::new_v4(),
     };
+    let pctx = PlanContext {
+        tenant_id,
+        message_id,
+        trigger: parsed.trigger,
+    };
+    Ok(Prepared { pctx, req })
+}
+
+fn policy<'a>(ctx: &'a Context, p: &'a Prepared, now: DateTime<Utc>) -> TriggerPolicy<'a> {
+    TriggerPolicy {
+        rules: &ctx.rules,
+        planner: &ctx.planner,
+        trigger: &p.pctx,
+        now,
+    }
+}
+
+/// Runs one delivery to a decision about it.
+pub async fn process(ctx: &Context, inc: &Incoming) -> Processed {
+    let started = Instant::now();
+    let p = match prepare(inc, ctx) {
+        Ok(p) => p,
+        Err(refusal) => return refusal,
+    };
     let span = tracing::Span::current();
-    span.record("tenant_id", tracing::field::display(tenant_id));
-    span.record("cycle_id", tracing::field::display(req.cycle_id));
+    span.record("tenant_id", tracing::field::display(p.req.tenant_id));
+    span.record("cycle_id", tracing::field::display(p.req.cycle_id));
     let attempt = || async {
         let now = ctx.clock.now();
-        let policy = TriggerPolicy {
-            rules: &ctx.rules,
-            planner: &ctx.planner,
-            trigger: &pctx,
-            now,
-        };
         let deadline = ctx.settings.database.call_timeout();
-        crate::store::bounded(deadline, ctx.store.run_cycle(&req, now, &policy))
-            .await
-            .map_err(Failure::from)
+        crate::store::bounded(
+            deadline,
+            ctx.store.run_cycle(&p.req, now, &policy(ctx, &p, now)),
+        )
+        .await
+        .map_err(Failure::from)
     };
     // An unreachable database is not retried here: the loop holds the delivery until the
     // database answers again.
@@ -209,7 +232,59 @@ pub async fn process(ctx: &Context, inc: &Incoming) -> Processed {
         .when(|f| f.is_retryable() && !f.is_unreachable())
         .notify(|e, wait| tracing::warn!(error = %e, ?wait, "cycle failed, retrying"))
         .await;
+    conclude(ctx, inc, &p, outcome, started)
+}
 
+/// Several deliveries' cycles in one transaction (`Store::run_cycles`), tried once. `None`
+/// when it failed: nothing of it was recorded, and the caller processes each delivery alone,
+/// with the retries and the waiting that `process` has.
+pub async fn process_batch(
+    ctx: &Context,
+    items: &[(&Incoming, &Prepared)],
+) -> Option<Vec<Processed>> {
+    let started = Instant::now();
+    let now = ctx.clock.now();
+    let policies: Vec<TriggerPolicy> = items.iter().map(|(_, p)| policy(ctx, p, now)).collect();
+    let batch: Vec<(&CycleRequest, &dyn CyclePolicy)> = items
+        .iter()
+        .zip(&policies)
+        .map(|((_, p), pol)| (&p.req, pol as &dyn CyclePolicy))
+        .collect();
+    let deadline = ctx.settings.database.call_timeout();
+    match crate::store::bounded(deadline, ctx.store.run_cycles(&batch, now)).await {
+        Ok(outcomes) => Some(
+            items
+                .iter()
+                .zip(outcomes)
+                .map(|((inc, p), outcome)| {
+                    let span = tracing::info_span!(
+                        "cycle",
+                        message_id = %p.pctx.message_id,
+                        tenant_id = %p.req.tenant_id,
+                        cycle_id = %p.req.cycle_id,
+                    );
+                    let _in = span.enter();
+                    conclude(ctx, inc, p, Ok(outcome), started)
+                })
+                .collect(),
+        ),
+        Err(e) => {
+            tracing::warn!(error = %e, size = items.len(),
+                "a batch of cycles failed; running them one by one");
+            None
+        }
+    }
+}
+
+/// What the store's outcome means for the delivery: the log line, the metrics, the reply.
+fn conclude(
+    ctx: &Context,
+    inc: &Incoming,
+    p: &Prepared,
+    outcome: Result<CycleOutcome, Failure>,
+    started: Instant,
+) -> Processed {
+    let (req, pctx, tenant_id) = (&p.req, &p.pctx, p.req.tenant_id);
     match outcome {
         Err(f) if f.is_unreachable() => {
             tracing::debug!(error = %f, "cycle waits for the database");
@@ -226,7 +301,7 @@ pub async fn process(ctx: &Context, inc: &Incoming) -> Processed {
             let f = Failure::UnknownTenant(error.clone());
             tracing::warn!(reason = %f, "trigger dead-lettered");
             metrics::rejected(f.reason());
-            Processed::failed(&f, reply(ctx, inc, "rejected", &pctx, None, &Err(error)))
+            Processed::failed(&f, reply(ctx, inc, "rejected", pctx, None, &Err(error)))
         }
         Ok(CycleOutcome::Recorded {
             cycle_id,
@@ -262,7 +337,7 @@ pub async fn process(ctx: &Context, inc: &Incoming) -> Processed {
                 committed: true,
                 cycle_id: Some(cycle_id),
                 relay: if replayed { vec![] } else { pending },
-                direct: reply(ctx, inc, status_s, &pctx, Some(cycle_id), &result),
+                direct: reply(ctx, inc, status_s, pctx, Some(cycle_id), &result),
             }
         }
     }
@@ -308,9 +383,10 @@ pub fn panicked(ctx: &Context, inc: &Incoming, what: String) -> Processed {
 }
 
 /// Runs `fut` on its own task so that a panic inside it is contained.
-pub async fn guarded<F>(fut: F) -> Result<Processed, String>
+pub async fn guarded<F, T>(fut: F) -> Result<T, String>
 where
-    F: std::future::Future<Output = Processed> + Send + 'static,
+    F: std::future::Future<Output = T> + Send + 'static,
+    T: Send + 'static,
 {
     match tokio::spawn(fut).await {
         Ok(p) => Ok(p),

@@ -13,6 +13,7 @@
 #[path = "../common/mod.rs"]
 mod common;
 
+mod batch;
 mod broker;
 mod database;
 mod harness;

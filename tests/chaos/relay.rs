@@ -16,6 +16,7 @@ use std::time::Duration;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::watch;
+use tokio_util::sync::CancellationToken;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Mode {
@@ -131,8 +132,11 @@ async fn connection(client: TcpStream, upstream: SocketAddr, mode: watch::Receiv
     let _ = server.set_nodelay(true);
     let (cr, cw) = client.into_split();
     let (sr, sw) = server.into_split();
-    let up = pump(cr, sw, mode.clone());
-    let down = pump(sr, cw, mode);
+    // One side closing ends both: a client that dies (kill -9) closes its server connection
+    // too, as it would without a relay, so the server rolls back what it held open.
+    let closed = CancellationToken::new();
+    let up = pump(cr, sw, mode.clone(), closed.clone());
+    let down = pump(sr, cw, mode, closed);
     let ((r1, w1), (r2, w2)) = tokio::join!(up, down);
     // Down: reset both sides rather than closing politely, like a killed server.
     if let (Ok(c), Ok(s)) = (r1.reunite(w2), r2.reunite(w1)) {
@@ -154,10 +158,12 @@ async fn pump(
     mut from: tokio::net::tcp::OwnedReadHalf,
     mut to: tokio::net::tcp::OwnedWriteHalf,
     mut mode: watch::Receiver<Mode>,
+    closed: CancellationToken,
 ) -> (
     tokio::net::tcp::OwnedReadHalf,
     tokio::net::tcp::OwnedWriteHalf,
 ) {
+    let _close_both = closed.clone().drop_guard();
     let mut buf = vec![0u8; 64 * 1024];
     loop {
         // Held while blackholed: nothing is read, so nothing is acknowledged upstream either
@@ -181,6 +187,7 @@ async fn pump(
                 }
                 continue;
             }
+            () = closed.cancelled() => return (from, to),
         };
         loop {
             let now = *mode.borrow();

@@ -42,6 +42,8 @@ impl Publisher {
             ..Default::default()
         };
         let until = Instant::now() + Duration::from_secs(120);
+        let mut last_error = String::from("no session");
+        let mut failures = 0u32;
         loop {
             if self.session.is_none() {
                 let name = broker::connection_name(&self.topology.prefix, "test-publisher");
@@ -54,13 +56,19 @@ impl Publisher {
             if let Some((_, p)) = &self.session {
                 match p.publish(&msg).await {
                     Ok(()) => return,
-                    Err(_) if p.is_usable() => {}
-                    Err(_) => self.session = None,
+                    // Nacked again and again on a usable session: try another node, as a
+                    // client of a cluster would.
+                    Err(e) if p.is_usable() && failures % 10 != 9 => last_error = e.to_string(),
+                    Err(e) => {
+                        last_error = e.to_string();
+                        self.session = None;
+                    }
                 }
+                failures += 1;
             }
             assert!(
                 Instant::now() < until,
-                "trigger {message_id} not confirmed in 120 s"
+                "trigger {message_id} not confirmed in 120 s; last error: {last_error}"
             );
             self.retried += 1;
             tokio::time::sleep(Duration::from_millis(200)).await;

@@ -39,7 +39,7 @@ fn plan(
 }
 
 /// The worker's rules (admission, the kernel, the skip reason) with the plan above.
-struct Policy(Rules);
+pub struct Policy(Rules);
 
 impl CyclePolicy for Policy {
     fn check(&self, req: &CycleRequest) -> Result<(), KernelError> {
@@ -78,7 +78,7 @@ impl CyclePolicy for Policy {
     }
 }
 
-fn policy() -> Policy {
+pub fn policy() -> Policy {
     Policy(rules())
 }
 

@@ -4,6 +4,7 @@
 mod common;
 
 mod approvals;
+mod batch;
 mod cycle;
 mod errors;
 mod import;
