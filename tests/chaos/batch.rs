@@ -4,7 +4,7 @@
 
 use crate::common::amqp::{TestBroker, eventually, import_tenants};
 use crate::common::db::TestDb;
-use crate::harness::{Links, PG, Worker, addr, delivered_ids, queue_depth, record, settle, tally};
+use crate::harness::{Links, PG, Worker, addr, record, settle_and_tally};
 use crate::relay::{Mode, Relay};
 use std::time::Duration;
 
@@ -78,13 +78,7 @@ async fn kill_9_in_the_middle_of_a_batch_loses_and_doubles_nothing() {
     pg.set(Mode::Pass);
     let w = spawn();
     w.ready(30).await;
-    settle(&db, &actions, ids.len(), 120).await;
-    eventually(30, "the triggers queue drained", || async {
-        (queue_depth(&b, &b.topology.triggers_queue).await == 0).then_some(())
-    })
-    .await;
-    let dead = queue_depth(&b, &b.topology.dead_queue).await;
-    let t = tally(&db, &ids, &delivered_ids(&actions), dead).await;
+    let t = settle_and_tally(&db, &b, &actions, &ids, 120).await;
     record(
         "batch_kill",
         "kill -9 of the worker inside a batch of cycles",

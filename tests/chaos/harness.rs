@@ -313,6 +313,24 @@ pub async fn settle(
     crate::common::amqp::wait_outbox_drained(db, secs).await;
 }
 
+/// `settle`, then the triggers queue drained (every delivery, each copy of a trigger
+/// included, was settled), then the tally.
+pub async fn settle_and_tally(
+    db: &TestDb,
+    b: &TestBroker,
+    actions: &BTreeMap<String, crate::common::amqp::Collector>,
+    ids: &[String],
+    secs: u64,
+) -> Tally {
+    settle(db, actions, ids.len(), secs).await;
+    eventually(30, "the triggers queue drained", || async {
+        (queue_depth(b, &b.topology.triggers_queue).await == 0).then_some(())
+    })
+    .await;
+    let dead = queue_depth(b, &b.topology.dead_queue).await;
+    tally(db, ids, &delivered_ids(actions), dead).await
+}
+
 /// Messages waiting in a queue (passive declare: the queue must exist).
 pub async fn queue_depth(b: &TestBroker, queue: &str) -> usize {
     b.depth(queue).await as usize

@@ -4,9 +4,7 @@
 
 use crate::common::amqp::{TestBroker, eventually, import_tenants};
 use crate::common::db::TestDb;
-use crate::harness::{
-    Links, MQ, PG, Worker, addr, delivered_ids, queue_depth, record, settle, tally,
-};
+use crate::harness::{Links, MQ, PG, Worker, addr, record, settle_and_tally};
 use crate::relay::{Mode, Relay};
 use std::time::Duration;
 
@@ -93,14 +91,7 @@ async fn four_workers_with_double_publishes_and_faults_lose_and_double_nothing()
     pgs[3].set(Mode::Pass);
     pgs[2].set(Mode::Pass);
 
-    settle(&db, &actions, ids.len(), 120).await;
-    // The queue is empty: every delivery (both copies of each trigger) was settled.
-    eventually(30, "the triggers queue drained", || async {
-        (queue_depth(&b, &b.topology.triggers_queue).await == 0).then_some(())
-    })
-    .await;
-    let dead = queue_depth(&b, &b.topology.dead_queue).await;
-    let t = tally(&db, &ids, &delivered_ids(&actions), dead).await;
+    let t = settle_and_tally(&db, &b, &actions, &ids, 120).await;
     record(
         "storm",
         "4 workers, every trigger twice, kill -9, terminated backends, reset/slow/blackholed links",
