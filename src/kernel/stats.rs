@@ -77,13 +77,59 @@ fn small_median(v: &[f64]) -> f64 {
 /// have one order.
 fn key_median(keys: &mut [i64]) -> f64 {
     let n = keys.len();
-    let (lower, m, _) = keys.select_nth_unstable(n / 2);
-    let hi = from_key(*m);
+    select_small(keys, n / 2);
+    let hi = from_key(keys[n / 2]);
     if n % 2 == 1 {
         return hi;
     }
-    // Every key below the middle one is in `lower`: its largest is the next key down.
-    (from_key(max_key(lower)) + hi) / 2.0
+    // Every key below the middle one is before it: their largest is the next key down.
+    (from_key(max_key(&keys[..n / 2])) + hi) / 2.0
+}
+
+/// Puts the `k`-th smallest key at `k`, the smaller ones before it and the larger after:
+/// Hoare partitions around a median of three, then insertion sort of the short range left.
+/// For the few dozen keys of a daily series this does about half the work of
+/// `select_nth_unstable`, whose generic machinery is sized for long slices.
+fn select_small(v: &mut [i64], k: usize) {
+    let (mut lo, mut hi) = (0, v.len());
+    while hi - lo > 6 {
+        let (a, b, c) = (v[lo], v[lo + (hi - lo) / 2], v[hi - 1]);
+        let pivot = a.min(b).max(a.max(b).min(c));
+        // Hoare: both scans stop at the pivot's value, so neither leaves the range.
+        let (mut i, mut j) = (lo, hi - 1);
+        loop {
+            while v[i] < pivot {
+                i += 1;
+            }
+            while v[j] > pivot {
+                j -= 1;
+            }
+            if i >= j {
+                break;
+            }
+            v.swap(i, j);
+            i += 1;
+            j -= 1;
+        }
+        // v[lo..=j] <= pivot <= v[j + 1..hi]; a split that leaves all on one side ends here.
+        if j + 1 >= hi {
+            break;
+        }
+        if k <= j {
+            hi = j + 1;
+        } else {
+            lo = j + 1;
+        }
+    }
+    for i in lo + 1..hi {
+        let x = v[i];
+        let mut j = i;
+        while j > lo && v[j - 1] > x {
+            v[j] = v[j - 1];
+            j -= 1;
+        }
+        v[j] = x;
+    }
 }
 
 /// The largest of some keys (i64::MIN for none): four at a time, which the compiler keeps in
@@ -116,35 +162,37 @@ fn sorted_median(p: &[(f64, f64)]) -> f64 {
     }
 }
 
-/// Scratch for the medians of one trend: one buffer of keys for every median instead of an
-/// allocation each (and the values themselves past `SMALL`).
-#[derive(Default)]
+/// Scratch for the medians of one trend: keys on the stack for every median of up to `SMALL`
+/// values (no allocation for a window of daily points), the values themselves past that.
 struct Medians {
-    keys: Vec<i64>,
+    keys: [i64; SMALL],
     wide: Vec<f64>,
 }
 
 impl Medians {
-    fn with_capacity(n: usize) -> Self {
+    fn new() -> Self {
         Self {
-            keys: Vec::with_capacity(n.min(SMALL)),
+            keys: [0; SMALL],
             wide: Vec::new(),
         }
     }
 
     /// The median of `values` (0 when there are none), as `median` computes it.
     fn of(&mut self, values: impl ExactSizeIterator<Item = f64>) -> f64 {
-        if values.len() > SMALL {
+        let n = values.len();
+        if n > SMALL {
             self.wide.clear();
             self.wide.extend(values);
             return median(&mut self.wide).unwrap_or(0.0);
         }
-        self.keys.clear();
-        self.keys.extend(values.map(total_key));
-        if self.keys.is_empty() {
+        if n == 0 {
             return 0.0;
         }
-        key_median(&mut self.keys)
+        let keys = &mut self.keys[..n];
+        for (k, x) in keys.iter_mut().zip(values) {
+            *k = total_key(x);
+        }
+        key_median(keys)
     }
 }
 
@@ -190,13 +238,24 @@ pub fn trend(points: &[(i32, f64)]) -> Option<Trend> {
     if points.len() < 3 {
         return None;
     }
-    let mut p: Vec<(f64, f64)> = Vec::with_capacity(points.len());
-    p.extend(points.iter().map(|&(d, y)| (f64::from(d), y)));
-    let mut m = Medians::with_capacity(points.len());
-    let (a, b) = resistant_line(&p, &mut m);
+    // Up to SMALL points (a window of daily points) on the stack, more on the heap.
+    let mut stack = [(0.0, 0.0); SMALL];
+    let mut heap = Vec::new();
+    let p: &mut [(f64, f64)] = if points.len() <= SMALL {
+        &mut stack[..points.len()]
+    } else {
+        heap.resize(points.len(), (0.0, 0.0));
+        &mut heap
+    };
+    for (q, &(d, y)) in p.iter_mut().zip(points) {
+        *q = (f64::from(d), y);
+    }
+    let mut m = Medians::new();
+    let (a, b) = resistant_line(p, &mut m);
     let resid = |q: &(f64, f64)| q.1 - (a + b * q.0);
     let scale = p.iter().map(|q| q.1.abs()).fold(0.0, f64::max).max(1e-12);
     let all = p.len();
+    let mut used = all;
     // The residuals' spread only decides which points are outliers: when none can be, it is
     // not computed (the usual series).
     if !within_any_cut(p.iter().map(|q| resid(q).abs())) {
@@ -206,10 +265,18 @@ pub fn trend(points: &[(i32, f64)]) -> Option<Trend> {
         let inside = |q: &(f64, f64)| resid(q).abs() <= cut;
         let n_inside = p.iter().filter(|q| inside(q)).count();
         if n_inside >= 3 && n_inside < all {
-            p.retain(inside);
+            // Keep the inside points in order at the front.
+            let mut k = 0;
+            for i in 0..all {
+                if inside(&p[i]) {
+                    p[k] = p[i];
+                    k += 1;
+                }
+            }
+            used = k;
         }
     }
-    let kept = &p;
+    let kept = &p[..used];
     let n = kept.len() as f64;
     let mx = kept.iter().map(|q| q.0).sum::<f64>() / n;
     let my = kept.iter().map(|q| q.1).sum::<f64>() / n;
