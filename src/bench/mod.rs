@@ -50,10 +50,12 @@ pub struct Latency {
 #[derive(Debug, Clone, Serialize)]
 pub struct Phase {
     pub triggers: usize,
+    /// Decided: completed, or skipped with nothing to do (in the morning's paced phase every
+    /// tenant's actions are still in flight, so its cycles find nothing more to do).
     pub cycles_completed: i64,
     pub seconds: f64,
     pub cycles_per_second: f64,
-    /// From trigger publish to the broker's confirm of the cycle's last action.
+    /// From trigger publish to the broker's confirm of the last message the cycle published.
     pub latency: Latency,
 }
 

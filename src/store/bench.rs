@@ -8,8 +8,9 @@ use chrono::{DateTime, Utc};
 #[derive(Debug, Clone)]
 pub struct BenchCycle {
     pub message_id: String,
+    /// Completed, or skipped with nothing to do: decided either way.
     pub completed: bool,
-    /// The broker's confirm of the cycle's last action message.
+    /// The broker's confirm of the last message the cycle published (actions, cycle event).
     pub last_confirmed: Option<DateTime<Utc>>,
 }
 
@@ -32,11 +33,15 @@ impl Store {
         let client = self.pool.get().await?;
         let rows = client
             .query(
-                "SELECT c.message_id, c.status = 'completed', max(o.published_at)
+                // Decided: completed, or skipped with nothing to do (a cycle right after the
+                // tenant's last, whose actions are still in flight). Its latency runs to the
+                // last confirm of what it published: its actions and its cycle event.
+                "SELECT c.message_id, c.status = 'completed' OR c.skip_reason IS NOT NULL,
+                        max(o.published_at)
                    FROM cycles c
-                   LEFT JOIN outbox o ON o.cycle_id = c.cycle_id AND o.action_id IS NOT NULL
+                   LEFT JOIN outbox o ON o.cycle_id = c.cycle_id
                   WHERE c.message_id = ANY($1)
-                  GROUP BY c.message_id, c.status",
+                  GROUP BY c.message_id, c.status, c.skip_reason",
                 &[&message_ids],
             )
             .await?;
