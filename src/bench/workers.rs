@@ -104,6 +104,19 @@ impl Workers {
     }
 }
 
+impl Drop for Workers {
+    /// A bench that fails half-way must not leave its workers running: one left behind kept
+    /// consuming the bench's queue for 20 minutes after a failed run.
+    fn drop(&mut self) {
+        for c in &mut self.children {
+            if let Ok(None) = c.try_wait() {
+                let _ = c.kill();
+                let _ = c.wait();
+            }
+        }
+    }
+}
+
 async fn http_status(port: u16, path: &str) -> Option<u16> {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     let mut s = tokio::net::TcpStream::connect(("127.0.0.1", port))
