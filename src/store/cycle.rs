@@ -100,7 +100,8 @@ impl Store {
 /// message everywhere, and a message lock is only ever wanted under its tenant's, so no two
 /// holders wait on each other.
 async fn lock(tx: &Transaction<'_>, reqs: &[&CycleRequest]) -> Result<(), StoreError> {
-    let mut tenants: Vec<i64> = reqs.iter().map(|r| tenant_lock_key(r.tenant_id)).collect();
+    let keys: Vec<i64> = reqs.iter().map(|r| tenant_lock_key(r.tenant_id)).collect();
+    let mut tenants = keys.clone();
     tenants.sort_unstable();
     tenants.dedup();
     // A function scan yields the array in order, so the locks are taken in that order.
@@ -110,7 +111,6 @@ async fn lock(tx: &Transaction<'_>, reqs: &[&CycleRequest]) -> Result<(), StoreE
     )
     .await?;
     let messages: Vec<&str> = reqs.iter().map(|r| r.message_id.as_str()).collect();
-    let keys: Vec<i64> = reqs.iter().map(|r| tenant_lock_key(r.tenant_id)).collect();
     tx.execute(
         "SELECT pg_advisory_xact_lock(hashtextextended(m, k))
          FROM unnest($1::text[], $2::int8[]) AS u(m, k)",

@@ -166,12 +166,6 @@ pub struct Prepared {
     req: CycleRequest,
 }
 
-impl Prepared {
-    pub fn message_id(&self) -> &str {
-        &self.pctx.message_id
-    }
-}
-
 /// Screens and decodes a delivery; a refusal is its final answer.
 pub fn prepare(inc: &Incoming, ctx: &Context) -> Result<Prepared, Processed> {
     screen(inc, ctx.settings.amqp.max_message_bytes).map_err(|f| refused(&f))?;
