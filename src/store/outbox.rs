@@ -172,23 +172,21 @@ impl Store {
         Ok(n.max(0) as u64)
     }
 
-    /// Queues messages of no cycle, each under its own tenant's scope, a message id already
-    /// in the outbox skipped: the rows that are new, to relay. One transaction per `CHUNK` messages.
+    /// Queues messages of no cycle in one transaction, each under its own tenant's scope, a
+    /// message id already in the outbox skipped: the rows that are new, to relay. The caller
+    /// sizes the transaction (the load follow-up passes 500 at a time).
     pub async fn queue_uncycled(
         &self,
         messages: &[(Uuid, OutboxMessage)],
     ) -> Result<Vec<OutboxRow>, StoreError> {
-        const CHUNK: usize = 500;
         let mut client = self.pool.get().await?;
+        let tx = client.transaction().await?;
         let mut queued = Vec::new();
-        for chunk in messages.chunks(CHUNK) {
-            let tx = client.transaction().await?;
-            for (tenant, m) in chunk {
-                set_tenant(&tx, *tenant).await?;
-                queued.extend(insert_once_uncycled(&tx, *tenant, m).await?);
-            }
-            tx.commit().await?;
+        for (tenant, m) in messages {
+            set_tenant(&tx, *tenant).await?;
+            queued.extend(insert_once_uncycled(&tx, *tenant, m).await?);
         }
+        tx.commit().await?;
         Ok(queued)
     }
 

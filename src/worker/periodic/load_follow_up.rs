@@ -58,7 +58,7 @@ pub struct LoadFollowUp {
 
 /// Loads claimed per tick.
 const CLAIM: i64 = 16;
-/// Scheduled triggers written (one transaction) and published per step.
+/// Scheduled triggers written in one transaction (`queue_uncycled`) and published per step.
 const QUEUE_CHUNK: usize = 500;
 
 impl Periodic for LoadFollowUp {
