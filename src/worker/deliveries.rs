@@ -73,13 +73,18 @@ fn incoming(d: &mut Delivery) -> Incoming {
 /// A trigger delivery as a task: every log line of it, the store's and the relay's included,
 /// carries its message id; the unit fills in tenant and cycle.
 pub fn trigger(shared: Shared, d: Delivery) -> impl Future<Output = ()> + Send {
-    let span = tracing::info_span!(
+    let span = cycle_span(&d);
+    handle_trigger(shared, d).instrument(span)
+}
+
+/// A trigger's span: its message id now, its tenant and cycle once the unit knows them.
+fn cycle_span(d: &Delivery) -> tracing::Span {
+    tracing::info_span!(
         "cycle",
-        message_id = %message_id(&d),
+        message_id = %message_id(d),
         tenant_id = tracing::field::Empty,
         cycle_id = tracing::field::Empty,
-    );
-    handle_trigger(shared, d).instrument(span)
+    )
 }
 
 /// Trigger deliveries that were waiting together, as one task: their cycles share one
@@ -139,12 +144,7 @@ pub async fn triggers(shared: Shared, mut ds: Vec<Delivery>) {
         }
         Ok(None) | Err(_) => {
             let alone = ds.into_iter().zip(incs).map(|(d, inc)| {
-                let span = tracing::info_span!(
-                    "cycle",
-                    message_id = %message_id(&d),
-                    tenant_id = tracing::field::Empty,
-                    cycle_id = tracing::field::Empty,
-                );
+                let span = cycle_span(&d);
                 run_alone(shared.clone(), d, inc).instrument(span)
             });
             futures_util::future::join_all(alone).await;
