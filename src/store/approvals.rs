@@ -2,13 +2,14 @@
 //! one transaction under the tenant's lock (so it cannot race the tenant's next cycle). What
 //! a decision may do is the caller's `ApprovalGate`; the store keeps the facts and the record.
 
+use super::cached::Cached;
 use super::tenant::{cycle_tenant, cycle_tx, set_tenant, tenant_tx, tenants_in_order};
 use super::webhooks;
 use super::{OutboxMessage, OutboxRow, Store, StoreError, outbox, tenant_lock_key};
 use crate::contract::{Action, ActionStatus, Notification, NotifyEvent, action_hash};
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
-use tokio_postgres::Transaction;
+use deadpool_postgres::Transaction;
 use uuid::Uuid;
 
 /// Which actions of a tenant need a person. The default (no row) holds nothing.
@@ -528,7 +529,7 @@ pub(super) async fn facts_in(
     tenant: Uuid,
 ) -> Result<ApprovalFacts, StoreError> {
     let since: DateTime<Utc> = tx
-        .query_one(
+        .query_one_cached(
             "SELECT created_at FROM tenants WHERE tenant_id = $1",
             &[&tenant],
         )
@@ -545,7 +546,7 @@ async fn read_policy(
     tx: &Transaction<'_>,
     tenant: Uuid,
 ) -> Result<Option<ApprovalPolicy>, StoreError> {
-    tx.query_opt(
+    tx.query_opt_cached(
         "SELECT require, max_added_spend, max_budget_step_pct, first_days, two_approvers
          FROM approval_policy WHERE tenant_id = $1",
         &[&tenant],

@@ -6,11 +6,13 @@
 //! never (`removed_by_load`); action results recorded in the 90 days before the trigger.
 //! Every list is ordered deterministically (date, then id).
 
+use super::cached::Cached;
 use super::{Store, StoreError};
 use crate::contract::*;
 use chrono::{DateTime, NaiveDate, Utc};
 use std::collections::BTreeMap;
-use tokio_postgres::{IsolationLevel, Row, Transaction};
+use deadpool_postgres::Transaction;
+use tokio_postgres::{IsolationLevel, Row};
 use uuid::Uuid;
 
 /// The two documents a decision is made from: together they reproduce a cycle offline.
@@ -67,7 +69,7 @@ pub(super) async fn assemble_in(
         [&tenant, &triggered_at, &lookback];
     // Issued together: tokio-postgres pipelines them over the one connection.
     let (tenant_rows, metric_rows, event_rows, campaign_rows, opp_rows, result_rows) = futures_util::try_join!(
-        tx.query(
+        tx.query_cached(
             "SELECT t.pipeline_total, t.bookings_new, t.arr_target, t.cac_max,
                         t.payback_max_months, t.gross_margin_min,
                         g.max_daily_spend, g.max_experiment_exposure_pct, g.allowed_levers,
@@ -81,13 +83,13 @@ pub(super) async fn assemble_in(
                  WHERE n.tenant_id = $1",
             &by_tenant,
         ),
-        tx.query(
+        tx.query_cached(
             "SELECT metric_id, value, date, dimension FROM metric_snapshots
                  WHERE tenant_id = $1 AND date BETWEEN $2 AND $3
                  ORDER BY date, metric_id, dimension::text",
             &by_window,
         ),
-        tx.query(
+        tx.query_cached(
             "SELECT id, type, amount, effective_date, attributed_campaign_id,
                         attributed_channel
                  FROM revenue_events
@@ -95,7 +97,7 @@ pub(super) async fn assemble_in(
                  ORDER BY effective_date, id",
             &by_window,
         ),
-        tx.query(
+        tx.query_cached(
             "SELECT id, name, status, objective, budget_total, budget_spent, start_date,
                         end_date
                  FROM campaigns
@@ -105,7 +107,7 @@ pub(super) async fn assemble_in(
                  ORDER BY start_date, id",
             &by_window,
         ),
-        tx.query(
+        tx.query_cached(
             "SELECT id, stage, amount, expected_close_date, win_probability
                  FROM opportunities
                  WHERE tenant_id = $1 AND stage NOT IN ('closed_won', 'closed_lost')
@@ -113,7 +115,7 @@ pub(super) async fn assemble_in(
                  ORDER BY expected_close_date, id",
             &by_tenant,
         ),
-        tx.query(
+        tx.query_cached(
             "SELECT action_id, target_metric, baseline_value, observed_value, delta,
                         confidence, outcome
                  FROM action_results

@@ -1,6 +1,7 @@
 //! `run_cycle`: one trigger, one transaction, one recorded outcome. The rules (whether to run,
 //! what to decide, what to publish) come from the caller's `CyclePolicy`.
 
+use super::cached::Cached;
 use super::assemble::assemble_in;
 use super::tenant::{set_tenant, tenant_tx};
 use super::webhooks;
@@ -12,7 +13,7 @@ use crate::contract::{KernelError, KernelOutput, Notification, NotifyEvent};
 use crate::telemetry::metrics;
 use chrono::{DateTime, Utc};
 use serde_json::json;
-use tokio_postgres::Transaction;
+use deadpool_postgres::Transaction;
 use uuid::Uuid;
 
 /// Below `database.statement_timeout_ms` (30 s by default), so a cycle queued behind its
@@ -105,13 +106,13 @@ async fn lock(tx: &Transaction<'_>, reqs: &[&CycleRequest]) -> Result<(), StoreE
     tenants.sort_unstable();
     tenants.dedup();
     // A function scan yields the array in order, so the locks are taken in that order.
-    tx.execute(
+    tx.execute_cached(
         "SELECT pg_advisory_xact_lock(k) FROM unnest($1::int8[]) AS k",
         &[&tenants],
     )
     .await?;
     let messages: Vec<&str> = reqs.iter().map(|r| r.message_id.as_str()).collect();
-    tx.execute(
+    tx.execute_cached(
         "SELECT pg_advisory_xact_lock(hashtextextended(m, k))
          FROM unnest($1::text[], $2::int8[]) AS u(m, k)",
         &[&messages, &keys],
@@ -135,7 +136,7 @@ async fn cycle_in(
     }
 
     let exists = tx
-        .query_opt(
+        .query_opt_cached(
             "SELECT 1 FROM tenants WHERE tenant_id = $1",
             &[&req.tenant_id],
         )
@@ -241,7 +242,7 @@ async fn replay(
     message_id: &str,
 ) -> Result<Option<CycleOutcome>, StoreError> {
     let Some(row) = tx
-        .query_opt(
+        .query_opt_cached(
             "SELECT cycle_id, status, output, error FROM cycles
              WHERE tenant_id = $1 AND message_id = $2",
             &[&tenant_id, &message_id],
@@ -285,7 +286,7 @@ async fn reject(
     now: DateTime<Utc>,
 ) -> Result<(), StoreError> {
     let error = KernelError::tenant_not_found(req.tenant_id);
-    tx.execute(
+    tx.execute_cached(
         "INSERT INTO rejected_triggers (message_id, tenant_id, trigger, error_code, error,
                                         rejected_at)
          VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (tenant_id, message_id) DO NOTHING",
@@ -308,7 +309,7 @@ async fn last_completed(
     tenant: Uuid,
 ) -> Result<Option<LastCycle>, StoreError> {
     let row = tx
-        .query_opt(
+        .query_opt_cached(
             "SELECT cycle_id, executed_at FROM cycles
              WHERE tenant_id = $1 AND (status = 'completed' OR skip_reason IS NOT NULL)
              ORDER BY executed_at DESC LIMIT 1",
@@ -351,7 +352,7 @@ async fn insert_cycle(
             None,
         ),
     };
-    tx.execute(
+    tx.execute_cached(
         "INSERT INTO cycles (cycle_id, tenant_id, message_id, trigger_type, trigger_source,
                              triggered_at, trigger, window_start, window_end, status, error_code,
                              error, binding_constraint, priority_metric, diagnosis, confidence,
@@ -417,7 +418,7 @@ async fn insert_actions(
         })
         .collect();
     let reason: Vec<Option<&str>> = ids.iter().map(|id| reason_of(id)).collect();
-    tx.execute(
+    tx.execute_cached(
         "INSERT INTO actions (cycle_id, tenant_id, action_id, priority, owner_subsystem, type,
                               target_metric, action, status, approval_reason)
          SELECT $1, $2, * FROM UNNEST($3::text[], $4::int2[], $5::text[], $6::text[],
@@ -446,7 +447,7 @@ async fn insert_actions(
     let metric: Vec<&str> = dq.iter().map(|a| a.affected_metric.as_str()).collect();
     let desc: Vec<&str> = dq.iter().map(|a| a.description.as_str()).collect();
     let fix: Vec<&str> = dq.iter().map(|a| a.recommended_fix.as_str()).collect();
-    tx.execute(
+    tx.execute_cached(
         "INSERT INTO data_quality_actions (cycle_id, tenant_id, action_id, priority, issue_type,
                                            affected_metric, description, recommended_fix)
          SELECT $1, $2, * FROM UNNEST($3::text[], $4::int2[], $5::text[], $6::text[],

@@ -9,7 +9,7 @@ use crate::contract::{KernelInput, parse_date};
 use chrono::NaiveDate;
 use serde_json::Value;
 use std::collections::HashMap;
-use tokio_postgres::Transaction;
+use deadpool_postgres::Transaction;
 use uuid::Uuid;
 
 impl Store {

@@ -18,7 +18,7 @@ use crate::ingest::{Cell, Decoded, Kind, Spec, Ty};
 use chrono::{Months, NaiveDate, Utc};
 use serde_json::Value;
 use std::pin::pin;
-use tokio_postgres::Transaction;
+use deadpool_postgres::Transaction;
 use tokio_postgres::binary_copy::BinaryCopyInWriter;
 use tokio_postgres::types::{ToSql, Type};
 use uuid::Uuid;

@@ -14,6 +14,7 @@ mod approvals;
 mod assemble;
 mod audit;
 mod bench;
+mod cached;
 mod cycle;
 mod database;
 mod deviations;

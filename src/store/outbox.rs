@@ -1,5 +1,7 @@
 //! The outbox: rows written in a cycle's transaction, relayed to the broker afterwards.
 
+use super::cached::Cached;
+use deadpool_postgres::Transaction;
 use super::tenant::{set_tenant, tenant_tx, tenants_in_order};
 use super::{OutboxKey, OutboxMessage, OutboxRow, Store, StoreError};
 use chrono::{DateTime, Utc};
@@ -27,12 +29,12 @@ pub(super) fn outbox_row(r: &Row) -> Result<OutboxRow, StoreError> {
 
 /// A cycle's unpublished rows, in insertion order.
 pub(super) async fn pending_of_cycle(
-    tx: &tokio_postgres::Transaction<'_>,
+    tx: &Transaction<'_>,
     tenant: Uuid,
     cycle_id: Uuid,
 ) -> Result<Vec<OutboxRow>, StoreError> {
     let rows = tx
-        .query(
+        .query_cached(
             &format!(
                 "SELECT {OUTBOX_COLUMNS} FROM outbox
                  WHERE tenant_id = $1 AND cycle_id = $2 AND published_at IS NULL ORDER BY id"
@@ -45,7 +47,7 @@ pub(super) async fn pending_of_cycle(
 
 /// Inserts one message of a cycle and returns its stored row.
 pub(super) async fn insert(
-    tx: &tokio_postgres::Transaction<'_>,
+    tx: &Transaction<'_>,
     tenant: Uuid,
     cycle_id: Uuid,
     m: &OutboxMessage,
@@ -60,7 +62,7 @@ pub(super) async fn insert(
 /// Inserts a cycle's messages in one statement and returns their stored rows, in order (the
 /// ids are drawn in the messages' order, which is the order the relay publishes them in).
 pub(super) async fn insert_all(
-    tx: &tokio_postgres::Transaction<'_>,
+    tx: &Transaction<'_>,
     tenant: Uuid,
     cycle_id: Uuid,
     messages: &[OutboxMessage],
@@ -75,7 +77,7 @@ pub(super) async fn insert_all(
     let body: Vec<&[u8]> = messages.iter().map(|m| m.body.as_slice()).collect();
     let action: Vec<Option<&str>> = messages.iter().map(|m| m.action_id.as_deref()).collect();
     let rows = tx
-        .query(
+        .query_cached(
             &format!(
                 "INSERT INTO outbox (cycle_id, tenant_id, exchange, routing_key, message_id,
                                      headers, body, action_id)
@@ -105,7 +107,7 @@ pub(super) async fn insert_all(
 /// Like `insert`, but a message whose message_id is already in the outbox is skipped
 /// (`None`): the one-per-action messages of the watchdog.
 pub(super) async fn insert_once(
-    tx: &tokio_postgres::Transaction<'_>,
+    tx: &Transaction<'_>,
     tenant: Uuid,
     cycle_id: Uuid,
     m: &OutboxMessage,
@@ -122,7 +124,7 @@ pub(super) async fn insert_once(
 
 /// `insert_once` for a message of no cycle (a deviation's trigger).
 pub(super) async fn insert_once_uncycled(
-    tx: &tokio_postgres::Transaction<'_>,
+    tx: &Transaction<'_>,
     tenant: Uuid,
     m: &OutboxMessage,
 ) -> Result<Option<OutboxRow>, StoreError> {
@@ -130,7 +132,7 @@ pub(super) async fn insert_once_uncycled(
 }
 
 async fn insert_row(
-    tx: &tokio_postgres::Transaction<'_>,
+    tx: &Transaction<'_>,
     tenant: Uuid,
     cycle_id: impl Into<Option<Uuid>>,
     m: &OutboxMessage,
@@ -138,7 +140,7 @@ async fn insert_row(
 ) -> Result<Option<OutboxRow>, StoreError> {
     let cycle_id: Option<Uuid> = cycle_id.into();
     let row = tx
-        .query_opt(
+        .query_opt_cached(
             &format!(
                 "INSERT INTO outbox (cycle_id, tenant_id, exchange, routing_key, message_id,
                                      headers, body, action_id)
@@ -166,7 +168,7 @@ impl Store {
     pub async fn prune_outbox(&self, before: DateTime<Utc>, limit: i32) -> Result<u64, StoreError> {
         let client = self.pool.get().await?;
         let n: i64 = client
-            .query_one("SELECT revenue_os.prune_outbox($1, $2)", &[&before, &limit])
+            .query_one_cached("SELECT revenue_os.prune_outbox($1, $2)", &[&before, &limit])
             .await?
             .try_get(0)?;
         Ok(n.max(0) as u64)
@@ -198,7 +200,7 @@ impl Store {
         let mut client = self.pool.get().await?;
         let tx = client.transaction().await?;
         let keys: Vec<(i64, Uuid)> = tx
-            .query(
+            .query_cached(
                 "SELECT id, tenant_id FROM revenue_os.pending_outbox($1)",
                 &[&limit],
             )
@@ -211,7 +213,7 @@ impl Store {
             set_tenant(&tx, tenant).await?;
             let ids: Vec<i64> = keys.iter().filter(|k| k.1 == tenant).map(|k| k.0).collect();
             let found = tx
-                .query(
+                .query_cached(
                     &format!(
                         "SELECT {OUTBOX_COLUMNS} FROM outbox
                          WHERE tenant_id = $1 AND id = ANY($2) AND published_at IS NULL"
@@ -250,7 +252,7 @@ impl Store {
             set_tenant(&tx, tenant).await?;
             let ids = ids_of(keys, tenant);
             let rows = tx
-                .query(
+                .query_cached(
                     "UPDATE outbox SET claimed_until = now() + make_interval(secs => $3)
                      WHERE id IN (SELECT id FROM outbox
                                   WHERE tenant_id = $1 AND id = ANY($2) AND published_at IS NULL
@@ -287,7 +289,7 @@ impl Store {
             set_tenant(&tx, tenant).await?;
             // One statement, so the rows and their actions change together.
             let rows = tx
-                .query(
+                .query_cached(
                     "WITH o AS (
                         UPDATE outbox SET published_at = now()
                         WHERE tenant_id = $1 AND id = ANY($2) AND published_at IS NULL
@@ -314,7 +316,7 @@ impl Store {
     pub async fn outbox_backlog(&self) -> Result<(i64, f64), StoreError> {
         let client = self.pool.get().await?;
         let row = client
-            .query_one(
+            .query_one_cached(
                 "SELECT pending, oldest_secs FROM revenue_os.outbox_backlog()",
                 &[],
             )
@@ -331,7 +333,7 @@ impl Store {
     ) -> Result<(), StoreError> {
         let mut client = self.pool.get().await?;
         let tx = tenant_tx(&mut client, key.tenant_id).await?;
-        tx.execute(
+        tx.execute_cached(
             "UPDATE outbox SET attempts = attempts + 1, last_error = $3, claimed_until = NULL
              WHERE tenant_id = $1 AND id = $2 AND published_at IS NULL",
             &[&key.tenant_id, &key.id, &reason],

@@ -2,6 +2,7 @@
 //! that also applies what the caller's `ReportPolicy` judged (status, applied values, lever
 //! state, outcome row). The lifecycle rules are the policy's; the store only keeps the facts.
 
+use super::cached::Cached;
 use super::tenant::{cycle_tenant, cycle_tx, tenant_tx};
 use super::{Store, StoreError};
 use crate::contract::{
@@ -9,7 +10,7 @@ use crate::contract::{
 };
 use chrono::{DateTime, SecondsFormat, Utc};
 use serde_json::Value;
-use tokio_postgres::Transaction;
+use deadpool_postgres::Transaction;
 use uuid::Uuid;
 
 /// What the store knows of an action when a report about it arrives.
@@ -102,7 +103,7 @@ impl Store {
         // so ask whose it is before calling the action unknown.
         let tx = tenant_tx(&mut client, report.tenant_id).await?;
         let Some(row) = tx
-            .query_opt(
+            .query_opt_cached(
                 "SELECT tenant_id, status, action FROM actions
                  WHERE cycle_id = $1 AND action_id = $2 FOR UPDATE",
                 &[&cycle_id, &action_id],
@@ -133,7 +134,7 @@ impl Store {
         };
         let j = policy.judge(&facts, report, received_at);
         let inserted = tx
-            .query_opt(
+            .query_opt_cached(
                 "INSERT INTO action_reports (tenant_id, cycle_id, action_id, source, event_id, type,
                      on_revert, event_time, received_at, status_before, status_after, result, event)
                  VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)
@@ -187,7 +188,7 @@ impl Store {
             return Ok(vec![]);
         };
         let rows = tx
-            .query(
+            .query_cached(
                 "SELECT source, event_id, type, on_revert, received_at, status_before,
                         status_after, result, event
                  FROM action_reports WHERE cycle_id = $1 AND action_id = $2 ORDER BY id",
@@ -218,7 +219,7 @@ impl Store {
         let mut client = self.pool.get().await?;
         let tx = tenant_tx(&mut client, tenant).await?;
         let row = tx
-            .query_one(
+            .query_one_cached(
                 "SELECT (SELECT count(*) FROM outbox WHERE tenant_id = $1 AND published_at IS NULL)
                       + (SELECT count(*) FROM actions WHERE tenant_id = $1
                          AND status IN ('pending', 'published', 'acknowledged', 'reverting'))",
@@ -233,7 +234,7 @@ impl Store {
     pub async fn action_status_counts(&self) -> Result<Vec<(String, i64)>, StoreError> {
         let client = self.pool.get().await?;
         let rows = client
-            .query(
+            .query_cached(
                 "SELECT status, n FROM revenue_os.action_status_counts()",
                 &[],
             )
@@ -264,36 +265,45 @@ async fn apply(
     j: &Judgement,
     report: &Report,
 ) -> Result<(), StoreError> {
-    if j.status != facts.status {
-        tx.execute(
-            "UPDATE actions SET status = $3, updated_at = now()
-             WHERE cycle_id = $1 AND action_id = $2",
-            &[&facts.cycle_id, &facts.action_id, &j.status.as_str()],
-        )
-        .await?;
-    }
-    if let Some(a) = &j.applied {
-        tx.execute(
-            "UPDATE actions SET applied_at = $3, applied_before = $4, applied_after = $5,
-                                applied_inverse = $6
-             WHERE cycle_id = $1 AND action_id = $2",
-            &[
-                &facts.cycle_id,
-                &facts.action_id,
-                &a.at,
-                &a.before,
-                &a.after,
-                &a.inverse,
-            ],
-        )
-        .await?;
+    let moved = j.status != facts.status;
+    // One row version per report: a status change and the applied values are one UPDATE.
+    match &j.applied {
+        Some(a) => {
+            tx.execute_cached(
+                "UPDATE actions SET applied_at = $3, applied_before = $4, applied_after = $5,
+                                    applied_inverse = $6,
+                                    status = CASE WHEN $7 THEN $8 ELSE status END,
+                                    updated_at = CASE WHEN $7 THEN now() ELSE updated_at END
+                 WHERE cycle_id = $1 AND action_id = $2",
+                &[
+                    &facts.cycle_id,
+                    &facts.action_id,
+                    &a.at,
+                    &a.before,
+                    &a.after,
+                    &a.inverse,
+                    &moved,
+                    &j.status.as_str(),
+                ],
+            )
+            .await?;
+        }
+        None if moved => {
+            tx.execute_cached(
+                "UPDATE actions SET status = $3, updated_at = now()
+                 WHERE cycle_id = $1 AND action_id = $2",
+                &[&facts.cycle_id, &facts.action_id, &j.status.as_str()],
+            )
+            .await?;
+        }
+        None => {}
     }
     if let Some(l) = &j.lever {
         let since = crate::contract::parse_timestamp(&l.since)
             .ok_or_else(|| StoreError::Corrupt(format!("lever time '{}'", l.since)))?;
         let cycle = Uuid::parse_str(&l.cycle_id)
             .map_err(|_| StoreError::Corrupt(format!("lever cycle '{}'", l.cycle_id)))?;
-        tx.execute(
+        tx.execute_cached(
             "INSERT INTO lever_state (tenant_id, subsystem, entity_id, field, value, since,
                                       cycle_id, action_id)
              VALUES ($1, $2, $3, $4, $5, $6, $7, $8)
@@ -315,7 +325,7 @@ async fn apply(
         .await?;
     }
     if let Some(r) = &j.outcome {
-        tx.execute(
+        tx.execute_cached(
             "UPDATE actions SET outcome = $3 WHERE cycle_id = $1 AND action_id = $2",
             &[&facts.cycle_id, &facts.action_id, &r.outcome.as_str()],
         )
@@ -332,7 +342,7 @@ pub(super) async fn upsert_result(
     r: &ActionResult,
     source: &str,
 ) -> Result<(), StoreError> {
-    tx.execute(
+    tx.execute_cached(
         "INSERT INTO action_results (tenant_id, action_id, target_metric, baseline_value,
                                      observed_value, delta, confidence, outcome, source,
                                      recorded_at)
@@ -375,11 +385,11 @@ fn lever_before(
 }
 
 pub(super) async fn levers_in(
-    client: &impl deadpool_postgres::GenericClient,
+    client: &Transaction<'_>,
     tenant_id: Uuid,
 ) -> Result<Levers, StoreError> {
     let rows = client
-        .query(
+        .query_cached(
             "SELECT l.subsystem, l.entity_id, l.field, l.value, l.since, l.cycle_id,
                     l.action_id, a.applied_before, a.applied_inverse
              FROM lever_state l

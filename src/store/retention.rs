@@ -5,7 +5,7 @@
 use super::{Store, StoreError};
 use chrono::{DateTime, Datelike, NaiveDate, Utc};
 use std::collections::BTreeSet;
-use tokio_postgres::Transaction;
+use deadpool_postgres::Transaction;
 
 /// A table partitioned by month on a date column.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -8,7 +8,7 @@
 
 use super::StoreError;
 use deadpool_postgres::ClientWrapper;
-use tokio_postgres::Transaction;
+use deadpool_postgres::Transaction;
 use uuid::Uuid;
 
 /// Scopes the rest of `tx` to `tenant` (`SET LOCAL revenue_os.tenant_id`). Called again in

@@ -11,7 +11,7 @@ use crate::contract::{Action, ActionResult, ActionStatus, Notification, NotifyEv
 use chrono::{DateTime, NaiveDate, Utc};
 use serde_json::Value;
 use std::collections::BTreeMap;
-use tokio_postgres::Transaction;
+use deadpool_postgres::Transaction;
 use uuid::Uuid;
 
 /// What the store knows of an action under watch.

@@ -4,13 +4,14 @@
 //! `webhook_delivery` service routes, claims and finishes. What goes to which webhook and
 //! how a body looks is the caller's (`Router`); the store keeps the facts.
 
+use super::cached::Cached;
 use super::tenant::{set_tenant, tenant_tx};
 use super::{Store, StoreError};
 use crate::contract::{Action, Notification, NotifyEvent};
 use chrono::{DateTime, Utc};
 use serde::Serialize;
 use std::time::Duration;
-use tokio_postgres::Transaction;
+use deadpool_postgres::Transaction;
 use uuid::Uuid;
 
 /// A tenant's webhook (`revenue-os webhook add`).
@@ -100,7 +101,7 @@ pub(super) async fn record(tx: &Transaction<'_>, n: &Notification) -> Result<boo
         untenanted(tx).await?;
     }
     let inserted = tx
-        .execute(
+        .execute_cached(
             "INSERT INTO notifications (event, subject, tenant_id, cycle_id, action_id,
                                         occurred_at, details)
              VALUES ($1, $2, $3, $4, $5, $6, $7)
