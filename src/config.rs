@@ -177,6 +177,9 @@ pub struct WorkerSettings {
     /// The most triggers whose cycles share one transaction: deliveries already waiting when
     /// one is taken go with it (none is waited for). 1 runs every cycle alone.
     pub cycle_batch: usize,
+    /// The most executor reports recorded in one transaction, taken the same way: those
+    /// already waiting when one is taken. 1 records every report alone.
+    pub report_batch: usize,
     /// `/healthz` fails when the consume loop, the relay, or running triggers have made no
     /// progress for this long (waiting out a database outage does not count).
     pub wedged_after_secs: u64,

@@ -5,10 +5,12 @@
 -- assembly reads, the lever state, the approval gate's facts, the inserts (the outbox rows in
 -- one statement, as the store writes them), the commit, and marking the outbox published in a
 -- second, tenant-scoped transaction. pgbench sends one statement at a time; the worker
--- pipelines the independent ones, which this ceiling does not credit it for. Run it as the worker's role (revenue_os_worker) so the policies apply.
+-- pipelines the independent ones, which this ceiling does not credit it for. Both prepare
+-- their statements (`-M prepared`; the worker through its connection's statement cache), so
+-- neither pays for planning each call. Run it as the worker's role (revenue_os_worker) so the policies apply.
 -- Tenants are the bench's: tenant n has id 00000000-0000-4000-8000-<n hex>.
 -- ws and we are the analysis window its reads cover (the bench's tenants' dates):
---   pgbench -n -M extended -f deploy/bench/cycle.sql -D tenants=1000 -D ws=2026-10-27 \
+--   pgbench -n -M prepared -f deploy/bench/cycle.sql -D tenants=1000 -D ws=2026-10-27 \
 --           -D we=2026-11-25 -c 8 -j 2 -T 20 <bench database, as revenue_os_worker>
 \set n random(1, :tenants)
 \set a random(1, 1000000000)

@@ -192,7 +192,7 @@ fn pgbench_with(
         std::env::temp_dir().join(format!("revenue-os-cycle-{}.sql", uuid::Uuid::new_v4()));
     std::fs::write(&script, PGBENCH_SCRIPT).map_err(|e| Error::Run(e.to_string()))?;
     let out = Command::new("pgbench")
-        .args(["-n", "-M", "extended", "-f"])
+        .args(["-n", "-M", "prepared", "-f"])
         .arg(&script)
         .args(["-D", &format!("tenants={tenants}")])
         .args(["-D", &format!("ws={ws}"), "-D", &format!("we={we}")])

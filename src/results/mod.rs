@@ -6,4 +6,4 @@ pub mod lifecycle;
 pub mod unit;
 
 pub use lifecycle::{Lifecycle, Step, step};
-pub use unit::{Envelope, Patience, process};
+pub use unit::{Envelope, Patience, process, process_batch};

@@ -43,6 +43,58 @@ pub async fn process(
     envelope: &Envelope<'_>,
     patience: Patience,
 ) -> Disposition {
+    match parse(envelope) {
+        Ok(report) => {
+            let recorded = record(store, clock, &report, patience).await;
+            conclude(recorded, &report)
+        }
+        Err(dead) => dead,
+    }
+}
+
+/// Report deliveries that were waiting together: each is read as `process` reads it, and
+/// the readable ones are recorded in one transaction (`Store::record_reports`), with one
+/// attempt. `None` when that attempt failed: nothing of it was recorded, and the caller
+/// handles each delivery with `process` instead, with its retries and its outage hold.
+pub async fn process_batch(
+    store: &Store,
+    clock: &crate::clock::Clock,
+    envelopes: &[Envelope<'_>],
+    patience: Patience,
+) -> Option<Vec<Disposition>> {
+    let parsed: Vec<Result<Report, Disposition>> = envelopes.iter().map(parse).collect();
+    let now = clock.now();
+    let batch: Vec<(&Report, chrono::DateTime<chrono::Utc>)> = parsed
+        .iter()
+        .filter_map(|p| p.as_ref().ok().map(|r| (r, now)))
+        .collect();
+    let mut recorded = match batch.len() {
+        0 => vec![],
+        _ => {
+            let call = store.record_reports(&batch, &Lifecycle);
+            match crate::store::bounded(patience.deadline, call).await {
+                Ok(outcomes) => outcomes,
+                Err(e) => {
+                    tracing::info!(error = %e, size = batch.len(),
+                        "report batch not recorded; recording one by one");
+                    return None;
+                }
+            }
+        }
+    }
+    .into_iter();
+    // Back in delivery order: an unreadable delivery's disposition where it was.
+    parsed
+        .into_iter()
+        .map(|p| match p {
+            Err(dead) => Some(dead),
+            Ok(report) => recorded.next().map(|o| conclude(Ok(o), &report)),
+        })
+        .collect()
+}
+
+/// The report in a delivery, or the dead letter it gets.
+fn parse(envelope: &Envelope<'_>) -> Result<Report, Disposition> {
     let Envelope {
         message_id,
         content_type,
@@ -52,17 +104,16 @@ pub async fn process(
     match check_envelope(body.len(), content_type, max_bytes) {
         Ok(()) => {}
         Err(e @ EnvelopeError::TooLarge { .. }) => {
-            return dead("too_large", e.to_string(), "unknown");
+            return Err(dead("too_large", e.to_string(), "unknown"));
         }
         Err(e @ EnvelopeError::NotJson(_)) => {
-            return dead("not_cloudevent", e.to_string(), "unknown");
+            return Err(dead("not_cloudevent", e.to_string(), "unknown"));
         }
     }
     let report = match decode_report(body) {
         Ok(r) => r,
-        Err(e) => return dead(e.reason(), e.to_string(), "unknown"),
+        Err(e) => return Err(dead(e.reason(), e.to_string(), "unknown")),
     };
-    let kind = report.kind().as_str();
     let span = tracing::Span::current();
     span.record("tenant_id", tracing::field::display(report.tenant_id));
     span.record(
@@ -77,9 +128,15 @@ pub async fn process(
             "AMQP message_id '{m}' differs from the event id '{}'",
             report.id
         ));
-        return dead(e.reason(), e.to_string(), kind);
+        return Err(dead(e.reason(), e.to_string(), report.kind().as_str()));
     }
-    match record(store, clock, &report, patience).await {
+    Ok(report)
+}
+
+/// What to do with a report's delivery, given how its recording went.
+fn conclude(recorded: Result<ReportOutcome, StoreError>, report: &Report) -> Disposition {
+    let kind = report.kind().as_str();
+    match recorded {
         Err(e) if e.is_unreachable() => Disposition::Unavailable(e.to_string()),
         Err(e) if e.is_retryable() => {
             tracing::warn!(error = %e, "report not recorded; requeued");

@@ -8,8 +8,8 @@ use super::webhooks;
 use super::{OutboxMessage, OutboxRow, Store, StoreError, outbox, tenant_lock_key};
 use crate::contract::{Action, ActionStatus, Notification, NotifyEvent, action_hash};
 use chrono::{DateTime, Utc};
-use serde::{Deserialize, Serialize};
 use deadpool_postgres::Transaction;
+use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
 /// Which actions of a tenant need a person. The default (no row) holds nothing.

@@ -10,8 +10,8 @@ use super::cached::Cached;
 use super::{Store, StoreError};
 use crate::contract::*;
 use chrono::{DateTime, NaiveDate, Utc};
-use std::collections::BTreeMap;
 use deadpool_postgres::Transaction;
+use std::collections::BTreeMap;
 use tokio_postgres::{IsolationLevel, Row};
 use uuid::Uuid;
 

@@ -11,18 +11,34 @@ use tokio_postgres::Row;
 use tokio_postgres::types::ToSql;
 
 pub(super) trait Cached {
-    async fn query_cached(&self, sql: &str, params: &[&(dyn ToSql + Sync)]) -> Result<Vec<Row>, StoreError>;
+    async fn query_cached(
+        &self,
+        sql: &str,
+        params: &[&(dyn ToSql + Sync)],
+    ) -> Result<Vec<Row>, StoreError>;
     async fn query_opt_cached(
         &self,
         sql: &str,
         params: &[&(dyn ToSql + Sync)],
     ) -> Result<Option<Row>, StoreError>;
-    async fn query_one_cached(&self, sql: &str, params: &[&(dyn ToSql + Sync)]) -> Result<Row, StoreError>;
-    async fn execute_cached(&self, sql: &str, params: &[&(dyn ToSql + Sync)]) -> Result<u64, StoreError>;
+    async fn query_one_cached(
+        &self,
+        sql: &str,
+        params: &[&(dyn ToSql + Sync)],
+    ) -> Result<Row, StoreError>;
+    async fn execute_cached(
+        &self,
+        sql: &str,
+        params: &[&(dyn ToSql + Sync)],
+    ) -> Result<u64, StoreError>;
 }
 
 impl Cached for Transaction<'_> {
-    async fn query_cached(&self, sql: &str, params: &[&(dyn ToSql + Sync)]) -> Result<Vec<Row>, StoreError> {
+    async fn query_cached(
+        &self,
+        sql: &str,
+        params: &[&(dyn ToSql + Sync)],
+    ) -> Result<Vec<Row>, StoreError> {
         let st = self.prepare_cached(sql).await?;
         Ok(self.query(&st, params).await?)
     }
@@ -36,19 +52,31 @@ impl Cached for Transaction<'_> {
         Ok(self.query_opt(&st, params).await?)
     }
 
-    async fn query_one_cached(&self, sql: &str, params: &[&(dyn ToSql + Sync)]) -> Result<Row, StoreError> {
+    async fn query_one_cached(
+        &self,
+        sql: &str,
+        params: &[&(dyn ToSql + Sync)],
+    ) -> Result<Row, StoreError> {
         let st = self.prepare_cached(sql).await?;
         Ok(self.query_one(&st, params).await?)
     }
 
-    async fn execute_cached(&self, sql: &str, params: &[&(dyn ToSql + Sync)]) -> Result<u64, StoreError> {
+    async fn execute_cached(
+        &self,
+        sql: &str,
+        params: &[&(dyn ToSql + Sync)],
+    ) -> Result<u64, StoreError> {
         let st = self.prepare_cached(sql).await?;
         Ok(self.execute(&st, params).await?)
     }
 }
 
 impl Cached for ClientWrapper {
-    async fn query_cached(&self, sql: &str, params: &[&(dyn ToSql + Sync)]) -> Result<Vec<Row>, StoreError> {
+    async fn query_cached(
+        &self,
+        sql: &str,
+        params: &[&(dyn ToSql + Sync)],
+    ) -> Result<Vec<Row>, StoreError> {
         let st = self.prepare_cached(sql).await?;
         Ok(self.query(&st, params).await?)
     }
@@ -62,12 +90,20 @@ impl Cached for ClientWrapper {
         Ok(self.query_opt(&st, params).await?)
     }
 
-    async fn query_one_cached(&self, sql: &str, params: &[&(dyn ToSql + Sync)]) -> Result<Row, StoreError> {
+    async fn query_one_cached(
+        &self,
+        sql: &str,
+        params: &[&(dyn ToSql + Sync)],
+    ) -> Result<Row, StoreError> {
         let st = self.prepare_cached(sql).await?;
         Ok(self.query_one(&st, params).await?)
     }
 
-    async fn execute_cached(&self, sql: &str, params: &[&(dyn ToSql + Sync)]) -> Result<u64, StoreError> {
+    async fn execute_cached(
+        &self,
+        sql: &str,
+        params: &[&(dyn ToSql + Sync)],
+    ) -> Result<u64, StoreError> {
         let st = self.prepare_cached(sql).await?;
         Ok(self.execute(&st, params).await?)
     }

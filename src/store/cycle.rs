@@ -1,8 +1,8 @@
 //! `run_cycle`: one trigger, one transaction, one recorded outcome. The rules (whether to run,
 //! what to decide, what to publish) come from the caller's `CyclePolicy`.
 
-use super::cached::Cached;
 use super::assemble::assemble_in;
+use super::cached::Cached;
 use super::tenant::{set_tenant, tenant_tx};
 use super::webhooks;
 use super::{
@@ -12,8 +12,8 @@ use super::{
 use crate::contract::{KernelError, KernelOutput, Notification, NotifyEvent};
 use crate::telemetry::metrics;
 use chrono::{DateTime, Utc};
-use serde_json::json;
 use deadpool_postgres::Transaction;
+use serde_json::json;
 use uuid::Uuid;
 
 /// Below `database.statement_timeout_ms` (30 s by default), so a cycle queued behind its

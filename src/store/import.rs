@@ -7,9 +7,9 @@ use super::{Store, StoreError, tenant_lock_key};
 use crate::contract::catalog::Catalog;
 use crate::contract::{KernelInput, parse_date};
 use chrono::NaiveDate;
+use deadpool_postgres::Transaction;
 use serde_json::Value;
 use std::collections::HashMap;
-use deadpool_postgres::Transaction;
 use uuid::Uuid;
 
 impl Store {

@@ -1,10 +1,10 @@
 //! The outbox: rows written in a cycle's transaction, relayed to the broker afterwards.
 
 use super::cached::Cached;
-use deadpool_postgres::Transaction;
 use super::tenant::{set_tenant, tenant_tx, tenants_in_order};
 use super::{OutboxKey, OutboxMessage, OutboxRow, Store, StoreError};
 use chrono::{DateTime, Utc};
+use deadpool_postgres::Transaction;
 use tokio_postgres::Row;
 use uuid::Uuid;
 

@@ -3,14 +3,14 @@
 //! state, outcome row). The lifecycle rules are the policy's; the store only keeps the facts.
 
 use super::cached::Cached;
-use super::tenant::{cycle_tenant, cycle_tx, tenant_tx};
+use super::tenant::{cycle_tenant, cycle_tx, set_tenant, tenant_tx};
 use super::{Store, StoreError};
 use crate::contract::{
     Action, ActionResult, ActionStatus, KnownLever, Levers, Report, Subject, Subsystem,
 };
 use chrono::{DateTime, SecondsFormat, Utc};
-use serde_json::Value;
 use deadpool_postgres::Transaction;
+use serde_json::Value;
 use uuid::Uuid;
 
 /// What the store knows of an action when a report about it arrives.
@@ -97,75 +97,42 @@ impl Store {
         policy: &dyn ReportPolicy,
     ) -> Result<ReportOutcome, StoreError> {
         let mut client = self.pool.get().await?;
-        let cycle_id = report.subject.cycle_id();
-        let action_id = report.subject.action_id();
         // Scoped to the tenant the report names; a cycle of another tenant is invisible here,
-        // so ask whose it is before calling the action unknown.
+        // so `record_in` asks whose it is before calling the action unknown.
         let tx = tenant_tx(&mut client, report.tenant_id).await?;
-        let Some(row) = tx
-            .query_opt_cached(
-                "SELECT tenant_id, status, action FROM actions
-                 WHERE cycle_id = $1 AND action_id = $2 FOR UPDATE",
-                &[&cycle_id, &action_id],
-            )
-            .await?
-        else {
-            let owner = cycle_tenant(&tx, cycle_id).await?;
-            return Ok(match owner {
-                Some(t) if t != report.tenant_id => ReportOutcome::WrongTenant,
-                _ => ReportOutcome::UnknownAction,
-            });
-        };
-        let tenant_id: Uuid = row.try_get(0)?;
-        if tenant_id != report.tenant_id {
-            return Ok(ReportOutcome::WrongTenant);
-        }
-        let status_text: String = row.try_get(1)?;
-        let status = ActionStatus::parse(&status_text)
-            .ok_or_else(|| StoreError::Corrupt(format!("action status '{status_text}'")))?;
-        let action: Action = serde_json::from_value(row.try_get(2)?)
-            .map_err(|e| StoreError::Corrupt(format!("stored action {action_id}: {e}")))?;
-        let facts = ActionFacts {
-            tenant_id,
-            cycle_id,
-            action_id: action_id.to_owned(),
-            status,
-            action,
-        };
-        let j = policy.judge(&facts, report, received_at);
-        let inserted = tx
-            .query_opt_cached(
-                "INSERT INTO action_reports (tenant_id, cycle_id, action_id, source, event_id, type,
-                     on_revert, event_time, received_at, status_before, status_after, result, event)
-                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)
-                 ON CONFLICT (source, event_id) DO NOTHING RETURNING id",
-                &[
-                    &tenant_id,
-                    &cycle_id,
-                    &action_id,
-                    &report.source,
-                    &report.id,
-                    &report.kind().as_str(),
-                    &matches!(report.subject, Subject::Revert { .. }),
-                    &report.time,
-                    &received_at,
-                    &status.as_str(),
-                    &j.status.as_str(),
-                    &j.result.as_str(),
-                    &report.raw,
-                ],
-            )
-            .await?;
-        if inserted.is_none() {
-            return Ok(ReportOutcome::Duplicate);
-        }
-        apply(&tx, &facts, &j, report).await?;
+        let outcome = record_in(&tx, report, received_at, policy).await?;
         tx.commit().await?;
-        Ok(ReportOutcome::Recorded {
-            before: status,
-            after: j.status,
-            result: j.result,
-        })
+        Ok(outcome)
+    }
+
+    /// Several reports in one transaction and one commit, each exactly as `record_report`
+    /// would record it under its own tenant's scope. Reports on one action keep the order
+    /// given, and a later one sees what an earlier one wrote, so `acknowledged` then
+    /// `applied` is judged in that order. Across actions they go in action order, so two
+    /// batches take their action locks in the same order. The outcomes come back in the order
+    /// given. Any error rolls the whole batch back and nothing of it is recorded: the caller
+    /// records the reports one by one instead.
+    pub async fn record_reports(
+        &self,
+        batch: &[(&Report, DateTime<Utc>)],
+        policy: &dyn ReportPolicy,
+    ) -> Result<Vec<ReportOutcome>, StoreError> {
+        let mut order: Vec<usize> = (0..batch.len()).collect();
+        // Stable: reports on one action stay in their order.
+        order.sort_by_key(|&i| {
+            let s = &batch[i].0.subject;
+            (s.cycle_id(), s.action_id())
+        });
+        let mut client = self.pool.get().await?;
+        let tx = client.transaction().await?;
+        let mut out: Vec<Option<ReportOutcome>> = vec![None; batch.len()];
+        for i in order {
+            let (report, received_at) = batch[i];
+            set_tenant(&tx, report.tenant_id).await?;
+            out[i] = Some(record_in(&tx, report, received_at, policy).await?);
+        }
+        tx.commit().await?;
+        Ok(out.into_iter().flatten().collect())
     }
 
     /// The known state of a tenant's levers.
@@ -257,6 +224,81 @@ pub struct StoredReport {
     pub status_after: String,
     pub result: String,
     pub event: Value,
+}
+
+/// One report inside a transaction scoped to its tenant: the action's row lock, the record
+/// (unless it is a duplicate) and the policy's judgement applied. The caller commits.
+async fn record_in(
+    tx: &Transaction<'_>,
+    report: &Report,
+    received_at: DateTime<Utc>,
+    policy: &dyn ReportPolicy,
+) -> Result<ReportOutcome, StoreError> {
+    let cycle_id = report.subject.cycle_id();
+    let action_id = report.subject.action_id();
+    let Some(row) = tx
+        .query_opt_cached(
+            "SELECT tenant_id, status, action FROM actions
+             WHERE cycle_id = $1 AND action_id = $2 FOR UPDATE",
+            &[&cycle_id, &action_id],
+        )
+        .await?
+    else {
+        let owner = cycle_tenant(tx, cycle_id).await?;
+        return Ok(match owner {
+            Some(t) if t != report.tenant_id => ReportOutcome::WrongTenant,
+            _ => ReportOutcome::UnknownAction,
+        });
+    };
+    let tenant_id: Uuid = row.try_get(0)?;
+    if tenant_id != report.tenant_id {
+        return Ok(ReportOutcome::WrongTenant);
+    }
+    let status_text: String = row.try_get(1)?;
+    let status = ActionStatus::parse(&status_text)
+        .ok_or_else(|| StoreError::Corrupt(format!("action status '{status_text}'")))?;
+    let action: Action = serde_json::from_value(row.try_get(2)?)
+        .map_err(|e| StoreError::Corrupt(format!("stored action {action_id}: {e}")))?;
+    let facts = ActionFacts {
+        tenant_id,
+        cycle_id,
+        action_id: action_id.to_owned(),
+        status,
+        action,
+    };
+    let j = policy.judge(&facts, report, received_at);
+    let inserted = tx
+        .query_opt_cached(
+            "INSERT INTO action_reports (tenant_id, cycle_id, action_id, source, event_id, type,
+                 on_revert, event_time, received_at, status_before, status_after, result, event)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)
+             ON CONFLICT (source, event_id) DO NOTHING RETURNING id",
+            &[
+                &tenant_id,
+                &cycle_id,
+                &action_id,
+                &report.source,
+                &report.id,
+                &report.kind().as_str(),
+                &matches!(report.subject, Subject::Revert { .. }),
+                &report.time,
+                &received_at,
+                &status.as_str(),
+                &j.status.as_str(),
+                &j.result.as_str(),
+                &report.raw,
+            ],
+        )
+        .await?;
+    if inserted.is_none() {
+        return Ok(ReportOutcome::Duplicate);
+    }
+    apply(tx, &facts, &j, report).await?;
+    Ok(ReportOutcome::Recorded {
+        before: status,
+        after: j.status,
+        result: j.result,
+    })
 }
 
 async fn apply(

@@ -4,8 +4,8 @@
 
 use super::{Store, StoreError};
 use chrono::{DateTime, Datelike, NaiveDate, Utc};
-use std::collections::BTreeSet;
 use deadpool_postgres::Transaction;
+use std::collections::BTreeSet;
 
 /// A table partitioned by month on a date column.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -9,9 +9,9 @@ use super::webhooks;
 use super::{OutboxMessage, OutboxRow, Store, StoreError, outbox};
 use crate::contract::{Action, ActionResult, ActionStatus, Notification, NotifyEvent, Outcome};
 use chrono::{DateTime, NaiveDate, Utc};
+use deadpool_postgres::Transaction;
 use serde_json::Value;
 use std::collections::BTreeMap;
-use deadpool_postgres::Transaction;
 use uuid::Uuid;
 
 /// What the store knows of an action under watch.

@@ -9,9 +9,9 @@ use super::tenant::{set_tenant, tenant_tx};
 use super::{Store, StoreError};
 use crate::contract::{Action, Notification, NotifyEvent};
 use chrono::{DateTime, Utc};
+use deadpool_postgres::Transaction;
 use serde::Serialize;
 use std::time::Duration;
-use deadpool_postgres::Transaction;
 use uuid::Uuid;
 
 /// A tenant's webhook (`revenue-os webhook add`).

@@ -258,27 +258,86 @@ fn dead_letter_notice(
     }))
 }
 
-/// A report delivery as a task, after the reports on the same action before it.
-pub fn report(
+/// Report deliveries that were waiting together, as one task after the reports on the same
+/// actions before them: recorded in one transaction (`results::process_batch`), then each
+/// settled as one arriving alone would be. A batch that fails, panics or meets an
+/// unreachable database is handled delivery by delivery instead.
+pub fn reports(
     shared: Shared,
     order: &mut SubjectOrder,
-    d: Delivery,
+    mut ds: Vec<Delivery>,
 ) -> impl Future<Output = ()> + Send + use<> {
-    let span = tracing::info_span!(
-        "report",
-        message_id = %message_id(&d),
-        tenant_id = tracing::field::Empty,
-        cycle_id = tracing::field::Empty,
-        action_id = tracing::field::Empty,
-    );
     let max = shared.ctx.settings.amqp.max_message_bytes;
-    let after = order.next(subject_of(&d.data, max));
+    // One turn per subject: a second report on a subject of this batch follows the first
+    // inside the batch's transaction, not through the order.
+    let mut subjects: Vec<String> = vec![];
+    let mut turns = vec![];
+    for d in &ds {
+        match subject_of(&d.data, max) {
+            Some(s) if subjects.contains(&s) => {}
+            Some(s) => {
+                subjects.push(s.clone());
+                turns.push(order.next(Some(s)));
+            }
+            None => {}
+        }
+    }
+    let span = tracing::info_span!("reports", size = ds.len());
     async move {
-        let done = after.wait().await;
-        handle_report(shared, d).await;
-        done.finish();
+        let mut done = Vec::with_capacity(turns.len());
+        for t in turns {
+            done.push(t.wait().await);
+        }
+        let bodies: Vec<Vec<u8>> = ds.iter_mut().map(|d| std::mem::take(&mut d.data)).collect();
+        let ctx = shared.ctx.clone();
+        let (patience, max) = (report_patience(&ctx), ctx.settings.amqp.max_message_bytes);
+        let work = {
+            let envelopes: Vec<crate::results::Envelope<'_>> = ds
+                .iter()
+                .zip(&bodies)
+                .map(|(d, body)| crate::results::Envelope {
+                    message_id: d.properties.message_id().as_ref().map(|m| m.as_str()),
+                    content_type: d.properties.content_type().as_ref().map(|t| t.as_str()),
+                    body,
+                    max_bytes: max,
+                })
+                .collect();
+            let running = shared.status.unit_started();
+            let out =
+                crate::results::process_batch(&ctx.store, &ctx.clock, &envelopes, patience).await;
+            drop(running);
+            out
+        };
+        let dead = DeadLetters {
+            publisher: &shared.publisher,
+            exchange: &ctx.planner.topology().results_dead_letter_exchange,
+        };
+        match work {
+            Some(dispositions) => {
+                let settling = ds
+                    .iter()
+                    .zip(bodies)
+                    .zip(&dispositions)
+                    .map(|((d, body), disposition)| settle::settle(d, disposition, dead, body));
+                futures_util::future::join_all(settling).await;
+            }
+            None => {
+                for (mut d, body) in ds.into_iter().zip(bodies) {
+                    d.data = body;
+                    handle_report(shared.clone(), d).await;
+                }
+            }
+        }
+        done.into_iter().for_each(Done::finish);
     }
     .instrument(span)
+}
+
+fn report_patience(ctx: &Context) -> crate::results::Patience {
+    crate::results::Patience {
+        retries: ctx.settings.worker.retry_max_attempts,
+        deadline: ctx.settings.database.call_timeout(),
+    }
 }
 
 /// One report: record it, then ack; an unusable one is dead-lettered with its reason.
@@ -287,10 +346,7 @@ async fn handle_report(s: Shared, mut d: Delivery) {
     let message_id = p.message_id().as_ref().map(|m| m.to_string());
     let content_type = p.content_type().as_ref().map(|t| t.to_string());
     let ctx = &s.ctx;
-    let patience = crate::results::Patience {
-        retries: ctx.settings.worker.retry_max_attempts,
-        deadline: ctx.settings.database.call_timeout(),
-    };
+    let patience = report_patience(ctx);
     let body = std::mem::take(&mut d.data);
     let disposition = settle::hold(&s.status, || {
         let envelope = crate::results::Envelope {

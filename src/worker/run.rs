@@ -16,6 +16,7 @@ use crate::store::Store;
 use crate::telemetry::metrics;
 use backon::BackoffBuilder;
 use futures_util::{FutureExt, StreamExt};
+use lapin::message::Delivery;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tokio::task::JoinSet;
@@ -164,6 +165,7 @@ impl Worker {
         let status = self.status.clone();
         let mut probe = BrokerProbe::new(self.ctx.settings.amqp.concurrency.max(1));
         let batch_size = self.ctx.settings.worker.cycle_batch.max(1);
+        let report_batch = self.ctx.settings.worker.report_batch.max(1);
         let shared = Shared {
             ctx: self.ctx.clone(),
             relay: self.relay.clone(),
@@ -192,21 +194,7 @@ impl Worker {
                         // Whatever else is already waiting goes with it, up to the batch size;
                         // nothing is waited for, so a lone trigger runs at once.
                         let mut batch = vec![d];
-                        let mut ended = None;
-                        while batch.len() < batch_size {
-                            match s.consumer.next().now_or_never() {
-                                Some(Some(Ok(d))) => batch.push(d),
-                                Some(Some(Err(e))) => {
-                                    ended = Some(End::Broken(format!("consumer error: {e}")));
-                                    break;
-                                }
-                                Some(None) => {
-                                    ended = Some(End::Broken("consumer stream ended".into()));
-                                    break;
-                                }
-                                None => break,
-                            }
-                        }
+                        let ended = take_waiting(&mut s.consumer, &mut batch, batch_size, "consumer");
                         tasks.spawn(deliveries::triggers(shared.clone(), batch));
                         if let Some(end) = ended {
                             return end;
@@ -220,7 +208,12 @@ impl Worker {
                 next = s.results_consumer.next(), if open => match next {
                     Some(Ok(d)) => {
                         status.broker_answered();
-                        tasks.spawn(deliveries::report(shared.clone(), &mut in_order, d));
+                        let mut batch = vec![d];
+                        let ended = take_waiting(&mut s.results_consumer, &mut batch, report_batch, "results consumer");
+                        tasks.spawn(deliveries::reports(shared.clone(), &mut in_order, batch));
+                        if let Some(end) = ended {
+                            return end;
+                        }
                     }
                     Some(Err(e)) => return End::Broken(format!("results consumer error: {e}")),
                     None => return End::Broken("results consumer stream ended".into()),
@@ -271,4 +264,23 @@ impl Worker {
         }
         tracing::info!("worker stopped");
     }
+}
+
+/// Adds to `batch` the deliveries `consumer` already holds, up to `size`; nothing is waited
+/// for. The session's end when the consumer failed or ended meanwhile.
+fn take_waiting(
+    consumer: &mut lapin::Consumer,
+    batch: &mut Vec<Delivery>,
+    size: usize,
+    name: &str,
+) -> Option<End> {
+    while batch.len() < size {
+        match consumer.next().now_or_never() {
+            Some(Some(Ok(d))) => batch.push(d),
+            Some(Some(Err(e))) => return Some(End::Broken(format!("{name} error: {e}"))),
+            Some(None) => return Some(End::Broken(format!("{name} stream ended"))),
+            None => return None,
+        }
+    }
+    None
 }

@@ -31,6 +31,7 @@ where
 }
 
 /// Where dead letters go and how the copy is confirmed.
+#[derive(Clone, Copy)]
 pub struct DeadLetters<'a> {
     pub publisher: &'a ConfirmedPublisher,
     pub exchange: &'a str,

@@ -363,3 +363,81 @@ async fn reports_waiting_in_the_queue_survive_a_worker_restart() {
     b.cleanup().await;
     db.cleanup().await;
 }
+
+/// A burst of reports waiting in the queue is taken in batches (`worker.report_batch`): the
+/// reports share transactions, yet each action's `acknowledged` then `applied` is judged in
+/// that order, a duplicate inside the burst is recorded once, and a bad report among them is
+/// dead-lettered alone without holding back the rest.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_burst_of_reports_shares_transactions_and_keeps_each_actions_order() {
+    let db = TestDb::new().await;
+    let b = TestBroker::new().await;
+    let dead = b.consume_queue(&b.topology.results_dead_queue).await;
+    let w = RunningWorker::start(settings(&b.prefix, &db), &db, Hooks::default());
+    let (tenant, subjects) = cycle_with_actions(&b, &db, "burst-1").await;
+    w.stop().await;
+    let t = json!(tenant.to_string());
+    let ghost = format!("{}:campaigns.scale.nothing.budget_daily", Uuid::new_v4());
+    for (i, s) in subjects.iter().enumerate() {
+        let (ack, app) = (format!("k-{i}"), format!("p-{i}"));
+        publish_report(
+            &b,
+            &ack,
+            event(&ack, "acknowledged", s, json!({"tenant_id": t})),
+        )
+        .await;
+        let applied = json!({"tenant_id": t, "before": 1.0, "after": 2.0});
+        publish_report(&b, &app, event(&app, "applied", s, applied.clone())).await;
+        if i == 0 {
+            // The same event again, and one naming no action, in the middle of the burst.
+            publish_report(&b, &app, event(&app, "applied", s, applied)).await;
+            publish_report(
+                &b,
+                "ghost",
+                event("ghost", "acknowledged", &ghost, json!({"tenant_id": t})),
+            )
+            .await;
+        }
+    }
+    let w = RunningWorker::start(settings(&b.prefix, &db), &db, Hooks::default());
+    eventually(30, "every action applied", || async {
+        let applied = db
+            .count("SELECT count(*) FROM actions WHERE status = 'applied'")
+            .await;
+        (applied == subjects.len() as i64).then_some(())
+    })
+    .await;
+    for s in &subjects {
+        assert_eq!(
+            reports_of(&db, s).await,
+            vec![
+                tuple(("acknowledged", "published", "acknowledged", "applied")),
+                tuple(("applied", "acknowledged", "applied", "applied")),
+            ],
+            "{s}"
+        );
+    }
+    let got = dead.wait_for(1, 30).await;
+    assert_eq!(got[0].message_id.as_deref(), Some("ghost"));
+    assert_eq!(
+        got[0]
+            .headers
+            .get("x-revenue-os-reason")
+            .map(String::as_str),
+        Some("unknown_action")
+    );
+    // Rows written by one transaction share its xmin: fewer transactions than reports.
+    let (reports, transactions) = (
+        db.count("SELECT count(*) FROM action_reports").await,
+        db.count("SELECT count(DISTINCT xmin::text) FROM action_reports")
+            .await,
+    );
+    assert_eq!(reports, 2 * subjects.len() as i64);
+    assert!(
+        transactions < reports,
+        "{reports} reports in {transactions} transactions"
+    );
+    w.stop().await;
+    b.cleanup().await;
+    db.cleanup().await;
+}
