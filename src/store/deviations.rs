@@ -2,11 +2,13 @@
 //! one trigger a tenant's day may raise through the outbox, and the listing. No rules here:
 //! which points count and what deviates is decided by the caller (src/deviation).
 
+use super::cached::Cached;
 use super::tenant::{set_tenant, set_tenants, tenant_tx};
 use super::webhooks;
 use super::{OutboxMessage, OutboxRow, Store, StoreError, outbox};
 use crate::contract::{Notification, NotifyEvent};
 use chrono::{DateTime, NaiveDate, Utc};
+use futures_util::TryStreamExt;
 use std::collections::BTreeMap;
 use uuid::Uuid;
 
@@ -53,38 +55,44 @@ impl Store {
         let mut client = self.pool.get().await?;
         let tx = client.transaction().await?;
         set_tenants(&tx, tenants).await?;
-        let p1: [&(dyn tokio_postgres::types::ToSql + Sync); 1] = [&tenants];
-        let p2: [&(dyn tokio_postgres::types::ToSql + Sync); 2] = [&tenants, &since];
-        // In statement order: the second fails as 25P02 when the first did.
-        let (off, rows) = futures_util::join!(
-            tx.query(
+        let off: std::collections::HashSet<Uuid> = tx
+            .query_cached(
                 "SELECT tenant_id FROM tenant_settings
                   WHERE tenant_id = ANY($1) AND NOT deviation_enabled",
-                &p1,
-            ),
-            tx.query(
+                &[&tenants],
+            )
+            .await?
+            .iter()
+            .map(|r| r.try_get(0))
+            .collect::<Result<_, _>>()?;
+        // Streamed into the series as the rows arrive: the rows of a batch of tenants' whole
+        // histories, held at once, were most of the worker's peak memory.
+        let st = tx
+            .prepare_cached(
                 "SELECT tenant_id, metric_id, date, value FROM metric_snapshots
                   WHERE tenant_id = ANY($1) AND dimension = '{}'::jsonb AND date >= $2",
-                &p2,
-            ),
-        );
-        let (off, rows) = (off?, rows?);
-        tx.commit().await?;
-        let off: std::collections::HashSet<Uuid> =
-            off.iter().map(|r| r.try_get(0)).collect::<Result<_, _>>()?;
+            )
+            .await?;
+        let params: [&(dyn tokio_postgres::types::ToSql + Sync); 2] = [&tenants, &since];
+        let rows = tx.query_raw(&st, params).await?;
+        futures_util::pin_mut!(rows);
         let mut by_tenant: BTreeMap<Uuid, DailySeries> = BTreeMap::new();
-        for r in &rows {
+        while let Some(r) = rows.try_next().await? {
             let tenant: Uuid = r.try_get(0)?;
             if off.contains(&tenant) {
                 continue;
             }
-            by_tenant
-                .entry(tenant)
-                .or_default()
-                .entry(r.try_get(1)?)
-                .or_default()
-                .push((r.try_get(2)?, r.try_get(3)?));
+            let series = by_tenant.entry(tenant).or_default();
+            let metric: &str = r.try_get(1)?;
+            let point = (r.try_get(2)?, r.try_get(3)?);
+            match series.get_mut(metric) {
+                Some(days) => days.push(point),
+                None => {
+                    series.insert(metric.to_owned(), vec![point]);
+                }
+            }
         }
+        tx.commit().await?;
         // Sorted here, not by the database: a sort of every row of the batch would spill.
         for series in by_tenant.values_mut() {
             for days in series.values_mut() {

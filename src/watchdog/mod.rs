@@ -287,7 +287,7 @@ impl Watchdog {
 
 /// Tenants per watchdog transaction: their due actions are claimed, read, judged and
 /// recorded together (`Store::watch_batch`).
-pub const TENANTS_PER_BATCH: usize = 250;
+pub const TENANTS_PER_BATCH: usize = 100;
 
 /// Evaluates the due actions of `tenant` (or of every tenant with due actions), batch by
 /// batch, up to `MAX_PER_SWEEP` evaluations; what each did, for a caller that shows them.
