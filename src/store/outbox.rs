@@ -1,7 +1,7 @@
 //! The outbox: rows written in a cycle's transaction, relayed to the broker afterwards.
 
 use super::cached::Cached;
-use super::tenant::{set_tenant, tenant_tx, tenants_in_order};
+use super::tenant::{set_tenant, set_tenants, tenant_tx, tenants_in_order};
 use super::{OutboxKey, OutboxMessage, OutboxRow, Store, StoreError};
 use chrono::{DateTime, Utc};
 use deadpool_postgres::Transaction;
@@ -276,38 +276,54 @@ impl Store {
         self.mark_published_many(&[key]).await.map(|_| ())
     }
 
-    /// `mark_published` for a confirmed batch in one transaction. Returns, for each row this
-    /// call marked, the seconds from its commit to now (the outbox lag).
+    /// `mark_published` for a confirmed batch in one transaction and one statement, whatever
+    /// tenants it spans: scoped to all of them, so a key names a row of its batch's tenants
+    /// only. Returns, for each row this call marked, the seconds from its commit to now (the
+    /// outbox lag).
     pub async fn mark_published_many(&self, keys: &[OutboxKey]) -> Result<Vec<f64>, StoreError> {
         if keys.is_empty() {
             return Ok(vec![]);
         }
+        let tenants = tenants_in_order(keys.iter().map(|k| k.tenant_id));
+        let ids: Vec<i64> = keys.iter().map(|k| k.id).collect();
         let mut client = self.pool.get().await?;
         let tx = client.transaction().await?;
-        let mut lags = Vec::new();
-        for tenant in tenants_in_order(keys.iter().map(|k| k.tenant_id)) {
-            set_tenant(&tx, tenant).await?;
-            // One statement, so the rows and their actions change together.
-            let rows = tx
-                .query_cached(
-                    "WITH o AS (
-                        UPDATE outbox SET published_at = now()
-                        WHERE tenant_id = $1 AND id = ANY($2) AND published_at IS NULL
-                        RETURNING tenant_id, cycle_id, action_id,
-                                  extract(epoch FROM now() - created_at)::float8 AS lag),
-                     a AS (
-                        UPDATE actions a SET status = 'published', updated_at = now()
-                        FROM o
-                        WHERE a.tenant_id = o.tenant_id AND a.cycle_id = o.cycle_id
-                          AND a.action_id = o.action_id AND a.status = 'pending')
-                     SELECT lag FROM o",
-                    &[&tenant, &ids_of(keys, tenant)],
-                )
-                .await?;
-            for r in &rows {
-                lags.push(r.try_get(0)?);
-            }
-        }
+        set_tenants(&tx, &tenants).await?;
+        let params: [&(dyn tokio_postgres::types::ToSql + Sync); 1] = [&ids];
+        // The actions first, locked in (cycle_id, action_id) order as a report batch locks
+        // them, so the two cannot deadlock; then rows and actions change in one statement.
+        let lock = tx.execute_cached(
+            "SELECT 1 FROM actions a
+              WHERE (a.cycle_id, a.action_id) IN (
+                    SELECT o.cycle_id, o.action_id FROM outbox o
+                     WHERE o.id = ANY($1) AND o.published_at IS NULL
+                       AND o.action_id IS NOT NULL)
+                AND a.status = 'pending'
+              ORDER BY a.cycle_id, a.action_id
+              FOR UPDATE OF a",
+            &params,
+        );
+        let mark = tx.query_cached(
+            "WITH o AS (
+                UPDATE outbox SET published_at = now()
+                WHERE id = ANY($1) AND published_at IS NULL
+                RETURNING tenant_id, cycle_id, action_id,
+                          extract(epoch FROM now() - created_at)::float8 AS lag),
+             a AS (
+                UPDATE actions a SET status = 'published', updated_at = now()
+                FROM o
+                WHERE a.tenant_id = o.tenant_id AND a.cycle_id = o.cycle_id
+                  AND a.action_id = o.action_id AND a.status = 'pending')
+             SELECT lag FROM o",
+            &params,
+        );
+        // Sent together, run in order: the second fails as 25P02 when the first did.
+        let (locked, rows) = futures_util::join!(lock, mark);
+        locked?;
+        let lags = rows?
+            .iter()
+            .map(|r| r.try_get(0))
+            .collect::<Result<Vec<f64>, _>>()?;
         tx.commit().await?;
         Ok(lags)
     }

@@ -6,8 +6,9 @@ use super::health::WorkerStatus;
 use super::relay::Relay;
 use super::settle::{self, DeadLetters};
 use super::unit::{self, Context, Incoming, Processed};
-use crate::broker::{ConfirmedPublisher, Disposition};
+use crate::broker::{ConfirmedPublisher, Disposition, Outgoing};
 use crate::contract::{Notification, NotifyEvent};
+use crate::store::OutboxRow;
 use crate::store::bounded;
 use crate::telemetry::metrics;
 use lapin::Connection;
@@ -140,7 +141,13 @@ pub async fn triggers(shared: Shared, mut ds: Vec<Delivery>) {
                     let span = tracing::info_span!("cycle", message_id = %message_id(&d));
                     finish(&shared, d, inc, p).instrument(span)
                 });
-            futures_util::future::join_all(finishing).await;
+            // The batch's rows go out together, each cycle's in its order: one publish and
+            // one confirm mark for the batch rather than one per cycle. Replies after them.
+            let (rows, direct): (Vec<_>, Vec<_>) = futures_util::future::join_all(finishing)
+                .await
+                .into_iter()
+                .unzip();
+            relay(&shared, rows.concat(), direct.concat()).await;
         }
         Ok(None) | Err(_) => {
             let alone = ds.into_iter().zip(incs).map(|(d, inc)| {
@@ -178,19 +185,34 @@ async fn run_alone(s: Shared, d: Delivery, inc: Arc<Incoming>) {
         }
     })
     .await;
-    finish(&s, d, inc, processed).await;
+    let (rows, direct) = finish(&s, d, inc, processed).await;
+    relay(&s, rows, direct).await;
 }
 
-/// After the unit: the crash-after-commit hook, then the ack (or dead letter), the
-/// dead-letter notice, and the relay of the cycle's outbox rows.
-async fn finish(s: &Shared, d: Delivery, inc: Arc<Incoming>, processed: Processed) {
+/// A cycle's (or a batch's) outbox rows, then its direct replies.
+async fn relay(s: &Shared, rows: Vec<OutboxRow>, direct: Vec<Outgoing>) {
+    if !rows.is_empty() {
+        s.relay.publish(rows).await;
+    }
+    s.relay.publish_direct(&direct).await;
+}
+
+/// After the unit: the crash-after-commit hook, then the ack (or dead letter) and the
+/// dead-letter notice. Returns the cycle's outbox rows and direct replies, for the caller to
+/// relay.
+async fn finish(
+    s: &Shared,
+    d: Delivery,
+    inc: Arc<Incoming>,
+    processed: Processed,
+) -> (Vec<OutboxRow>, Vec<Outgoing>) {
     if processed.committed
         && let Some(hook) = &s.hooks.after_commit
         && hook(&processed) == HookAction::DropConnection
     {
         tracing::warn!(message_id = ?inc.message_id, "fault injection: dropping the connection before ack");
         let _ = s.conn.close(320, "fault injection".into()).await;
-        return;
+        return (vec![], vec![]);
     }
     let notice = match &processed.disposition {
         Disposition::DeadLetter { reason, detail } => Some(dead_letter_notice(
@@ -215,10 +237,7 @@ async fn finish(s: &Shared, d: Delivery, inc: Arc<Incoming>, processed: Processe
             tracing::warn!(error = %e, "the dead-lettered trigger's notification was not recorded");
         }
     }
-    if !processed.relay.is_empty() {
-        s.relay.publish(processed.relay).await;
-    }
-    s.relay.publish_direct(&processed.direct).await;
+    (processed.relay, processed.direct)
 }
 
 /// The `trigger_dead_lettered` notification of a trigger moved to the dead-letter exchange:
