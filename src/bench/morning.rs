@@ -117,6 +117,8 @@ pub struct MorningReport {
     pub worker_peak_rss_mib: Vec<f64>,
     pub table_bytes_before: BTreeMap<String, i64>,
     pub table_bytes_after: BTreeMap<String, i64>,
+    /// The PostgreSQL settings the figures depend on (`autovacuum`, `shared_buffers`, ...).
+    pub server: BTreeMap<String, String>,
 }
 
 /// Loads one generated file through `ingest`'s own path; its rows and seconds.
@@ -307,7 +309,9 @@ async fn seed(
     Ok(rows)
 }
 
-/// Waits for the morning to finish: every tenant decided, every action confirmed.
+/// Waits for the morning to finish: every tenant decided, every action confirmed. A poll
+/// that fails (a statement timeout on a loaded server) is said and tried again: the
+/// morning goes on without the bench watching it.
 async fn settle(
     owner: &Store,
     load_id: &str,
@@ -319,34 +323,34 @@ async fn settle(
     let limit = Duration::from_secs(1800 + tenants as u64 / 20);
     let deadline = Instant::now() + limit;
     let mut said = Instant::now();
+    let mut last = (0, 0, 0);
     loop {
-        let f = owner.bench_morning(load_id, as_of, since).await?;
-        let done = f.followed_up_at.is_some()
-            && f.cycles >= tenants as i64
-            && f.actions_unpublished == 0
-            && f.outbox_pending == 0;
-        if done {
-            return Ok(f);
+        match owner.bench_morning_progress(load_id, since).await {
+            Ok((cycles, unpublished, pending, followed_up)) => {
+                last = (cycles, unpublished, pending);
+                if followed_up && cycles >= tenants as i64 && unpublished == 0 && pending == 0 {
+                    return Ok(owner.bench_morning(load_id, as_of, since).await?);
+                }
+            }
+            Err(e) if e.is_retryable() => say(&format!("  progress not read ({e}); again")),
+            Err(e) => return Err(e.into()),
         }
+        let (cycles, unpublished, pending) = last;
         if Instant::now() > deadline {
             return Err(Error::Run(format!(
-                "the morning did not finish in {} s: {} of {tenants} cycles, {} actions \
-                 unconfirmed, {} outbox rows pending",
+                "the morning did not finish in {} s: {cycles} of {tenants} cycles, \
+                 {unpublished} actions unconfirmed, {pending} outbox rows pending",
                 limit.as_secs(),
-                f.cycles,
-                f.actions_unpublished,
-                f.outbox_pending
             )));
         }
         if said.elapsed() > Duration::from_secs(10) {
             say(&format!(
-                "  {} evaluations, {} of {tenants} cycles, {} outbox rows pending",
-                f.evaluations, f.cycles, f.outbox_pending
+                "  {cycles} of {tenants} cycles, {pending} outbox rows pending"
             ));
             said = Instant::now();
         }
-        // Not faster: this query scans the morning's cycles, outbox and evaluations, and
-        // polling it 4 times a second took a tenth of a core from what it measures.
+        // Not faster: the poll counts the morning's cycles, and polling 4 times a second took
+        // a tenth of a core from what it measures.
         tokio::time::sleep(Duration::from_secs(2)).await;
     }
 }
@@ -375,6 +379,7 @@ pub async fn run(
     let seed_rows = seed(&owner, &store, &catalog, &data, opts, &mut say).await?;
     let seed_seconds = seed_started.elapsed().as_secs_f64();
     let table_bytes_before: BTreeMap<_, _> = owner.bench_table_sizes().await?.into_iter().collect();
+    let server: BTreeMap<_, _> = owner.bench_server_settings().await?.into_iter().collect();
 
     let broker = Broker::open(&settings, &catalog, true).await?;
     let workers = Workers::spawn(&settings, &worker_url, opts.workers)?;
@@ -409,7 +414,13 @@ pub async fn run(
     let facts = settle(&owner, &metrics_load, yesterday, t0, opts.tenants, &mut say).await?;
     let last = facts.last_confirmed.unwrap_or(loaded).max(loaded);
     let watch_end = facts.last_evaluation.unwrap_or(loaded).max(loaded);
-    let detect_end = facts.followed_up_at.unwrap_or(watch_end).max(watch_end);
+    // Detection is over when the follow-up starts queueing the scheduled triggers; its own
+    // end waits for their publishing, which is the decide phase's.
+    let detect_end = facts
+        .first_scheduled_queued
+        .or(facts.followed_up_at)
+        .unwrap_or(watch_end)
+        .max(watch_end);
     let decide_start = facts.first_trigger_queued.unwrap_or(detect_end);
     let load_rows = load_files.iter().map(|l| l.rows).sum();
     let phases = Phases {
@@ -498,5 +509,6 @@ pub async fn run(
         worker_peak_rss_mib,
         table_bytes_before,
         table_bytes_after,
+        server,
     })
 }

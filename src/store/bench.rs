@@ -88,6 +88,8 @@ pub struct MorningFacts {
     pub last_evaluation: Option<DateTime<Utc>>,
     pub first_trigger_queued: Option<DateTime<Utc>>,
     pub last_confirmed: Option<DateTime<Utc>>,
+    /// The load's first scheduled trigger: the follow-up queues them once detection is done.
+    pub first_scheduled_queued: Option<DateTime<Utc>>,
 }
 
 impl Store {
@@ -155,17 +157,48 @@ impl Store {
         Ok(n)
     }
 
+    /// How far the morning of `load_id` is: its cycles since `since`, the actions not yet
+    /// confirmed, the outbox rows pending, and whether the follow-up is done. Cheap enough to
+    /// poll at 100,000 tenants (`bench_morning` is the full account, read once at the end).
+    pub async fn bench_morning_progress(
+        &self,
+        load_id: &str,
+        since: DateTime<Utc>,
+    ) -> Result<(i64, i64, i64, bool), StoreError> {
+        let client = self.pool.get().await?;
+        let prefix = format!("load:{load_id}:%");
+        let r = client
+            .query_one(
+                "SELECT (SELECT count(*) FROM cycles WHERE executed_at >= $2
+                           AND (message_id LIKE $1 OR trigger_type = 'metric_deviation')),
+                        (SELECT count(*) FROM actions WHERE status = 'pending'),
+                        (SELECT count(*) FROM outbox WHERE published_at IS NULL),
+                        (SELECT followed_up_at IS NOT NULL FROM loads WHERE load_id = $3)",
+                &[&prefix, &since, &load_id],
+            )
+            .await?;
+        Ok((
+            r.try_get(0)?,
+            r.try_get(1)?,
+            r.try_get(2)?,
+            r.try_get::<_, Option<bool>>(3)?.unwrap_or(false),
+        ))
+    }
+
     /// The morning of the load `load_id` (its follow-up's triggers are `load:<id>:<tenant>`),
-    /// metric day `as_of`, for triggers after `since`.
+    /// metric day `as_of`, for triggers after `since`. It scans the morning's cycles, actions,
+    /// outbox and evaluations, so it runs without the session's statement timeout.
     pub async fn bench_morning(
         &self,
         load_id: &str,
         as_of: chrono::NaiveDate,
         since: DateTime<Utc>,
     ) -> Result<MorningFacts, StoreError> {
-        let client = self.pool.get().await?;
+        let mut client = self.pool.get().await?;
+        let tx = client.transaction().await?;
+        tx.batch_execute("SET LOCAL statement_timeout = 0").await?;
         let prefix = format!("load:{load_id}:%");
-        let r = client
+        let r = tx
             .query_one(
                 "WITH m AS (
                    SELECT cycle_id, tenant_id, status FROM cycles
@@ -192,10 +225,13 @@ impl Store {
                           WHERE created_at >= $3 AND action_id IS NULL
                             AND (message_id LIKE $1 OR message_id LIKE 'deviation:%')),
                         (SELECT max(o.published_at) FROM outbox o JOIN m USING (cycle_id)
-                          WHERE o.action_id IS NOT NULL)",
+                          WHERE o.action_id IS NOT NULL),
+                        (SELECT min(created_at) FROM outbox
+                          WHERE created_at >= $3 AND action_id IS NULL AND message_id LIKE $1)",
                 &[&prefix, &as_of, &since, &load_id],
             )
             .await?;
+        tx.commit().await?;
         Ok(MorningFacts {
             cycles: r.try_get(0)?,
             cycles_completed: r.try_get(1)?,
@@ -209,6 +245,7 @@ impl Store {
             last_evaluation: r.try_get(9)?,
             first_trigger_queued: r.try_get(10)?,
             last_confirmed: r.try_get(11)?,
+            first_scheduled_queued: r.try_get(12)?,
         })
     }
 
@@ -236,6 +273,24 @@ impl Store {
 }
 
 impl Store {
+    /// The server settings a morning's figures depend on, as the server reports them, so that
+    /// a run says what it ran on.
+    pub async fn bench_server_settings(&self) -> Result<Vec<(String, String)>, StoreError> {
+        let client = self.pool.get().await?;
+        let rows = client
+            .query(
+                "SELECT name, current_setting(name) FROM pg_settings
+                  WHERE name IN ('autovacuum', 'shared_buffers', 'max_wal_size',
+                                 'synchronous_commit', 'fsync', 'server_version')
+                  ORDER BY name",
+                &[],
+            )
+            .await?;
+        rows.iter()
+            .map(|r| Ok((r.try_get(0)?, r.try_get(1)?)))
+            .collect()
+    }
+
     /// The database's raw binary COPY rate for metric rows: `rows` generated rows into a
     /// temporary table shaped like the loader's staging table, in one transaction (rolled
     /// back). Returns the seconds the COPY took.
@@ -288,10 +343,16 @@ impl Store {
             .await?)
     }
 
-    /// Fresh statistics after seeding, as autovacuum would give them in time.
+    /// Fresh statistics and vacuumed tables after seeding, as autovacuum would leave them in
+    /// time. VACUUM too: the seed replaced every tenant's snapshots, and on a server with
+    /// autovacuum off (as this project's CI server is) the morning would start on their dead
+    /// rows. Without the session's statement timeout: at 100,000 tenants it takes minutes.
     pub async fn bench_analyze(&self) -> Result<(), StoreError> {
         let client = self.pool.get().await?;
-        client.batch_execute("ANALYZE").await?;
-        Ok(())
+        client.batch_execute("SET statement_timeout = 0").await?;
+        // VACUUM refuses to run inside a multi-statement string.
+        let vacuumed = client.batch_execute("VACUUM (ANALYZE)").await;
+        client.batch_execute("RESET statement_timeout").await?;
+        Ok(vacuumed?)
     }
 }

@@ -112,4 +112,13 @@ async fn a_small_morning_reports_every_phase_and_loses_nothing() {
             "{table}"
         );
     }
+    // The run says what server it measured.
+    for setting in [
+        "autovacuum",
+        "shared_buffers",
+        "max_wal_size",
+        "synchronous_commit",
+    ] {
+        assert!(r["server"][setting].is_string(), "server.{setting}: {r:#}");
+    }
 }
