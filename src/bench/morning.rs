@@ -114,7 +114,13 @@ pub struct MorningReport {
     pub ceiling: Ceiling,
     /// After the morning: a steady rate with the watchdog and the results consumer running.
     pub paced: Phase,
+    /// Actions still waiting for their executor's reports when the paced phase started: the
+    /// results consumer's backlog it competes with.
+    pub paced_reports_backlog: i64,
     pub worker_peak_rss_mib: Vec<f64>,
+    /// The workers' peak RSS so far, read when the first cycle was counted (load, watch and
+    /// most of detection behind), when the last action was confirmed, and at the end.
+    pub worker_peak_rss_mib_by_phase: BTreeMap<&'static str, Vec<f64>>,
     pub table_bytes_before: BTreeMap<String, i64>,
     pub table_bytes_after: BTreeMap<String, i64>,
     /// The PostgreSQL settings the figures depend on (`autovacuum`, `shared_buffers`, ...).
@@ -314,22 +320,28 @@ async fn seed(
 /// morning goes on without the bench watching it.
 async fn settle(
     owner: &Store,
+    workers: &Workers,
     load_id: &str,
     as_of: NaiveDate,
     since: DateTime<Utc>,
     tenants: usize,
     say: &mut impl FnMut(&str),
-) -> Result<MorningFacts, Error> {
+) -> Result<(MorningFacts, Vec<f64>), Error> {
     let limit = Duration::from_secs(1800 + tenants as u64 / 20);
     let deadline = Instant::now() + limit;
     let mut said = Instant::now();
     let mut last = (0, 0, 0);
+    let mut rss_at_first_cycle = None;
     loop {
         match owner.bench_morning_progress(load_id, since).await {
             Ok((cycles, unpublished, pending, followed_up)) => {
                 last = (cycles, unpublished, pending);
+                if cycles > 0 && rss_at_first_cycle.is_none() {
+                    rss_at_first_cycle = Some(workers.peak_rss_mib());
+                }
                 if followed_up && cycles >= tenants as i64 && unpublished == 0 && pending == 0 {
-                    return Ok(owner.bench_morning(load_id, as_of, since).await?);
+                    let facts = owner.bench_morning(load_id, as_of, since).await?;
+                    return Ok((facts, rss_at_first_cycle.unwrap_or_default()));
                 }
             }
             Err(e) if e.is_retryable() => say(&format!("  progress not read ({e}); again")),
@@ -411,7 +423,17 @@ pub async fn run(
         load_files.push(l);
     }
     let loaded = Utc::now();
-    let facts = settle(&owner, &metrics_load, yesterday, t0, opts.tenants, &mut say).await?;
+    let (facts, rss_first_cycle) = settle(
+        &owner,
+        &workers,
+        &metrics_load,
+        yesterday,
+        t0,
+        opts.tenants,
+        &mut say,
+    )
+    .await?;
+    let rss_decided = workers.peak_rss_mib();
     let last = facts.last_confirmed.unwrap_or(loaded).max(loaded);
     let watch_end = facts.last_evaluation.unwrap_or(loaded).max(loaded);
     // Detection is over when the follow-up starts queueing the scheduled triggers; its own
@@ -436,6 +458,7 @@ pub async fn run(
         phases.decide.per_second
     ));
 
+    let paced_reports_backlog = owner.bench_actions_awaiting_reports().await?;
     let paced = pace(
         &owner,
         &broker.client,
@@ -450,6 +473,11 @@ pub async fn run(
         opts.paced_rate, paced.latency.p50_ms, paced.latency.p95_ms, paced.latency.p99_ms
     ));
     let worker_peak_rss_mib = workers.peak_rss_mib();
+    let worker_peak_rss_mib_by_phase = BTreeMap::from([
+        ("first_cycle", rss_first_cycle),
+        ("last_confirmed", rss_decided),
+        ("end", worker_peak_rss_mib.clone()),
+    ]);
     let _ = tokio::task::spawn_blocking(move || workers.stop()).await;
     broker.close().await;
     let table_bytes_after: BTreeMap<_, _> = owner.bench_table_sizes().await?.into_iter().collect();
@@ -506,7 +534,9 @@ pub async fn run(
         },
         phases,
         paced,
+        paced_reports_backlog,
         worker_peak_rss_mib,
+        worker_peak_rss_mib_by_phase,
         table_bytes_before,
         table_bytes_after,
         server,

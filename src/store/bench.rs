@@ -185,6 +185,19 @@ impl Store {
         ))
     }
 
+    /// Actions published and not yet reported applied (or refused, or failed): what the
+    /// executors' reports still have to record.
+    pub async fn bench_actions_awaiting_reports(&self) -> Result<i64, StoreError> {
+        let client = self.pool.get().await?;
+        let r = client
+            .query_one(
+                "SELECT count(*) FROM actions WHERE status IN ('published', 'acknowledged')",
+                &[],
+            )
+            .await?;
+        Ok(r.try_get(0)?)
+    }
+
     /// The morning of the load `load_id` (its follow-up's triggers are `load:<id>:<tenant>`),
     /// metric day `as_of`, for triggers after `since`. It scans the morning's cycles, actions,
     /// outbox and evaluations, so it runs without the session's statement timeout.
@@ -280,7 +293,8 @@ impl Store {
         let rows = client
             .query(
                 "SELECT name, current_setting(name) FROM pg_settings
-                  WHERE name IN ('autovacuum', 'shared_buffers', 'max_wal_size',
+                  WHERE name IN ('autovacuum', 'autovacuum_vacuum_scale_factor',
+                                 'checkpoint_timeout', 'max_wal_size', 'shared_buffers',
                                  'synchronous_commit', 'fsync', 'server_version')
                   ORDER BY name",
                 &[],

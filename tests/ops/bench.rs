@@ -106,6 +106,12 @@ async fn a_small_morning_reports_every_phase_and_loses_nothing() {
     let pg = &r["ceiling"]["pgbench_cycles_per_second"];
     assert!(pg.is_null() || pg.as_f64().is_some_and(|c| c > 0.0), "{pg}");
     assert_eq!(r["worker_peak_rss_mib"].as_array().unwrap().len(), 1);
+    // Where memory grew, and the reports backlog the paced phase competed with.
+    for phase in ["first_cycle", "last_confirmed", "end"] {
+        let at = &r["worker_peak_rss_mib_by_phase"][phase];
+        assert_eq!(at.as_array().map(Vec::len), Some(1), "{phase}: {r:#}");
+    }
+    assert!(number(&r, "paced_reports_backlog") >= 0.0);
     for table in ["metric_snapshots", "cycles", "actions"] {
         assert!(
             number(&r, &format!("table_bytes_after.{table}")) > 0.0,
