@@ -292,6 +292,8 @@ impl Store {
         let params: [&(dyn tokio_postgres::types::ToSql + Sync); 1] = [&ids];
         // The actions first, locked in (cycle_id, action_id) order as a report batch locks
         // them, so the two cannot deadlock; then rows and actions change in one statement.
+        // Byte order (COLLATE "C"), as the batch sorts them in Rust: under the database's
+        // collation `x.a_b` and `x.a.f` would come in the other order.
         let lock = tx.execute_cached(
             "SELECT 1 FROM actions a
               WHERE (a.cycle_id, a.action_id) IN (
@@ -299,7 +301,7 @@ impl Store {
                      WHERE o.id = ANY($1) AND o.published_at IS NULL
                        AND o.action_id IS NOT NULL)
                 AND a.status = 'pending'
-              ORDER BY a.cycle_id, a.action_id
+              ORDER BY a.cycle_id, a.action_id COLLATE \"C\"
               FOR UPDATE OF a",
             &params,
         );
