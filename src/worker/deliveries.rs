@@ -307,26 +307,51 @@ pub fn reports(
         for t in turns {
             done.push(t.wait().await);
         }
-        let bodies: Vec<Vec<u8>> = ds.iter_mut().map(|d| std::mem::take(&mut d.data)).collect();
+        // Shared with the guarded task, so that a panic in it still leaves the bodies for
+        // the one-by-one fallback.
+        let bodies: Arc<Vec<Vec<u8>>> =
+            Arc::new(ds.iter_mut().map(|d| std::mem::take(&mut d.data)).collect());
+        let heads: Vec<(Option<String>, Option<String>)> = ds
+            .iter()
+            .map(|d| {
+                let p = &d.properties;
+                (
+                    p.message_id().as_ref().map(|m| m.to_string()),
+                    p.content_type().as_ref().map(|t| t.to_string()),
+                )
+            })
+            .collect();
         let ctx = shared.ctx.clone();
         let (patience, max) = (report_patience(&ctx), ctx.settings.amqp.max_message_bytes);
-        let work = {
-            let envelopes: Vec<crate::results::Envelope<'_>> = ds
-                .iter()
-                .zip(&bodies)
-                .map(|(d, body)| crate::results::Envelope {
-                    message_id: d.properties.message_id().as_ref().map(|m| m.as_str()),
-                    content_type: d.properties.content_type().as_ref().map(|t| t.as_str()),
-                    body,
-                    max_bytes: max,
-                })
-                .collect();
-            let running = shared.status.unit_started();
-            let out =
-                crate::results::process_batch(&ctx.store, &ctx.clock, &envelopes, patience).await;
-            drop(running);
-            out
+        let running = shared.status.unit_started();
+        let batch = {
+            let (bodies, ctx) = (bodies.clone(), ctx.clone());
+            async move {
+                let envelopes: Vec<crate::results::Envelope<'_>> = heads
+                    .iter()
+                    .zip(bodies.iter())
+                    .map(
+                        |((message_id, content_type), body)| crate::results::Envelope {
+                            message_id: message_id.as_deref(),
+                            content_type: content_type.as_deref(),
+                            body,
+                            max_bytes: max,
+                        },
+                    )
+                    .collect();
+                crate::results::process_batch(&ctx.store, &ctx.clock, &envelopes, patience).await
+            }
+            .in_current_span()
         };
+        let work = match unit::guarded(batch).await {
+            Ok(out) => out,
+            Err(what) => {
+                tracing::error!(panic = %what, "report batch panicked; its reports go one by one");
+                None
+            }
+        };
+        drop(running);
+        let bodies = Arc::unwrap_or_clone(bodies);
         let dead = DeadLetters {
             publisher: &shared.publisher,
             exchange: &ctx.planner.topology().results_dead_letter_exchange,
