@@ -33,78 +33,48 @@ pub(super) trait Cached {
     ) -> Result<u64, StoreError>;
 }
 
-impl Cached for Transaction<'_> {
-    async fn query_cached(
-        &self,
-        sql: &str,
-        params: &[&(dyn ToSql + Sync)],
-    ) -> Result<Vec<Row>, StoreError> {
-        let st = self.prepare_cached(sql).await?;
-        Ok(self.query(&st, params).await?)
-    }
+// The same four calls for a transaction and for a pooled connection outside one.
+macro_rules! cached_for {
+    ($client:ty) => {
+        impl Cached for $client {
+            async fn query_cached(
+                &self,
+                sql: &str,
+                params: &[&(dyn ToSql + Sync)],
+            ) -> Result<Vec<Row>, StoreError> {
+                let st = self.prepare_cached(sql).await?;
+                Ok(self.query(&st, params).await?)
+            }
 
-    async fn query_opt_cached(
-        &self,
-        sql: &str,
-        params: &[&(dyn ToSql + Sync)],
-    ) -> Result<Option<Row>, StoreError> {
-        let st = self.prepare_cached(sql).await?;
-        Ok(self.query_opt(&st, params).await?)
-    }
+            async fn query_opt_cached(
+                &self,
+                sql: &str,
+                params: &[&(dyn ToSql + Sync)],
+            ) -> Result<Option<Row>, StoreError> {
+                let st = self.prepare_cached(sql).await?;
+                Ok(self.query_opt(&st, params).await?)
+            }
 
-    async fn query_one_cached(
-        &self,
-        sql: &str,
-        params: &[&(dyn ToSql + Sync)],
-    ) -> Result<Row, StoreError> {
-        let st = self.prepare_cached(sql).await?;
-        Ok(self.query_one(&st, params).await?)
-    }
+            async fn query_one_cached(
+                &self,
+                sql: &str,
+                params: &[&(dyn ToSql + Sync)],
+            ) -> Result<Row, StoreError> {
+                let st = self.prepare_cached(sql).await?;
+                Ok(self.query_one(&st, params).await?)
+            }
 
-    async fn execute_cached(
-        &self,
-        sql: &str,
-        params: &[&(dyn ToSql + Sync)],
-    ) -> Result<u64, StoreError> {
-        let st = self.prepare_cached(sql).await?;
-        Ok(self.execute(&st, params).await?)
-    }
+            async fn execute_cached(
+                &self,
+                sql: &str,
+                params: &[&(dyn ToSql + Sync)],
+            ) -> Result<u64, StoreError> {
+                let st = self.prepare_cached(sql).await?;
+                Ok(self.execute(&st, params).await?)
+            }
+        }
+    };
 }
 
-impl Cached for ClientWrapper {
-    async fn query_cached(
-        &self,
-        sql: &str,
-        params: &[&(dyn ToSql + Sync)],
-    ) -> Result<Vec<Row>, StoreError> {
-        let st = self.prepare_cached(sql).await?;
-        Ok(self.query(&st, params).await?)
-    }
-
-    async fn query_opt_cached(
-        &self,
-        sql: &str,
-        params: &[&(dyn ToSql + Sync)],
-    ) -> Result<Option<Row>, StoreError> {
-        let st = self.prepare_cached(sql).await?;
-        Ok(self.query_opt(&st, params).await?)
-    }
-
-    async fn query_one_cached(
-        &self,
-        sql: &str,
-        params: &[&(dyn ToSql + Sync)],
-    ) -> Result<Row, StoreError> {
-        let st = self.prepare_cached(sql).await?;
-        Ok(self.query_one(&st, params).await?)
-    }
-
-    async fn execute_cached(
-        &self,
-        sql: &str,
-        params: &[&(dyn ToSql + Sync)],
-    ) -> Result<u64, StoreError> {
-        let st = self.prepare_cached(sql).await?;
-        Ok(self.execute(&st, params).await?)
-    }
-}
+cached_for!(Transaction<'_>);
+cached_for!(ClientWrapper);
