@@ -311,16 +311,7 @@ pub fn reports(
         // the one-by-one fallback.
         let bodies: Arc<Vec<Vec<u8>>> =
             Arc::new(ds.iter_mut().map(|d| std::mem::take(&mut d.data)).collect());
-        let heads: Vec<(Option<String>, Option<String>)> = ds
-            .iter()
-            .map(|d| {
-                let p = &d.properties;
-                (
-                    p.message_id().as_ref().map(|m| m.to_string()),
-                    p.content_type().as_ref().map(|t| t.to_string()),
-                )
-            })
-            .collect();
+        let heads: Vec<_> = ds.iter().map(report_head).collect();
         let ctx = shared.ctx.clone();
         let (patience, max) = (report_patience(&ctx), ctx.settings.amqp.max_message_bytes);
         let running = shared.status.unit_started();
@@ -352,10 +343,7 @@ pub fn reports(
         };
         drop(running);
         let bodies = Arc::unwrap_or_clone(bodies);
-        let dead = DeadLetters {
-            publisher: &shared.publisher,
-            exchange: &ctx.planner.topology().results_dead_letter_exchange,
-        };
+        let dead = report_dead_letters(&shared);
         match work {
             Some(dispositions) => {
                 let settling = ds
@@ -386,9 +374,7 @@ fn report_patience(ctx: &Context) -> crate::results::Patience {
 
 /// One report: record it, then ack; an unusable one is dead-lettered with its reason.
 async fn handle_report(s: Shared, mut d: Delivery) {
-    let p = &d.properties;
-    let message_id = p.message_id().as_ref().map(|m| m.to_string());
-    let content_type = p.content_type().as_ref().map(|t| t.to_string());
+    let (message_id, content_type) = report_head(&d);
     let ctx = &s.ctx;
     let patience = report_patience(ctx);
     let body = std::mem::take(&mut d.data);
@@ -402,11 +388,24 @@ async fn handle_report(s: Shared, mut d: Delivery) {
         async move { crate::results::process(&ctx.store, &ctx.clock, &envelope, patience).await }
     })
     .await;
-    let dead = DeadLetters {
+    settle::settle(&d, &disposition, report_dead_letters(&s), body).await;
+}
+
+/// A report delivery's message id and content type, owned: the envelope borrows them.
+fn report_head(d: &Delivery) -> (Option<String>, Option<String>) {
+    let p = &d.properties;
+    (
+        p.message_id().as_ref().map(|m| m.to_string()),
+        p.content_type().as_ref().map(|t| t.to_string()),
+    )
+}
+
+/// Where a report that cannot be recorded goes.
+fn report_dead_letters(s: &Shared) -> DeadLetters<'_> {
+    DeadLetters {
         publisher: &s.publisher,
-        exchange: &ctx.planner.topology().results_dead_letter_exchange,
-    };
-    settle::settle(&d, &disposition, dead, body).await;
+        exchange: &s.ctx.planner.topology().results_dead_letter_exchange,
+    }
 }
 
 /// The `subject` of a report body, if it has one (the full decode happens in the task). A
