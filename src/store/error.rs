@@ -24,6 +24,10 @@ pub enum StoreError {
     /// The client-side deadline passed with no answer (a blackholed link, a hung server).
     #[error("database: no answer within {0:?}")]
     Deadline(std::time::Duration),
+    /// A batch met rows recorded before (a repeat it did not look for): nothing of it is
+    /// written, and its items are worth trying again one by one.
+    #[error("database: batch conflict: {0}")]
+    Conflict(String),
 }
 
 impl From<deadpool_postgres::PoolError> for StoreError {
@@ -45,7 +49,7 @@ impl StoreError {
     pub fn is_retryable(&self) -> bool {
         match self {
             StoreError::Db(e) => db_error_is_retryable(e),
-            StoreError::Pool(_) | StoreError::Deadline(_) => true,
+            StoreError::Pool(_) | StoreError::Deadline(_) | StoreError::Conflict(_) => true,
             StoreError::Config(_) | StoreError::Migrate(_) | StoreError::Corrupt(_) => false,
         }
     }
@@ -60,7 +64,10 @@ impl StoreError {
                 Some(state) => state_is_unreachable(state),
                 None => db_error_is_retryable(e),
             },
-            StoreError::Config(_) | StoreError::Migrate(_) | StoreError::Corrupt(_) => false,
+            StoreError::Config(_)
+            | StoreError::Migrate(_)
+            | StoreError::Corrupt(_)
+            | StoreError::Conflict(_) => false,
         }
     }
 

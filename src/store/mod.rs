@@ -27,6 +27,7 @@ mod migrate;
 mod operators;
 mod outbox;
 mod pool;
+mod report_batch;
 mod reports;
 mod retention;
 mod roles;

@@ -3,7 +3,7 @@
 //! state, outcome row). The lifecycle rules are the policy's; the store only keeps the facts.
 
 use super::cached::Cached;
-use super::tenant::{cycle_tenant, cycle_tx, set_tenant, tenant_tx};
+use super::tenant::{cycle_tenant, cycle_tx, tenant_tx};
 use super::{Store, StoreError};
 use crate::contract::{
     Action, ActionResult, ActionStatus, KnownLever, Levers, Report, Subject, Subsystem,
@@ -106,33 +106,23 @@ impl Store {
     }
 
     /// Several reports in one transaction and one commit, each exactly as `record_report`
-    /// would record it under its own tenant's scope. Reports on one action keep the order
-    /// given, and a later one sees what an earlier one wrote, so `acknowledged` then
-    /// `applied` is judged in that order. Across actions they go in action order, so two
-    /// batches take their action locks in the same order. The outcomes come back in the order
-    /// given. Any error rolls the whole batch back and nothing of it is recorded: the caller
-    /// records the reports one by one instead.
+    /// would record it under its own tenant's scope (`report_batch`: one statement per table
+    /// for the whole batch). Reports on one action keep the order given, and a later one is
+    /// judged on what an earlier one left, so `acknowledged` then `applied` is judged in that
+    /// order. Across actions they go in action order, so two batches take their action locks
+    /// in the same order. The outcomes come back in the order given. Any error rolls the whole
+    /// batch back and nothing of it is recorded: the caller records the reports one by one
+    /// instead.
     pub async fn record_reports(
         &self,
         batch: &[(&Report, DateTime<Utc>)],
         policy: &dyn ReportPolicy,
     ) -> Result<Vec<ReportOutcome>, StoreError> {
-        let mut order: Vec<usize> = (0..batch.len()).collect();
-        // Stable: reports on one action stay in their order.
-        order.sort_by_key(|&i| {
-            let s = &batch[i].0.subject;
-            (s.cycle_id(), s.action_id())
-        });
         let mut client = self.pool.get().await?;
         let tx = client.transaction().await?;
-        let mut out: Vec<Option<ReportOutcome>> = vec![None; batch.len()];
-        for i in order {
-            let (report, received_at) = batch[i];
-            set_tenant(&tx, report.tenant_id).await?;
-            out[i] = Some(record_in(&tx, report, received_at, policy).await?);
-        }
+        let out = super::report_batch::record_batch(&tx, batch, policy).await?;
         tx.commit().await?;
-        Ok(out.into_iter().flatten().collect())
+        Ok(out)
     }
 
     /// The known state of a tenant's levers.

@@ -84,10 +84,12 @@ pub(super) async fn set_tenants(tx: &Transaction<'_>, tenants: &[Uuid]) -> Resul
         list.push_str(&t.to_string());
     }
     list.push('}');
-    tx.execute(
-        "SELECT set_config('revenue_os.tenant_ids', $1, true)",
-        &[&list],
-    )
+    // Simple protocol, as `set_tenant`: one message, sent when first polled, so a caller may
+    // pipeline statements behind it and know they run in its scope. Uuids print as hex and
+    // dashes only: nothing spliced here can inject.
+    tx.batch_execute(&format!(
+        "SELECT set_config('revenue_os.tenant_ids', '{list}', true)"
+    ))
     .await?;
     Ok(())
 }

@@ -12,6 +12,7 @@ mod ingest;
 mod isolation;
 mod migrate;
 mod partitions;
+mod reports;
 mod rls;
 mod roundtrip;
 mod skipped;
