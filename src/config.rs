@@ -180,6 +180,9 @@ pub struct WorkerSettings {
     /// The most executor reports recorded in one transaction, taken the same way: those
     /// already waiting when one is taken. 1 records every report alone.
     pub report_batch: usize,
+    /// Report batches recorded at once. While they run, the next reports wait in the results
+    /// consumer's prefetch, so under load batches grow instead of multiplying.
+    pub report_tasks: usize,
     /// `/healthz` fails when the consume loop, the relay, or running triggers have made no
     /// progress for this long (waiting out a database outage does not count).
     pub wedged_after_secs: u64,

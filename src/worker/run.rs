@@ -19,6 +19,7 @@ use futures_util::{FutureExt, StreamExt};
 use lapin::message::Delivery;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
+use tokio::sync::Semaphore;
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
@@ -166,6 +167,9 @@ impl Worker {
         let mut probe = BrokerProbe::new(self.ctx.settings.amqp.concurrency.max(1));
         let batch_size = self.ctx.settings.worker.cycle_batch.max(1);
         let report_batch = self.ctx.settings.worker.report_batch.max(1);
+        // A report batch holds a slot until it is settled; with none free the results consumer
+        // is not read, and what arrives meanwhile is the next batch.
+        let report_slots = Arc::new(Semaphore::new(self.ctx.settings.worker.report_tasks.max(1)));
         let shared = Shared {
             ctx: self.ctx.clone(),
             relay: self.relay.clone(),
@@ -205,12 +209,17 @@ impl Worker {
                     // that is a failure like any other.
                     None => return End::Broken("consumer stream ended".into()),
                 },
-                next = s.results_consumer.next(), if open => match next {
+                next = s.results_consumer.next(), if open && report_slots.available_permits() > 0 => match next {
                     Some(Ok(d)) => {
                         status.broker_answered();
                         let mut batch = vec![d];
                         let ended = take_waiting(&mut s.results_consumer, &mut batch, report_batch, "results consumer");
-                        tasks.spawn(deliveries::reports(shared.clone(), &mut in_order, batch));
+                        let slot = report_slots.clone().try_acquire_owned();
+                        let work = deliveries::reports(shared.clone(), &mut in_order, batch);
+                        tasks.spawn(async move {
+                            let _slot = slot;
+                            work.await
+                        });
                         if let Some(end) = ended {
                             return end;
                         }
