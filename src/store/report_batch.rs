@@ -4,9 +4,9 @@
 //! records about ten reports per cycle, and their round trips were most of the database's
 //! work in the morning.
 
-use super::StoreError;
 use super::reports::{ActionFacts, Judgement, ReportOutcome, ReportPolicy, ReportResult};
 use super::tenant::{cycle_tenant, set_tenants, tenants_in_order};
+use super::{Store, StoreError};
 use crate::contract::{ActionResult, ActionStatus, Report, Subject};
 use chrono::{DateTime, Utc};
 use deadpool_postgres::Transaction;
@@ -36,6 +36,28 @@ struct ReportRow<'a> {
     result: ReportResult,
 }
 
+impl Store {
+    /// Several reports in one transaction and one commit, each exactly as `record_report`
+    /// would record it under its own tenant's scope (one statement per table for the whole
+    /// batch). Reports on one action keep the order given, and a later one is
+    /// judged on what an earlier one left, so `acknowledged` then `applied` is judged in that
+    /// order. Across actions they go in action order, so two batches take their action locks
+    /// in the same order. The outcomes come back in the order given. Any error rolls the whole
+    /// batch back and nothing of it is recorded: the caller records the reports one by one
+    /// instead.
+    pub async fn record_reports(
+        &self,
+        batch: &[(&Report, DateTime<Utc>)],
+        policy: &dyn ReportPolicy,
+    ) -> Result<Vec<ReportOutcome>, StoreError> {
+        let mut client = self.pool.get().await?;
+        let tx = client.transaction().await?;
+        let out = record_batch(&tx, batch, policy).await?;
+        tx.commit().await?;
+        Ok(out)
+    }
+}
+
 /// Records `batch` inside `tx` (not yet scoped to any tenant) and returns each report's
 /// outcome in the order given. Reports go in (cycle_id, action_id) order, stable, so those on
 /// one action keep their order and a later one is judged on what an earlier one left. Action
@@ -46,7 +68,7 @@ struct ReportRow<'a> {
 /// fails as `StoreError::Conflict`, and the caller records the reports one by one, each with
 /// its own check. (Looking first cost a statement per batch whose cached plan, made while
 /// `action_reports` was small, scanned the whole table.)
-pub(super) async fn record_batch(
+async fn record_batch(
     tx: &Transaction<'_>,
     batch: &[(&Report, DateTime<Utc>)],
     policy: &dyn ReportPolicy,

@@ -105,26 +105,6 @@ impl Store {
         Ok(outcome)
     }
 
-    /// Several reports in one transaction and one commit, each exactly as `record_report`
-    /// would record it under its own tenant's scope (`report_batch`: one statement per table
-    /// for the whole batch). Reports on one action keep the order given, and a later one is
-    /// judged on what an earlier one left, so `acknowledged` then `applied` is judged in that
-    /// order. Across actions they go in action order, so two batches take their action locks
-    /// in the same order. The outcomes come back in the order given. Any error rolls the whole
-    /// batch back and nothing of it is recorded: the caller records the reports one by one
-    /// instead.
-    pub async fn record_reports(
-        &self,
-        batch: &[(&Report, DateTime<Utc>)],
-        policy: &dyn ReportPolicy,
-    ) -> Result<Vec<ReportOutcome>, StoreError> {
-        let mut client = self.pool.get().await?;
-        let tx = client.transaction().await?;
-        let out = super::report_batch::record_batch(&tx, batch, policy).await?;
-        tx.commit().await?;
-        Ok(out)
-    }
-
     /// The known state of a tenant's levers.
     pub async fn levers(&self, tenant_id: Uuid) -> Result<Levers, StoreError> {
         let mut client = self.pool.get().await?;
