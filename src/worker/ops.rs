@@ -41,6 +41,11 @@ pub fn install_metrics() -> Option<PrometheusHandle> {
         .clone()
 }
 
+/// The recorder's handle if `install_metrics` installed it, without installing it.
+pub fn installed_metrics() -> Option<PrometheusHandle> {
+    HANDLE.get().cloned().flatten()
+}
+
 #[derive(Clone)]
 pub struct OpsState {
     pub store: Store,

@@ -1,5 +1,6 @@
 //! Periodic services: work the worker does on a clock rather than on a delivery (the outbox
-//! sweep, the watchdog, approval expiry, the overdue gauge, the database probe). Each is one
+//! sweep, the watchdog, approval expiry, the overdue gauge, the database probe, metrics
+//! upkeep). Each is one
 //! file implementing `Periodic`; one `Supervisor` starts, ticks, stops and reports them all,
 //! so a new one plugs in without touching the consume loop (river's `maintenance/` shape).
 
@@ -7,6 +8,7 @@ mod approval_expiry;
 mod database_probe;
 mod detect_on_load;
 mod load_follow_up;
+mod metrics_upkeep;
 mod outbox_sweep;
 mod overdue_gauge;
 mod retention;
@@ -17,6 +19,7 @@ pub use approval_expiry::ApprovalExpiry;
 pub use database_probe::DatabaseProbe;
 pub use detect_on_load::DetectOnLoad;
 pub use load_follow_up::{LoadFollowUp, LoadListener};
+pub use metrics_upkeep::MetricsUpkeep;
 pub use outbox_sweep::OutboxSweep;
 pub use overdue_gauge::OverdueGauge;
 pub use retention::{MONTHS_AHEAD, Retention};
@@ -177,6 +180,9 @@ pub fn for_worker(ctx: &Context, relay: &Arc<Relay>, status: &Arc<WorkerStatus>)
             store: ctx.store.clone(),
             every: Duration::from_secs(30),
             deadline,
+        }))
+        .with(Arc::new(MetricsUpkeep {
+            every: Duration::from_secs(5),
         }));
     if s.watchdog.interval_secs > 0 {
         sup = sup.with(Arc::new(WatchdogSweep {
