@@ -4,7 +4,9 @@
 //! records about ten reports per cycle, and their round trips were most of the database's
 //! work in the morning.
 
-use super::reports::{ActionFacts, Judgement, ReportOutcome, ReportPolicy, ReportResult};
+use super::reports::{
+    ActionFacts, Judgement, ReportOutcome, ReportPolicy, ReportResult, ResultRows,
+};
 use super::tenant::{cycle_tenant, set_tenants, tenants_in_order};
 use super::{Store, StoreError};
 use crate::contract::{ActionResult, ActionStatus, Report, Subject};
@@ -381,46 +383,9 @@ async fn write(
         &lever_params,
     );
 
-    let r_tenant: Vec<Uuid> = results.keys().map(|k| k.0).collect();
-    let r_action: Vec<&str> = results
-        .values()
-        .map(|(r, _)| r.action_id.as_str())
-        .collect();
-    let r_metric: Vec<&str> = results
-        .values()
-        .map(|(r, _)| r.target_metric.as_str())
-        .collect();
-    let r_baseline: Vec<f64> = results.values().map(|(r, _)| r.baseline_value).collect();
-    let r_observed: Vec<f64> = results.values().map(|(r, _)| r.observed_value).collect();
-    let r_delta: Vec<f64> = results.values().map(|(r, _)| r.delta).collect();
-    let r_confidence: Vec<f64> = results.values().map(|(r, _)| r.confidence).collect();
-    let r_outcome: Vec<&str> = results.values().map(|(r, _)| r.outcome.as_str()).collect();
-    let r_source: Vec<&str> = results.values().map(|(_, s)| *s).collect();
-    let result_params: [&(dyn ToSql + Sync); 9] = [
-        &r_tenant,
-        &r_action,
-        &r_metric,
-        &r_baseline,
-        &r_observed,
-        &r_delta,
-        &r_confidence,
-        &r_outcome,
-        &r_source,
-    ];
-    let result = (
-        "INSERT INTO action_results (tenant_id, action_id, target_metric, baseline_value,
-                                     observed_value, delta, confidence, outcome, source,
-                                     recorded_at)
-         SELECT *, now() FROM unnest($1::uuid[], $2::text[], $3::text[], $4::float8[],
-                                     $5::float8[], $6::float8[], $7::float8[], $8::text[],
-                                     $9::text[])
-         ON CONFLICT (tenant_id, action_id) DO UPDATE SET
-            target_metric = EXCLUDED.target_metric, baseline_value = EXCLUDED.baseline_value,
-            observed_value = EXCLUDED.observed_value, delta = EXCLUDED.delta,
-            confidence = EXCLUDED.confidence, outcome = EXCLUDED.outcome,
-            source = EXCLUDED.source, recorded_at = now()",
-        &result_params,
-    );
+    let result_rows = ResultRows::new(results.iter().map(|((t, _), (r, s))| (*t, r, *s)));
+    let result_params = result_rows.params();
+    let result = (ResultRows::SQL, &result_params);
 
     // Prepared first (a no-op once cached), then sent together and run in this order: a later
     // one fails as 25P02 when an earlier one did, so the first error is the one to report.

@@ -11,6 +11,7 @@ use crate::contract::{
 use chrono::{DateTime, SecondsFormat, Utc};
 use deadpool_postgres::Transaction;
 use serde_json::Value;
+use tokio_postgres::types::ToSql;
 use uuid::Uuid;
 
 /// What the store knows of an action when a report about it arrives.
@@ -354,30 +355,77 @@ pub(super) async fn upsert_result(
     r: &ActionResult,
     source: &str,
 ) -> Result<(), StoreError> {
-    tx.execute_cached(
-        "INSERT INTO action_results (tenant_id, action_id, target_metric, baseline_value,
-                                     observed_value, delta, confidence, outcome, source,
-                                     recorded_at)
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, now())
+    let rows = ResultRows::new(std::iter::once((tenant_id, r, source)));
+    tx.execute_cached(ResultRows::SQL, &rows.params()).await?;
+    Ok(())
+}
+
+/// `action_results` rows as the columns of one upsert (`SQL`), for one report or a batch.
+/// One row per (tenant, action) in a call: an upsert cannot touch a row twice.
+pub(super) struct ResultRows<'a> {
+    tenant: Vec<Uuid>,
+    action: Vec<&'a str>,
+    metric: Vec<&'a str>,
+    baseline: Vec<f64>,
+    observed: Vec<f64>,
+    delta: Vec<f64>,
+    confidence: Vec<f64>,
+    outcome: Vec<&'static str>,
+    source: Vec<&'a str>,
+}
+
+impl<'a> ResultRows<'a> {
+    pub(super) const SQL: &'static str = "INSERT INTO action_results (tenant_id, action_id,
+            target_metric, baseline_value, observed_value, delta, confidence, outcome, source,
+            recorded_at)
+         SELECT *, now() FROM unnest($1::uuid[], $2::text[], $3::text[], $4::float8[],
+                                     $5::float8[], $6::float8[], $7::float8[], $8::text[],
+                                     $9::text[])
          ON CONFLICT (tenant_id, action_id) DO UPDATE SET
             target_metric = EXCLUDED.target_metric, baseline_value = EXCLUDED.baseline_value,
             observed_value = EXCLUDED.observed_value, delta = EXCLUDED.delta,
             confidence = EXCLUDED.confidence, outcome = EXCLUDED.outcome,
-            source = EXCLUDED.source, recorded_at = now()",
-        &[
-            &tenant_id,
-            &r.action_id,
-            &r.target_metric,
-            &r.baseline_value,
-            &r.observed_value,
-            &r.delta,
-            &r.confidence,
-            &r.outcome.as_str(),
-            &source,
-        ],
-    )
-    .await?;
-    Ok(())
+            source = EXCLUDED.source, recorded_at = now()";
+
+    pub(super) fn new(rows: impl Iterator<Item = (Uuid, &'a ActionResult, &'a str)>) -> Self {
+        let mut out = ResultRows {
+            tenant: vec![],
+            action: vec![],
+            metric: vec![],
+            baseline: vec![],
+            observed: vec![],
+            delta: vec![],
+            confidence: vec![],
+            outcome: vec![],
+            source: vec![],
+        };
+        for (tenant, r, source) in rows {
+            out.tenant.push(tenant);
+            out.action.push(&r.action_id);
+            out.metric.push(&r.target_metric);
+            out.baseline.push(r.baseline_value);
+            out.observed.push(r.observed_value);
+            out.delta.push(r.delta);
+            out.confidence.push(r.confidence);
+            out.outcome.push(r.outcome.as_str());
+            out.source.push(source);
+        }
+        out
+    }
+
+    pub(super) fn params(&self) -> [&(dyn ToSql + Sync); 9] {
+        [
+            &self.tenant,
+            &self.action,
+            &self.metric,
+            &self.baseline,
+            &self.observed,
+            &self.delta,
+            &self.confidence,
+            &self.outcome,
+            &self.source,
+        ]
+    }
 }
 
 /// What a revert of the lever's last action restores: the reported `before`, or an inverse on
