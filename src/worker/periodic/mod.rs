@@ -1,8 +1,8 @@
 //! Periodic services: work the worker does on a clock rather than on a delivery (the outbox
 //! sweep, the watchdog, approval expiry, the overdue gauge, the database probe, metrics
-//! upkeep). Each is one
-//! file implementing `Periodic`; one `Supervisor` starts, ticks, stops and reports them all,
-//! so a new one plugs in without touching the consume loop (river's `maintenance/` shape).
+//! upkeep). Each is one file implementing `Periodic`; one `Supervisor` starts, ticks, stops
+//! and reports them all, so a new one plugs in without touching the consume loop (river's
+//! `maintenance/` shape).
 
 mod approval_expiry;
 mod database_probe;
