@@ -10,7 +10,7 @@ use super::reports::{
 use super::tenant::{cycle_tenant, set_tenants, tenants_in_order};
 use super::{Store, StoreError};
 use crate::contract::{ActionResult, ActionStatus, Report, Subject};
-use chrono::{DateTime, Utc};
+use chrono::{DateTime, SubsecRound, Utc};
 use deadpool_postgres::Transaction;
 use serde_json::Value;
 use std::collections::{BTreeMap, HashMap, HashSet};
@@ -224,8 +224,10 @@ struct Lever {
 
 impl Lever {
     fn parse(l: crate::contract::KnownLever) -> Result<Self, StoreError> {
+        // At the database's precision, so the batch picks the winner the upserts would.
         let since = crate::contract::parse_timestamp(&l.since)
-            .ok_or_else(|| StoreError::Corrupt(format!("lever time '{}'", l.since)))?;
+            .ok_or_else(|| StoreError::Corrupt(format!("lever time '{}'", l.since)))?
+            .trunc_subsecs(6);
         let cycle_id = Uuid::parse_str(&l.cycle_id)
             .map_err(|_| StoreError::Corrupt(format!("lever cycle '{}'", l.cycle_id)))?;
         Ok(Lever {

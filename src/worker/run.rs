@@ -214,7 +214,8 @@ impl Worker {
                         status.broker_answered();
                         let mut batch = vec![d];
                         let ended = take_waiting(&mut s.results_consumer, &mut batch, report_batch, "results consumer");
-                        let slot = report_slots.clone().try_acquire_owned();
+                        // Free, per this arm's guard: only this loop takes slots.
+                        let slot = report_slots.clone().try_acquire_owned().ok();
                         let work = deliveries::reports(shared.clone(), &mut in_order, batch);
                         tasks.spawn(async move {
                             let _slot = slot;
