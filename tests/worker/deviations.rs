@@ -244,5 +244,6 @@ async fn a_load_with_harmful_drops_raises_deviation_cycles_naming_the_metric() {
     );
 
     let _ = std::fs::remove_dir_all(&dir);
+    b.cleanup().await;
     db.cleanup().await;
 }
