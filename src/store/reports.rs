@@ -1,13 +1,12 @@
-//! Executors' reports: each one recorded with the action it is about, in one transaction
-//! that also applies what the caller's `ReportPolicy` judged (status, applied values, lever
-//! state, outcome row). The lifecycle rules are the policy's; the store only keeps the facts.
+//! Executors' reports: what a report is judged on (`ActionFacts`), the caller's
+//! `ReportPolicy` and its `Judgement`, what recording one did, and the reads of reports and
+//! levers. Recording (status, applied values, lever state, outcome row, in one transaction)
+//! is `report_batch`'s. The lifecycle rules are the policy's; the store only keeps the facts.
 
 use super::cached::Cached;
-use super::tenant::{cycle_tenant, cycle_tx, tenant_tx};
+use super::tenant::{cycle_tx, tenant_tx};
 use super::{Store, StoreError};
-use crate::contract::{
-    Action, ActionResult, ActionStatus, KnownLever, Levers, Report, Subject, Subsystem,
-};
+use crate::contract::{Action, ActionResult, ActionStatus, KnownLever, Levers, Report, Subsystem};
 use chrono::{DateTime, SecondsFormat, Utc};
 use deadpool_postgres::Transaction;
 use serde_json::Value;
@@ -89,23 +88,6 @@ pub enum ReportOutcome {
 }
 
 impl Store {
-    /// Records one report and applies the policy's judgement, in one transaction holding the
-    /// action's row lock, so concurrent reports on one action are judged one after another.
-    pub async fn record_report(
-        &self,
-        report: &Report,
-        received_at: DateTime<Utc>,
-        policy: &dyn ReportPolicy,
-    ) -> Result<ReportOutcome, StoreError> {
-        let mut client = self.pool.get().await?;
-        // Scoped to the tenant the report names; a cycle of another tenant is invisible here,
-        // so `record_in` asks whose it is before calling the action unknown.
-        let tx = tenant_tx(&mut client, report.tenant_id).await?;
-        let outcome = record_in(&tx, report, received_at, policy).await?;
-        tx.commit().await?;
-        Ok(outcome)
-    }
-
     /// The known state of a tenant's levers.
     pub async fn levers(&self, tenant_id: Uuid) -> Result<Levers, StoreError> {
         let mut client = self.pool.get().await?;
@@ -195,157 +177,6 @@ pub struct StoredReport {
     pub status_after: String,
     pub result: String,
     pub event: Value,
-}
-
-/// One report inside a transaction scoped to its tenant: the action's row lock, the record
-/// (unless it is a duplicate) and the policy's judgement applied. The caller commits.
-async fn record_in(
-    tx: &Transaction<'_>,
-    report: &Report,
-    received_at: DateTime<Utc>,
-    policy: &dyn ReportPolicy,
-) -> Result<ReportOutcome, StoreError> {
-    let cycle_id = report.subject.cycle_id();
-    let action_id = report.subject.action_id();
-    let Some(row) = tx
-        .query_opt_cached(
-            "SELECT tenant_id, status, action FROM actions
-             WHERE cycle_id = $1 AND action_id = $2 FOR UPDATE",
-            &[&cycle_id, &action_id],
-        )
-        .await?
-    else {
-        let owner = cycle_tenant(tx, cycle_id).await?;
-        return Ok(match owner {
-            Some(t) if t != report.tenant_id => ReportOutcome::WrongTenant,
-            _ => ReportOutcome::UnknownAction,
-        });
-    };
-    let tenant_id: Uuid = row.try_get(0)?;
-    if tenant_id != report.tenant_id {
-        return Ok(ReportOutcome::WrongTenant);
-    }
-    let status_text: String = row.try_get(1)?;
-    let status = ActionStatus::parse(&status_text)
-        .ok_or_else(|| StoreError::Corrupt(format!("action status '{status_text}'")))?;
-    let action: Action = serde_json::from_value(row.try_get(2)?)
-        .map_err(|e| StoreError::Corrupt(format!("stored action {action_id}: {e}")))?;
-    let facts = ActionFacts {
-        tenant_id,
-        cycle_id,
-        action_id: action_id.to_owned(),
-        status,
-        action,
-    };
-    let j = policy.judge(&facts, report, received_at);
-    let inserted = tx
-        .query_opt_cached(
-            "INSERT INTO action_reports (tenant_id, cycle_id, action_id, source, event_id, type,
-                 on_revert, event_time, received_at, status_before, status_after, result, event)
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)
-             ON CONFLICT (source, event_id) DO NOTHING RETURNING id",
-            &[
-                &tenant_id,
-                &cycle_id,
-                &action_id,
-                &report.source,
-                &report.id,
-                &report.kind().as_str(),
-                &matches!(report.subject, Subject::Revert { .. }),
-                &report.time,
-                &received_at,
-                &status.as_str(),
-                &j.status.as_str(),
-                &j.result.as_str(),
-                &report.raw,
-            ],
-        )
-        .await?;
-    if inserted.is_none() {
-        return Ok(ReportOutcome::Duplicate);
-    }
-    apply(tx, &facts, &j, report).await?;
-    Ok(ReportOutcome::Recorded {
-        before: status,
-        after: j.status,
-        result: j.result,
-    })
-}
-
-async fn apply(
-    tx: &Transaction<'_>,
-    facts: &ActionFacts,
-    j: &Judgement,
-    report: &Report,
-) -> Result<(), StoreError> {
-    let moved = j.status != facts.status;
-    // One row version per report: a status change and the applied values are one UPDATE.
-    match &j.applied {
-        Some(a) => {
-            tx.execute_cached(
-                "UPDATE actions SET applied_at = $3, applied_before = $4, applied_after = $5,
-                                    applied_inverse = $6,
-                                    status = CASE WHEN $7 THEN $8 ELSE status END,
-                                    updated_at = CASE WHEN $7 THEN now() ELSE updated_at END
-                 WHERE cycle_id = $1 AND action_id = $2",
-                &[
-                    &facts.cycle_id,
-                    &facts.action_id,
-                    &a.at,
-                    &a.before,
-                    &a.after,
-                    &a.inverse,
-                    &moved,
-                    &j.status.as_str(),
-                ],
-            )
-            .await?;
-        }
-        None if moved => {
-            tx.execute_cached(
-                "UPDATE actions SET status = $3, updated_at = now()
-                 WHERE cycle_id = $1 AND action_id = $2",
-                &[&facts.cycle_id, &facts.action_id, &j.status.as_str()],
-            )
-            .await?;
-        }
-        None => {}
-    }
-    if let Some(l) = &j.lever {
-        let since = crate::contract::parse_timestamp(&l.since)
-            .ok_or_else(|| StoreError::Corrupt(format!("lever time '{}'", l.since)))?;
-        let cycle = Uuid::parse_str(&l.cycle_id)
-            .map_err(|_| StoreError::Corrupt(format!("lever cycle '{}'", l.cycle_id)))?;
-        tx.execute_cached(
-            "INSERT INTO lever_state (tenant_id, subsystem, entity_id, field, value, since,
-                                      cycle_id, action_id)
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8)
-             ON CONFLICT (tenant_id, subsystem, entity_id, field) DO UPDATE SET
-                value = EXCLUDED.value, since = EXCLUDED.since,
-                cycle_id = EXCLUDED.cycle_id, action_id = EXCLUDED.action_id
-             WHERE lever_state.since <= EXCLUDED.since",
-            &[
-                &facts.tenant_id,
-                &l.subsystem.as_str(),
-                &l.entity_id.as_deref().unwrap_or(""),
-                &l.field,
-                &l.value,
-                &since,
-                &cycle,
-                &l.action_id,
-            ],
-        )
-        .await?;
-    }
-    if let Some(r) = &j.outcome {
-        tx.execute_cached(
-            "UPDATE actions SET outcome = $3 WHERE cycle_id = $1 AND action_id = $2",
-            &[&facts.cycle_id, &facts.action_id, &r.outcome.as_str()],
-        )
-        .await?;
-        upsert_result(tx, facts.tenant_id, r, &report.source).await?;
-    }
-    Ok(())
 }
 
 /// One `action_results` row, stamped now: the next cycle's `recent_action_results`.
