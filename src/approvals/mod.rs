@@ -159,6 +159,7 @@ pub async fn sweep(store: &Store, ttl_hours: u32, now: DateTime<Utc>) -> Result<
         headers: serde_json::json!({}),
         body: vec![],
         action_id: None,
+        stored: crate::store::StoredBody::Verbatim,
     };
     let rules = Rules {
         ttl: Duration::hours(i64::from(ttl_hours)),

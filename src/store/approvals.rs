@@ -528,16 +528,18 @@ pub(super) async fn facts_in(
     tx: &Transaction<'_>,
     tenant: Uuid,
 ) -> Result<ApprovalFacts, StoreError> {
-    let since: DateTime<Utc> = tx
-        .query_one_cached(
+    // Sent together: one round trip.
+    let by_tenant: [&(dyn tokio_postgres::types::ToSql + Sync); 1] = [&tenant];
+    let (since, policy) = futures_util::try_join!(
+        tx.query_one_cached(
             "SELECT created_at FROM tenants WHERE tenant_id = $1",
-            &[&tenant],
-        )
-        .await?
-        .try_get(0)?;
+            &by_tenant
+        ),
+        read_policy(tx, tenant),
+    )?;
     Ok(ApprovalFacts {
-        policy: read_policy(tx, tenant).await?,
-        tenant_since: since,
+        policy,
+        tenant_since: since.try_get(0)?,
     })
 }
 

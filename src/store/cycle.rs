@@ -131,25 +131,27 @@ async fn cycle_in(
     policy: &dyn CyclePolicy,
 ) -> Result<CycleOutcome, StoreError> {
     let started = std::time::Instant::now();
-    if let Some(outcome) = replay(tx, req.tenant_id, &req.message_id).await? {
+    // The reads that decide whether and how the cycle runs, sent together (tokio-postgres
+    // pipelines them on the connection): one round trip, not five. Only when the message is
+    // new and the tenant exists are the last two used.
+    let by_tenant: [&(dyn tokio_postgres::types::ToSql + Sync); 1] = [&req.tenant_id];
+    let exists = tx.query_opt_cached("SELECT 1 FROM tenants WHERE tenant_id = $1", &by_tenant);
+    let (replayed, exists, last, approvals) = futures_util::join!(
+        replay(tx, req.tenant_id, &req.message_id),
+        exists,
+        last_completed(tx, req.tenant_id),
+        super::approvals::facts_in(tx, req.tenant_id),
+    );
+    if let Some(outcome) = replayed? {
         return Ok(outcome);
     }
-
-    let exists = tx
-        .query_opt_cached(
-            "SELECT 1 FROM tenants WHERE tenant_id = $1",
-            &[&req.tenant_id],
-        )
-        .await?
-        .is_some();
-    if !exists {
+    if exists?.is_none() {
+        // `approvals` failed on the missing tenant row: a client-side error, the
+        // transaction goes on.
         reject(tx, req, now).await?;
         return Ok(CycleOutcome::UnknownTenant);
     }
-
-    // Independent reads, sent together (tokio-postgres pipelines them on the connection).
-    let last = last_completed(tx, req.tenant_id).await?;
-    let approvals = super::approvals::facts_in(tx, req.tenant_id).await?;
+    let (last, approvals) = (last?, approvals?);
     let verdict = policy
         .check(req)
         .map_err(|e| (CycleStatus::Failed, e))
@@ -162,15 +164,16 @@ async fn cycle_in(
         Err((status, refusal)) => (status, Err(refusal), None, None),
         Ok(()) => {
             let t = std::time::Instant::now();
-            let assembled = assemble_in(
-                tx,
-                req.tenant_id,
-                &req.trigger,
-                req.triggered_at,
-                req.window,
-            )
-            .await?;
-            let levers = super::reports::levers_in(tx, req.tenant_id).await?;
+            let (assembled, levers) = futures_util::try_join!(
+                assemble_in(
+                    tx,
+                    req.tenant_id,
+                    &req.trigger,
+                    req.triggered_at,
+                    req.window,
+                ),
+                super::reports::levers_in(tx, req.tenant_id),
+            )?;
             metrics::stage("assemble", t.elapsed());
             // The tenant row was read under the lock above; it cannot vanish here.
             let Some(input) = assembled else {
@@ -202,11 +205,19 @@ async fn cycle_in(
         duration_ms,
     };
     let plan = policy.plan(req.cycle_id, &result, status, &approvals);
-    insert_cycle(tx, req, &recorded).await?;
-    if let Ok(out) = &result {
-        insert_actions(tx, req, out, &plan.held).await?;
-    }
-    let pending = outbox::insert_all(tx, req.tenant_id, req.cycle_id, &plan.messages).await?;
+    // Sent together, run in this order (the actions refer to the cycle, the outbox rows to
+    // the actions); the first error is the one returned, the others fail as 25P02 after it.
+    let actions = async {
+        match &result {
+            Ok(out) => insert_actions(tx, req, out, &plan.held).await,
+            Err(_) => Ok(()),
+        }
+    };
+    let ((), (), pending) = futures_util::try_join!(
+        insert_cycle(tx, req, &recorded),
+        actions,
+        outbox::insert_all(tx, req.tenant_id, req.cycle_id, &plan.messages),
+    )?;
     if let Ok(out) = &result {
         for (action_id, why) in &plan.held {
             let Some(a) = out.actions.iter().find(|a| &a.action_id == action_id) else {

@@ -88,7 +88,7 @@ pub async fn bounded<T>(
         .unwrap_or(Err(StoreError::Deadline(deadline)))
 }
 
-/// A message the outbox will publish. Built by the worker, stored and relayed verbatim.
+/// A message the outbox will publish. Built by the worker, stored and relayed.
 #[derive(Debug, Clone, PartialEq)]
 pub struct OutboxMessage {
     pub exchange: String,
@@ -100,6 +100,22 @@ pub struct OutboxMessage {
     pub body: Vec<u8>,
     /// The action this message carries, if it is an action message (marks `actions.status`).
     pub action_id: Option<String>,
+    /// How the outbox keeps `body`.
+    pub stored: StoredBody,
+}
+
+/// How the outbox keeps a message's body. A body made of what the cycle's own rows hold is
+/// kept by reference, not copied (migration V19), and rebuilt from them when the row is read
+/// back: the same JSON, though its bytes may differ in spacing and key order.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub enum StoredBody {
+    /// The bytes as they are.
+    #[default]
+    Verbatim,
+    /// This JSON object with the message's action (`actions.action`) under `"action"`.
+    AroundAction(serde_json::Value),
+    /// The message's cycle's output (`cycles.output`).
+    CycleOutput,
 }
 
 /// A stored outbox row awaiting publication.

@@ -2,13 +2,51 @@
 
 use super::cached::Cached;
 use super::tenant::{set_tenant, set_tenants, tenant_tx, tenants_in_order};
-use super::{OutboxKey, OutboxMessage, OutboxRow, Store, StoreError};
+use super::{OutboxKey, OutboxMessage, OutboxRow, Store, StoreError, StoredBody};
 use chrono::{DateTime, Utc};
 use deadpool_postgres::Transaction;
 use tokio_postgres::Row;
 use uuid::Uuid;
 
-const OUTBOX_COLUMNS: &str = "id, cycle_id, tenant_id, attempts, exchange, routing_key, message_id, headers, body, action_id";
+/// A row as the relay needs it, `o` being the outbox. A body kept by reference is rebuilt
+/// from the row it refers to (migration V19).
+const OUTBOX_COLUMNS: &str = "o.id, o.cycle_id, o.tenant_id, o.attempts, o.exchange, o.routing_key,
+    o.message_id, o.headers,
+    CASE o.body_ref
+      WHEN 'action' THEN convert_to((o.body_head || jsonb_build_object('action',
+          (SELECT a.action FROM actions a
+            WHERE a.cycle_id = o.cycle_id AND a.action_id = o.action_id)))::text, 'UTF8')
+      WHEN 'cycle_output' THEN convert_to(
+          (SELECT c.output FROM cycles c WHERE c.cycle_id = o.cycle_id)::text, 'UTF8')
+      ELSE o.body
+    END,
+    o.action_id";
+
+/// How a message's body goes into the row: `(body, body_ref, body_head)`.
+fn kept(
+    m: &OutboxMessage,
+) -> (
+    Option<&[u8]>,
+    Option<&'static str>,
+    Option<&serde_json::Value>,
+) {
+    match &m.stored {
+        StoredBody::Verbatim => (Some(m.body.as_slice()), None, None),
+        StoredBody::AroundAction(head) => (None, Some("action"), Some(head)),
+        StoredBody::CycleOutput => (None, Some("cycle_output"), None),
+    }
+}
+
+/// The row just inserted for `m`: what the caller handed in, with the id the database drew.
+fn inserted(id: i64, tenant: Uuid, cycle_id: Option<Uuid>, m: &OutboxMessage) -> OutboxRow {
+    OutboxRow {
+        id,
+        cycle_id,
+        tenant_id: tenant,
+        attempts: 0,
+        message: m.clone(),
+    }
+}
 
 pub(super) fn outbox_row(r: &Row) -> Result<OutboxRow, StoreError> {
     Ok(OutboxRow {
@@ -21,8 +59,11 @@ pub(super) fn outbox_row(r: &Row) -> Result<OutboxRow, StoreError> {
             routing_key: r.try_get(5)?,
             message_id: r.try_get(6)?,
             headers: r.try_get(7)?,
-            body: r.try_get(8)?,
+            body: r.try_get::<_, Option<Vec<u8>>>(8)?.ok_or_else(|| {
+                StoreError::Corrupt("an outbox row's body refers to a row that is gone".into())
+            })?,
             action_id: r.try_get(9)?,
+            stored: StoredBody::Verbatim,
         },
     })
 }
@@ -36,8 +77,9 @@ pub(super) async fn pending_of_cycle(
     let rows = tx
         .query_cached(
             &format!(
-                "SELECT {OUTBOX_COLUMNS} FROM outbox
-                 WHERE tenant_id = $1 AND cycle_id = $2 AND published_at IS NULL ORDER BY id"
+                "SELECT {OUTBOX_COLUMNS} FROM outbox o
+                 WHERE o.tenant_id = $1 AND o.cycle_id = $2 AND o.published_at IS NULL
+                 ORDER BY o.id"
             ),
             &[&tenant, &cycle_id],
         )
@@ -74,34 +116,49 @@ pub(super) async fn insert_all(
     let key: Vec<&str> = messages.iter().map(|m| m.routing_key.as_str()).collect();
     let id: Vec<&str> = messages.iter().map(|m| m.message_id.as_str()).collect();
     let headers: Vec<&serde_json::Value> = messages.iter().map(|m| &m.headers).collect();
-    let body: Vec<&[u8]> = messages.iter().map(|m| m.body.as_slice()).collect();
     let action: Vec<Option<&str>> = messages.iter().map(|m| m.action_id.as_deref()).collect();
+    let (mut body, mut body_ref, mut body_head) = (vec![], vec![], vec![]);
+    for m in messages {
+        let (b, r, h) = kept(m);
+        body.push(b);
+        body_ref.push(r);
+        body_head.push(h);
+    }
+    // Only the ids come back: the bodies are the caller's already.
     let rows = tx
         .query_cached(
-            &format!(
-                "INSERT INTO outbox (cycle_id, tenant_id, exchange, routing_key, message_id,
-                                     headers, body, action_id)
-                 SELECT $1, $2, e, k, m, h, b, a
-                   FROM UNNEST($3::text[], $4::text[], $5::text[], $6::jsonb[], $7::bytea[],
-                               $8::text[]) WITH ORDINALITY AS u(e, k, m, h, b, a, n)
-                  ORDER BY n
-                 RETURNING {OUTBOX_COLUMNS}"
-            ),
+            "INSERT INTO outbox (cycle_id, tenant_id, exchange, routing_key, message_id,
+                                 headers, body, action_id, body_ref, body_head)
+             SELECT $1, $2, e, k, m, h, b, a, r, hd
+               FROM UNNEST($3::text[], $4::text[], $5::text[], $6::jsonb[], $7::bytea[],
+                           $8::text[], $9::text[], $10::jsonb[])
+                    WITH ORDINALITY AS u(e, k, m, h, b, a, r, hd, n)
+              ORDER BY n
+             RETURNING id",
             &[
-                &cycle_id, &tenant, &exchange, &key, &id, &headers, &body, &action,
+                &cycle_id, &tenant, &exchange, &key, &id, &headers, &body, &action, &body_ref,
+                &body_head,
             ],
         )
         .await?;
-    let mut out = rows.iter().map(outbox_row).collect::<Result<Vec<_>, _>>()?;
-    out.sort_by_key(|r| r.id);
-    if out.len() != messages.len() {
+    let mut ids = rows
+        .iter()
+        .map(|r| r.try_get::<_, i64>(0))
+        .collect::<Result<Vec<_>, _>>()?;
+    if ids.len() != messages.len() {
         return Err(StoreError::Corrupt(format!(
             "outbox insert of {} messages returned {} rows",
             messages.len(),
-            out.len()
+            ids.len()
         )));
     }
-    Ok(out)
+    // Drawn in the messages' order (ORDER BY n), so the ascending ids are theirs in turn.
+    ids.sort_unstable();
+    Ok(ids
+        .into_iter()
+        .zip(messages)
+        .map(|(id, m)| inserted(id, tenant, Some(cycle_id), m))
+        .collect())
 }
 
 /// Like `insert`, but a message whose message_id is already in the outbox is skipped
@@ -139,13 +196,14 @@ async fn insert_row(
     on_conflict: &str,
 ) -> Result<Option<OutboxRow>, StoreError> {
     let cycle_id: Option<Uuid> = cycle_id.into();
+    let (body, body_ref, body_head) = kept(m);
     let row = tx
         .query_opt_cached(
             &format!(
                 "INSERT INTO outbox (cycle_id, tenant_id, exchange, routing_key, message_id,
-                                     headers, body, action_id)
-                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8) {on_conflict}
-                 RETURNING {OUTBOX_COLUMNS}"
+                                     headers, body, action_id, body_ref, body_head)
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10) {on_conflict}
+                 RETURNING id"
             ),
             &[
                 &cycle_id,
@@ -154,12 +212,15 @@ async fn insert_row(
                 &m.routing_key,
                 &m.message_id,
                 &m.headers,
-                &m.body,
+                &body,
                 &m.action_id,
+                &body_ref,
+                &body_head,
             ],
         )
         .await?;
-    row.as_ref().map(outbox_row).transpose()
+    row.map(|r| Ok(inserted(r.try_get(0)?, tenant, cycle_id, m)))
+        .transpose()
 }
 
 impl Store {
@@ -215,8 +276,8 @@ impl Store {
             let found = tx
                 .query_cached(
                     &format!(
-                        "SELECT {OUTBOX_COLUMNS} FROM outbox
-                         WHERE tenant_id = $1 AND id = ANY($2) AND published_at IS NULL"
+                        "SELECT {OUTBOX_COLUMNS} FROM outbox o
+                         WHERE o.tenant_id = $1 AND o.id = ANY($2) AND o.published_at IS NULL"
                     ),
                     &[&tenant, &ids],
                 )

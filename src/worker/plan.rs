@@ -1,10 +1,12 @@
 //! What a finished cycle publishes: one message per action on its subsystem's exchange, then
-//! the cycle event. The store persists these verbatim in the outbox (the `OutboxPlan`).
+//! the cycle event. The store persists these in the outbox (the `OutboxPlan`): an action's
+//! and an output's body by reference to the rows the cycle writes anyway (`StoredBody`).
 
 use crate::broker::{Outgoing, Topology};
 use crate::contract::{Action, ActionMessage, KernelError, KernelOutput, Trigger, Version};
-use crate::store::{CycleStatus, OutboxMessage};
+use crate::store::{CycleStatus, OutboxMessage, StoredBody};
 use serde::Serialize;
+use serde_json::json;
 use serde_json::{Map, Value};
 use uuid::Uuid;
 
@@ -111,6 +113,13 @@ impl Planner {
             ]),
             body: serde_json::to_vec(&body).unwrap_or_default(),
             action_id: Some(action.action_id.clone()),
+            // The action is in its `actions` row already: the outbox keeps the rest.
+            stored: StoredBody::AroundAction(json!({
+                "version": body.version,
+                "tenant_id": body.tenant_id,
+                "cycle_id": body.cycle_id,
+                "executed_at": body.executed_at,
+            })),
         }
     }
 
@@ -151,6 +160,11 @@ impl Planner {
             ]),
             body: result_body(ctx, Some(cycle_id), result),
             action_id: None,
+            // A KernelOutput is the cycle row's `output`; a failure is kept as it is.
+            stored: match result {
+                Ok(_) => StoredBody::CycleOutput,
+                Err(_) => StoredBody::Verbatim,
+            },
         });
         out
     }

@@ -24,6 +24,7 @@ fn plan(
                 headers: serde_json::json!({"tenant_id": o.tenant_id}),
                 body: serde_json::to_vec(a).unwrap(),
                 action_id: Some(a.action_id.clone()),
+                stored: StoredBody::Verbatim,
             });
         }
     }
@@ -34,6 +35,7 @@ fn plan(
         headers: serde_json::json!({}),
         body: b"{}".to_vec(),
         action_id: None,
+        stored: StoredBody::Verbatim,
     });
     out
 }

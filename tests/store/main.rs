@@ -11,6 +11,7 @@ mod import;
 mod ingest;
 mod isolation;
 mod migrate;
+mod outbox_body;
 mod partitions;
 mod reports;
 mod rls;
