@@ -393,7 +393,7 @@ async fn held(
     let action: Action = serde_json::from_value(r.try_get(2)?)
         .map_err(|e| StoreError::Corrupt(format!("stored action {action_id}: {e}")))?;
     let tenant: Uuid = r.try_get(0)?;
-    let policy = facts_in(tx, tenant).await?.policy;
+    let policy = facts_in(tx, tenant).await?.and_then(|f| f.policy);
     let first_approvals = tx
         .query(
             "SELECT decided_by, hash FROM approval_decisions
@@ -523,24 +523,29 @@ async fn apply(
     }
 }
 
-/// The approval facts a cycle's plan reads, inside the cycle's transaction.
+/// The approval facts a cycle's plan reads, inside the cycle's transaction; `None` when the
+/// tenant does not exist.
 pub(super) async fn facts_in(
     tx: &Transaction<'_>,
     tenant: Uuid,
-) -> Result<ApprovalFacts, StoreError> {
+) -> Result<Option<ApprovalFacts>, StoreError> {
     // Sent together: one round trip.
     let by_tenant: [&(dyn tokio_postgres::types::ToSql + Sync); 1] = [&tenant];
     let (since, policy) = futures_util::try_join!(
-        tx.query_one_cached(
+        tx.query_opt_cached(
             "SELECT created_at FROM tenants WHERE tenant_id = $1",
             &by_tenant
         ),
         read_policy(tx, tenant),
     )?;
-    Ok(ApprovalFacts {
-        policy,
-        tenant_since: since.try_get(0)?,
-    })
+    since
+        .map(|row| {
+            Ok(ApprovalFacts {
+                policy,
+                tenant_since: row.try_get(0)?,
+            })
+        })
+        .transpose()
 }
 
 /// The tenant's approval policy, if it has one: the one reader of `approval_policy`.

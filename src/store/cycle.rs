@@ -132,26 +132,22 @@ async fn cycle_in(
 ) -> Result<CycleOutcome, StoreError> {
     let started = std::time::Instant::now();
     // The reads that decide whether and how the cycle runs, sent together (tokio-postgres
-    // pipelines them on the connection): one round trip, not five. Only when the message is
-    // new and the tenant exists are the last two used.
-    let by_tenant: [&(dyn tokio_postgres::types::ToSql + Sync); 1] = [&req.tenant_id];
-    let exists = tx.query_opt_cached("SELECT 1 FROM tenants WHERE tenant_id = $1", &by_tenant);
-    let (replayed, exists, last, approvals) = futures_util::join!(
+    // pipelines them on the connection): one round trip where there were five. None depends
+    // on another. The first error to arrive is the first statement the server failed; the
+    // later ones only fail as 25P02 after it.
+    let (replayed, last, approvals) = futures_util::try_join!(
         replay(tx, req.tenant_id, &req.message_id),
-        exists,
         last_completed(tx, req.tenant_id),
         super::approvals::facts_in(tx, req.tenant_id),
-    );
-    if let Some(outcome) = replayed? {
+    )?;
+    if let Some(outcome) = replayed {
         return Ok(outcome);
     }
-    if exists?.is_none() {
-        // `approvals` failed on the missing tenant row: a client-side error, the
-        // transaction goes on.
+    // The tenant's row is what `approvals` reads its age from.
+    let Some(approvals) = approvals else {
         reject(tx, req, now).await?;
         return Ok(CycleOutcome::UnknownTenant);
-    }
-    let (last, approvals) = (last?, approvals?);
+    };
     let verdict = policy
         .check(req)
         .map_err(|e| (CycleStatus::Failed, e))
@@ -205,19 +201,14 @@ async fn cycle_in(
         duration_ms,
     };
     let plan = policy.plan(req.cycle_id, &result, status, &approvals);
-    // Sent together, run in this order (the actions refer to the cycle, the outbox rows to
-    // the actions); the first error is the one returned, the others fail as 25P02 after it.
-    let actions = async {
-        match &result {
-            Ok(out) => insert_actions(tx, req, out, &plan.held).await,
-            Err(_) => Ok(()),
-        }
-    };
-    let ((), (), pending) = futures_util::try_join!(
-        insert_cycle(tx, req, &recorded),
-        actions,
-        outbox::insert_all(tx, req.tenant_id, req.cycle_id, &plan.messages),
-    )?;
+    // One after the other, not pipelined: the actions refer to the cycle and the outbox rows
+    // to the actions, and a statement that must be prepared first (not yet in the
+    // connection's cache) would let a later, cached one run before it.
+    insert_cycle(tx, req, &recorded).await?;
+    if let Ok(out) = &result {
+        insert_actions(tx, req, out, &plan.held).await?;
+    }
+    let pending = outbox::insert_all(tx, req.tenant_id, req.cycle_id, &plan.messages).await?;
     if let Ok(out) = &result {
         for (action_id, why) in &plan.held {
             let Some(a) = out.actions.iter().find(|a| &a.action_id == action_id) else {

@@ -51,23 +51,9 @@ pub async fn detect_for(
         .date_naive()
         .checked_sub_days(Days::new(MAX_HISTORY_DAYS.unsigned_abs() + 1))
         .unwrap_or(NaiveDate::MIN);
-    // The next chunk is read while this one is assessed: on its own task, so the database
-    // and the worker's other thread work at once (one after the other, a third of the pass
-    // left both cores idle). Two chunks are in memory at most.
-    let read = |chunk: &[Uuid]| {
-        let (store, chunk) = (store.clone(), chunk.to_vec());
-        tokio::spawn(async move { store.deviation_series_batch(&chunk, since).await })
-    };
-    let mut chunks = tenants.chunks(TENANTS_PER_READ);
-    let mut next = chunks.next().map(read);
-    while let Some(reading) = next.take() {
-        let read_chunk = match reading.await {
-            Ok(r) => r?,
-            // The task is never aborted, so only its panic ends it early: raise it here.
-            Err(e) => std::panic::resume_unwind(e.into_panic()),
-        };
-        next = chunks.next().map(read);
-        for (tenant, enabled, series) in read_chunk {
+    for chunk in tenants.chunks(TENANTS_PER_READ) {
+        let read = store.deviation_series_batch(chunk, since).await?;
+        for (tenant, enabled, series) in read {
             pass.tenants += 1;
             if enabled {
                 assess(
@@ -195,6 +181,5 @@ pub fn queued_trigger(
         headers: serde_json::json!({ "tenant_id": tenant.to_string() }),
         body: serde_json::to_vec(&msg).unwrap_or_default(),
         action_id: None,
-        stored: crate::store::StoredBody::Verbatim,
     }
 }
