@@ -181,5 +181,6 @@ pub fn queued_trigger(
         headers: serde_json::json!({ "tenant_id": tenant.to_string() }),
         body: serde_json::to_vec(&msg).unwrap_or_default(),
         action_id: None,
+        stored: crate::store::StoredBody::Verbatim,
     }
 }
