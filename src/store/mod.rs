@@ -113,7 +113,7 @@ pub enum StoredBody {
     #[default]
     Verbatim,
     /// This JSON object with the message's action (`actions.action`) under `"action"`.
-    AroundAction(serde_json::Value),
+    AroundAction(Box<serde_json::Value>),
     /// The message's cycle's output (`cycles.output`).
     CycleOutput,
 }

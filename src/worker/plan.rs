@@ -114,12 +114,12 @@ impl Planner {
             body: serde_json::to_vec(&body).unwrap_or_default(),
             action_id: Some(action.action_id.clone()),
             // The action is in its `actions` row already: the outbox keeps the rest.
-            stored: StoredBody::AroundAction(json!({
+            stored: StoredBody::AroundAction(Box::new(json!({
                 "version": body.version,
                 "tenant_id": body.tenant_id,
                 "cycle_id": body.cycle_id,
                 "executed_at": body.executed_at,
-            })),
+            }))),
         }
     }
 
