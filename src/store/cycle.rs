@@ -200,17 +200,17 @@ async fn cycle_in(
         now,
         duration_ms,
     };
-    let plan = policy.plan(req.cycle_id, &result, status, &approvals);
+    let super::Plan { messages, held } = policy.plan(req.cycle_id, &result, status, &approvals);
     // One after the other, not pipelined: the actions refer to the cycle and the outbox rows
     // to the actions, and a statement that must be prepared first (not yet in the
     // connection's cache) would let a later, cached one run before it.
     insert_cycle(tx, req, &recorded).await?;
     if let Ok(out) = &result {
-        insert_actions(tx, req, out, &plan.held).await?;
+        insert_actions(tx, req, out, &held).await?;
     }
-    let pending = outbox::insert_all(tx, req.tenant_id, req.cycle_id, &plan.messages).await?;
+    let pending = outbox::insert_all(tx, req.tenant_id, req.cycle_id, messages).await?;
     if let Ok(out) = &result {
-        for (action_id, why) in &plan.held {
+        for (action_id, why) in &held {
             let Some(a) = out.actions.iter().find(|a| &a.action_id == action_id) else {
                 continue;
             };

@@ -38,13 +38,13 @@ fn kept(
 }
 
 /// The row just inserted for `m`: what the caller handed in, with the id the database drew.
-fn inserted(id: i64, tenant: Uuid, cycle_id: Option<Uuid>, m: &OutboxMessage) -> OutboxRow {
+fn inserted(id: i64, tenant: Uuid, cycle_id: Option<Uuid>, m: OutboxMessage) -> OutboxRow {
     OutboxRow {
         id,
         cycle_id,
         tenant_id: tenant,
         attempts: 0,
-        message: m.clone(),
+        message: m,
     }
 }
 
@@ -103,11 +103,12 @@ pub(super) async fn insert(
 
 /// Inserts a cycle's messages in one statement and returns their stored rows, in order (the
 /// ids are drawn in the messages' order, which is the order the relay publishes them in).
+/// The messages become the rows: their bodies are not copied.
 pub(super) async fn insert_all(
     tx: &Transaction<'_>,
     tenant: Uuid,
     cycle_id: Uuid,
-    messages: &[OutboxMessage],
+    messages: Vec<OutboxMessage>,
 ) -> Result<Vec<OutboxRow>, StoreError> {
     if messages.is_empty() {
         return Ok(vec![]);
@@ -118,7 +119,7 @@ pub(super) async fn insert_all(
     let headers: Vec<&serde_json::Value> = messages.iter().map(|m| &m.headers).collect();
     let action: Vec<Option<&str>> = messages.iter().map(|m| m.action_id.as_deref()).collect();
     let (mut body, mut body_ref, mut body_head) = (vec![], vec![], vec![]);
-    for m in messages {
+    for m in &messages {
         let (b, r, h) = kept(m);
         body.push(b);
         body_ref.push(r);
@@ -219,7 +220,7 @@ async fn insert_row(
             ],
         )
         .await?;
-    row.map(|r| Ok(inserted(r.try_get(0)?, tenant, cycle_id, m)))
+    row.map(|r| Ok(inserted(r.try_get(0)?, tenant, cycle_id, m.clone())))
         .transpose()
 }
 
