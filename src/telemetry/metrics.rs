@@ -12,6 +12,7 @@ pub const REJECTED: &str = "revenue_os_triggers_rejected_total";
 pub const RECONNECTS: &str = "revenue_os_broker_reconnects_total";
 pub const STAGE_DURATION: &str = "revenue_os_cycle_stage_duration_seconds";
 pub const CYCLE_BATCH: &str = "revenue_os_cycle_batch_size";
+pub const MARK_BATCH: &str = "revenue_os_outbox_mark_batch_size";
 pub const OUTBOX_OLDEST_AGE: &str = "revenue_os_outbox_oldest_pending_age_seconds";
 pub const OUTBOX_LAG: &str = "revenue_os_outbox_lag_seconds";
 pub const DEAD_LETTERED: &str = "revenue_os_triggers_dead_lettered_total";
@@ -57,6 +58,11 @@ pub fn outbox_lag(secs: f64) {
 /// How many triggers' cycles one transaction committed together.
 pub fn cycle_batch(size: usize) {
     histogram!(CYCLE_BATCH).record(size as f64);
+}
+
+/// How many publishes' confirmed rows one transaction marked published together.
+pub fn mark_batch(size: usize) {
+    histogram!(MARK_BATCH).record(size as f64);
 }
 
 pub fn stage(stage: &'static str, took: Duration) {
@@ -246,6 +252,12 @@ pub const ALL: &[Metric] = &[
         Kind::Histogram,
         &[],
         "Triggers whose cycles one transaction committed together",
+    ),
+    m(
+        MARK_BATCH,
+        Kind::Histogram,
+        &[],
+        "Publishes whose confirmed outbox rows one transaction marked published together",
     ),
     secs(
         STAGE_DURATION,

@@ -33,6 +33,12 @@ pub fn install_metrics() -> Option<PrometheusHandle> {
                         &sizes,
                     )
                 })
+                .and_then(|b| {
+                    b.set_buckets_for_metric(
+                        Matcher::Full(crate::telemetry::metrics::MARK_BATCH.to_owned()),
+                        &sizes,
+                    )
+                })
                 .and_then(|b| b.install_recorder())
                 .map_err(|e| tracing::warn!(error = %e, "metrics recorder not installed"))
                 .ok()

@@ -170,6 +170,12 @@ impl Worker {
         // A report batch holds a slot until it is settled; with none free the results consumer
         // is not read, and what arrives meanwhile is the next batch.
         let report_slots = Arc::new(Semaphore::new(self.ctx.settings.worker.report_tasks.max(1)));
+        // A trigger task holds a slot until its rows are published and marked, not only until
+        // its ack: the ack lets the broker send more, and without slots the tasks waiting to
+        // publish would grow without bound.
+        let trigger_slots = Arc::new(Semaphore::new(usize::from(
+            self.ctx.settings.amqp.concurrency.max(1),
+        )));
         let shared = Shared {
             ctx: self.ctx.clone(),
             relay: self.relay.clone(),
@@ -192,14 +198,20 @@ impl Worker {
                         return End::Broken(why);
                     }
                 }
-                next = s.consumer.next(), if open => match next {
+                next = s.consumer.next(), if open && trigger_slots.available_permits() > 0 => match next {
                     Some(Ok(d)) => {
                         status.broker_answered();
                         // Whatever else is already waiting goes with it, up to the batch size;
                         // nothing is waited for, so a lone trigger runs at once.
                         let mut batch = vec![d];
                         let ended = take_waiting(&mut s.consumer, &mut batch, batch_size, "consumer");
-                        tasks.spawn(deliveries::triggers(shared.clone(), batch));
+                        // Free, per this arm's guard: only this loop takes slots.
+                        let slot = trigger_slots.clone().try_acquire_owned().ok();
+                        let work = deliveries::triggers(shared.clone(), batch);
+                        tasks.spawn(async move {
+                            let _slot = slot;
+                            work.await
+                        });
                         if let Some(end) = ended {
                             return end;
                         }
