@@ -1,8 +1,10 @@
 //! One unit of work (`unit`: decode → cycle in the store → ack → relay), kept apart from the
 //! loop that drives it (`run`). Around them: a delivery's task (`deliveries`), settling it
-//! (`settle`), the broker session (`session`), the outbox relay (`relay`), periodic services
+//! (`settle`), the broker session (`session`), the outbox relay (`relay`, marking confirms
+//! together through `coalesce`), periodic services
 //! (`periodic`, webhook delivery among them, over `webhook_http`), the message plan (`plan`) and what the worker knows of itself (`health`).
 
+pub mod coalesce;
 pub mod deliveries;
 pub mod deviation;
 pub mod health;

@@ -3,6 +3,7 @@
 //! return or a lost connection. The outbox sweep (`periodic::OutboxSweep`) re-publishes
 //! whatever stays pending.
 
+use super::coalesce::Coalescer;
 use super::health::WorkerStatus;
 use super::plan::to_outgoing;
 use crate::broker::{BrokerError, ConfirmedPublisher};
@@ -18,9 +19,6 @@ const SWEEP_LIMIT: i64 = 500;
 /// Transactions marking confirmed rows at once. Whatever is confirmed while they run waits and
 /// goes in the next one, so under load one mark covers many publishes instead of one each.
 const MARKERS: usize = 2;
-
-/// Confirmed rows waiting to be marked, each group with whoever waits for it.
-type MarkQueue = Vec<(Vec<OutboxKey>, tokio::sync::oneshot::Sender<bool>)>;
 
 /// The publisher of the current broker session (replaced on reconnect).
 #[derive(Default)]
@@ -65,9 +63,8 @@ pub struct Relay {
     /// Rows the previous sweep saw pending: a row is swept only once it has been pending for a
     /// whole sweep interval, so a fresh row another process is relaying is left to it.
     seen: Mutex<HashSet<i64>>,
-    /// Confirmed rows not yet marked, and the permits to mark them (`MARKERS`).
-    marks: Mutex<MarkQueue>,
-    markers: tokio::sync::Semaphore,
+    /// Confirmed rows on their way to being marked published.
+    marks: Coalescer<OutboxKey>,
 }
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
@@ -91,8 +88,7 @@ impl Relay {
             in_flight: Mutex::new(HashSet::new()),
             not_before: Mutex::new(HashMap::new()),
             seen: Mutex::new(HashSet::new()),
-            marks: Mutex::new(Vec::new()),
-            markers: tokio::sync::Semaphore::new(MARKERS),
+            marks: Coalescer::new(MARKERS),
         }
     }
 
@@ -229,47 +225,26 @@ impl Relay {
         report
     }
 
-    /// Marks `keys` published, together with whatever else was confirmed meanwhile: it
-    /// queues them, then either a marker that is already running takes them, or this call
-    /// takes a permit and marks the whole queue. True once they are marked.
+    /// Marks `keys` published, together with whatever else was confirmed meanwhile (see
+    /// `Coalescer`). True once they are marked.
     async fn mark(&self, keys: Vec<OutboxKey>) -> bool {
-        let (tx, mut rx) = tokio::sync::oneshot::channel();
-        lock(&self.marks).push((keys, tx));
-        loop {
-            let permit = tokio::select! {
-                biased;
-                // A dropped sender is a marker that was cancelled: not known to be marked.
-                done = &mut rx => return done.unwrap_or(false),
-                p = self.markers.acquire() => p,
-            };
-            let Ok(_permit) = permit else {
-                return rx.await.unwrap_or(false);
-            };
-            let queued = std::mem::take(&mut *lock(&self.marks));
-            if queued.is_empty() {
-                // Ours is in a batch another marker is writing; its answer comes on `rx`.
-                drop(_permit);
-                return rx.await.unwrap_or(false);
-            }
-            let keys: Vec<OutboxKey> = queued.iter().flat_map(|(k, _)| k.iter().copied()).collect();
-            let marked = match self.call(self.store.mark_published_many(&keys)).await {
-                Ok(lags) => {
-                    metrics::mark_batch(queued.len());
-                    lags.into_iter().for_each(metrics::outbox_lag);
-                    true
+        self.marks
+            .run(keys, |keys, publishes| async move {
+                match self.call(self.store.mark_published_many(&keys)).await {
+                    Ok(lags) => {
+                        metrics::mark_batch(publishes);
+                        lags.into_iter().for_each(metrics::outbox_lag);
+                        true
+                    }
+                    // The rows stay pending and are published again later; executors dedupe
+                    // on message_id.
+                    Err(e) => {
+                        tracing::warn!(rows = keys.len(), error = %e, "could not mark published");
+                        false
+                    }
                 }
-                // The rows stay pending and are published again later; executors dedupe on
-                // message_id.
-                Err(e) => {
-                    tracing::warn!(rows = keys.len(), error = %e, "could not mark published");
-                    false
-                }
-            };
-            for (_, waiter) in queued {
-                // A waiter that went away needs no answer; its rows are marked all the same.
-                let _ = waiter.send(marked);
-            }
-        }
+            })
+            .await
     }
 
     /// One sweep. `all` skips the ageing rule (start-up and shutdown flush). `None`: pending
