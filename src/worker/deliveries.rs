@@ -141,8 +141,9 @@ pub async fn triggers(shared: Shared, mut ds: Vec<Delivery>) {
                     let span = tracing::info_span!("cycle", message_id = %message_id(&d));
                     finish(&shared, d, inc, p).instrument(span)
                 });
-            // The batch's rows go out together, each cycle's in its order: one publish and
-            // one confirm mark for the batch rather than one per cycle. Replies after them.
+            // The batch's rows go out together, each cycle's in its order: one publish for
+            // the batch rather than one per cycle, its confirms marked with whatever else was
+            // confirmed meanwhile. Replies after them.
             let (rows, direct): (Vec<_>, Vec<_>) = futures_util::future::join_all(finishing)
                 .await
                 .into_iter()
