@@ -226,8 +226,8 @@ impl Relay {
     }
 
     /// Marks `keys` published, together with whatever else was confirmed meanwhile (see
-    /// `Coalescer`). True once they are marked.
-    async fn mark(&self, keys: Vec<OutboxKey>) -> bool {
+    /// `Coalescer`). A failed mark is logged by the call that ran it.
+    async fn mark(&self, keys: Vec<OutboxKey>) {
         self.marks
             .run(keys, |keys, publishes| async move {
                 match self.call(self.store.mark_published_many(&keys)).await {
@@ -244,7 +244,7 @@ impl Relay {
                     }
                 }
             })
-            .await
+            .await;
     }
 
     /// One sweep. `all` skips the ageing rule (start-up and shutdown flush). `None`: pending

@@ -205,13 +205,7 @@ impl Worker {
                         // nothing is waited for, so a lone trigger runs at once.
                         let mut batch = vec![d];
                         let ended = take_waiting(&mut s.consumer, &mut batch, batch_size, "consumer");
-                        // Free, per this arm's guard: only this loop takes slots.
-                        let slot = trigger_slots.clone().try_acquire_owned().ok();
-                        let work = deliveries::triggers(shared.clone(), batch);
-                        tasks.spawn(async move {
-                            let _slot = slot;
-                            work.await
-                        });
+                        spawn_in_slot(tasks, &trigger_slots, deliveries::triggers(shared.clone(), batch));
                         if let Some(end) = ended {
                             return end;
                         }
@@ -226,13 +220,8 @@ impl Worker {
                         status.broker_answered();
                         let mut batch = vec![d];
                         let ended = take_waiting(&mut s.results_consumer, &mut batch, report_batch, "results consumer");
-                        // Free, per this arm's guard: only this loop takes slots.
-                        let slot = report_slots.clone().try_acquire_owned().ok();
                         let work = deliveries::reports(shared.clone(), &mut in_order, batch);
-                        tasks.spawn(async move {
-                            let _slot = slot;
-                            work.await
-                        });
+                        spawn_in_slot(tasks, &report_slots, work);
                         if let Some(end) = ended {
                             return end;
                         }
@@ -286,6 +275,20 @@ impl Worker {
         }
         tracing::info!("worker stopped");
     }
+}
+
+/// Spawns `work` holding one of `slots` until it ends. A slot is free: the arm that calls this
+/// is guarded by `available_permits() > 0`, and only the consume loop takes slots.
+fn spawn_in_slot(
+    tasks: &mut JoinSet<()>,
+    slots: &Arc<Semaphore>,
+    work: impl Future<Output = ()> + Send + 'static,
+) {
+    let slot = slots.clone().try_acquire_owned().ok();
+    tasks.spawn(async move {
+        let _slot = slot;
+        work.await
+    });
 }
 
 /// Adds to `batch` the deliveries `consumer` already holds, up to `size`; nothing is waited
