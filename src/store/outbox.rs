@@ -355,14 +355,17 @@ impl Store {
         // The actions first, locked in (cycle_id, action_id) order as a report batch locks
         // them, so the two cannot deadlock; then rows and actions change in one statement.
         // Byte order (COLLATE "C"), as the batch sorts them in Rust: under the database's
-        // collation `x.a_b` and `x.a.f` would come in the other order.
+        // collation `x.a_b` and `x.a.f` would come in the other order. No `status` test
+        // here: with one, the planner walked `actions_status` over every 'pending' entry,
+        // dead ones included (450 buffers a call at 10,000 tenants, not 30), instead of
+        // going from the rows to their actions' keys. Locking an action the update then
+        // leaves alone costs nothing.
         let lock = tx.execute_cached(
             "SELECT 1 FROM actions a
               WHERE (a.cycle_id, a.action_id) IN (
                     SELECT o.cycle_id, o.action_id FROM outbox o
                      WHERE o.id = ANY($1) AND o.published_at IS NULL
                        AND o.action_id IS NOT NULL)
-                AND a.status = 'pending'
               ORDER BY a.cycle_id, a.action_id COLLATE \"C\"
               FOR UPDATE OF a",
             &params,

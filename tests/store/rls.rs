@@ -423,6 +423,74 @@ async fn the_sweeps_still_see_every_tenant() {
     db.cleanup().await;
 }
 
+/// The watchdog's due tenants and the overdue gauge (how long the oldest applied action has
+/// waited for an evaluation of a day its own tenant already has): each tenant is measured
+/// against its own newest metric day.
+#[tokio::test]
+async fn due_tenants_and_the_overdue_gauge_measure_each_tenant_against_its_own_newest_day() {
+    let (db, a, b) = two_tenants().await;
+    let store = db.store();
+    let c = db.client().await;
+    c.batch_execute("UPDATE actions SET status = 'pending', watched_as_of = NULL")
+        .await
+        .unwrap();
+    // Applies one action of the tenant, watched up to `$2` days before the tenant's newest
+    // metric day, last touched `$4` hours ago.
+    let apply = "UPDATE actions SET status = 'applied', type = $3,
+                        watched_as_of = (SELECT max(date) FROM metric_snapshots
+                                          WHERE tenant_id = $1) - $2::int,
+                        updated_at = now() - make_interval(hours => $4)
+                  WHERE (cycle_id, action_id) = (SELECT cycle_id, min(action_id) FROM actions
+                                                  WHERE tenant_id = $1 GROUP BY cycle_id)";
+    let gauge = || async { store.oldest_overdue_evaluation_secs().await.unwrap() };
+    let due = || async { store.watch_due_tenants().await.unwrap() };
+    assert_eq!(gauge().await, 0.0);
+    assert_eq!(due().await, Vec::<Uuid>::new());
+    // A's data ends a day before B's.
+    c.execute(
+        "DELETE FROM metric_snapshots WHERE tenant_id = $1
+            AND date = (SELECT max(date) FROM metric_snapshots WHERE tenant_id = $1)",
+        &[&a],
+    )
+    .await
+    .unwrap();
+    // Each watched up to its own tenant's newest day: nothing is overdue, however long ago
+    // it was applied (against B's newest day, A's would be).
+    for (t, hours) in [(a, 2), (b, 5)] {
+        c.execute(apply, &[&t, &0i32, &"scale", &hours])
+            .await
+            .unwrap();
+    }
+    assert_eq!(gauge().await, 0.0);
+    assert_eq!(due().await, Vec::<Uuid>::new());
+    // A day behind its own tenant: due, and overdue since it was last touched.
+    c.execute(apply, &[&a, &1i32, &"scale", &2i32])
+        .await
+        .unwrap();
+    let secs = gauge().await;
+    assert!((7_190.0..7_300.0).contains(&secs), "{secs}");
+    assert_eq!(due().await, vec![a]);
+    // The oldest overdue action is the gauge.
+    c.execute(apply, &[&b, &1i32, &"scale", &5i32])
+        .await
+        .unwrap();
+    let secs = gauge().await;
+    assert!((17_990.0..18_100.0).contains(&secs), "{secs}");
+    let mut both = due().await;
+    both.sort();
+    let mut want = vec![a, b];
+    want.sort();
+    assert_eq!(both, want);
+    // An experiment is not watched day by day.
+    c.execute(apply, &[&b, &1i32, &"experiment", &5i32])
+        .await
+        .unwrap();
+    let secs = gauge().await;
+    assert!((7_190.0..7_300.0).contains(&secs), "{secs}");
+    assert_eq!(due().await, vec![a]);
+    db.cleanup().await;
+}
+
 /// `revenue-os migrate` as the owner prints the exact GRANTs the worker's role needs;
 /// `grants` prints the same SQL; `migrate --grant-to` applies it.
 #[tokio::test]
