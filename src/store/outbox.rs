@@ -357,9 +357,9 @@ impl Store {
         // Byte order (COLLATE "C"), as the batch sorts them in Rust: under the database's
         // collation `x.a_b` and `x.a.f` would come in the other order. No `status` test
         // here: with one, the planner walked `actions_status` over every 'pending' entry,
-        // dead ones included (450 buffers a call at 10,000 tenants, not 30), instead of
-        // going from the rows to their actions' keys. Locking an action the update then
-        // leaves alone costs nothing.
+        // dead ones included (about 450 buffers a call at 10,000 tenants), instead of going
+        // from the rows to their actions' keys (about 100). Locking an action the update
+        // then leaves alone costs nothing.
         let lock = tx.execute_cached(
             "SELECT 1 FROM actions a
               WHERE (a.cycle_id, a.action_id) IN (
