@@ -423,6 +423,22 @@ async fn the_sweeps_still_see_every_tenant() {
     db.cleanup().await;
 }
 
+/// Applies the first action of `tenant`'s cycle as `kind`, watched up to `behind` days before
+/// the tenant's newest metric day and last touched `hours` ago.
+async fn apply_one(c: &Client, tenant: Uuid, behind: i32, kind: &str, hours: i32) {
+    c.execute(
+        "UPDATE actions SET status = 'applied', type = $3,
+                watched_as_of = (SELECT max(date) FROM metric_snapshots
+                                  WHERE tenant_id = $1) - $2::int,
+                updated_at = now() - make_interval(hours => $4)
+          WHERE (cycle_id, action_id) = (SELECT cycle_id, min(action_id) FROM actions
+                                          WHERE tenant_id = $1 GROUP BY cycle_id)",
+        &[&tenant, &behind, &kind, &hours],
+    )
+    .await
+    .unwrap();
+}
+
 /// The watchdog's due tenants and the overdue gauge (how long the oldest applied action has
 /// waited for an evaluation of a day its own tenant already has): each tenant is measured
 /// against its own newest metric day.
@@ -434,18 +450,19 @@ async fn due_tenants_and_the_overdue_gauge_measure_each_tenant_against_its_own_n
     c.batch_execute("UPDATE actions SET status = 'pending', watched_as_of = NULL")
         .await
         .unwrap();
-    // Applies one action of the tenant, watched up to `$2` days before the tenant's newest
-    // metric day, last touched `$4` hours ago.
-    let apply = "UPDATE actions SET status = 'applied', type = $3,
-                        watched_as_of = (SELECT max(date) FROM metric_snapshots
-                                          WHERE tenant_id = $1) - $2::int,
-                        updated_at = now() - make_interval(hours => $4)
-                  WHERE (cycle_id, action_id) = (SELECT cycle_id, min(action_id) FROM actions
-                                                  WHERE tenant_id = $1 GROUP BY cycle_id)";
-    let gauge = || async { store.oldest_overdue_evaluation_secs().await.unwrap() };
-    let due = || async { store.watch_due_tenants().await.unwrap() };
-    assert_eq!(gauge().await, 0.0);
-    assert_eq!(due().await, Vec::<Uuid>::new());
+    // The gauge in hours (0 when nothing is overdue), and the due tenants in order.
+    let state = || async {
+        let secs = store.oldest_overdue_evaluation_secs().await.unwrap();
+        let mut due = store.watch_due_tenants().await.unwrap();
+        due.sort();
+        ((secs / 3600.0).round() as i64, due)
+    };
+    let both = {
+        let mut v = vec![a, b];
+        v.sort();
+        v
+    };
+    assert_eq!(state().await, (0, vec![]));
     // A's data ends a day before B's.
     c.execute(
         "DELETE FROM metric_snapshots WHERE tenant_id = $1
@@ -454,40 +471,20 @@ async fn due_tenants_and_the_overdue_gauge_measure_each_tenant_against_its_own_n
     )
     .await
     .unwrap();
-    // Each watched up to its own tenant's newest day: nothing is overdue, however long ago
-    // it was applied (against B's newest day, A's would be).
-    for (t, hours) in [(a, 2), (b, 5)] {
-        c.execute(apply, &[&t, &0i32, &"scale", &hours])
-            .await
-            .unwrap();
-    }
-    assert_eq!(gauge().await, 0.0);
-    assert_eq!(due().await, Vec::<Uuid>::new());
+    // Each watched up to its own tenant's newest day: nothing is due, however long ago it
+    // was applied (against B's newest day, A's would be).
+    apply_one(&c, a, 0, "scale", 2).await;
+    apply_one(&c, b, 0, "scale", 5).await;
+    assert_eq!(state().await, (0, vec![]));
     // A day behind its own tenant: due, and overdue since it was last touched.
-    c.execute(apply, &[&a, &1i32, &"scale", &2i32])
-        .await
-        .unwrap();
-    let secs = gauge().await;
-    assert!((7_190.0..7_300.0).contains(&secs), "{secs}");
-    assert_eq!(due().await, vec![a]);
+    apply_one(&c, a, 1, "scale", 2).await;
+    assert_eq!(state().await, (2, vec![a]));
     // The oldest overdue action is the gauge.
-    c.execute(apply, &[&b, &1i32, &"scale", &5i32])
-        .await
-        .unwrap();
-    let secs = gauge().await;
-    assert!((17_990.0..18_100.0).contains(&secs), "{secs}");
-    let mut both = due().await;
-    both.sort();
-    let mut want = vec![a, b];
-    want.sort();
-    assert_eq!(both, want);
+    apply_one(&c, b, 1, "scale", 5).await;
+    assert_eq!(state().await, (5, both));
     // An experiment is not watched day by day.
-    c.execute(apply, &[&b, &1i32, &"experiment", &5i32])
-        .await
-        .unwrap();
-    let secs = gauge().await;
-    assert!((7_190.0..7_300.0).contains(&secs), "{secs}");
-    assert_eq!(due().await, vec![a]);
+    apply_one(&c, b, 1, "experiment", 5).await;
+    assert_eq!(state().await, (2, vec![a]));
     db.cleanup().await;
 }
 
