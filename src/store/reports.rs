@@ -150,7 +150,8 @@ impl Store {
         Ok(row.try_get(0)?)
     }
 
-    /// Actions per status, for the gauge (every tenant's: `revenue_os.action_status_counts`).
+    /// Actions per status, for the gauge (every tenant's: `revenue_os.action_status_counts`;
+    /// past 1,000,000 actions, the statuses nobody acts on are a sample's estimate).
     pub async fn action_status_counts(&self) -> Result<Vec<(String, i64)>, StoreError> {
         let client = self.pool.get().await?;
         let rows = client

@@ -488,6 +488,83 @@ async fn due_tenants_and_the_overdue_gauge_measure_each_tenant_against_its_own_n
     db.cleanup().await;
 }
 
+/// The action gauge on a big table: statuses somebody acts on are counted, the rest are
+/// sampled (about 2,000 pages: all of a small table's, so here the sample is the whole).
+#[tokio::test]
+async fn the_action_gauge_counts_what_is_acted_on_and_samples_the_rest_past_a_million() {
+    let (db, _a, _b) = two_tenants().await;
+    let store = db.store();
+    let c = db.client().await;
+    c.batch_execute(
+        "WITH r AS (SELECT cycle_id, action_id,
+                           row_number() OVER (ORDER BY cycle_id, action_id) AS i FROM actions)
+         UPDATE actions a SET status = CASE r.i % 3 WHEN 0 THEN 'concluded'
+                                                    WHEN 1 THEN 'applied' ELSE 'pending' END
+           FROM r WHERE (a.cycle_id, a.action_id) = (r.cycle_id, r.action_id)",
+    )
+    .await
+    .unwrap();
+    let gauge = || async {
+        let mut v = store.action_status_counts().await.unwrap();
+        v.sort();
+        v
+    };
+    let exact = || async {
+        let rows = c
+            .query(
+                "SELECT status, count(*) FROM actions GROUP BY status ORDER BY 1",
+                &[],
+            )
+            .await
+            .unwrap();
+        rows.iter()
+            .map(|r| (r.get::<_, String>(0), r.get::<_, i64>(1)))
+            .collect::<Vec<_>>()
+    };
+    // A small table: counted.
+    assert_eq!(gauge().await.len(), 3);
+    assert_eq!(gauge().await, exact().await);
+    // The planner's view of a table of 2,000,000 actions.
+    c.batch_execute(
+        "ANALYZE actions;
+         UPDATE pg_class SET reltuples = 2000000 WHERE oid = 'actions'::regclass",
+    )
+    .await
+    .unwrap();
+    c.batch_execute(
+        "UPDATE actions SET status = 'pending_approval'
+          WHERE (cycle_id, action_id) = (SELECT cycle_id, action_id FROM actions
+                                          WHERE status = 'pending' LIMIT 1)",
+    )
+    .await
+    .unwrap();
+    let big = gauge().await;
+    assert!(
+        big.iter().any(|(s, n)| s == "pending_approval" && *n == 1),
+        "{big:?}"
+    );
+    assert_eq!(big, exact().await);
+    // Planned at 4,000 pages, a sample takes each page with a chance of one half and counts
+    // each row it sees twice. What is acted on is counted.
+    c.batch_execute("UPDATE pg_class SET relpages = 4000 WHERE oid = 'actions'::regclass")
+        .await
+        .unwrap();
+    let exact = exact().await;
+    for _ in 0..8 {
+        let sampled = gauge().await;
+        for (status, n) in &exact {
+            let got = sampled.iter().find(|(s, _)| s == status).map(|(_, n)| *n);
+            if ["applied", "concluded"].contains(&status.as_str()) {
+                let got = got.unwrap_or(0);
+                assert!(got % 2 == 0 && got <= 2 * n, "{status}: {sampled:?}");
+            } else {
+                assert_eq!(got, Some(*n), "{status}: {sampled:?}");
+            }
+        }
+    }
+    db.cleanup().await;
+}
+
 /// `revenue-os migrate` as the owner prints the exact GRANTs the worker's role needs;
 /// `grants` prints the same SQL; `migrate --grant-to` applies it.
 #[tokio::test]

@@ -1,9 +1,10 @@
 //! Periodic services: work the worker does on a clock rather than on a delivery (the outbox
-//! sweep, the watchdog, approval expiry, the overdue gauge, the database probe, metrics
-//! upkeep). Each is one file implementing `Periodic`; one `Supervisor` starts, ticks, stops
-//! and reports them all, so a new one plugs in without touching the consume loop (river's
-//! `maintenance/` shape).
+//! sweep, the watchdog, approval expiry, the action and overdue gauges, the database probe,
+//! metrics upkeep). Each is one file implementing `Periodic`; one `Supervisor` starts, ticks,
+//! stops and reports them all, so a new one plugs in without touching the consume loop
+//! (river's `maintenance/` shape).
 
+mod action_gauge;
 mod approval_expiry;
 mod database_probe;
 mod detect_on_load;
@@ -15,6 +16,7 @@ mod retention;
 mod watchdog_sweep;
 mod webhook_delivery;
 
+pub use action_gauge::ActionGauge;
 pub use approval_expiry::ApprovalExpiry;
 pub use database_probe::DatabaseProbe;
 pub use detect_on_load::DetectOnLoad;
@@ -176,6 +178,11 @@ pub fn for_worker(ctx: &Context, relay: &Arc<Relay>, status: &Arc<WorkerStatus>)
             &s.retention,
             deadline,
         )))
+        .with(Arc::new(ActionGauge {
+            store: ctx.store.clone(),
+            every: Duration::from_secs(30),
+            deadline,
+        }))
         .with(Arc::new(OverdueGauge {
             store: ctx.store.clone(),
             every: Duration::from_secs(30),
