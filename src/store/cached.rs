@@ -7,6 +7,7 @@
 
 use super::StoreError;
 use deadpool_postgres::{ClientWrapper, Transaction};
+use futures_util::future::try_join_all;
 use tokio_postgres::Row;
 use tokio_postgres::types::ToSql;
 
@@ -78,3 +79,12 @@ macro_rules! cached_for {
 
 cached_for!(Transaction<'_>);
 cached_for!(ClientWrapper);
+
+/// Puts `sqls` in the connection's cache, preparing the missing ones together: one round
+/// trip the first time, none after. Statements about to be sent together need it: an
+/// uncached one waits for its Parse before it is sent, so a cached one after it would run
+/// first.
+pub(super) async fn prepare_all(tx: &Transaction<'_>, sqls: &[&str]) -> Result<(), StoreError> {
+    try_join_all(sqls.iter().map(|sql| tx.prepare_cached(sql))).await?;
+    Ok(())
+}

@@ -2,8 +2,8 @@
 //! what to decide, what to publish) come from the caller's `CyclePolicy`.
 
 use super::assemble::assemble_in;
-use super::cached::Cached;
-use super::tenant::{set_tenant, tenant_tx};
+use super::cached::{Cached, prepare_all};
+use super::tenant::set_tenant;
 use super::webhooks;
 use super::{
     CycleOutcome, CyclePolicy, CycleRequest, CycleStatus, LastCycle, OutboxRow, Store, StoreError,
@@ -14,6 +14,7 @@ use crate::telemetry::metrics;
 use chrono::{DateTime, Utc};
 use deadpool_postgres::Transaction;
 use serde_json::json;
+use tokio_postgres::types::ToSql;
 use uuid::Uuid;
 
 /// Below `database.statement_timeout_ms` (30 s by default), so a cycle queued behind its
@@ -53,12 +54,7 @@ impl Store {
         policy: &dyn CyclePolicy,
     ) -> Result<CycleOutcome, StoreError> {
         let mut client = self.pool.get().await?;
-        // Scoped to the trigger's tenant, also when it does not exist: its rejection is a row
-        // of that tenant id.
-        let tx = tenant_tx(&mut client, req.tenant_id).await?;
-        // A holder that never finishes must not park every later trigger: give up (55P03,
-        // retryable) instead.
-        tx.batch_execute(LOCK_TIMEOUT_SQL).await?;
+        let tx = client.transaction().await?;
         lock(&tx, &[req]).await?;
         let outcome = cycle_in(&tx, req, now, policy).await?;
         tx.commit().await?;
@@ -82,12 +78,10 @@ impl Store {
     ) -> Result<Vec<CycleOutcome>, StoreError> {
         let mut client = self.pool.get().await?;
         let tx = client.transaction().await?;
-        tx.batch_execute(LOCK_TIMEOUT_SQL).await?;
         let reqs: Vec<&CycleRequest> = batch.iter().map(|(r, _)| *r).collect();
         lock(&tx, &reqs).await?;
         let mut out = Vec::with_capacity(batch.len());
         for (req, policy) in batch {
-            set_tenant(&tx, req.tenant_id).await?;
             out.push(cycle_in(&tx, req, now, *policy).await?);
         }
         tx.commit().await?;
@@ -99,31 +93,33 @@ impl Store {
 /// The advisory locks of `reqs`' cycles: every tenant's, in ascending key order, then every
 /// message's (the tenant's own key space: message ids are scoped per tenant). Tenant before
 /// message everywhere, and a message lock is only ever wanted under its tenant's, so no two
-/// holders wait on each other.
+/// holders wait on each other. A holder that never finishes must not park every later
+/// trigger: past `lock_timeout` the wait gives up (55P03, retryable).
 async fn lock(tx: &Transaction<'_>, reqs: &[&CycleRequest]) -> Result<(), StoreError> {
+    // A function scan yields the array in order, so the locks are taken in that order.
+    const TENANTS: &str = "SELECT pg_advisory_xact_lock(k) FROM unnest($1::int8[]) AS k";
+    const MESSAGES: &str = "SELECT pg_advisory_xact_lock(hashtextextended(m, k))
+                            FROM unnest($1::text[], $2::int8[]) AS u(m, k)";
     let keys: Vec<i64> = reqs.iter().map(|r| tenant_lock_key(r.tenant_id)).collect();
     let mut tenants = keys.clone();
     tenants.sort_unstable();
     tenants.dedup();
-    // A function scan yields the array in order, so the locks are taken in that order.
-    tx.execute_cached(
-        "SELECT pg_advisory_xact_lock(k) FROM unnest($1::int8[]) AS k",
-        &[&tenants],
-    )
-    .await?;
     let messages: Vec<&str> = reqs.iter().map(|r| r.message_id.as_str()).collect();
-    tx.execute_cached(
-        "SELECT pg_advisory_xact_lock(hashtextextended(m, k))
-         FROM unnest($1::text[], $2::int8[]) AS u(m, k)",
-        &[&messages, &keys],
-    )
-    .await?;
+    // Sent together and run in the order sent: the timeout, the tenants, the messages.
+    prepare_all(tx, &[TENANTS, MESSAGES]).await?;
+    let (by_tenant, by_message): ([&(dyn ToSql + Sync); 1], [&(dyn ToSql + Sync); 2]) =
+        ([&tenants], [&messages, &keys]);
+    futures_util::try_join!(
+        async { Ok::<_, StoreError>(tx.batch_execute(LOCK_TIMEOUT_SQL).await?) },
+        tx.execute_cached(TENANTS, &by_tenant),
+        tx.execute_cached(MESSAGES, &by_message),
+    )?;
     Ok(())
 }
 
-/// One cycle inside a transaction that holds its locks and is scoped to its tenant:
-/// idempotency, tenant check, the policy's admission, assembly, the policy's decision, then
-/// cycle + actions + outbox rows. The caller commits.
+/// One cycle inside a transaction that holds its locks: the tenant's scope, idempotency,
+/// tenant check, the policy's admission, assembly, the policy's decision, then cycle +
+/// actions + outbox rows. The caller commits.
 async fn cycle_in(
     tx: &deadpool_postgres::Transaction<'_>,
     req: &CycleRequest,
@@ -132,10 +128,12 @@ async fn cycle_in(
 ) -> Result<CycleOutcome, StoreError> {
     let started = std::time::Instant::now();
     // The reads that decide whether and how the cycle runs, sent together (tokio-postgres
-    // pipelines them on the connection): one round trip where there were five. None depends
-    // on another. The first error to arrive is the first statement the server failed; the
-    // later ones only fail as 25P02 after it.
-    let (replayed, last, approvals) = futures_util::try_join!(
+    // pipelines them on the connection) behind the scope they run in: one round trip where
+    // there were six. None depends on another. The scope is the trigger's tenant, also when
+    // it does not exist: its rejection is a row of that tenant id. The first error to arrive
+    // is the first statement the server failed; the later ones only fail as 25P02 after it.
+    let ((), replayed, last, approvals) = futures_util::try_join!(
+        set_tenant(tx, req.tenant_id),
         replay(tx, req.tenant_id, &req.message_id),
         last_completed(tx, req.tenant_id),
         super::approvals::facts_in(tx, req.tenant_id),
@@ -201,14 +199,35 @@ async fn cycle_in(
         duration_ms,
     };
     let super::Plan { messages, held } = policy.plan(req.cycle_id, &result, status, &approvals);
-    // One after the other, not pipelined: the actions refer to the cycle and the outbox rows
-    // to the actions, and a statement that must be prepared first (not yet in the
-    // connection's cache) would let a later, cached one run before it.
-    insert_cycle(tx, req, &recorded).await?;
-    if let Ok(out) = &result {
-        insert_actions(tx, req, out, &held).await?;
-    }
-    let pending = outbox::insert_all(tx, req.tenant_id, req.cycle_id, messages).await?;
+    // Sent together, one round trip where there were three or four, and run in the order
+    // sent: the actions refer to the cycle and the outbox rows to the actions. Prepared
+    // first, so that none waits for its Parse while a later one runs.
+    prepare_all(
+        tx,
+        &[
+            INSERT_CYCLE,
+            INSERT_ACTIONS,
+            INSERT_DQ,
+            outbox::INSERT_ALL_SQL,
+        ],
+    )
+    .await?;
+    let ((), (), (), pending) = futures_util::try_join!(
+        insert_cycle(tx, req, &recorded),
+        async {
+            match &result {
+                Ok(out) => insert_actions(tx, req, out, &held).await,
+                Err(_) => Ok(()),
+            }
+        },
+        async {
+            match &result {
+                Ok(out) => insert_data_quality_actions(tx, req, out).await,
+                Err(_) => Ok(()),
+            }
+        },
+        outbox::insert_all(tx, req.tenant_id, req.cycle_id, messages),
+    )?;
     if let Ok(out) = &result {
         for (action_id, why) in &held {
             let Some(a) = out.actions.iter().find(|a| &a.action_id == action_id) else {
@@ -339,6 +358,26 @@ struct Recorded<'a> {
     duration_ms: i32,
 }
 
+const INSERT_CYCLE: &str =
+    "INSERT INTO cycles (cycle_id, tenant_id, message_id, trigger_type, trigger_source,
+                         triggered_at, trigger, window_start, window_end, status, error_code,
+                         error, binding_constraint, priority_metric, diagnosis, confidence,
+                         executed_at, duration_ms, output, trace, skip_reason)
+     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17,
+             $18, $19, $20, $21)";
+
+const INSERT_ACTIONS: &str =
+    "INSERT INTO actions (cycle_id, tenant_id, action_id, priority, owner_subsystem, type,
+                          target_metric, action, status, approval_reason)
+     SELECT $1, $2, * FROM UNNEST($3::text[], $4::int2[], $5::text[], $6::text[],
+                                  $7::text[], $8::jsonb[], $9::text[], $10::text[])";
+
+const INSERT_DQ: &str =
+    "INSERT INTO data_quality_actions (cycle_id, tenant_id, action_id, priority, issue_type,
+                                       affected_metric, description, recommended_fix)
+     SELECT $1, $2, * FROM UNNEST($3::text[], $4::int2[], $5::text[], $6::text[],
+                                  $7::text[], $8::text[])";
+
 async fn insert_cycle(
     tx: &Transaction<'_>,
     req: &CycleRequest,
@@ -355,12 +394,7 @@ async fn insert_cycle(
         ),
     };
     tx.execute_cached(
-        "INSERT INTO cycles (cycle_id, tenant_id, message_id, trigger_type, trigger_source,
-                             triggered_at, trigger, window_start, window_end, status, error_code,
-                             error, binding_constraint, priority_metric, diagnosis, confidence,
-                             executed_at, duration_ms, output, trace, skip_reason)
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17,
-                 $18, $19, $20, $21)",
+        INSERT_CYCLE,
         &[
             &req.cycle_id,
             &req.tenant_id,
@@ -421,10 +455,7 @@ async fn insert_actions(
         .collect();
     let reason: Vec<Option<&str>> = ids.iter().map(|id| reason_of(id)).collect();
     tx.execute_cached(
-        "INSERT INTO actions (cycle_id, tenant_id, action_id, priority, owner_subsystem, type,
-                              target_metric, action, status, approval_reason)
-         SELECT $1, $2, * FROM UNNEST($3::text[], $4::int2[], $5::text[], $6::text[],
-                                      $7::text[], $8::jsonb[], $9::text[], $10::text[])",
+        INSERT_ACTIONS,
         &[
             &req.cycle_id,
             &req.tenant_id,
@@ -439,6 +470,14 @@ async fn insert_actions(
         ],
     )
     .await?;
+    Ok(())
+}
+
+async fn insert_data_quality_actions(
+    tx: &Transaction<'_>,
+    req: &CycleRequest,
+    out: &KernelOutput,
+) -> Result<(), StoreError> {
     let dq = out.data_quality_actions.as_deref().unwrap_or_default();
     if dq.is_empty() {
         return Ok(());
@@ -450,10 +489,7 @@ async fn insert_actions(
     let desc: Vec<&str> = dq.iter().map(|a| a.description.as_str()).collect();
     let fix: Vec<&str> = dq.iter().map(|a| a.recommended_fix.as_str()).collect();
     tx.execute_cached(
-        "INSERT INTO data_quality_actions (cycle_id, tenant_id, action_id, priority, issue_type,
-                                           affected_metric, description, recommended_fix)
-         SELECT $1, $2, * FROM UNNEST($3::text[], $4::int2[], $5::text[], $6::text[],
-                                      $7::text[], $8::text[])",
+        INSERT_DQ,
         &[
             &req.cycle_id,
             &req.tenant_id,

@@ -101,6 +101,17 @@ pub(super) async fn insert(
         })
 }
 
+/// `insert_all`'s statement, for a caller that prepares it ahead (`cached::prepare_all`).
+pub(super) const INSERT_ALL_SQL: &str =
+    "INSERT INTO outbox (cycle_id, tenant_id, exchange, routing_key, message_id,
+                         headers, body, action_id, body_ref, body_head)
+     SELECT $1, $2, e, k, m, h, b, a, r, hd
+       FROM UNNEST($3::text[], $4::text[], $5::text[], $6::jsonb[], $7::bytea[],
+                   $8::text[], $9::text[], $10::jsonb[])
+            WITH ORDINALITY AS u(e, k, m, h, b, a, r, hd, n)
+      ORDER BY n
+     RETURNING id";
+
 /// Inserts a cycle's messages in one statement and returns their stored rows, in order (the
 /// ids are drawn in the messages' order, which is the order the relay publishes them in).
 /// The messages become the rows: their bodies are not copied.
@@ -128,14 +139,7 @@ pub(super) async fn insert_all(
     // Only the ids come back: the bodies are the caller's already.
     let rows = tx
         .query_cached(
-            "INSERT INTO outbox (cycle_id, tenant_id, exchange, routing_key, message_id,
-                                 headers, body, action_id, body_ref, body_head)
-             SELECT $1, $2, e, k, m, h, b, a, r, hd
-               FROM UNNEST($3::text[], $4::text[], $5::text[], $6::jsonb[], $7::bytea[],
-                           $8::text[], $9::text[], $10::jsonb[])
-                    WITH ORDINALITY AS u(e, k, m, h, b, a, r, hd, n)
-              ORDER BY n
-             RETURNING id",
+            INSERT_ALL_SQL,
             &[
                 &cycle_id, &tenant, &exchange, &key, &id, &headers, &body, &action, &body_ref,
                 &body_head,

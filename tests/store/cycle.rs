@@ -388,6 +388,40 @@ async fn missing_required_metrics_record_a_failed_cycle() {
     db.cleanup().await;
 }
 
+/// A cycle's writes go out together, and run in the order sent only when every one is in
+/// the connection's statement cache first. On one connection, a failed cycle caches the
+/// cycle and outbox inserts and not the actions insert: the completed cycle after it must
+/// still write its actions before the outbox rows that refer to them.
+#[tokio::test]
+async fn a_completed_cycle_after_a_failed_one_on_the_same_connection_writes_in_order() {
+    let db = TestDb::with_pool_size(1).await;
+    let full = fixture(DEMAND_BOUND);
+    let mut thin = full.clone();
+    thin.metrics.retain(|m| m.metric_id != "pipeline_total");
+    db.store().import(&thin, &catalog()).await.unwrap();
+    let CycleOutcome::Recorded { status, .. } = run(db.store(), &request(&thin, "first")).await
+    else {
+        panic!()
+    };
+    assert_eq!(status, CycleStatus::Failed);
+    db.store().import(&full, &catalog()).await.unwrap();
+    let CycleOutcome::Recorded {
+        status, pending, ..
+    } = run(db.store(), &request(&full, "second")).await
+    else {
+        panic!()
+    };
+    assert_eq!(status, CycleStatus::Completed);
+    let actions = db.count("SELECT count(*) FROM actions").await;
+    assert!(actions > 0);
+    assert_eq!(
+        pending.len() as i64,
+        actions + 1,
+        "each action and the cycle event"
+    );
+    db.cleanup().await;
+}
+
 #[tokio::test]
 async fn no_window_means_the_thirty_days_ending_yesterday() {
     let (db, input) = imported().await;
