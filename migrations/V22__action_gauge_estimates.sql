@@ -13,7 +13,10 @@ CREATE OR REPLACE FUNCTION revenue_os.action_status_counts() RETURNS TABLE (stat
     DECLARE
         exact_up_to CONSTANT float8 := 1000000;
         sample_pages CONSTANT float8 := 2000;
-        -- Bounded by the work in flight, and what an operator acts on.
+        -- Bounded by the work in flight, and what an operator acts on: V17's
+        -- `action_is_live` but `applied`. Listed, not derived: `action_is_live(status) AND
+        -- status <> 'applied'` scans `actions_status` over every applied entry and filters
+        -- them out after.
         live CONSTANT text[] := ARRAY['pending_approval', 'pending', 'published',
                                       'acknowledged', 'reverting', 'revert_failed'];
         -- The planner's figures from the last VACUUM or ANALYZE (-1 rows before the first).
