@@ -35,12 +35,15 @@ pub struct RejectView {
     pub raw: String,
 }
 
-/// A load a follow-up service claimed.
+/// A load a follow-up service claimed. Its tenants are read a page at a time
+/// (`load_tenants`): a load of every tenant lists 100,000 of them, and a claim of four such
+/// loads held 14 MB in the worker at once.
 #[derive(Debug, Clone, PartialEq)]
 pub struct LoadFollowUp {
     pub load_id: String,
     pub kind: String,
-    pub tenants: Vec<Uuid>,
+    /// How many tenants the load lists.
+    pub tenant_count: usize,
     pub committed_at: DateTime<Utc>,
     /// `ingest --trigger`: queue a scheduled trigger per loaded tenant.
     pub trigger: bool,
@@ -122,17 +125,19 @@ impl Store {
                        ORDER BY committed_at, load_id LIMIT $1
                        FOR UPDATE SKIP LOCKED) c
                  WHERE l.load_id = c.load_id
-                 RETURNING l.load_id, l.kind, l.tenants, l.committed_at, l.trigger",
+                 RETURNING l.load_id, l.kind, cardinality(l.tenants), l.committed_at,
+                           l.trigger",
                 &[&limit.max(0), &secs],
             )
             .await?;
         let mut out = rows
             .iter()
             .map(|r| {
+                let count: i32 = r.try_get(2)?;
                 Ok(LoadFollowUp {
                     load_id: r.try_get(0)?,
                     kind: r.try_get(1)?,
-                    tenants: r.try_get(2)?,
+                    tenant_count: usize::try_from(count).unwrap_or(0),
                     committed_at: r.try_get(3)?,
                     trigger: r.try_get(4)?,
                 })
@@ -140,6 +145,30 @@ impl Store {
             .collect::<Result<Vec<_>, StoreError>>()?;
         out.sort_by(|a, b| (a.committed_at, &a.load_id).cmp(&(b.committed_at, &b.load_id)));
         Ok(out)
+    }
+
+    /// Up to `limit` of a load's tenants, from the `from`th (0-based) in the order the load
+    /// lists them; empty past the end or for an unknown load.
+    pub async fn load_tenants(
+        &self,
+        load_id: &str,
+        from: usize,
+        limit: usize,
+    ) -> Result<Vec<Uuid>, StoreError> {
+        let client = self.pool.get().await?;
+        // Array slices are 1-based and inclusive; a slice past the end is empty.
+        let first = i32::try_from(from).unwrap_or(i32::MAX).saturating_add(1);
+        let last = first.saturating_add(i32::try_from(limit).unwrap_or(i32::MAX) - 1);
+        let row = client
+            .query_opt(
+                "SELECT coalesce(tenants[$2:$3], '{}') FROM loads WHERE load_id = $1",
+                &[&load_id, &first, &last],
+            )
+            .await?;
+        match row {
+            Some(r) => Ok(r.try_get(0)?),
+            None => Ok(Vec::new()),
+        }
     }
 
     /// Records that a load's follow-up is done; false if it already was.

@@ -680,7 +680,45 @@ async fn a_follow_up_service_claims_each_load_once() {
     let (one, two) = (one.unwrap(), two.unwrap());
     assert_eq!(one.len() + two.len(), 1, "claimed once");
     let claimed = one.into_iter().chain(two).next().unwrap();
-    assert_eq!(claimed.tenants.len(), 50);
+    assert_eq!(claimed.tenant_count, 50);
+    // Its tenants come a page at a time, in the load's order, and nothing past the end.
+    let store = db.store();
+    let whole = store.load_tenants(&claimed.load_id, 0, 1000).await.unwrap();
+    assert_eq!(whole.len(), 50);
+    let mut paged = Vec::new();
+    for from in (0..70).step_by(20) {
+        paged.extend(
+            store
+                .load_tenants(&claimed.load_id, from, 20)
+                .await
+                .unwrap(),
+        );
+    }
+    assert_eq!(paged, whole);
+    assert_eq!(
+        store
+            .load_tenants(&claimed.load_id, 40, 20)
+            .await
+            .unwrap()
+            .len(),
+        10
+    );
+    assert!(
+        store
+            .load_tenants(&claimed.load_id, 50, 20)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    assert!(
+        store
+            .load_tenants("no-such-load", 0, 20)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    let listed: std::collections::HashSet<Uuid> = whole.into_iter().collect();
+    assert_eq!(listed, (0..50).map(tenant).collect());
     assert!(db.store().load_followed_up(&claimed.load_id).await.unwrap());
     assert!(!db.store().load_followed_up(&claimed.load_id).await.unwrap());
     assert!(

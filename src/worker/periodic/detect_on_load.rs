@@ -25,6 +25,7 @@ impl LoadListener for DetectOnLoad {
     fn loaded<'a>(
         &'a self,
         load: &'a crate::store::LoadFollowUp,
+        tenants: &'a [uuid::Uuid],
     ) -> futures_util::future::BoxFuture<'a, Result<Vec<uuid::Uuid>, StoreError>> {
         Box::pin(async move {
             if load.kind != "metrics" {
@@ -35,10 +36,11 @@ impl LoadListener for DetectOnLoad {
                 &self.catalog,
                 &self.settings,
                 &self.topology,
-                &load.tenants,
+                tenants,
                 self.clock.now(),
             )
             .await?;
+            // One line per page of the load's tenants.
             tracing::info!(load_id = %load.load_id, tenants = pass.tenants,
                 deviations = pass.recorded, triggers = pass.triggers, "deviations after a load");
             if pass.triggers > 0 {

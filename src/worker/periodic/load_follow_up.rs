@@ -14,6 +14,7 @@ use crate::watchdog::Watchdog;
 use crate::worker::relay::Relay;
 use chrono::{DateTime, SecondsFormat, Utc};
 use futures_util::future::BoxFuture;
+use std::collections::HashSet;
 use std::sync::Arc;
 use std::time::Duration;
 use uuid::Uuid;
@@ -39,10 +40,15 @@ fn scheduled_after(
     crate::worker::deviation::queued_trigger(topology, tenant, trigger, None, id)
 }
 
-/// Told about each load's tenants once the watchdog has run for them; answers the tenants
-/// it queued a trigger for (they get no `--trigger` one).
+/// Told about each load's tenants, a page at a time, once the watchdog has run for all of
+/// them; answers the tenants of the page it queued a trigger for (they get no `--trigger`
+/// one).
 pub trait LoadListener: Send + Sync {
-    fn loaded<'a>(&'a self, load: &'a Load) -> BoxFuture<'a, Result<Vec<Uuid>, StoreError>>;
+    fn loaded<'a>(
+        &'a self,
+        load: &'a Load,
+        tenants: &'a [Uuid],
+    ) -> BoxFuture<'a, Result<Vec<Uuid>, StoreError>>;
 }
 
 pub struct LoadFollowUp {
@@ -60,6 +66,9 @@ pub struct LoadFollowUp {
 const CLAIM: i64 = 16;
 /// Scheduled triggers written in one transaction (`queue_uncycled`) and published per step.
 const QUEUE_CHUNK: usize = 500;
+/// A load's tenants read at a time: the follow-up's memory is a page's, however many tenants
+/// a load lists.
+const TENANT_PAGE: usize = 10_000;
 
 impl Periodic for LoadFollowUp {
     fn name(&self) -> &'static str {
@@ -84,53 +93,7 @@ impl Periodic for LoadFollowUp {
                 false => bounded(self.deadline, self.store.watch_due_tenants()).await?,
             };
             for load in &loads {
-                let loaded: std::collections::HashSet<Uuid> =
-                    load.tenants.iter().copied().collect();
-                let mine: Vec<Uuid> = due.iter().copied().filter(|t| loaded.contains(t)).collect();
-                let swept = crate::watchdog::sweep_tenants(
-                    &self.store,
-                    &self.watchdog,
-                    &mine,
-                    self.deadline,
-                );
-                let done = swept.await?;
-                if !done.outbox.is_empty() {
-                    self.relay.publish(done.outbox).await;
-                }
-                let mut triggered = std::collections::HashSet::new();
-                for l in &self.listeners {
-                    triggered.extend(l.loaded(load).await?);
-                }
-                if load.trigger {
-                    let wanted: Vec<Uuid> = load
-                        .tenants
-                        .iter()
-                        .copied()
-                        .filter(|t| !triggered.contains(t))
-                        .collect();
-                    // Queued and published a chunk at a time: memory stays one chunk's, and
-                    // the triggers go out as they are written, not at the outbox sweep's pace
-                    // (500 rows per sweep interval).
-                    let mut queued = 0;
-                    for chunk in wanted.chunks(QUEUE_CHUNK) {
-                        let now = self.clock.now();
-                        let messages: Vec<_> = chunk
-                            .iter()
-                            .map(|t| {
-                                let m = scheduled_after(&self.topology, &load.load_id, *t, now);
-                                (*t, m)
-                            })
-                            .collect();
-                        let rows =
-                            bounded(self.deadline, self.store.queue_uncycled(&messages)).await?;
-                        queued += rows.len();
-                        if !rows.is_empty() {
-                            self.relay.publish(rows).await;
-                        }
-                    }
-                    tracing::info!(load_id = %load.load_id, queued,
-                        deviation_cycles = triggered.len(), "load --trigger: scheduled triggers queued");
-                }
+                self.follow_up(load, &due).await?;
                 bounded(self.deadline, self.store.load_followed_up(&load.load_id)).await?;
             }
             // A full claim: more may be waiting.
@@ -140,5 +103,74 @@ impl Periodic for LoadFollowUp {
                 Next::Interval
             })
         })
+    }
+}
+
+impl LoadFollowUp {
+    /// One load, in three passes over its tenants, each a page at a time: the watchdog for
+    /// those with actions due (in `due`'s order), then the listeners, then the scheduled
+    /// triggers. Every tenant is watched before any is detected or triggered, as when the
+    /// whole list was held at once.
+    async fn follow_up(&self, load: &Load, due: &[Uuid]) -> Result<(), StoreError> {
+        let mut from = 0;
+        while let Some(page) = self.page(load, &mut from).await? {
+            let page: HashSet<Uuid> = page.into_iter().collect();
+            let mine: Vec<Uuid> = due.iter().copied().filter(|t| page.contains(t)).collect();
+            let swept =
+                crate::watchdog::sweep_tenants(&self.store, &self.watchdog, &mine, self.deadline);
+            let done = swept.await?;
+            if !done.outbox.is_empty() {
+                self.relay.publish(done.outbox).await;
+            }
+        }
+        let mut triggered = HashSet::new();
+        let mut from = 0;
+        while let Some(page) = self.page(load, &mut from).await? {
+            for l in &self.listeners {
+                triggered.extend(l.loaded(load, &page).await?);
+            }
+        }
+        if !load.trigger {
+            return Ok(());
+        }
+        let mut queued = 0;
+        let mut from = 0;
+        while let Some(page) = self.page(load, &mut from).await? {
+            let wanted: Vec<Uuid> = page
+                .into_iter()
+                .filter(|t| !triggered.contains(t))
+                .collect();
+            // Queued and published a chunk at a time: the triggers go out as they are
+            // written, not at the outbox sweep's pace (500 rows per sweep interval).
+            for chunk in wanted.chunks(QUEUE_CHUNK) {
+                let now = self.clock.now();
+                let messages: Vec<_> = chunk
+                    .iter()
+                    .map(|t| (*t, scheduled_after(&self.topology, &load.load_id, *t, now)))
+                    .collect();
+                let rows = bounded(self.deadline, self.store.queue_uncycled(&messages)).await?;
+                queued += rows.len();
+                if !rows.is_empty() {
+                    self.relay.publish(rows).await;
+                }
+            }
+        }
+        tracing::info!(load_id = %load.load_id, queued,
+            deviation_cycles = triggered.len(), "load --trigger: scheduled triggers queued");
+        Ok(())
+    }
+
+    /// The next page of `load`'s tenants from `*from` (advanced past it), or `None` at the end.
+    async fn page(&self, load: &Load, from: &mut usize) -> Result<Option<Vec<Uuid>>, StoreError> {
+        if *from >= load.tenant_count {
+            return Ok(None);
+        }
+        let page = bounded(
+            self.deadline,
+            self.store.load_tenants(&load.load_id, *from, TENANT_PAGE),
+        )
+        .await?;
+        *from += TENANT_PAGE;
+        Ok((!page.is_empty()).then_some(page))
     }
 }
