@@ -535,7 +535,8 @@ mod tests {
     fn defaults_load() {
         let s = Settings::load_from(&[]).unwrap();
         assert_eq!(s.amqp.prefix, "revenue_os");
-        assert_eq!(s.amqp.concurrency, 16);
+        assert_eq!(s.amqp.concurrency, 32);
+        assert!(s.database.pool_size >= usize::from(s.amqp.concurrency) + 4);
         assert_eq!(s.kernel.min_cycle_interval_hours, 12);
         assert_eq!(s.console.listen, "127.0.0.1:9465");
         assert_eq!(s.kernel.max_window_days, 400);

@@ -32,6 +32,7 @@ pub mod deviation;
 pub mod error;
 pub mod ingest;
 pub mod kernel;
+pub mod memory;
 pub mod notify;
 pub mod results;
 pub mod store;

@@ -19,6 +19,7 @@ struct Cli {
 }
 
 fn main() -> ExitCode {
+    revenue_os::memory::one_malloc_arena();
     match Cli::try_parse() {
         Ok(c) => report(cli::run(c.command)),
         // --help and --version are not errors.

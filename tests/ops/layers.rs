@@ -10,6 +10,8 @@ const ALLOWED: &[(&str, &[&str])] = &[
     ("contract", &[]),
     ("config", &[]),
     ("clock", &[]),
+    // Process setup before any thread: the allocator's arenas.
+    ("memory", &[]),
     // The kernel re-measures a deviation that raised its cycle with the same pure detector.
     ("kernel", &["contract", "deviation"]),
     // Deviation detection is pure like the kernel: series in, assessments out.
