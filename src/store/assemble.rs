@@ -83,10 +83,13 @@ pub(super) async fn assemble_in(
                  WHERE n.tenant_id = $1",
             &by_tenant,
         ),
+        // In the key's order (jsonb's, for dimensions), so each month's index scan hands
+        // the rows over sorted: ordering by `dimension::text` instead rendered and sorted
+        // all 270 rows of a 30-day window for every cycle.
         tx.query_cached(
             "SELECT metric_id, value, date, dimension FROM metric_snapshots
                  WHERE tenant_id = $1 AND date BETWEEN $2 AND $3
-                 ORDER BY date, metric_id, dimension::text",
+                 ORDER BY date, metric_id, dimension",
             &by_window,
         ),
         tx.query_cached(
