@@ -14,7 +14,7 @@ use crate::telemetry::metrics;
 use chrono::{DateTime, Utc};
 use deadpool_postgres::Transaction;
 use serde_json::json;
-use tokio_postgres::types::ToSql;
+use tokio_postgres::types::{Json, ToSql};
 use uuid::Uuid;
 
 /// Below `database.statement_timeout_ms` (30 s by default), so a cycle queued behind its
@@ -383,12 +383,14 @@ async fn insert_cycle(
     req: &CycleRequest,
     rec: &Recorded<'_>,
 ) -> Result<(), StoreError> {
+    // `Json` writes each document straight from its struct: no `serde_json::Value` tree is
+    // built first (the output is the largest thing a cycle writes).
     let (output, error, code, summary) = match rec.result {
-        Ok(out) => (Some(json!(out)), None, None, Some(&out.cycle_summary)),
+        Ok(out) => (Some(Json(out)), None, None, Some(&out.cycle_summary)),
         // A skip with a reason is not the error's code: nothing was invalid.
         Err(e) => (
             None,
-            Some(json!(e)),
+            Some(Json(e)),
             rec.skip_reason.is_none().then(|| e.code.as_str()),
             None,
         ),
@@ -404,7 +406,7 @@ async fn insert_cycle(
             // (the worker refuses a `trigger.source` over 200 bytes).
             &req.trigger.source,
             &req.triggered_at,
-            &json!(req.trigger),
+            &Json(&req.trigger),
             &req.window.start(),
             &req.window.end(),
             &rec.status.as_str(),
@@ -444,7 +446,7 @@ async fn insert_actions(
         .iter()
         .map(|a| a.target_metric.as_str())
         .collect();
-    let body: Vec<serde_json::Value> = out.actions.iter().map(|a| json!(a)).collect();
+    let body: Vec<Json<_>> = out.actions.iter().map(Json).collect();
     let reason_of = |id: &str| held.iter().find(|(h, _)| h == id).map(|(_, r)| r.as_str());
     let status: Vec<&str> = ids
         .iter()
