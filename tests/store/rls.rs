@@ -183,6 +183,22 @@ async fn every_tenant_table_has_forced_row_level_security() {
             on && forced && policies == 1,
             "{t}: {on} {forced} {policies}"
         );
+        // The scope is a subquery (V23): read once per statement, not once per row.
+        let r = admin
+            .query_one(
+                "SELECT pg_get_expr(p.polqual, p.polrelid), pg_get_expr(p.polwithcheck, p.polrelid)
+                 FROM pg_policy p
+                 WHERE p.polrelid = ('public.' || $1)::regclass AND p.polname = 'tenant_isolation'",
+                &[t],
+            )
+            .await
+            .unwrap();
+        for expr in [r.get::<_, String>(0), r.get::<_, String>(1)] {
+            assert!(
+                expr.contains("( SELECT revenue_os.current_tenant_id()"),
+                "{t}: {expr}"
+            );
+        }
     }
     db.cleanup().await;
 }

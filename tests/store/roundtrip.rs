@@ -77,6 +77,14 @@ async fn assembly_applies_the_window_and_openness_rules() {
         date: "2026-09-01".into(),
         dimension: None,
     });
+    // Two channels of a metric on a day it also has undimensioned, given out of order.
+    let first = input.metrics[0].clone();
+    for channel in ["paid_social", "events"] {
+        input.metrics.push(MetricPoint {
+            dimension: Some([("channel".to_owned(), channel.to_owned())].into()),
+            ..first.clone()
+        });
+    }
     let mut closed = input.opportunities[0].clone();
     closed.id = "opp_won".into();
     closed.stage = "closed_won".into();
@@ -132,6 +140,20 @@ async fn assembly_applies_the_window_and_openness_rules() {
     let mut sorted = got.revenue_events.clone();
     sorted.sort_by(|a, b| (&a.effective_date, &a.id).cmp(&(&b.effective_date, &b.id)));
     assert_eq!(sorted, got.revenue_events);
+    // Metrics in their key's order, across the window's two months: date, metric, then
+    // dimension in jsonb's order (undimensioned first; one-key objects by value).
+    let key = |m: &MetricPoint| (m.date.clone(), m.metric_id.clone(), m.dimension.clone());
+    let mut sorted = got.metrics.clone();
+    sorted.sort_by_key(key);
+    assert_eq!(sorted, got.metrics);
+    assert!(got.metrics.first().map(|m| &m.date) < got.metrics.last().map(|m| &m.date));
+    let day: Vec<Option<&str>> = got
+        .metrics
+        .iter()
+        .filter(|m| m.metric_id == first.metric_id && m.date == first.date)
+        .map(|m| m.dimension.as_ref().map(|d| d["channel"].as_str()))
+        .collect();
+    assert_eq!(day, [None, Some("events"), Some("paid_social")]);
     db.cleanup().await;
 }
 
