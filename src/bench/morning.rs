@@ -285,11 +285,18 @@ async fn seed(
     // The history is not the morning: no worker follows these loads up.
     owner.bench_settle_loads().await?;
     let (actions, output) = seed_actions(catalog, opts.actions_per_tenant)?;
-    let now = Utc::now();
+    // A steady state: the cycle ran three days before the loaded day and its actions were
+    // applied that noon, so their first full day (two days before it) is in the data and was
+    // watched yesterday morning; the loaded day is due. Applied any later, this morning would
+    // have no full day of the change to check (V24).
+    let cycle_day = data.yesterday - Days::days(2);
+    let midnight = cycle_day.and_time(chrono::NaiveTime::MIN).and_utc();
+    let (executed_at, applied_at) = (midnight + Days::hours(6), midnight + Days::hours(12));
     let window = (
-        data.yesterday - Days::days(i64::from(data.days)),
-        data.yesterday - Days::days(1),
+        cycle_day - Days::days(i64::from(data.days)),
+        cycle_day - Days::days(1),
     );
+    let watched_as_of = data.yesterday - Days::days(1);
     let ids: Vec<uuid::Uuid> = (1..=opts.tenants)
         .filter_map(|i| tenant_id(i).parse().ok())
         .collect();
@@ -300,16 +307,16 @@ async fn seed(
                 &actions,
                 &output,
                 window,
-                now - Days::hours(36),
-                now - Days::hours(30),
-                window.1,
+                executed_at,
+                applied_at,
+                watched_as_of,
             )
             .await?;
     }
     say(&format!(
         "seeded {} applied actions per tenant, watched up to {}",
         actions.len(),
-        window.1
+        watched_as_of
     ));
     owner.bench_analyze().await?;
     Ok(rows)

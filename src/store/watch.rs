@@ -328,14 +328,18 @@ const CLAIM_COLUMNS: &str = "a.tenant_id, a.cycle_id, a.action_id, a.status, a.a
         (SELECT max(date) FROM metric_snapshots s WHERE s.tenant_id = a.tenant_id)";
 
 /// Which actions are due: watched types, applied (or published, for tenants that watch from
-/// there), and behind their tenant's newest metric day.
+/// there), behind their tenant's newest metric day, and applied before that day: the first
+/// full day of a change is the one after it was applied, and until the data reaches it an
+/// evaluation has no day to check. `revenue_os.watch_due_tenants()` and the overdue gauge
+/// (V24) say the same.
 const DUE: &str = "a.type <> ALL($2)
        AND (a.status = 'applied'
             OR (a.status IN ('published', 'acknowledged')
                 AND EXISTS (SELECT 1 FROM tenant_settings ts
                             WHERE ts.tenant_id = a.tenant_id AND ts.watch_published)))
-       AND COALESCE(a.watched_as_of, '-infinity'::date) <
-           (SELECT max(date) FROM metric_snapshots s WHERE s.tenant_id = a.tenant_id)";
+       AND (SELECT max(date) FROM metric_snapshots s WHERE s.tenant_id = a.tenant_id)
+           > GREATEST(COALESCE(a.watched_as_of, '-infinity'::date),
+                      COALESCE((a.applied_at AT TIME ZONE 'UTC')::date, '-infinity'::date))";
 
 /// A claimed row's facts, before its metrics are read.
 fn claimed(r: &tokio_postgres::Row, now: DateTime<Utc>) -> Result<WatchFacts, StoreError> {

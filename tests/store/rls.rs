@@ -497,10 +497,47 @@ async fn due_tenants_and_the_overdue_gauge_measure_each_tenant_against_its_own_n
     assert_eq!(state().await, (2, vec![a]));
     // The oldest overdue action is the gauge.
     apply_one(&c, b, 1, "scale", 5).await;
-    assert_eq!(state().await, (5, both));
+    assert_eq!(state().await, (5, both.clone()));
     // An experiment is not watched day by day.
     apply_one(&c, b, 1, "experiment", 5).await;
     assert_eq!(state().await, (2, vec![a]));
+    // Applied on A's newest day: its first full day is not in the data yet, so it is
+    // neither due nor overdue (V24); applied the day before, it is both.
+    let applied_days_before_newest = |tenant: Uuid, days: i32| {
+        let c = &c;
+        async move {
+            c.execute(
+                "UPDATE actions SET applied_at = ((SELECT max(date) FROM metric_snapshots
+                                                    WHERE tenant_id = $1) - $2::int)
+                                                 + time '12:00' AT TIME ZONE 'UTC'
+                  WHERE tenant_id = $1 AND status = 'applied'",
+                &[&tenant, &days],
+            )
+            .await
+            .unwrap();
+        }
+    };
+    applied_days_before_newest(a, 0).await;
+    assert_eq!(state().await, (0, vec![]));
+    applied_days_before_newest(a, 1).await;
+    assert_eq!(state().await, (2, vec![a]));
+    // A published action is watched only for a tenant that asked for it.
+    c.execute(
+        "UPDATE actions SET status = 'published', type = 'scale'
+          WHERE tenant_id = $1 AND status = 'applied'",
+        &[&b],
+    )
+    .await
+    .unwrap();
+    assert_eq!(state().await, (2, vec![a]));
+    c.execute(
+        "INSERT INTO tenant_settings (tenant_id, watch_published) VALUES ($1, true)
+         ON CONFLICT (tenant_id) DO UPDATE SET watch_published = true",
+        &[&b],
+    )
+    .await
+    .unwrap();
+    assert_eq!(state().await, (2, both));
     db.cleanup().await;
 }
 

@@ -355,6 +355,48 @@ async fn failed_failed_passed_failed_failed_reverts_nothing() {
     db.cleanup().await;
 }
 
+/// Applied on 11-25 at noon: the first full day of the change is 11-26. Until the tenant's
+/// data reaches it there is nothing to check, so no sweep evaluates the action (at 100,000
+/// tenants the 300 s sweep did, for every action applied since the morning's cycles began).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn nothing_is_evaluated_before_the_first_full_day_of_the_change() {
+    let db = TestDb::new().await;
+    let b = TestBroker::new().await;
+    let w = RunningWorker::start(quiet(&db, &b), &db, Hooks::default());
+    let a = applied_action(&b, &db, "wd-first-day").await;
+    let wd = watchdog_for(&b);
+    let evaluations = || db.count("SELECT count(*) FROM watchdog_evaluations");
+    let c = db.client().await;
+    let day = |d: u32| NaiveDate::from_ymd_opt(2026, 11, d).unwrap();
+    ensure_months(&c, &[day(24), day(25)]).await;
+    for d in [24, 25] {
+        // The tenant's newest day is the day before the change, then the day of it.
+        c.execute(
+            "INSERT INTO metric_snapshots (tenant_id, metric_id, date, value)
+             VALUES ($1, $2, $3, 1) ON CONFLICT DO NOTHING",
+            &[&a.tenant, &a.condition.metric_id, &day(d)],
+        )
+        .await
+        .unwrap();
+        let done = watchdog::sweep(db.store(), &wd, None).await.unwrap();
+        assert!(done.is_empty(), "newest day 11-{d}: {done:?}");
+        assert_eq!(evaluations().await, 0);
+        assert!(db.store().watch_due_tenants().await.unwrap().is_empty());
+    }
+    // 11-26 arrives: one evaluation, of that day.
+    days_pass(&db, a.tenant, &a.condition.metric_id, 1).await;
+    let done = watchdog::sweep(db.store(), &wd, None).await.unwrap();
+    assert_eq!(done.len(), 1);
+    assert_eq!(
+        db.count("SELECT count(*) FROM watchdog_evaluations WHERE as_of = '2026-11-26'")
+            .await,
+        1
+    );
+    w.stop().await;
+    b.cleanup().await;
+    db.cleanup().await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn missing_days_escalate_and_revert_nothing() {
     let db = TestDb::new().await;
