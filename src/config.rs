@@ -186,6 +186,8 @@ pub struct WorkerSettings {
     /// `/healthz` fails when the consume loop, the relay, or running triggers have made no
     /// progress for this long (waiting out a database outage does not count).
     pub wedged_after_secs: u64,
+    /// Free heap pages go back to the kernel this often (`memory::trim`); 0 never.
+    pub heap_trim_secs: u64,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

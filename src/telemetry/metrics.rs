@@ -29,6 +29,7 @@ pub const WATCHDOG_OVERDUE: &str = "revenue_os_watchdog_oldest_overdue_seconds";
 pub const APPROVALS: &str = "revenue_os_approvals_total";
 pub const APPROVALS_PENDING: &str = "revenue_os_approvals_pending";
 pub const PERIODIC_RUNS: &str = "revenue_os_periodic_runs_total";
+pub const HEAP: &str = "revenue_os_heap_bytes";
 
 /// The stages of a cycle, in order.
 pub const STAGES: [&str; 4] = ["assemble", "decide", "persist", "publish"];
@@ -139,6 +140,13 @@ pub fn db_pool(size: usize, available: usize, max_size: usize, waiting: usize) {
     gauge!(DB_POOL_CONNECTIONS, "state" => "idle").set(available as f64);
     gauge!(DB_POOL_SIZE).set(max_size as f64);
     gauge!(DB_POOL_WAITING).set(waiting as f64);
+}
+
+/// The allocator's heap after a trim (`memory::heap`).
+pub fn heap(h: &crate::memory::Heap) {
+    gauge!(HEAP, "state" => "in_use").set(h.in_use as f64);
+    gauge!(HEAP, "state" => "free").set(h.free as f64);
+    gauge!(HEAP, "state" => "mapped").set(h.mapped as f64);
 }
 
 pub fn publish_failure(reason: &'static str) {
@@ -355,6 +363,12 @@ pub const ALL: &[Metric] = &[
         Kind::Counter,
         &["service", "result"],
         "Runs of each periodic service (outbox_sweep, watchdog_sweep, approval_expiry, ...) by result",
+    ),
+    m(
+        HEAP,
+        Kind::Gauge,
+        &["state"],
+        "The allocator's heap in bytes: in_use, free (held in the heap) and mapped (large blocks)",
     ),
 ];
 

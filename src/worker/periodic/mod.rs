@@ -8,6 +8,7 @@ mod action_gauge;
 mod approval_expiry;
 mod database_probe;
 mod detect_on_load;
+mod heap_trim;
 mod load_follow_up;
 mod metrics_upkeep;
 mod outbox_sweep;
@@ -20,6 +21,7 @@ pub use action_gauge::ActionGauge;
 pub use approval_expiry::ApprovalExpiry;
 pub use database_probe::DatabaseProbe;
 pub use detect_on_load::DetectOnLoad;
+pub use heap_trim::HeapTrim;
 pub use load_follow_up::{LoadFollowUp, LoadListener};
 pub use metrics_upkeep::MetricsUpkeep;
 pub use outbox_sweep::OutboxSweep;
@@ -191,6 +193,11 @@ pub fn for_worker(ctx: &Context, relay: &Arc<Relay>, status: &Arc<WorkerStatus>)
         .with(Arc::new(MetricsUpkeep {
             every: Duration::from_secs(5),
         }));
+    if s.worker.heap_trim_secs > 0 {
+        sup = sup.with(Arc::new(HeapTrim {
+            every: Duration::from_secs(s.worker.heap_trim_secs),
+        }));
+    }
     if s.watchdog.interval_secs > 0 {
         sup = sup.with(Arc::new(WatchdogSweep {
             store: ctx.store.clone(),
