@@ -10,7 +10,7 @@ const ALLOWED: &[(&str, &[&str])] = &[
     ("contract", &[]),
     ("config", &[]),
     ("clock", &[]),
-    // Process setup before any thread: the allocator's arenas.
+    // The allocator: its arenas, set before any thread; its heap, trimmed by the worker.
     ("memory", &[]),
     // The kernel re-measures a deviation that raised its cycle with the same pure detector.
     ("kernel", &["contract", "deviation"]),
@@ -41,6 +41,7 @@ const ALLOWED: &[(&str, &[&str])] = &[
             "contract",
             "config",
             "kernel",
+            "memory",
             "notify",
             "store",
             "broker",

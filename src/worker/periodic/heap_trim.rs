@@ -34,7 +34,7 @@ impl Periodic for HeapTrim {
                 "heap trimmed"
             );
             if let Some(h) = crate::memory::heap() {
-                crate::telemetry::metrics::heap(&h);
+                crate::telemetry::metrics::heap(h.in_use, h.free, h.mapped);
             }
             Ok(Next::Interval)
         })
