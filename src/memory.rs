@@ -1,4 +1,5 @@
-//! How the process uses memory, set before any thread starts.
+//! How the process uses memory: the allocator's arenas, set before any thread starts, and
+//! its heap, trimmed and measured while the worker runs (`worker::periodic::HeapTrim`).
 
 /// One glibc malloc arena for the whole process, unless the operator chose otherwise
 /// (`MALLOC_ARENA_MAX`, or `arena_max` in `GLIBC_TUNABLES`).
