@@ -330,16 +330,16 @@ const CLAIM_COLUMNS: &str = "a.tenant_id, a.cycle_id, a.action_id, a.status, a.a
 /// Which actions are due: watched types, applied (or published, for tenants that watch from
 /// there), behind their tenant's newest metric day, and applied before that day: the first
 /// full day of a change is the one after it was applied, and until the data reaches it an
-/// evaluation has no day to check. `revenue_os.watch_due_tenants()` and the overdue gauge
-/// (V24) say the same.
+/// evaluation has no day to check. The rule is `revenue_os.watch_is_due` (V24), which the
+/// due list and the overdue gauge use too.
 const DUE: &str = "a.type <> ALL($2)
        AND (a.status = 'applied'
             OR (a.status IN ('published', 'acknowledged')
                 AND EXISTS (SELECT 1 FROM tenant_settings ts
                             WHERE ts.tenant_id = a.tenant_id AND ts.watch_published)))
-       AND (SELECT max(date) FROM metric_snapshots s WHERE s.tenant_id = a.tenant_id)
-           > GREATEST(COALESCE(a.watched_as_of, '-infinity'::date),
-                      COALESCE((a.applied_at AT TIME ZONE 'UTC')::date, '-infinity'::date))";
+       AND revenue_os.watch_is_due(
+               (SELECT max(date) FROM metric_snapshots s WHERE s.tenant_id = a.tenant_id),
+               a.watched_as_of, a.applied_at)";
 
 /// A claimed row's facts, before its metrics are read.
 fn claimed(r: &tokio_postgres::Row, now: DateTime<Utc>) -> Result<WatchFacts, StoreError> {
