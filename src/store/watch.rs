@@ -318,9 +318,7 @@ impl Store {
 
 /// An action under watch as the claim reads it: `CLAIM_COLUMNS` of `actions a`.
 const CLAIM_COLUMNS: &str = "a.tenant_id, a.cycle_id, a.action_id, a.status, a.action,
-        COALESCE(a.applied_at,
-                 (SELECT min(o.published_at) FROM outbox o
-                  WHERE o.cycle_id = a.cycle_id AND o.action_id = a.action_id)),
+        COALESCE(a.applied_at, revenue_os.published_since(a.cycle_id, a.action_id)),
         a.applied_before, a.applied_after, a.applied_inverse,
         a.escalated_at IS NOT NULL,
         COALESCE((SELECT ts.watchdog_mode = 'shadow' FROM tenant_settings ts
@@ -328,10 +326,11 @@ const CLAIM_COLUMNS: &str = "a.tenant_id, a.cycle_id, a.action_id, a.status, a.a
         (SELECT max(date) FROM metric_snapshots s WHERE s.tenant_id = a.tenant_id)";
 
 /// Which actions are due: watched types, applied (or published, for tenants that watch from
-/// there), behind their tenant's newest metric day, and applied before that day: the first
-/// full day of a change is the one after it was applied, and until the data reaches it an
-/// evaluation has no day to check. The rule is `revenue_os.watch_is_due` (V24), which the
-/// due list and the overdue gauge use too.
+/// there), behind their tenant's newest metric day, and changed before that day: the first
+/// full day of a change is the one after it was applied (or first confirmed:
+/// `revenue_os.published_since`, V25), and until the data reaches it an evaluation has no day
+/// to check. The rule is `revenue_os.watch_is_due` (V24), which the due list and the overdue
+/// gauge use too.
 const DUE: &str = "a.type <> ALL($2)
        AND (a.status = 'applied'
             OR (a.status IN ('published', 'acknowledged')
@@ -339,7 +338,8 @@ const DUE: &str = "a.type <> ALL($2)
                             WHERE ts.tenant_id = a.tenant_id AND ts.watch_published)))
        AND revenue_os.watch_is_due(
                (SELECT max(date) FROM metric_snapshots s WHERE s.tenant_id = a.tenant_id),
-               a.watched_as_of, a.applied_at)";
+               a.watched_as_of,
+               COALESCE(a.applied_at, revenue_os.published_since(a.cycle_id, a.action_id)))";
 
 /// A claimed row's facts, before its metrics are read.
 fn claimed(r: &tokio_postgres::Row, now: DateTime<Utc>) -> Result<WatchFacts, StoreError> {
@@ -348,7 +348,7 @@ fn claimed(r: &tokio_postgres::Row, now: DateTime<Utc>) -> Result<WatchFacts, St
     let action: Action = serde_json::from_value(r.try_get(4)?)
         .map_err(|e| StoreError::Corrupt(format!("stored action {action_id}: {e}")))?;
     let since: Option<DateTime<Utc>> = r.try_get(5)?;
-    // A published row always has a confirm time; only a hand-edited one would not.
+    // An action's cycle row outlives its outbox rows (V25), so only a hand edit leaves none.
     let since = since
         .ok_or_else(|| StoreError::Corrupt(format!("{action_id}: no applied or published time")))?;
     Ok(WatchFacts {

@@ -439,13 +439,17 @@ async fn the_sweeps_still_see_every_tenant() {
     db.cleanup().await;
 }
 
-/// Applies the first action of `tenant`'s cycle as `kind`, watched up to `behind` days before
-/// the tenant's newest metric day and last touched `hours` ago.
+/// Applies the first action of `tenant`'s cycle as `kind` at noon the day before it was
+/// watched up to, `behind` days before the tenant's newest metric day, and last touched
+/// `hours` ago.
 async fn apply_one(c: &Client, tenant: Uuid, behind: i32, kind: &str, hours: i32) {
     c.execute(
         "UPDATE actions SET status = 'applied', type = $3,
                 watched_as_of = (SELECT max(date) FROM metric_snapshots
                                   WHERE tenant_id = $1) - $2::int,
+                applied_at = ((SELECT max(date) FROM metric_snapshots
+                                WHERE tenant_id = $1) - $2::int - 1)
+                             + time '12:00' AT TIME ZONE 'UTC',
                 updated_at = now() - make_interval(hours => $4)
           WHERE (cycle_id, action_id) = (SELECT cycle_id, min(action_id) FROM actions
                                           WHERE tenant_id = $1 GROUP BY cycle_id)",
@@ -521,15 +525,30 @@ async fn due_tenants_and_the_overdue_gauge_measure_each_tenant_against_its_own_n
     assert_eq!(state().await, (0, vec![]));
     applied_days_before_newest(a, 1).await;
     assert_eq!(state().await, (2, vec![a]));
-    // A published action is watched only for a tenant that asked for it.
+    // A published action is watched only for a tenant that asked for it, from the day after
+    // its first confirm (V25); with no confirm in the outbox (here none was), its cycle's run.
     c.execute(
-        "UPDATE actions SET status = 'published', type = 'scale'
+        "UPDATE actions SET status = 'published', type = 'scale', applied_at = NULL
           WHERE tenant_id = $1 AND status = 'applied'",
         &[&b],
     )
     .await
     .unwrap();
     assert_eq!(state().await, (2, vec![a]));
+    let run_days_before_newest = |days: i32| {
+        let c = &c;
+        async move {
+            c.execute(
+                "UPDATE cycles SET executed_at = ((SELECT max(date) FROM metric_snapshots
+                                                    WHERE tenant_id = $1) - $2::int)
+                                                 + time '12:00' AT TIME ZONE 'UTC'
+                  WHERE tenant_id = $1",
+                &[&b, &days],
+            )
+            .await
+            .unwrap();
+        }
+    };
     c.execute(
         "INSERT INTO tenant_settings (tenant_id, watch_published) VALUES ($1, true)
          ON CONFLICT (tenant_id) DO UPDATE SET watch_published = true",
@@ -537,6 +556,9 @@ async fn due_tenants_and_the_overdue_gauge_measure_each_tenant_against_its_own_n
     )
     .await
     .unwrap();
+    run_days_before_newest(0).await;
+    assert_eq!(state().await, (2, vec![a]));
+    run_days_before_newest(1).await;
     assert_eq!(state().await, (2, both));
     db.cleanup().await;
 }

@@ -1,7 +1,8 @@
 //! The watchdog on the real services: a condition met on 3 consecutive days publishes exactly
 //! one revert with the exact prior value (two sweepers at once, one crashed mid-sweep);
 //! failed-failed-passed-failed-failed reverts nothing; missing days escalate; shadow mode
-//! publishes nothing and counts.
+//! publishes nothing and counts; nothing is evaluated before a change's first full day, also
+//! for actions watched from their confirm.
 
 use crate::common::amqp::{RunningWorker, TestBroker, eventually, settings};
 use crate::common::db::TestDb;
@@ -392,6 +393,80 @@ async fn nothing_is_evaluated_before_the_first_full_day_of_the_change() {
             .await,
         1
     );
+    w.stop().await;
+    b.cleanup().await;
+    db.cleanup().await;
+}
+
+/// A tenant watched from the broker's confirm: its published actions are watched from the
+/// day after that confirm, not on the day itself, and still after the retention service has
+/// pruned the confirmed outbox rows (7 days, inside a 14-day window). Before V25 they were
+/// evaluated on the day of the confirm, and once the rows were gone the claim found no start
+/// and failed the tenant's whole batch as corrupt, at every sweep.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_published_action_is_watched_from_the_day_after_its_confirm_even_once_pruned() {
+    let db = TestDb::new().await;
+    let b = TestBroker::new().await;
+    let w = RunningWorker::start(quiet(&db, &b), &db, Hooks::default());
+    let (tenant, _) = cycle_with_actions(&b, &db, "wd-published").await;
+    db.store()
+        .set_watchdog_settings(tenant, None, Some(true))
+        .await
+        .unwrap();
+    let c = db.client().await;
+    // The cycle ran on 11-25 at noon and its messages were confirmed just after.
+    c.batch_execute(
+        "UPDATE cycles SET executed_at = '2026-11-25T12:00:00Z';
+         UPDATE outbox SET published_at = '2026-11-25T12:00:01Z' WHERE published_at IS NOT NULL",
+    )
+    .await
+    .unwrap();
+    let watched = db
+        .count("SELECT count(*) FROM actions WHERE status = 'published' AND type <> 'experiment'")
+        .await;
+    assert!(watched > 0);
+    let wd = watchdog_for(&b);
+    let day = |d: u32| NaiveDate::from_ymd_opt(2026, 11, d).unwrap();
+    let as_of = "SELECT count(*) FROM watchdog_evaluations WHERE as_of = $1";
+    let evaluated_as_of = |d: u32| {
+        let c = &c;
+        async move {
+            let n: i64 = c.query_one(as_of, &[&day(d)]).await.unwrap().get(0);
+            n
+        }
+    };
+    ensure_months(&c, &[day(24), day(25)]).await;
+    for d in [24, 25] {
+        c.execute(
+            "INSERT INTO metric_snapshots (tenant_id, metric_id, date, value)
+             VALUES ($1, 'leads_created', $2, 1) ON CONFLICT DO NOTHING",
+            &[&tenant, &day(d)],
+        )
+        .await
+        .unwrap();
+        let done = watchdog::sweep(db.store(), &wd, None).await.unwrap();
+        assert!(done.is_empty(), "newest day 11-{d}: {done:?}");
+        assert!(db.store().watch_due_tenants().await.unwrap().is_empty());
+    }
+    assert_eq!(
+        db.count("SELECT count(*) FROM watchdog_evaluations").await,
+        0
+    );
+    // 11-26, the first full day after the confirm: every published action is evaluated.
+    metric_days(&db, tenant, "leads_created", &[Some(1.0)]).await;
+    assert_eq!(db.store().watch_due_tenants().await.unwrap(), vec![tenant]);
+    watchdog::sweep(db.store(), &wd, None).await.unwrap();
+    assert_eq!(evaluated_as_of(26).await, watched);
+    // The retention service forgets the confirms; 11-27 is still watched, from 11-25.
+    assert!(db.store().prune_outbox(Utc::now(), 10_000).await.unwrap() > 0);
+    assert_eq!(
+        db.count("SELECT count(*) FROM outbox WHERE action_id IS NOT NULL")
+            .await,
+        0
+    );
+    metric_days(&db, tenant, "leads_created", &[Some(1.0), Some(1.0)]).await;
+    watchdog::sweep(db.store(), &wd, None).await.unwrap();
+    assert_eq!(evaluated_as_of(27).await, watched);
     w.stop().await;
     b.cleanup().await;
     db.cleanup().await;
