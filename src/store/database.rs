@@ -137,5 +137,13 @@ mod tests {
             Some("app")
         );
         assert_eq!(name("postgres://u@h").as_deref(), None);
+        // A Unix socket's directory, percent-encoded as the host, is not a path of the URL.
+        let socket = "postgres://u@%2Fvar%2Frun%2Fpostgresql/app";
+        assert_eq!(f(socket, "b"), "postgres://u@%2Fvar%2Frun%2Fpostgresql/b");
+        assert_eq!(name(socket).as_deref(), Some("app"));
+        assert_eq!(
+            super::url_as(socket, "w"),
+            "postgres://w@%2Fvar%2Frun%2Fpostgresql/app"
+        );
     }
 }

@@ -248,6 +248,25 @@ mod tests {
         assert_eq!(pg.get_application_name(), Some("job"));
     }
 
+    /// On the database's own host its Unix socket skips TCP and TLS (README, Capacity): both
+    /// forms name the socket's directory as the host.
+    #[test]
+    fn a_socket_directory_is_a_host() {
+        for url in [
+            "postgres://u@%2Fvar%2Frun%2Fpostgresql/d",
+            "host=/var/run/postgresql user=u dbname=d",
+        ] {
+            let (pg, _) = driver_config(&settings(url)).unwrap();
+            assert_eq!(
+                pg.get_hosts(),
+                [tokio_postgres::config::Host::Unix(
+                    "/var/run/postgresql".into()
+                )],
+                "{url}"
+            );
+        }
+    }
+
     #[test]
     fn an_unknown_url_option_is_a_config_error() {
         let e = driver_config(&settings("postgres://u@h/d?sslcert=/c.pem")).unwrap_err();
