@@ -507,20 +507,21 @@ async fn due_tenants_and_the_overdue_gauge_measure_each_tenant_against_its_own_n
     assert_eq!(state().await, (2, vec![a]));
     // Applied on A's newest day: its first full day is not in the data yet, so it is
     // neither due nor overdue (V24); applied the day before, it is both.
-    let applied_days_before_newest = |tenant: Uuid, days: i32| {
+    // `set` (a table and its column) to noon `days` before the tenant's newest metric day.
+    let days_before_newest = |set: &'static str, tenant: Uuid, days: i32| {
         let c = &c;
         async move {
-            c.execute(
-                "UPDATE actions SET applied_at = ((SELECT max(date) FROM metric_snapshots
-                                                    WHERE tenant_id = $1) - $2::int)
-                                                 + time '12:00' AT TIME ZONE 'UTC'
-                  WHERE tenant_id = $1 AND status = 'applied'",
-                &[&tenant, &days],
-            )
-            .await
-            .unwrap();
+            let sql = format!(
+                "UPDATE {set} = ((SELECT max(date) FROM metric_snapshots
+                                   WHERE tenant_id = $1) - $2::int)
+                                + time '12:00' AT TIME ZONE 'UTC'
+                  WHERE tenant_id = $1"
+            );
+            c.execute(&sql, &[&tenant, &days]).await.unwrap();
         }
     };
+    let applied_days_before_newest =
+        |tenant: Uuid, days: i32| days_before_newest("actions SET applied_at", tenant, days);
     applied_days_before_newest(a, 0).await;
     assert_eq!(state().await, (0, vec![]));
     applied_days_before_newest(a, 1).await;
@@ -535,20 +536,7 @@ async fn due_tenants_and_the_overdue_gauge_measure_each_tenant_against_its_own_n
     .await
     .unwrap();
     assert_eq!(state().await, (2, vec![a]));
-    let run_days_before_newest = |days: i32| {
-        let c = &c;
-        async move {
-            c.execute(
-                "UPDATE cycles SET executed_at = ((SELECT max(date) FROM metric_snapshots
-                                                    WHERE tenant_id = $1) - $2::int)
-                                                 + time '12:00' AT TIME ZONE 'UTC'
-                  WHERE tenant_id = $1",
-                &[&b, &days],
-            )
-            .await
-            .unwrap();
-        }
-    };
+    let run_days_before_newest = |days: i32| days_before_newest("cycles SET executed_at", b, days);
     c.execute(
         "INSERT INTO tenant_settings (tenant_id, watch_published) VALUES ($1, true)
          ON CONFLICT (tenant_id) DO UPDATE SET watch_published = true",
