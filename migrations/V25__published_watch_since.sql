@@ -17,8 +17,8 @@ CREATE FUNCTION revenue_os.published_since(cycle uuid, action text)
     AS $$
     SELECT COALESCE(
         (SELECT min(o.published_at) FROM public.outbox o
-          WHERE o.cycle_id = cycle AND o.action_id = action),
-        (SELECT c.executed_at FROM public.cycles c WHERE c.cycle_id = cycle))
+          WHERE o.cycle_id = published_since.cycle AND o.action_id = published_since.action),
+        (SELECT c.executed_at FROM public.cycles c WHERE c.cycle_id = published_since.cycle))
     $$;
 
 CREATE OR REPLACE FUNCTION revenue_os.watch_due_tenants() RETURNS SETOF uuid

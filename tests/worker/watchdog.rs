@@ -414,10 +414,11 @@ async fn a_published_action_is_watched_from_the_day_after_its_confirm_even_once_
         .await
         .unwrap();
     let c = db.client().await;
-    // The cycle ran on 11-25 at noon and its messages were confirmed just after.
+    // The cycle ran late on 11-24 and its messages were confirmed at noon on 11-25 (the broker
+    // was down overnight): the watch starts from the confirm while the outbox holds it.
     c.batch_execute(
-        "UPDATE cycles SET executed_at = '2026-11-25T12:00:00Z';
-         UPDATE outbox SET published_at = '2026-11-25T12:00:01Z' WHERE published_at IS NOT NULL",
+        "UPDATE cycles SET executed_at = '2026-11-24T23:00:00Z';
+         UPDATE outbox SET published_at = '2026-11-25T12:00:00Z' WHERE published_at IS NOT NULL",
     )
     .await
     .unwrap();
@@ -457,7 +458,7 @@ async fn a_published_action_is_watched_from_the_day_after_its_confirm_even_once_
     assert_eq!(db.store().watch_due_tenants().await.unwrap(), vec![tenant]);
     watchdog::sweep(db.store(), &wd, None).await.unwrap();
     assert_eq!(evaluated_as_of(26).await, watched);
-    // The retention service forgets the confirms; 11-27 is still watched, from 11-25.
+    // The retention service forgets the confirms; 11-27 is still watched, from the run.
     assert!(db.store().prune_outbox(Utc::now(), 10_000).await.unwrap() > 0);
     assert_eq!(
         db.count("SELECT count(*) FROM outbox WHERE action_id IS NOT NULL")
