@@ -316,14 +316,25 @@ impl Store {
     }
 }
 
+/// When the change of `actions a` began: its `applied` report, else, for an action watched
+/// from its confirm, `revenue_os.published_since` (V25). The claim reads it and `DUE` judges
+/// by it.
+macro_rules! since {
+    () => {
+        "COALESCE(a.applied_at, revenue_os.published_since(a.cycle_id, a.action_id))"
+    };
+}
+
 /// An action under watch as the claim reads it: `CLAIM_COLUMNS` of `actions a`.
-const CLAIM_COLUMNS: &str = "a.tenant_id, a.cycle_id, a.action_id, a.status, a.action,
-        COALESCE(a.applied_at, revenue_os.published_since(a.cycle_id, a.action_id)),
-        a.applied_before, a.applied_after, a.applied_inverse,
+const CLAIM_COLUMNS: &str = concat!(
+    "a.tenant_id, a.cycle_id, a.action_id, a.status, a.action, ",
+    since!(),
+    ", a.applied_before, a.applied_after, a.applied_inverse,
         a.escalated_at IS NOT NULL,
         COALESCE((SELECT ts.watchdog_mode = 'shadow' FROM tenant_settings ts
                   WHERE ts.tenant_id = a.tenant_id), false),
-        (SELECT max(date) FROM metric_snapshots s WHERE s.tenant_id = a.tenant_id)";
+        (SELECT max(date) FROM metric_snapshots s WHERE s.tenant_id = a.tenant_id)"
+);
 
 /// Which actions are due: watched types, applied (or published, for tenants that watch from
 /// there), behind their tenant's newest metric day, and changed before that day: the first
@@ -331,15 +342,18 @@ const CLAIM_COLUMNS: &str = "a.tenant_id, a.cycle_id, a.action_id, a.status, a.a
 /// `revenue_os.published_since`, V25), and until the data reaches it an evaluation has no day
 /// to check. The rule is `revenue_os.watch_is_due` (V24), which the due list and the overdue
 /// gauge use too.
-const DUE: &str = "a.type <> ALL($2)
+const DUE: &str = concat!(
+    "a.type <> ALL($2)
        AND (a.status = 'applied'
             OR (a.status IN ('published', 'acknowledged')
                 AND EXISTS (SELECT 1 FROM tenant_settings ts
                             WHERE ts.tenant_id = a.tenant_id AND ts.watch_published)))
        AND revenue_os.watch_is_due(
                (SELECT max(date) FROM metric_snapshots s WHERE s.tenant_id = a.tenant_id),
-               a.watched_as_of,
-               COALESCE(a.applied_at, revenue_os.published_since(a.cycle_id, a.action_id)))";
+               a.watched_as_of, ",
+    since!(),
+    ")"
+);
 
 /// A claimed row's facts, before its metrics are read.
 fn claimed(r: &tokio_postgres::Row, now: DateTime<Utc>) -> Result<WatchFacts, StoreError> {
