@@ -356,6 +356,36 @@ async fn failed_failed_passed_failed_failed_reverts_nothing() {
     db.cleanup().await;
 }
 
+/// The tenant's newest metric day becomes 11-24, then 11-25 (a row of `metric` each), the
+/// day before and the day of a change made on 11-25: no sweep evaluates anything, and the
+/// tenant is not due.
+async fn nothing_due_through_the_day_of_the_change(
+    db: &TestDb,
+    wd: &Watchdog,
+    tenant: Uuid,
+    metric: &str,
+) {
+    let c = db.client().await;
+    let day = |d: u32| NaiveDate::from_ymd_opt(2026, 11, d).unwrap();
+    ensure_months(&c, &[day(24), day(25)]).await;
+    for d in [24, 25] {
+        c.execute(
+            "INSERT INTO metric_snapshots (tenant_id, metric_id, date, value)
+             VALUES ($1, $2, $3, 1) ON CONFLICT DO NOTHING",
+            &[&tenant, &metric, &day(d)],
+        )
+        .await
+        .unwrap();
+        let done = watchdog::sweep(db.store(), wd, None).await.unwrap();
+        assert!(done.is_empty(), "newest day 11-{d}: {done:?}");
+        assert_eq!(
+            db.count("SELECT count(*) FROM watchdog_evaluations").await,
+            0
+        );
+        assert!(db.store().watch_due_tenants().await.unwrap().is_empty());
+    }
+}
+
 /// Applied on 11-25 at noon: the first full day of the change is 11-26. Until the tenant's
 /// data reaches it there is nothing to check, so no sweep evaluates the action (at 100,000
 /// tenants the 300 s sweep did, for every action applied since the morning's cycles began).
@@ -366,24 +396,7 @@ async fn nothing_is_evaluated_before_the_first_full_day_of_the_change() {
     let w = RunningWorker::start(quiet(&db, &b), &db, Hooks::default());
     let a = applied_action(&b, &db, "wd-first-day").await;
     let wd = watchdog_for(&b);
-    let evaluations = || db.count("SELECT count(*) FROM watchdog_evaluations");
-    let c = db.client().await;
-    let day = |d: u32| NaiveDate::from_ymd_opt(2026, 11, d).unwrap();
-    ensure_months(&c, &[day(24), day(25)]).await;
-    for d in [24, 25] {
-        // The tenant's newest day is the day before the change, then the day of it.
-        c.execute(
-            "INSERT INTO metric_snapshots (tenant_id, metric_id, date, value)
-             VALUES ($1, $2, $3, 1) ON CONFLICT DO NOTHING",
-            &[&a.tenant, &a.condition.metric_id, &day(d)],
-        )
-        .await
-        .unwrap();
-        let done = watchdog::sweep(db.store(), &wd, None).await.unwrap();
-        assert!(done.is_empty(), "newest day 11-{d}: {done:?}");
-        assert_eq!(evaluations().await, 0);
-        assert!(db.store().watch_due_tenants().await.unwrap().is_empty());
-    }
+    nothing_due_through_the_day_of_the_change(&db, &wd, a.tenant, &a.condition.metric_id).await;
     // 11-26 arrives: one evaluation, of that day.
     days_pass(&db, a.tenant, &a.condition.metric_id, 1).await;
     let done = watchdog::sweep(db.store(), &wd, None).await.unwrap();
@@ -436,23 +449,7 @@ async fn a_published_action_is_watched_from_the_day_after_its_confirm_even_once_
             n
         }
     };
-    ensure_months(&c, &[day(24), day(25)]).await;
-    for d in [24, 25] {
-        c.execute(
-            "INSERT INTO metric_snapshots (tenant_id, metric_id, date, value)
-             VALUES ($1, 'leads_created', $2, 1) ON CONFLICT DO NOTHING",
-            &[&tenant, &day(d)],
-        )
-        .await
-        .unwrap();
-        let done = watchdog::sweep(db.store(), &wd, None).await.unwrap();
-        assert!(done.is_empty(), "newest day 11-{d}: {done:?}");
-        assert!(db.store().watch_due_tenants().await.unwrap().is_empty());
-    }
-    assert_eq!(
-        db.count("SELECT count(*) FROM watchdog_evaluations").await,
-        0
-    );
+    nothing_due_through_the_day_of_the_change(&db, &wd, tenant, "leads_created").await;
     // 11-26, the first full day after the confirm: every published action is evaluated.
     metric_days(&db, tenant, "leads_created", &[Some(1.0)]).await;
     assert_eq!(db.store().watch_due_tenants().await.unwrap(), vec![tenant]);
