@@ -85,8 +85,12 @@ pub fn target_address(settings: &DatabaseSettings) -> String {
         .join(",")
 }
 
-/// `url` with its database name replaced (keeps user, host, port and query).
+/// `url` with its database name replaced (keeps user, host, port and query). A libpq
+/// key=value string gets its `dbname` set.
 pub fn url_with_database(url: &str, database: &str) -> String {
+    if let Some(pairs) = key_values(url) {
+        return render(with(pairs, "dbname", Some(database)));
+    }
     let (base, query) = match url.split_once('?') {
         Some((b, q)) => (b, format!("?{q}")),
         None => (url, String::new()),
@@ -101,6 +105,9 @@ pub fn url_with_database(url: &str, database: &str) -> String {
 
 /// `url` with its user replaced by `role` (no password: for trust or a `.pgpass`).
 pub fn url_as(url: &str, role: &str) -> String {
+    if let Some(pairs) = key_values(url) {
+        return render(with(with(pairs, "password", None), "user", Some(role)));
+    }
     match url.split_once("://") {
         Some((scheme, rest)) => {
             let host = rest.rsplit_once('@').map_or(rest, |(_, h)| h);
@@ -113,11 +120,78 @@ pub fn url_as(url: &str, role: &str) -> String {
 /// The database a URL names, if it names one (read as `url_with_database` writes it: libpq
 /// options such as `sslmode=verify-full` need not parse).
 pub fn database_name(url: &str) -> Option<String> {
+    if let Some(pairs) = key_values(url) {
+        return pairs
+            .into_iter()
+            .rev()
+            .find(|(k, _)| k == "dbname")
+            .map(|(_, v)| v);
+    }
     let base = url.split_once('?').map_or(url, |(b, _)| b);
     let authority_start = base.find("://").map_or(0, |i| i + 3);
     let i = base[authority_start..].find('/')?;
     let name = &base[authority_start + i + 1..];
     (!name.is_empty()).then(|| name.to_owned())
+}
+
+/// A libpq key=value string's pairs in order (`host=/var/run/postgresql dbname='my db'`);
+/// None for a URL or for a string libpq would not parse either.
+fn key_values(s: &str) -> Option<Vec<(String, String)>> {
+    if s.contains("://") {
+        return None;
+    }
+    let mut pairs = Vec::new();
+    let mut rest = s.trim_start();
+    while !rest.is_empty() {
+        let (key, after) = rest.split_once('=')?;
+        let key = key.trim();
+        if key.is_empty() || key.contains(char::is_whitespace) {
+            return None;
+        }
+        let mut chars = after.trim_start().chars();
+        let mut value = String::new();
+        let quoted = after.trim_start().starts_with('\'');
+        if quoted {
+            chars.next();
+        }
+        let mut closed = !quoted;
+        while let Some(c) = chars.next() {
+            match c {
+                '\\' => value.push(chars.next()?),
+                '\'' if quoted => {
+                    closed = true;
+                    break;
+                }
+                c if !quoted && c.is_whitespace() => break,
+                c => value.push(c),
+            }
+        }
+        if !closed {
+            return None;
+        }
+        pairs.push((key.to_owned(), value));
+        rest = chars.as_str().trim_start();
+    }
+    (!pairs.is_empty()).then_some(pairs)
+}
+
+/// `pairs` without `key`, then with `key = value` last (libpq and tokio-postgres take the
+/// last of a repeated key; dropping the others keeps the string readable).
+fn with(mut pairs: Vec<(String, String)>, key: &str, value: Option<&str>) -> Vec<(String, String)> {
+    pairs.retain(|(k, _)| k != key);
+    if let Some(v) = value {
+        pairs.push((key.to_owned(), v.to_owned()));
+    }
+    pairs
+}
+
+/// Pairs as a key=value string, each value quoted so that spaces and quotes survive.
+fn render(pairs: Vec<(String, String)>) -> String {
+    pairs
+        .iter()
+        .map(|(k, v)| format!("{k}='{}'", v.replace('\\', "\\\\").replace('\'', "\\'")))
+        .collect::<Vec<_>>()
+        .join(" ")
 }
 
 #[cfg(test)]
@@ -145,5 +219,43 @@ mod tests {
             super::url_as(socket, "w"),
             "postgres://w@%2Fvar%2Frun%2Fpostgresql/app"
         );
+    }
+
+    #[test]
+    fn a_key_value_string_gets_its_dbname_and_user_set() {
+        let kv = "host=/var/run/postgresql port = 5432 dbname=app user=u password='p w'";
+        let bench = super::url_with_database(kv, "app_morning");
+        assert_eq!(
+            bench,
+            "host='/var/run/postgresql' port='5432' user='u' password='p w' dbname='app_morning'"
+        );
+        assert_eq!(super::database_name(kv).as_deref(), Some("app"));
+        assert_eq!(super::database_name(&bench).as_deref(), Some("app_morning"));
+        assert_eq!(
+            super::url_as(&bench, "w"),
+            "host='/var/run/postgresql' port='5432' dbname='app_morning' user='w'"
+        );
+        // What it writes, the driver reads back.
+        let config: tokio_postgres::Config = bench.parse().expect("a key=value string");
+        assert_eq!(config.get_dbname(), Some("app_morning"));
+        assert_eq!(config.get_password(), Some(&b"p w"[..]));
+        // Quotes and backslashes survive the round trip.
+        let odd = super::url_with_database(r"host=h dbname='it\'s'", r"a'b\c");
+        assert_eq!(
+            super::database_name(r"host=h dbname='it\'s'").as_deref(),
+            Some("it's")
+        );
+        assert_eq!(super::database_name(&odd).as_deref(), Some(r"a'b\c"));
+        let config: tokio_postgres::Config = odd.parse().expect("quoted");
+        assert_eq!(config.get_dbname(), Some(r"a'b\c"));
+        // No dbname: none is named, and one is added.
+        assert_eq!(super::database_name("host=h user=u"), None);
+        assert_eq!(
+            super::url_with_database("host=h", "b"),
+            "host='h' dbname='b'"
+        );
+        // An unclosed quote is not a key=value string: left to the URL rules (and to the
+        // driver's error when it connects).
+        assert_eq!(super::database_name("host='h dbname=x"), None);
     }
 }
