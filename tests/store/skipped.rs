@@ -98,3 +98,44 @@ async fn a_skip_reason_without_a_skipped_status_is_refused_by_the_table() {
     assert!(bad.is_err(), "a failed cycle needs its error code");
     db.cleanup().await;
 }
+
+#[tokio::test]
+async fn the_latest_completed_cycle_passes_over_a_newer_skipped_one() {
+    // V26 reads it from `cycles_last_decided`, which holds skipped cycles with nothing to
+    // do beside completed ones.
+    let db = TestDb::new().await;
+    let input = fixture(DEMAND_BOUND);
+    db.store().import(&input, &catalog()).await.unwrap();
+    let CycleOutcome::Recorded {
+        cycle_id: completed,
+        status,
+        ..
+    } = run(db.store(), &request(&input, "decided")).await
+    else {
+        panic!()
+    };
+    assert_eq!(status, CycleStatus::Completed);
+
+    // Twelve hours on, the pricing lever alone leaves nothing to do.
+    let mut narrowed = input.clone();
+    narrowed.guardrails.allowed_levers = vec![Lever::Pricing];
+    db.store().import(&narrowed, &catalog()).await.unwrap();
+    let later = fixture_now() + chrono::Duration::hours(12);
+    let mut req = request(&narrowed, "nothing");
+    req.trigger.triggered_at = "2026-11-26T18:00:00Z".into();
+    req.triggered_at = later;
+    let CycleOutcome::Recorded { status, .. } = db
+        .store()
+        .run_cycle(&req, later, &super::cycle::policy())
+        .await
+        .unwrap()
+    else {
+        panic!()
+    };
+    assert_eq!(status, CycleStatus::Skipped);
+
+    let tenant = req.tenant_id;
+    let latest = db.store().latest_completed_cycle(tenant).await.unwrap();
+    assert_eq!(latest.map(|c| c.cycle_id), Some(completed));
+    db.cleanup().await;
+}
