@@ -148,12 +148,13 @@ fn key_values(s: &str) -> Option<Vec<(String, String)>> {
         if key.is_empty() || key.contains(char::is_whitespace) {
             return None;
         }
-        let mut chars = after.trim_start().chars();
-        let mut value = String::new();
-        let quoted = after.trim_start().starts_with('\'');
+        let after = after.trim_start();
+        let quoted = after.starts_with('\'');
+        let mut chars = after.chars();
         if quoted {
             chars.next();
         }
+        let mut value = String::new();
         let mut closed = !quoted;
         while let Some(c) = chars.next() {
             match c {
