@@ -2,9 +2,10 @@
 -- `revenue-os bench` compares the worker with. It issues what Store::run_cycle and the relay
 -- issue for one completed cycle with 6 actions and 1 cycle event: the tenant scope for
 -- row-level security (SET LOCAL), the locks, the idempotency and interval checks, the six
--- assembly reads, the lever state, the approval gate's facts, the inserts (the outbox rows in
--- one statement, as the store writes them), the commit, and marking the outbox published in a
--- second, tenant-scoped transaction. pgbench sends one statement at a time; the worker
+-- assembly reads, the lever state, the approval gate's facts, the inserts (the actions with their
+-- messages, which are their own outbox entries, and the cycle event's outbox row, as the
+-- store writes them), the commit, and, in a second tenant-scoped transaction, locking the
+-- actions and marking them and the event published. pgbench sends one statement at a time; the worker
 -- pipelines the independent ones, which this ceiling does not credit it for. Both prepare
 -- their statements (`-M prepared`; the worker through its connection's statement cache), so
 -- neither pays for planning each call. Run it as the worker's role (revenue_os_worker) so the policies apply.
@@ -72,30 +73,41 @@ SELECT created_at FROM tenants WHERE tenant_id = :t;
 SELECT require, max_added_spend, max_budget_step_pct, first_days, two_approvers
   FROM approval_policy WHERE tenant_id = :t;
 INSERT INTO actions (cycle_id, tenant_id, action_id, priority, owner_subsystem, type,
-                     target_metric, action)
+                     target_metric, action, message, outbox_id)
 SELECT :c, :t, 'campaigns.scale.cmp_' || i || '.budget_daily', i, 'campaigns', 'scale',
-       'pipeline_total', jsonb_build_object('pad', repeat('a', 800))
-  FROM generate_series(1, 6) AS i;
-INSERT INTO outbox (cycle_id, tenant_id, exchange, routing_key, message_id, headers, body,
-                    action_id)
-SELECT :c, :t, 'revenue_os.actions.campaigns', 'scale.' || :t, :c || ':' || i,
-       '{"tenant_id":"x"}', convert_to(repeat('b', 1000), 'UTF8'),
-       CASE WHEN i <= 6 THEN 'campaigns.scale.cmp_' || i || '.budget_daily' END
-  FROM generate_series(1, 7) WITH ORDINALITY AS g(i, n)
+       'pipeline_total', jsonb_build_object('pad', repeat('a', 800)),
+       jsonb_build_object('exchange', 'revenue_os.actions.campaigns',
+                          'routing_key', 'scale.' || :t, 'message_id', :c || ':' || i,
+                          'headers', jsonb_build_object('tenant_id', (:t)::text,
+                                                        'cycle_id', (:c)::text,
+                                                        'action_id', i, 'version', 'v1'),
+                          'head', jsonb_build_object('version', 'v1', 'tenant_id', (:t)::text,
+                                                     'cycle_id', (:c)::text,
+                                                     'executed_at', now()::text)),
+       revenue_os.outbox_id()
+  FROM generate_series(1, 6) WITH ORDINALITY AS g(i, n)
  ORDER BY n
-RETURNING id, cycle_id, tenant_id, exchange, routing_key, message_id, headers, body, action_id;
+RETURNING action_id, outbox_id;
+INSERT INTO outbox (cycle_id, tenant_id, exchange, routing_key, message_id, headers, body_ref)
+SELECT :c, :t, 'revenue_os.cycles', 'completed.' || :t, :c || ':' || 'cycle',
+       '{"tenant_id":"x"}', 'cycle_output'
+RETURNING id;
 COMMIT;
 BEGIN;
 SELECT set_config('revenue_os.tenant_id', :t, true);
+SELECT 1 FROM actions a
+ WHERE a.cycle_id = :c AND a.published_at IS NULL AND a.message IS NOT NULL
+ ORDER BY a.cycle_id, a.action_id COLLATE "C"
+   FOR UPDATE OF a;
 WITH o AS (
    UPDATE outbox SET published_at = now()
     WHERE tenant_id = :t AND cycle_id = :c AND published_at IS NULL
-   RETURNING tenant_id, cycle_id, action_id,
-             extract(epoch FROM now() - created_at)::float8 AS lag),
-a AS (
-   UPDATE actions a SET status = 'published', updated_at = now()
-     FROM o
-    WHERE a.tenant_id = o.tenant_id AND a.cycle_id = o.cycle_id
-      AND a.action_id = o.action_id AND a.status = 'pending')
-SELECT lag FROM o;
+   RETURNING extract(epoch FROM now() - created_at)::float8 AS lag),
+e AS (
+   UPDATE actions SET published_at = now(),
+          status = CASE status WHEN 'pending' THEN 'published' ELSE status END,
+          updated_at = now()
+    WHERE tenant_id = :t AND cycle_id = :c AND published_at IS NULL AND message IS NOT NULL
+   RETURNING extract(epoch FROM now() - created_at)::float8 AS lag)
+SELECT lag FROM o UNION ALL SELECT lag FROM e;
 COMMIT;

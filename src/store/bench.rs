@@ -21,7 +21,9 @@ impl Store {
         let row = client
             .query_one(
                 "SELECT (SELECT count(*) FROM cycles WHERE message_id = ANY($1)),
-                        (SELECT count(*) FROM outbox WHERE published_at IS NULL)",
+                        (SELECT count(*) FROM outbox WHERE published_at IS NULL)
+                      + (SELECT count(*) FROM actions
+                          WHERE published_at IS NULL AND message IS NOT NULL)",
                 &[&message_ids],
             )
             .await?;
@@ -37,11 +39,13 @@ impl Store {
                 // tenant's last, whose actions are still in flight). Its latency runs to the
                 // last confirm of what it published: its actions and its cycle event.
                 "SELECT c.message_id, c.status = 'completed' OR c.skip_reason IS NOT NULL,
-                        max(o.published_at)
+                        GREATEST(
+                          (SELECT max(o.published_at) FROM outbox o
+                            WHERE o.cycle_id = c.cycle_id),
+                          (SELECT max(a.published_at) FROM actions a
+                            WHERE a.cycle_id = c.cycle_id))
                    FROM cycles c
-                   LEFT JOIN outbox o ON o.cycle_id = c.cycle_id
-                  WHERE c.message_id = ANY($1)
-                  GROUP BY c.message_id, c.status, c.skip_reason",
+                  WHERE c.message_id = ANY($1)",
                 &[&message_ids],
             )
             .await?;
@@ -172,7 +176,9 @@ impl Store {
                 "SELECT (SELECT count(*) FROM cycles WHERE executed_at >= $2
                            AND (message_id LIKE $1 OR trigger_type = 'metric_deviation')),
                         (SELECT count(*) FROM actions WHERE status = 'pending'),
-                        (SELECT count(*) FROM outbox WHERE published_at IS NULL),
+                        (SELECT count(*) FROM outbox WHERE published_at IS NULL)
+                      + (SELECT count(*) FROM actions
+                          WHERE published_at IS NULL AND message IS NOT NULL),
                         (SELECT followed_up_at IS NOT NULL FROM loads WHERE load_id = $3)",
                 &[&prefix, &since, &load_id],
             )
@@ -217,7 +223,7 @@ impl Store {
                    SELECT cycle_id, tenant_id, status FROM cycles
                     WHERE executed_at >= $3
                       AND (message_id LIKE $1 OR trigger_type = 'metric_deviation')),
-                 a AS (SELECT x.status FROM actions x JOIN m USING (cycle_id)),
+                 a AS (SELECT x.status, x.published_at FROM actions x JOIN m USING (cycle_id)),
                  -- The watched actions the bench seeded (the morning's own cycles' actions,
                  -- once applied, are watched too, but they are not the morning's watch).
                  seeded AS (SELECT cycle_id FROM cycles WHERE message_id LIKE 'bench-seed:%')
@@ -227,7 +233,9 @@ impl Store {
                                                 HAVING count(*) > 1) d),
                         (SELECT count(*) FROM a),
                         (SELECT count(*) FROM a WHERE status = 'pending'),
-                        (SELECT count(*) FROM outbox WHERE published_at IS NULL),
+                        (SELECT count(*) FROM outbox WHERE published_at IS NULL)
+                      + (SELECT count(*) FROM actions
+                          WHERE published_at IS NULL AND message IS NOT NULL),
                         (SELECT count(*) FROM watchdog_evaluations e JOIN seeded USING (cycle_id)
                           WHERE e.as_of = $2),
                         (SELECT count(*) FROM deviations WHERE day = $2),
@@ -237,8 +245,9 @@ impl Store {
                         (SELECT min(created_at) FROM outbox
                           WHERE created_at >= $3 AND action_id IS NULL
                             AND (message_id LIKE $1 OR message_id LIKE 'deviation:%')),
-                        (SELECT max(o.published_at) FROM outbox o JOIN m USING (cycle_id)
-                          WHERE o.action_id IS NOT NULL),
+                        GREATEST((SELECT max(published_at) FROM a),
+                                 (SELECT max(o.published_at) FROM outbox o JOIN m USING (cycle_id)
+                                   WHERE o.action_id IS NOT NULL)),
                         (SELECT min(created_at) FROM outbox
                           WHERE created_at >= $3 AND action_id IS NULL AND message_id LIKE $1)",
                 &[&prefix, &as_of, &since, &load_id],

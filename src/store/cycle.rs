@@ -199,6 +199,16 @@ async fn cycle_in(
         duration_ms,
     };
     let super::Plan { messages, held } = policy.plan(req.cycle_id, &result, status, &approvals);
+    // The output's action messages go with their actions rows (V27); the rest to the outbox.
+    let in_output =
+        |id: &str| matches!(&result, Ok(out) if out.actions.iter().any(|a| a.action_id == id));
+    let (entries, messages): (Vec<_>, Vec<_>) = messages.into_iter().partition(|m| {
+        m.action_id.as_deref().is_some_and(in_output) && outbox::entry_message(m).is_some()
+    });
+    let kept: Vec<(&str, serde_json::Value)> = entries
+        .iter()
+        .filter_map(|m| Some((m.action_id.as_deref()?, outbox::entry_message(m)?)))
+        .collect();
     // Sent together, one round trip where there were three or four, and run in the order
     // sent: the actions refer to the cycle and the outbox rows to the actions. Prepared
     // first, so that none waits for its Parse while a later one runs.
@@ -212,12 +222,12 @@ async fn cycle_in(
         ],
     )
     .await?;
-    let ((), (), (), pending) = futures_util::try_join!(
+    let ((), drawn, (), outboxed) = futures_util::try_join!(
         insert_cycle(tx, req, &recorded),
         async {
             match &result {
-                Ok(out) => insert_actions(tx, req, out, &held).await,
-                Err(_) => Ok(()),
+                Ok(out) => insert_actions(tx, req, out, &held, &kept).await,
+                Err(_) => Ok(vec![]),
             }
         },
         async {
@@ -228,6 +238,22 @@ async fn cycle_in(
         },
         outbox::insert_all(tx, req.tenant_id, req.cycle_id, messages),
     )?;
+    // The relay publishes in the plan's order: the actions, then the rest.
+    let mut pending = Vec::with_capacity(entries.len() + outboxed.len());
+    for m in entries {
+        let id = drawn
+            .iter()
+            .find(|(a, _)| Some(a.as_str()) == m.action_id.as_deref())
+            .map(|(_, id)| *id)
+            .ok_or_else(|| {
+                corrupt(
+                    req.cycle_id,
+                    format!("action message {} drew no outbox id", m.message_id),
+                )
+            })?;
+        pending.push(outbox::inserted(id, req.tenant_id, Some(req.cycle_id), m));
+    }
+    pending.extend(outboxed);
     if let Ok(out) = &result {
         for (action_id, why) in &held {
             let Some(a) = out.actions.iter().find(|a| &a.action_id == action_id) else {
@@ -366,11 +392,18 @@ const INSERT_CYCLE: &str =
      VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17,
              $18, $19, $20, $21)";
 
+/// An action the cycle publishes is its own outbox entry (V27): its message is kept with it,
+/// and its entry id drawn in the order the rows come, which is priority order.
 const INSERT_ACTIONS: &str =
     "INSERT INTO actions (cycle_id, tenant_id, action_id, priority, owner_subsystem, type,
-                          target_metric, action, status, approval_reason)
-     SELECT $1, $2, * FROM UNNEST($3::text[], $4::int2[], $5::text[], $6::text[],
-                                  $7::text[], $8::jsonb[], $9::text[], $10::text[])";
+                          target_metric, action, status, approval_reason, message, outbox_id)
+     SELECT $1, $2, i, p, o, k, t, b, s, r, m,
+            CASE WHEN m IS NOT NULL THEN revenue_os.outbox_id() END
+       FROM UNNEST($3::text[], $4::int2[], $5::text[], $6::text[], $7::text[], $8::jsonb[],
+                   $9::text[], $10::text[], $11::jsonb[])
+            WITH ORDINALITY AS u(i, p, o, k, t, b, s, r, m, n)
+      ORDER BY n
+     RETURNING action_id, outbox_id";
 
 const INSERT_DQ: &str =
     "INSERT INTO data_quality_actions (cycle_id, tenant_id, action_id, priority, issue_type,
@@ -427,26 +460,28 @@ async fn insert_cycle(
     Ok(())
 }
 
+/// Inserts the output's actions, those with a message in `entries` as their own outbox
+/// entries: returns each entry's `(action_id, outbox_id)`.
 async fn insert_actions(
     tx: &Transaction<'_>,
     req: &CycleRequest,
     out: &KernelOutput,
     held: &[(String, String)],
-) -> Result<(), StoreError> {
-    let ids: Vec<&str> = out.actions.iter().map(|a| a.action_id.as_str()).collect();
-    let prio: Vec<i16> = out.actions.iter().map(|a| i16::from(a.priority)).collect();
-    let owner: Vec<&str> = out
-        .actions
+    entries: &[(&str, serde_json::Value)],
+) -> Result<Vec<(String, i64)>, StoreError> {
+    // Priority order (stable), so the entries' ids follow it as their messages do.
+    let mut actions: Vec<_> = out.actions.iter().collect();
+    actions.sort_by_key(|a| a.priority);
+    let ids: Vec<&str> = actions.iter().map(|a| a.action_id.as_str()).collect();
+    let prio: Vec<i16> = actions.iter().map(|a| i16::from(a.priority)).collect();
+    let owner: Vec<&str> = actions.iter().map(|a| a.owner_subsystem.as_str()).collect();
+    let kind: Vec<&str> = actions.iter().map(|a| a.kind.as_str()).collect();
+    let metric: Vec<&str> = actions.iter().map(|a| a.target_metric.as_str()).collect();
+    let body: Vec<Json<_>> = actions.iter().map(|a| Json(*a)).collect();
+    let message: Vec<Option<&serde_json::Value>> = ids
         .iter()
-        .map(|a| a.owner_subsystem.as_str())
+        .map(|id| entries.iter().find(|(e, _)| e == id).map(|(_, m)| m))
         .collect();
-    let kind: Vec<&str> = out.actions.iter().map(|a| a.kind.as_str()).collect();
-    let metric: Vec<&str> = out
-        .actions
-        .iter()
-        .map(|a| a.target_metric.as_str())
-        .collect();
-    let body: Vec<Json<_>> = out.actions.iter().map(Json).collect();
     let reason_of = |id: &str| held.iter().find(|(h, _)| h == id).map(|(_, r)| r.as_str());
     let status: Vec<&str> = ids
         .iter()
@@ -456,23 +491,31 @@ async fn insert_actions(
         })
         .collect();
     let reason: Vec<Option<&str>> = ids.iter().map(|id| reason_of(id)).collect();
-    tx.execute_cached(
-        INSERT_ACTIONS,
-        &[
-            &req.cycle_id,
-            &req.tenant_id,
-            &ids,
-            &prio,
-            &owner,
-            &kind,
-            &metric,
-            &body,
-            &status,
-            &reason,
-        ],
-    )
-    .await?;
-    Ok(())
+    let rows = tx
+        .query_cached(
+            INSERT_ACTIONS,
+            &[
+                &req.cycle_id,
+                &req.tenant_id,
+                &ids,
+                &prio,
+                &owner,
+                &kind,
+                &metric,
+                &body,
+                &status,
+                &reason,
+                &message,
+            ],
+        )
+        .await?;
+    let mut drawn = Vec::with_capacity(entries.len());
+    for r in &rows {
+        if let Some(id) = r.try_get::<_, Option<i64>>(1)? {
+            drawn.push((r.try_get(0)?, id));
+        }
+    }
+    Ok(drawn)
 }
 
 async fn insert_data_quality_actions(

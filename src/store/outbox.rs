@@ -22,6 +22,32 @@ const OUTBOX_COLUMNS: &str = "o.id, o.cycle_id, o.tenant_id, o.attempts, o.excha
     END,
     o.action_id";
 
+/// The same row made from an action that is its own entry (migration V27), `a` being
+/// `actions`: its message is kept in `message`, its body rebuilt as V19 rebuilds it.
+const ACTION_ENTRY_COLUMNS: &str = "a.outbox_id, a.cycle_id, a.tenant_id, a.publish_attempts,
+    a.message ->> 'exchange', a.message ->> 'routing_key', a.message ->> 'message_id',
+    a.message -> 'headers',
+    convert_to((a.message -> 'head' || jsonb_build_object('action', a.action))::text, 'UTF8'),
+    a.action_id";
+
+/// An unpublished action entry (V27): the partial index `actions_unpublished` holds these.
+const ACTION_ENTRY_PENDING: &str = "a.published_at IS NULL AND a.message IS NOT NULL";
+
+/// What an action row keeps of its message when it is its own entry: everything but the
+/// action, which the row holds already. `None` for a message the outbox keeps instead.
+pub(super) fn entry_message(m: &OutboxMessage) -> Option<serde_json::Value> {
+    let (Some(_), StoredBody::AroundAction(head)) = (&m.action_id, &m.stored) else {
+        return None;
+    };
+    Some(serde_json::json!({
+        "exchange": m.exchange,
+        "routing_key": m.routing_key,
+        "message_id": m.message_id,
+        "headers": m.headers,
+        "head": head,
+    }))
+}
+
 /// How a message's body goes into the row: `(body, body_ref, body_head)`.
 fn kept(
     m: &OutboxMessage,
@@ -38,7 +64,12 @@ fn kept(
 }
 
 /// The row just inserted for `m`: what the caller handed in, with the id the database drew.
-fn inserted(id: i64, tenant: Uuid, cycle_id: Option<Uuid>, m: OutboxMessage) -> OutboxRow {
+pub(super) fn inserted(
+    id: i64,
+    tenant: Uuid,
+    cycle_id: Option<Uuid>,
+    m: OutboxMessage,
+) -> OutboxRow {
     OutboxRow {
         id,
         cycle_id,
@@ -77,9 +108,12 @@ pub(super) async fn pending_of_cycle(
     let rows = tx
         .query_cached(
             &format!(
-                "SELECT {OUTBOX_COLUMNS} FROM outbox o
-                 WHERE o.tenant_id = $1 AND o.cycle_id = $2 AND o.published_at IS NULL
-                 ORDER BY o.id"
+                "SELECT {ACTION_ENTRY_COLUMNS} FROM actions a
+                  WHERE a.tenant_id = $1 AND a.cycle_id = $2 AND {ACTION_ENTRY_PENDING}
+                 UNION ALL
+                 SELECT {OUTBOX_COLUMNS} FROM outbox o
+                  WHERE o.tenant_id = $1 AND o.cycle_id = $2 AND o.published_at IS NULL
+                 ORDER BY 1"
             ),
             &[&tenant, &cycle_id],
         )
@@ -282,7 +316,11 @@ impl Store {
                 .query_cached(
                     &format!(
                         "SELECT {OUTBOX_COLUMNS} FROM outbox o
-                         WHERE o.tenant_id = $1 AND o.id = ANY($2) AND o.published_at IS NULL"
+                          WHERE o.tenant_id = $1 AND o.id = ANY($2) AND o.published_at IS NULL
+                         UNION ALL
+                         SELECT {ACTION_ENTRY_COLUMNS} FROM actions a
+                          WHERE a.tenant_id = $1 AND a.outbox_id = ANY($2)
+                            AND {ACTION_ENTRY_PENDING}"
                     ),
                     &[&tenant, &ids],
                 )
@@ -319,12 +357,27 @@ impl Store {
             let ids = ids_of(keys, tenant);
             let rows = tx
                 .query_cached(
-                    "UPDATE outbox SET claimed_until = now() + make_interval(secs => $3)
-                     WHERE id IN (SELECT id FROM outbox
-                                  WHERE tenant_id = $1 AND id = ANY($2) AND published_at IS NULL
-                                    AND (claimed_until IS NULL OR claimed_until <= now())
+                    "WITH o AS (
+                        UPDATE outbox SET claimed_until = now() + make_interval(secs => $3)
+                         WHERE id IN (SELECT id FROM outbox
+                                       WHERE tenant_id = $1 AND id = ANY($2)
+                                         AND published_at IS NULL
+                                         AND (claimed_until IS NULL OR claimed_until <= now())
+                                         FOR UPDATE SKIP LOCKED)
+                        RETURNING id),
+                     a AS (
+                        UPDATE actions
+                           SET publish_claimed_until = now() + make_interval(secs => $3)
+                         WHERE outbox_id IN (
+                               SELECT a.outbox_id FROM actions a
+                                WHERE a.tenant_id = $1 AND a.outbox_id = ANY($2)
+                                  AND a.published_at IS NULL AND a.message IS NOT NULL
+                                  AND (a.publish_claimed_until IS NULL
+                                       OR a.publish_claimed_until <= now())
                                   FOR UPDATE SKIP LOCKED)
-                     RETURNING id",
+                           AND published_at IS NULL AND message IS NOT NULL
+                        RETURNING outbox_id)
+                     SELECT id FROM o UNION ALL SELECT outbox_id FROM a",
                     &[&tenant, &ids, &secs],
                 )
                 .await?;
@@ -364,16 +417,25 @@ impl Store {
         // dead ones included (about 450 buffers a call at 10,000 tenants), instead of going
         // from the rows to their actions' keys (about 100). Locking an action the update
         // then leaves alone costs nothing.
+        // An id names an outbox row or an action that is its own entry (V27), never both:
+        // both draw from one sequence.
         let lock = tx.execute_cached(
             "SELECT 1 FROM actions a
               WHERE (a.cycle_id, a.action_id) IN (
                     SELECT o.cycle_id, o.action_id FROM outbox o
                      WHERE o.id = ANY($1) AND o.published_at IS NULL
-                       AND o.action_id IS NOT NULL)
+                       AND o.action_id IS NOT NULL
+                    UNION ALL
+                    SELECT e.cycle_id, e.action_id FROM actions e
+                     WHERE e.outbox_id = ANY($1) AND e.published_at IS NULL
+                       AND e.message IS NOT NULL)
               ORDER BY a.cycle_id, a.action_id COLLATE \"C\"
               FOR UPDATE OF a",
             &params,
         );
+        // An entry's own row takes its confirm time whatever its status (an executor may
+        // report before the broker confirms), and `published` only from `pending`. It keeps
+        // its message's address and drops what only a re-publish reads (V27).
         let mark = tx.query_cached(
             "WITH o AS (
                 UPDATE outbox SET published_at = now()
@@ -384,8 +446,14 @@ impl Store {
                 UPDATE actions a SET status = 'published', updated_at = now()
                 FROM o
                 WHERE a.tenant_id = o.tenant_id AND a.cycle_id = o.cycle_id
-                  AND a.action_id = o.action_id AND a.status = 'pending')
-             SELECT lag FROM o",
+                  AND a.action_id = o.action_id AND a.status = 'pending'),
+             e AS (
+                UPDATE actions SET published_at = now(),
+                       status = CASE status WHEN 'pending' THEN 'published' ELSE status END,
+                       message = message - 'headers' - 'head', updated_at = now()
+                WHERE outbox_id = ANY($1) AND published_at IS NULL AND message IS NOT NULL
+                RETURNING extract(epoch FROM now() - created_at)::float8 AS lag)
+             SELECT lag FROM o UNION ALL SELECT lag FROM e",
             &params,
         );
         // Sent together, run in order: the second fails as 25P02 when the first did.
@@ -421,8 +489,13 @@ impl Store {
         let mut client = self.pool.get().await?;
         let tx = tenant_tx(&mut client, key.tenant_id).await?;
         tx.execute_cached(
-            "UPDATE outbox SET attempts = attempts + 1, last_error = $3, claimed_until = NULL
-             WHERE tenant_id = $1 AND id = $2 AND published_at IS NULL",
+            "WITH o AS (
+                UPDATE outbox SET attempts = attempts + 1, last_error = $3, claimed_until = NULL
+                 WHERE tenant_id = $1 AND id = $2 AND published_at IS NULL)
+             UPDATE actions SET publish_attempts = publish_attempts + 1, publish_error = $3,
+                                publish_claimed_until = NULL
+              WHERE tenant_id = $1 AND outbox_id = $2 AND published_at IS NULL
+                AND message IS NOT NULL",
             &[&key.tenant_id, &key.id, &reason],
         )
         .await?;

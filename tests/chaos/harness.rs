@@ -235,7 +235,7 @@ pub async fn tally(
     }
     let actions: Vec<String> = client
         .query(
-            "SELECT o.message_id FROM outbox o WHERE o.action_id IS NOT NULL",
+            "SELECT o.message_id FROM outbox_messages o WHERE o.action_id IS NOT NULL",
             &[],
         )
         .await
@@ -246,7 +246,7 @@ pub async fn tally(
     t.actions = actions.len();
     t.unpublished = client
         .query_one(
-            "SELECT count(*) FROM outbox WHERE published_at IS NULL",
+            "SELECT count(*) FROM outbox_messages WHERE published_at IS NULL",
             &[],
         )
         .await

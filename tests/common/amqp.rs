@@ -412,7 +412,7 @@ pub async fn wait_for_total(
 /// Waits until the outbox has nothing left to publish.
 pub async fn wait_outbox_drained(db: &TestDb, secs: u64) {
     eventually(secs, "outbox drained", || async {
-        (db.count("SELECT count(*) FROM outbox WHERE published_at IS NULL")
+        (db.count("SELECT count(*) FROM outbox_messages WHERE published_at IS NULL")
             .await
             == 0)
             .then_some(())

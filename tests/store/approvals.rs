@@ -73,7 +73,7 @@ async fn held() -> (TestDb, KernelInput, Uuid, PendingApproval) {
 
 async fn outbox_rows(db: &TestDb, action_id: &str) -> i64 {
     db.count(&format!(
-        "SELECT count(*) FROM outbox WHERE action_id = '{action_id}'"
+        "SELECT count(*) FROM outbox_messages WHERE action_id = '{action_id}'"
     ))
     .await
 }

@@ -84,7 +84,7 @@ async fn a_batch_records_each_cycle_as_it_would_alone() {
         CycleOutcome::UnknownTenant => 0,
     };
     let rows = db
-        .count("SELECT count(*) FROM outbox WHERE published_at IS NULL")
+        .count("SELECT count(*) FROM outbox_messages WHERE published_at IS NULL")
         .await;
     assert_eq!(rows, pending(&out[0]) + pending(&out[1]) + pending(&out[3]));
     assert!(pending(&out[0]) > 1 && pending(&out[1]) > 1);
@@ -164,7 +164,7 @@ async fn a_failing_cycle_leaves_nothing_of_its_batch() {
         .unwrap_err();
     assert!(!err.is_unreachable(), "{err}");
     assert_eq!(db.count("SELECT count(*) FROM cycles").await, 0);
-    assert_eq!(db.count("SELECT count(*) FROM outbox").await, 0);
+    assert_eq!(db.count("SELECT count(*) FROM outbox_messages").await, 0);
     // Alone, each runs as usual afterwards.
     for req in [&first, &request(&b, "m-1")] {
         let CycleOutcome::Recorded { status, .. } =

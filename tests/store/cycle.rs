@@ -552,7 +552,14 @@ async fn sweepers_claim_rows_so_only_one_publishes_each() {
     // A row that keeps failing goes to the back of the queue.
     db.client()
         .await
-        .execute("UPDATE outbox SET claimed_until = NULL, attempts = CASE WHEN id = $1 THEN 9 ELSE 0 END", &[&pending[0]])
+        .batch_execute(&format!(
+            "UPDATE outbox SET claimed_until = NULL,
+                               attempts = CASE WHEN id = {0} THEN 9 ELSE 0 END;
+             UPDATE actions SET publish_claimed_until = NULL,
+                                publish_attempts = CASE WHEN outbox_id = {0} THEN 9 ELSE 0 END
+              WHERE message IS NOT NULL",
+            pending[0]
+        ))
         .await
         .unwrap();
     let order = pending_ids(&db).await;

@@ -152,7 +152,7 @@ async fn happy_path_every_action_on_its_exchange_and_the_cycle_event() {
     })
     .await;
     assert_eq!(
-        db.count("SELECT count(*) FROM outbox WHERE published_at IS NULL")
+        db.count("SELECT count(*) FROM outbox_messages WHERE published_at IS NULL")
             .await,
         0
     );
@@ -377,7 +377,7 @@ async fn pending_action_rows(db: &TestDb) -> Vec<(i64, i32)> {
     db.client()
         .await
         .query(
-            "SELECT id, attempts FROM outbox WHERE action_id IS NOT NULL AND published_at IS NULL",
+            "SELECT id, attempts FROM outbox_messages WHERE action_id IS NOT NULL AND published_at IS NULL",
             &[],
         )
         .await

@@ -43,8 +43,12 @@ async fn retention_deletes_old_published_outbox_rows_and_keeps_the_rest() {
     let b = TestBroker::new().await;
     let tenant = import_tenant(&db).await;
     let w = RunningWorker::start(settings(&b.prefix, &db), &db, Default::default());
-    b.trigger(tenant, Some(WINDOW), "m-retention").await;
-    let published = eventually(60, "the cycle's outbox rows", || async {
+    // Three cycle events (one cycle, then two skipped as too recent): the actions are their
+    // own entries (V27), and the outbox keeps each cycle's event.
+    for id in ["m-retention-1", "m-retention-2", "m-retention-3"] {
+        b.trigger(tenant, Some(WINDOW), id).await;
+    }
+    let published = eventually(60, "the cycles' outbox rows", || async {
         let n = db.count("SELECT count(*) FROM outbox").await;
         (n >= 3).then_some(n)
     })

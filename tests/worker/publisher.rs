@@ -34,7 +34,7 @@ async fn a_publish_to_a_deleted_exchange_does_not_stop_publishing() {
     b.trigger(tenants[1], Some(WINDOW), "m-404").await;
     eventually(30, "the crm row failed", || async {
         (db.count(
-            "SELECT count(*) FROM outbox o JOIN cycles c USING (cycle_id)
+            "SELECT count(*) FROM outbox_messages o JOIN cycles c USING (cycle_id)
              WHERE c.message_id = 'm-404' AND o.exchange LIKE '%.crm' AND o.attempts >= 1",
         )
         .await
@@ -81,8 +81,10 @@ async fn a_publish_to_a_deleted_exchange_does_not_stop_publishing() {
         .collect();
     assert_eq!(ids.len(), 3 * per_cycle);
     assert_eq!(
-        db.count("SELECT count(DISTINCT message_id) FROM outbox WHERE action_id IS NOT NULL")
-            .await,
+        db.count(
+            "SELECT count(DISTINCT message_id) FROM outbox_messages WHERE action_id IS NOT NULL"
+        )
+        .await,
         ids.len() as i64
     );
 
@@ -108,7 +110,7 @@ async fn start_up_sweep_waits_for_the_session_then_publishes_leftovers() {
     let n = db.count("SELECT count(*) FROM actions").await as usize;
     w.stop().await;
     let pending =
-        "SELECT count(*) FROM outbox WHERE action_id IS NOT NULL AND published_at IS NULL";
+        "SELECT count(*) FROM outbox_messages WHERE action_id IS NOT NULL AND published_at IS NULL";
     assert_eq!(db.count(pending).await as usize, n);
 
     let actions = b.collect_actions().await;

@@ -282,8 +282,8 @@ async fn retention_keeps_a_simulated_year_of_mornings_bounded() {
 }
 
 /// However old, a cycle is kept while one of its actions is live (held, pending, published,
-/// acknowledged, applied, reverting, or a revert that failed) or one of its outbox rows is
-/// unpublished; an old cycle whose actions are all finished goes with everything hanging off
+/// acknowledged, applied, reverting, or a revert that failed) or one of its messages (an
+/// outbox row, or an action that is its own entry) is unpublished; an old cycle whose actions are all finished goes with everything hanging off
 /// it.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn retention_keeps_an_old_cycle_with_a_live_action() {
@@ -329,6 +329,25 @@ async fn retention_keeps_an_old_cycle_with_a_live_action() {
         .unwrap()
         .get(0);
     kept.push(unpublished);
+    // A finished action that is its own outbox entry (V27) and was never confirmed.
+    let own: Uuid = c
+        .query_one(
+            "SELECT pg_temp.sim_cycle($1, $2, 'own-entry', ARRAY['failed'], true)",
+            &[&tenant, &old],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    c.execute(
+        r#"UPDATE actions SET outbox_id = revenue_os.outbox_id(),
+                  message = '{"exchange": "sim.actions", "routing_key": "scale.x",
+                              "message_id": "own-entry", "headers": {}, "head": {}}'
+            WHERE cycle_id = $1"#,
+        &[&own],
+    )
+    .await
+    .unwrap();
+    kept.push(own);
     let finished: Uuid = c
         .query_one(
             "SELECT pg_temp.sim_cycle($1, $2, 'finished',

@@ -431,7 +431,8 @@ async fn a_published_action_is_watched_from_the_day_after_its_confirm_even_once_
     // was down overnight): the watch starts from the confirm while the outbox holds it.
     c.batch_execute(
         "UPDATE cycles SET executed_at = '2026-11-24T23:00:00Z';
-         UPDATE outbox SET published_at = '2026-11-25T12:00:00Z' WHERE published_at IS NOT NULL",
+         UPDATE outbox SET published_at = '2026-11-25T12:00:00Z' WHERE published_at IS NOT NULL;
+         UPDATE actions SET published_at = '2026-11-25T12:00:00Z' WHERE published_at IS NOT NULL",
     )
     .await
     .unwrap();
@@ -455,7 +456,14 @@ async fn a_published_action_is_watched_from_the_day_after_its_confirm_even_once_
     assert_eq!(db.store().watch_due_tenants().await.unwrap(), vec![tenant]);
     watchdog::sweep(db.store(), &wd, None).await.unwrap();
     assert_eq!(evaluated_as_of(26).await, watched);
-    // The retention service forgets the confirms; 11-27 is still watched, from the run.
+    // An action written before V27 kept its confirm only in its outbox row, which the
+    // retention service forgets: made so here, 11-27 is still watched, from the run.
+    c.batch_execute(
+        "UPDATE actions SET message = NULL, outbox_id = NULL, published_at = NULL
+          WHERE message IS NOT NULL",
+    )
+    .await
+    .unwrap();
     assert!(db.store().prune_outbox(Utc::now(), 10_000).await.unwrap() > 0);
     assert_eq!(
         db.count("SELECT count(*) FROM outbox WHERE action_id IS NOT NULL")
