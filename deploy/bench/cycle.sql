@@ -5,7 +5,8 @@
 -- assembly reads, the lever state, the approval gate's facts, the inserts (the actions with their
 -- messages, which are their own outbox entries, and the cycle event's outbox row, as the
 -- store writes them), the commit, and, in a second tenant-scoped transaction, locking the
--- actions and marking them and the event published. pgbench sends one statement at a time; the worker
+-- actions and marking them and the event published, by the ids the inserts drew, as the
+-- relay does. pgbench sends one statement at a time; the worker
 -- pipelines the independent ones, which this ceiling does not credit it for. Both prepare
 -- their statements (`-M prepared`; the worker through its connection's statement cache), so
 -- neither pays for planning each call. Run it as the worker's role (revenue_os_worker) so the policies apply.
@@ -72,6 +73,7 @@ VALUES (:c, :t, :m, 'scheduled', 'pgbench', now(), '{"type":"scheduled"}',
 SELECT created_at FROM tenants WHERE tenant_id = :t;
 SELECT require, max_added_spend, max_budget_step_pct, first_days, two_approvers
   FROM approval_policy WHERE tenant_id = :t;
+WITH ins AS (
 INSERT INTO actions (cycle_id, tenant_id, action_id, priority, owner_subsystem, type,
                      target_metric, action, message, outbox_id)
 SELECT :c, :t, 'campaigns.scale.cmp_' || i || '.budget_daily', i, 'campaigns', 'scale',
@@ -87,27 +89,42 @@ SELECT :c, :t, 'campaigns.scale.cmp_' || i || '.budget_daily', i, 'campaigns', '
        revenue_os.outbox_id()
   FROM generate_series(1, 6) WITH ORDINALITY AS g(i, n)
  ORDER BY n
-RETURNING action_id, outbox_id;
+RETURNING action_id, outbox_id)
+SELECT array_agg(outbox_id)::text AS ids FROM ins \gset
 INSERT INTO outbox (cycle_id, tenant_id, exchange, routing_key, message_id, headers, body_ref)
 SELECT :c, :t, 'revenue_os.cycles', 'completed.' || :t, :c || ':' || 'cycle',
        '{"tenant_id":"x"}', 'cycle_output'
-RETURNING id;
+RETURNING id AS eid \gset
 COMMIT;
 BEGIN;
 SELECT set_config('revenue_os.tenant_id', :t, true);
 SELECT 1 FROM actions a
- WHERE a.cycle_id = :c AND a.published_at IS NULL AND a.message IS NOT NULL
+ WHERE (a.cycle_id, a.action_id) IN (
+       SELECT o.cycle_id, o.action_id FROM outbox o
+        WHERE o.id = ANY((:ids)::bigint[] || (:eid)::bigint) AND o.published_at IS NULL
+          AND o.action_id IS NOT NULL
+       UNION ALL
+       SELECT e.cycle_id, e.action_id FROM actions e
+        WHERE e.outbox_id = ANY((:ids)::bigint[] || (:eid)::bigint)
+          AND e.published_at IS NULL AND e.message IS NOT NULL)
  ORDER BY a.cycle_id, a.action_id COLLATE "C"
    FOR UPDATE OF a;
 WITH o AS (
    UPDATE outbox SET published_at = now()
-    WHERE tenant_id = :t AND cycle_id = :c AND published_at IS NULL
-   RETURNING extract(epoch FROM now() - created_at)::float8 AS lag),
+    WHERE id = ANY((:ids)::bigint[] || (:eid)::bigint) AND published_at IS NULL
+   RETURNING tenant_id, cycle_id, action_id,
+             extract(epoch FROM now() - created_at)::float8 AS lag),
+a AS (
+   UPDATE actions a SET status = 'published', updated_at = now()
+     FROM o
+    WHERE a.tenant_id = o.tenant_id AND a.cycle_id = o.cycle_id
+      AND a.action_id = o.action_id AND a.status = 'pending' COLLATE "C"),
 e AS (
    UPDATE actions SET published_at = now(),
           status = CASE status WHEN 'pending' THEN 'published' ELSE status END,
-          updated_at = now()
-    WHERE tenant_id = :t AND cycle_id = :c AND published_at IS NULL AND message IS NOT NULL
+          message = message - 'headers' - 'head', updated_at = now()
+    WHERE outbox_id = ANY((:ids)::bigint[] || (:eid)::bigint)
+      AND published_at IS NULL AND message IS NOT NULL
    RETURNING extract(epoch FROM now() - created_at)::float8 AS lag)
 SELECT lag FROM o UNION ALL SELECT lag FROM e;
 COMMIT;

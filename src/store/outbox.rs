@@ -435,7 +435,11 @@ impl Store {
         );
         // An entry's own row takes its confirm time whatever its status (an executor may
         // report before the broker confirms), and `published` only from `pending`. It keeps
-        // its message's address and drops what only a re-publish reads (V27).
+        // its message's address and drops what only a re-publish reads (V27). An outbox row
+        // rarely carries an action now, so the planner took `o` for empty and walked
+        // `actions_status` over every 'pending' entry, dead ones included (126 buffers, 1.4
+        // ms a mark at 10,000 tenants); `COLLATE "C"` keeps that index out of its reach, and
+        // it goes from `o` to the actions' keys.
         let mark = tx.query_cached(
             "WITH o AS (
                 UPDATE outbox SET published_at = now()
@@ -446,7 +450,7 @@ impl Store {
                 UPDATE actions a SET status = 'published', updated_at = now()
                 FROM o
                 WHERE a.tenant_id = o.tenant_id AND a.cycle_id = o.cycle_id
-                  AND a.action_id = o.action_id AND a.status = 'pending'),
+                  AND a.action_id = o.action_id AND a.status = 'pending' COLLATE \"C\"),
              e AS (
                 UPDATE actions SET published_at = now(),
                        status = CASE status WHEN 'pending' THEN 'published' ELSE status END,
