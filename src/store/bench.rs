@@ -15,15 +15,14 @@ pub struct BenchCycle {
 }
 
 impl Store {
-    /// Cycles recorded for these message ids, and outbox rows still unpublished (any tenant).
+    /// Cycles recorded for these message ids, and messages still unpublished (any tenant,
+    /// either table: `revenue_os.outbox_backlog`).
     pub async fn bench_progress(&self, message_ids: &[&str]) -> Result<(i64, i64), StoreError> {
         let client = self.pool.get().await?;
         let row = client
             .query_one(
                 "SELECT (SELECT count(*) FROM cycles WHERE message_id = ANY($1)),
-                        (SELECT count(*) FROM outbox WHERE published_at IS NULL)
-                      + (SELECT count(*) FROM actions
-                          WHERE published_at IS NULL AND message IS NOT NULL)",
+                        (SELECT pending FROM revenue_os.outbox_backlog())",
                 &[&message_ids],
             )
             .await?;
@@ -176,9 +175,7 @@ impl Store {
                 "SELECT (SELECT count(*) FROM cycles WHERE executed_at >= $2
                            AND (message_id LIKE $1 OR trigger_type = 'metric_deviation')),
                         (SELECT count(*) FROM actions WHERE status = 'pending'),
-                        (SELECT count(*) FROM outbox WHERE published_at IS NULL)
-                      + (SELECT count(*) FROM actions
-                          WHERE published_at IS NULL AND message IS NOT NULL),
+                        (SELECT pending FROM revenue_os.outbox_backlog()),
                         (SELECT followed_up_at IS NOT NULL FROM loads WHERE load_id = $3)",
                 &[&prefix, &since, &load_id],
             )
@@ -233,9 +230,7 @@ impl Store {
                                                 HAVING count(*) > 1) d),
                         (SELECT count(*) FROM a),
                         (SELECT count(*) FROM a WHERE status = 'pending'),
-                        (SELECT count(*) FROM outbox WHERE published_at IS NULL)
-                      + (SELECT count(*) FROM actions
-                          WHERE published_at IS NULL AND message IS NOT NULL),
+                        (SELECT pending FROM revenue_os.outbox_backlog()),
                         (SELECT count(*) FROM watchdog_evaluations e JOIN seeded USING (cycle_id)
                           WHERE e.as_of = $2),
                         (SELECT count(*) FROM deviations WHERE day = $2),

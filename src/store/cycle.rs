@@ -199,16 +199,11 @@ async fn cycle_in(
         duration_ms,
     };
     let super::Plan { messages, held } = policy.plan(req.cycle_id, &result, status, &approvals);
-    // The output's action messages go with their actions rows (V27); the rest to the outbox.
-    let in_output =
-        |id: &str| matches!(&result, Ok(out) if out.actions.iter().any(|a| a.action_id == id));
-    let (entries, messages): (Vec<_>, Vec<_>) = messages.into_iter().partition(|m| {
-        m.action_id.as_deref().is_some_and(in_output) && outbox::entry_message(m).is_some()
-    });
-    let kept: Vec<(&str, serde_json::Value)> = entries
-        .iter()
-        .filter_map(|m| Some((m.action_id.as_deref()?, outbox::entry_message(m)?)))
-        .collect();
+    // The actions' messages go with their actions rows (V27); the rest to the outbox.
+    let (entries, messages): (Vec<_>, Vec<_>) = messages
+        .into_iter()
+        .partition(|m| outbox::entry_message(m).is_some());
+    let kept: Vec<_> = entries.iter().filter_map(outbox::entry_message).collect();
     // Sent together, one round trip where there were three or four, and run in the order
     // sent: the actions refer to the cycle and the outbox rows to the actions. Prepared
     // first, so that none waits for its Parse while a later one runs.
@@ -467,7 +462,7 @@ async fn insert_actions(
     req: &CycleRequest,
     out: &KernelOutput,
     held: &[(String, String)],
-    entries: &[(&str, serde_json::Value)],
+    entries: &[(&str, outbox::EntryMessage<'_>)],
 ) -> Result<Vec<(String, i64)>, StoreError> {
     // Priority order (stable), so the entries' ids follow it as their messages do.
     let mut actions: Vec<_> = out.actions.iter().collect();
@@ -478,9 +473,9 @@ async fn insert_actions(
     let kind: Vec<&str> = actions.iter().map(|a| a.kind.as_str()).collect();
     let metric: Vec<&str> = actions.iter().map(|a| a.target_metric.as_str()).collect();
     let body: Vec<Json<_>> = actions.iter().map(|a| Json(*a)).collect();
-    let message: Vec<Option<&serde_json::Value>> = ids
+    let message: Vec<Option<Json<&outbox::EntryMessage<'_>>>> = ids
         .iter()
-        .map(|id| entries.iter().find(|(e, _)| e == id).map(|(_, m)| m))
+        .map(|id| entries.iter().find(|(e, _)| e == id).map(|(_, m)| Json(m)))
         .collect();
     let reason_of = |id: &str| held.iter().find(|(h, _)| h == id).map(|(_, r)| r.as_str());
     let status: Vec<&str> = ids

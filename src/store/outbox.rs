@@ -33,19 +33,33 @@ const ACTION_ENTRY_COLUMNS: &str = "a.outbox_id, a.cycle_id, a.tenant_id, a.publ
 /// An unpublished action entry (V27): the partial index `actions_unpublished` holds these.
 const ACTION_ENTRY_PENDING: &str = "a.published_at IS NULL AND a.message IS NOT NULL";
 
-/// What an action row keeps of its message when it is its own entry: everything but the
-/// action, which the row holds already. `None` for a message the outbox keeps instead.
-pub(super) fn entry_message(m: &OutboxMessage) -> Option<serde_json::Value> {
-    let (Some(_), StoredBody::AroundAction(head)) = (&m.action_id, &m.stored) else {
+/// What an action row keeps of its message when it is its own entry (`actions.message`):
+/// everything but the action, which the row holds already. Borrowed, and written as jsonb
+/// straight from here.
+#[derive(Debug, serde::Serialize)]
+pub(super) struct EntryMessage<'a> {
+    exchange: &'a str,
+    routing_key: &'a str,
+    message_id: &'a str,
+    headers: &'a serde_json::Value,
+    head: &'a serde_json::Value,
+}
+
+/// `m` as its action's entry; `None` for a message the outbox keeps instead.
+pub(super) fn entry_message(m: &OutboxMessage) -> Option<(&str, EntryMessage<'_>)> {
+    let (Some(action_id), StoredBody::AroundAction(head)) = (&m.action_id, &m.stored) else {
         return None;
     };
-    Some(serde_json::json!({
-        "exchange": m.exchange,
-        "routing_key": m.routing_key,
-        "message_id": m.message_id,
-        "headers": m.headers,
-        "head": head,
-    }))
+    Some((
+        action_id,
+        EntryMessage {
+            exchange: &m.exchange,
+            routing_key: &m.routing_key,
+            message_id: &m.message_id,
+            headers: &m.headers,
+            head,
+        },
+    ))
 }
 
 /// How a message's body goes into the row: `(body, body_ref, body_head)`.
