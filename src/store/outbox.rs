@@ -1,7 +1,7 @@
 //! The outbox: rows written in a cycle's transaction, relayed to the broker afterwards.
 
 use super::cached::Cached;
-use super::tenant::{set_tenant, set_tenants, tenant_tx, tenants_in_order};
+use super::tenant::{set_tenant, set_tenants_generic, tenant_tx, tenants_in_order};
 use super::{OutboxKey, OutboxMessage, OutboxRow, Store, StoreError, StoredBody};
 use chrono::{DateTime, Utc};
 use deadpool_postgres::Transaction;
@@ -421,7 +421,7 @@ impl Store {
         let ids: Vec<i64> = keys.iter().map(|k| k.id).collect();
         let mut client = self.pool.get().await?;
         let tx = client.transaction().await?;
-        set_tenants(&tx, &tenants).await?;
+        set_tenants_generic(&tx, &tenants).await?;
         let params: [&(dyn tokio_postgres::types::ToSql + Sync); 1] = [&ids];
         // The actions first, locked in (cycle_id, action_id) order as a report batch locks
         // them, so the two cannot deadlock; then rows and actions change in one statement.

@@ -6,7 +6,7 @@
 use super::reports::{
     ActionFacts, Judgement, ReportOutcome, ReportPolicy, ReportResult, ResultRows,
 };
-use super::tenant::{cycle_tenant, set_tenants, tenants_in_order};
+use super::tenant::{cycle_tenant, set_tenants_generic, tenants_in_order};
 use super::{Store, StoreError};
 use crate::contract::{ActionResult, ActionStatus, Report, Subject};
 use chrono::{DateTime, SubsecRound, Utc};
@@ -115,8 +115,10 @@ async fn record_batch(
         )
         .await?;
     let lock_params: [&(dyn ToSql + Sync); 2] = [&cycles, &actions];
-    let (scope, locked) =
-        futures_util::join!(set_tenants(tx, &tenants), tx.query(&lock, &lock_params));
+    let (scope, locked) = futures_util::join!(
+        set_tenants_generic(tx, &tenants),
+        tx.query(&lock, &lock_params)
+    );
     scope?;
     let mut facts: HashMap<(Uuid, String), ActionFacts> = HashMap::with_capacity(keys.len());
     for r in locked? {
