@@ -110,12 +110,26 @@ fn tenants_scope(tenants: &[Uuid]) -> String {
 
 #[cfg(test)]
 mod tests {
-    use super::tenants_in_order;
+    use super::{tenants_in_order, tenants_scope};
     use uuid::Uuid;
 
     #[test]
     fn tenants_keep_their_first_position() {
         let (a, b) = (Uuid::from_u128(1), Uuid::from_u128(2));
         assert_eq!(tenants_in_order([b, a, b, a]), vec![b, a]);
+    }
+
+    #[test]
+    fn the_scope_names_the_tenants_as_one_array() {
+        let (a, b) = (Uuid::from_u128(1), Uuid::from_u128(2));
+        assert_eq!(
+            tenants_scope(&[a, b]),
+            "SELECT set_config('revenue_os.tenant_ids', \
+             '{00000000-0000-0000-0000-000000000001,00000000-0000-0000-0000-000000000002}', true)"
+        );
+        assert_eq!(
+            tenants_scope(&[]),
+            "SELECT set_config('revenue_os.tenant_ids', '{}', true)"
+        );
     }
 }
