@@ -79,10 +79,13 @@ pub(super) async fn set_tenants(tx: &Transaction<'_>, tenants: &[Uuid]) -> Resul
     Ok(())
 }
 
-/// `set_tenants`, and the rest of `tx` on each statement's generic plan. For a statement
-/// that takes arrays (`unnest($1)`, `= ANY($1)`), the planner costs the generic plan for ten
-/// elements and a custom plan for the few a batch has, so it could plan every execution anew
-/// (0.2 to 1.5 ms each) and arrive at the same plan.
+/// `set_tenants`, and the rest of `tx` on each statement's generic plan (the cycle's
+/// transaction sets the same). Under the default the planner weighs a cached statement's
+/// generic plan against its custom ones: for one that takes arrays (`unnest($1)`, `=
+/// ANY($1)`) it costs the generic plan for ten elements and a custom one for the few a batch
+/// has, and for one re-planned after autovacuum or ANALYZE of a table it reads the two can
+/// cost about the same. Either way it could plan every execution anew (0.2 to 1.5 ms each)
+/// and arrive at the same plan.
 pub(super) async fn set_tenants_generic(
     tx: &Transaction<'_>,
     tenants: &[Uuid],
