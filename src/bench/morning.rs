@@ -20,7 +20,7 @@ use super::workers::Workers;
 use super::{Broker, Phase, TENANT_TEMPLATE, pace, pgbench_with, tenant_id};
 use crate::config::Settings;
 use crate::contract::catalog::Catalog;
-use crate::contract::{Levers, check_input, decode_input};
+use crate::contract::{Checked, Levers, check_input, decode_input};
 use crate::error::Error;
 use crate::ingest::{Format, Kind, Limits};
 use crate::store::{
@@ -125,6 +125,15 @@ pub struct MorningReport {
     pub table_bytes_after: BTreeMap<String, i64>,
     /// The PostgreSQL settings the figures depend on (`autovacuum`, `shared_buffers`, ...).
     pub server: BTreeMap<String, String>,
+    pub machine: Machine,
+}
+
+/// The machine's single-thread speed before seeding and after the workers stopped (the
+/// kernel deciding the template tenant on one thread, nothing else of the run going on).
+#[derive(Debug, Clone, Serialize)]
+pub struct Machine {
+    pub kernel_decides_per_second_before: f64,
+    pub kernel_decides_per_second_after: f64,
 }
 
 /// Loads one generated file through `ingest`'s own path; its rows and seconds.
@@ -163,11 +172,8 @@ async fn ingest(
     })
 }
 
-/// A real cycle's actions for the template tenant, repeated (with numbered ids) up to `n`.
-fn seed_actions(
-    catalog: &Catalog,
-    n: usize,
-) -> Result<(Vec<SeedAction>, serde_json::Value), Error> {
+/// The template tenant checked, and the morning after its last day.
+fn template_checked(catalog: &Catalog) -> Result<(Checked, DateTime<Utc>), Error> {
     let input = decode_input(TENANT_TEMPLATE.as_bytes())
         .map_err(|e| Error::Run(format!("tenant template: {e}")))?;
     let end = NaiveDate::parse_from_str(&input.analysis_window.end_date, "%Y-%m-%d")
@@ -179,6 +185,44 @@ fn seed_actions(
         .ok_or_else(|| Error::Run("tenant template window".into()))?;
     let checked = check_input(input, catalog, now)
         .map_err(|e| Error::Run(format!("tenant template: {}", e.message)))?;
+    Ok((checked, now))
+}
+
+/// How fast this machine ran one thread of pure work just now: the kernel deciding the
+/// template tenant again and again for `seconds`. The same build gave 15 to 35% more or
+/// fewer cycles a second from one hour to the next on the shared two-core host (README,
+/// Capacity); a probe at each end of a run tells the machine's part of two runs'
+/// difference from the code's.
+fn kernel_decides_per_second(catalog: &Catalog, seconds: f64) -> Result<f64, Error> {
+    let (checked, now) = template_checked(catalog)?;
+    let levers = Levers::default();
+    let started = Instant::now();
+    let mut n = 0u64;
+    while n == 0 || started.elapsed().as_secs_f64() < seconds {
+        let out = crate::kernel::decide(&checked, &levers, catalog, now, uuid::Uuid::nil());
+        std::hint::black_box(out)
+            .map_err(|e| Error::Run(format!("tenant template decides nothing: {}", e.message)))?;
+        n += 1;
+    }
+    Ok(n as f64 / started.elapsed().as_secs_f64())
+}
+
+async fn probe(catalog: &Catalog) -> Result<f64, Error> {
+    let catalog = catalog.clone();
+    tokio::task::spawn_blocking(move || kernel_decides_per_second(&catalog, PROBE_SECONDS))
+        .await
+        .unwrap_or_else(|e| Err(Error::Run(e.to_string())))
+}
+
+/// Long enough for a steady rate, short beside a morning.
+const PROBE_SECONDS: f64 = 2.0;
+
+/// A real cycle's actions for the template tenant, repeated (with numbered ids) up to `n`.
+fn seed_actions(
+    catalog: &Catalog,
+    n: usize,
+) -> Result<(Vec<SeedAction>, serde_json::Value), Error> {
+    let (checked, now) = template_checked(catalog)?;
     let out = crate::kernel::decide(
         &checked,
         &Levers::default(),
@@ -394,6 +438,10 @@ pub async fn run(
     let data = Dataset::new(template, opts.tenants, opts.days, yesterday)
         .ok_or_else(|| Error::Run("tenant template: unreadable window".into()))?;
 
+    let probe_before = probe(&catalog).await?;
+    say(&format!(
+        "machine: the kernel decides {probe_before:.0} times a second on one thread"
+    ));
     let seed_started = Instant::now();
     let seed_rows = seed(&owner, &store, &catalog, &data, opts, &mut say).await?;
     let seed_seconds = seed_started.elapsed().as_secs_f64();
@@ -487,6 +535,10 @@ pub async fn run(
     ]);
     let _ = tokio::task::spawn_blocking(move || workers.stop()).await;
     broker.close().await;
+    let probe_after = probe(&catalog).await?;
+    say(&format!(
+        "machine: the kernel decides {probe_after:.0} times a second on one thread"
+    ));
     let table_bytes_after: BTreeMap<_, _> = owner.bench_table_sizes().await?.into_iter().collect();
 
     let watched = (opts.tenants * opts.actions_per_tenant) as i64;
@@ -547,5 +599,9 @@ pub async fn run(
         table_bytes_before,
         table_bytes_after,
         server,
+        machine: Machine {
+            kernel_decides_per_second_before: probe_before,
+            kernel_decides_per_second_after: probe_after,
+        },
     })
 }

@@ -127,4 +127,9 @@ async fn a_small_morning_reports_every_phase_and_loses_nothing() {
     ] {
         assert!(r["server"][setting].is_string(), "server.{setting}: {r:#}");
     }
+    // And how fast the machine was at each end of it.
+    for end in ["before", "after"] {
+        let probe = number(&r, &format!("machine.kernel_decides_per_second_{end}"));
+        assert!(probe > 0.0, "machine {end}: {r:#}");
+    }
 }
