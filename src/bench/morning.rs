@@ -128,8 +128,8 @@ pub struct MorningReport {
     pub machine: Machine,
 }
 
-/// The machine's single-thread speed before seeding and after the workers stopped (the
-/// kernel deciding the template tenant on one thread, nothing else of the run going on).
+/// The machine's single-thread speed before seeding and after the workers stopped
+/// (`kernel_decides_per_second`).
 #[derive(Debug, Clone, Serialize)]
 pub struct Machine {
     pub kernel_decides_per_second_before: f64,
@@ -188,11 +188,11 @@ fn template_checked(catalog: &Catalog) -> Result<(Checked, DateTime<Utc>), Error
     Ok((checked, now))
 }
 
-/// How fast this machine ran one thread of pure work just now: the kernel deciding the
-/// template tenant again and again for `seconds`. The same build gave 15 to 35% more or
-/// fewer cycles a second from one hour to the next on the shared two-core host (README,
-/// Capacity); a probe at each end of a run tells the machine's part of two runs'
-/// difference from the code's.
+/// How fast one thread of pure arithmetic ran on this machine just now: the kernel deciding
+/// the template tenant again and again for `seconds`. On the shared two-core host the same
+/// build's decide rate moved by a quarter or more from one hour to the next (README,
+/// Capacity). The probe sees only the processor's part of that: a slow run whose probes are
+/// fast was slowed by memory, the disk or the page cache.
 fn kernel_decides_per_second(catalog: &Catalog, seconds: f64) -> Result<f64, Error> {
     let (checked, now) = template_checked(catalog)?;
     let levers = Levers::default();
