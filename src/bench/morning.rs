@@ -207,11 +207,17 @@ fn kernel_decides_per_second(catalog: &Catalog, seconds: f64) -> Result<f64, Err
     Ok(n as f64 / started.elapsed().as_secs_f64())
 }
 
-async fn probe(catalog: &Catalog) -> Result<f64, Error> {
+/// `kernel_decides_per_second` off the runtime's threads, said as well as returned.
+async fn probe(catalog: &Catalog, say: &mut impl FnMut(&str)) -> Result<f64, Error> {
     let catalog = catalog.clone();
-    tokio::task::spawn_blocking(move || kernel_decides_per_second(&catalog, PROBE_SECONDS))
-        .await
-        .unwrap_or_else(|e| Err(Error::Run(e.to_string())))
+    let rate =
+        tokio::task::spawn_blocking(move || kernel_decides_per_second(&catalog, PROBE_SECONDS))
+            .await
+            .unwrap_or_else(|e| Err(Error::Run(e.to_string())))?;
+    say(&format!(
+        "machine: the kernel decides {rate:.0} times a second on one thread"
+    ));
+    Ok(rate)
 }
 
 /// Long enough for a steady rate, short beside a morning.
@@ -438,10 +444,7 @@ pub async fn run(
     let data = Dataset::new(template, opts.tenants, opts.days, yesterday)
         .ok_or_else(|| Error::Run("tenant template: unreadable window".into()))?;
 
-    let probe_before = probe(&catalog).await?;
-    say(&format!(
-        "machine: the kernel decides {probe_before:.0} times a second on one thread"
-    ));
+    let probe_before = probe(&catalog, &mut say).await?;
     let seed_started = Instant::now();
     let seed_rows = seed(&owner, &store, &catalog, &data, opts, &mut say).await?;
     let seed_seconds = seed_started.elapsed().as_secs_f64();
@@ -535,10 +538,7 @@ pub async fn run(
     ]);
     let _ = tokio::task::spawn_blocking(move || workers.stop()).await;
     broker.close().await;
-    let probe_after = probe(&catalog).await?;
-    say(&format!(
-        "machine: the kernel decides {probe_after:.0} times a second on one thread"
-    ));
+    let probe_after = probe(&catalog, &mut say).await?;
     let table_bytes_after: BTreeMap<_, _> = owner.bench_table_sizes().await?.into_iter().collect();
 
     let watched = (opts.tenants * opts.actions_per_tenant) as i64;
