@@ -298,6 +298,23 @@ impl Broker {
         })
     }
 
+    /// Triggers waiting in the triggers queue (not those a worker holds unacknowledged).
+    async fn triggers_waiting(&self) -> Result<u32, Error> {
+        let q = self
+            .channel
+            .queue_declare(
+                self.topology.triggers_queue.as_str().into(),
+                lapin::options::QueueDeclareOptions {
+                    passive: true,
+                    ..Default::default()
+                },
+                lapin::types::FieldTable::default(),
+            )
+            .await
+            .map_err(broker::BrokerError::from)?;
+        Ok(q.message_count())
+    }
+
     async fn close(self) {
         self.client.close().await;
         if let Some(d) = self.drain {
