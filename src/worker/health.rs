@@ -129,6 +129,16 @@ impl WorkerStatus {
         });
     }
 
+    /// The wait a periodic service chose before its next tick: its interval, or longer when a
+    /// run asked for it (a gauge waiting out its budget, `periodic::gauge_next`). Liveness
+    /// measures it late past this, so a chosen wait never reads as wedged.
+    pub fn service_waits(&self, name: &'static str, wait: Duration) {
+        let mut beats = self.services.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(b) = beats.iter_mut().find(|b| b.name == name) {
+            b.every = wait;
+        }
+    }
+
     /// A periodic service went round (ran, or skipped a run while the database is down).
     pub fn service_ticked(&self, name: &'static str) {
         let beats = self.services.lock().unwrap_or_else(|e| e.into_inner());
@@ -282,6 +292,24 @@ impl Snapshot {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_service_is_late_only_past_the_wait_it_chose() {
+        let status = WorkerStatus {
+            start: Instant::now() - Duration::from_secs(400),
+            ..WorkerStatus::default()
+        };
+        status.service_registered("overdue_gauge", Duration::from_secs(30));
+        // Its last tick was at the start, 400 s ago.
+        {
+            let beats = status.services.lock().unwrap();
+            beats[0].tick.0.store(1, Ordering::Relaxed);
+        }
+        let late = |s: &WorkerStatus| s.stalest_service().map(|(_, l)| l.as_secs());
+        assert!(late(&status).is_some_and(|l| (369..=371).contains(&l)));
+        status.service_waits("overdue_gauge", Duration::from_secs(390));
+        assert!(late(&status).is_some_and(|l| (9..=11).contains(&l)));
+    }
 
     fn ok() -> Snapshot {
         let s = Some(Duration::from_secs(1));

@@ -157,6 +157,7 @@ async fn drive(service: Arc<dyn Periodic>, status: Arc<WorkerStatus>, stop: Canc
             Next::Interval => service.interval(),
             Next::After(d) => d,
         };
+        status.service_waits(name, wait.max(service.interval()));
         tokio::select! {
             _ = stop.cancelled() => return,
             _ = tokio::time::sleep(wait) => {}
