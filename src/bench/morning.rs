@@ -386,8 +386,8 @@ struct Morning<'a> {
 /// the morning's cycles reads all of them (about a second of the database's time at 100,000
 /// tenants, every poll), so the poll reads only what is still moving: triggers queued and
 /// messages unconfirmed. It counts the cycles only when both are none and the follow-up is
-/// done. A poll that fails (a statement timeout on a loaded
-/// server) is said and tried again: the morning goes on without the bench watching it.
+/// done. A poll that fails (a statement timeout on a loaded server) is said and tried
+/// again: the morning goes on without the bench watching it.
 async fn settle(
     owner: &Store,
     broker: &Broker,
