@@ -6,8 +6,9 @@ use lapin::options::{BasicPublishOptions, ConfirmSelectOptions};
 use lapin::types::{AMQPValue, FieldTable};
 use lapin::{BasicProperties, Channel, Connection};
 use std::collections::HashSet;
+use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 /// How long `close` waits for confirms, and then for the broker's close-ok.
 const CLOSE_TIMEOUT: Duration = Duration::from_secs(5);
@@ -56,29 +57,74 @@ impl Outgoing {
 /// basic.return on the channel belongs to the batch in progress: lapin pairs a return with
 /// whichever ack comes next, so returns are matched to messages by `message_id` instead.
 pub struct ConfirmedPublisher {
-    channel: Channel,
-    lock: tokio::sync::Mutex<()>,
+    /// Replaced by `renew` (see `Renewal`); cloned out for each batch.
+    channel: std::sync::Mutex<Channel>,
+    /// The batch lock; it also holds the current channel's run of nacks.
+    lock: tokio::sync::Mutex<NackRun>,
     broken: AtomicBool,
     confirm_timeout: Duration,
+    renewal: Option<Renewal>,
+}
+
+/// A publisher that may open a new channel on its connection when the broker has nacked its
+/// publishes for `after`. RabbitMQ 3.10 keeps a quorum queue's client state per channel: a
+/// channel whose first publish to a queue found the queue's recorded leader on a dead node
+/// has every later publish to that queue nacked, for as long as the channel lives, however
+/// soon a new leader is elected. A new channel reads the queue's current leader. Only the
+/// publishing channel is replaced: the consumers and their unacked deliveries are untouched.
+struct Renewal {
+    conn: Arc<Connection>,
+    after: Duration,
+}
+
+/// When the current channel was first nacked. No quiet spell resets it: a stuck queue's rows
+/// are retried with a growing backoff, so its nacks may come further apart than `after`. Two
+/// unrelated elections on one channel cost one needless renewal, nothing more.
+#[derive(Default)]
+struct NackRun {
+    first: Option<Instant>,
+}
+
+impl NackRun {
+    /// Records a batch that had a nack at `now`; true when the channel was first nacked at
+    /// least `after` before.
+    fn nacked(&mut self, now: Instant, after: Duration) -> bool {
+        let first = *self.first.get_or_insert(now);
+        now.duration_since(first) >= after
+    }
 }
 
 impl ConfirmedPublisher {
     pub async fn open(conn: &Connection) -> Result<Self, BrokerError> {
-        let channel = conn.create_channel().await?;
-        channel
-            .confirm_select(ConfirmSelectOptions::default())
-            .await?;
-        Ok(Self {
-            channel,
-            lock: tokio::sync::Mutex::new(()),
+        Ok(Self::with_channel(confirm_channel(conn).await?, None))
+    }
+
+    /// Like `open`, and renews its channel once publishes have been nacked for `after`.
+    pub async fn renewing(conn: Arc<Connection>, after: Duration) -> Result<Self, BrokerError> {
+        let channel = confirm_channel(&conn).await?;
+        Ok(Self::with_channel(channel, Some(Renewal { conn, after })))
+    }
+
+    fn with_channel(channel: Channel, renewal: Option<Renewal>) -> Self {
+        Self {
+            channel: std::sync::Mutex::new(channel),
+            lock: tokio::sync::Mutex::new(NackRun::default()),
             broken: AtomicBool::new(false),
             confirm_timeout: Duration::from_secs(30),
-        })
+            renewal,
+        }
+    }
+
+    fn channel(&self) -> Channel {
+        self.channel
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
     }
 
     /// False once the channel closed or a confirm went missing; open a new one then.
     pub fn is_usable(&self) -> bool {
-        self.channel.status().connected() && !self.broken.load(Ordering::Relaxed)
+        self.channel().status().connected() && !self.broken.load(Ordering::Relaxed)
     }
 
     pub async fn publish(&self, msg: &Outgoing) -> Result<(), BrokerError> {
@@ -90,15 +136,15 @@ impl ConfirmedPublisher {
 
     /// Publishes every message, then waits for all confirms. One result per message, in order.
     pub async fn publish_batch(&self, msgs: &[Outgoing]) -> Vec<Result<(), BrokerError>> {
-        let _guard = self.lock.lock().await;
+        let mut run = self.lock.lock().await;
+        let channel = self.channel();
         let mut pending = Vec::with_capacity(msgs.len());
         for m in msgs {
             let opts = BasicPublishOptions {
                 mandatory: m.mandatory,
                 ..Default::default()
             };
-            let sent = self
-                .channel
+            let sent = channel
                 .basic_publish(
                     m.exchange.as_str().into(),
                     m.routing_key.as_str().into(),
@@ -138,6 +184,13 @@ impl ConfirmedPublisher {
             });
             confirmations.push(c);
         }
+        if let Some(r) = &self.renewal
+            && confirmations.iter().any(|c| matches!(c, Ok(true)))
+            && run.nacked(Instant::now(), r.after)
+        {
+            self.renew(r, &channel).await;
+            *run = NackRun::default();
+        }
         msgs.iter()
             .zip(confirmations)
             .map(|(m, c)| match c {
@@ -152,22 +205,74 @@ impl ConfirmedPublisher {
             .collect()
     }
 
+    /// Opens a new confirm channel in place of `old` (every confirm of `old` is settled: the
+    /// batch lock is held). A new channel that cannot be opened marks the publisher unusable,
+    /// so the worker opens a new session.
+    async fn renew(&self, r: &Renewal, old: &Channel) {
+        match confirm_channel(&r.conn).await {
+            Ok(fresh) => {
+                tracing::warn!(nacked_for = ?r.after, "publishes nacked; publishing on a new channel");
+                *self.channel.lock().unwrap_or_else(|e| e.into_inner()) = fresh;
+                let old = old.clone();
+                tokio::spawn(async move {
+                    let _ =
+                        tokio::time::timeout(CLOSE_TIMEOUT, old.close(200, "renewed".into())).await;
+                });
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "publishes nacked and no new channel; a new session");
+                self.broken.store(true, Ordering::Relaxed);
+            }
+        }
+    }
+
     /// Closes the channel; waits (boundedly, so a stalled broker cannot hang a shutdown) for
     /// the batch in progress and outstanding confirms first.
     pub async fn close(&self) {
+        let channel = self.channel();
         let flushed = tokio::time::timeout(CLOSE_TIMEOUT, async {
             let _guard = self.lock.lock().await;
-            if self.channel.status().connected() {
-                let _ = self.channel.wait_for_confirms().await;
+            if channel.status().connected() {
+                let _ = channel.wait_for_confirms().await;
             }
         })
         .await;
         if flushed.is_err() {
             tracing::warn!(waited = ?CLOSE_TIMEOUT, "publisher confirms still outstanding; closing anyway");
         }
-        if self.channel.status().connected() {
-            let _ = tokio::time::timeout(CLOSE_TIMEOUT, self.channel.close(200, "shutdown".into()))
-                .await;
+        if channel.status().connected() {
+            let _ =
+                tokio::time::timeout(CLOSE_TIMEOUT, channel.close(200, "shutdown".into())).await;
         }
+    }
+}
+
+async fn confirm_channel(conn: &Connection) -> Result<Channel, BrokerError> {
+    let channel = conn.create_channel().await?;
+    channel
+        .confirm_select(ConfirmSelectOptions::default())
+        .await?;
+    Ok(channel)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::NackRun;
+    use std::time::{Duration, Instant};
+
+    #[test]
+    fn a_channel_is_renewed_by_a_nack_coming_long_enough_after_its_first() {
+        let after = Duration::from_secs(15);
+        let t0 = Instant::now();
+        let at = |s: u64| t0 + Duration::from_secs(s);
+        let mut run = NackRun::default();
+        assert!(
+            !run.nacked(at(0), after),
+            "one nack is an election, not a stuck channel"
+        );
+        assert!(!run.nacked(at(1), after));
+        assert!(!run.nacked(at(14), after));
+        // A stuck row retried with a 40 s backoff still gets its channel renewed.
+        assert!(run.nacked(at(54), after));
     }
 }

@@ -52,9 +52,10 @@ impl Session {
         topology: &Topology,
         name: &str,
     ) -> Result<Self, BrokerError> {
-        let conn = broker::connect(settings, name).await?;
+        let conn = Arc::new(broker::connect(settings, name).await?);
         topology.declare_on(&conn).await?;
-        let publisher = Arc::new(ConfirmedPublisher::open(&conn).await?);
+        let renew_after = Duration::from_secs(settings.renew_channel_after_nacks_secs.max(1));
+        let publisher = Arc::new(ConfirmedPublisher::renewing(conn.clone(), renew_after).await?);
         // A body past the limit is dropped by lapin as it arrives (vendor/lapin/PATCH.md): a
         // prefetch window of oversized messages costs the limit each, not their size.
         let keep = Some(settings.max_message_bytes.saturating_add(1));
@@ -85,7 +86,7 @@ impl Session {
             )
             .await?;
         Ok(Self {
-            conn: Arc::new(conn),
+            conn,
             publisher,
             consume,
             consumer,
