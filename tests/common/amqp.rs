@@ -410,14 +410,35 @@ pub async fn wait_for_total(
 }
 
 /// Waits until the outbox has nothing left to publish.
+/// Waits until every outbox row is published. On timeout it says, per exchange, what is
+/// still pending and the last error, so a failure in CI names the exchange that stalled.
 pub async fn wait_outbox_drained(db: &TestDb, secs: u64) {
-    eventually(secs, "outbox drained", || async {
-        (db.count("SELECT count(*) FROM outbox_messages WHERE published_at IS NULL")
-            .await
-            == 0)
-            .then_some(())
-    })
-    .await;
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(secs);
+    let pending = "SELECT count(*) FROM outbox_messages WHERE published_at IS NULL";
+    while db.count(pending).await > 0 {
+        if tokio::time::Instant::now() > deadline {
+            let rows = db
+                .client()
+                .await
+                .query(
+                    "SELECT exchange, count(*), max(attempts), max(last_error)
+                     FROM outbox_messages WHERE published_at IS NULL GROUP BY exchange",
+                    &[],
+                )
+                .await
+                .unwrap();
+            let left: Vec<String> = rows
+                .iter()
+                .map(|r| {
+                    let (exchange, n, attempts, error): (String, i64, i32, Option<String>) =
+                        (r.get(0), r.get(1), r.get(2), r.get(3));
+                    format!("{exchange}: {n} rows, up to {attempts} attempts, {error:?}")
+                })
+                .collect();
+            panic!("outbox not drained after {secs}s: {}", left.join("; "));
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
 }
 
 /// Each of these trigger message ids made exactly one cycle.
