@@ -229,9 +229,10 @@ impl ConfirmedPublisher {
     /// Closes the channel; waits (boundedly, so a stalled broker cannot hang a shutdown) for
     /// the batch in progress and outstanding confirms first.
     pub async fn close(&self) {
-        let channel = self.channel();
         let flushed = tokio::time::timeout(CLOSE_TIMEOUT, async {
             let _guard = self.lock.lock().await;
+            // Read under the lock: the batch in progress may have renewed the channel.
+            let channel = self.channel();
             if channel.status().connected() {
                 let _ = channel.wait_for_confirms().await;
             }
@@ -240,6 +241,7 @@ impl ConfirmedPublisher {
         if flushed.is_err() {
             tracing::warn!(waited = ?CLOSE_TIMEOUT, "publisher confirms still outstanding; closing anyway");
         }
+        let channel = self.channel();
         if channel.status().connected() {
             let _ =
                 tokio::time::timeout(CLOSE_TIMEOUT, channel.close(200, "shutdown".into())).await;

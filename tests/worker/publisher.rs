@@ -60,15 +60,7 @@ async fn a_publish_to_a_deleted_exchange_does_not_stop_publishing() {
     )
     .await
     .unwrap();
-    b.ch.queue_bind(
-        actions[&crm].queue.as_str().into(),
-        crm.as_str().into(),
-        "#".into(),
-        QueueBindOptions::default(),
-        FieldTable::default(),
-    )
-    .await
-    .unwrap();
+    bind_all(&b, &actions[&crm].queue, &crm).await;
     wait_for_total(&actions, 2 * per_cycle, 60, "the second cycle's actions").await;
     events.wait_for(2, 30).await;
 
@@ -130,6 +122,19 @@ async fn start_up_sweep_waits_for_the_session_then_publishes_leftovers() {
     w.stop().await;
     b.cleanup().await;
     db.cleanup().await;
+}
+
+/// Binds `queue` to everything `exchange` routes.
+async fn bind_all(b: &TestBroker, queue: &str, exchange: &str) {
+    b.ch.queue_bind(
+        queue.into(),
+        exchange.into(),
+        "#".into(),
+        QueueBindOptions::default(),
+        FieldTable::default(),
+    )
+    .await
+    .unwrap();
 }
 
 /// The worker's connection (its broker-side pid) and the numbers of its open channels.
@@ -195,15 +200,7 @@ async fn publishes_nacked_for_a_while_go_out_on_a_new_channel_of_the_same_sessio
     )
     .await
     .unwrap();
-    b.ch.queue_bind(
-        refusing.as_str().into(),
-        crm.as_str().into(),
-        "#".into(),
-        QueueBindOptions::default(),
-        FieldTable::default(),
-    )
-    .await
-    .unwrap();
+    bind_all(&b, &refusing, &crm).await;
     let mut s = settings(&b.prefix, &db);
     s.amqp.renew_channel_after_nacks_secs = 1;
     let w = RunningWorker::start(s, &db, Hooks::default());
