@@ -121,8 +121,8 @@ pub struct AmqpSettings {
     /// PEM file of CA certificates trusted for `amqps://`, besides the system roots; empty:
     /// the system roots only.
     pub tls_ca_file: String,
-    /// Seconds of nacked publishes after which the worker publishes on a new channel (a
-    /// RabbitMQ 3.10 channel can stay stuck on a quorum queue's dead leader).
+    /// A nack this many seconds after its channel's first makes the worker publish on a new
+    /// channel (a RabbitMQ 3.10 channel can stay stuck on a quorum queue's dead leader).
     pub renew_channel_after_nacks_secs: u64,
 }
 

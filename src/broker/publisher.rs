@@ -66,8 +66,8 @@ pub struct ConfirmedPublisher {
     renewal: Option<Renewal>,
 }
 
-/// A publisher that may open a new channel on its connection when the broker has nacked its
-/// publishes for `after`. RabbitMQ 3.10 keeps a quorum queue's client state per channel: a
+/// A publisher that may open a new channel on its connection when a nack comes `after` or
+/// more after the channel's first. RabbitMQ 3.10 keeps a quorum queue's client state per channel: a
 /// channel whose first publish to a queue found the queue's recorded leader on a dead node
 /// has every later publish to that queue nacked, for as long as the channel lives, however
 /// soon a new leader is elected. A new channel reads the queue's current leader. Only the
@@ -99,7 +99,7 @@ impl ConfirmedPublisher {
         Ok(Self::with_channel(confirm_channel(conn).await?, None))
     }
 
-    /// Like `open`, and renews its channel once publishes have been nacked for `after`.
+    /// Like `open`, and renews its channel when a nack comes `after` or more after its first.
     pub async fn renewing(conn: Arc<Connection>, after: Duration) -> Result<Self, BrokerError> {
         let channel = confirm_channel(&conn).await?;
         Ok(Self::with_channel(channel, Some(Renewal { conn, after })))
