@@ -409,7 +409,6 @@ pub async fn wait_for_total(
     .await;
 }
 
-/// Waits until the outbox has nothing left to publish.
 /// Waits until every outbox row is published. On timeout it says, per exchange, what is
 /// still pending and the last error, so a failure in CI names the exchange that stalled.
 pub async fn wait_outbox_drained(db: &TestDb, secs: u64) {
@@ -430,9 +429,13 @@ pub async fn wait_outbox_drained(db: &TestDb, secs: u64) {
             let left: Vec<String> = rows
                 .iter()
                 .map(|r| {
-                    let (exchange, n, attempts, error): (String, i64, i32, Option<String>) =
-                        (r.get(0), r.get(1), r.get(2), r.get(3));
-                    format!("{exchange}: {n} rows, up to {attempts} attempts, {error:?}")
+                    let (exchange, n, attempts, error): (
+                        Option<String>,
+                        i64,
+                        Option<i32>,
+                        Option<String>,
+                    ) = (r.get(0), r.get(1), r.get(2), r.get(3));
+                    format!("{exchange:?}: {n} rows, up to {attempts:?} attempts, {error:?}")
                 })
                 .collect();
             panic!("outbox not drained after {secs}s: {}", left.join("; "));
