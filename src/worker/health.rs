@@ -130,7 +130,7 @@ impl WorkerStatus {
     }
 
     /// The wait a periodic service chose before its next tick: its interval, or longer when a
-    /// run asked for it (a gauge waiting out its budget, `periodic::gauge_next`). Liveness
+    /// run asked for it (a gauge waiting out its budget, `periodic::Next::Budgeted`). Liveness
     /// measures it late past this, so a chosen wait never reads as wedged.
     pub fn service_waits(&self, name: &'static str, wait: Duration) {
         let mut beats = self.services.lock().unwrap_or_else(|e| e.into_inner());

@@ -3,11 +3,11 @@
 //! it comes, the count runs once an interval per worker. Past 1,000,000 actions the statuses
 //! nobody acts on are sampled (`revenue_os.action_status_counts`, migration V22).
 
-use super::{Next, Periodic, gauge_next};
+use super::{Next, Periodic};
 use crate::store::{Store, StoreError, bounded};
 use crate::telemetry::metrics;
 use futures_util::future::BoxFuture;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 pub struct ActionGauge {
     pub store: Store,
@@ -26,10 +26,9 @@ impl Periodic for ActionGauge {
 
     fn run_once(&self) -> BoxFuture<'_, Result<Next, StoreError>> {
         Box::pin(async move {
-            let started = Instant::now();
             let counts = bounded(self.deadline, self.store.action_status_counts()).await?;
             metrics::actions_by_status(&counts);
-            Ok(gauge_next(self.every, started.elapsed()))
+            Ok(Next::Budgeted)
         })
     }
 }

@@ -47,6 +47,9 @@ pub enum Next {
     Interval,
     /// Sooner or later than that (a probe backing off, a first sweep waiting for a session).
     After(Duration),
+    /// After its interval, or `GAUGE_BUDGET` times this run's length if that is longer: a
+    /// gauge whose read grows with the tables.
+    Budgeted,
 }
 
 /// A gauge that reads the whole of a table grows with it: at 100,000 tenants
@@ -56,9 +59,9 @@ pub enum Next {
 /// its figures move in hours, and minutes of staleness hide nothing.
 const GAUGE_BUDGET: u32 = 50;
 
-/// A gauge's next run: after `every`, or after `GAUGE_BUDGET` times what this run `took`.
-pub fn gauge_next(every: Duration, took: Duration) -> Next {
-    Next::After(every.max(took.saturating_mul(GAUGE_BUDGET)))
+/// The wait `Next::Budgeted` asks for: `every`, or `GAUGE_BUDGET` times what the run `took`.
+fn budgeted(every: Duration, took: Duration) -> Duration {
+    every.max(took.saturating_mul(GAUGE_BUDGET))
 }
 
 /// One kind of periodic work. `run_once` bounds its own store calls (they carry the
@@ -133,6 +136,7 @@ async fn drive(service: Arc<dyn Periodic>, status: Arc<WorkerStatus>, stop: Canc
     let name = service.name();
     loop {
         status.service_ticked(name);
+        let started = std::time::Instant::now();
         let next = if service.gated() && status.db_down() {
             Next::Interval
         } else {
@@ -156,6 +160,7 @@ async fn drive(service: Arc<dyn Periodic>, status: Arc<WorkerStatus>, stop: Canc
         let wait = match next {
             Next::Interval => service.interval(),
             Next::After(d) => d,
+            Next::Budgeted => budgeted(service.interval(), started.elapsed()),
         };
         status.service_waits(name, wait.max(service.interval()));
         tokio::select! {
@@ -269,11 +274,11 @@ mod tests {
     #[test]
     fn a_gauge_waits_its_interval_or_fifty_times_its_last_run() {
         let every = Duration::from_secs(30);
-        let next = |ms| gauge_next(every, Duration::from_millis(ms));
-        assert_eq!(next(5), Next::After(every));
-        assert_eq!(next(600), Next::After(every));
-        assert_eq!(next(601), Next::After(Duration::from_millis(30_050)));
-        assert_eq!(next(7_000), Next::After(Duration::from_secs(350)));
-        assert_eq!(gauge_next(every, Duration::MAX), Next::After(Duration::MAX));
+        let next = |ms| budgeted(every, Duration::from_millis(ms));
+        assert_eq!(next(5), every);
+        assert_eq!(next(600), every);
+        assert_eq!(next(601), Duration::from_millis(30_050));
+        assert_eq!(next(7_000), Duration::from_secs(350));
+        assert_eq!(budgeted(every, Duration::MAX), Duration::MAX);
     }
 }

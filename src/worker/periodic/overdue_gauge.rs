@@ -1,11 +1,11 @@
 //! Keeps `revenue_os_watchdog_oldest_overdue_seconds` fresh, whether or not this worker runs
 //! the watchdog: a gauge that only moves when sweeps run would hide sweeps that stopped.
 
-use super::{Next, Periodic, gauge_next};
+use super::{Next, Periodic};
 use crate::store::{Store, StoreError, bounded};
 use crate::telemetry::metrics;
 use futures_util::future::BoxFuture;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 pub struct OverdueGauge {
     pub store: Store,
@@ -24,10 +24,9 @@ impl Periodic for OverdueGauge {
 
     fn run_once(&self) -> BoxFuture<'_, Result<Next, StoreError>> {
         Box::pin(async move {
-            let started = Instant::now();
             let secs = bounded(self.deadline, self.store.oldest_overdue_evaluation_secs()).await?;
             metrics::watchdog_overdue(secs);
-            Ok(gauge_next(self.every, started.elapsed()))
+            Ok(Next::Budgeted)
         })
     }
 }
