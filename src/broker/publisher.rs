@@ -59,8 +59,8 @@ impl Outgoing {
 pub struct ConfirmedPublisher {
     /// Replaced by `renew` (see `Renewal`); cloned out for each batch.
     channel: std::sync::Mutex<Channel>,
-    /// The batch lock; it also holds the current channel's run of nacks.
-    lock: tokio::sync::Mutex<NackRun>,
+    /// The batch lock; it also holds when the current channel was first nacked.
+    lock: tokio::sync::Mutex<FirstNack>,
     broken: AtomicBool,
     confirm_timeout: Duration,
     renewal: Option<Renewal>,
@@ -81,11 +81,11 @@ struct Renewal {
 /// are retried with a growing backoff, so its nacks may come further apart than `after`. Two
 /// unrelated elections on one channel cost one needless renewal, nothing more.
 #[derive(Default)]
-struct NackRun {
+struct FirstNack {
     first: Option<Instant>,
 }
 
-impl NackRun {
+impl FirstNack {
     /// Records a batch that had a nack at `now`; true when the channel was first nacked at
     /// least `after` before.
     fn nacked(&mut self, now: Instant, after: Duration) -> bool {
@@ -108,7 +108,7 @@ impl ConfirmedPublisher {
     fn with_channel(channel: Channel, renewal: Option<Renewal>) -> Self {
         Self {
             channel: std::sync::Mutex::new(channel),
-            lock: tokio::sync::Mutex::new(NackRun::default()),
+            lock: tokio::sync::Mutex::new(FirstNack::default()),
             broken: AtomicBool::new(false),
             confirm_timeout: Duration::from_secs(30),
             renewal,
@@ -136,7 +136,7 @@ impl ConfirmedPublisher {
 
     /// Publishes every message, then waits for all confirms. One result per message, in order.
     pub async fn publish_batch(&self, msgs: &[Outgoing]) -> Vec<Result<(), BrokerError>> {
-        let mut run = self.lock.lock().await;
+        let mut nacks = self.lock.lock().await;
         let channel = self.channel();
         let mut pending = Vec::with_capacity(msgs.len());
         for m in msgs {
@@ -186,10 +186,10 @@ impl ConfirmedPublisher {
         }
         if let Some(r) = &self.renewal
             && confirmations.iter().any(|c| matches!(c, Ok(true)))
-            && run.nacked(Instant::now(), r.after)
+            && nacks.nacked(Instant::now(), r.after)
         {
             self.renew(r, &channel).await;
-            *run = NackRun::default();
+            *nacks = FirstNack::default();
         }
         msgs.iter()
             .zip(confirmations)
@@ -259,7 +259,7 @@ async fn confirm_channel(conn: &Connection) -> Result<Channel, BrokerError> {
 
 #[cfg(test)]
 mod tests {
-    use super::NackRun;
+    use super::FirstNack;
     use std::time::{Duration, Instant};
 
     #[test]
@@ -267,7 +267,7 @@ mod tests {
         let after = Duration::from_secs(15);
         let t0 = Instant::now();
         let at = |s: u64| t0 + Duration::from_secs(s);
-        let mut run = NackRun::default();
+        let mut run = FirstNack::default();
         assert!(
             !run.nacked(at(0), after),
             "one nack is an election, not a stuck channel"
