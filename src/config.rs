@@ -186,6 +186,9 @@ pub struct WorkerSettings {
     /// Report batches recorded at once. While they run, the next reports wait in the results
     /// consumer's prefetch, so under load batches grow instead of multiplying.
     pub report_tasks: usize,
+    /// While cycles run, a report batch is taken at most this often (`worker::turns`), so a
+    /// burst of triggers is not slowed by bookkeeping; 0: reports never wait.
+    pub report_turn_ms: u64,
     /// `/healthz` fails when the consume loop, the relay, or running triggers have made no
     /// progress for this long (waiting out a database outage does not count).
     pub wedged_after_secs: u64,

@@ -117,6 +117,10 @@ pub struct MorningReport {
     /// Actions still waiting for their executor's reports when the paced phase started: the
     /// results consumer's backlog it competes with.
     pub paced_reports_backlog: i64,
+    /// The same when it ended (its own cycles' actions included): with
+    /// `paced_reports_backlog`, how far the results consumer got while cycles had priority
+    /// (`worker.report_turn_ms`).
+    pub paced_reports_backlog_after: i64,
     pub worker_peak_rss_mib: Vec<f64>,
     /// The workers' peak RSS so far, read when the first cycle was counted (load, watch and
     /// most of detection behind), when the last action was confirmed, and at the end.
@@ -554,9 +558,15 @@ pub async fn run(
         None,
     )
     .await?;
+    let paced_reports_backlog_after = owner.bench_actions_awaiting_reports().await?;
     say(&format!(
-        "paced at {}/s: latency p50 {:.1} ms p95 {:.1} ms p99 {:.1} ms",
-        opts.paced_rate, paced.latency.p50_ms, paced.latency.p95_ms, paced.latency.p99_ms
+        "paced at {}/s: latency p50 {:.1} ms p95 {:.1} ms p99 {:.1} ms; reports awaited {} -> {}",
+        opts.paced_rate,
+        paced.latency.p50_ms,
+        paced.latency.p95_ms,
+        paced.latency.p99_ms,
+        paced_reports_backlog,
+        paced_reports_backlog_after
     ));
     let worker_peak_rss_mib = workers.peak_rss_mib();
     let worker_peak_rss_mib_by_phase = BTreeMap::from([
@@ -622,6 +632,7 @@ pub async fn run(
         phases,
         paced,
         paced_reports_backlog,
+        paced_reports_backlog_after,
         worker_peak_rss_mib,
         worker_peak_rss_mib_by_phase,
         table_bytes_before,

@@ -2,7 +2,8 @@
 //! loop that drives it (`run`). Around them: a delivery's task (`deliveries`), settling it
 //! (`settle`), the broker session (`session`), the outbox relay (`relay`, marking confirms
 //! together through `coalesce`), periodic services
-//! (`periodic`, webhook delivery among them, over `webhook_http`), the message plan (`plan`) and what the worker knows of itself (`health`).
+//! (`periodic`, webhook delivery among them, over `webhook_http`), the message plan (`plan`),
+//! when reports give way to cycles (`turns`) and what the worker knows of itself (`health`).
 
 pub mod coalesce;
 pub mod deliveries;
@@ -16,6 +17,7 @@ pub mod relay;
 pub mod run;
 pub mod session;
 pub mod settle;
+pub mod turns;
 pub mod unit;
 pub mod webhook_http;
 

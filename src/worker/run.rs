@@ -8,6 +8,7 @@ use super::health::WorkerStatus;
 use super::periodic;
 use super::relay::Relay;
 use super::session::{self, BrokerProbe, Pause, Session};
+use super::turns::ReportTurns;
 use super::unit::Context;
 use super::{Failure, Planner, Rules};
 use crate::broker::{self, Topology};
@@ -170,12 +171,14 @@ impl Worker {
         // A report batch holds a slot until it is settled; with none free the results consumer
         // is not read, and what arrives meanwhile is the next batch.
         let report_slots = Arc::new(Semaphore::new(self.ctx.settings.worker.report_tasks.max(1)));
+        let mut turns = ReportTurns::new(Duration::from_millis(
+            self.ctx.settings.worker.report_turn_ms,
+        ));
         // A trigger task holds a slot until its rows are published and marked, not only until
         // its ack: the ack lets the broker send more, and without slots the tasks waiting to
         // publish would grow without bound.
-        let trigger_slots = Arc::new(Semaphore::new(usize::from(
-            self.ctx.settings.amqp.concurrency.max(1),
-        )));
+        let concurrency = usize::from(self.ctx.settings.amqp.concurrency.max(1));
+        let trigger_slots = Arc::new(Semaphore::new(concurrency));
         let shared = Shared {
             ctx: self.ctx.clone(),
             relay: self.relay.clone(),
@@ -188,6 +191,12 @@ impl Worker {
             // While the database is unreachable nothing more is taken from the consumers: the
             // deliveries stay with lapin and the broker, uncounted, until it answers again.
             let open = !status.db_down();
+            // A trigger task's end (the `join_next` arm) or the turn's time wakes the loop
+            // to look again at whether reports may go.
+            let now = Instant::now();
+            let cycles_running = trigger_slots.available_permits() < concurrency;
+            let reports_turn = turns.open(cycles_running, now);
+            let turn_at = turns.next(now).filter(|_| !reports_turn).unwrap_or(now);
             tokio::select! {
                 _ = shutdown.cancelled() => return End::Shutdown,
                 Some(_) = tasks.join_next(), if !tasks.is_empty() => {}
@@ -215,9 +224,11 @@ impl Worker {
                     // that is a failure like any other.
                     None => return End::Broken("consumer stream ended".into()),
                 },
-                next = s.results_consumer.next(), if open && report_slots.available_permits() > 0 => match next {
+                _ = tokio::time::sleep_until(turn_at.into()), if !reports_turn => {}
+                next = s.results_consumer.next(), if open && reports_turn && report_slots.available_permits() > 0 => match next {
                     Some(Ok(d)) => {
                         status.broker_answered();
+                        turns.taken(Instant::now());
                         let mut batch = vec![d];
                         let ended = take_waiting(&mut s.results_consumer, &mut batch, report_batch, "results consumer");
                         let work = deliveries::reports(shared.clone(), &mut in_order, batch);

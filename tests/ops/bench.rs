@@ -112,6 +112,7 @@ async fn a_small_morning_reports_every_phase_and_loses_nothing() {
         assert_eq!(at.as_array().map(Vec::len), Some(1), "{phase}: {r:#}");
     }
     assert!(number(&r, "paced_reports_backlog") >= 0.0);
+    assert!(number(&r, "paced_reports_backlog_after") >= 0.0);
     for table in ["metric_snapshots", "cycles", "actions"] {
         assert!(
             number(&r, &format!("table_bytes_after.{table}")) > 0.0,

@@ -364,6 +364,78 @@ async fn reports_waiting_in_the_queue_survive_a_worker_restart() {
     db.cleanup().await;
 }
 
+/// Reports give way to running cycles (`worker.report_turn_ms`). While a trigger's cycle
+/// waits on its tenant's lock, a first report is taken at once, but the next waits for the
+/// turn (ten minutes here) or for the cycle's end, whichever is first. At 0 both are recorded
+/// while the cycle still waits.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reports_wait_for_running_cycles_unless_the_turn_is_zero() {
+    for (turn_ms, second_waits) in [(600_000, true), (0, false)] {
+        let db = TestDb::new().await;
+        let b = TestBroker::new().await;
+        let mut s = settings(&b.prefix, &db);
+        s.worker.report_turn_ms = turn_ms;
+        let w = RunningWorker::start(s, &db, Hooks::default());
+        let (tenant, subjects) = cycle_with_actions(&b, &db, "turn-1").await;
+        let subject = &subjects[0];
+        let t = json!(tenant.to_string());
+
+        // Another tenant's cycle, held on its advisory lock (store: `tenant_lock_key`) by
+        // this test's own transaction, well inside the cycle's 20 s lock_timeout.
+        let other = import_tenant(&db).await;
+        let (hi, lo) = other.as_u64_pair();
+        let mut holder = db.client().await;
+        let hold = holder.transaction().await.unwrap();
+        hold.execute("SELECT pg_advisory_xact_lock($1)", &[&((hi ^ lo) as i64)])
+            .await
+            .unwrap();
+        b.trigger(other, Some(WINDOW), "turn-2").await;
+        let waiting = "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND NOT granted";
+        eventually(
+            10,
+            "the other tenant's cycle waiting on its lock",
+            || async { (db.count(waiting).await > 0).then_some(()) },
+        )
+        .await;
+
+        publish_report(
+            &b,
+            "t-1",
+            event("t-1", "acknowledged", subject, json!({"tenant_id": t})),
+        )
+        .await;
+        wait_status(&db, subject, "acknowledged").await;
+        let applied = json!({"tenant_id": t, "before": 1.0, "after": 2.0, "external_ref": "x:1"});
+        publish_report(&b, "t-2", event("t-2", "applied", subject, applied)).await;
+        if second_waits {
+            tokio::time::sleep(std::time::Duration::from_secs(2)).await;
+            assert_eq!(
+                status(&db, subject).await,
+                "acknowledged",
+                "a second report while the cycle runs waits for its turn"
+            );
+            assert!(db.count(waiting).await > 0, "the cycle still waits");
+        } else {
+            wait_status(&db, subject, "applied").await;
+            assert!(
+                db.count(waiting).await > 0,
+                "recorded while the cycle still waits"
+            );
+        }
+        hold.rollback().await.unwrap();
+        wait_status(&db, subject, "applied").await;
+        let done =
+            "SELECT count(*) FROM cycles WHERE message_id = 'turn-2' AND status = 'completed'";
+        eventually(30, "the held cycle completed", || async {
+            (db.count(done).await == 1).then_some(())
+        })
+        .await;
+        w.stop().await;
+        b.cleanup().await;
+        db.cleanup().await;
+    }
+}
+
 /// A burst of reports waiting in the queue is taken in batches (`worker.report_batch`): the
 /// reports share transactions, yet each action's `acknowledged` then `applied` is judged in
 /// that order, a duplicate inside the burst is recorded once, and a bad report among them is
