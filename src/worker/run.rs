@@ -191,12 +191,12 @@ impl Worker {
             // While the database is unreachable nothing more is taken from the consumers: the
             // deliveries stay with lapin and the broker, uncounted, until it answers again.
             let open = !status.db_down();
-            // A trigger task's end (the `join_next` arm) or the turn's time wakes the loop
-            // to look again at whether reports may go.
+            // Reports held back by running cycles: a trigger task's end (the `join_next` arm)
+            // or their turn's time wakes the loop to look again.
             let now = Instant::now();
             let cycles_running = trigger_slots.available_permits() < concurrency;
             let reports_turn = turns.open(cycles_running, now);
-            let turn_at = turns.next(now).filter(|_| !reports_turn).unwrap_or(now);
+            let turn_at = turns.next(now).unwrap_or(now);
             tokio::select! {
                 _ = shutdown.cancelled() => return End::Shutdown,
                 Some(_) = tasks.join_next(), if !tasks.is_empty() => {}
