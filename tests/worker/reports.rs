@@ -390,7 +390,10 @@ async fn reports_wait_for_running_cycles_unless_the_turn_is_zero() {
             .await
             .unwrap();
         b.trigger(other, Some(WINDOW), "turn-2").await;
-        let waiting = "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND NOT granted";
+        // This database's locks only: other tests run beside this one.
+        let waiting = "SELECT count(*) FROM pg_locks l JOIN pg_database d ON d.oid = l.database
+                       WHERE d.datname = current_database()
+                         AND l.locktype = 'advisory' AND NOT l.granted";
         eventually(
             10,
             "the other tenant's cycle waiting on its lock",
