@@ -4,6 +4,7 @@
 //! and the outbox left over; then it measures the database ceiling for the same work with
 //! pgbench (deploy/bench/cycle.sql) and reports the worker's fraction of it.
 
+mod cpu;
 mod dataset;
 pub mod morning;
 mod workers;

@@ -16,6 +16,7 @@
 //! on; then the ceilings: pgbench running one cycle's statements (deploy/bench/cycle.sql) as
 //! the worker's role, and the database's raw COPY rate.
 
+use super::cpu::{CpuPer, Sampler};
 use super::workers::Workers;
 use super::{Broker, Phase, TENANT_TEMPLATE, pace, pgbench_with, tenant_id};
 use crate::config::Settings;
@@ -94,6 +95,12 @@ pub struct Ceiling {
     pub decide_ratio: Option<f64>,
     /// Binary COPY of metric rows into a temporary table: the loader's floor.
     pub copy_rows_per_second: f64,
+    /// The CPU of one pgbench transaction, by process (`postgres_ms` is the database's work).
+    pub pgbench_cpu_ms_per_transaction: Option<CpuPer>,
+    /// PostgreSQL's CPU a pgbench transaction over its CPU a decided cycle: the ceiling
+    /// compared in the database's work alone, without the broker and the workers that share
+    /// this host's cores.
+    pub postgres_cpu_ratio: Option<f64>,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -108,6 +115,9 @@ pub struct MorningReport {
     pub phases: Phases,
     /// From the first load's start to the last action's confirm.
     pub end_to_end_seconds: f64,
+    /// The CPU of one decided cycle over the decide phase, by process: what a deployment is
+    /// sized from, and steadier than cycles/s on a shared host.
+    pub decide_cpu_ms_per_cycle: Option<CpuPer>,
     pub cycles: i64,
     pub actions_published: i64,
     pub lost: Lost,
@@ -194,9 +204,9 @@ fn template_checked(catalog: &Catalog) -> Result<(Checked, DateTime<Utc>), Error
 
 /// How fast one thread of pure arithmetic ran on this machine just now: the kernel deciding
 /// the template tenant again and again for `seconds`. On the shared two-core host the same
-/// build's decide rate moved by a quarter or more from one hour to the next (README,
-/// Capacity). The probe sees only the processor's part of that: a slow run whose probes are
-/// fast was slowed by memory, the disk or the page cache.
+/// build's decide rate moved by a quarter or more from one hour to the next
+/// (docs/capacity.md). The probe sees only the processor's part of that: a slow run whose
+/// probes are fast was slowed by memory, the disk or the page cache.
 fn kernel_decides_per_second(catalog: &Catalog, seconds: f64) -> Result<f64, Error> {
     let (checked, now) = template_checked(catalog)?;
     let levers = Levers::default();
@@ -489,6 +499,7 @@ pub async fn run(
     let broker = Broker::open(&settings, &catalog, true).await?;
     let workers = Workers::spawn(&settings, &worker_url, opts.workers)?;
     workers.wait_ready().await?;
+    let cpu = Sampler::start(workers.pids());
     say(&format!(
         "{} worker(s) ready, concurrency {} each; the morning starts",
         opts.workers, settings.amqp.concurrency
@@ -542,10 +553,17 @@ pub async fn run(
         detect: span(t0, watch_end, detect_end, facts.deviations),
         decide: span(t0, decide_start, last, facts.cycles_completed),
     };
+    let decide_cpu_ms_per_cycle = cpu
+        .per(decide_start, last, phases.decide.count as f64)
+        .await;
     say(&format!(
-        "morning: {:.1} s end to end; decide {:.1} cycles/s",
+        "morning: {:.1} s end to end; decide {:.1} cycles/s{}",
         secs(t0, last),
-        phases.decide.per_second
+        phases.decide.per_second,
+        decide_cpu_ms_per_cycle.map_or_else(String::new, |c| format!(
+            ", {:.2} ms of CPU a cycle ({:.2} of it PostgreSQL's)",
+            c.machine_ms, c.postgres_ms
+        ))
     ));
 
     let paced_reports_backlog = owner.bench_actions_awaiting_reports().await?;
@@ -596,11 +614,13 @@ pub async fn run(
     );
     let (url, tenants) = (worker_url.clone(), opts.tenants);
     let (clients, seconds) = (opts.pgbench_clients, opts.pgbench_seconds);
+    let pgbench_from = Utc::now();
     let pgbench = tokio::task::spawn_blocking(move || {
         pgbench_with(&url, tenants, clients, seconds, Some(&window))
     })
     .await
     .unwrap_or_else(|e| Err(Error::Run(e.to_string())));
+    let pgbench_to = Utc::now();
     let pgbench_cycles_per_second = match pgbench {
         Ok(tps) => Some(tps),
         Err(e) => {
@@ -608,6 +628,20 @@ pub async fn run(
             None
         }
     };
+    // Its transactions: the rate over the run it was asked for (the window read also holds
+    // its connecting, a few milliseconds).
+    let pgbench_cpu_ms_per_transaction = match pgbench_cycles_per_second {
+        Some(tps) => {
+            cpu.per(
+                pgbench_from,
+                pgbench_to,
+                tps * f64::from(opts.pgbench_seconds),
+            )
+            .await
+        }
+        None => None,
+    };
+    drop(cpu);
     let copy_rows = (opts.tenants as u64 * 100).clamp(200_000, 2_000_000);
     let copy_seconds = store.bench_copy(copy_rows).await?;
     Ok(MorningReport {
@@ -619,6 +653,7 @@ pub async fn run(
         seed_seconds,
         seed_rows,
         end_to_end_seconds: secs(t0, last),
+        decide_cpu_ms_per_cycle,
         cycles: facts.cycles,
         actions_published: facts.actions - facts.actions_unpublished,
         lost,
@@ -628,6 +663,11 @@ pub async fn run(
                 .map(|c| phases.decide.per_second / c),
             pgbench_cycles_per_second,
             copy_rows_per_second: copy_rows as f64 / copy_seconds.max(1e-9),
+            postgres_cpu_ratio: pgbench_cpu_ms_per_transaction
+                .zip(decide_cpu_ms_per_cycle)
+                .filter(|(_, d)| d.postgres_ms > 0.0)
+                .map(|(p, d)| p.postgres_ms / d.postgres_ms),
+            pgbench_cpu_ms_per_transaction,
         },
         phases,
         paced,

@@ -80,6 +80,11 @@ impl Workers {
         Ok(())
     }
 
+    /// The workers' process ids (their CPU is read from `/proc`).
+    pub fn pids(&self) -> Vec<u32> {
+        self.children.iter().map(Child::id).collect()
+    }
+
     pub fn peak_rss_mib(&self) -> Vec<f64> {
         self.children
             .iter()

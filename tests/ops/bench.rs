@@ -105,6 +105,28 @@ async fn a_small_morning_reports_every_phase_and_loses_nothing() {
     assert!(number(&r, "ceiling.copy_rows_per_second") > 0.0);
     let pg = &r["ceiling"]["pgbench_cycles_per_second"];
     assert!(pg.is_null() || pg.as_f64().is_some_and(|c| c > 0.0), "{pg}");
+    // The CPU a decided cycle and a pgbench transaction cost, by process, read from /proc.
+    if cfg!(target_os = "linux") {
+        for part in [
+            "machine_ms",
+            "postgres_ms",
+            "rabbitmq_ms",
+            "workers_ms",
+            "other_ms",
+        ] {
+            let ms = number(&r, &format!("decide_cpu_ms_per_cycle.{part}"));
+            assert!(ms >= 0.0, "{part}: {r:#}");
+        }
+        assert!(
+            number(&r, "decide_cpu_ms_per_cycle.machine_ms") > 0.0,
+            "{r:#}"
+        );
+        if !pg.is_null() {
+            let ms = number(&r, "ceiling.pgbench_cpu_ms_per_transaction.postgres_ms");
+            assert!(ms > 0.0, "{r:#}");
+            assert!(number(&r, "ceiling.postgres_cpu_ratio") > 0.0, "{r:#}");
+        }
+    }
     assert_eq!(r["worker_peak_rss_mib"].as_array().unwrap().len(), 1);
     // Where memory grew, and the reports backlog the paced phase competed with.
     for phase in ["first_cycle", "last_confirmed", "end"] {
