@@ -8,7 +8,7 @@
 /// in it. The runtime's threads run every task in turn, so each arena grew to the worker's
 /// busiest moment: at 100,000 tenants two of them held 11 to 20 MB each, most of the worker's
 /// anonymous memory. With one arena a 10,000-tenant morning at concurrency 32 peaked at
-/// 45.6 MiB instead of 52.4, at the same cycles per second (README, Capacity): the worker has
+/// 45.6 MiB instead of 52.4, at the same cycles per second (docs/capacity.md): the worker has
 /// two busy threads, so the arena's lock is rarely contended.
 pub fn one_malloc_arena() {
     let chosen = std::env::var_os("MALLOC_ARENA_MAX").is_some()
