@@ -21,7 +21,7 @@ const EVERY: Duration = Duration::from_millis(250);
 /// Busy CPU time so far, in ticks.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct Ticks {
-    /// Every CPU, all but idle and I/O wait (`/proc/stat`).
+    /// Every CPU, all but idle, I/O wait and steal (`/proc/stat`).
     pub machine: u64,
     pub postgres: u64,
     pub rabbitmq: u64,
@@ -69,7 +69,8 @@ impl CpuPer {
 }
 
 /// The busy ticks in `/proc/stat`'s first line (`cpu user nice system idle iowait irq
-/// softirq steal ...`): all but idle and iowait. Guest time is already inside user.
+/// softirq steal ...`): user to softirq less idle and iowait. Steal is time the hypervisor
+/// gave to someone else, and guest time is already inside user.
 pub fn machine_busy(stat: &str) -> Option<u64> {
     let line = stat.lines().next()?;
     let mut fields = line.split_whitespace();
@@ -77,7 +78,7 @@ pub fn machine_busy(stat: &str) -> Option<u64> {
         return None;
     }
     let v: Vec<u64> = fields
-        .take(8)
+        .take(7)
         .map(str::parse)
         .collect::<Result<_, _>>()
         .ok()?;
@@ -216,9 +217,9 @@ mod tests {
     use chrono::TimeZone;
 
     #[test]
-    fn the_machine_is_busy_for_all_but_idle_and_iowait() {
+    fn the_machine_is_busy_for_all_but_idle_iowait_and_steal() {
         let stat = "cpu  100 5 50 1000 20 3 7 2 0 0\ncpu0 50 2 25 500 10 1 3 1 0 0\n";
-        assert_eq!(machine_busy(stat), Some(100 + 5 + 50 + 3 + 7 + 2));
+        assert_eq!(machine_busy(stat), Some(100 + 5 + 50 + 3 + 7));
         assert_eq!(machine_busy("intr 1 2 3"), None);
         assert_eq!(machine_busy("cpu 1 x 3 4"), None);
         assert_eq!(machine_busy(""), None);
