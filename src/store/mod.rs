@@ -262,8 +262,9 @@ pub struct Store {
     primary: std::sync::Arc<std::sync::Mutex<Option<String>>>,
 }
 
-/// Advisory-lock key of a tenant: cycles and imports of one tenant take turns.
-pub(crate) fn tenant_lock_key(tenant: Uuid) -> i64 {
+/// Advisory-lock key of a tenant: cycles and imports of one tenant take turns. Public so a
+/// test can hold a tenant's lock the way the store takes it.
+pub fn tenant_lock_key(tenant: Uuid) -> i64 {
     let (hi, lo) = tenant.as_u64_pair();
     (hi ^ lo) as i64
 }

@@ -6,6 +6,7 @@ use crate::common::amqp::{RunningWorker, TestBroker, WINDOW, eventually, import_
 use crate::common::db::TestDb;
 use crate::common::process::{KillOnDrop, free_port, get, sigterm_and_wait, worker_command};
 use revenue_os::broker::Outgoing;
+use revenue_os::store::tenant_lock_key;
 use revenue_os::worker::Hooks;
 use serde_json::{Value, json};
 use uuid::Uuid;
@@ -380,15 +381,17 @@ async fn reports_wait_for_running_cycles_unless_the_turn_is_zero() {
         let subject = &subjects[0];
         let t = json!(tenant.to_string());
 
-        // Another tenant's cycle, held on its advisory lock (store: `tenant_lock_key`) by
-        // this test's own transaction, well inside the cycle's 20 s lock_timeout.
+        // Another tenant's cycle, held on its advisory lock by this test's own transaction,
+        // well inside the cycle's 20 s lock_timeout.
         let other = import_tenant(&db).await;
-        let (hi, lo) = other.as_u64_pair();
         let mut holder = db.client().await;
         let hold = holder.transaction().await.unwrap();
-        hold.execute("SELECT pg_advisory_xact_lock($1)", &[&((hi ^ lo) as i64)])
-            .await
-            .unwrap();
+        hold.execute(
+            "SELECT pg_advisory_xact_lock($1)",
+            &[&tenant_lock_key(other)],
+        )
+        .await
+        .unwrap();
         b.trigger(other, Some(WINDOW), "turn-2").await;
         // This database's locks only: other tests run beside this one.
         let waiting = "SELECT count(*) FROM pg_locks l JOIN pg_database d ON d.oid = l.database
